@@ -1,0 +1,299 @@
+"""Node configuration: one typed model loaded from YAML/JSON plus ``CALLFS_<SECTION>__<KEY>`` overrides.
+
+Follows ``shared/callfs-api.md`` ("Configuration"). Values from the environment are parsed as YAML scalars
+or flow collections (``CALLFS_AUTH__API_KEYS='[k1, k2]'``), so lists and maps can be overridden too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "CALLFS_"
+DEFAULT_CONFIG_FILE = "config.yaml"
+MIN_KEY_LENGTH = 16
+
+
+class ConfigError(Exception):
+    """The configuration cannot be loaded or is invalid; the message names the offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    """HTTP listener. Timeouts are seconds; ``max_body_bytes`` bounds one request body (bytes)."""
+
+    listen_addr: str = "127.0.0.1:8443"
+    protocol: Literal["http", "https", "auto"] = "auto"
+    external_url: str | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    read_timeout: float = Field(default=300.0, gt=0)
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+    max_body_bytes: int = Field(default=1 << 40, gt=0)
+    max_json_bytes: int = Field(default=64 * 1024, gt=0)
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_listen_addr(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+
+class AuthConfig(_Section):
+    """API keys (``api_keys[i]`` → ``api-user-<i>``; ``api_key_users``: user → key), secrets, groups."""
+
+    api_keys: list[str] = Field(default_factory=list)
+    api_key_users: dict[str, str] = Field(default_factory=dict)
+    internal_proxy_secret: str | None = None
+    single_use_link_secret: str | None = None
+    user_groups: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> AuthConfig:
+        keys = [k for k in self.api_keys if k] + list(self.api_key_users.values())
+        for key in keys:
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(f"API keys must be at least {MIN_KEY_LENGTH} characters")
+        if len(set(keys)) != len(keys):
+            raise ValueError("the same API key appears twice")
+        if self.internal_proxy_secret is not None:
+            if len(self.internal_proxy_secret) < MIN_KEY_LENGTH:
+                raise ValueError(f"internal_proxy_secret must be at least {MIN_KEY_LENGTH} characters")
+            if self.internal_proxy_secret in keys:
+                raise ValueError("internal_proxy_secret must not also be an API key")
+        if self.single_use_link_secret is not None and len(self.single_use_link_secret) < MIN_KEY_LENGTH:
+            raise ValueError(f"single_use_link_secret must be at least {MIN_KEY_LENGTH} characters")
+        return self
+
+    def users_by_key(self) -> dict[str, str]:
+        """Map of API key → user ID (``api-user-<i>`` counts only non-empty keys)."""
+        out = {key: f"api-user-{i}" for i, key in enumerate(k for k in self.api_keys if k)}
+        out.update({key: user for user, key in self.api_key_users.items()})
+        return out
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "console"
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+
+
+class BackendConfig(_Section):
+    """Byte backends. ``localfs_root_path`` defaults to ``<data_dir>/blobs``."""
+
+    default_backend: Literal["localfs", "s3"] = "localfs"
+    localfs_root_path: Path | None = None
+    s3_bucket_name: str | None = None
+    s3_region: str = "us-east-1"
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_force_path_style: bool = True
+    s3_server_side_encryption: str | None = None
+
+
+class MetadataStoreConfig(_Section):
+    """``sqlite`` (embedded, ``sqlite_path`` defaults to ``<data_dir>/metadata.db``) or ``postgres`` (``dsn``)."""
+
+    type: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = None
+    sqlite_path: Path | None = None
+    pool_min_size: int = Field(default=2, ge=1)
+    pool_max_size: int = Field(default=20, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> MetadataStoreConfig:
+        if self.type == "postgres" and not self.dsn:
+            raise ValueError("metadata_store.dsn is required when metadata_store.type is postgres")
+        return self
+
+
+class DLMConfig(_Section):
+    """Locks: ``local`` (in-process) or ``redis``. Times are seconds."""
+
+    type: Literal["local", "redis"] = "local"
+    redis_addr: str = "127.0.0.1:6379"
+    redis_password: str | None = None
+    redis_db: int = Field(default=0, ge=0)
+    wait_timeout: float = Field(default=30.0, gt=0)
+    lease_ttl: float = Field(default=15.0, gt=0)
+
+
+class InstanceDiscoveryConfig(_Section):
+    instance_id: str | None = None
+    peer_endpoints: dict[str, str] = Field(default_factory=dict)
+    dns_name: str | None = None
+
+
+class LinksConfig(_Section):
+    """Single-use links: ``sweep_interval`` seconds between sweeps of expired/used links."""
+
+    sweep_interval: float = Field(default=300.0, gt=0)
+
+
+class Config(_Section):
+    """The whole node configuration. ``data_dir`` holds generated secrets, SQLite and local blobs."""
+
+    data_dir: Path = Path("callfs-data")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    metadata_store: MetadataStoreConfig = Field(default_factory=MetadataStoreConfig)
+    dlm: DLMConfig = Field(default_factory=DLMConfig)
+    instance_discovery: InstanceDiscoveryConfig = Field(default_factory=InstanceDiscoveryConfig)
+    links: LinksConfig = Field(default_factory=LinksConfig)
+
+    @model_validator(mode="after")
+    def _check_listener(self) -> Config:
+        host, _ = split_host_port(self.server.listen_addr)
+        has_tls = self.server.cert_file is not None and self.server.key_file is not None
+        if (self.server.cert_file is None) != (self.server.key_file is None):
+            raise ValueError("server.cert_file and server.key_file must be given together")
+        if self.server.protocol == "https" and not has_tls:
+            raise ValueError("server.protocol https needs server.cert_file and server.key_file")
+        # SECURITY: plain HTTP carries API keys in clear text; only loopback may do that implicitly.
+        if self.server.protocol == "auto" and not has_tls and not is_loopback(host):
+            raise ValueError(
+                f"refusing to serve plain HTTP on non-loopback address {host!r}: "
+                "configure TLS (server.cert_file/key_file) or set server.protocol: http explicitly"
+            )
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.server.protocol != "http" and self.server.cert_file is not None
+
+    def sqlite_path(self) -> Path:
+        return self.metadata_store.sqlite_path or self.data_dir / "metadata.db"
+
+    def localfs_root(self) -> Path:
+        return self.backend.localfs_root_path or self.data_dir / "blobs"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as JSON-able data with every secret replaced by ``***``."""
+        data = json.loads(self.model_dump_json())
+        auth = data["auth"]
+        auth["api_keys"] = ["***" for _ in auth["api_keys"]]
+        auth["api_key_users"] = {user: "***" for user in auth["api_key_users"]}
+        for key in ("internal_proxy_secret", "single_use_link_secret"):
+            if auth[key] is not None:
+                auth[key] = "***"
+        for section, key in (("backend", "s3_secret_key"), ("dlm", "redis_password"), ("metadata_store", "dsn")):
+            if data[section][key] is not None:
+                data[section][key] = "***"
+        return data  # type: ignore[no-any-return]
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """Split ``host:port`` / ``[v6]:port``; raise ``ValueError`` when malformed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address {addr!r} must be host:port with a port in 1..65535")
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPv4/IPv6 literals."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested overrides from ``CALLFS_<SECTION>__<KEY>=value`` (keys lower-cased, values YAML-parsed)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (int, float, bool)) and keys[-1] in _STRING_KEYS:
+            value = raw
+        node = out
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[keys[-1]] = value
+    return out
+
+
+# Keys whose values must stay strings even when they look like numbers (a numeric-looking secret).
+_STRING_KEYS = {"redis_password", "s3_secret_key", "s3_access_key", "internal_proxy_secret",
+                "single_use_link_secret", "instance_id", "dsn", "listen_addr"}
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration.
+
+    ``path`` is a YAML or JSON file; when ``None``, ``config.yaml`` in the working directory is used if it
+    exists, else the embedded defaults. ``environ`` (default ``os.environ``) supplies overrides.
+
+    Raises:
+        ConfigError: unreadable file, syntax error, or validation error (message names the field).
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = Path(DEFAULT_CONFIG_FILE)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        data = loaded
+    _merge(data, env_overrides(environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

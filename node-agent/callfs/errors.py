@@ -1,0 +1,135 @@
+"""The storage node's error hierarchy.
+
+Every error the engine raises on purpose is a :class:`CallFSError` carrying its HTTP status and its
+machine-readable code from the CallFS v1 error taxonomy (``shared/callfs-api.md``, "Conventions").
+The HTTP layer turns them into ``{"code", "message"}`` bodies in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CallFSError(Exception):
+    """Base of all deliberate errors: ``status`` (HTTP) and ``code`` (JSON error code) are fixed per class.
+
+    ``extra`` holds additional JSON fields for the error body (e.g. ``instance_id`` and ``update_url``).
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body: ``{"code": str, "message": str, **extra}``."""
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+class BadRequest(CallFSError):
+    status = 400
+    code = "BAD_REQUEST"
+
+
+class NotADirectory(CallFSError):
+    status = 400
+    code = "NOT_A_DIRECTORY"
+
+
+class IsADirectory(CallFSError):
+    status = 400
+    code = "IS_A_DIRECTORY"
+
+
+class AuthenticationFailed(CallFSError):
+    status = 401
+    code = "AUTHENTICATION_FAILED"
+
+
+class PermissionDenied(CallFSError):
+    status = 403
+    code = "PERMISSION_DENIED"
+
+
+class NotFound(CallFSError):
+    status = 404
+    code = "FILE_NOT_FOUND"
+
+
+class MethodNotAllowed(CallFSError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
+class AlreadyExists(CallFSError):
+    status = 409
+    code = "FILE_ALREADY_EXISTS"
+
+
+class DirectoryNotEmpty(CallFSError):
+    status = 409
+    code = "DIRECTORY_NOT_EMPTY"
+
+
+class Conflict(CallFSError):
+    status = 409
+    code = "CONFLICT"
+
+
+class LinkExpired(CallFSError):
+    status = 410
+    code = "LINK_EXPIRED"
+
+
+class PreconditionFailed(CallFSError):
+    status = 412
+    code = "PRECONDITION_FAILED"
+
+
+class PayloadTooLarge(CallFSError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(CallFSError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RangeNotSatisfiable(CallFSError):
+    status = 416
+    code = "RANGE_NOT_SATISFIABLE"
+
+
+class RateLimitExceeded(CallFSError):
+    status = 429
+    code = "RATE_LIMIT_EXCEEDED"
+
+
+class QuotaExceeded(CallFSError):
+    status = 507
+    code = "QUOTA_EXCEEDED"
+
+
+class BadGateway(CallFSError):
+    status = 502
+    code = "BAD_GATEWAY"
+
+
+class ServiceUnavailable(CallFSError):
+    """A dependency (metadata store, lock service) is unreachable or a lock wait timed out.
+
+    Retryable: the HTTP layer adds ``Retry-After``.
+    """
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+
+class LockTimeout(ServiceUnavailable):
+    """A writer waited for a path lock longer than ``dlm.wait_timeout`` seconds."""
+
+    code = "LOCK_TIMEOUT"

@@ -1,0 +1,120 @@
+"""The metadata store protocol.
+
+The engine holds all filesystem semantics; a store only persists :class:`~callfs.models.Inode` and
+:class:`~callfs.models.SingleUseLink` records with transactions. Both implementations (SQLite, PostgreSQL)
+must behave identically; the shared test suite in ``tests/integration/test_metadata.py`` runs on both.
+
+Ordering rule for every listing: directories before files, then by name in byte order of the UTF-8 name
+(PostgreSQL ``COLLATE "C"``; SQLite's default BINARY collation), so both stores list identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from callfs.models import Inode, SingleUseLink
+
+
+class MetadataUnavailable(Exception):
+    """The store cannot be reached (connection refused, pool closed, timeout)."""
+
+
+class MetadataTxn(Protocol):
+    """Operations inside one transaction; all or nothing is committed.
+
+    Transactions are serialisable with respect to the rows they read ``for_update`` (PostgreSQL:
+    ``SELECT ... FOR UPDATE``; SQLite: ``BEGIN IMMEDIATE`` serialises all writers).
+    """
+
+    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
+        """The inode at canonical ``path``, or ``None``."""
+        ...
+
+    async def insert(self, inode: Inode) -> bool:
+        """Insert a new inode; ``False`` (and no change) when the path already exists."""
+        ...
+
+    async def update(self, inode: Inode) -> None:
+        """Replace every field of the existing inode at ``inode.path``."""
+        ...
+
+    async def delete(self, path: str) -> None:
+        """Delete exactly one inode (no descendants)."""
+        ...
+
+    async def has_children(self, path: str) -> bool:
+        """True when the directory at ``path`` has at least one entry."""
+        ...
+
+    async def delete_subtree(self, path: str) -> list[Inode]:
+        """Delete ``path`` and every descendant; return the deleted *file* inodes (to free their bytes)."""
+        ...
+
+    async def rename_subtree(self, src: str, dst: str) -> int:
+        """Re-key ``src`` and all descendants under ``dst`` (``dst`` must not exist); return rows moved."""
+        ...
+
+    async def list_subtree(self, path: str) -> list[Inode]:
+        """Every descendant of ``path`` (not ``path`` itself), in listing order per depth."""
+        ...
+
+    async def insert_link(self, link: SingleUseLink) -> None:
+        """Store a new single-use link."""
+        ...
+
+    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
+        """Atomically flip an ``active``, unexpired link to ``used`` (compare-and-set).
+
+        Returns the link as it was before the flip, or ``None`` when no active unexpired link has that id.
+        """
+        ...
+
+
+class MetadataStore(MetadataTxn, Protocol):
+    """A metadata store. Its own methods run each in their own short transaction (autocommit reads)."""
+
+    async def start(self) -> None:
+        """Connect, apply schema migrations, and create the root directory (``/``, ``0o1777``) if absent.
+
+        Raises:
+            MetadataUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the store answers a trivial query within about a second."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[MetadataTxn]:
+        """Open a read-write transaction; commit on normal exit, roll back on exception."""
+        ...
+
+    async def list_children(self, path: str) -> list[Inode]:
+        """Direct children of directory ``path`` in listing order."""
+        ...
+
+    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+        """Descendants of ``path`` down to ``max_depth`` levels below its children (0 = children only).
+
+        Ordered by (depth, directories first, name).
+        """
+        ...
+
+    async def get_link(self, token_id: str) -> SingleUseLink | None:
+        """The link with that token id, whatever its state."""
+        ...
+
+    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
+        """Delete expired links and used links used before ``used_before``; return how many."""
+        ...
+
+    def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
+        """Every ``blob_id`` referenced by a file on ``backend`` owned by ``instance_id`` (streamed)."""
+        ...

@@ -1,0 +1,84 @@
+"""Records shared by the engine and the metadata stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from callfs import paths
+
+
+class InodeType(StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, truncated to microseconds (what both stores keep)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Inode:
+    """One file or directory.
+
+    ``path`` is canonical (``/`` for the root) and is the primary key; ``parent`` is the canonical parent path
+    (``None`` only for the root). ``size`` is in bytes (0 for directories). ``mode`` holds the permission bits
+    including the sticky bit (``0o1777`` for the root). ``version`` starts at 1 and increases on every content
+    change (it feeds the ETag and fences concurrent writers). For files, ``backend`` names the byte backend,
+    ``blob_id`` the object holding the bytes there and ``instance_id`` the node that owns them (``None`` for
+    backends every node can reach, such as S3).
+    """
+
+    path: str
+    type: InodeType
+    size: int = 0
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    mtime: datetime = field(default_factory=utcnow)
+    ctime: datetime = field(default_factory=utcnow)
+    version: int = 1
+    backend: str | None = None
+    blob_id: str | None = None
+    instance_id: str | None = None
+
+    @property
+    def parent(self) -> str | None:
+        return paths.parent_of(self.path)
+
+    @property
+    def name(self) -> str:
+        return paths.name_of(self.path)
+
+    @property
+    def depth(self) -> int:
+        return paths.depth_of(self.path)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type is InodeType.DIRECTORY
+
+    def evolve(self, **changes: Any) -> Inode:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class SingleUseLink:
+    """A single-use download link.
+
+    ``token_id`` is the random part of the token (base64url); ``status`` is ``active`` or ``used``.
+    ``expires_at``/``created_at``/``used_at`` are UTC datetimes; ``used_by_ip`` records who consumed it.
+    """
+
+    token_id: str
+    path: str
+    created_by: str
+    expires_at: datetime
+    created_at: datetime = field(default_factory=utcnow)
+    status: str = "active"
+    used_at: datetime | None = None
+    used_by_ip: str | None = None
