@@ -133,3 +133,28 @@ class LockTimeout(ServiceUnavailable):
     """A writer waited for a path lock longer than ``dlm.wait_timeout`` seconds."""
 
     code = "LOCK_TIMEOUT"
+
+
+def _all_error_classes() -> list[type[CallFSError]]:
+    out: list[type[CallFSError]] = []
+    stack: list[type[CallFSError]] = [CallFSError]
+    while stack:
+        cls = stack.pop()
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def error_class_for(code: str, status: int) -> type[CallFSError]:
+    """The error class for a JSON error ``code`` (clients rebuild server errors with it).
+
+    Falls back to the most general class with that HTTP ``status``, then to :class:`CallFSError`.
+    """
+    classes = _all_error_classes()
+    for cls in classes:
+        if cls.code == code:
+            return cls
+    for cls in classes:
+        if cls.status == status:
+            return cls
+    return CallFSError
