@@ -1,0 +1,858 @@
+"""Async client of the CallFS v1 REST API (``shared/callfs-api.md``).
+
+One :class:`CallFSClient` wraps one :class:`aiohttp.ClientSession`; use it as an async context manager::
+
+    async with CallFSClient("http://127.0.0.1:8443", api_key) as fs:
+        await fs.upload("/data/a.bin", Path("a.bin"))
+        info = await fs.stat("/data/a.bin")
+
+Everything streams: uploads send the source in :data:`DEFAULT_CHUNK_SIZE` pieces, downloads write pieces as
+they arrive, so memory per transfer is bounded regardless of file size.
+
+Errors:
+    * A non-2xx answer raises the server's own error class (:mod:`callfs.errors`), rebuilt from the JSON body
+      ``{"code", "message", ...}`` with :func:`callfs.errors.error_class_for`; extra body fields (e.g.
+      ``instance_id``, ``update_url``) land in ``exc.extra``. HEAD answers have no body: the class then comes
+      from the status alone.
+    * The server cannot be reached (refused, reset, DNS, TLS, timeout): :class:`CallFSUnavailable`, a
+      :class:`ConnectionError`.
+
+Retries: idempotent requests (GET, HEAD, DELETE, and PUT of a replayable source: bytes, a file path or a
+seekable file object) are retried on connection errors and on 502/503 answers, with exponential backoff, at
+most ``retries`` times and never past ``timeout`` seconds after the first attempt. POST and PATCH are never
+retried (a lost answer may hide a change that happened).
+
+The pure parts (path quoting, :class:`FileInfo` parsing, range headers) sit at the top of this module and are
+unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json as jsonlib
+import os
+import secrets
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final, Self
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from callfs import paths
+from callfs.errors import (
+    AlreadyExists,
+    CallFSError,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    error_class_for,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "CallFSClient",
+    "CallFSUnavailable",
+    "FileInfo",
+    "ProgressCallback",
+    "UploadSource",
+    "canonical",
+    "directories_url_path",
+    "files_url_path",
+    "range_header",
+]
+
+DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
+"""Bytes per streamed piece (1 MiB, the FUSE client's read/write size; ``shared/ARCHITECTURE.md``)."""
+
+_RETRY_STATUSES: Final = frozenset({502, 503})
+_BACKOFF_FIRST: Final = 0.1  # seconds
+_BACKOFF_MAX: Final = 2.0  # seconds
+
+ProgressCallback = Callable[[int], object]
+"""Called with the number of bytes moved since the previous call (an increment, as ``ProgressBar.update``)."""
+
+UploadSource = bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes] | AsyncIterable[bytes]
+"""What :meth:`CallFSClient.upload` accepts: in-memory bytes, a local file path, a binary file object, or an
+async iterable of byte chunks."""
+
+
+class CallFSUnavailable(ConnectionError):
+    """The server could not be reached or the connection broke (refused, reset, DNS, TLS, timeout).
+
+    ``url`` is the request URL; the underlying aiohttp/asyncio error is chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pure parts
+# --------------------------------------------------------------------------------------------------------
+
+
+def canonical(path: str) -> str:
+    """The canonical form of an API path: leading ``/``, no trailing slash, ``.``/``..`` resolved.
+
+    Follows the server's rule (``callfs.paths.canonicalize``, contract "Conventions") so that the client never
+    sends a path the server would read differently. ``""``, ``"."`` and ``"/"`` are the root ``"/"``.
+
+    Raises:
+        BadRequest: forbidden characters (control characters, backslash, BiDi overrides) or a path climbing
+            above the root — the same error the server would answer with.
+    """
+    return paths.canonicalize(path).path
+
+
+def _quoted_segments(path: str) -> str:
+    canon = canonical(path)
+    if canon == paths.ROOT:
+        return ""
+    return "/".join(quote(segment, safe="") for segment in canon[1:].split("/"))
+
+
+def files_url_path(path: str, *, directory: bool = False) -> str:
+    """The URL path of ``/v1/files/{path}``, each segment percent-encoded (``quote(..., safe="")``).
+
+    ``directory=True`` appends the trailing slash the contract reads as "a directory" (used to create one).
+    The root is ``/v1/files/``.
+
+    >>> files_url_path("/a b/c#d")
+    '/v1/files/a%20b/c%23d'
+    >>> files_url_path("x", directory=True)
+    '/v1/files/x/'
+    """
+    quoted = _quoted_segments(path)
+    if directory and quoted:
+        quoted += "/"
+    return "/v1/files/" + quoted
+
+
+def directories_url_path(path: str) -> str:
+    """The URL path of ``/v1/directories/{path}``; the root is ``/v1/directories/``."""
+    return "/v1/directories/" + _quoted_segments(path)
+
+
+def range_header(offset: int, length: int | None) -> str | None:
+    """The ``Range`` header for ``length`` bytes from ``offset`` (RFC 9110 §14.1.2); ``None``: whole file.
+
+    ``length=None`` means "to the end of the file".
+
+    Raises:
+        ValueError: negative offset, or a length that is not positive.
+    """
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if length is not None and length <= 0:
+        raise ValueError(f"length must be > 0, got {length}")
+    if offset == 0 and length is None:
+        return None
+    if length is None:
+        return f"bytes={offset}-"
+    return f"bytes={offset}-{offset + length - 1}"
+
+
+def _parse_mode(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        return int(value, 8)
+    raise ValueError(f"bad mode {value!r}: expected an octal string like '0644'")
+
+
+def _parse_mtime(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"bad mtime {value!r}: expected an RFC 3339 string")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"bad mtime {value!r}: no time zone")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """Metadata of one file or directory as the API reports it.
+
+    ``path`` is canonical (leading ``/``, no trailing slash; ``/`` for the root), ``name`` its last segment
+    (``""`` for the root), ``type`` ``"file"`` or ``"directory"``, ``size`` in bytes (0 for directories),
+    ``mode`` the permission bits as an int (``0o644``; the sticky bit included, ``0o1777``), ``owner`` a user
+    ID, ``mtime`` timezone-aware (second resolution on the wire), ``etag`` the entity tag as sent (quotes
+    included) or ``None`` when the source had none (listing items).
+    """
+
+    path: str
+    name: str
+    type: str
+    size: int
+    mode: int
+    owner: str
+    mtime: datetime
+    etag: str | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "directory"
+
+    @property
+    def is_file(self) -> bool:
+        return self.type == "file"
+
+    @classmethod
+    def from_headers(cls, path: str, headers: Mapping[str, str]) -> FileInfo:
+        """Build from the ``X-CallFS-*`` headers of a HEAD/GET answer for ``path`` (contract, GET/HEAD row).
+
+        Reads ``X-CallFS-Type``, ``X-CallFS-Size`` (bytes), ``X-CallFS-Mode`` (octal, e.g. ``0644``),
+        ``X-CallFS-Owner``, ``X-CallFS-MTime`` (RFC 3339) and ``ETag``. ``headers`` must look up names
+        case-insensitively (aiohttp's ``CIMultiDictProxy`` does).
+
+        Raises:
+            ValueError: a header is missing or malformed.
+        """
+        canon = canonical(path)
+        try:
+            kind = headers["X-CallFS-Type"]
+            size = int(headers.get("X-CallFS-Size", "0"))
+            mode = _parse_mode(headers["X-CallFS-Mode"])
+            owner = headers["X-CallFS-Owner"]
+            mtime = _parse_mtime(headers["X-CallFS-MTime"])
+        except KeyError as exc:
+            raise ValueError(f"answer for {canon} lacks header {exc.args[0]}") from exc
+        if kind not in ("file", "directory"):
+            raise ValueError(f"answer for {canon} has unknown X-CallFS-Type {kind!r}")
+        return cls(
+            path=canon,
+            name=paths.name_of(canon),
+            type=kind,
+            size=size,
+            mode=mode,
+            owner=owner,
+            mtime=mtime,
+            etag=headers.get("ETag"),
+        )
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> FileInfo:
+        """Build from a listing item ``{name, path, type, size, mode, owner, mtime}`` (``mode`` like "0644").
+
+        Raises:
+            ValueError: a field is missing or malformed.
+        """
+        try:
+            canon = canonical(str(item["path"]))
+            kind = str(item["type"])
+            size = int(item.get("size") or 0)
+            mode = _parse_mode(item["mode"])
+            owner = str(item["owner"])
+            mtime = _parse_mtime(item["mtime"])
+        except KeyError as exc:
+            raise ValueError(f"listing item lacks field {exc.args[0]}: {dict(item)!r}") from exc
+        name = item.get("name")
+        return cls(
+            path=canon,
+            name=str(name) if name is not None else paths.name_of(canon),
+            type=kind,
+            size=size,
+            mode=mode,
+            owner=owner,
+            mtime=mtime,
+            etag=item.get("etag"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The listing-item shape back: ``mode`` as a 4-digit octal string, ``mtime`` in ISO 8601."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "type": self.type,
+            "size": self.size,
+            "mode": f"{self.mode:04o}",
+            "owner": self.owner,
+            "mtime": self.mtime.isoformat(),
+            "etag": self.etag,
+        }
+
+
+def error_from_body(status: int, body: object, fallback_message: str) -> CallFSError:
+    """Rebuild the server's error from a status and a decoded JSON body (``None`` when there was none).
+
+    ``{"code", "message", **extra}`` → ``error_class_for(code, status)(message, **extra)``.
+    """
+    code = ""
+    message = fallback_message
+    extra: dict[str, Any] = {}
+    if isinstance(body, dict):
+        code = str(body.get("code") or "")
+        message = str(body.get("message") or fallback_message)
+        extra = {str(k): v for k, v in body.items() if k not in ("code", "message")}
+    return error_class_for(code, status)(message, **extra)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(_BACKOFF_MAX, _BACKOFF_FIRST * (2**attempt)))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Upload bodies
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Body:
+    """An upload body: ``make()`` returns a fresh async iterator of chunks (only once unless replayable)."""
+
+    make: Callable[[], AsyncIterator[bytes]]
+    size: int | None
+    replayable: bool
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+async def _iter_memory(data: memoryview, chunk_size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), chunk_size):
+        yield bytes(data[start : start + chunk_size])
+
+
+async def _iter_fileobj(fileobj: IO[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    while True:
+        chunk = await asyncio.to_thread(fileobj.read, chunk_size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _body_for(source: UploadSource, size: int | None, chunk_size: int) -> _Body:
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source).cast("B")
+        return _Body(lambda: _iter_memory(view, chunk_size), len(view), True)
+    if isinstance(source, str | os.PathLike):
+        local = Path(source)
+        local_size = local.stat().st_size
+
+        async def from_path() -> AsyncIterator[bytes]:
+            fileobj = await asyncio.to_thread(local.open, "rb")
+            try:
+                async for chunk in _iter_fileobj(fileobj, chunk_size):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(fileobj.close)
+
+        return _Body(from_path, local_size, True)
+    if isinstance(source, AsyncIterable):
+        iterable = source
+        return _Body(lambda: aiter(iterable), size, False)
+    if hasattr(source, "read"):
+        fileobj = source
+        seekable = False
+        start = 0
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            seekable = bool(fileobj.seekable())
+            if seekable:
+                start = fileobj.tell()
+                if size is None:
+                    size = os.fstat(fileobj.fileno()).st_size - start
+        if seekable and size is None:
+            end = fileobj.seek(0, os.SEEK_END)
+            fileobj.seek(start)
+            size = end - start
+
+        def from_fileobj() -> AsyncIterator[bytes]:
+            if seekable:
+                fileobj.seek(start)
+            return _iter_fileobj(fileobj, chunk_size)
+
+        return _Body(from_fileobj, size, seekable)
+    raise TypeError(f"cannot upload from {type(source).__name__}: expected bytes, a path, a file or chunks")
+
+
+class _Progress:
+    """Reports only bytes past the furthest point any attempt reached: a retried upload never counts twice."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._reported = 0
+
+    async def counting(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in chunks:
+            yield chunk
+            sent += len(chunk)
+            if self._callback is not None and sent > self._reported:
+                self._callback(sent - self._reported)
+                self._reported = sent
+
+
+# --------------------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------------------
+
+
+class CallFSClient:
+    """Async client of one CallFS server (any node of a cluster).
+
+    Args:
+        base_url: ``http[s]://host:port`` (a path prefix is kept, e.g. behind an ingress).
+        api_key: sent as ``Authorization: Bearer <key>`` on every request.
+        timeout: seconds allowed to connect and between two reads/writes of one request (not for a whole
+            transfer, so large files are not cut off); also the deadline for retries.
+        ssl: an :class:`ssl.SSLContext` (e.g. with a private CA), ``False`` to skip verification, or
+            ``True``/``None`` for the system defaults.
+        retries: how many times an idempotent request is retried (0 disables retries).
+
+    Must be entered (``async with``) before use; the session closes on exit.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        retries: int = 3,
+    ) -> None:
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self._base = str(URL(base_url)).rstrip("/")
+        self._api_key = api_key
+        self._timeout = timeout
+        self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+        self._retries = retries
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=self._timeout, sock_connect=self._timeout, sock_read=self._timeout
+            ),
+            headers={"Authorization": f"Bearer {self._api_key}"},
+            auto_decompress=False,
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- transport -------------------------------------------------------------------------------------
+
+    def _url(self, url_path: str, query: Mapping[str, str] | None = None) -> URL:
+        url = URL(self._base + url_path, encoded=True)
+        return url.update_query(query) if query else url
+
+    @property
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("CallFSClient used outside 'async with'")
+        return self._session
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status < 400:
+            return
+        body: object = None
+        if resp.method != "HEAD":
+            try:
+                raw = await resp.read()
+                body = jsonlib.loads(raw) if raw else None
+            except (TimeoutError, ValueError, aiohttp.ClientError):
+                body = None
+        raise error_from_body(resp.status, body, resp.reason or f"HTTP {resp.status}")
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: object = None,
+        body: _Body | None = None,
+        progress: ProgressCallback | None = None,
+        retry: bool | None = None,
+        ok_statuses: frozenset[int] = frozenset(),
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request (retrying as the module docstring says) and yield the successful response.
+
+        A status in ``ok_statuses`` is yielded even when it is >= 400. The response is released on exit.
+        """
+        if retry is None:
+            retry = method in ("GET", "HEAD", "DELETE") or (
+                method == "PUT" and body is not None and body.replayable
+            )
+        attempts = 1 + (self._retries if retry else 0)
+        deadline = time.monotonic() + self._timeout
+        send_headers = dict(headers or {})
+        if body is not None and body.size is not None:
+            send_headers["Content-Length"] = str(body.size)
+        counter = _Progress(progress)
+        attempt = 0
+        while True:
+            data: AsyncIterator[bytes] | None = None
+            if body is not None:
+                data = counter.counting(body.make())
+            try:
+                resp = await self._http.request(method, url, headers=send_headers, json=json, data=data)
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                attempt += 1
+                if attempt >= attempts or time.monotonic() + _backoff(attempt) > deadline:
+                    raise CallFSUnavailable(
+                        f"{method} {url}: {exc or type(exc).__name__}", url=str(url)
+                    ) from exc
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            try:
+                if resp.status in _RETRY_STATUSES and resp.status not in ok_statuses:
+                    attempt += 1
+                    delay = _backoff(attempt)
+                    retry_after = resp.headers.get("Retry-After", "")
+                    if retry_after.isdigit():
+                        delay = max(delay, float(retry_after))
+                    if attempt < attempts and time.monotonic() + delay <= deadline:
+                        resp.release()
+                        await asyncio.sleep(delay)
+                        continue
+                if resp.status not in ok_statuses:
+                    await self._raise_for(resp)
+                yield resp
+                return
+            finally:
+                resp.release()
+
+    async def _json(self, method: str, url: URL, **kwargs: Any) -> Any:
+        async with self._request(method, url, **kwargs) as resp:
+            try:
+                return await resp.json(content_type=None)
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise CallFSUnavailable(f"{method} {url}: {exc}", url=str(url)) from exc
+
+    # ---- system ----------------------------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /health`` → the JSON body (``{"status": "ok"}``).
+
+        Raises:
+            CallFSUnavailable: the server cannot be reached.
+            CallFSError: the server answered with an error.
+        """
+        result: dict[str, Any] = await self._json("GET", self._url("/health"))
+        return result
+
+    async def ready(self) -> bool:
+        """``GET /ready``: ``True`` when the node and its metadata store and lock service are reachable.
+
+        Any non-200 answer (503 while a dependency is down) and an unreachable server give ``False``; never
+        retried (the answer is the point).
+        """
+        try:
+            async with self._request("GET", self._url("/ready"), retry=False) as resp:
+                return resp.status == 200
+        except (CallFSError, CallFSUnavailable):
+            return False
+
+    async def metrics(self) -> str:
+        """``GET /metrics`` → the Prometheus text exposition (needs a valid key on the API port)."""
+        async with self._request("GET", self._url("/metrics")) as resp:
+            return await resp.text()
+
+    # ---- metadata --------------------------------------------------------------------------------------
+
+    async def stat(self, path: str) -> FileInfo:
+        """``HEAD /v1/files/{path}`` → :class:`FileInfo` (with ``etag`` when the server sends one).
+
+        Raises:
+            NotFound: no such path (this method never returns ``None``; see :meth:`exists`).
+            PermissionDenied, AuthenticationFailed, CallFSUnavailable: as usual.
+        """
+        async with self._request("HEAD", self._url(files_url_path(path))) as resp:
+            return FileInfo.from_headers(path, resp.headers)
+
+    async def exists(self, path: str) -> bool:
+        """True when ``path`` exists (HEAD answered 2xx), False on 404; other errors raise."""
+        try:
+            await self.stat(path)
+        except NotFound:
+            return False
+        return True
+
+    async def list_dir(
+        self, path: str = "/", *, recursive: bool = False, max_depth: int | None = None
+    ) -> list[FileInfo]:
+        """``GET /v1/directories/{path}?recursive=&max_depth=`` → the items, directories and files by name.
+
+        ``max_depth`` (only with ``recursive``; server default 100, max 1000, 0 = children only) bounds how
+        many levels below the children are included.
+
+        Raises:
+            NotFound: no such directory.
+            NotADirectory / BadRequest: ``path`` is a file (400).
+        """
+        query: dict[str, str] = {}
+        if recursive:
+            query["recursive"] = "true"
+            if max_depth is not None:
+                query["max_depth"] = str(max_depth)
+        body = await self._json("GET", self._url(directories_url_path(path), query))
+        items = body["items"] if isinstance(body, dict) else body
+        return [FileInfo.from_json(item) for item in items]
+
+    # ---- reading ---------------------------------------------------------------------------------------
+
+    async def read(self, path: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``length`` bytes (``None``: to the end) from ``offset`` with one ranged GET; for small reads.
+
+        Reading at or past the end of the file returns ``b""`` (POSIX ``read`` semantics; the server's 416 is
+        taken as end of file). Fewer bytes than ``length`` come back near the end of the file.
+
+        Raises:
+            NotFound: no such file.  IsADirectory: ``path`` is a directory.
+            CallFSUnavailable: unreachable, or the connection broke and could not be resumed.
+        """
+        parts = [chunk async for chunk in self.iter_read(path, offset=offset, length=length)]
+        return b"".join(parts)
+
+    async def iter_read(
+        self,
+        path: str,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> AsyncIterator[bytes]:
+        """Stream ``length`` bytes (``None``: to the end) from ``offset`` in chunks of at most ``chunk_size``.
+
+        When the connection breaks mid-stream the read resumes where it stopped with a new ranged GET pinned
+        to the same version (``If-Match`` with the first answer's ETag), within the retry budget; a file
+        changed in between raises ``PreconditionFailed`` instead of mixing two versions.
+
+        Raises:
+            as :meth:`read`.
+        """
+        if length == 0:
+            return
+        url = self._url(files_url_path(path))
+        delivered = 0
+        etag: str | None = None
+        failures = 0
+        while True:
+            start = offset + delivered
+            remaining = None if length is None else length - delivered
+            headers: dict[str, str] = {}
+            rng = range_header(start, remaining)
+            if rng is not None:
+                headers["Range"] = rng
+            if etag is not None:
+                headers["If-Match"] = etag
+            try:
+                async with self._request("GET", url, headers=headers, ok_statuses=frozenset({416})) as resp:
+                    if resp.status == 416:
+                        return
+                    if resp.headers.get("X-CallFS-Type") == "directory":
+                        raise IsADirectory(f"{canonical(path)} is a directory")
+                    etag = etag or resp.headers.get("ETag")
+                    skip = start if resp.status == 200 else 0  # a server that ignored Range
+                    async for piece in resp.content.iter_chunked(chunk_size):
+                        chunk = piece
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                        if length is not None:
+                            chunk = chunk[: length - delivered]
+                        if not chunk:
+                            continue
+                        delivered += len(chunk)
+                        yield chunk
+                        if length is not None and delivered >= length:
+                            return
+                    return
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                failures += 1
+                if failures > self._retries:
+                    raise CallFSUnavailable(f"GET {url}: stream broke: {exc}", url=str(url)) from exc
+                await asyncio.sleep(_backoff(failures))
+
+    async def download(
+        self, path: str, dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+    ) -> int:
+        """Stream a remote file to ``dest``: written to a temporary file beside it, fsynced, then renamed.
+
+        ``dest`` never holds a partial file; on any error the temporary file is removed. Returns the number of
+        bytes written.
+
+        Raises:
+            as :meth:`iter_read`; OSError for local failures.
+        """
+        target = Path(dest)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+        # O_EXCL: never follow or clobber someone else's file; 0o666 lets the umask decide, like a plain open.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in self.iter_read(path):
+                    await asyncio.to_thread(out.write, chunk)
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                await asyncio.to_thread(out.flush)
+                await asyncio.to_thread(os.fsync, out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        return written
+
+    # ---- writing ---------------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        overwrite: bool = True,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> bool:
+        """Stream ``source`` into the remote file ``path``; returns ``True`` when it was created (201).
+
+        ``source``: bytes-like, a local file path, a binary file object (read from its current position), or
+        an async iterable of byte chunks. ``size`` (bytes) is sent as ``Content-Length`` when given or known
+        (paths, seekable files, bytes); otherwise the body goes chunked. ``overwrite=True`` sends PUT (create
+        or replace; retried when the source can be replayed), ``False`` sends POST (create only, never
+        retried). Missing parent directories are created by the server.
+
+        Raises:
+            AlreadyExists: ``overwrite=False`` and the path exists.
+            BadRequest / IsADirectory: ``path`` is a directory.  PermissionDenied, QuotaExceeded, ...
+            CallFSUnavailable: unreachable or the connection broke.
+        """
+        body = _body_for(source, size, chunk_size)
+        method = "PUT" if overwrite else "POST"
+        headers = {"Content-Type": "application/octet-stream"}
+        async with self._request(
+            method, self._url(files_url_path(path)), headers=headers, body=body, progress=progress
+        ) as resp:
+            return resp.status == 201
+
+    async def mkdir(self, path: str, *, exist_ok: bool = True, parents: bool = True) -> bool:
+        """Create a directory (``POST /v1/files/{path}/``); returns ``True`` when it was created (201).
+
+        ``exist_ok=False`` turns "already a directory" (200) into :class:`AlreadyExists`. ``parents=False``
+        requires the parent to exist (checked first); with ``parents=True`` missing ancestors are created.
+
+        Raises:
+            AlreadyExists: the path exists as a file (409), or as a directory with ``exist_ok=False``.
+            NotFound: ``parents=False`` and the parent is missing.
+        """
+        canon = canonical(path)
+        if canon == paths.ROOT:
+            if not exist_ok:
+                raise AlreadyExists("/ already exists")
+            return False
+        parent = paths.parent_of(canon)
+        if not parents and parent is not None and parent != paths.ROOT:
+            info = await self.stat(parent)
+            if not info.is_dir:
+                raise NotADirectory(f"{parent} is not a directory")
+        try:
+            created = await self._post_dir(canon)
+        except NotFound:
+            # A server that does not create missing parents for directories: create them top-down.
+            for ancestor in paths.ancestors(canon)[1:]:
+                await self._post_dir(ancestor)
+            created = await self._post_dir(canon)
+        if not created and not exist_ok:
+            raise AlreadyExists(f"{canon} already exists")
+        return created
+
+    async def _post_dir(self, canon: str) -> bool:
+        async with self._request("POST", self._url(files_url_path(canon, directory=True))) as resp:
+            return resp.status == 201
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a file or an empty directory; ``recursive=True`` deletes a whole subtree.
+
+        Raises:
+            NotFound: no such path (also when a retried DELETE finds its first attempt already applied).
+            DirectoryNotEmpty: a non-empty directory without ``recursive``.
+        """
+        query = {"recursive": "true"} if recursive else None
+        async with self._request("DELETE", self._url(files_url_path(path), query)):
+            return
+
+    async def _patch(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("PATCH", self._url(files_url_path(path)), json=payload)
+        return result
+
+    async def move(self, src: str, dst: str, *, overwrite: bool = False, create_parents: bool = False) -> str:
+        """Move/rename ``src`` to the absolute path ``dst`` (PATCH ``{"destination"}``); returns the new path.
+
+        A directory moves with its whole subtree, atomically.
+
+        Raises:
+            NotFound: ``src`` missing (or ``dst``'s parent, without ``create_parents``).
+            AlreadyExists: ``dst`` exists and ``overwrite`` is false.
+            BadRequest: moving the root or a directory into itself.
+        """
+        payload = {"destination": canonical(dst), "overwrite": overwrite, "create_parents": create_parents}
+        return str((await self._patch(src, payload))["path"])
+
+    async def rename(self, path: str, new_name: str) -> str:
+        """Rename in place (PATCH ``{"name"}``); ``new_name`` is one segment. Returns the new path.
+
+        Raises:
+            BadRequest: ``new_name`` is not a single valid segment.  AlreadyExists: the name is taken.
+        """
+        return str((await self._patch(path, {"name": new_name}))["path"])
+
+    async def chmod(self, path: str, mode: int) -> None:
+        """Set the permission bits (``0o640``; sticky bit allowed). Owner or root only.
+
+        Raises:
+            PermissionDenied: not the owner.  ValueError: bits outside ``0o7777``.
+        """
+        if not 0 <= mode <= 0o7777:
+            raise ValueError(f"mode {mode:o} outside 0..7777")
+        await self._patch(path, {"mode": f"{mode:04o}"})
+
+    async def chown(self, path: str, owner: str) -> None:
+        """Give ``path`` to the user ID ``owner``. Owner or root only.
+
+        Raises:
+            PermissionDenied: not allowed.
+        """
+        await self._patch(path, {"owner": owner})
+
+    # ---- links -----------------------------------------------------------------------------------------
+
+    async def create_link(self, path: str, expiry_seconds: int) -> dict[str, Any]:
+        """Mint a single-use download link (``POST /v1/links/generate``) valid ``expiry_seconds`` (1..86400).
+
+        Returns ``{"url", "token", "expires"}``; the url needs no key and works once.
+
+        Raises:
+            BadRequest: expiry out of range or ``path`` is a directory.  NotFound: no such file.
+        """
+        payload = {"path": canonical(path), "expiry_seconds": expiry_seconds}
+        result: dict[str, Any] = await self._json("POST", self._url("/v1/links/generate"), json=payload)
+        return result
