@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Builds, from the Go module proxy, the Kubernetes tools the e2e tests and hack/dev-cluster.sh need,
+# and caches them outside the repository, once per machine.
+#
+#   hack/tools.sh install [TOOL...]  build the tools (all by default) that are not built yet; prints the bin dir
+#   hack/tools.sh bin-dir            print the directory holding the binaries (it may not exist yet)
+#   hack/tools.sh check              exit 0 when every tool is built at its pinned version, 1 otherwise
+#   hack/tools.sh versions           print the pinned versions
+#   hack/tools.sh pin                regenerate the wrapper modules (hack/kube/tools/*/go.mod, go.sum)
+#                                    from the versions below; run it after changing one and commit the result
+#
+# Tools: kube-apiserver kube-controller-manager kube-scheduler kubectl (one build: "kubernetes"),
+# etcd, kwok, csi-sanity, helm, csi-provisioner.
+#
+# Cache: ${CALLFS_TOOLS_CACHE:-~/.cache/callfs-tools}/<pin set id>/bin, where the id is a hash of the pins
+# below, so changing a pin builds into a new directory. Every binary has a stamp (version + hash of its
+# wrapper go.mod/go.sum); a binary whose stamp matches is not rebuilt. Builds are serialised with flock, so
+# two concurrent "install" runs do not build twice. Go's own caches (GOPATH, GOCACHE) are left at their
+# defaults, so a rebuild after a pin change only compiles what changed.
+#
+# Measured on the 2-core CI machine (see README, "Try it without a cluster"): cold build of everything
+# about 25-35 minutes; a warm "install" (all stamps match) well under a second.
+set -euo pipefail
+
+# ---- Pinned versions: the one place to change them -------------------------------------------------------
+# Kubernetes: newest release at the time of pinning; it builds with Go 1.26 (its go.mod says go 1.26.0).
+KUBERNETES_VERSION=v1.36.3
+# etcd: 3.6 is the line Kubernetes 1.36 is tested against (Debian's 3.4.23 is below the supported minimum).
+ETCD_VERSION=v3.6.16
+# kwok: fake nodes whose pods go Running and Ready without a kubelet or a container runtime.
+KWOK_VERSION=v0.8.0
+# csi-sanity: the CSI spec conformance suite run against the CallFS CSI driver.
+CSI_TEST_VERSION=v5.6.0
+# helm 3: installs/lints the operator chart.
+HELM_VERSION=v3.22.0
+# csi-provisioner: v6.4.0 needs sig-storage-lib-external-provisioner v13.1.0, which the module proxy reachable
+# here does not serve; v6.3.0 (sig-storage-lib v13.0.0) builds.
+CSI_PROVISIONER_VERSION=v6.3.0
+# -----------------------------------------------------------------------------------------------------------
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODS="$ROOT/hack/kube/tools"
+CACHE_ROOT="${CALLFS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-tools}"
+PIN_ID=$(printf '%s\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" \
+    "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" | sha256sum | cut -c1-12)
+TOOLS_DIR="$CACHE_ROOT/$PIN_ID"
+BIN_DIR="$TOOLS_DIR/bin"
+STAMP_DIR="$TOOLS_DIR/stamps"
+ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner)
+
+# Never let a module's "toolchain" line download another Go: fail with the installed one instead.
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+
+log() { printf 'tools.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# binaries_of TOOL: the executables one tool build produces.
+binaries_of() {
+    case "$1" in
+        kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# stamp_of TOOL: what identifies a build of TOOL (pinned version + hash of its wrapper module, if any).
+stamp_of() {
+    local tool=$1 version mod=""
+    case "$tool" in
+        kubernetes) version=$KUBERNETES_VERSION; mod=kubernetes ;;
+        etcd) version=$ETCD_VERSION; mod=etcd ;;
+        csi-provisioner) version=$CSI_PROVISIONER_VERSION; mod=csi-provisioner ;;
+        kwok) version=$KWOK_VERSION ;;
+        csi-sanity) version=$CSI_TEST_VERSION ;;
+        helm) version=$HELM_VERSION ;;
+        *) die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})" ;;
+    esac
+    if [[ -n $mod ]]; then
+        printf '%s %s\n' "$version" "$(cat "$MODS/$mod/go.mod" "$MODS/$mod/go.sum" | sha256sum | cut -c1-16)"
+    else
+        printf '%s\n' "$version"
+    fi
+}
+
+is_built() {
+    local tool=$1 b
+    [[ -f "$STAMP_DIR/$tool" && "$(cat "$STAMP_DIR/$tool")" == "$(stamp_of "$tool")" ]] || return 1
+    for b in $(binaries_of "$tool"); do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+}
+
+# require_wrapper MOD MODULE VERSION: the committed wrapper module must pin VERSION of MODULE.
+require_wrapper() {
+    local mod=$1 module=$2 version=$3
+    [[ -f "$MODS/$mod/go.mod" && -f "$MODS/$mod/go.sum" ]] || die "missing $MODS/$mod/go.{mod,sum}: run hack/tools.sh pin"
+    grep -qE "^require $module $version\$" "$MODS/$mod/go.mod" \
+        || die "$MODS/$mod/go.mod does not pin $module $version: run hack/tools.sh pin and commit the result"
+}
+
+# version_ldflags PKG VERSION: the -X flags that make a Kubernetes binary report VERSION.
+version_ldflags() {
+    local pkg=$1 version=$2 major minor
+    major=${version#v}; major=${major%%.*}
+    minor=${version#v*.}; minor=${minor%%.*}
+    printf -- '-X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean ' \
+        "$pkg" "$version" "$pkg" "$major" "$pkg" "$minor" "$pkg"
+    printf -- '-X %s.gitCommit=0000000000000000000000000000000000000000 -X %s.buildDate=1970-01-01T00:00:00Z ' \
+        "$pkg" "$pkg"
+}
+
+# build_tool TOOL OUT_DIR: compile TOOL's binaries into OUT_DIR.
+build_tool() {
+    local tool=$1 out=$2 ldflags
+    case "$tool" in
+        kubernetes)
+            require_wrapper kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION"
+            ldflags="-s -w $(version_ldflags k8s.io/component-base/version "$KUBERNETES_VERSION")"
+            ldflags+="$(version_ldflags k8s.io/client-go/pkg/version "$KUBERNETES_VERSION")"
+            (cd "$MODS/kubernetes" && go build -o "$out/" -ldflags "$ldflags" \
+                k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+                k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+            ;;
+        etcd)
+            require_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+            (cd "$MODS/etcd" && go build -o "$out/etcd" -ldflags "-s -w" go.etcd.io/etcd/server/v3)
+            ;;
+        csi-provisioner)
+            require_wrapper csi-provisioner github.com/kubernetes-csi/external-provisioner/v6 "$CSI_PROVISIONER_VERSION"
+            (cd "$MODS/csi-provisioner" && go build -o "$out/csi-provisioner" \
+                -ldflags "-s -w -X main.version=$CSI_PROVISIONER_VERSION" \
+                github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
+            ;;
+        kwok)
+            (cd "$out" && GOBIN="$out" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
+            ;;
+        csi-sanity)
+            (cd "$out" && GOBIN="$out" go install -ldflags "-s -w" \
+                "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION")
+            ;;
+        helm)
+            (cd "$out" && GOBIN="$out" go install \
+                -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+                "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+            ;;
+        *) die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})" ;;
+    esac
+}
+
+cmd_install() {
+    local tools=("$@") tool b tmp start
+    ((${#tools[@]})) || tools=("${ALL_TOOLS[@]}")
+    command -v go >/dev/null || die "go is not installed (needed to build the Kubernetes tools)"
+    mkdir -p "$BIN_DIR" "$STAMP_DIR"
+    exec 9>"$TOOLS_DIR/.lock"
+    flock 9
+    for tool in "${tools[@]}"; do
+        stamp_of "$tool" >/dev/null
+        if is_built "$tool"; then continue; fi
+        log "building $tool ($(stamp_of "$tool")) ..."
+        start=$SECONDS
+        tmp=$(mktemp -d "$TOOLS_DIR/.build-$tool.XXXXXX")
+        if ! build_tool "$tool" "$tmp"; then
+            rm -rf "$tmp"
+            die "building $tool failed"
+        fi
+        for b in $(binaries_of "$tool"); do
+            [[ -x "$tmp/$b" ]] || { rm -rf "$tmp"; die "building $tool produced no $b"; }
+            mv -f "$tmp/$b" "$BIN_DIR/$b"
+        done
+        rm -rf "$tmp"
+        stamp_of "$tool" >"$STAMP_DIR/$tool"
+        log "built $tool in $((SECONDS - start)) s"
+    done
+    echo "$BIN_DIR"
+}
+
+cmd_check() {
+    local tool missing=0
+    for tool in "${ALL_TOOLS[@]}"; do
+        if ! is_built "$tool"; then log "not built: $tool"; missing=1; fi
+    done
+    return $missing
+}
+
+# ---- pin: regenerate the wrapper modules --------------------------------------------------------------------
+
+# module_gomod MODULE@VERSION: path of that module's go.mod in the module cache (downloaded if needed).
+module_gomod() {
+    local path
+    path=$(go mod download -json "$1" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+    [[ -n $path && -f $path ]] || die "cannot download the go.mod of $1"
+    echo "$path"
+}
+
+header() {
+    printf '// Wrapper module: %s\n' "$1"
+    printf "// Generated by 'hack/tools.sh pin' from the versions pinned in hack/tools.sh; do not edit.\n"
+    printf 'module callfs.invalid/hack/kube/tools/%s\n\ngo 1.26.0\n\n' "$2"
+}
+
+pin_kubernetes() {
+    local gomod minor m
+    gomod=$(module_gomod "k8s.io/kubernetes@$KUBERNETES_VERSION")
+    minor="v0.${KUBERNETES_VERSION#v1.}"
+    {
+        header "builds the Kubernetes control-plane binaries and kubectl; every k8s.io staging module
+// that k8s.io/kubernetes requires (at v0.0.0, replaced by ./staging in its own repo) is replaced by its
+// published release." kubernetes
+        grep -E '^godebug ' "$gomod" && echo
+        printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$KUBERNETES_VERSION"
+        for m in $(sed -n '/^replace (/,/^)/p' "$gomod" | awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}'); do
+            grep -qE "^\s$m v0\.0\.0\$" "$gomod" && printf '\t%s => %s %s\n' "$m" "$m" "$minor"
+        done
+        printf ')\n\ntool (\n'
+        printf '\tk8s.io/kubernetes/cmd/%s\n' kube-apiserver kube-controller-manager kube-scheduler kubectl
+        printf ')\n'
+    } >"$MODS/kubernetes/go.mod"
+}
+
+pin_etcd() {
+    local gomod
+    gomod=$(module_gomod "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+    {
+        header "builds etcd; etcd's modules replace each other with relative paths, which a plain
+// 'go install' refuses, so each is replaced here by the same release." etcd
+        printf 'require go.etcd.io/etcd/server/v3 %s\n\nreplace (\n' "$ETCD_VERSION"
+        sed -n '/^replace (/,/^)/p' "$gomod" | awk -v v="$ETCD_VERSION" \
+            '$2 == "=>" && $3 ~ /^\.\./ {printf "\t%s => %s %s\n", $1, $1, v}'
+        printf ')\n\ntool go.etcd.io/etcd/server/v3\n'
+    } >"$MODS/etcd/go.mod"
+}
+
+pin_csi_provisioner() {
+    local gomod
+    gomod=$(module_gomod "github.com/kubernetes-csi/external-provisioner/v6@$CSI_PROVISIONER_VERSION")
+    {
+        header "builds csi-provisioner with the replace block of its own go.mod." csi-provisioner
+        printf 'require github.com/kubernetes-csi/external-provisioner/v6 %s\n\nreplace (\n' "$CSI_PROVISIONER_VERSION"
+        { sed -n 's/^replace \(.* => .*\)$/\1/p' "$gomod"
+          sed -n '/^replace (/,/^)/p' "$gomod" | awk '$2 == "=>" {print $1, $2, $3, $4}'; } \
+            | sed 's/^[[:space:]]*//' | sort -u | sed 's/^/\t/'
+        printf ')\n\ntool github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner\n'
+    } >"$MODS/csi-provisioner/go.mod"
+}
+
+cmd_pin() {
+    local mod
+    mkdir -p "$MODS/kubernetes" "$MODS/etcd" "$MODS/csi-provisioner"
+    cd "$MODS"
+    pin_kubernetes
+    pin_etcd
+    pin_csi_provisioner
+    for mod in kubernetes etcd csi-provisioner; do
+        log "go mod tidy in hack/kube/tools/$mod"
+        (cd "$MODS/$mod" && rm -f go.sum && go mod tidy)
+    done
+}
+
+case "${1:-}" in
+    install) shift; cmd_install "$@" ;;
+    bin-dir) echo "$BIN_DIR" ;;
+    check) cmd_check ;;
+    versions)
+        printf 'kubernetes %s\netcd %s\nkwok %s\ncsi-sanity %s\nhelm %s\ncsi-provisioner %s\n' \
+            "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" "$HELM_VERSION" \
+            "$CSI_PROVISIONER_VERSION"
+        ;;
+    pin) cmd_pin ;;
+    *) echo "usage: $0 install [TOOL...] | bin-dir | check | versions | pin" >&2; exit 2 ;;
+esac
