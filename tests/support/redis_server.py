@@ -1,1 +1,116 @@
-"""Test fixtures (filled in by its module's owner)."""
+"""A real ``redis-server`` for the tests: one per session, on a free loopback port, with a password.
+
+Fixtures: ``redis_server`` (session: :class:`RedisServer` with ``host``, ``port``, ``password``, ``url``)
+and ``redis_url`` (per test: the URL of database 0, emptied with ``FLUSHALL`` first). The Debian package
+``redis-server`` provides the binary (``hack/install.sh`` installs it); without it the fixtures fail.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+STARTUP_TIMEOUT = 15.0
+"""Seconds to wait for the server to answer PING after launch."""
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A running server: ``url`` is ``redis://:<password>@<host>:<port>/0``."""
+
+    host: str
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A synchronous client for test setup and inspection (decoded strings)."""
+        return redis.Redis(host=self.host, port=self.port, password=self.password, decode_responses=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(server: RedisServer, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    client = server.client()
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}"
+                )
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT} s")
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Start ``redis-server`` (no persistence, ``requirepass`` set) for the session; stop it at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server not found: install the Debian package redis-server (hack/install.sh)")
+    workdir = tmp_path_factory.mktemp("redis")
+    log_path = workdir / "redis.log"
+    server = RedisServer(host="127.0.0.1", port=free_port(), password=secrets.token_urlsafe(16))
+    process = subprocess.Popen(
+        [
+            binary,
+            "--bind", server.host,
+            "--port", str(server.port),
+            "--requirepass", server.password,
+            "--dir", str(workdir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", str(log_path),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until_ready(server, process, log_path)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, with every database emptied (``FLUSHALL``) before the test."""
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
