@@ -1,0 +1,458 @@
+"""Rows of the metadata schema and the statements that read and write them, shared by both stores.
+
+No I/O of its own. The SQL here is written once in PostgreSQL's positional form (``$1``, ``$2``...) and used
+by the SQLite store after :func:`sqlite_placeholders` turns it into SQLite's equivalent ``?1``, ``?2``...;
+only the DDL (column types), time encoding and connection handling differ between the stores.
+:class:`Queries` implements every :class:`~callfs.metadata.base.MetadataTxn` operation once, on top of the
+two primitives a store supplies through an :class:`Executor` (run a query for rows, run a statement for a
+row count).
+
+Schema ideas (``shared/ARCHITECTURE.md``, "Storage node"): one ``inodes`` table keyed by canonical path,
+with ``parent``/``name``/``depth`` kept alongside for listings and subtree moves, and a
+``single_use_links`` table.
+
+Ordering rule (``callfs.metadata.base``): directories before files, then by name in byte order. Both stores
+compare text bytewise (SQLite's BINARY collation, PostgreSQL ``COLLATE "C"``) and ``'directory' < 'file'``
+bytewise, so ``ORDER BY type, name`` is the listing order and the ``(parent, type, name)`` index serves it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+
+from callfs import paths
+from callfs.models import Inode, InodeType, SingleUseLink, utcnow
+
+ROOT_MODE = 0o1777
+"""Permission bits of the root directory created by ``start()`` (world-writable, sticky)."""
+
+BLOB_PAGE_SIZE = 1000
+"""Rows fetched per round trip while streaming ``blob_ids`` (keyset pagination on ``path``)."""
+
+# The listing order relies on this: directories sort before files bytewise.
+assert InodeType.DIRECTORY.value.encode() < InodeType.FILE.value.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema change: ``version`` (strictly increasing, recorded in ``schema_migrations``) and the
+    ``statements`` that apply it, run in order inside one transaction."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    """Raise ``ValueError`` unless versions are positive and strictly increasing (a programming error)."""
+    previous = 0
+    for migration in migrations:
+        if migration.version <= previous:
+            raise ValueError(f"migration versions must increase: {migration.version} after {previous}")
+        previous = migration.version
+
+
+# --- Time encoding -----------------------------------------------------------------------------------------
+
+
+def require_utc(value: datetime) -> datetime:
+    """``value`` converted to UTC; naive datetimes are refused (``ValueError``) rather than guessed."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: metadata times must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (SQLite's time column encoding)."""
+    delta = require_utc(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    """The aware UTC datetime for integer microseconds since the Unix epoch (inverse of :func:`to_micros`)."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+TimeEncoder = Callable[[datetime], Any]
+TimeDecoder = Callable[[Any], datetime]
+
+
+# --- Subtree ranges ----------------------------------------------------------------------------------------
+
+
+def subtree_bounds(path: str) -> tuple[str, str]:
+    """Half-open range ``[low, high)`` of the paths strictly below canonical ``path``.
+
+    Descendants of ``/a`` are exactly the paths starting with ``/a/``; in byte order they lie in
+    ``['/a/', '/a0')`` because ``'0'`` is the byte after ``'/'``; ``/a-b`` (``'-'`` < ``'/'``) and ``/a0``
+    fall outside. For the root the range is every path except ``/`` itself.
+    """
+    if path == paths.ROOT:
+        return ("/\x01", "0")  # every canonical path but "/" starts with "/" followed by a non-NUL byte
+    return (path + "/", path + "0")
+
+
+def check_rename(src: str, dst: str) -> None:
+    """Refuse moves a store cannot express (``ValueError``): the root, or ``dst`` at or below ``src``."""
+    if src == paths.ROOT or dst == paths.ROOT:
+        raise ValueError("the root cannot be renamed")
+    if paths.is_within(dst, src):
+        raise ValueError(f"cannot move {src!r} into itself ({dst!r})")
+
+
+# --- Inode rows --------------------------------------------------------------------------------------------
+
+INODE_SELECT = "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
+"""Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
+
+INODE_WRITE = (
+    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, "
+    "instance_id"
+)
+"""Columns written by insert/update, in the order :func:`inode_params` produces."""
+
+
+def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
+    """An :class:`Inode` from a row of :data:`INODE_SELECT` columns."""
+    return Inode(
+        path=row[0],
+        type=InodeType(row[1]),
+        size=row[2],
+        mode=row[3],
+        owner=row[4],
+        group=row[5],
+        mtime=decode_time(row[6]),
+        ctime=decode_time(row[7]),
+        version=row[8],
+        backend=row[9],
+        blob_id=row[10],
+        instance_id=row[11],
+    )
+
+
+def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
+    """Statement parameters for the :data:`INODE_WRITE` columns of ``inode``."""
+    return (
+        inode.path,
+        inode.parent,
+        inode.name,
+        inode.depth,
+        inode.type.value,
+        inode.size,
+        inode.mode,
+        inode.owner,
+        inode.group,
+        encode_time(inode.mtime),
+        encode_time(inode.ctime),
+        inode.version,
+        inode.backend,
+        inode.blob_id,
+        inode.instance_id,
+    )
+
+
+def root_inode() -> Inode:
+    """The root directory ``start()`` creates when absent: ``/``, owner ``root``, mode ``0o1777``."""
+    now = utcnow()
+    return Inode(
+        path=paths.ROOT,
+        type=InodeType.DIRECTORY,
+        mode=ROOT_MODE,
+        owner="root",
+        group="root",
+        mtime=now,
+        ctime=now,
+    )
+
+
+# --- Link rows ---------------------------------------------------------------------------------------------
+
+LINK_COLUMNS = "token_id, path, created_by, created_at, expires_at, status, used_at, used_by_ip"
+"""Columns of ``single_use_links`` in the order :func:`link_from_row` and :func:`link_params` use."""
+
+
+def link_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> SingleUseLink:
+    """A :class:`SingleUseLink` from a row of :data:`LINK_COLUMNS`."""
+    return SingleUseLink(
+        token_id=row[0],
+        path=row[1],
+        created_by=row[2],
+        created_at=decode_time(row[3]),
+        expires_at=decode_time(row[4]),
+        status=row[5],
+        used_at=None if row[6] is None else decode_time(row[6]),
+        used_by_ip=row[7],
+    )
+
+
+def link_params(link: SingleUseLink, encode_time: TimeEncoder) -> tuple[Any, ...]:
+    """Statement parameters for the :data:`LINK_COLUMNS` of ``link``."""
+    return (
+        link.token_id,
+        link.path,
+        link.created_by,
+        encode_time(link.created_at),
+        encode_time(link.expires_at),
+        link.status,
+        None if link.used_at is None else encode_time(link.used_at),
+        link.used_by_ip,
+    )
+
+
+# --- Statements (PostgreSQL placeholders; see sqlite_placeholders) -----------------------------------------
+
+_WRITE_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, INODE_WRITE.count(",") + 2))
+
+SELECT_INODE = f"SELECT {INODE_SELECT} FROM inodes WHERE path = $1"  # noqa: S608 - constant column list
+INSERT_INODE = (
+    f"INSERT INTO inodes ({INODE_WRITE}) VALUES ({_WRITE_PLACEHOLDERS}) "  # noqa: S608
+    "ON CONFLICT (path) DO NOTHING"
+)
+UPDATE_INODE = (
+    "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
+    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15 "
+    "WHERE path = $1"
+)
+DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
+HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
+LIST_CHILDREN = f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 ORDER BY type, name"  # noqa: S608
+LIST_SUBTREE = (
+    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 "  # noqa: S608
+    "ORDER BY depth, type, name"
+)
+LIST_TREE = (
+    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
+    "ORDER BY depth, type, name"
+)
+SELECT_SUBTREE_FILES = (
+    f"SELECT {INODE_SELECT} FROM inodes "  # noqa: S608
+    "WHERE (path = $1 OR (path >= $2 AND path < $3)) AND type = 'file' ORDER BY path"
+)
+DELETE_SUBTREE = "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3)"
+SUBTREE_OCCUPIED = "SELECT 1 FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) LIMIT 1"
+# Re-keying: string lengths are computed by the server (characters in both engines), never by the client.
+RENAME_TOP = "UPDATE inodes SET path = $2, parent = $3, name = $4, depth = $5 WHERE path = $1"
+RENAME_DESCENDANTS = (
+    "UPDATE inodes SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1), "
+    "parent = $2 || substr(parent, length(CAST($1 AS TEXT)) + 1), depth = depth + $3 "
+    "WHERE path >= $4 AND path < $5"
+)
+BLOB_IDS_PAGE = (
+    "SELECT path, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id = $2 "
+    "AND blob_id IS NOT NULL AND path > $3 ORDER BY path LIMIT $4"
+)
+BLOB_IDS_PAGE_SHARED = (
+    "SELECT path, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id IS NULL "
+    "AND blob_id IS NOT NULL AND path > $2 ORDER BY path LIMIT $3"
+)
+
+INSERT_LINK = f"INSERT INTO single_use_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"  # noqa: S608
+SELECT_LINK = f"SELECT {LINK_COLUMNS} FROM single_use_links WHERE token_id = $1"  # noqa: S608
+CONSUME_LINK = (
+    "UPDATE single_use_links SET status = 'used', used_at = $2, used_by_ip = $3 "  # noqa: S608
+    f"WHERE token_id = $1 AND status = 'active' AND expires_at > $2 RETURNING {LINK_COLUMNS}"
+)
+SWEEP_LINKS = "DELETE FROM single_use_links WHERE expires_at <= $1 OR (status = 'used' AND used_at < $2)"
+
+INSERT_MIGRATION = "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
+SELECT_MIGRATIONS = "SELECT version FROM schema_migrations"
+
+
+def link_before_consume(consumed: SingleUseLink) -> SingleUseLink:
+    """The link as it was before :data:`CONSUME_LINK` flipped it (``RETURNING`` yields the new row).
+
+    The statement only matches ``active`` links, and an active link has never been used.
+    """
+    return replace(consumed, status="active", used_at=None, used_by_ip=None)
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@lru_cache(maxsize=256)
+def sqlite_placeholders(sql: str) -> str:
+    """``sql`` with PostgreSQL's ``$n`` placeholders rewritten to SQLite's numbered ``?n`` form."""
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+def pending_migrations(migrations: Sequence[Migration], applied: set[int]) -> list[Migration]:
+    """The migrations whose version is not in ``applied``, in order."""
+    check_migrations(migrations)
+    return [m for m in migrations if m.version not in applied]
+
+
+# --- Operations --------------------------------------------------------------------------------------------
+
+Row = Sequence[Any]
+
+
+class Executor(Protocol):
+    """What a store supplies to :class:`Queries`: one connection's (or pool's) way to run the shared SQL.
+
+    ``sql`` uses ``$n`` placeholders; ``params`` are positional. ``for_update_suffix`` is appended to a
+    ``SELECT`` that locks its row (``" FOR UPDATE"`` on PostgreSQL, empty on SQLite whose ``BEGIN IMMEDIATE``
+    already serialises writers). Implementations raise
+    :class:`~callfs.metadata.base.MetadataUnavailable` when the database cannot be reached.
+    """
+
+    for_update_suffix: str
+
+    def encode_time(self, value: datetime) -> Any:
+        """An aware datetime as the column value this database stores."""
+        ...
+
+    def decode_time(self, value: Any) -> datetime:
+        """A stored time column value as an aware UTC datetime."""
+        ...
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        """Every row of a query."""
+        ...
+
+    async def count(self, sql: str, params: Sequence[Any]) -> int:
+        """Run a data-changing statement; the number of rows it changed."""
+        ...
+
+
+class Queries:
+    """The :class:`~callfs.metadata.base.MetadataTxn` operations (plus the store-level reads) on one executor.
+
+    Atomicity of the multi-statement operations (``delete_subtree``, ``rename_subtree``) is the caller's
+    job: stores only call them on an executor bound to an open transaction.
+    """
+
+    __slots__ = ("_x",)
+
+    def __init__(self, executor: Executor) -> None:
+        self._x = executor
+
+    def _inode(self, row: Row) -> Inode:
+        return inode_from_row(row, self._x.decode_time)
+
+    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
+        """The inode at ``path`` or ``None``; ``for_update`` locks the row until the transaction ends."""
+        sql = SELECT_INODE + self._x.for_update_suffix if for_update else SELECT_INODE
+        rows = await self._x.fetch(sql, (path,))
+        return self._inode(rows[0]) if rows else None
+
+    async def insert(self, inode: Inode) -> bool:
+        """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""
+        return await self._x.count(INSERT_INODE, inode_params(inode, self._x.encode_time)) == 1
+
+    async def update(self, inode: Inode) -> None:
+        """Replace every field of the inode at ``inode.path``.
+
+        Raises:
+            LookupError: no inode exists at that path (the caller must have read it first).
+        """
+        if await self._x.count(UPDATE_INODE, inode_params(inode, self._x.encode_time)) != 1:
+            raise LookupError(f"no inode at {inode.path!r} to update")
+
+    async def delete(self, path: str) -> None:
+        """Delete the one inode at ``path`` (descendants untouched); nothing happens when it is absent."""
+        await self._x.count(DELETE_INODE, (path,))
+
+    async def has_children(self, path: str) -> bool:
+        """True when some inode has ``path`` as its parent."""
+        return bool(await self._x.fetch(HAS_CHILDREN, (path,)))
+
+    async def delete_subtree(self, path: str) -> list[Inode]:
+        """Delete ``path`` and its descendants; return the deleted file inodes, ordered by path."""
+        low, high = subtree_bounds(path)
+        files = [self._inode(row) for row in await self._x.fetch(SELECT_SUBTREE_FILES, (path, low, high))]
+        await self._x.count(DELETE_SUBTREE, (path, low, high))
+        return files
+
+    async def rename_subtree(self, src: str, dst: str) -> int:
+        """Re-key ``src`` and its descendants under ``dst``; the rows moved (0 when ``src`` is absent).
+
+        ``parent``, ``name`` and ``depth`` follow the new paths.
+
+        Raises:
+            ValueError: ``src`` or ``dst`` is the root, ``dst`` lies within ``src``, or ``dst`` (or anything
+                below it) already exists.
+        """
+        check_rename(src, dst)
+        dst_low, dst_high = subtree_bounds(dst)
+        if await self._x.fetch(SUBTREE_OCCUPIED, (dst, dst_low, dst_high)):
+            raise ValueError(f"rename target {dst!r} already exists")
+        top = await self._x.count(
+            RENAME_TOP, (src, dst, paths.parent_of(dst), paths.name_of(dst), paths.depth_of(dst))
+        )
+        if top == 0:
+            return 0
+        low, high = subtree_bounds(src)
+        shift = paths.depth_of(dst) - paths.depth_of(src)
+        return top + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
+
+    async def list_subtree(self, path: str) -> list[Inode]:
+        """Every descendant of ``path`` ordered by (depth, directories first, name)."""
+        low, high = subtree_bounds(path)
+        return [self._inode(row) for row in await self._x.fetch(LIST_SUBTREE, (low, high))]
+
+    async def list_children(self, path: str) -> list[Inode]:
+        """Direct children of ``path``: directories first, then by name (bytewise)."""
+        return [self._inode(row) for row in await self._x.fetch(LIST_CHILDREN, (path,))]
+
+    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+        """Descendants at most ``max_depth`` levels below the children of ``path`` (``0``: children only).
+
+        Raises:
+            ValueError: ``max_depth`` is negative.
+        """
+        if max_depth < 0:
+            raise ValueError("max_depth must be >= 0")
+        low, high = subtree_bounds(path)
+        limit = paths.depth_of(path) + 1 + max_depth
+        return [self._inode(row) for row in await self._x.fetch(LIST_TREE, (low, high, limit))]
+
+    async def insert_link(self, link: SingleUseLink) -> None:
+        """Store a new link (a duplicate ``token_id`` is an integrity error of the database driver)."""
+        await self._x.count(INSERT_LINK, link_params(link, self._x.encode_time))
+
+    async def get_link(self, token_id: str) -> SingleUseLink | None:
+        """The link with ``token_id`` in whatever state, or ``None``."""
+        rows = await self._x.fetch(SELECT_LINK, (token_id,))
+        return link_from_row(rows[0], self._x.decode_time) if rows else None
+
+    async def consume_link(
+        self, token_id: str, *, now: datetime, client_ip: str | None
+    ) -> SingleUseLink | None:
+        """Flip an active link expiring after ``now`` to ``used`` in one statement (compare-and-set).
+
+        Returns the link as it was before, or ``None`` when no active unexpired link has that id.
+        """
+        rows = await self._x.fetch(CONSUME_LINK, (token_id, self._x.encode_time(now), client_ip))
+        return link_before_consume(link_from_row(rows[0], self._x.decode_time)) if rows else None
+
+    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
+        """Delete links expired at ``now`` and used links used before ``used_before``; how many."""
+        params = (self._x.encode_time(now), self._x.encode_time(used_before))
+        return await self._x.count(SWEEP_LINKS, params)
+
+    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
+        """Stream the ``blob_id`` of every file on ``backend`` owned by ``instance_id`` (``None``: shared).
+
+        Pages of :data:`BLOB_PAGE_SIZE` rows by path (keyset pagination), so no read transaction or
+        connection is held while the consumer works between pages. One id per file: ids shared by several
+        files repeat.
+        """
+        after = ""
+        while True:
+            if instance_id is None:
+                rows = await self._x.fetch(BLOB_IDS_PAGE_SHARED, (backend, after, BLOB_PAGE_SIZE))
+            else:
+                rows = await self._x.fetch(BLOB_IDS_PAGE, (backend, instance_id, after, BLOB_PAGE_SIZE))
+            for row in rows:
+                yield row[1]
+            if len(rows) < BLOB_PAGE_SIZE:
+                return
+            after = rows[-1][0]

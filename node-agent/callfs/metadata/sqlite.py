@@ -1,0 +1,381 @@
+"""The embedded SQLite metadata store (the default; ``metadata_store.type: sqlite``).
+
+One file, WAL journal, ``synchronous=FULL`` so a committed write survives power loss once the call returns.
+Connections (each one an aiosqlite worker thread):
+
+* one **writer**, guarded by an :class:`asyncio.Lock`: transactions run ``BEGIN IMMEDIATE`` ... ``COMMIT``
+  on it, and single-statement writes run on it in autocommit mode while holding the lock, so no statement
+  ever lands inside another coroutine's open transaction;
+* a few **readers** (``PRAGMA query_only``) for the store's autocommit reads: in WAL mode each read sees
+  the last committed state and never another coroutine's uncommitted transaction.
+
+Operations come from :class:`~callfs.metadata.rows.Queries`; this module only manages connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from callfs.metadata.base import MetadataTxn, MetadataUnavailable
+from callfs.metadata.rows import (
+    INSERT_MIGRATION,
+    SELECT_MIGRATIONS,
+    Migration,
+    Queries,
+    Row,
+    from_micros,
+    pending_migrations,
+    root_inode,
+    sqlite_placeholders,
+    to_micros,
+)
+from callfs.models import Inode, SingleUseLink, utcnow
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="inodes and single-use links",
+        statements=(
+            # WITHOUT ROWID: the text primary key is the table's only B-tree, so a lookup by path is one
+            # search and secondary indexes carry the path.
+            """CREATE TABLE inodes (
+                path TEXT NOT NULL PRIMARY KEY,
+                parent TEXT,
+                name TEXT NOT NULL,
+                depth INTEGER NOT NULL,
+                type TEXT NOT NULL CHECK (type IN ('file', 'directory')),
+                size INTEGER NOT NULL CHECK (size >= 0),
+                mode INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                grp TEXT NOT NULL,
+                mtime INTEGER NOT NULL,
+                ctime INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                backend TEXT,
+                blob_id TEXT,
+                instance_id TEXT
+            ) WITHOUT ROWID""",
+            "CREATE INDEX inodes_listing ON inodes (parent, type, name)",
+            "CREATE INDEX inodes_blobs ON inodes (backend, instance_id, path) WHERE type = 'file'",
+            """CREATE TABLE single_use_links (
+                token_id TEXT NOT NULL PRIMARY KEY,
+                path TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('active', 'used')),
+                used_at INTEGER,
+                used_by_ip TEXT
+            ) WITHOUT ROWID""",
+            "CREATE INDEX links_expiry ON single_use_links (expires_at)",
+            "CREATE INDEX links_used ON single_use_links (used_at) WHERE status = 'used'",
+        ),
+    ),
+)
+"""Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
+
+_SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER NOT NULL PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)"""
+
+# Error codes meaning "the database cannot be used right now" rather than "this statement is wrong".
+_UNAVAILABLE_CODES = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+)
+
+_in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("callfs_sqlite_txn", default=False)
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNAVAILABLE_CODES
+
+
+class _Connection:
+    """An :class:`~callfs.metadata.rows.Executor` on one aiosqlite connection (times: epoch microseconds)."""
+
+    for_update_suffix = ""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    def encode_time(self, value: datetime) -> Any:
+        return to_micros(value)
+
+    def decode_time(self, value: Any) -> datetime:
+        return from_micros(value)
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        try:
+            return list(await self.conn.execute_fetchall(sqlite_placeholders(sql), tuple(params)))
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise MetadataUnavailable(f"SQLite: {exc}") from exc
+            raise
+        except ValueError as exc:  # aiosqlite: "no active connection" after close()
+            raise MetadataUnavailable(f"SQLite: {exc}") from exc
+
+    async def count(self, sql: str, params: Sequence[Any]) -> int:
+        try:
+            cursor = await self.conn.execute(sqlite_placeholders(sql), tuple(params))
+            rowcount = cursor.rowcount
+            await cursor.close()
+            return rowcount
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                raise MetadataUnavailable(f"SQLite: {exc}") from exc
+            raise
+        except ValueError as exc:
+            raise MetadataUnavailable(f"SQLite: {exc}") from exc
+
+    async def run(self, sql: str) -> None:
+        """Run a parameterless statement (``BEGIN IMMEDIATE``, ``COMMIT``, DDL)."""
+        await self.count(sql, ())
+
+
+class SQLiteStore:
+    """The :class:`~callfs.metadata.base.MetadataStore` on the SQLite database file at ``path``.
+
+    ``readers`` is the number of read-only connections serving autocommit reads (round-robin);
+    ``busy_timeout`` (seconds) is how long a statement waits for another process's lock before
+    :class:`~callfs.metadata.base.MetadataUnavailable`. The parent directory is created if missing.
+
+    Do not call the store's own write methods (or open a second transaction) inside
+    :meth:`transaction`: the writer lock is not reentrant, so that raises ``RuntimeError`` instead of
+    deadlocking.
+    """
+
+    def __init__(self, path: Path, *, readers: int = 2, busy_timeout: float = 5.0) -> None:
+        if readers < 1:
+            raise ValueError("readers must be >= 1")
+        self._path = path
+        self._reader_count = readers
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._lock = asyncio.Lock()
+        self._writer: _Connection | None = None
+        self._writer_ops: Queries | None = None
+        self._readers: list[_Connection] = []
+        self._reader_ops: list[Queries] = []
+        self._next_reader = itertools.count()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the connections, apply pending migrations and create the root directory if absent.
+
+        Calling it again on a started store only re-checks migrations and the root.
+
+        Raises:
+            MetadataUnavailable: the file cannot be opened or put into WAL mode.
+        """
+        try:
+            if self._writer is None:
+                await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+                writer = await self._connect()
+                try:
+                    mode = await writer.execute_fetchall("PRAGMA journal_mode = WAL")
+                    if str(next(iter(mode))[0]).lower() != "wal":
+                        raise MetadataUnavailable(f"SQLite at {self._path} cannot use WAL mode")
+                    await writer.execute("PRAGMA synchronous = FULL")
+                except BaseException:
+                    await writer.close()
+                    raise
+                self._writer = _Connection(writer)
+                self._writer_ops = Queries(self._writer)
+            await self._migrate()
+            async with self._write() as ops:
+                await ops.insert(root_inode())
+            while len(self._readers) < self._reader_count:
+                reader = await self._connect()
+                await reader.execute("PRAGMA query_only = ON")
+                self._readers.append(_Connection(reader))
+                self._reader_ops.append(Queries(self._readers[-1]))
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise MetadataUnavailable(f"SQLite at {self._path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _migrate(self) -> None:
+        async with self._lock:
+            writer = self._require_writer()
+            await writer.run("BEGIN IMMEDIATE")  # also serialises nodes starting on the same file
+            try:
+                await writer.run(_SCHEMA_MIGRATIONS)
+                applied = {row[0] for row in await writer.fetch(SELECT_MIGRATIONS, ())}
+                for migration in pending_migrations(MIGRATIONS, applied):
+                    for statement in migration.statements:
+                        await writer.run(statement)
+                    await writer.count(
+                        INSERT_MIGRATION,
+                        (migration.version, migration.description, writer.encode_time(utcnow())),
+                    )
+            except BaseException:
+                with suppress(sqlite3.Error, MetadataUnavailable):
+                    await writer.run("ROLLBACK")
+                raise
+            await writer.run("COMMIT")
+
+    async def close(self) -> None:
+        """Close every connection (pending statements on them finish first). Safe to call twice."""
+        readers, self._readers, self._reader_ops = self._readers, [], []
+        writer, self._writer, self._writer_ops = self._writer, None, None
+        for conn in readers:
+            await conn.conn.close()
+        if writer is not None:
+            await writer.conn.close()
+
+    async def ping(self) -> bool:
+        """True when a reader answers ``SELECT 1`` within one second."""
+        if not self._readers:
+            return False
+        try:
+            await asyncio.wait_for(self._readers[0].fetch("SELECT 1", ()), timeout=1.0)
+        except (MetadataUnavailable, sqlite3.Error, TimeoutError):
+            return False
+        return True
+
+    # --- connection selection ----------------------------------------------------------------------------
+
+    def _require_writer(self) -> _Connection:
+        if self._writer is None:
+            raise MetadataUnavailable("the SQLite store is not started or already closed")
+        return self._writer
+
+    def _read(self) -> Queries:
+        if not self._reader_ops:
+            raise MetadataUnavailable("the SQLite store is not started or already closed")
+        return self._reader_ops[next(self._next_reader) % len(self._reader_ops)]
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Queries]:
+        """The writer, in autocommit mode, for one statement that is atomic on its own."""
+        if _in_transaction.get():
+            raise RuntimeError("store-level write inside a transaction of the same store")
+        async with self._lock:
+            self._require_writer()
+            assert self._writer_ops is not None
+            yield self._writer_ops
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetadataTxn]:
+        """``BEGIN IMMEDIATE`` on the writer; commit on normal exit, roll back on any exception.
+
+        Waits for the writer lock (other transactions and writes run one at a time).
+
+        Raises:
+            RuntimeError: called inside another transaction of this store (it would deadlock).
+            MetadataUnavailable: the database is locked by another process beyond ``busy_timeout``.
+        """
+        if _in_transaction.get():
+            raise RuntimeError("nested transaction on the SQLite store")
+        async with self._lock:
+            writer = self._require_writer()
+            assert self._writer_ops is not None
+            await writer.run("BEGIN IMMEDIATE")
+            token = _in_transaction.set(True)
+            try:
+                yield self._writer_ops
+            except BaseException:
+                # aiosqlite runs a connection's statements in order, so even if this await is cancelled
+                # the ROLLBACK executes before the next transaction's BEGIN.
+                with suppress(sqlite3.Error, MetadataUnavailable):
+                    await writer.run("ROLLBACK")
+                raise
+            finally:
+                _in_transaction.reset(token)
+            await writer.run("COMMIT")
+
+    # --- autocommit operations ---------------------------------------------------------------------------
+
+    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
+        """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
+        return await self._read().get(path)
+
+    async def insert(self, inode: Inode) -> bool:
+        """Insert ``inode``; ``False`` when its path exists."""
+        async with self._write() as ops:
+            return await ops.insert(inode)
+
+    async def update(self, inode: Inode) -> None:
+        """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""
+        async with self._write() as ops:
+            await ops.update(inode)
+
+    async def delete(self, path: str) -> None:
+        """Delete the one inode at ``path`` (absent: no-op)."""
+        async with self._write() as ops:
+            await ops.delete(path)
+
+    async def has_children(self, path: str) -> bool:
+        """True when ``path`` has at least one committed child."""
+        return await self._read().has_children(path)
+
+    async def delete_subtree(self, path: str) -> list[Inode]:
+        """Delete ``path`` and every descendant in one transaction; the deleted file inodes."""
+        async with self.transaction() as txn:
+            return await txn.delete_subtree(path)
+
+    async def rename_subtree(self, src: str, dst: str) -> int:
+        """Move ``src`` and its descendants to ``dst`` in one transaction; rows moved."""
+        async with self.transaction() as txn:
+            return await txn.rename_subtree(src, dst)
+
+    async def list_subtree(self, path: str) -> list[Inode]:
+        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
+        return await self._read().list_subtree(path)
+
+    async def list_children(self, path: str) -> list[Inode]:
+        """Direct children of ``path`` in listing order."""
+        return await self._read().list_children(path)
+
+    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
+        return await self._read().list_tree(path, max_depth)
+
+    async def insert_link(self, link: SingleUseLink) -> None:
+        """Store a new single-use link."""
+        async with self._write() as ops:
+            await ops.insert_link(link)
+
+    async def get_link(self, token_id: str) -> SingleUseLink | None:
+        """The link with ``token_id`` in any state, or ``None``."""
+        return await self._read().get_link(token_id)
+
+    async def consume_link(
+        self, token_id: str, *, now: datetime, client_ip: str | None
+    ) -> SingleUseLink | None:
+        """Flip an active unexpired link to ``used``; the link as it was, or ``None``."""
+        async with self._write() as ops:
+            return await ops.consume_link(token_id, now=now, client_ip=client_ip)
+
+    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
+        """Delete expired links and links used before ``used_before``; how many were deleted."""
+        async with self._write() as ops:
+            return await ops.sweep_links(now=now, used_before=used_before)
+
+    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
+        """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
+        async for blob_id in self._read().blob_ids(backend, instance_id):
+            yield blob_id
