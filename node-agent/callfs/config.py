@@ -278,7 +278,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         try:
             loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
+            kind = "JSON" if path.suffix == ".json" else "YAML"
+            raise ConfigError(f"config file {path} is not valid {kind}: {exc}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

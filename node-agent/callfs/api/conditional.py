@@ -1,0 +1,163 @@
+"""HTTP validators, conditional requests and byte ranges (RFC 9110 §8.8, §13, §14). Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from callfs.errors import PreconditionFailed, RangeNotSatisfiable
+from callfs.models import Inode
+
+
+def etag(inode: Inode) -> str:
+    """A strong entity tag for a file: its blob id changes with every content change (quoted, RFC 9110 §8.8.3)."""
+    return f'"{(inode.blob_id or "")[:20]}{inode.version:x}"'
+
+
+def http_date(moment: datetime) -> str:
+    """IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``) for ``Last-Modified``."""
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 in UTC with seconds precision: ``2026-11-22T04:16:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _matches(value: str, current: Inode | None, *, strong: bool) -> bool:
+    """Does an ``If-Match``/``If-None-Match`` list match ``current``? (RFC 9110 §8.8.3.2 comparison)."""
+    if current is None:
+        return False
+    tags = [part.strip() for part in value.split(",") if part.strip()]
+    if "*" in tags:
+        return True
+    if strong:
+        return etag(current) in tags
+    return etag(current) in (tag.removeprefix("W/") for tag in tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """The conditional request headers of one request (raw values, ``None`` when absent)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+    if_modified_since: str | None = None
+    if_unmodified_since: str | None = None
+
+    @property
+    def present(self) -> bool:
+        return any((self.if_match, self.if_none_match, self.if_modified_since, self.if_unmodified_since))
+
+
+def evaluate_read(conditions: Conditions, inode: Inode) -> int | None:
+    """Evaluate preconditions for GET/HEAD in RFC 9110 §13.2.2 order.
+
+    Returns 304 (not modified), 412 (precondition failed) or ``None`` (serve normally).
+    """
+    seconds = inode.mtime.replace(microsecond=0)
+    if conditions.if_match is not None:
+        if not _matches(conditions.if_match, inode, strong=True):
+            return 412
+    elif conditions.if_unmodified_since is not None:
+        since = _parse_http_date(conditions.if_unmodified_since)
+        if since is not None and seconds > since:
+            return 412
+    if conditions.if_none_match is not None:
+        if _matches(conditions.if_none_match, inode, strong=False):
+            return 304
+    elif conditions.if_modified_since is not None:
+        since = _parse_http_date(conditions.if_modified_since)
+        if since is not None and seconds <= since:
+            return 304
+    return None
+
+
+def write_precondition(conditions: Conditions) -> Callable[[Inode | None], None] | None:
+    """A callable for :meth:`callfs.engine.Engine.write_file` enforcing ``If-Match``/``If-None-Match``/
+    ``If-Unmodified-Since`` on PUT/POST (RFC 9110 §13.1), or ``None`` when the request has none.
+
+    The callable raises :class:`PreconditionFailed` given the current inode (``None`` when absent).
+    """
+    if not conditions.present:
+        return None
+
+    def check(current: Inode | None) -> None:
+        if conditions.if_match is not None and not _matches(conditions.if_match, current, strong=True):
+            raise PreconditionFailed("If-Match does not match the current version")
+        if conditions.if_none_match is not None and _matches(conditions.if_none_match, current, strong=False):
+            raise PreconditionFailed("If-None-Match matches the current version")
+        if conditions.if_unmodified_since is not None and current is not None:
+            since = _parse_http_date(conditions.if_unmodified_since)
+            if since is not None and current.mtime.replace(microsecond=0) > since:
+                raise PreconditionFailed("the file was modified since If-Unmodified-Since")
+
+    return check
+
+
+def range_applies(if_range: str | None, inode: Inode) -> bool:
+    """``If-Range`` (RFC 9110 §13.1.5): honour ``Range`` only when the validator still matches."""
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag(inode)
+    since = _parse_http_date(value)
+    return since is not None and inode.mtime.replace(microsecond=0) == since
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive byte range ``start..end`` of a representation of ``size`` bytes."""
+
+    start: int
+    end: int
+    size: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.end}/{self.size}"
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Parse a ``Range`` header against a file of ``size`` bytes (RFC 9110 §14.1.2, §14.2).
+
+    Returns ``None`` to serve the whole file: no header, a header that is not a valid ``bytes`` range (ignored
+    per §14.2), or several ranges (we answer those with the whole representation, which §14.2 permits).
+
+    Raises:
+        RangeNotSatisfiable: a single syntactically valid range that starts at or beyond ``size``.
+    """
+    if header is None:
+        return None
+    unit, sep, spec = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first or last) or not (first.isdigit() or not first) or not (last.isdigit() or not last):
+        return None
+    if first:
+        start = int(first)
+        end = int(last) if last else size - 1
+        if last and end < start:
+            return None
+        if start >= size:
+            raise RangeNotSatisfiable(f"range starts at {start} but the file has {size} bytes", size=size)
+        return ByteRange(start, min(end, size - 1), size)
+    suffix = int(last)
+    if suffix == 0 or size == 0:
+        raise RangeNotSatisfiable(f"suffix range of {suffix} bytes on a file of {size} bytes", size=size)
+    return ByteRange(max(0, size - suffix), size - 1, size)

@@ -1,0 +1,225 @@
+"""``/v1/files/{path}``: read, stat, create, overwrite, move/chmod/chown and delete files and directories."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from callfs import paths
+from callfs.api import render
+from callfs.api.conditional import evaluate_read, parse_range, range_applies, write_precondition
+from callfs.api.keys import NODE, caller
+from callfs.api.requests import (
+    body_chunks,
+    check_body_size,
+    conditions,
+    flag,
+    json_object,
+    request_path,
+)
+from callfs.engine import OpenFile
+from callfs.errors import BadRequest, IsADirectory, PreconditionFailed
+from callfs.models import Inode
+from callfs.permissions import parse_mode
+
+PREFIX = "/v1/files/"
+STREAM_CHUNK_BYTES = 1 << 20
+_PATCH_KEYS = {"name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner"}
+
+
+def add_routes(app: web.Application) -> None:
+    route = PREFIX + "{tail:.*}"
+    app.router.add_route("GET", route, get_file)
+    app.router.add_route("HEAD", route, head_file)
+    app.router.add_route("POST", route, post_file)
+    app.router.add_route("PUT", route, put_file)
+    app.router.add_route("PATCH", route, patch_file)
+    app.router.add_route("DELETE", route, delete_file)
+
+
+def _not_modified(status: int, inode: Inode) -> web.StreamResponse:
+    if status == 412:
+        raise PreconditionFailed("precondition failed for the current version")
+    response = web.Response(status=304)
+    response.headers.update({k: v for k, v in render.headers(inode).items() if k in ("ETag", "Last-Modified")})
+    return response
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    """A file's bytes (with Range and conditional requests), or a directory's listing as a JSON array."""
+    engine = request.app[NODE].engine
+    who = caller(request)
+    path = request_path(request, PREFIX).path
+    inode = await engine.stat(who, path)
+    if inode.is_dir:
+        directory, entries = await engine.list_directory(who, path)
+        response = web.json_response([render.item(e) for e in entries])
+        response.headers.update(render.headers(directory))
+        return response
+    opened = await engine.open_file(who, path)
+    return await send_file(request, opened)
+
+
+async def send_file(request: web.Request, opened: OpenFile, extra: dict[str, str] | None = None) -> web.StreamResponse:
+    """Stream an open file, honouring conditional headers and a single ``Range``; closes the reader.
+
+    Local blobs go out with ``sendfile(2)``; others are streamed in 1 MiB chunks.
+    """
+    inode, reader = opened.inode, opened.reader
+    try:
+        inode = inode.evolve(size=reader.size)
+        verdict = evaluate_read(conditions(request), inode)
+        if verdict is not None:
+            return _not_modified(verdict, inode)
+        byte_range = None
+        if range_applies(request.headers.get("If-Range"), inode):
+            byte_range = parse_range(request.headers.get("Range"), reader.size)
+        response = web.StreamResponse(status=206 if byte_range else 200)
+        response.headers.update(render.headers(inode))
+        response.headers.update(extra or {})
+        response.content_type = "application/octet-stream"
+        offset, length = (byte_range.start, byte_range.length) if byte_range else (0, reader.size)
+        if byte_range:
+            response.headers["Content-Range"] = byte_range.content_range()
+        response.content_length = length
+        await response.prepare(request)
+        local = reader.local_file()
+        transport = request.transport
+        if length and local is not None and transport is not None:
+            await asyncio.get_running_loop().sendfile(transport, local, offset, length)
+        else:
+            async for chunk in reader.iter_range(offset, length, STREAM_CHUNK_BYTES):
+                await response.write(chunk)
+        request.app[NODE].metrics.bytes_sent.inc(length)
+        await response.write_eof()
+        return response
+    finally:
+        await reader.close()
+
+
+async def head_file(request: web.Request) -> web.StreamResponse:
+    """The GET headers without a body (``X-CallFS-*``, ``ETag``, ``Content-Length``)."""
+    inode = await request.app[NODE].engine.stat(caller(request), request_path(request, PREFIX).path)
+    if not inode.is_dir:
+        verdict = evaluate_read(conditions(request), inode)
+        if verdict is not None:
+            return _not_modified(verdict, inode)
+    response = web.StreamResponse(status=200)
+    response.headers.update(render.headers(inode))
+    if inode.is_dir:
+        response.content_type = "application/json"
+    else:
+        response.content_type = "application/octet-stream"
+        response.content_length = inode.size
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+def _created(request: web.Request, inode: Inode, created: bool) -> web.Response:
+    response = web.json_response(render.item(inode), status=201 if created else 200)
+    if created:
+        response.headers["Location"] = PREFIX + quote(inode.path.lstrip("/")) + ("/" if inode.is_dir else "")
+    if not inode.is_dir:
+        response.headers.update({k: v for k, v in render.headers(inode).items() if k in ("ETag", "Last-Modified")})
+    return response
+
+
+def _backend_choice(request: web.Request) -> str | None:
+    return request.headers.get("X-CallFS-Backend") or request.query.get("backend") or None
+
+
+async def post_file(request: web.Request) -> web.StreamResponse:
+    """Create a directory (trailing slash, no body) or a file from the raw body (409 when it exists)."""
+    engine = request.app[NODE].engine
+    target = request_path(request, PREFIX)
+    if target.is_dir_hint:
+        if request.content_length:
+            raise BadRequest("creating a directory takes no body")
+        inode, created = await engine.make_directory(caller(request), target.path)
+        return _created(request, inode, created)
+    check_body_size(request)
+    result = await engine.write_file(
+        caller(request), target.path, body_chunks(request), create_only=True, backend=_backend_choice(request),
+        precondition=write_precondition(conditions(request)),
+    )
+    return _created(request, result.inode, True)
+
+
+async def put_file(request: web.Request) -> web.StreamResponse:
+    """Create (201) or overwrite (200) a file from the streamed body."""
+    target = request_path(request, PREFIX)
+    if target.is_dir_hint:
+        raise IsADirectory("PUT writes files; the path names a directory (trailing slash)")
+    check_body_size(request)
+    result = await request.app[NODE].engine.write_file(
+        caller(request), target.path, body_chunks(request), create_only=False, backend=_backend_choice(request),
+        precondition=write_precondition(conditions(request)),
+    )
+    return _created(request, result.inode, result.created)
+
+
+def _bool_field(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} must be true or false")
+    return value
+
+
+def _str_field(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+async def patch_file(request: web.Request) -> web.StreamResponse:
+    """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``)."""
+    engine = request.app[NODE].engine
+    who = caller(request)
+    source = request_path(request, PREFIX).path
+    body = await json_object(request)
+    unknown = set(body) - _PATCH_KEYS
+    if unknown:
+        raise BadRequest(f"unknown fields {sorted(unknown)}; allowed: {sorted(_PATCH_KEYS)}")
+    name, destination = _str_field(body, "name"), _str_field(body, "destination")
+    mode_text, owner = _str_field(body, "mode"), _str_field(body, "owner")
+    if mode_text is not None or owner is not None:
+        if name is not None or destination is not None:
+            raise BadRequest("change mode/owner and rename in separate requests")
+        try:
+            mode = parse_mode(mode_text) if mode_text is not None else None
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        inode = await engine.change_attributes(who, source, mode=mode, owner=owner)
+        return web.json_response({"path": inode.path, **render.item(inode)})
+    if (name is None) == (destination is None):
+        raise BadRequest("give exactly one of name or destination")
+    for key in ("backend", "instance"):
+        if body.get(key) is not None:
+            raise BadRequest(f"{key} is not supported when moving on this node")
+    if name is not None:
+        parent = paths.parent_of(source)
+        if parent is None:
+            raise BadRequest("the root directory cannot be renamed")
+        target = paths.join(parent, paths.validate_name(name))
+    else:
+        assert destination is not None
+        if not destination.startswith("/"):
+            raise BadRequest("destination must be an absolute path")
+        target = paths.canonicalize(destination).path
+    moved = await engine.move(
+        who, source, target, overwrite=_bool_field(body, "overwrite"),
+        create_parents=_bool_field(body, "create_parents"),
+    )
+    return web.json_response({"path": moved.path})
+
+
+async def delete_file(request: web.Request) -> web.StreamResponse:
+    """Delete a file or an empty directory (204); ``?recursive=true`` deletes a subtree."""
+    target = request_path(request, PREFIX)
+    await request.app[NODE].engine.delete(caller(request), target.path, recursive=flag(request, "recursive"))
+    return web.Response(status=204)

@@ -1,0 +1,42 @@
+"""Inodes rendered as CallFS v1 response headers and JSON items. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callfs.api.conditional import etag, http_date, rfc3339
+from callfs.models import Inode
+from callfs.permissions import format_mode
+
+
+def item(inode: Inode) -> dict[str, Any]:
+    """A listing item: ``{name, path, type, size, mode, owner, group, mtime}`` (mode like ``"0644"``)."""
+    return {
+        "name": inode.name,
+        "path": inode.path,
+        "type": inode.type.value,
+        "size": inode.size,
+        "mode": format_mode(inode.mode),
+        "owner": inode.owner,
+        "group": inode.group,
+        "mtime": rfc3339(inode.mtime),
+    }
+
+
+def headers(inode: Inode) -> dict[str, str]:
+    """The ``X-CallFS-*`` headers of GET/HEAD, plus ``ETag``/``Last-Modified``/``Accept-Ranges`` for files."""
+    out = {
+        "X-CallFS-Type": inode.type.value,
+        "X-CallFS-Size": str(inode.size),
+        "X-CallFS-Mode": format_mode(inode.mode),
+        "X-CallFS-Owner": inode.owner,
+        "X-CallFS-Group": inode.group,
+        "X-CallFS-MTime": rfc3339(inode.mtime),
+        "Last-Modified": http_date(inode.mtime),
+    }
+    if not inode.is_dir:
+        out["ETag"] = etag(inode)
+        out["Accept-Ranges"] = "bytes"
+        if inode.instance_id is not None:
+            out["X-CallFS-Instance-ID"] = inode.instance_id
+    return out

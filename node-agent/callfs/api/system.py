@@ -1,0 +1,31 @@
+"""``/health`` (liveness), ``/ready`` (dependencies reachable) and ``/metrics`` (Prometheus, authenticated)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from callfs.api.keys import NODE
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    """200 ``{"status": "ok"}`` while the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.StreamResponse:
+    """200 when the metadata store, lock service and backends answer, else 503; body names each check."""
+    checks = await request.app[NODE].ready()
+    ok = all(checks.values())
+    return web.json_response({"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The node's metrics in the Prometheus text format."""
+    body = request.app[NODE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -1,0 +1,1 @@
+"""The ``callfs`` command line."""

@@ -1,0 +1,580 @@
+"""Filesystem semantics of the storage node: create, overwrite, read, list, move, delete, chmod/chown, links.
+
+The engine knows nothing of HTTP. Every operation takes the :class:`~callfs.permissions.Caller` and canonical
+paths, enforces the permission model, and follows one durability rule: **bytes first, then metadata**. A write
+streams into a new blob, makes it durable, then commits metadata pointing at it in one transaction; the blob it
+replaced is deleted only after that commit. A crash at any point leaves the old version or the new one, never a
+partial file, and :meth:`Engine.sweep_orphans` removes unreferenced blobs at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from callfs import links, paths
+from callfs.backends.base import Backend, BlobReader
+from callfs.errors import (
+    AlreadyExists,
+    BadRequest,
+    DirectoryNotEmpty,
+    IsADirectory,
+    LinkExpired,
+    LockTimeout,
+    NotADirectory,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from callfs.locks.base import Lease, LockService
+from callfs.metadata.base import MetadataStore, MetadataTxn
+from callfs.metrics import Metrics
+from callfs.models import Inode, InodeType, SingleUseLink, utcnow
+from callfs.permissions import (
+    DEFAULT_DIR_MODE,
+    DEFAULT_FILE_MODE,
+    READ,
+    WRITE,
+    Caller,
+    allows,
+    require,
+    require_entry_change,
+    require_owner,
+)
+
+log = logging.getLogger(__name__)
+
+Precondition = Callable[[Inode | None], None]
+"""Called with the current inode (or ``None``) before a write; raises ``PreconditionFailed`` to refuse it."""
+
+# Times to re-read metadata when a blob vanished under a reader because an overwrite just replaced it.
+_OPEN_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of a file write: the committed ``inode`` and whether it was ``created`` (vs overwritten)."""
+
+    inode: Inode
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    """A readable file: its ``inode`` and an open ``reader`` (close it when done)."""
+
+    inode: Inode
+    reader: BlobReader
+
+
+def new_blob_id() -> str:
+    """A fresh, unguessable blob id (32 hex characters)."""
+    return secrets.token_hex(16)
+
+
+class Engine:
+    """The filesystem. ``backends`` maps backend names to started backends; ``instance_id`` is this node's."""
+
+    def __init__(
+        self,
+        *,
+        store: MetadataStore,
+        locks: LockService,
+        backends: Mapping[str, Backend],
+        default_backend: str,
+        instance_id: str,
+        metrics: Metrics,
+        link_secret: str,
+        max_file_bytes: int,
+    ) -> None:
+        if default_backend not in backends:
+            raise ValueError(f"default backend {default_backend!r} is not configured")
+        self.store = store
+        self.locks = locks
+        self.backends = dict(backends)
+        self.default_backend = default_backend
+        self.instance_id = instance_id
+        self.metrics = metrics
+        self._link_secret = link_secret
+        self.max_file_bytes = max_file_bytes
+
+    # ---------------------------------------------------------------- helpers
+
+    def backend(self, name: str | None) -> Backend:
+        """The backend called ``name`` (``None``: the default). Raises ``BadRequest`` for an unknown name."""
+        key = name or self.default_backend
+        try:
+            return self.backends[key]
+        except KeyError:
+            raise BadRequest(f"unknown backend {key!r}; configured: {', '.join(sorted(self.backends))}") from None
+
+    async def _get(self, path: str) -> Inode:
+        with self.metrics.time_metadata("get"):
+            inode = await self.store.get(path)
+        if inode is None:
+            raise NotFound(f"{path} does not exist")
+        return inode
+
+    @asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[Lease]:
+        start = time.perf_counter()
+        try:
+            cm = self.locks.hold(key)
+            lease = await cm.__aenter__()
+        except LockTimeout:
+            self.metrics.lock_wait_seconds.labels("timeout").observe(time.perf_counter() - start)
+            raise
+        self.metrics.lock_wait_seconds.labels("acquired").observe(time.perf_counter() - start)
+        try:
+            yield lease
+        except BaseException as exc:
+            if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await cm.__aexit__(None, None, None)
+
+    async def _ensure_parents(self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool) -> Inode:
+        """The parent directory of ``path``, creating missing ancestors (owned by ``caller``) when ``create``.
+
+        Checks ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not
+        ``create``) or ``NotADirectory`` (an ancestor is a file).
+        """
+        parent_path = paths.parent_of(path)
+        assert parent_path is not None
+        parent = await txn.get(parent_path)
+        if parent is not None:
+            if not parent.is_dir:
+                raise NotADirectory(f"{parent_path} is not a directory")
+            return parent
+        if not create:
+            raise NotFound(f"parent directory {parent_path} does not exist")
+        chain = [*paths.ancestors(path)]
+        existing: Inode | None = None
+        missing: list[str] = []
+        for ancestor in reversed(chain):
+            found = await txn.get(ancestor)
+            if found is not None:
+                existing = found
+                break
+            missing.append(ancestor)
+        assert existing is not None, "the root always exists"
+        if not existing.is_dir:
+            raise NotADirectory(f"{existing.path} is not a directory")
+        require(caller, existing, WRITE, "create entries in")
+        now = utcnow()
+        made = existing
+        for directory in reversed(missing):
+            made = Inode(
+                path=directory, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
+                group=caller.user, mtime=now, ctime=now,
+            )
+            if not await txn.insert(made):
+                found = await txn.get(directory)
+                if found is None or not found.is_dir:
+                    raise NotADirectory(f"{directory} is not a directory")
+                made = found
+        return made
+
+    # ---------------------------------------------------------------- reads
+
+    async def stat(self, caller: Caller, path: str) -> Inode:
+        """The inode at ``path`` (like POSIX ``stat``, no read permission needed). Raises ``NotFound``."""
+        del caller
+        return await self._get(path)
+
+    async def open_file(self, caller: Caller, path: str) -> OpenFile:
+        """Open a file for reading (needs ``r``).
+
+        Raises ``NotFound``, ``IsADirectory``, ``PermissionDenied``.
+        """
+        for _ in range(_OPEN_RETRIES):
+            inode = await self._get(path)
+            if inode.is_dir:
+                raise IsADirectory(f"{path} is a directory")
+            require(caller, inode, READ, "read")
+            try:
+                return OpenFile(inode, await self._open_blob(inode))
+            except FileNotFoundError:
+                continue  # an overwrite replaced the blob between our two reads; read metadata again
+        raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
+
+    async def _open_blob(self, inode: Inode) -> BlobReader:
+        backend = self.backend(inode.backend)
+        if backend.node_local and inode.instance_id not in (None, self.instance_id):
+            raise ServiceUnavailable(f"the bytes of {inode.path} live on node {inode.instance_id}")
+        assert inode.blob_id is not None
+        with self.metrics.time_backend(backend.name, "open"):
+            return await backend.open(inode.blob_id)
+
+    async def list_directory(
+        self, caller: Caller, path: str, *, recursive: bool = False, max_depth: int = 0
+    ) -> tuple[Inode, list[Inode]]:
+        """The directory at ``path`` and its entries (needs ``r``).
+
+        Recursive listings go ``max_depth`` levels below the children (0 = children only) and leave out the
+        contents of subdirectories the caller may not read. Raises ``NotFound``, ``NotADirectory``,
+        ``PermissionDenied``.
+        """
+        directory = await self._get(path)
+        if not directory.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        require(caller, directory, READ, "list")
+        with self.metrics.time_metadata("list"):
+            if not recursive:
+                return directory, await self.store.list_children(path)
+            entries = await self.store.list_tree(path, max_depth)
+        unreadable = [e.path for e in entries if e.is_dir and not allows(caller, e, READ)]
+        if unreadable:
+            entries = [e for e in entries if not any(paths.is_within(e.path, u) and e.path != u for u in unreadable)]
+        return directory, entries
+
+    # ---------------------------------------------------------------- writes
+
+    async def write_file(
+        self,
+        caller: Caller,
+        path: str,
+        body: AsyncIterator[bytes],
+        *,
+        create_only: bool,
+        backend: str | None = None,
+        precondition: Precondition | None = None,
+    ) -> WriteResult:
+        """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
+
+        Missing parents are created, owned by the caller. A second writer of the same path waits for the first
+        (path lock). Raises ``IsADirectory`` (root or an existing directory), ``AlreadyExists`` (``create_only``
+        and the path exists), ``NotADirectory``, ``PermissionDenied``, ``PayloadTooLarge`` (more than
+        ``max_file_bytes``), ``PreconditionFailed`` (from ``precondition``), ``LockTimeout``.
+        """
+        if path == paths.ROOT:
+            raise IsADirectory("the root is a directory")
+        target = self.backend(backend)
+        with self.metrics.time_metadata("get"):
+            current = await self.store.get(path)
+        self._check_write(caller, path, current, create_only, precondition)
+        if current is None:  # fail fast, before reading any byte; the transaction checks again
+            parent = await self.store.get(paths.parent_of(path) or paths.ROOT)
+            if parent is not None:
+                if not parent.is_dir:
+                    raise NotADirectory(f"{parent.path} is not a directory")
+                require_entry_change(caller, parent, None, "create")
+        async with self._lock(f"file:{path}"):
+            blob_id = new_blob_id()
+            with self.metrics.time_backend(target.name, "create"):
+                writer = await target.create(blob_id)
+            try:
+                async for chunk in body:
+                    if writer.bytes_written + len(chunk) > self.max_file_bytes:
+                        raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
+                    with self.metrics.time_backend(target.name, "write"):
+                        await writer.write(chunk)
+                with self.metrics.time_backend(target.name, "commit"):
+                    await writer.commit()
+            except BaseException:
+                await writer.abort()
+                raise
+            try:
+                with self.metrics.time_metadata("write_file"):
+                    result, replaced = await self._commit_write(
+                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition
+                    )
+            except BaseException:
+                await self._delete_blob(target.name, blob_id)
+                raise
+        if replaced is not None:
+            await self._free(replaced)
+        return result
+
+    def _check_write(
+        self, caller: Caller, path: str, current: Inode | None, create_only: bool, precondition: Precondition | None
+    ) -> None:
+        if precondition is not None:
+            precondition(current)
+        if current is None:
+            return
+        if current.is_dir:
+            raise IsADirectory(f"{path} is a directory")
+        if create_only:
+            raise AlreadyExists(f"{path} already exists; use PUT to update it")
+        require(caller, current, WRITE, "write")
+
+    async def _commit_write(
+        self,
+        caller: Caller,
+        path: str,
+        target: Backend,
+        blob_id: str,
+        size: int,
+        create_only: bool,
+        precondition: Precondition | None,
+    ) -> tuple[WriteResult, Inode | None]:
+        now = utcnow()
+        instance = self.instance_id if target.node_local else None
+        async with self.store.transaction() as txn:
+            current = await txn.get(path, for_update=True)
+            self._check_write(caller, path, current, create_only, precondition)
+            if current is not None:
+                updated = current.evolve(
+                    size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
+                    blob_id=blob_id, instance_id=instance,
+                )
+                await txn.update(updated)
+                return WriteResult(updated, created=False), current
+            parent = await self._ensure_parents(txn, caller, path, create=True)
+            require_entry_change(caller, parent, None, "create")
+            inode = Inode(
+                path=path, type=InodeType.FILE, size=size, mode=DEFAULT_FILE_MODE, owner=caller.user,
+                group=caller.user, mtime=now, ctime=now, backend=target.name, blob_id=blob_id,
+                instance_id=instance,
+            )
+            if not await txn.insert(inode):
+                raise AlreadyExists(f"{path} already exists")
+            return WriteResult(inode, created=True), None
+
+    async def make_directory(self, caller: Caller, path: str) -> tuple[Inode, bool]:
+        """Create the directory ``path`` and missing parents; ``(inode, created)``; idempotent for directories.
+
+        Raises ``AlreadyExists`` (a file is there), ``NotADirectory``, ``PermissionDenied``.
+        """
+        existing = await self.store.get(path)
+        if existing is not None:
+            if not existing.is_dir:
+                raise AlreadyExists(f"{path} exists and is a file")
+            return existing, False
+        with self.metrics.time_metadata("mkdir"):
+            async with self.store.transaction() as txn:
+                parent = await self._ensure_parents(txn, caller, path, create=True)
+                require_entry_change(caller, parent, None, "create")
+                now = utcnow()
+                inode = Inode(
+                    path=path, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
+                    group=caller.user, mtime=now, ctime=now,
+                )
+                if await txn.insert(inode):
+                    return inode, True
+                found = await txn.get(path)
+        if found is None or not found.is_dir:
+            raise AlreadyExists(f"{path} exists and is a file")
+        return found, False
+
+    async def delete(self, caller: Caller, path: str, *, recursive: bool = False) -> None:
+        """Delete a file or directory (a non-empty one only with ``recursive``).
+
+        Raises ``BadRequest`` (the root), ``NotFound``, ``DirectoryNotEmpty``, ``PermissionDenied``.
+        """
+        if path == paths.ROOT:
+            raise BadRequest("the root directory cannot be deleted")
+        inode = await self._get(path)
+        lock = f"file:{path}" if not inode.is_dir else f"dir:{path}"
+        async with self._lock(lock):
+            with self.metrics.time_metadata("delete"):
+                async with self.store.transaction() as txn:
+                    inode_now = await txn.get(path, for_update=True)
+                    if inode_now is None:
+                        raise NotFound(f"{path} does not exist")
+                    parent = await txn.get(paths.parent_of(path) or paths.ROOT)
+                    assert parent is not None
+                    require_entry_change(caller, parent, inode_now, "delete")
+                    if inode_now.is_dir and await txn.has_children(path):
+                        if not recursive:
+                            raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
+                        self._check_subtree_change(caller, inode_now, await txn.list_subtree(path), "delete")
+                    freed = await txn.delete_subtree(path)
+        for file in freed:
+            await self._free(file)
+
+    def _check_subtree_change(self, caller: Caller, top: Inode, entries: list[Inode], action: str) -> None:
+        """Removing every entry of a subtree needs ``w`` (and the sticky rule) on each entry's directory."""
+        if caller.is_superuser:
+            return
+        directories = {top.path: top} | {e.path: e for e in entries if e.is_dir}
+        for entry in entries:
+            parent = directories[paths.parent_of(entry.path) or paths.ROOT]
+            require_entry_change(caller, parent, entry, action)
+
+    async def move(
+        self, caller: Caller, src: str, dst: str, *, overwrite: bool = False, create_parents: bool = False
+    ) -> Inode:
+        """Rename/move ``src`` (file or whole subtree) to ``dst`` atomically; returns the moved inode.
+
+        POSIX ``rename(2)`` rules for replacing: a file may replace a file, a directory an empty directory.
+        Raises ``BadRequest`` (root, into itself), ``NotFound``, ``AlreadyExists`` (``dst`` exists and not
+        ``overwrite``), ``IsADirectory``/``NotADirectory``/``DirectoryNotEmpty`` (replacement type rules),
+        ``PermissionDenied``.
+        """
+        if src == paths.ROOT:
+            raise BadRequest("the root directory cannot be moved")
+        if dst == paths.ROOT:
+            raise BadRequest("cannot move onto the root directory")
+        if paths.is_within(dst, src) and dst != src:
+            raise BadRequest(f"cannot move {src} into itself ({dst})")
+        replaced: list[Inode] = []
+        async with self._lock(f"dir:{src}"):
+            with self.metrics.time_metadata("move"):
+                async with self.store.transaction() as txn:
+                    source = await txn.get(src, for_update=True)
+                    if source is None:
+                        raise NotFound(f"{src} does not exist")
+                    if src == dst:
+                        return source
+                    src_parent = await txn.get(paths.parent_of(src) or paths.ROOT)
+                    assert src_parent is not None
+                    require_entry_change(caller, src_parent, source, "move")
+                    target = await txn.get(dst, for_update=True)
+                    dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents)
+                    require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
+                    if target is not None:
+                        if not overwrite:
+                            raise AlreadyExists(f"{dst} already exists; set overwrite to replace it")
+                        if source.is_dir and not target.is_dir:
+                            raise NotADirectory(f"cannot replace file {dst} with a directory")
+                        if not source.is_dir and target.is_dir:
+                            raise IsADirectory(f"cannot replace directory {dst} with a file")
+                        if target.is_dir and await txn.has_children(dst):
+                            raise DirectoryNotEmpty(f"{dst} is not empty")
+                        replaced = await txn.delete_subtree(dst)
+                    await txn.rename_subtree(src, dst)
+                    moved = await txn.get(dst)
+        assert moved is not None
+        for file in replaced:
+            await self._free(file)
+        return moved
+
+    async def change_attributes(
+        self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None
+    ) -> Inode:
+        """chmod and/or chown (owner or superuser only). ``mode`` in ``0..0o7777``.
+
+        Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (empty owner).
+        """
+        if owner is not None and not owner.strip():
+            raise BadRequest("owner must be a non-empty user name")
+        with self.metrics.time_metadata("setattr"):
+            async with self.store.transaction() as txn:
+                inode = await txn.get(path, for_update=True)
+                if inode is None:
+                    raise NotFound(f"{path} does not exist")
+                require_owner(caller, inode, "change the mode or owner of")
+                changes: dict[str, object] = {"ctime": utcnow()}
+                if mode is not None:
+                    changes["mode"] = mode
+                if owner is not None:
+                    changes["owner"] = owner
+                updated = inode.evolve(**changes)
+                await txn.update(updated)
+        return updated
+
+    async def _free(self, inode: Inode) -> None:
+        """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep."""
+        if inode.blob_id is None or inode.backend is None:
+            return
+        backend = self.backends.get(inode.backend)
+        if backend is None or (backend.node_local and inode.instance_id not in (None, self.instance_id)):
+            return
+        await self._delete_blob(backend.name, inode.blob_id)
+
+    async def _delete_blob(self, backend_name: str, blob_id: str) -> None:
+        backend = self.backends[backend_name]
+        try:
+            with self.metrics.time_backend(backend_name, "delete"):
+                await backend.delete(blob_id)
+        except Exception:
+            log.warning("could not delete blob %s on %s; the orphan sweep will retry", blob_id, backend_name,
+                        exc_info=True)
+
+    # ---------------------------------------------------------------- links
+
+    async def create_link(self, caller: Caller, path: str, expiry_seconds: int) -> tuple[str, datetime]:
+        """Mint a single-use download link for a file (needs ``r``); returns ``(token, expires_at)``.
+
+        Raises ``BadRequest`` (expiry outside 1..86400 s, or a directory), ``NotFound``, ``PermissionDenied``.
+        """
+        if not links.MIN_EXPIRY_SECONDS <= expiry_seconds <= links.MAX_EXPIRY_SECONDS:
+            raise BadRequest(
+                f"expiry_seconds must be between {links.MIN_EXPIRY_SECONDS} and {links.MAX_EXPIRY_SECONDS}"
+            )
+        inode = await self._get(path)
+        if inode.is_dir:
+            raise BadRequest(f"{path} is a directory; links are for files")
+        require(caller, inode, READ, "read")
+        token_id, token = links.mint(self._link_secret, path)
+        now = utcnow()
+        expires = now + timedelta(seconds=expiry_seconds)
+        with self.metrics.time_metadata("insert_link"):
+            await self.store.insert_link(
+                SingleUseLink(token_id=token_id, path=path, created_by=caller.user, expires_at=expires,
+                              created_at=now)
+            )
+        self.metrics.links_generated.inc()
+        return token, expires
+
+    async def open_link(self, token: str, client_ip: str | None) -> OpenFile:
+        """Open the file of a single-use link and burn the link (compare-and-set ``active`` → ``used``).
+
+        The file is opened before the link is burnt, so a link is never used up by a download that could not
+        start. Raises ``NotFound`` (unknown token or file gone) and ``LinkExpired`` (bad signature, expired,
+        already used).
+        """
+        result = "ok"
+        try:
+            parts = links.split(token)
+            if parts is None:
+                raise NotFound("unknown link")
+            token_id, signature = parts
+            link = await self.store.get_link(token_id)
+            if link is None:
+                raise NotFound("unknown link")
+            if not links.verify(self._link_secret, token_id, signature, link.path):
+                raise LinkExpired("invalid link signature")
+            now = utcnow()
+            if link.status != "active":
+                raise LinkExpired("link already used")
+            if link.expires_at <= now:
+                raise LinkExpired("link expired")
+            opened = await self.open_file(Caller("internal-proxy"), link.path)
+            with self.metrics.time_metadata("consume_link"):
+                consumed = await self.store.consume_link(token_id, now=now, client_ip=client_ip)
+            if consumed is None:
+                await opened.reader.close()
+                raise LinkExpired("link already used")
+            return opened
+        except (NotFound, LinkExpired) as exc:
+            result = type(exc).__name__
+            raise
+        finally:
+            self.metrics.links_consumed.labels(result).inc()
+
+    async def sweep_links(self) -> int:
+        """Delete expired links and links used more than a day ago; returns how many."""
+        now = utcnow()
+        with self.metrics.time_metadata("sweep_links"):
+            return await self.store.sweep_links(now=now, used_before=now - timedelta(days=1))
+
+    # ---------------------------------------------------------------- recovery
+
+    async def sweep_orphans(self) -> int:
+        """Remove interrupted writes and blobs that no inode references, on this node's local backends.
+
+        Run at start, before serving. Returns the number of temp files and blobs removed.
+        """
+        removed = 0
+        for backend in self.backends.values():
+            if not backend.node_local:
+                continue
+            swept = await backend.sweep_incomplete()
+            referenced = {b async for b in self.store.blob_ids(backend.name, self.instance_id)}
+            async for blob_id in backend.list_blobs():
+                if blob_id not in referenced:
+                    with contextlib.suppress(FileNotFoundError):
+                        await backend.delete(blob_id)
+                    swept += 1
+            self.metrics.orphans_swept.labels(backend.name).inc(swept)
+            removed += swept
+        return removed

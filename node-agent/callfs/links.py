@@ -1,0 +1,47 @@
+"""Single-use link tokens (``shared/callfs-api.md``, ``POST /v1/links/generate``). Pure functions.
+
+Token: ``base64url(16 random bytes)`` + ``.`` + ``base64url(HMAC-SHA256(secret, token_id + "\\n" + path))``,
+unpadded. The signature binds the token to the path it was minted for, so a token cannot be replayed for
+another file even by someone who can write the links table.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+MIN_EXPIRY_SECONDS = 1
+MAX_EXPIRY_SECONDS = 86400
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signature(secret: str, token_id: str, path: str) -> str:
+    mac = hmac.new(secret.encode(), f"{token_id}\n{path}".encode(), hashlib.sha256)
+    return _b64(mac.digest())
+
+
+def mint(secret: str, path: str) -> tuple[str, str]:
+    """A new ``(token_id, token)`` for canonical ``path``."""
+    token_id = _b64(secrets.token_bytes(16))
+    return token_id, f"{token_id}.{_signature(secret, token_id, path)}"
+
+
+def split(token: str) -> tuple[str, str] | None:
+    """``(token_id, signature)`` of a well-formed token, else ``None``."""
+    token_id, sep, signature = token.partition(".")
+    if not sep or len(token_id) != 22 or len(signature) != 43:
+        return None
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    if not set(token_id) <= allowed or not set(signature) <= allowed:
+        return None
+    return token_id, signature
+
+
+def verify(secret: str, token_id: str, signature: str, path: str) -> bool:
+    """Constant-time check that ``signature`` was made by ``secret`` for ``token_id`` and ``path``."""
+    return hmac.compare_digest(signature, _signature(secret, token_id, path))

@@ -1,0 +1,369 @@
+"""The PostgreSQL metadata store (``metadata_store.type: postgres``), shared by every node of a cluster.
+
+asyncpg with a connection pool. Transactions run at READ COMMITTED; rows read ``for_update`` are locked
+with ``SELECT ... FOR UPDATE`` until the transaction ends, which is what serialises concurrent writers of
+the same inode. Text keys use ``COLLATE "C"`` so ordering and prefix ranges are bytewise, as in SQLite.
+
+Schema migrations are applied by :meth:`PostgresStore.start`, each in its own transaction under a
+transaction-scoped advisory lock, so several nodes starting at once apply each migration exactly once.
+Operations come from :class:`~callfs.metadata.rows.Queries`; this module manages the pool and maps
+connection failures to :class:`~callfs.metadata.base.MetadataUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from callfs.metadata.base import MetadataTxn, MetadataUnavailable
+from callfs.metadata.rows import (
+    INSERT_MIGRATION,
+    SELECT_MIGRATIONS,
+    Migration,
+    Queries,
+    Row,
+    pending_migrations,
+    require_utc,
+    root_inode,
+)
+from callfs.models import Inode, SingleUseLink, utcnow
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="inodes and single-use links",
+        statements=(
+            """CREATE TABLE inodes (
+                path text COLLATE "C" PRIMARY KEY,
+                parent text COLLATE "C",
+                name text COLLATE "C" NOT NULL,
+                depth integer NOT NULL,
+                type text COLLATE "C" NOT NULL CHECK (type IN ('file', 'directory')),
+                size bigint NOT NULL CHECK (size >= 0),
+                mode integer NOT NULL,
+                owner text NOT NULL,
+                grp text NOT NULL,
+                mtime timestamptz NOT NULL,
+                ctime timestamptz NOT NULL,
+                version bigint NOT NULL,
+                backend text,
+                blob_id text,
+                instance_id text
+            )""",
+            "CREATE INDEX inodes_listing ON inodes (parent, type, name)",
+            "CREATE INDEX inodes_blobs ON inodes (backend, instance_id, path) WHERE type = 'file'",
+            """CREATE TABLE single_use_links (
+                token_id text PRIMARY KEY,
+                path text NOT NULL,
+                created_by text NOT NULL,
+                created_at timestamptz NOT NULL,
+                expires_at timestamptz NOT NULL,
+                status text NOT NULL CHECK (status IN ('active', 'used')),
+                used_at timestamptz,
+                used_by_ip text
+            )""",
+            "CREATE INDEX links_expiry ON single_use_links (expires_at)",
+            "CREATE INDEX links_used ON single_use_links (used_at) WHERE status = 'used'",
+        ),
+    ),
+)
+"""Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
+
+_SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL
+)"""
+
+MIGRATION_LOCK_KEY = 0x43616C6C4653  # "CallFS": the advisory lock every node takes while migrating
+
+# Failures meaning "the database cannot be reached / used right now", as opposed to a wrong statement.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # wrong user/password: cannot connect
+    asyncpg.exceptions.InvalidCatalogNameError,  # the database does not exist
+)
+
+_T = TypeVar("_T")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    # asyncpg reports a closed pool or connection as a plain InterfaceError.
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
+async def _guard(call: Awaitable[_T]) -> _T:
+    """Await ``call``, turning connection failures into :class:`MetadataUnavailable`."""
+    try:
+        return await call
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _rowcount(status: str) -> int:
+    """Rows affected from a command status such as ``INSERT 0 1``, ``UPDATE 3`` or ``DELETE 0``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _Times:
+    """Time columns are ``timestamptz``: asyncpg takes and returns aware datetimes."""
+
+    for_update_suffix = " FOR UPDATE"
+
+    def encode_time(self, value: datetime) -> Any:
+        return require_utc(value)
+
+    def decode_time(self, value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+class _Connection(_Times):
+    """An :class:`~callfs.metadata.rows.Executor` on one acquired connection (inside a transaction)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        rows: list[Row] = await _guard(self._conn.fetch(sql, *params))
+        return rows
+
+    async def count(self, sql: str, params: Sequence[Any]) -> int:
+        return _rowcount(await _guard(self._conn.execute(sql, *params)))
+
+
+class _Pool(_Times):
+    """An :class:`~callfs.metadata.rows.Executor` running each statement on any pooled connection."""
+
+    def __init__(self, acquire: Callable[[], Any]) -> None:
+        self._acquire = acquire
+
+    async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
+        async def run() -> list[Row]:
+            async with self._acquire() as conn:
+                rows: list[Row] = await conn.fetch(sql, *params)
+                return rows
+
+        return await _guard(run())
+
+    async def count(self, sql: str, params: Sequence[Any]) -> int:
+        async def run() -> str:
+            async with self._acquire() as conn:
+                status: str = await conn.execute(sql, *params)
+                return status
+
+        return _rowcount(await _guard(run()))
+
+
+class PostgresStore:
+    """The :class:`~callfs.metadata.base.MetadataStore` on the PostgreSQL database at ``dsn``.
+
+    ``min_size``/``max_size`` bound the pool (connections). ``connect_timeout`` (seconds) bounds each
+    connection attempt, ``acquire_timeout`` (seconds) the wait for a free pooled connection and
+    ``command_timeout`` (seconds) each statement; exceeding any of them raises
+    :class:`~callfs.metadata.base.MetadataUnavailable` rather than hanging a request.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        connect_timeout: float = 5.0,
+        acquire_timeout: float = 10.0,
+        command_timeout: float = 60.0,
+    ) -> None:
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ValueError("pool sizes must satisfy 0 <= min_size <= max_size and max_size >= 1")
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._acquire_timeout = acquire_timeout
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._any_connection = _Pool(self._acquire)
+        self._ops = Queries(self._any_connection)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool, apply pending migrations and create the root directory if absent.
+
+        Calling it again on a started store only re-checks migrations and the root.
+
+        Raises:
+            MetadataUnavailable: the server cannot be reached, refuses the login, or the database is missing.
+        """
+        if self._pool is None:
+            try:
+                self._pool = await _guard(
+                    asyncpg.create_pool(
+                        self._dsn,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        timeout=self._connect_timeout,
+                        command_timeout=self._command_timeout,
+                    )
+                )
+            except MetadataUnavailable:
+                raise
+            except asyncpg.PostgresError as exc:
+                raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        try:
+            await _guard(self._migrate())
+            await self._ops.insert(root_inode())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        async with self._acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                await conn.execute(_SCHEMA_MIGRATIONS)
+                applied = {row[0] for row in await conn.fetch(SELECT_MIGRATIONS)}
+            for migration in pending_migrations(MIGRATIONS, applied):
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                    # Another node may have applied it while this one waited for the lock.
+                    done = await conn.fetchval(
+                        "SELECT count(*) FROM schema_migrations WHERE version = $1", migration.version
+                    )
+                    if done:
+                        continue
+                    for statement in migration.statements:
+                        await conn.execute(statement)
+                    await conn.execute(INSERT_MIGRATION, migration.version, migration.description, utcnow())
+
+    async def close(self) -> None:
+        """Close the pool, waiting for connections in use to be released. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> bool:
+        """True when the server answers ``SELECT 1`` within one second."""
+        try:
+            await asyncio.wait_for(self._any_connection.fetch("SELECT 1", ()), timeout=1.0)
+        except (MetadataUnavailable, TimeoutError):
+            return False
+        return True
+
+    # --- connections -------------------------------------------------------------------------------------
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise MetadataUnavailable("the PostgreSQL store is not started or already closed")
+        return self._pool
+
+    def _acquire(self) -> Any:
+        """``async with`` a pooled connection (``acquire_timeout`` bounds the wait)."""
+        return self._require_pool().acquire(timeout=self._acquire_timeout)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetadataTxn]:
+        """A transaction on one pooled connection; commit on normal exit, roll back on any exception.
+
+        Raises:
+            MetadataUnavailable: no connection could be had, or it broke before the commit completed.
+        """
+        pool = self._require_pool()
+        conn = await _guard(pool.acquire(timeout=self._acquire_timeout))
+        try:
+            txn = conn.transaction()
+            await _guard(txn.start())
+            try:
+                yield Queries(_Connection(conn))
+            except BaseException:
+                # A broken connection cannot roll back; the server rolls back when it goes away, and the
+                # pool resets (rolls back) a connection released inside a transaction.
+                with suppress(Exception):
+                    await txn.rollback()
+                raise
+            await _guard(txn.commit())
+        finally:
+            await pool.release(conn)
+
+    # --- autocommit operations ---------------------------------------------------------------------------
+
+    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
+        """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
+        return await self._ops.get(path)
+
+    async def insert(self, inode: Inode) -> bool:
+        """Insert ``inode``; ``False`` when its path exists."""
+        return await self._ops.insert(inode)
+
+    async def update(self, inode: Inode) -> None:
+        """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""
+        await self._ops.update(inode)
+
+    async def delete(self, path: str) -> None:
+        """Delete the one inode at ``path`` (absent: no-op)."""
+        await self._ops.delete(path)
+
+    async def has_children(self, path: str) -> bool:
+        """True when ``path`` has at least one committed child."""
+        return await self._ops.has_children(path)
+
+    async def delete_subtree(self, path: str) -> list[Inode]:
+        """Delete ``path`` and every descendant in one transaction; the deleted file inodes."""
+        async with self.transaction() as txn:
+            return await txn.delete_subtree(path)
+
+    async def rename_subtree(self, src: str, dst: str) -> int:
+        """Move ``src`` and its descendants to ``dst`` in one transaction; rows moved."""
+        async with self.transaction() as txn:
+            return await txn.rename_subtree(src, dst)
+
+    async def list_subtree(self, path: str) -> list[Inode]:
+        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
+        return await self._ops.list_subtree(path)
+
+    async def list_children(self, path: str) -> list[Inode]:
+        """Direct children of ``path`` in listing order."""
+        return await self._ops.list_children(path)
+
+    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
+        return await self._ops.list_tree(path, max_depth)
+
+    async def insert_link(self, link: SingleUseLink) -> None:
+        """Store a new single-use link."""
+        await self._ops.insert_link(link)
+
+    async def get_link(self, token_id: str) -> SingleUseLink | None:
+        """The link with ``token_id`` in any state, or ``None``."""
+        return await self._ops.get_link(token_id)
+
+    async def consume_link(
+        self, token_id: str, *, now: datetime, client_ip: str | None
+    ) -> SingleUseLink | None:
+        """Flip an active unexpired link to ``used`` (one ``UPDATE``); the link as it was, or ``None``."""
+        return await self._ops.consume_link(token_id, now=now, client_ip=client_ip)
+
+    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
+        """Delete expired links and links used before ``used_before``; how many were deleted."""
+        return await self._ops.sweep_links(now=now, used_before=used_before)
+
+    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
+        """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
+        async for blob_id in self._ops.blob_ids(backend, instance_id):
+            yield blob_id

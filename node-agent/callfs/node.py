@@ -1,0 +1,177 @@
+"""Assembly of one storage node from its configuration: secrets, metadata store, locks, backends, engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from callfs.backends.base import Backend
+from callfs.backends.localfs import LocalFSBackend
+from callfs.config import Config, split_host_port
+from callfs.engine import Engine
+from callfs.locks.base import LockService
+from callfs.metadata.base import MetadataStore
+from callfs.metrics import Metrics
+
+SECRETS_FILE = "secrets.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSecrets:
+    """Secrets in effect. ``generated_api_key`` is set when the development key from the data dir is used."""
+
+    users_by_key: dict[str, str]
+    internal_proxy_secret: str
+    link_secret: str
+    instance_id: str
+    generated_api_key: str | None = None
+
+
+def load_or_generate_secrets(config: Config) -> NodeSecrets:
+    """Secrets from the config, completed by ones generated once and kept in ``<data_dir>/secrets.json``.
+
+    The file is created with mode 0600. A development API key is generated only when the config has none.
+    """
+    path = config.data_dir / SECRETS_FILE
+    stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    changed = False
+
+    def pick(key: str, configured: str | None, make: str) -> str:
+        nonlocal changed
+        if configured:
+            return configured
+        if key not in stored:
+            stored[key] = make
+            changed = True
+        return stored[key]
+
+    users = config.auth.users_by_key()
+    generated_key = None
+    if not users:
+        generated_key = pick("api_key", None, secrets.token_urlsafe(32))
+        users = {generated_key: "api-user-0"}
+    internal = pick("internal_proxy_secret", config.auth.internal_proxy_secret, secrets.token_urlsafe(32))
+    link = pick("single_use_link_secret", config.auth.single_use_link_secret, secrets.token_urlsafe(32))
+    instance = pick("instance_id", config.instance_discovery.instance_id, f"node-{secrets.token_hex(4)}")
+    if changed:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return NodeSecrets(users, internal, link, instance, generated_key)
+
+
+def open_store(config: Config) -> MetadataStore:
+    """The configured metadata store (not started)."""
+    if config.metadata_store.type == "postgres":
+        from callfs.metadata.postgres import PostgresStore
+
+        assert config.metadata_store.dsn is not None
+        return PostgresStore(
+            config.metadata_store.dsn,
+            min_size=config.metadata_store.pool_min_size,
+            max_size=config.metadata_store.pool_max_size,
+        )
+    from callfs.metadata.sqlite import SQLiteStore
+
+    return SQLiteStore(config.sqlite_path())
+
+
+def redis_url(config: Config) -> str:
+    """``redis://[:password@]host:port/db`` from the ``dlm`` section."""
+    host, port = split_host_port(config.dlm.redis_addr)
+    auth = f":{quote(config.dlm.redis_password, safe='')}@" if config.dlm.redis_password else ""
+    host = f"[{host}]" if ":" in host else host
+    return f"redis://{auth}{host}:{port}/{config.dlm.redis_db}"
+
+
+def open_locks(config: Config) -> LockService:
+    """The configured lock service (not started)."""
+    if config.dlm.type == "redis":
+        from callfs.locks.redis import RedisLockService
+
+        return RedisLockService(url=redis_url(config), wait_timeout=config.dlm.wait_timeout,
+                                lease_ttl=config.dlm.lease_ttl)
+    from callfs.locks.local import LocalLockService
+
+    return LocalLockService(wait_timeout=config.dlm.wait_timeout, lease_ttl=config.dlm.lease_ttl)
+
+
+def open_backends(config: Config) -> dict[str, Backend]:
+    """The configured byte backends (not started)."""
+    return {"localfs": LocalFSBackend(config.localfs_root())}
+
+
+def external_url(config: Config) -> str:
+    """The URL clients reach this node at (``server.external_url``, else derived from the listener)."""
+    if config.server.external_url:
+        return config.server.external_url.rstrip("/")
+    host, port = split_host_port(config.server.listen_addr)
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if config.uses_tls else 'http'}://{host}:{port}"
+
+
+@dataclass
+class Node:
+    """A running node's components. Build with :meth:`from_config`, then :meth:`start` / :meth:`close`."""
+
+    config: Config
+    credentials: NodeSecrets
+    store: MetadataStore
+    locks: LockService
+    backends: dict[str, Backend]
+    metrics: Metrics
+    engine: Engine
+    external_url: str
+    started: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Node:
+        """Assemble (without connecting) every component the config names."""
+        node_secrets = load_or_generate_secrets(config)
+        store, locks, backends, metrics = open_store(config), open_locks(config), open_backends(config), Metrics()
+        engine = Engine(
+            store=store, locks=locks, backends=backends, default_backend=config.backend.default_backend,
+            instance_id=node_secrets.instance_id, metrics=metrics, link_secret=node_secrets.link_secret,
+            max_file_bytes=config.server.max_body_bytes,
+        )
+        return cls(config, node_secrets, store, locks, backends, metrics, engine, external_url(config))
+
+    async def start(self) -> int:
+        """Connect everything and sweep orphans; returns how many orphans were removed.
+
+        Raises the component's own unavailability error (metadata, locks, backend) with a clear message.
+        """
+        await self.store.start()
+        self.started.append("store")
+        await self.locks.start()
+        self.started.append("locks")
+        for backend in self.backends.values():
+            await backend.start()
+        self.started.append("backends")
+        return await self.engine.sweep_orphans()
+
+    async def close(self) -> None:
+        """Disconnect whatever :meth:`start` connected."""
+        if "backends" in self.started:
+            for backend in self.backends.values():
+                await backend.close()
+        if "locks" in self.started:
+            await self.locks.close()
+        if "store" in self.started:
+            await self.store.close()
+        self.started.clear()
+
+    async def ready(self) -> dict[str, bool]:
+        """Readiness of each dependency: ``{"metadata": bool, "locks": bool, "backend:<name>": bool}``."""
+        out = {"metadata": await self.store.ping(), "locks": await self.locks.ping()}
+        for name, backend in self.backends.items():
+            out[f"backend:{name}"] = await backend.ping()
+        return out

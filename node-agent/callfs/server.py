@@ -1,0 +1,87 @@
+"""Running a storage node: listener (HTTP or TLS), background tasks, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+
+from aiohttp import web
+
+from callfs.api.app import build_app
+from callfs.config import Config, split_host_port
+from callfs.node import Node
+
+log = logging.getLogger("callfs.server")
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    """A TLS server context from ``server.cert_file``/``key_file`` (TLS 1.2+), or ``None`` for plain HTTP."""
+    if not config.uses_tls:
+        return None
+    assert config.server.cert_file is not None and config.server.key_file is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.server.cert_file, config.server.key_file)
+    return context
+
+
+async def _sweep_links_forever(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.config.links.sweep_interval)
+        try:
+            swept = await node.engine.sweep_links()
+            if swept:
+                log.info("swept %d expired or used links", swept)
+        except Exception:
+            log.warning("link sweep failed; will retry", exc_info=True)
+
+
+def _announce(node: Node) -> None:
+    key = node.credentials.generated_api_key
+    print(f"CallFS node {node.credentials.instance_id} serving at {node.external_url}", file=sys.stderr)
+    if key is not None:
+        secrets_file = node.config.data_dir / "secrets.json"
+        print(f"Development API key: {key}  (stored in {secrets_file})", file=sys.stderr)
+        print(f"Try: curl -H 'Authorization: Bearer {key}' {node.external_url}/v1/directories/", file=sys.stderr)
+    sys.stderr.flush()
+
+
+async def serve(config: Config) -> None:
+    """Start the node and serve until SIGTERM/SIGINT, then drain.
+
+    On a signal the listener stops accepting, in-flight requests get ``server.shutdown_timeout`` seconds to
+    finish (uploads that do not finish are cancelled and their temp files removed), then connections close.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node.from_config(config)
+    try:
+        orphans = await node.start()
+        if orphans:
+            log.info("removed %d orphaned blobs and temp files", orphans)
+        app = build_app(node)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                               shutdown_timeout=config.server.shutdown_timeout)
+        await runner.setup()
+        host, port = split_host_port(config.server.listen_addr)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), reuse_address=True,
+                           shutdown_timeout=config.server.shutdown_timeout)
+        await site.start()
+        _announce(node)
+        sweeper = asyncio.create_task(_sweep_links_forever(node))
+        try:
+            await stop.wait()
+            log.info("shutting down: draining in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await runner.cleanup()
+    finally:
+        await node.close()
