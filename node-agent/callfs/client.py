@@ -281,10 +281,24 @@ class FileInfo:
         }
 
 
+_CODE_FOR_BODYLESS: Final = {
+    400: "BAD_REQUEST",
+    401: "AUTHENTICATION_FAILED",
+    403: "PERMISSION_DENIED",
+    404: "FILE_NOT_FOUND",
+    409: "CONFLICT",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+"""The general code of a status, for answers without a body (HEAD): a bare 400 is ``BAD_REQUEST``, not one
+of its specialisations that share the status (``IS_A_DIRECTORY``...)."""
+
+
 def error_from_body(status: int, body: object, fallback_message: str) -> CallFSError:
     """Rebuild the server's error from a status and a decoded JSON body (``None`` when there was none).
 
-    ``{"code", "message", **extra}`` → ``error_class_for(code, status)(message, **extra)``.
+    ``{"code", "message", **extra}`` → ``error_class_for(code, status)(message, **extra)``; without a code
+    the general class of the status (:data:`_CODE_FOR_BODYLESS`, then ``error_class_for``'s fallback).
     """
     code = ""
     message = fallback_message
@@ -293,7 +307,7 @@ def error_from_body(status: int, body: object, fallback_message: str) -> CallFSE
         code = str(body.get("code") or "")
         message = str(body.get("message") or fallback_message)
         extra = {str(k): v for k, v in body.items() if k not in ("code", "message")}
-    return error_class_for(code, status)(message, **extra)
+    return error_class_for(code or _CODE_FOR_BODYLESS.get(status, ""), status)(message, **extra)
 
 
 def _backoff(attempt: int) -> float:
@@ -495,9 +509,7 @@ class CallFSClient:
         A status in ``ok_statuses`` is yielded even when it is >= 400. The response is released on exit.
         """
         if retry is None:
-            retry = method in ("GET", "HEAD", "DELETE") or (
-                method == "PUT" and body is not None and body.replayable
-            )
+            retry = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and body is not None and body.replayable)
         attempts = 1 + (self._retries if retry else 0)
         deadline = time.monotonic() + self._timeout
         send_headers = dict(headers or {})
@@ -514,9 +526,7 @@ class CallFSClient:
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 attempt += 1
                 if attempt >= attempts or time.monotonic() + _backoff(attempt) > deadline:
-                    raise CallFSUnavailable(
-                        f"{method} {url}: {exc or type(exc).__name__}", url=str(url)
-                    ) from exc
+                    raise CallFSUnavailable(f"{method} {url}: {exc or type(exc).__name__}", url=str(url)) from exc
                 await asyncio.sleep(_backoff(attempt))
                 continue
             try:
