@@ -1,1 +1,244 @@
-"""Test fixtures (filled in by its module's owner)."""
+"""A real PostgreSQL server for the test session, fresh databases per test, and the metadata store fixtures.
+
+The server comes from the Debian ``postgresql`` package (``hack/install.sh``): ``initdb`` + ``pg_ctl`` on a
+throwaway data directory, listening on a free loopback TCP port only, stopped and removed at session end.
+``initdb`` refuses to run as root, so as root the server runs as the ``postgres`` system user.
+
+Fixtures:
+
+* ``postgres_server`` (session): the admin DSN (database ``postgres``, user ``postgres``, trust auth).
+* ``postgres_dsn`` (function): the DSN of a fresh empty database, dropped after the test.
+* ``metadata_kind`` (function, params ``sqlite``/``postgres``): parametrise a test over both stores.
+* ``metadata_store`` (function): a started store of ``metadata_kind``, closed after the test.
+
+Other fixtures can reuse :func:`create_database` / :func:`drop_database` (plain synchronous functions, no
+event loop needed) to give, e.g., a storage-node subprocess its own database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from callfs.metadata.base import MetadataStore
+from callfs.metadata.postgres import PostgresStore
+from callfs.metadata.sqlite import SQLiteStore
+
+METADATA_KINDS = ("sqlite", "postgres")
+"""Parameter values of ``metadata_kind``; reuse them to parametrise other fixtures over both stores."""
+
+PG_ROOT = Path("/usr/lib/postgresql")
+START_TIMEOUT = 60  # seconds for initdb / pg_ctl start
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running server: ``bin_dir`` holds its binaries, ``port`` is on 127.0.0.1, ``admin_dsn`` connects as
+    the superuser to the ``postgres`` database."""
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+
+    @property
+    def admin_dsn(self) -> str:
+        return dsn_for(self.port, "postgres")
+
+
+def dsn_for(port: int, database: str) -> str:
+    """The loopback DSN of ``database`` as the ``postgres`` superuser (trust authentication)."""
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+
+def find_bin_dir() -> Path:
+    """The newest ``/usr/lib/postgresql/<major>/bin`` holding ``initdb`` (``$CALLFS_PG_BIN`` overrides).
+
+    Fails the test session with an explanation when PostgreSQL is not installed.
+    """
+    override = os.environ.get("CALLFS_PG_BIN")
+    candidates = [Path(override)] if override else []
+    if PG_ROOT.is_dir():
+        majors = sorted((p for p in PG_ROOT.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True)
+        candidates += [p / "bin" for p in majors]
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    where = "CI" if os.environ.get("CI") == "true" else "this machine"
+    pytest.fail(
+        f"PostgreSQL server binaries not found on {where} (looked in {PG_ROOT}/<version>/bin"
+        + (f" and {override}" if override else "")
+        + "); install them with hack/install.sh (Debian package postgresql)",
+        pytrace=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    """``argv`` run as the ``postgres`` system user when we are root (initdb refuses root)."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def _run(argv: list[str], what: str, log: Path | None = None) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT, check=False)
+    if done.returncode != 0:
+        detail = done.stdout + done.stderr
+        if log is not None and log.exists():
+            detail += "\n--- server log ---\n" + log.read_text(errors="replace")
+        raise RuntimeError(f"{what} failed ({done.returncode}): {detail}")
+
+
+def start_server(base: Path) -> PostgresServer:
+    """initdb + start a server with its data and socket under ``base`` (a directory we may chown).
+
+    Durability is switched off (``fsync=off``): the data directory is thrown away.
+    """
+    bin_dir = find_bin_dir()
+    data = base / "data"
+    log = base / "server.log"
+    if os.geteuid() == 0:
+        shutil.chown(base, user="postgres", group="postgres")
+    _run(
+        _as_server_user(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        ),
+        "initdb",
+    )
+    port = _free_port()
+    options = " ".join(
+        [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={port}",
+            f"-c unix_socket_directories={base}",
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            "-c max_connections=300",
+        ]
+    )
+    _run(
+        _as_server_user(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "start",
+            ]
+        ),
+        "pg_ctl start",
+        log,
+    )
+    return PostgresServer(bin_dir=bin_dir, data_dir=data, port=port)
+
+
+def stop_server(server: PostgresServer) -> None:
+    """Stop at once (``-m immediate``: nothing to keep)."""
+    subprocess.run(
+        _as_server_user([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"]),
+        capture_output=True,
+        timeout=START_TIMEOUT,
+        check=False,
+    )
+
+
+def _psql(admin_dsn: str, sql: str) -> None:
+    bin_dir = find_bin_dir()
+    _run([str(bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_dsn, "-c", sql], "psql")
+
+
+def create_database(admin_dsn: str) -> str:
+    """Create a fresh empty database on the server of ``admin_dsn``; its DSN (same user, host and port)."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    _psql(admin_dsn, f'CREATE DATABASE "{name}"')
+    return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(admin_dsn: str, dsn: str) -> None:
+    """Drop the database of ``dsn`` (made by :func:`create_database`), disconnecting its sessions."""
+    name = dsn.rsplit("/", 1)[1]
+    _psql(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Admin DSN of a PostgreSQL server running for the whole session."""
+    base = Path(tempfile.mkdtemp(prefix="callfs-pg-"))
+    try:
+        server = start_server(base)
+        try:
+            yield server.admin_dsn
+        finally:
+            stop_server(server)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: str) -> Iterator[str]:
+    """DSN of a fresh empty database, dropped after the test."""
+    dsn = create_database(postgres_server)
+    try:
+        yield dsn
+    finally:
+        drop_database(postgres_server, dsn)
+
+
+@pytest.fixture(params=METADATA_KINDS)
+def metadata_kind(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgres"``: tests using it run once per metadata store."""
+    kind: str = request.param
+    return kind
+
+
+def new_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
+    """An unstarted store of ``kind``; the PostgreSQL one gets this test's fresh database."""
+    if kind == "postgres":
+        return PostgresStore(request.getfixturevalue("postgres_dsn"))
+    return SQLiteStore(tmp_path / "metadata.db")
+
+
+@pytest.fixture
+async def metadata_store(
+    metadata_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[MetadataStore]:
+    """A started store of each kind (SQLite in ``tmp_path``, PostgreSQL on a fresh database), closed after."""
+    store = new_store(metadata_kind, request, tmp_path)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
