@@ -1,1 +1,162 @@
-"""Test fixtures (filled in by its module's owner)."""
+"""Storage nodes as real subprocesses (``callfs server -c <config>``) for end-to-end API tests.
+
+Fixtures:
+- ``node_factory(**sections)``: start a node with a fresh data dir; ``sections`` override config sections
+  (e.g. ``metadata_store={"type": "postgres", "dsn": ...}``). Returns a :class:`NodeProcess`.
+- ``node``: one node on the embedded defaults (SQLite, in-process locks).
+- ``api_node``: parametrised over ``sqlite`` (SQLite + in-process locks) and ``postgres``
+  (PostgreSQL + Redis), so API tests run against both metadata stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.redis_server import free_port
+
+STARTUP_TIMEOUT = 30.0
+"""Seconds to wait for ``/ready`` after launching a node."""
+
+
+@dataclass
+class NodeProcess:
+    """A storage node subprocess. ``url`` is ``http://127.0.0.1:<port>``; ``api_key`` maps to ``api-user-0``."""
+
+    config_path: Path
+    data_dir: Path
+    url: str
+    api_key: str
+    users: dict[str, str]
+    internal_secret: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def key_for(self, user: str) -> str:
+        """The API key of ``user`` (from ``auth.api_key_users``)."""
+        return self.users[user]
+
+    def start(self) -> None:
+        """Launch and wait for ``/ready``; raises ``RuntimeError`` with the log tail on failure."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "callfs", "server", "-c", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, env={**os.environ, **self.env},
+        )
+        log.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"node not ready after {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for exit; returns the exit code (SIGKILL after ``timeout`` seconds)."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def write_node_config(base: Path, **sections: Any) -> NodeProcess:
+    """Write a config for a node under ``base`` with two users and a free port; returns the (stopped) node."""
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    users = {"api-user-0": secrets.token_urlsafe(24), "alice": secrets.token_urlsafe(24),
+             "bob": secrets.token_urlsafe(24), "root": secrets.token_urlsafe(24)}
+    internal = secrets.token_urlsafe(24)
+    config: dict[str, Any] = {
+        "data_dir": str(base / "data"),
+        "server": {"listen_addr": f"127.0.0.1:{port}", "shutdown_timeout": 10},
+        "auth": {"api_key_users": users, "internal_proxy_secret": internal,
+                 "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]}},
+        "log": {"level": "info", "format": "json"},
+        "dlm": {"wait_timeout": 10},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values
+    path = base / "config.json"
+    path.write_text(json.dumps(config, indent=2))
+    return NodeProcess(
+        config_path=path, data_dir=base / "data", url=f"http://127.0.0.1:{port}", api_key=users["api-user-0"],
+        users=users, internal_secret=internal, log_path=base / "node.log",
+    )
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    started: list[NodeProcess] = []
+
+    def make(**sections: Any) -> NodeProcess:
+        node = write_node_config(tmp_path / f"node{len(started)}", **sections)
+        started.append(node)
+        node.start()
+        return node
+
+    yield make
+    for node in started:
+        node.stop(timeout=15)
+
+
+@pytest.fixture
+def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
+    return node_factory()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def api_node(request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]) -> NodeProcess:
+    if request.param == "sqlite":
+        return node_factory()
+    dsn = request.getfixturevalue("postgres_dsn")
+    redis_url = request.getfixturevalue("redis_url")
+    redis_server = request.getfixturevalue("redis_server")
+    del redis_url  # requested for its clean database
+    return node_factory(
+        metadata_store={"type": "postgres", "dsn": dsn},
+        dlm={"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
+             "redis_password": redis_server.password},
+    )

@@ -1,0 +1,5 @@
+"""``python -m callfs`` is the ``callfs`` command."""
+
+from callfs.cli.main import main
+
+main()
