@@ -479,7 +479,7 @@ class CallFSClient:
             raise RuntimeError("CallFSClient used outside 'async with'")
         return self._session
 
-    async def _raise_for(self, resp: aiohttp.ClientResponse) -> None:
+    async def _raise_for(self, resp: aiohttp.ClientResponse, subject: str | None) -> None:
         if resp.status < 400:
             return
         body: object = None
@@ -489,7 +489,8 @@ class CallFSClient:
                 body = jsonlib.loads(raw) if raw else None
             except (TimeoutError, ValueError, aiohttp.ClientError):
                 body = None
-        raise error_from_body(resp.status, body, resp.reason or f"HTTP {resp.status}")
+        reason = resp.reason or f"HTTP {resp.status}"
+        raise error_from_body(resp.status, body, f"{subject}: {reason}" if subject else reason)
 
     @contextlib.asynccontextmanager
     async def _request(
@@ -503,10 +504,12 @@ class CallFSClient:
         progress: ProgressCallback | None = None,
         retry: bool | None = None,
         ok_statuses: frozenset[int] = frozenset(),
+        subject: str | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request (retrying as the module docstring says) and yield the successful response.
 
         A status in ``ok_statuses`` is yielded even when it is >= 400. The response is released on exit.
+        ``subject`` (a path) prefixes the message of errors that come without a body (HEAD).
         """
         if retry is None:
             retry = method in ("GET", "HEAD", "DELETE") or (method == "PUT" and body is not None and body.replayable)
@@ -541,7 +544,7 @@ class CallFSClient:
                         await asyncio.sleep(delay)
                         continue
                 if resp.status not in ok_statuses:
-                    await self._raise_for(resp)
+                    await self._raise_for(resp, subject)
                 yield resp
                 return
             finally:
@@ -592,7 +595,7 @@ class CallFSClient:
             NotFound: no such path (this method never returns ``None``; see :meth:`exists`).
             PermissionDenied, AuthenticationFailed, CallFSUnavailable: as usual.
         """
-        async with self._request("HEAD", self._url(files_url_path(path))) as resp:
+        async with self._request("HEAD", self._url(files_url_path(path)), subject=canonical(path)) as resp:
             return FileInfo.from_headers(path, resp.headers)
 
     async def exists(self, path: str) -> bool:
