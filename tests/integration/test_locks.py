@@ -18,8 +18,9 @@ import pytest
 import redis
 
 from callfs.errors import LockTimeout
+from callfs.locks import redis as redis_locks
 from callfs.locks.base import Lease, LockService, LockUnavailable
-from callfs.locks.local import LocalLockService
+from callfs.locks.local import KeyedFifoLock, LocalLockService
 from callfs.locks.redis import FENCE_KEY, LOCK_KEY_PREFIX, RedisLockService
 from support.redis_server import RedisServer, free_port
 
@@ -110,7 +111,6 @@ async def test_twenty_concurrent_holders_exclude_each_other(lock_service: LockSe
 
 async def test_second_holder_waits_for_the_first_and_then_gets_the_lock(lock_service: LockService) -> None:
     loop = asyncio.get_running_loop()
-    first_released = asyncio.Event()
 
     async def second() -> tuple[Lease, float]:
         started = loop.time()
@@ -121,7 +121,6 @@ async def test_second_holder_waits_for_the_first_and_then_gets_the_lock(lock_ser
         waiter = asyncio.create_task(second())
         done, _ = await asyncio.wait({waiter}, timeout=0.3)
         assert not done, "the second holder got the lock while the first held it"
-        first_released.set()
     lease, waited = await asyncio.wait_for(waiter, timeout=WAIT)
     assert waited >= 0.3
     assert lease.key == "file:/a"
@@ -275,6 +274,25 @@ async def test_local_service_keeps_no_state_for_idle_keys(make_locks: MakeLocks)
     assert locks.held_keys() == 0
 
 
+@pytest.mark.parametrize("release_first", [True, False], ids=["release-then-cancel", "cancel-then-release"])
+async def test_waiter_giving_up_as_it_is_handed_the_key_passes_it_on(release_first: bool) -> None:
+    locks = KeyedFifoLock()
+    await locks.acquire("k", max_wait=1.0)
+    waiter = asyncio.create_task(locks.acquire("k", max_wait=1.0))
+    await wait_until(lambda: locks.waiting("k") == 1)
+    if release_first:
+        locks.release("k")  # hands the key to the waiter...
+        waiter.cancel()  # ...which is cancelled before it runs again
+    else:
+        waiter.cancel()
+        locks.release("k")
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert len(locks) == 0
+    await asyncio.wait_for(locks.acquire("k", max_wait=0), timeout=1.0)
+    locks.release("k")
+
+
 def test_local_service_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError, match="wait_timeout"):
         LocalLockService(wait_timeout=-1)
@@ -402,7 +420,10 @@ async def test_redis_two_nodes_contending_on_one_key_exclude_each_other(make_loc
 
 
 @pytest.mark.redis
-async def test_redis_waiter_on_another_node_is_woken_by_the_release(make_locks: MakeLocks) -> None:
+async def test_redis_waiter_on_another_node_is_woken_by_the_release(
+    make_locks: MakeLocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_locks, "_MAX_POLL", 5.0)  # polling alone would now take seconds
     holder: RedisLockService = await make_locks("redis", lease_ttl=30.0)
     waiter: RedisLockService = await make_locks("redis", lease_ttl=30.0)
     loop = asyncio.get_running_loop()
@@ -413,10 +434,35 @@ async def test_redis_waiter_on_another_node_is_woken_by_the_release(make_locks: 
 
     async with holder.hold("file:/wake"):
         task = asyncio.create_task(wait_for_it())
-        await asyncio.sleep(0.5)  # the waiter is now in its longest poll interval
+        await asyncio.sleep(0.5)  # the waiter is now in a poll interval of seconds
         released_at = loop.time()
     acquired_at = await asyncio.wait_for(task, timeout=2.0)
     assert acquired_at - released_at < 0.1
+
+
+@pytest.mark.redis
+async def test_redis_waiter_that_misses_the_release_message_still_gets_the_lock_soon(
+    make_locks: MakeLocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder: RedisLockService = await make_locks("redis", lease_ttl=30.0)
+    waiter: RedisLockService = await make_locks("redis", lease_ttl=30.0)
+
+    async def deaf(self: object, key: str) -> asyncio.Event:
+        return asyncio.Event()  # fault: no release message ever arrives
+
+    monkeypatch.setattr(redis_locks._ReleaseNotices, "watch", deaf)
+    loop = asyncio.get_running_loop()
+
+    async def wait_for_it() -> float:
+        async with waiter.hold("file:/deaf"):
+            return loop.time()
+
+    async with holder.hold("file:/deaf"):
+        task = asyncio.create_task(wait_for_it())
+        await asyncio.sleep(0.5)
+        released_at = loop.time()
+    acquired_at = await asyncio.wait_for(task, timeout=2.0)
+    assert acquired_at - released_at <= redis_locks._MAX_POLL + 0.1
 
 
 @pytest.mark.redis
