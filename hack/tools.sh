@@ -4,7 +4,7 @@
 #
 #   hack/tools.sh install [TOOL...]  build the tools (all by default) that are not built yet; prints the bin dir
 #   hack/tools.sh bin-dir            print the directory holding the binaries (it may not exist yet)
-#   hack/tools.sh check              exit 0 when every tool is built at its pinned version, 1 otherwise
+#   hack/tools.sh check [TOOL...]    exit 0 when the tools (all by default) are built at their pinned versions
 #   hack/tools.sh versions           print the pinned versions
 #   hack/tools.sh pin                regenerate the wrapper modules (hack/kube/tools/*/go.mod, go.sum)
 #                                    from the versions below; run it after changing one and commit the result
@@ -55,10 +55,11 @@ export CGO_ENABLED=0
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# binaries_of TOOL: the executables one tool build produces.
+# binaries_of TOOL: the files (executables, and kwok's stage configuration) one tool build puts in the bin dir.
 binaries_of() {
     case "$1" in
         kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+        kwok) echo kwok kwok-stages.yaml ;;
         *) echo "$1" ;;
     esac
 }
@@ -85,14 +86,14 @@ stamp_of() {
 is_built() {
     local tool=$1 b
     [[ -f "$STAMP_DIR/$tool" && "$(cat "$STAMP_DIR/$tool")" == "$(stamp_of "$tool")" ]] || return 1
-    for b in $(binaries_of "$tool"); do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+    for b in $(binaries_of "$tool"); do [[ -f "$BIN_DIR/$b" ]] || return 1; done
 }
 
 # require_wrapper MOD MODULE VERSION: the committed wrapper module must pin VERSION of MODULE.
 require_wrapper() {
     local mod=$1 module=$2 version=$3
     [[ -f "$MODS/$mod/go.mod" && -f "$MODS/$mod/go.sum" ]] || die "missing $MODS/$mod/go.{mod,sum}: run hack/tools.sh pin"
-    grep -qE "^require $module $version\$" "$MODS/$mod/go.mod" \
+    (cd "$MODS/$mod" && go list -m -f '{{.Version}}' "$module") | grep -qxF "$version" \
         || die "$MODS/$mod/go.mod does not pin $module $version: run hack/tools.sh pin and commit the result"
 }
 
@@ -131,6 +132,18 @@ build_tool() {
             ;;
         kwok)
             (cd "$out" && GOBIN="$out" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
+            # The stand-alone kwok controller needs its stages as configuration (kwokctl embeds the same
+            # defaults): nodes become Ready and renew a lease, pods go Running/Ready, completed and deleted
+            # pods are finished. They come from the same kwok release, as shipped in its module.
+            local src f
+            src=$(cd "$out" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
+                | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+            [[ -n $src && -d $src/kustomize/stage ]] || die "kwok $KWOK_VERSION module has no kustomize/stage"
+            for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+                pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+                printf -- '---\n'
+                cat "$src/kustomize/stage/$f.yaml"
+            done >"$out/kwok-stages.yaml"
             ;;
         csi-sanity)
             (cd "$out" && GOBIN="$out" go install -ldflags "-s -w" \
@@ -163,7 +176,7 @@ cmd_install() {
             die "building $tool failed"
         fi
         for b in $(binaries_of "$tool"); do
-            [[ -x "$tmp/$b" ]] || { rm -rf "$tmp"; die "building $tool produced no $b"; }
+            [[ -f "$tmp/$b" ]] || { rm -rf "$tmp"; die "building $tool produced no $b"; }
             mv -f "$tmp/$b" "$BIN_DIR/$b"
         done
         rm -rf "$tmp"
@@ -174,8 +187,9 @@ cmd_install() {
 }
 
 cmd_check() {
-    local tool missing=0
-    for tool in "${ALL_TOOLS[@]}"; do
+    local tools=("$@") tool missing=0
+    ((${#tools[@]})) || tools=("${ALL_TOOLS[@]}")
+    for tool in "${tools[@]}"; do
         if ! is_built "$tool"; then log "not built: $tool"; missing=1; fi
     done
     return $missing
@@ -258,12 +272,12 @@ cmd_pin() {
 case "${1:-}" in
     install) shift; cmd_install "$@" ;;
     bin-dir) echo "$BIN_DIR" ;;
-    check) cmd_check ;;
+    check) shift; cmd_check "$@" ;;
     versions)
         printf 'kubernetes %s\netcd %s\nkwok %s\ncsi-sanity %s\nhelm %s\ncsi-provisioner %s\n' \
             "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" "$HELM_VERSION" \
             "$CSI_PROVISIONER_VERSION"
         ;;
     pin) cmd_pin ;;
-    *) echo "usage: $0 install [TOOL...] | bin-dir | check | versions | pin" >&2; exit 2 ;;
+    *) echo "usage: $0 install [TOOL...] | bin-dir | check [TOOL...] | versions | pin" >&2; exit 2 ;;
 esac

@@ -1,1 +1,246 @@
-"""Test fixtures (filled in by its module's owner)."""
+"""A real Kubernetes control plane for the test session, started by ``hack/dev-cluster.sh``.
+
+The control plane is the one a developer gets from ``hack/dev-cluster.sh up``: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler built from the Go module proxy by ``hack/tools.sh``, plus kwok
+running fake nodes on which scheduled pods go Running and Ready. Everything listens on free loopback ports;
+the state (PKI, kubeconfigs, etcd data, component logs) lives in a pytest temporary directory and is removed
+by ``hack/dev-cluster.sh down`` at session end. The start/stop logic is that script's, not repeated here.
+
+Fixtures:
+
+* ``kube_cluster`` (session): a :class:`KubeCluster` (kubeconfig path, bin dir with ``kubectl``, logs).
+* ``kube_api`` (session): a ``kubernetes.client.ApiClient`` authenticated as a cluster admin.
+* ``kube_namespace`` (function): a fresh namespace name, deleted (without waiting) after the test.
+
+:func:`wait_for` polls a condition with a deadline (for controllers that converge asynchronously).
+
+When the tools are not built, the fixtures *fail* under ``CI=true`` (so CI cannot pass by skipping the
+control-plane tests) and otherwise skip, with the reason repeated in the terminal summary.
+
+When a test that uses the cluster fails, what each component logged while it ran is attached to its report
+(sections ``kube <component> log``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_SH = REPO / "hack" / "tools.sh"
+DEV_CLUSTER_SH = REPO / "hack" / "dev-cluster.sh"
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+"""The processes ``hack/dev-cluster.sh`` starts, each logging to ``<state_dir>/logs/<component>.log``."""
+
+REQUIRED_TOOLS = ("kubernetes", "etcd", "kwok")
+"""``hack/tools.sh`` tool names the control plane needs."""
+
+NODE_COUNT = 3
+"""Fake (kwok) nodes in the test cluster, named ``kwok-node-0`` .. ``kwok-node-2``."""
+
+UP_TIMEOUT = 300  # seconds for `dev-cluster.sh up` (the cluster is normally ready in well under a minute)
+DOWN_TIMEOUT = 120  # seconds for `dev-cluster.sh down`
+LOG_LINES = 200  # lines of each component log attached to a failing test
+
+_skip_reason: list[str] = []  # set when the session skipped the control-plane tests; shown in the summary
+_active: list[KubeCluster] = []  # the running cluster, for attaching logs to failing tests
+_log_offsets = pytest.StashKey[dict[str, int]]()
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """A running control plane.
+
+    ``state_dir`` is the ``--dir`` given to ``hack/dev-cluster.sh``; ``kubeconfig`` authenticates as a
+    cluster admin (client certificate, group ``system:masters``); ``bin_dir`` holds ``kubectl`` and the other
+    tools built by ``hack/tools.sh`` (``helm``, ``csi-sanity``, ``csi-provisioner`` when built).
+    """
+
+    state_dir: Path
+    kubeconfig: Path
+    bin_dir: Path
+
+    def log_path(self, component: str) -> Path:
+        """The log file of ``component`` (one of :data:`COMPONENTS`)."""
+        return self.state_dir / "logs" / f"{component}.log"
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+        """Run ``kubectl`` against this cluster and return its stdout.
+
+        ``timeout`` is in seconds. Raises ``subprocess.CalledProcessError`` (with stderr) on a non-zero exit
+        and ``subprocess.TimeoutExpired`` when it runs longer than ``timeout``.
+        """
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        return proc.stdout
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something other than ``None`` or ``False``, and return that.
+
+    ``timeout`` and ``interval`` are in seconds. Raises ``AssertionError`` naming ``what`` (and the last
+    value seen) when the deadline passes; exceptions from ``condition`` propagate.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def tools_missing() -> str | None:
+    """``None`` when ``hack/tools.sh`` has built what the control plane needs, else what is missing."""
+    proc = subprocess.run(["bash", str(TOOLS_SH), "check", *REQUIRED_TOOLS], capture_output=True, text=True, timeout=60)
+    if proc.returncode == 0:
+        return None
+    return proc.stderr.strip() or f"hack/tools.sh check exited {proc.returncode}"
+
+
+def bin_dir() -> Path:
+    """The directory ``hack/tools.sh`` builds the binaries into (it may not exist yet)."""
+    out = subprocess.run(["bash", str(TOOLS_SH), "bin-dir"], capture_output=True, text=True, timeout=60, check=True)
+    return Path(out.stdout.strip())
+
+
+def _log_sizes(cluster: KubeCluster) -> dict[str, int]:
+    sizes = {}
+    for component in COMPONENTS:
+        try:
+            sizes[component] = cluster.log_path(component).stat().st_size
+        except FileNotFoundError:
+            sizes[component] = 0
+    return sizes
+
+
+def _log_since(path: Path, offset: int | None, lines: int) -> str:
+    """The last ``lines`` lines of ``path`` written after byte ``offset`` (the whole file when ``None``)."""
+    try:
+        with path.open("rb") as f:
+            if offset is not None:
+                f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    text = data.decode("utf-8", errors="replace").splitlines()
+    skipped = len(text) - lines
+    tail = "\n".join(text[-lines:])
+    return (f"... ({skipped} earlier lines in {path})\n" if skipped > 0 else "") + tail
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """Start the control plane with ``NODE_COUNT`` Ready kwok nodes; stop it and remove its state at the end.
+
+    Fails (``CI=true``) or skips (elsewhere) when the tools are not built; fails when the cluster does not
+    come up within ``UP_TIMEOUT`` seconds, with the script's output (which ends with the failing component's
+    log).
+    """
+    missing = tools_missing()
+    if missing is not None:
+        message = (
+            "the Kubernetes control-plane tools are not built (run `bash hack/tools.sh install`, "
+            f"tens of minutes the first time): {missing}"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        _skip_reason.append(message)
+        pytest.skip(message)
+    state_dir = tmp_path_factory.mktemp("kube-cluster")
+    up = subprocess.run(
+        ["bash", str(DEV_CLUSTER_SH), "up", "--dir", str(state_dir), "--nodes", str(NODE_COUNT)],
+        capture_output=True,
+        text=True,
+        timeout=UP_TIMEOUT,
+    )
+    if up.returncode != 0:
+        pytest.fail(f"hack/dev-cluster.sh up failed (exit {up.returncode}):\n{up.stderr}", pytrace=False)
+    cluster = KubeCluster(state_dir=state_dir, kubeconfig=state_dir / "kubeconfig", bin_dir=bin_dir())
+    _active.append(cluster)
+    try:
+        yield cluster
+    finally:
+        _active.remove(cluster)
+        subprocess.run(
+            ["bash", str(DEV_CLUSTER_SH), "down", "--dir", str(state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=DOWN_TIMEOUT,
+            check=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_cluster: KubeCluster) -> Iterator[kclient.ApiClient]:
+    """A ``kubernetes`` API client for ``kube_cluster``, as a cluster admin; closed at session end."""
+    api = kconfig.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def kube_namespace(kube_api: kclient.ApiClient) -> Iterator[str]:
+    """A fresh namespace (``e2e-<random>``); its deletion is requested after the test, not awaited."""
+    name = f"e2e-{uuid.uuid4().hex[:10]}"
+    core = kclient.CoreV1Api(kube_api)
+    core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except kclient.ApiException as e:
+            if e.status != 404:  # a test may delete its namespace itself
+                raise
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Remember where each component log ends when a test using the cluster starts."""
+    if _active and "kube_cluster" in getattr(item, "fixturenames", ()):
+        item.stash[_log_offsets] = _log_sizes(_active[0])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach to a failing cluster test what each component logged while it ran (its tail if setup failed)."""
+    report = yield
+    if report.failed and _active and "kube_cluster" in getattr(item, "fixturenames", ()):
+        cluster = _active[0]
+        offsets = item.stash.get(_log_offsets, {})
+        for component in COMPONENTS:
+            text = _log_since(cluster.log_path(component), offsets.get(component), LOG_LINES)
+            report.sections.append((f"kube {component} log", text))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly that the control-plane tests were skipped, and why."""
+    if _skip_reason:
+        terminalreporter.section("Kubernetes control plane", sep="!", yellow=True, bold=True)
+        terminalreporter.line(f"e2e tests that need the control plane were SKIPPED: {_skip_reason[0]}")

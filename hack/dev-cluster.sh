@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback, without Docker: etcd -> kube-apiserver -> kube-controller-manager
+# -> kube-scheduler -> kwok, which runs N fake nodes (pods scheduled to them go Running and Ready; no container
+# ever runs). The binaries come from hack/tools.sh (built once per machine from the Go module proxy).
+#
+#   hack/dev-cluster.sh up [--dir DIR] [--nodes N]   start it, wait until it is ready, print `export KUBECONFIG=...`
+#   hack/dev-cluster.sh env [--dir DIR]              print the export lines again (KUBECONFIG, PATH with kubectl)
+#   hack/dev-cluster.sh status [--dir DIR]           list the components and whether their process is alive
+#   hack/dev-cluster.sh down [--dir DIR]             stop every process `up` started (by PID) and remove DIR
+#
+# DIR (default ${CALLFS_DEV_CLUSTER_DIR:-~/.local/state/callfs-dev-cluster}) holds everything: pki/ (a throwaway
+# CA, the API server's serving certificate, client certificates), the kubeconfigs, etcd's data, pids/, logs/
+# (one log per component) and ports.env. Every port is a free loopback port picked at `up`, so several
+# clusters (a developer's and the test suite's) run side by side. Authentication is by client certificate,
+# authorisation by RBAC (+ Node); the API server advertises 127.0.0.1.
+#
+# This script is the one implementation: the pytest fixtures (tests/support/kube.py) call it with their own DIR.
+# If the tools are not built yet, `up` builds them first (the first time takes tens of minutes).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR="${CALLFS_DEV_CLUSTER_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/callfs-dev-cluster}"
+NODES=3
+# Seconds to wait for each component, and for the whole cluster to be ready.
+READY_TIMEOUT=${CALLFS_DEV_CLUSTER_TIMEOUT:-180}
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_IP=10.96.0.1
+# Order matters: `down` stops them in reverse.
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { printf 'dev-cluster: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+# ---- processes ---------------------------------------------------------------------------------------------
+
+# pid_alive NAME: the process `up` recorded for NAME is still running (and is still that binary).
+pid_alive() {
+    local pidfile="$DIR/pids/$1.pid" pid
+    [[ -f $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ -n $pid && -d /proc/$pid ]] || return 1
+    # Guard against a recycled PID: the process must still be the binary we started.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || return 1
+}
+
+# start NAME ARGS...: start a component in the background, in its own session, logging to logs/NAME.log.
+start() {
+    local name=$1; shift
+    mkdir -p "$DIR/pids" "$DIR/logs"
+    setsid "$BIN/$name" "$@" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
+    echo $! >"$DIR/pids/$name.pid"
+}
+
+# stop NAME: SIGTERM, then SIGKILL after 15 s, the process recorded for NAME.
+stop() {
+    local name=$1 pid i
+    pid_alive "$name" || { rm -f "$DIR/pids/$name.pid"; return 0; }
+    pid=$(<"$DIR/pids/$name.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        [[ -d /proc/$pid ]] || break
+        sleep 0.1
+    done
+    if [[ -d /proc/$pid ]]; then
+        log "$name (pid $pid) did not stop on SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$DIR/pids/$name.pid"
+}
+
+# wait_for NAME DESCRIPTION COMMAND...: poll COMMAND until it succeeds; fail early if NAME's process died.
+wait_for() {
+    local name=$1 what=$2 deadline=$((SECONDS + READY_TIMEOUT)); shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ! pid_alive "$name"; then
+            log "$name exited; last lines of $DIR/logs/$name.log:"
+            tail -n 30 "$DIR/logs/$name.log" >&2 || true
+            die "$name did not start"
+        fi
+        ((SECONDS < deadline)) || { tail -n 30 "$DIR/logs/$name.log" >&2 || true; die "timed out waiting for $what"; }
+        sleep 0.2
+    done
+}
+
+# ---- configuration -----------------------------------------------------------------------------------------
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1, one a line.
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# issue NAME SUBJECT EXTENSIONS: an EC P-256 key and a certificate signed by the cluster CA, in pki/.
+issue() {
+    local name=$1 subject=$2 ext=$3
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$subject" \
+        -keyout "$PKI/$name.key" -out "$PKI/$name.csr" 2>/dev/null
+    printf '%b\n' "$ext" >"$PKI/$name.ext"
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+        -days 30 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+    rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+make_pki() {
+    PKI="$DIR/pki"
+    mkdir -p "$PKI"
+    chmod 700 "$PKI"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -sha256 \
+        -subj "/CN=callfs-dev-cluster-ca" -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+        -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+    local client="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth"
+    issue apiserver "/CN=kube-apiserver" \
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,IP:$SERVICE_IP,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    issue admin "/O=system:masters/CN=callfs-dev-admin" "$client"
+    issue kube-controller-manager "/CN=system:kube-controller-manager" "$client"
+    issue kube-scheduler "/CN=system:kube-scheduler" "$client"
+    issue kwok "/O=system:masters/CN=kwok-controller" "$client"
+    # Service-account token signing key pair.
+    openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key" 2>/dev/null
+    openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+}
+
+# kubeconfig FILE USER: a kubeconfig for the client certificate pki/USER.{crt,key}.
+kubeconfig() {
+    cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: callfs-dev
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: $PKI/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $PKI/$2.crt
+    client-key: $PKI/$2.key
+contexts:
+- name: callfs-dev
+  context:
+    cluster: callfs-dev
+    user: $2
+current-context: callfs-dev
+EOF
+}
+
+# nodes_manifest N: N Node objects that kwok manages (annotation kwok.x-k8s.io/node=fake), not tainted, so
+# ordinary workloads schedule onto them.
+nodes_manifest() {
+    local i
+    for ((i = 0; i < $1; i++)); do
+        cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/os: linux
+    kubernetes.io/hostname: kwok-node-$i
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+EOF
+    done
+}
+
+# ---- commands ----------------------------------------------------------------------------------------------
+
+print_env() {
+    printf 'export KUBECONFIG=%q\n' "$DIR/kubeconfig"
+    printf 'export PATH=%q:"$PATH"\n' "$BIN"
+}
+
+cmd_up() {
+    local name
+    for name in "${COMPONENTS[@]}"; do
+        pid_alive "$name" && die "a cluster is already running in $DIR (hack/dev-cluster.sh down --dir $DIR)"
+    done
+    rm -rf "$DIR"
+    mkdir -p "$DIR/logs" "$DIR/pids"
+    # Stop whatever was started if `up` fails half-way.
+    trap 'log "up failed; stopping what was started (logs kept in $DIR/logs)"; stop_all' EXIT
+
+    local ports
+    mapfile -t ports < <(free_ports 5)
+    ETCD_PORT=${ports[0]} ETCD_PEER_PORT=${ports[1]} API_PORT=${ports[2]} KCM_PORT=${ports[3]} SCHED_PORT=${ports[4]}
+    printf 'ETCD_PORT=%s\nETCD_PEER_PORT=%s\nAPI_PORT=%s\nKCM_PORT=%s\nSCHED_PORT=%s\n' \
+        "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" >"$DIR/ports.env"
+
+    make_pki
+    kubeconfig "$DIR/kubeconfig" admin
+    kubeconfig "$DIR/kube-controller-manager.kubeconfig" kube-controller-manager
+    kubeconfig "$DIR/kube-scheduler.kubeconfig" kube-scheduler
+    kubeconfig "$DIR/kwok.kubeconfig" kwok
+    local kc="$DIR/kubeconfig" started=$SECONDS
+
+    start etcd --name callfs-dev --data-dir "$DIR/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "callfs-dev=http://127.0.0.1:$ETCD_PEER_PORT" \
+        --unsafe-no-fsync --quota-backend-bytes=2147483648 --log-level=warn
+    wait_for etcd "etcd /health" curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+    start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+        --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+        --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC --anonymous-auth=false \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+        --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
+        --endpoint-reconciler-type=none --profiling=false
+    wait_for kube-apiserver "kube-apiserver /readyz" "$BIN/kubectl" --kubeconfig "$kc" get --raw /readyz
+
+    start kube-controller-manager --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
+        --authentication-kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
+        --authorization-kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$DIR/kube-controller-manager" \
+        --leader-elect=false --use-service-account-credentials=true \
+        --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+        --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+        --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false
+    start kube-scheduler --kubeconfig="$DIR/kube-scheduler.kubeconfig" \
+        --authentication-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
+        --authorization-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$DIR/kube-scheduler" \
+        --leader-elect=false --profiling=false
+    start kwok --kubeconfig="$DIR/kwok.kubeconfig" --config="$BIN/kwok-stages.yaml" \
+        --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+        --node-lease-duration-seconds=40
+    wait_for kube-controller-manager "kube-controller-manager /healthz" \
+        curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+    wait_for kube-scheduler "kube-scheduler /healthz" curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
+
+    nodes_manifest "$NODES" | "$BIN/kubectl" --kubeconfig "$kc" create -f - >/dev/null
+    wait_for kwok "$NODES nodes Ready" "$BIN/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node \
+        --selector=type=kwok --timeout=5s
+    # Pods need their namespace's default service account, which the controller manager creates.
+    wait_for kube-controller-manager "the default service account" \
+        "$BIN/kubectl" --kubeconfig "$kc" get serviceaccount default --namespace default
+    trap - EXIT
+    log "ready in $((SECONDS - started)) s: $NODES kwok nodes, API server https://127.0.0.1:$API_PORT, state in $DIR"
+    print_env
+}
+
+stop_all() {
+    local i
+    for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[i]}"; done
+}
+
+cmd_down() {
+    [[ -d $DIR ]] || { log "nothing to stop: $DIR does not exist"; return 0; }
+    # Refuse to delete a directory that is not a dev cluster's.
+    [[ -f $DIR/ports.env || -d $DIR/pids ]] || die "$DIR does not look like a dev cluster directory"
+    stop_all
+    rm -rf "$DIR"
+    log "stopped; removed $DIR"
+}
+
+cmd_status() {
+    local name state rc=0
+    [[ -f $DIR/ports.env ]] || die "no cluster in $DIR"
+    for name in "${COMPONENTS[@]}"; do
+        if pid_alive "$name"; then state="running (pid $(<"$DIR/pids/$name.pid"))"; else state="not running"; rc=1; fi
+        printf '%-24s %s\n' "$name" "$state"
+    done
+    return $rc
+}
+
+main() {
+    local cmd=${1:-}
+    (($#)) && shift
+    while (($#)); do
+        case "$1" in
+            --dir) DIR=$2; shift 2 ;;
+            --dir=*) DIR=${1#*=}; shift ;;
+            --nodes) NODES=$2; shift 2 ;;
+            --nodes=*) NODES=${1#*=}; shift ;;
+            *) usage ;;
+        esac
+    done
+    [[ $NODES =~ ^[0-9]+$ ]] || die "--nodes needs a number"
+    DIR=$(realpath -m "$DIR")
+    PKI="$DIR/pki"
+    BIN=$(bash "$ROOT/hack/tools.sh" bin-dir)
+    case "$cmd" in
+        up)
+            if ! bash "$ROOT/hack/tools.sh" check kubernetes etcd kwok 2>/dev/null; then
+                log "building the Kubernetes tools first (hack/tools.sh install; tens of minutes the first time)"
+                bash "$ROOT/hack/tools.sh" install kubernetes etcd kwok >/dev/null
+            fi
+            cmd_up
+            ;;
+        down) cmd_down ;;
+        env) [[ -f $DIR/kubeconfig ]] || die "no cluster in $DIR"; print_env ;;
+        status) cmd_status ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
