@@ -15,7 +15,7 @@ MAX_MAX_DEPTH = 1000
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("GET", PREFIX + "{tail:.*}", list_directory)
+    app.router.add_route("GET", PREFIX + r"{tail:[\s\S]*}", list_directory)
 
 
 def _max_depth(request: web.Request) -> int:

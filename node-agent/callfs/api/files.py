@@ -31,7 +31,7 @@ _PATCH_KEYS = {"name", "destination", "overwrite", "create_parents", "backend", 
 
 
 def add_routes(app: web.Application) -> None:
-    route = PREFIX + "{tail:.*}"
+    route = PREFIX + r"{tail:[\s\S]*}"  # any character, newlines too (rejected later with 400)
     app.router.add_route("GET", route, get_file)
     app.router.add_route("HEAD", route, head_file)
     app.router.add_route("POST", route, post_file)
