@@ -459,9 +459,9 @@ async def test_redis_waiter_that_misses_the_release_message_still_gets_the_lock_
 
     async with holder.hold("file:/deaf"):
         task = asyncio.create_task(wait_for_it())
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # an uncapped backoff would be sleeping 0.8 s at a time by now
         released_at = loop.time()
-    acquired_at = await asyncio.wait_for(task, timeout=2.0)
+    acquired_at = await asyncio.wait_for(task, timeout=5.0)
     assert acquired_at - released_at <= redis_locks._MAX_POLL + 0.1
 
 
@@ -478,12 +478,8 @@ async def test_redis_fencing_continues_above_an_existing_counter(
 
 
 @pytest.mark.redis
-async def test_redis_wrong_password_is_unavailable_quickly(
-    make_locks: MakeLocks, redis_server: RedisServer
-) -> None:
-    locks: RedisLockService = await make_locks(
-        "redis", url=f"redis://:wrong@{redis_server.host}:{redis_server.port}/0"
-    )
+async def test_redis_wrong_password_is_unavailable_quickly(make_locks: MakeLocks, redis_server: RedisServer) -> None:
+    locks: RedisLockService = await make_locks("redis", url=f"redis://:wrong@{redis_server.host}:{redis_server.port}/0")
     assert not await locks.ping()
     loop = asyncio.get_running_loop()
     started = loop.time()
