@@ -22,7 +22,7 @@ from callfs.locks import redis as redis_locks
 from callfs.locks.base import Lease, LockService, LockUnavailable
 from callfs.locks.local import KeyedFifoLock, LocalLockService
 from callfs.locks.redis import FENCE_KEY, LOCK_KEY_PREFIX, RedisLockService
-from support.redis_server import RedisServer, free_port
+from support.redis_server import RedisServer, free_port, running_redis_server
 
 TTL = 0.3
 """Lease time-to-live for the tests, seconds: short so expiry and renewal are observable quickly."""
@@ -499,6 +499,32 @@ async def test_redis_closed_port_is_unavailable_quickly(make_locks: MakeLocks) -
         async with locks.hold("file:/x"):
             pytest.fail("got a lock from a server that is not there")
     assert loop.time() - started < 1.0
+
+
+@pytest.mark.redis
+async def test_redis_outage_while_held_is_survived_and_recovered_from(
+    make_locks: MakeLocks, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="callfs.locks.redis")
+    with contextlib.ExitStack() as outage:
+        server = outage.enter_context(running_redis_server(tmp_path_factory.mktemp("redis-outage")))
+        locks: RedisLockService = await make_locks("redis", url=server.url)
+        async with locks.hold("file:/outage"):
+            outage.close()  # Redis goes away while the lock is held
+        # Leaving the block did not raise: the release failure was logged (the lease expires by itself).
+        assert any("could not release lock 'file:/outage'" in r.getMessage() for r in caplog.records)
+        assert not await locks.ping()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(LockUnavailable):
+            async with locks.hold("file:/other"):
+                pytest.fail("got a lock while Redis is down")
+        assert loop.time() - started < 1.0
+    again = tmp_path_factory.mktemp("redis-again")
+    with running_redis_server(again, port=server.port, password=server.password):
+        assert await locks.ping()
+        async with locks.hold("file:/outage", wait_timeout=1.0) as lease:
+            assert lease.key == "file:/outage"
 
 
 @pytest.mark.redis

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,15 +69,23 @@ def _wait_until_ready(server: RedisServer, process: subprocess.Popen[bytes], log
         client.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """Start ``redis-server`` (no persistence, ``requirepass`` set) for the session; stop it at the end."""
+@contextmanager
+def running_redis_server(
+    workdir: Path, *, port: int | None = None, password: str | None = None
+) -> Iterator[RedisServer]:
+    """Run ``redis-server`` (no persistence, ``requirepass`` set) in ``workdir`` until the block ends.
+
+    ``port`` defaults to a free one and ``password`` to a random one; pass a previous server's to restart
+    "the same" server (same URL, empty data). Fails the
+    test when the binary is missing; raises :class:`RuntimeError` when the server does not come up.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server not found: install the Debian package redis-server (hack/install.sh)")
-    workdir = tmp_path_factory.mktemp("redis")
     log_path = workdir / "redis.log"
-    server = RedisServer(host="127.0.0.1", port=free_port(), password=secrets.token_urlsafe(16))
+    server = RedisServer(
+        host="127.0.0.1", port=port or free_port(), password=password or secrets.token_urlsafe(16)
+    )
     process = subprocess.Popen(
         [
             binary,
@@ -103,6 +112,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One ``redis-server`` for the whole session (see :func:`running_redis_server`)."""
+    with running_redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
 
 
 @pytest.fixture
