@@ -77,17 +77,17 @@ def test_cp_no_clobber_onto_an_existing_file_exits_5(callfs: Shell, tmp_path: Pa
     local.write_text("x")
     assert callfs("cp", str(local), ":/f.txt").exit_code == 0
     result = callfs("cp", "-n", str(local), ":/f.txt")
-    assert result.exit_code == ExitCode.CONFLICT == 5
+    assert result.exit_code == 5
     assert "FILE_ALREADY_EXISTS" in result.stderr
     assert callfs("cp", "-n", ":/f.txt", str(local)).exit_code == 5
 
 
 def test_cp_between_two_local_paths_is_a_usage_error(callfs: Shell, tmp_path: Path) -> None:
-    assert callfs("cp", str(tmp_path / "a"), str(tmp_path / "b")).exit_code == ExitCode.USAGE == 2
+    assert callfs("cp", str(tmp_path / "a"), str(tmp_path / "b")).exit_code == 2
 
 
 def test_cp_of_a_missing_file_exits_3(callfs: Shell, tmp_path: Path) -> None:
-    assert callfs("cp", ":/nothing-here", str(tmp_path / "x")).exit_code == ExitCode.NOT_FOUND == 3
+    assert callfs("cp", ":/nothing-here", str(tmp_path / "x")).exit_code == 3
     assert callfs("cp", str(tmp_path / "no-such-local"), ":/x").exit_code == 3
 
 
@@ -135,13 +135,13 @@ def test_stat_prints_fields_and_json(callfs: Shell) -> None:
 
 def test_stat_of_a_missing_path_exits_3(callfs: Shell) -> None:
     result = callfs("stat", ":/missing")
-    assert result.exit_code == ExitCode.NOT_FOUND == 3
+    assert result.exit_code == 3
     assert "/missing" in result.stderr
 
 
 def test_a_wrong_key_exits_4(callfs: Shell) -> None:
     result = callfs("ls", "/", env={"CALLFS_API_KEY": "not-the-key-at-all-000"})
-    assert result.exit_code == ExitCode.DENIED == 4
+    assert result.exit_code == 4
     assert "AUTHENTICATION_FAILED" in result.stderr
 
 
@@ -158,7 +158,7 @@ def test_a_missing_key_is_a_usage_error(callfs: Shell) -> None:
 
 def test_an_unreachable_server_exits_6(callfs: Shell) -> None:
     result = callfs("ls", "--timeout", "2", "-s", f"http://127.0.0.1:{free_port()}", "/")
-    assert result.exit_code == ExitCode.UNAVAILABLE == 6
+    assert result.exit_code == 6
 
 
 def test_mkdir_of_an_existing_directory_exits_5_without_p(callfs: Shell) -> None:

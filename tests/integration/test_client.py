@@ -315,7 +315,7 @@ async def test_unreachable_server_raises_callfs_unavailable() -> None:
 
 
 async def _serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> tuple[web.AppRunner, str]:
-    app = web.Application()
+    app = web.Application(client_max_size=64 * MiB)
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -378,3 +378,34 @@ async def test_a_broken_download_stream_resumes_at_the_same_version() -> None:
     assert requests[1][1] == '"v1"'
     resumed_at = int(requests[1][0].removeprefix("bytes=").rstrip("-"))  # type: ignore[union-attr]
     assert 0 < resumed_at <= 250_000
+
+
+async def test_put_of_a_replayable_source_is_retried_and_a_stream_is_not(tmp_path: Path) -> None:
+    bodies: list[bytes] = []
+
+    async def busy_once(request: web.Request) -> web.StreamResponse:
+        bodies.append(await request.read())
+        if len(bodies) == 1:
+            return web.json_response({"code": "LOCK_TIMEOUT", "message": "lock busy"}, status=503)
+        return web.json_response({"path": "/p"}, status=201)
+
+    local = tmp_path / "up.bin"
+    local.write_bytes(os.urandom(3 * MiB))
+    runner, url = await _serve(busy_once)
+    try:
+        async with CallFSClient(url, "k" * 20, retries=2) as fs:
+            progress: list[int] = []
+            assert await fs.upload("/p", local, progress=progress.append) is True
+            assert bodies == [local.read_bytes(), local.read_bytes()]
+            assert sum(progress) == 3 * MiB  # the replay is not counted twice
+
+            bodies.clear()
+
+            async def stream() -> AsyncIterator[bytes]:
+                yield b"once"
+
+            with pytest.raises(errors.LockTimeout):
+                await fs.upload("/p", stream())
+            assert bodies == [b"once"]
+    finally:
+        await runner.cleanup()

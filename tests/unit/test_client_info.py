@@ -167,7 +167,7 @@ def test_paths_the_server_rejects_are_rejected_before_sending(bad: str) -> None:
 
 
 _segment = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x7f"),
+    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="/\\\x7f"),
     min_size=1,
     max_size=20,
 ).filter(lambda s: s not in (".", "..") and all(ord(c) >= 0x20 or c == "\t" for c in s))
