@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,16 @@ def test_group_help_documents_the_exit_codes() -> None:
     text = CliRunner().invoke(cli, ["--help"]).output
     for code in ExitCode:
         assert f"  {int(code)}  " in text
+
+
+def test_the_installed_entry_point_exposes_the_file_commands(node: Any) -> None:
+    env = {**os.environ, "CALLFS_URL": node.url, "CALLFS_API_KEY": node.api_key}
+    missing = subprocess.run(
+        [sys.executable, "-m", "callfs", "stat", "callfs:/missing"], env=env, capture_output=True, timeout=60
+    )
+    assert missing.returncode == 3, missing.stderr
+    listing = subprocess.run(
+        [sys.executable, "-m", "callfs", "ls", "--json", ":/"], env=env, capture_output=True, timeout=60
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout) == []
