@@ -117,7 +117,7 @@ class _ReleaseNotices:
             await self._pubsub.subscribe(channel)
             if self._listener is None:
                 self._listener = asyncio.create_task(self._listen(self._pubsub))
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             log.debug("cannot subscribe to %s, falling back to polling: %s", channel, exc)
         return event
 
@@ -126,7 +126,7 @@ class _ReleaseNotices:
         channel = RELEASE_CHANNEL_PREFIX + key
         self._events.pop(channel, None)
         if self._pubsub is not None and self._pubsub.connection is not None:
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.unsubscribe(channel)
 
     async def _listen(self, pubsub: PubSub) -> None:
@@ -134,8 +134,8 @@ class _ReleaseNotices:
         while True:
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except (RedisError, OSError) as exc:
-                log.debug("release notices interrupted, waiters poll meanwhile: %s", exc)
+            except Exception as exc:  # the listener must outlive any failure; waiters poll meanwhile
+                log.debug("release notices interrupted: %s", exc, exc_info=not isinstance(exc, RedisError))
                 for event in self._events.values():
                     event.set()
                 await asyncio.sleep(pause)
@@ -302,8 +302,8 @@ class RedisLockService:
         assert self._notices is not None
         loop = asyncio.get_running_loop()
         deadline = started + max_wait
-        released = await self._notices.watch(key)
         try:
+            released = await self._notices.watch(key)
             delay = _FIRST_POLL
             while True:
                 released.clear()
