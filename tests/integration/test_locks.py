@@ -293,6 +293,15 @@ async def test_waiter_giving_up_as_it_is_handed_the_key_passes_it_on(release_fir
     locks.release("k")
 
 
+async def test_local_fencing_tokens_keep_increasing_across_a_restart(make_locks: MakeLocks) -> None:
+    before: LocalLockService = await make_locks("local")
+    async with before.hold("file:/r") as old:
+        pass
+    after: LocalLockService = await make_locks("local")  # a fresh process's service
+    async with after.hold("file:/r") as new:
+        assert new.fencing_token > old.fencing_token
+
+
 def test_local_service_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError, match="wait_timeout"):
         LocalLockService(wait_timeout=-1)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -106,7 +107,9 @@ class LocalLockService:
       ``wait_timeout`` passed to :meth:`hold`); a longer wait raises :class:`callfs.errors.LockTimeout` naming
       the key and the time waited.
     - Fencing tokens come from one counter of the service, so they increase strictly per key (and across
-      keys) for the lifetime of the process: the only scope an in-process lock has.
+      keys). The counter starts at the wall clock in microseconds, so tokens also keep increasing across
+      restarts of the node (fewer than a million acquisitions per second and a clock that does not jump
+      back), like the Redis service's; a token recorded before a restart never exceeds a later one.
     - ``lease_ttl`` (seconds) is accepted for configuration symmetry with the Redis service, but an
       in-process lease cannot outlive its holder: a holder whose task is cancelled or fails leaves its
       ``async with`` block and releases at once, and a process crash frees every lock with the process. So
@@ -123,7 +126,7 @@ class LocalLockService:
         self.wait_timeout = wait_timeout
         self.lease_ttl = lease_ttl
         self._locks = KeyedFifoLock()
-        self._fence = itertools.count(1)
+        self._fence = itertools.count(time.time_ns() // 1000)
 
     async def start(self) -> None:
         """Nothing to set up: the locks live in this process."""
