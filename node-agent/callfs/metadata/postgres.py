@@ -13,10 +13,10 @@ connection failures to :class:`~callfs.metadata.base.MetadataUnavailable`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
@@ -95,20 +95,29 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InvalidCatalogNameError,  # the database does not exist
 )
 
-_T = TypeVar("_T")
-
 
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, _UNAVAILABLE):
         return True
-    # asyncpg reports a closed pool or connection as a plain InterfaceError.
-    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+    # asyncpg reports a closed pool or connection as a plain InterfaceError (a pooled connection the server
+    # terminated is detached: "released back to the pool"), and a termination arriving between two
+    # statements can surface as an InternalClientError about the protocol state.
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and any(
+        phrase in str(exc) for phrase in ("closed", "released back to the pool")
+    )
 
 
-async def _guard(call: Awaitable[_T]) -> _T:
-    """Await ``call``, turning connection failures into :class:`MetadataUnavailable`."""
+@contextmanager
+def _connection_errors() -> Iterator[None]:
+    """Turn connection failures raised in the block into :class:`MetadataUnavailable`.
+
+    A context manager rather than a wrapper of awaitables: asyncpg raises some of them while *building* the
+    call (a detached pool connection), before there is anything to await.
+    """
     try:
-        return await call
+        yield
     except Exception as exc:
         if _is_unavailable(exc):
             raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -140,11 +149,13 @@ class _Connection(_Times):
         self._conn = conn
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
-        rows: list[Row] = await _guard(self._conn.fetch(sql, *params))
+        with _connection_errors():
+            rows: list[Row] = await self._conn.fetch(sql, *params)
         return rows
 
     async def count(self, sql: str, params: Sequence[Any]) -> int:
-        return _rowcount(await _guard(self._conn.execute(sql, *params)))
+        with _connection_errors():
+            return _rowcount(await self._conn.execute(sql, *params))
 
 
 class _Pool(_Times):
@@ -154,20 +165,15 @@ class _Pool(_Times):
         self._acquire = acquire
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
-        async def run() -> list[Row]:
+        with _connection_errors():
             async with self._acquire() as conn:
                 rows: list[Row] = await conn.fetch(sql, *params)
                 return rows
 
-        return await _guard(run())
-
     async def count(self, sql: str, params: Sequence[Any]) -> int:
-        async def run() -> str:
+        with _connection_errors():
             async with self._acquire() as conn:
-                status: str = await conn.execute(sql, *params)
-                return status
-
-        return _rowcount(await _guard(run()))
+                return _rowcount(await conn.execute(sql, *params))
 
 
 class PostgresStore:
@@ -213,21 +219,19 @@ class PostgresStore:
         """
         if self._pool is None:
             try:
-                self._pool = await _guard(
-                    asyncpg.create_pool(
+                with _connection_errors():
+                    self._pool = await asyncpg.create_pool(
                         self._dsn,
                         min_size=self._min_size,
                         max_size=self._max_size,
                         timeout=self._connect_timeout,
                         command_timeout=self._command_timeout,
                     )
-                )
-            except MetadataUnavailable:
-                raise
-            except asyncpg.PostgresError as exc:
+            except asyncpg.PostgresError as exc:  # e.g. the server refuses this client
                 raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
         try:
-            await _guard(self._migrate())
+            with _connection_errors():
+                await self._migrate()
             await self._ops.insert(root_inode())
         except BaseException:
             await self.close()
@@ -285,10 +289,12 @@ class PostgresStore:
             MetadataUnavailable: no connection could be had, or it broke before the commit completed.
         """
         pool = self._require_pool()
-        conn = await _guard(pool.acquire(timeout=self._acquire_timeout))
+        with _connection_errors():
+            conn = await pool.acquire(timeout=self._acquire_timeout)
         try:
             txn = conn.transaction()
-            await _guard(txn.start())
+            with _connection_errors():
+                await txn.start()
             try:
                 yield Queries(_Connection(conn))
             except BaseException:
@@ -297,7 +303,8 @@ class PostgresStore:
                 with suppress(Exception):
                     await txn.rollback()
                 raise
-            await _guard(txn.commit())
+            with _connection_errors():
+                await txn.commit()
         finally:
             await pool.release(conn)
 
@@ -353,9 +360,7 @@ class PostgresStore:
         """The link with ``token_id`` in any state, or ``None``."""
         return await self._ops.get_link(token_id)
 
-    async def consume_link(
-        self, token_id: str, *, now: datetime, client_ip: str | None
-    ) -> SingleUseLink | None:
+    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
         """Flip an active unexpired link to ``used`` (one ``UPDATE``); the link as it was, or ``None``."""
         return await self._ops.consume_link(token_id, now=now, client_ip=client_ip)
 
