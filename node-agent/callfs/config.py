@@ -220,7 +220,15 @@ def is_loopback(host: str) -> bool:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested overrides from ``CALLFS_<SECTION>__<KEY>=value`` (keys lower-cased, values YAML-parsed)."""
+    """Nested overrides from ``CALLFS_<SECTION>__<KEY>=value`` (keys lower-cased).
+
+    A value is taken verbatim as a string (the model converts ``"30"`` or ``"true"`` where the field is a
+    number or flag), so secrets such as ``null`` or ``pass #1`` are never reinterpreted. A value starting with
+    ``[`` or ``{`` is a YAML flow list or map whose scalars stay strings: ``CALLFS_AUTH__API_KEYS='[k1, k2]'``.
+
+    Raises:
+        ConfigError: a malformed list/map value, or two variables that nest inconsistently.
+    """
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -228,12 +236,12 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
         if not keys:
             continue
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (int, float, bool)) and keys[-1] in _STRING_KEYS:
-            value = raw
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.load(raw, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds only str/list/dict
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"environment variable {name} is not a valid list or map: {exc}") from exc
         node = out
         for key in keys[:-1]:
             node = node.setdefault(key, {})
@@ -241,11 +249,6 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"environment variable {name} conflicts with another override")
         node[keys[-1]] = value
     return out
-
-
-# Keys whose values must stay strings even when they look like numbers (a numeric-looking secret).
-_STRING_KEYS = {"redis_password", "s3_secret_key", "s3_access_key", "internal_proxy_secret",
-                "single_use_link_secret", "instance_id", "dsn", "listen_addr"}
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

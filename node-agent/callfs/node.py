@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from callfs.backends.base import Backend
 from callfs.backends.localfs import LocalFSBackend
-from callfs.config import Config, split_host_port
+from callfs.config import Config, ConfigError, split_host_port
 from callfs.engine import Engine
 from callfs.locks.base import LockService
 from callfs.metadata.base import MetadataStore
@@ -36,7 +36,12 @@ def load_or_generate_secrets(config: Config) -> NodeSecrets:
     The file is created with mode 0600. A development API key is generated only when the config has none.
     """
     path = config.data_dir / SECRETS_FILE
-    stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        stored: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the generated secrets in {path}: {exc}; fix or remove the file") from exc
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise ConfigError(f"{path} must hold a JSON object of strings; fix or remove the file")
     changed = False
 
     def pick(key: str, configured: str | None, make: str) -> str:

@@ -15,9 +15,9 @@ ROOT = "/"
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 
-# SECURITY: control characters (tab allowed), DEL, and Unicode BiDi overrides/isolates can disguise a path
+# SECURITY: C0 and C1 control characters (tab allowed), DEL, and Unicode BiDi overrides/isolates can disguise a path
 # in logs and listings ("Trojan Source"); backslashes would be a second separator on some clients.
-_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f\\\\\u202a-\u202e\u2066-\u2069]")
+_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\\\\\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import sys
 from aiohttp import web
 
 from callfs.api.app import build_app
+from callfs.api.keys import IN_FLIGHT
 from callfs.config import Config, split_host_port
 from callfs.node import Node
 
@@ -78,6 +79,12 @@ async def serve(config: Config) -> None:
         try:
             await stop.wait()
             log.info("shutting down: draining in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
+            # Stop accepting connections but keep reading open ones: aiohttp's own cleanup stops reading
+            # request bodies at once, which would cut off uploads that are about to finish.
+            await site.stop()
+            if not await app[IN_FLIGHT].wait_idle(config.server.shutdown_timeout):
+                log.warning("%d requests still running after the shutdown timeout; cancelling them",
+                            app[IN_FLIGHT].count)
         finally:
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -203,31 +203,16 @@ def test_conflicting_env_overrides_are_a_config_error(tmp_path: Path) -> None:
         load_yaml(tmp_path, "", {"CALLFS_SERVER": "x", "CALLFS_SERVER__PROTOCOL": "http"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="env_overrides keeps only scalar _STRING_KEYS as strings: a numeric API key inside a YAML flow "
-    "list becomes an int and validation fails (auth.api_keys.0: Input should be a valid string)",
-)
 def test_numeric_looking_api_keys_in_an_env_list_stay_strings(tmp_path: Path) -> None:
     config = load_yaml(tmp_path, "", {"CALLFS_AUTH__API_KEYS": "[1234567890123456, 6543210987654321]"})
     assert config.auth.api_keys == ["1234567890123456", "6543210987654321"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="env_overrides: api_key_users entries are not in _STRING_KEYS, so a numeric-looking key becomes an int "
-    "(auth.api_key_users.alice: Input should be a valid string)",
-)
 def test_numeric_looking_api_key_of_a_named_user_stays_a_string(tmp_path: Path) -> None:
     config = load_yaml(tmp_path, "", {"CALLFS_AUTH__API_KEY_USERS__ALICE": "1234567890123456"})
     assert config.auth.api_key_users == {"alice": "1234567890123456"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="env_overrides YAML-parses secrets: a password spelled 'null' or '~' becomes None (no password at all) "
-    "and ' #' starts a YAML comment that truncates it",
-)
 @pytest.mark.parametrize("password", ["null", "~", "Null", "pass word #1"])
 def test_password_is_taken_verbatim_from_the_environment(tmp_path: Path, password: str) -> None:
     assert load_yaml(tmp_path, "", {"CALLFS_DLM__REDIS_PASSWORD": password}).dlm.redis_password == password

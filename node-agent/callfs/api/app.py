@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from callfs.api import directories, files, links, system
-from callfs.api.keys import CALLER, NODE, REQUEST_ID
+from callfs.api.keys import CALLER, IN_FLIGHT, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
     CallFSError,
@@ -78,6 +78,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     start = time.perf_counter()
     metrics.in_flight.inc()
+    request.app[IN_FLIGHT].enter()
     status = 500
     try:
         try:
@@ -102,6 +103,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         elapsed = time.perf_counter() - start
         metrics.in_flight.dec()
+        request.app[IN_FLIGHT].leave()
         metrics.requests.labels(route, request.method, str(status)).inc()
         metrics.request_seconds.labels(route, request.method).observe(elapsed)
         log.info(
@@ -150,6 +152,7 @@ def build_app(node: Node) -> web.Application:
         client_max_size=node.config.server.max_json_bytes,
     )
     app[NODE] = node
+    app[IN_FLIGHT] = InFlight()
     app.on_response_prepare.append(_security_headers)
     system.add_routes(app)
     files.add_routes(app)

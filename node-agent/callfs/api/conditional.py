@@ -97,7 +97,8 @@ def write_precondition(conditions: Conditions) -> Callable[[Inode | None], None]
             raise PreconditionFailed("If-Match does not match the current version")
         if conditions.if_none_match is not None and _matches(conditions.if_none_match, current, strong=False):
             raise PreconditionFailed("If-None-Match matches the current version")
-        if conditions.if_unmodified_since is not None and current is not None:
+        # RFC 9110 §13.1.4: If-Unmodified-Since is ignored when If-Match is present.
+        if conditions.if_match is None and conditions.if_unmodified_since is not None and current is not None:
             since = _parse_http_date(conditions.if_unmodified_since)
             if since is not None and current.mtime.replace(microsecond=0) > since:
                 raise PreconditionFailed("the file was modified since If-Unmodified-Since")
@@ -132,6 +133,12 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{self.size}"
 
 
+def _digits(text: str) -> bool:
+    """Empty, or ASCII digits only: RFC 9110 ``DIGIT`` is %x30-39, while ``str.isdigit`` also accepts
+    superscripts and the digits of other scripts."""
+    return all("0" <= c <= "9" for c in text)
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """Parse a ``Range`` header against a file of ``size`` bytes (RFC 9110 §14.1.2, §14.2).
 
@@ -147,7 +154,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not sep or unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first or last) or not (first.isdigit() or not first) or not (last.isdigit() or not last):
+    if not dash or not (first or last) or not _digits(first) or not _digits(last):
         return None
     if first:
         start = int(first)
@@ -158,6 +165,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiable(f"range starts at {start} but the file has {size} bytes", size=size)
         return ByteRange(start, min(end, size - 1), size)
     suffix = int(last)
-    if suffix == 0 or size == 0:
-        raise RangeNotSatisfiable(f"suffix range of {suffix} bytes on a file of {size} bytes", size=size)
+    if suffix == 0:
+        raise RangeNotSatisfiable("a suffix range of 0 bytes selects nothing", size=size)
+    if size == 0:
+        return None  # §14.1.1: a non-zero suffix of an empty file is satisfiable: the whole (empty) file
+
     return ByteRange(max(0, size - suffix), size - 1, size)

@@ -1,0 +1,112 @@
+"""Crash safety and graceful shutdown of a real node process: kill -9 mid-upload, SIGTERM, orphan sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from support.http import session
+from support.node import NodeProcess
+
+
+def blob_files(node: NodeProcess) -> list[Path]:
+    return [p for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file()]
+
+
+def temp_files(node: NodeProcess) -> list[Path]:
+    return list((node.data_dir / "blobs" / "tmp").iterdir())
+
+
+async def slow_body(total_chunks: int, started: asyncio.Event, pause: float) -> AsyncIterator[bytes]:
+    for i in range(total_chunks):
+        yield b"N" * (256 * 1024)
+        if i == 3:
+            started.set()
+        await asyncio.sleep(pause)
+
+
+async def test_kill_9_mid_overwrite_keeps_the_old_version_and_no_orphans(api_node: NodeProcess) -> None:
+    async with session(api_node) as http:
+        async with http.put("/v1/files/precious.bin", data=b"OLD" * 1000) as response:
+            assert response.status == 201
+        started = asyncio.Event()
+
+        async def upload() -> None:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.put("/v1/files/precious.bin", data=slow_body(400, started, 0.02)) as response:
+                    await response.read()
+
+        task = asyncio.create_task(upload())
+        await asyncio.wait_for(started.wait(), 20)
+        await asyncio.sleep(0.2)
+        assert temp_files(api_node), "the upload should be streaming into a temp file"
+        api_node.kill()
+        await task
+    api_node.start()
+    async with session(api_node) as http, http.get("/v1/files/precious.bin") as response:
+        assert response.status == 200
+        assert await response.read() == b"OLD" * 1000
+    assert temp_files(api_node) == []
+    assert len(blob_files(api_node)) == 1
+
+
+async def test_kill_9_mid_create_leaves_nothing(node: NodeProcess) -> None:
+    async with session(node) as http:
+        started = asyncio.Event()
+
+        async def upload() -> None:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.put("/v1/files/new/partial.bin", data=slow_body(400, started, 0.02)) as r:
+                    await r.read()
+
+        task = asyncio.create_task(upload())
+        await asyncio.wait_for(started.wait(), 20)
+        await asyncio.sleep(0.2)
+        node.kill()
+        await task
+    node.start()
+    async with session(node) as http, http.get("/v1/files/new/partial.bin") as response:
+        assert response.status == 404
+    assert temp_files(node) == [] and blob_files(node) == []
+
+
+async def test_orphan_blobs_are_swept_at_start(node: NodeProcess) -> None:
+    async with session(node) as http, http.put("/v1/files/kept.bin", data=b"k") as response:
+        assert response.status == 201
+    node.stop()
+    orphan_dir = node.data_dir / "blobs" / "objects" / "ff"
+    orphan_dir.mkdir(exist_ok=True)
+    (orphan_dir / ("ff" * 16)).write_bytes(b"orphan")
+    (node.data_dir / "blobs" / "tmp" / "leftover.tmp").write_bytes(b"partial")
+    node.start()
+    assert [p.name for p in blob_files(node)] != [] and not (orphan_dir / ("ff" * 16)).exists()
+    assert temp_files(node) == []
+    async with session(node) as http, http.get("/v1/files/kept.bin") as response:
+        assert await response.read() == b"k"
+
+
+async def test_sigterm_lets_an_inflight_upload_finish(node: NodeProcess) -> None:
+    async with session(node) as http:
+        started = asyncio.Event()
+        result: dict[str, int] = {}
+
+        async def upload() -> None:
+            async with http.put("/v1/files/graceful.bin", data=slow_body(40, started, 0.05)) as response:
+                result["status"] = response.status
+
+        task = asyncio.create_task(upload())
+        await asyncio.wait_for(started.wait(), 20)
+        assert node.process is not None
+        node.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(task, 30)
+        assert result["status"] == 201
+        assert node.process.wait(30) == 0
+    node.process = None
+    node.start()
+    async with session(node) as http, http.head("/v1/files/graceful.bin") as response:
+        assert response.headers["X-CallFS-Size"] == str(40 * 256 * 1024)
