@@ -7,7 +7,6 @@ import hashlib
 import os
 
 import aiohttp
-import pytest
 
 from support.http import session
 from support.node import NodeProcess
