@@ -487,27 +487,28 @@ async def test_redis_fencing_continues_above_an_existing_counter(
 
 
 @pytest.mark.redis
-async def test_redis_wrong_password_is_unavailable_quickly(make_locks: MakeLocks, redis_server: RedisServer) -> None:
-    locks: RedisLockService = await make_locks("redis", url=f"redis://:wrong@{redis_server.host}:{redis_server.port}/0")
-    assert not await locks.ping()
+async def test_redis_wrong_password_is_unavailable_quickly(redis_server: RedisServer) -> None:
+    locks = RedisLockService(url=f"redis://:wrong@{redis_server.host}:{redis_server.port}/0")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(LockUnavailable):
+    with pytest.raises(LockUnavailable, match=r"(?i)password"):
+        await locks.start()
+    assert loop.time() - started < 1.0
+    assert not await locks.ping()
+    with pytest.raises(RuntimeError, match="start"):
         async with locks.hold("file:/x"):
             pytest.fail("got a lock without authenticating")
-    assert loop.time() - started < 1.0
 
 
 @pytest.mark.redis
-async def test_redis_closed_port_is_unavailable_quickly(make_locks: MakeLocks) -> None:
-    locks: RedisLockService = await make_locks("redis", url=f"redis://:pw@127.0.0.1:{free_port()}/0")
-    assert not await locks.ping()
+async def test_redis_closed_port_is_unavailable_quickly() -> None:
+    locks = RedisLockService(url=f"redis://:pw@127.0.0.1:{free_port()}/0")
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(LockUnavailable):
-        async with locks.hold("file:/x"):
-            pytest.fail("got a lock from a server that is not there")
+        await locks.start()
     assert loop.time() - started < 1.0
+    assert not await locks.ping()
 
 
 @pytest.mark.redis

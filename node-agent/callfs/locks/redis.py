@@ -203,10 +203,10 @@ class RedisLockService:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Create the connection pool and start the renewal task.
+        """Connect, check the credentials and load the scripts; start the renewal task. Idempotent.
 
-        Does not contact Redis (connections are opened on first use), so a node can start while Redis is
-        still coming up; :meth:`ping` tells when it answers. Idempotent.
+        Raises :class:`~callfs.locks.base.LockUnavailable` (within about :data:`IO_TIMEOUT` seconds) when
+        Redis cannot be reached or refuses the password; the service is then left unstarted.
         """
         if self._client is not None:
             return
@@ -219,10 +219,17 @@ class RedisLockService:
             # more would turn "Redis is down" into a slow answer.
             retry=Retry(NoBackoff(), 1),
         )
+        scripts = [client.register_script(source) for source in (_ACQUIRE, _RELEASE, _RENEW)]
+        try:
+            await client.ping()
+            for script in scripts:  # so that the first hold() is one round trip, not three
+                await client.script_load(script.script)
+        except (RedisError, OSError) as exc:
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+            raise LockUnavailable(f"lock service unavailable: {exc}") from exc
         self._client = client
-        self._acquire_script = client.register_script(_ACQUIRE)
-        self._release_script = client.register_script(_RELEASE)
-        self._renew_script = client.register_script(_RENEW)
+        self._acquire_script, self._release_script, self._renew_script = scripts
         self._notices = _ReleaseNotices(client)
         self._renewer = asyncio.create_task(self._renew_forever())
 
