@@ -34,12 +34,12 @@ class BadRequest(CallFSError):
     code = "BAD_REQUEST"
 
 
-class NotADirectory(CallFSError):
+class NotADirectory(BadRequest):
     status = 400
     code = "NOT_A_DIRECTORY"
 
 
-class IsADirectory(CallFSError):
+class IsADirectory(BadRequest):
     status = 400
     code = "IS_A_DIRECTORY"
 
@@ -136,12 +136,13 @@ class LockTimeout(ServiceUnavailable):
 
 
 def _all_error_classes() -> list[type[CallFSError]]:
+    """Every error class, most general first (breadth-first from :class:`CallFSError`)."""
     out: list[type[CallFSError]] = []
-    stack: list[type[CallFSError]] = [CallFSError]
-    while stack:
-        cls = stack.pop()
+    queue: list[type[CallFSError]] = [CallFSError]
+    while queue:
+        cls = queue.pop(0)
         out.append(cls)
-        stack.extend(cls.__subclasses__())
+        queue.extend(cls.__subclasses__())
     return out
 
 

@@ -171,7 +171,9 @@ _segment = st.text(
     min_size=1,
     max_size=20,
 ).filter(lambda s: s not in (".", "..") and all(ord(c) >= 0x20 or c == "\t" for c in s))
-_segment = _segment.filter(lambda s: not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in s))
+_segment = _segment.filter(
+    lambda s: not any(0x7F <= ord(c) <= 0x9F or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in s)
+)
 
 
 @given(st.lists(_segment, min_size=1, max_size=5))

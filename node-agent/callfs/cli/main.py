@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from callfs import __version__
-from callfs.cli.files import FILE_COMMANDS
+from callfs.cli.files import EXIT_CODES_HELP, FILE_COMMANDS
 from callfs.config import ConfigError, load_config
 from callfs.logs import configure_logging
 
@@ -21,10 +21,10 @@ CONFIG_OPTION = click.option(
 )
 
 
-@click.group()
+@click.group(help="CallFS storage node and client.\n\n" + EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="callfs")
 def main() -> None:
-    """CallFS storage node and client."""
+    pass
 
 
 @main.command()
