@@ -251,7 +251,7 @@ class RedisLockService:
             self._client = None
 
     async def ping(self) -> bool:
-        """``True`` when Redis answers ``PING`` (with this URL's credentials) within :data:`IO_TIMEOUT`."""
+        """``True`` when Redis answers ``PING`` with this URL's credentials (I/O bounded by :data:`IO_TIMEOUT`)."""
         if self._client is None:
             return False
         try:
