@@ -469,6 +469,44 @@ async def test_concurrent_read_modify_write_transactions_serialise(metadata_stor
     assert counter is not None and counter.version == 20
 
 
+async def test_every_concurrent_transaction_is_committed_when_it_returns(metadata_store: MetadataStore) -> None:
+    async def write(i: int) -> None:
+        async with metadata_store.transaction() as txn:
+            await txn.get("/", for_update=True)
+            assert await txn.insert(file(f"/c{i:02d}"))
+        # Visible to the autocommit reader as soon as the block is left: committed, not merely queued.
+        assert await metadata_store.get(f"/c{i:02d}") is not None
+
+    await asyncio.gather(*(write(i) for i in range(30)))
+    assert len(await metadata_store.list_children("/")) == 30
+
+
+async def test_a_failing_transaction_among_concurrent_ones_rolls_back_only_itself(
+    metadata_store: MetadataStore,
+) -> None:
+    async def write(i: int) -> None:
+        async with metadata_store.transaction() as txn:
+            await txn.insert(directory(f"/d{i:02d}"))
+            await txn.insert(file(f"/d{i:02d}/f"))
+            await asyncio.sleep(0)
+            if i % 3 == 0:
+                raise KeyError(i)
+
+    results = await asyncio.gather(*(write(i) for i in range(21)), return_exceptions=True)
+    assert [i for i, r in enumerate(results) if isinstance(r, KeyError)] == list(range(0, 21, 3))
+    expected = sorted(f"/d{i:02d}" for i in range(21) if i % 3)
+    assert paths_of(await metadata_store.list_children("/")) == expected
+    assert len(await metadata_store.list_tree("/", 1)) == 2 * len(expected)
+
+
+async def test_concurrent_single_writes_all_land(metadata_store: MetadataStore) -> None:
+    inserted = await asyncio.gather(*(metadata_store.insert(file(f"/s{i:02d}")) for i in range(30)))
+    duplicate = await asyncio.gather(*(metadata_store.insert(file(f"/s{i:02d}")) for i in range(30)))
+    assert all(inserted) and not any(duplicate)
+    await asyncio.gather(*(metadata_store.delete(f"/s{i:02d}") for i in range(0, 30, 2)))
+    assert paths_of(await metadata_store.list_children("/")) == [f"/s{i:02d}" for i in range(1, 30, 2)]
+
+
 # --- single-use links -------------------------------------------------------------------------------------
 
 

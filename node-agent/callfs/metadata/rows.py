@@ -114,8 +114,7 @@ INODE_SELECT = "path, type, size, mode, owner, grp, mtime, ctime, version, backe
 """Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
 
 INODE_WRITE = (
-    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, "
-    "instance_id"
+    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
 )
 """Columns written by insert/update, in the order :func:`inode_params` produces."""
 
@@ -214,12 +213,12 @@ _WRITE_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, INODE_WRITE.count(",")
 SELECT_INODE = f"SELECT {INODE_SELECT} FROM inodes WHERE path = $1"  # noqa: S608 - constant column list
 INSERT_INODE = (
     f"INSERT INTO inodes ({INODE_WRITE}) VALUES ({_WRITE_PLACEHOLDERS}) "  # noqa: S608
-    "ON CONFLICT (path) DO NOTHING"
+    "ON CONFLICT (path) DO NOTHING RETURNING path"
 )
 UPDATE_INODE = (
     "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
     "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15 "
-    "WHERE path = $1"
+    "WHERE path = $1 RETURNING path"
 )
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
 HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
@@ -239,7 +238,7 @@ SELECT_SUBTREE_FILES = (
 DELETE_SUBTREE = "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3)"
 SUBTREE_OCCUPIED = "SELECT 1 FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) LIMIT 1"
 # Re-keying: string lengths are computed by the server (characters in both engines), never by the client.
-RENAME_TOP = "UPDATE inodes SET path = $2, parent = $3, name = $4, depth = $5 WHERE path = $1"
+RENAME_TOP = "UPDATE inodes SET path = $2, parent = $3, name = $4, depth = $5 WHERE path = $1 RETURNING path"
 RENAME_DESCENDANTS = (
     "UPDATE inodes SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1), "
     "parent = $2 || substr(parent, length(CAST($1 AS TEXT)) + 1), depth = depth + $3 "
@@ -314,7 +313,7 @@ class Executor(Protocol):
         ...
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> Sequence[Row]:
-        """Every row of a query."""
+        """Every row of a query (``[]`` for a statement returning nothing; the cheapest way to run one)."""
         ...
 
     async def count(self, sql: str, params: Sequence[Any]) -> int:
@@ -345,7 +344,7 @@ class Queries:
 
     async def insert(self, inode: Inode) -> bool:
         """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""
-        return await self._x.count(INSERT_INODE, inode_params(inode, self._x.encode_time)) == 1
+        return bool(await self._x.fetch(INSERT_INODE, inode_params(inode, self._x.encode_time)))
 
     async def update(self, inode: Inode) -> None:
         """Replace every field of the inode at ``inode.path``.
@@ -353,12 +352,12 @@ class Queries:
         Raises:
             LookupError: no inode exists at that path (the caller must have read it first).
         """
-        if await self._x.count(UPDATE_INODE, inode_params(inode, self._x.encode_time)) != 1:
+        if not await self._x.fetch(UPDATE_INODE, inode_params(inode, self._x.encode_time)):
             raise LookupError(f"no inode at {inode.path!r} to update")
 
     async def delete(self, path: str) -> None:
         """Delete the one inode at ``path`` (descendants untouched); nothing happens when it is absent."""
-        await self._x.count(DELETE_INODE, (path,))
+        await self._x.fetch(DELETE_INODE, (path,))
 
     async def has_children(self, path: str) -> bool:
         """True when some inode has ``path`` as its parent."""
@@ -368,7 +367,7 @@ class Queries:
         """Delete ``path`` and its descendants; return the deleted file inodes, ordered by path."""
         low, high = subtree_bounds(path)
         files = [self._inode(row) for row in await self._x.fetch(SELECT_SUBTREE_FILES, (path, low, high))]
-        await self._x.count(DELETE_SUBTREE, (path, low, high))
+        await self._x.fetch(DELETE_SUBTREE, (path, low, high))
         return files
 
     async def rename_subtree(self, src: str, dst: str) -> int:
@@ -384,14 +383,14 @@ class Queries:
         dst_low, dst_high = subtree_bounds(dst)
         if await self._x.fetch(SUBTREE_OCCUPIED, (dst, dst_low, dst_high)):
             raise ValueError(f"rename target {dst!r} already exists")
-        top = await self._x.count(
+        moved = await self._x.fetch(
             RENAME_TOP, (src, dst, paths.parent_of(dst), paths.name_of(dst), paths.depth_of(dst))
         )
-        if top == 0:
+        if not moved:
             return 0
         low, high = subtree_bounds(src)
         shift = paths.depth_of(dst) - paths.depth_of(src)
-        return top + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
+        return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name)."""
@@ -416,16 +415,14 @@ class Queries:
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new link (a duplicate ``token_id`` is an integrity error of the database driver)."""
-        await self._x.count(INSERT_LINK, link_params(link, self._x.encode_time))
+        await self._x.fetch(INSERT_LINK, link_params(link, self._x.encode_time))
 
     async def get_link(self, token_id: str) -> SingleUseLink | None:
         """The link with ``token_id`` in whatever state, or ``None``."""
         rows = await self._x.fetch(SELECT_LINK, (token_id,))
         return link_from_row(rows[0], self._x.decode_time) if rows else None
 
-    async def consume_link(
-        self, token_id: str, *, now: datetime, client_ip: str | None
-    ) -> SingleUseLink | None:
+    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
         """Flip an active link expiring after ``now`` to ``used`` in one statement (compare-and-set).
 
         Returns the link as it was before, or ``None`` when no active unexpired link has that id.

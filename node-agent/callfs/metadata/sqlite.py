@@ -3,9 +3,10 @@
 One file, WAL journal, ``synchronous=FULL`` so a committed write survives power loss once the call returns.
 Connections (each one an aiosqlite worker thread):
 
-* one **writer**, guarded by an :class:`asyncio.Lock`: transactions run ``BEGIN IMMEDIATE`` ... ``COMMIT``
-  on it, and single-statement writes run on it in autocommit mode while holding the lock, so no statement
-  ever lands inside another coroutine's open transaction;
+* one **writer**, guarded by an :class:`asyncio.Lock`: transactions and single-statement writes run on it
+  one at a time, so no statement ever lands inside another coroutine's transaction. Transactions that
+  finish while others wait share one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (group commit, each in its own
+  ``SAVEPOINT``), which turns many fsyncs into one; every caller still returns only after its commit;
 * a few **readers** (``PRAGMA query_only``) for the store's autocommit reads: in WAL mode each read sees
   the last committed state and never another coroutine's uncommitted transaction.
 
@@ -95,6 +96,9 @@ _UNAVAILABLE_CODES = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
 )
 
+MAX_GROUP = 256
+"""Most transactions sharing one ``COMMIT`` (bounds the latency the first member waits for)."""
+
 _in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("callfs_sqlite_txn", default=False)
 
 
@@ -162,7 +166,11 @@ class SQLiteStore:
         self._path = path
         self._reader_count = readers
         self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # the writer connection: one logical transaction at a time
+        self._queued = 0  # coroutines waiting for self._lock
+        self._group_open = False  # a BEGIN IMMEDIATE is open on the writer
+        self._group: list[asyncio.Future[None]] = []  # finished members awaiting the group's COMMIT
+        self._flush: asyncio.Task[None] | None = None
         self._writer: _Connection | None = None
         self._writer_ops: Queries | None = None
         self._readers: list[_Connection] = []
@@ -219,6 +227,7 @@ class SQLiteStore:
 
     async def _migrate(self) -> None:
         async with self._lock:
+            await self._commit_group()
             writer = self._require_writer()
             await writer.run("BEGIN IMMEDIATE")  # also serialises nodes starting on the same file
             try:
@@ -239,6 +248,9 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close every connection (pending statements on them finish first). Safe to call twice."""
+        if self._writer is not None:
+            async with self._lock:
+                await self._commit_group()
         readers, self._readers, self._reader_ops = self._readers, [], []
         writer, self._writer, self._writer_ops = self._writer, None, None
         for conn in readers:
@@ -269,43 +281,133 @@ class SQLiteStore:
         return self._reader_ops[next(self._next_reader) % len(self._reader_ops)]
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[Queries]:
-        """The writer, in autocommit mode, for one statement that is atomic on its own."""
-        if _in_transaction.get():
-            raise RuntimeError("store-level write inside a transaction of the same store")
-        async with self._lock:
-            self._require_writer()
-            assert self._writer_ops is not None
-            yield self._writer_ops
+    async def _turn(self, *, savepoint: bool) -> AsyncIterator[Queries]:
+        """Hold the writer for one logical transaction of the current commit group.
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MetadataTxn]:
-        """``BEGIN IMMEDIATE`` on the writer; commit on normal exit, roll back on any exception.
-
-        Waits for the writer lock (other transactions and writes run one at a time).
-
-        Raises:
-            RuntimeError: called inside another transaction of this store (it would deadlock).
-            MetadataUnavailable: the database is locked by another process beyond ``busy_timeout``.
+        The group's ``BEGIN IMMEDIATE`` is issued by its first member; each member runs inside a
+        ``SAVEPOINT`` (``savepoint=False`` for one statement, which SQLite makes atomic by itself), so a
+        member that fails rolls back only its own work. When the member ends and nobody waits for the writer
+        the group commits at once; otherwise the commit is left to a flush queued behind the waiters (group
+        commit: one fsync for many writers). Either way a successful member returns only once its group's
+        ``COMMIT`` has succeeded, so a write is durable when the call returns.
         """
         if _in_transaction.get():
-            raise RuntimeError("nested transaction on the SQLite store")
-        async with self._lock:
+            raise RuntimeError("write or transaction inside a transaction of the same SQLite store")
+        self._queued += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._queued -= 1
+        committed: asyncio.Future[None] | None = None
+        token = _in_transaction.set(True)
+        try:
             writer = self._require_writer()
             assert self._writer_ops is not None
-            await writer.run("BEGIN IMMEDIATE")
-            token = _in_transaction.set(True)
+            if not self._group_open:
+                await writer.run("BEGIN IMMEDIATE")
+                self._group_open = True
+            # The group's first member needs no savepoint: on failure the whole (empty) group rolls back.
+            savepoint = savepoint and bool(self._group)
+            if savepoint:
+                await writer.run("SAVEPOINT member")
             try:
                 yield self._writer_ops
             except BaseException:
-                # aiosqlite runs a connection's statements in order, so even if this await is cancelled
-                # the ROLLBACK executes before the next transaction's BEGIN.
                 with suppress(sqlite3.Error, MetadataUnavailable):
-                    await writer.run("ROLLBACK")
+                    if savepoint:
+                        await writer.run("ROLLBACK TO member")
+                        await writer.run("RELEASE member")
+                    elif not self._group:
+                        self._group_open = False
+                        await writer.run("ROLLBACK")
                 raise
             finally:
-                _in_transaction.reset(token)
+                if self._group_open and not writer.conn.in_transaction:
+                    # Some errors (I/O, disk full) make SQLite roll back the whole transaction: the group
+                    # members already done lost their work and must hear so.
+                    self._fail_group(MetadataUnavailable("SQLite rolled the transaction back"))
+            if savepoint:
+                await writer.run("RELEASE member")
+            committed = asyncio.get_running_loop().create_future()
+            self._group.append(committed)
+        finally:
+            _in_transaction.reset(token)
+            try:
+                await self._end_turn()
+            finally:
+                self._lock.release()
+        await committed
+
+    async def _end_turn(self) -> None:
+        """With the lock held: commit the group now, or make sure a flush will (never raises)."""
+        if not self._group_open:
+            return
+        if self._queued == 0 or len(self._group) >= MAX_GROUP:
+            await self._commit_group()
+        elif self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_group())
+
+    async def _flush_group(self) -> None:
+        async with self._lock:
+            await self._commit_group()
+
+    async def _commit_group(self) -> None:
+        """With the lock held: ``COMMIT`` the open group and settle its members (never raises).
+
+        The commit runs in its own task so that a member cancelled while waiting for it neither aborts the
+        bookkeeping nor leaves its peers unanswered; the statement is queued on the connection before any
+        later one, so the next group's ``BEGIN`` cannot overtake it.
+        """
+        if not self._group_open or self._writer is None:
+            return
+        members, self._group = self._group, []
+        self._group_open = False
+        await asyncio.shield(asyncio.create_task(self._commit(self._writer, members)))
+
+    @staticmethod
+    async def _commit(writer: _Connection, members: list[asyncio.Future[None]]) -> None:
+        try:
             await writer.run("COMMIT")
+        except Exception as exc:
+            with suppress(sqlite3.Error, MetadataUnavailable):
+                await writer.run("ROLLBACK")
+            error = exc if isinstance(exc, MetadataUnavailable) else MetadataUnavailable(f"SQLite: {exc}")
+            for member in members:
+                if not member.done():
+                    member.set_exception(error)
+            return
+        for member in members:
+            if not member.done():
+                member.set_result(None)
+
+    def _fail_group(self, error: MetadataUnavailable) -> None:
+        members, self._group = self._group, []
+        self._group_open = False
+        for member in members:
+            if not member.done():
+                member.set_exception(error)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Queries]:
+        """The writer for one statement that is atomic on its own (joins the current commit group)."""
+        async with self._turn(savepoint=False) as ops:
+            yield ops
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MetadataTxn]:
+        """A read-write transaction: commit on normal exit (durable on return), roll back on any exception.
+
+        Transactions run one at a time on the writer (they see each other's effects in order); several
+        finishing close together share one ``COMMIT``. A failure of that commit raises
+        :class:`~callfs.metadata.base.MetadataUnavailable` after the block.
+
+        Raises:
+            RuntimeError: called inside another transaction of this store (it would deadlock).
+            MetadataUnavailable: the database is locked by another process beyond ``busy_timeout``, or the
+                commit failed.
+        """
+        async with self._turn(savepoint=True) as ops:
+            yield ops
 
     # --- autocommit operations ---------------------------------------------------------------------------
 
@@ -363,9 +465,7 @@ class SQLiteStore:
         """The link with ``token_id`` in any state, or ``None``."""
         return await self._read().get_link(token_id)
 
-    async def consume_link(
-        self, token_id: str, *, now: datetime, client_ip: str | None
-    ) -> SingleUseLink | None:
+    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
         """Flip an active unexpired link to ``used``; the link as it was, or ``None``."""
         async with self._write() as ops:
             return await ops.consume_link(token_id, now=now, client_ip=client_ip)
