@@ -8,7 +8,9 @@ the caller owns (and removes).
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,25 +50,29 @@ def running_node(base: Path, **sections: Any) -> Iterator[NodeProcess]:
 
 
 @contextmanager
-def running_postgres(base: Path) -> Iterator[str]:
-    """A throwaway PostgreSQL server under ``base`` (fsync off) with one fresh database; yields its DSN.
+def running_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server (fsync off) with one fresh database; yields its DSN.
 
-    The server is stopped (``-m immediate``) on exit; ``base`` itself is left to the caller to remove.
+    The server gets its own ``mkdtemp`` directory directly under ``$TMPDIR`` (as root it runs as the
+    ``postgres`` user, who must be able to reach the directory); stopped (``-m immediate``) and removed on exit.
     Raises ``RuntimeError`` when initdb or pg_ctl fails.
     """
-    base.mkdir(parents=True, exist_ok=True)
-    server = start_server(base)
+    base = Path(tempfile.mkdtemp(prefix="callfs-bench-pg-"))
     try:
-        yield create_database(server.admin_dsn)
+        server = start_server(base)
+        try:
+            yield create_database(server.admin_dsn)
+        finally:
+            stop_server(server)
     finally:
-        stop_server(server)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager
 def running_postgres_and_redis(base: Path) -> Iterator[dict[str, Any]]:
-    """PostgreSQL + Redis under ``base``; yields the node config sections that point a node at them."""
+    """PostgreSQL (own temp dir) + Redis (under ``base``); yields the node config sections for them."""
     (base / "redis").mkdir(parents=True, exist_ok=True)
-    with running_postgres(base / "pg") as dsn, running_redis_server(base / "redis") as redis:
+    with running_postgres() as dsn, running_redis_server(base / "redis") as redis:
         yield {
             "metadata_store": {"type": "postgres", "dsn": dsn},
             "dlm": {"type": "redis", "redis_addr": f"{redis.host}:{redis.port}", "redis_password": redis.password},

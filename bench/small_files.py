@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Small-file operation rates of one storage node on both metadata stores.
+
+For each store (``sqlite``: the embedded defaults, SQLite + in-process locks; ``postgres``: a real PostgreSQL
+and a real Redis started by this script on loopback in a throwaway directory) and each concurrency ``c``
+(default 16 and 64), four phases run one after the other on ``--ops`` distinct files of ``--file-size`` bytes
+(default 4 KiB):
+
+* ``PUT`` creates each file (201), ``GET`` reads it back whole (200, body length checked), ``HEAD`` stats it
+  (200), ``DELETE`` removes it (204).
+
+``c`` workers share one aiohttp session whose connector allows ``c`` connections; each worker takes the next
+file and sends its request, so at most ``c`` requests are in flight. A phase's figure is
+``ops / wall seconds``; p50/p99 are per-request latencies in milliseconds. An answer with another status, or a
+transport error, counts as an error and is listed at the end with its request ID and the node log lines that
+carry the same ID. The client runs on the same 2 cores as the node, so the figures include the client's cost.
+
+Usage: ``python3 bench/small_files.py [--ops 2000] [--concurrency 16,64] [--stores sqlite,postgres]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from figures import parse_int_list, parse_size, percentile, table
+from services import NodeProcess, running_node, running_postgres_and_redis
+
+STORES = ("sqlite", "postgres")
+EXPECTED_STATUS = {"PUT": 201, "GET": 200, "HEAD": 200, "DELETE": 204}
+"""The answer each phase expects for a file it created (``shared/callfs-api.md``)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One unexpected answer: the request, the status (0 for a transport error) and what came back."""
+
+    method: str
+    path: str
+    request_id: str
+    status: int
+    detail: str
+
+
+@dataclass
+class PhaseResult:
+    """``ops`` requests of one method in ``seconds`` (wall); ``latencies`` in seconds, one per request."""
+
+    store: str
+    concurrency: int
+    method: str
+    ops: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ops_per_second(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else float("inf")
+
+
+async def _one(session: aiohttp.ClientSession, url: str, method: str, path: str, request_id: str,
+               body: bytes, result: PhaseResult) -> None:
+    headers = {"X-Request-ID": request_id}
+    start = time.monotonic()
+    try:
+        async with session.request(method, url, data=body if method == "PUT" else None,
+                                   headers=headers) as response:
+            content = await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        result.failures.append(Failure(method, path, request_id, 0, repr(exc)))
+        return
+    finally:
+        result.latencies.append(time.monotonic() - start)
+    if status != EXPECTED_STATUS[method]:
+        result.failures.append(Failure(method, path, request_id, status, content[:300].decode(errors="replace")))
+    elif method == "GET" and len(content) != len(body):
+        result.failures.append(Failure(method, path, request_id, status,
+                                       f"body of {len(content)} bytes, expected {len(body)}"))
+
+
+async def run_phase(session: aiohttp.ClientSession, node: NodeProcess, result: PhaseResult, prefix: str,
+                    body: bytes) -> None:
+    """Send ``result.ops`` requests of ``result.method`` with ``result.concurrency`` workers; fill ``result``."""
+    next_index = iter(range(result.ops))
+    tag = f"bench-{result.store}-c{result.concurrency}-{result.method.lower()}"
+
+    async def worker() -> None:
+        for i in next_index:
+            path = f"{prefix}/f{i:06d}.bin"
+            url = f"{node.url}/v1/files{path}"
+            await _one(session, url, result.method, path, f"{tag}-{i}", body, result)
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(result.concurrency)))
+    result.seconds = time.monotonic() - start
+
+
+async def run_store(node: NodeProcess, store: str, concurrencies: list[int], ops: int,
+                    body: bytes) -> list[PhaseResult]:
+    """All phases at every concurrency against ``node``; the files of each concurrency live in their own dir."""
+    results = []
+    for concurrency in concurrencies:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        timeout = aiohttp.ClientTimeout(total=120)
+        headers = {"Authorization": f"Bearer {node.api_key}"}
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
+            for method in EXPECTED_STATUS:
+                result = PhaseResult(store, concurrency, method, ops)
+                await run_phase(session, node, result, f"/bench/small-c{concurrency}", body)
+                results.append(result)
+                print(f"  {store:<8} c={concurrency:<3} {method:<6} {result.ops_per_second:8.0f} ops/s "
+                      f"p50 {percentile(result.latencies, 50) * 1000:6.1f} ms "
+                      f"p99 {percentile(result.latencies, 99) * 1000:6.1f} ms errors {len(result.failures)}",
+                      file=sys.stderr, flush=True)
+    return results
+
+
+@contextmanager
+def node_for(store: str, base: Path) -> Iterator[NodeProcess]:
+    """A node on ``store`` (plus its PostgreSQL and Redis for ``postgres``), everything under ``base``."""
+    with ExitStack() as stack:
+        sections: dict[str, Any] = {}
+        if store == "postgres":
+            sections = stack.enter_context(running_postgres_and_redis(base / "services"))
+        yield stack.enter_context(running_node(base / "node", **sections))
+
+
+def log_lines_for(node: NodeProcess, request_ids: set[str], limit: int = 20) -> list[str]:
+    """Node log lines (JSON or text) that mention one of ``request_ids``, plus error-level lines; at most ``limit``."""
+    if not node.log_path.exists():
+        return []
+    found = []
+    for line in node.log_path.read_text(errors="replace").splitlines():
+        mentioned = any(request_id in line for request_id in request_ids)
+        level = ""
+        if line.startswith("{"):
+            try:
+                level = str(json.loads(line).get("level", "")).lower()
+            except json.JSONDecodeError:
+                level = ""
+        if mentioned or level in ("error", "critical"):
+            found.append(line)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def report(results: list[PhaseResult]) -> str:
+    """The figures as a Markdown table: one row per store, concurrency and method."""
+    rows = [
+        [r.store, str(r.concurrency), r.method, str(r.ops), f"{r.seconds:.2f}", f"{r.ops_per_second:.0f}",
+         f"{percentile(r.latencies, 50) * 1000:.1f}", f"{percentile(r.latencies, 99) * 1000:.1f}",
+         str(len(r.failures))]
+        for r in results
+    ]
+    headers = ["store", "c", "op", "ops", "seconds", "ops/s", "p50 ms", "p99 ms", "errors"]
+    return table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--ops", type=int, default=2000, help="requests per phase (default 2000)")
+    parser.add_argument("--concurrency", type=parse_int_list, default=[16, 64],
+                        help="comma-separated concurrencies (default 16,64)")
+    parser.add_argument("--stores", default=",".join(STORES), help="comma-separated: sqlite, postgres")
+    parser.add_argument("--file-size", type=parse_size, default=4096, help="bytes per file (default 4096)")
+    parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary directory")
+    args = parser.parse_args(argv)
+    stores = [store.strip() for store in args.stores.split(",") if store.strip()]
+    unknown = set(stores) - set(STORES)
+    if unknown or args.ops < 1:
+        parser.error(f"unknown store(s) {sorted(unknown)}" if unknown else "--ops must be >= 1")
+    body = os.urandom(args.file_size)
+    base = Path(tempfile.mkdtemp(prefix="callfs-bench-small-", dir=args.dir))
+    results: list[PhaseResult] = []
+    problems: list[str] = []
+    try:
+        for store in stores:
+            print(f"{store}: starting ...", file=sys.stderr, flush=True)
+            with node_for(store, base / store) as node:
+                store_results = asyncio.run(run_store(node, store, args.concurrency, args.ops, body))
+                results += store_results
+                failures = [failure for result in store_results for failure in result.failures]
+                if failures:
+                    problems.append(f"{store}: {len(failures)} failed requests; first ones:")
+                    problems += [f"  {f.method} {f.path} [{f.request_id}] -> {f.status}: {f.detail}"
+                                 for f in failures[:10]]
+                lines = log_lines_for(node, {failure.request_id for failure in failures[:10]})
+                if lines:
+                    problems.append(f"{store}: node log lines for those requests / at error level:")
+                    problems += [f"  {line}" for line in lines]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(f"{args.ops} ops per phase, {args.file_size}-byte files")
+    print(report(results))
+    if problems:
+        print("\n".join(problems))
+    return 1 if any(result.failures for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
