@@ -5,16 +5,18 @@ For each concurrency ``c`` (default 1 and 4), in this order so that each pair is
 
 1. disk reference: ``c`` parallel ``dd bs=1M conv=fsync`` copies of a ``--size`` file to the node's disk;
 2. loopback reference: the ``c`` dd outputs ``sendfile(2)``-ed at once over loopback to a reader that discards;
+   and the same copies behind a bare HTTP answer to this script's own aiohttp GET reader (the client ceiling);
 3. PUT: ``c`` different files of ``--size`` bytes uploaded at once through ``PUT /v1/files/...``, each body
    streamed from a generator (1 MiB pieces, never the whole file in memory);
 4. GET: the ``c`` files downloaded at once, bodies read in 1 MiB chunks and discarded;
 5. the files are deleted through the API (and the dd copies removed) before the next ``c``.
 
 Throughput is aggregate (``c * size / wall seconds``, MiB/s); the ratio compares PUT with the disk reference
-and GET with the loopback reference at the same ``c``. ``node peak RSS`` is the node process's ``VmHWM``
-during the phase (reset before it through ``/proc/<pid>/clear_refs``): it shows whether memory per transfer
-stays bounded. The node runs on the embedded defaults (SQLite, in-process locks, local-disk blobs) in a
-temporary directory that is removed at the end.
+and GET with the loopback reference at the same ``c``; for GET the client ceiling and the ratio to it are
+shown too, since the benchmark's Python client shares the 2 cores with the node. ``node peak RSS`` is the
+node process's ``VmHWM`` during the phase (reset before it through ``/proc/<pid>/clear_refs``): it shows
+whether memory per transfer stays bounded. The node runs on the embedded defaults (SQLite, in-process
+locks, local-disk blobs) in a temporary directory that is removed at the end.
 
 Usage: ``python3 bench/large_files.py [--size 1G] [--concurrency 1,4] [--dir /var/tmp]``
 """
@@ -36,7 +38,7 @@ from pathlib import Path
 import aiohttp
 
 from figures import MIB, human_bytes, mib_per_second, parse_int_list, parse_size, ratio, table
-from machine_limits import dd_write, sendfile_over_loopback
+from machine_limits import dd_write, sendfile_http_server, sendfile_over_loopback
 from process_memory import reset_peak, resident_bytes
 from services import NodeProcess, running_node
 
@@ -90,16 +92,16 @@ async def _put(session: aiohttp.ClientSession, node: NodeProcess, path: str, siz
             raise RuntimeError(f"PUT {path} -> {response.status}: {body[:300]!r}")
 
 
-async def _get(session: aiohttp.ClientSession, node: NodeProcess, path: str, size: int) -> None:
-    headers = {"X-Request-ID": f"bench-get-{path.rsplit('/', 1)[-1]}"}
-    async with session.get(_api(node, path), headers=headers) as response:
+async def _get(session: aiohttp.ClientSession, url: str, size: int) -> None:
+    headers = {"X-Request-ID": f"bench-get-{url.rsplit('/', 1)[-1]}"}
+    async with session.get(url, headers=headers) as response:
         if response.status != 200:
-            raise RuntimeError(f"GET {path} -> {response.status}: {(await response.read())[:300]!r}")
+            raise RuntimeError(f"GET {url} -> {response.status}: {(await response.read())[:300]!r}")
         received = 0
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             received += len(chunk)
     if received != size:
-        raise RuntimeError(f"GET {path} delivered {received} bytes, expected {size}")
+        raise RuntimeError(f"GET {url} delivered {received} bytes, expected {size}")
 
 
 async def _delete(session: aiohttp.ClientSession, node: NodeProcess, path: str) -> None:
@@ -124,7 +126,7 @@ async def api_phases(node: NodeProcess, concurrency: int, size: int, block: byte
             if name == "PUT":
                 await asyncio.gather(*(_put(session, node, path, size, block) for path in paths))
             else:
-                await asyncio.gather(*(_get(session, node, path, size) for path in paths))
+                await asyncio.gather(*(_get(session, _api(node, path), size) for path in paths))
             elapsed = time.monotonic() - start
             peak = resident_bytes(pid)[1] if peak_known else None
             phases.append(Phase(name, concurrency, size * concurrency, elapsed, peak))
@@ -132,19 +134,33 @@ async def api_phases(node: NodeProcess, concurrency: int, size: int, block: byte
     return phases
 
 
+async def client_ceiling(base_url: str, concurrency: int, size: int) -> float:
+    """Seconds for this benchmark's GET code to read ``concurrency`` files at once from a bare sendfile server."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        start = time.monotonic()
+        await asyncio.gather(*(_get(session, f"{base_url}/{i}", size) for i in range(concurrency)))
+        return time.monotonic() - start
+
+
 def reference_phases(source: Path, scratch: Path, concurrency: int) -> list[Phase]:
-    """dd ``concurrency`` copies of ``source`` into ``scratch`` at once, then sendfile them over loopback."""
+    """dd ``concurrency`` copies of ``source`` into ``scratch`` at once, then send them over loopback twice:
+    raw sendfile to a discarding reader, and sendfile behind HTTP to this benchmark's aiohttp reader."""
     size = source.stat().st_size
     targets = [scratch / f"dd-{concurrency}-{i}.bin" for i in range(concurrency)]
     try:
         dd_seconds = dd_write(source, targets)
         loop_seconds = sendfile_over_loopback(targets)
+        with sendfile_http_server(targets) as url:
+            client_seconds = asyncio.run(client_ceiling(url, concurrency, size))
     finally:
         for target in targets:
             target.unlink(missing_ok=True)
     return [
         Phase("dd write (conv=fsync)", concurrency, size * concurrency, dd_seconds),
         Phase("loopback sendfile", concurrency, size * concurrency, loop_seconds),
+        Phase("aiohttp GET from sendfile", concurrency, size * concurrency, client_seconds),
     ]
 
 
@@ -162,13 +178,15 @@ def report(size: int, results: dict[int, dict[str, Phase]], baseline_rss: int) -
     for concurrency, phases in results.items():
         for name, reference in (("PUT", "dd write (conv=fsync)"), ("GET", "loopback sendfile")):
             phase, ref = phases[name], phases[reference]
+            client = phases["aiohttp GET from sendfile"] if name == "GET" else None
             rows.append([
                 name, str(concurrency), human_bytes(phase.nbytes), f"{phase.seconds:.2f}", f"{phase.mib_s:.0f}",
                 f"{reference} {ref.mib_s:.0f}", f"{ratio(phase.mib_s, ref.mib_s):.2f}",
+                f"{client.mib_s:.0f} ({ratio(phase.mib_s, client.mib_s):.2f})" if client else "-",
                 human_bytes(phase.peak_rss) if phase.peak_rss is not None else "n/a",
             ])
     headers = ["op", "c", "total", "seconds", "MiB/s (aggregate)", "machine reference MiB/s", "ratio",
-               "node peak RSS"]
+               "client ceiling MiB/s (ratio)", "node peak RSS"]
     return (f"file size {human_bytes(size)}; node RSS at start {human_bytes(baseline_rss)}\n"
             + table(headers, rows))
 

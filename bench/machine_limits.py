@@ -4,6 +4,8 @@
   before dd exits, as an acknowledged PUT's do: the node fsyncs each blob), ``streams`` copies at once.
 * :func:`sendfile_over_loopback` — the fastest a file can leave this machine's TCP stack: a tiny server thread
   ``sendfile(2)``s the file to a client that reads into one buffer and discards (what the node does for GET).
+* :func:`sendfile_http_server` — the same sendfile behind a bare HTTP/1.1 answer, so that the benchmark's own
+  aiohttp client can be measured against it: the most the client side can take in.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 READ_BUFFER_BYTES = 1024 * 1024
@@ -99,3 +102,61 @@ def sendfile_over_loopback(paths: Sequence[Path]) -> float:
     if sum(received) != expected:
         raise RuntimeError(f"loopback sendfile delivered {sum(received)} bytes, expected {expected}")
     return elapsed
+
+
+def _serve_http_once(connection: socket.socket, paths: Sequence[Path]) -> None:
+    with connection:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            piece = connection.recv(4096)
+            if not piece:
+                return
+            head += piece
+        target = head.split(b" ", 2)[1].decode()
+        index = int(target.rsplit("/", 1)[-1])
+        with paths[index].open("rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                + f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+            )
+            offset = 0
+            while offset < size:
+                sent = os.sendfile(connection.fileno(), source.fileno(), offset, size - offset)
+                if sent == 0:
+                    return
+                offset += sent
+
+
+@contextmanager
+def sendfile_http_server(paths: Sequence[Path]) -> Iterator[str]:
+    """A minimal HTTP/1.1 server on 127.0.0.1 answering ``GET /<i>`` with ``paths[i]`` by ``sendfile(2)``.
+
+    Yields its base URL (``http://127.0.0.1:<port>``). It parses nothing but the request line and closes each
+    connection after one answer: the least work an HTTP file server can do, so that an HTTP client reading
+    from it shows the client's own ceiling. Stopped when the block ends.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    listener.settimeout(0.2)  # accept() wakes up to see ``stop``; closing alone would not wake it
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            connection.settimeout(None)
+            threading.Thread(target=_serve_http_once, args=(connection, paths), daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)

@@ -24,10 +24,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -140,24 +142,46 @@ def node_for(store: str, base: Path) -> Iterator[NodeProcess]:
         yield stack.enter_context(running_node(base / "node", **sections))
 
 
-def log_lines_for(node: NodeProcess, request_ids: set[str], limit: int = 20) -> list[str]:
-    """Node log lines (JSON or text) that mention one of ``request_ids``, plus error-level lines; at most ``limit``."""
+def summarize_log_line(line: str) -> str:
+    """A one-line digest of a node log line: for JSON, ``timestamp level event [request_id]: last exception line``."""
+    if not line.startswith("{"):
+        return line[:300]
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return line[:300]
+    digest = f"{record.get('timestamp', '')} {record.get('level', '')} {record.get('event', '')}"
+    if record.get("request_id"):
+        digest += f" [{record['request_id']}]"
+    exception = str(record.get("exception", "")).strip().splitlines()
+    if exception:
+        digest += f": {exception[-1]}"
+    return digest
+
+
+def log_digest(node: NodeProcess, request_ids: set[str], limit: int = 10) -> list[str]:
+    """Digests of node log lines that mention one of ``request_ids`` or are at error level, identical digests
+    (ignoring timestamp and request ID) counted once with ``(xN)``; at most ``limit`` distinct ones."""
     if not node.log_path.exists():
         return []
-    found = []
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
     for line in node.log_path.read_text(errors="replace").splitlines():
-        mentioned = any(request_id in line for request_id in request_ids)
         level = ""
         if line.startswith("{"):
             try:
                 level = str(json.loads(line).get("level", "")).lower()
             except json.JSONDecodeError:
                 level = ""
-        if mentioned or level in ("error", "critical"):
-            found.append(line)
-            if len(found) >= limit:
-                break
-    return found
+        if not (level in ("error", "critical") or any(rid in line for rid in request_ids)):
+            continue
+        digest = summarize_log_line(line)
+        key = re.sub(r"^\S+ |\[[^]]*\]", "", digest)
+        if key not in counts and len(counts) >= limit:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, digest)
+    return [f"{first[key]} (x{count})" if count > 1 else first[key] for key, count in counts.items()]
 
 
 def report(results: list[PhaseResult]) -> str:
@@ -197,18 +221,21 @@ def main(argv: list[str] | None = None) -> int:
                 results += store_results
                 failures = [failure for result in store_results for failure in result.failures]
                 if failures:
-                    problems.append(f"{store}: {len(failures)} failed requests; first ones:")
+                    kinds = Counter(f"{f.method} -> {f.status}" for f in failures)
+                    problems.append(f"{store}: {len(failures)} failed requests ("
+                                    + ", ".join(f"{kind} x{n}" for kind, n in kinds.items()) + "); first ones:")
                     problems += [f"  {f.method} {f.path} [{f.request_id}] -> {f.status}: {f.detail}"
-                                 for f in failures[:10]]
-                lines = log_lines_for(node, {failure.request_id for failure in failures[:10]})
+                                 for f in failures[:5]]
+                lines = log_digest(node, {failure.request_id for failure in failures[:5]})
                 if lines:
-                    problems.append(f"{store}: node log lines for those requests / at error level:")
+                    problems.append(f"{store}: node log ({node.log_path.name}) for those requests / at error level:")
                     problems += [f"  {line}" for line in lines]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"{args.ops} ops per phase, {args.file_size}-byte files")
     print(report(results))
     if problems:
+        print("Phases with errors > 0 do not measure the operation (failed requests are counted in ops/s).")
         print("\n".join(problems))
     return 1 if any(result.failures for result in results) else 0
 
