@@ -444,6 +444,30 @@ async def test_a_cancelled_transaction_rolls_back_and_the_store_stays_usable(
         assert await txn.get("/cancelled") is None
 
 
+async def test_a_writer_cancelled_while_queued_does_not_strand_the_others(metadata_store: MetadataStore) -> None:
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with metadata_store.transaction() as txn:
+            await txn.insert(file("/first"))
+            inside.set()
+            await release.wait()
+
+    holder = asyncio.create_task(first())
+    await asyncio.wait_for(inside.wait(), 10)
+    queued = [asyncio.create_task(metadata_store.insert(file(f"/queued{i}"))) for i in range(3)]
+    for _ in range(5):
+        await asyncio.sleep(0)  # let them reach the writer's queue
+    release.set()
+    queued[1].cancel()
+    await asyncio.wait_for(holder, 10)
+    done = await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), 10)
+    assert done[0] is True and done[2] is True
+    assert await metadata_store.get("/first") is not None
+    assert await metadata_store.get("/queued0") is not None
+    assert await metadata_store.insert(file("/later"))
+
+
 async def test_reads_outside_a_transaction_see_only_committed_rows(metadata_store: MetadataStore) -> None:
     async with metadata_store.transaction() as txn:
         await txn.insert(file("/pending"))

@@ -131,37 +131,27 @@ def start_server(base: Path) -> PostgresServer:
         ),
         "initdb",
     )
-    port = _free_port()
-    options = " ".join(
-        [
-            "-c listen_addresses=127.0.0.1",
-            f"-c port={port}",
-            f"-c unix_socket_directories={base}",
-            "-c fsync=off",
-            "-c synchronous_commit=off",
-            "-c full_page_writes=off",
-            "-c max_connections=300",
-        ]
-    )
-    _run(
-        _as_server_user(
+    # The port is free when picked but may be taken before the server binds it: try a few.
+    for attempt in range(3):
+        port = _free_port()
+        options = " ".join(
             [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                str(START_TIMEOUT),
-                "start",
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={port}",
+                f"-c unix_socket_directories={base}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+                "-c max_connections=300",
             ]
-        ),
-        "pg_ctl start",
-        log,
-    )
+        )
+        argv = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w"]
+        try:
+            _run(_as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     return PostgresServer(bin_dir=bin_dir, data_dir=data, port=port)
 
 
