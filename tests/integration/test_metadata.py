@@ -11,11 +11,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from callfs import paths
 from callfs.metadata.base import MetadataStore, MetadataUnavailable
 from callfs.metadata.postgres import MIGRATIONS as PG_MIGRATIONS
 from callfs.metadata.postgres import PostgresStore
-from callfs.metadata.rows import BLOB_PAGE_SIZE
+from callfs.metadata.rows import BLOB_PAGE_SIZE, from_micros, subtree_bounds, to_micros
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from callfs.metadata.sqlite import SQLiteStore
 from callfs.models import Inode, InodeType, SingleUseLink
@@ -305,6 +308,50 @@ async def test_list_subtree_orders_by_depth_then_directories_then_name(metadata_
         "/top/a/f",
         "/top/a/sub/deep",
     ]
+
+
+# Names as the API admits them: no '/', no control characters but tab, not '.' or '..'.
+name_strategy = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs", "Cc"),
+        blacklist_characters="/\\\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    )
+    | st.just("\t"),
+    min_size=1,
+    max_size=12,
+).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.sets(name_strategy, min_size=1, max_size=12), dirs=st.sets(st.integers(0, 11)))
+async def test_listing_order_matches_utf8_byte_order_for_any_names(
+    metadata_store: MetadataStore, names: set[str], dirs: set[int]
+) -> None:
+    top = f"/{time.monotonic_ns()}"  # a fresh directory per example: the fixture's store is shared
+    entries = sorted(names)
+    inodes = [
+        (directory if i in dirs else file)(paths.join(top, paths.canonicalize(name).path[1:]))
+        for i, name in enumerate(entries)
+    ]
+    await insert_all(metadata_store, directory(top), *inodes)
+    expected = sorted(inodes, key=lambda i: (not i.is_dir, i.name.encode()))
+    assert paths_of(await metadata_store.list_children(top)) == paths_of(expected)
+    assert paths_of(await metadata_store.list_tree(top, 0)) == paths_of(expected)
+
+
+@given(
+    top=st.lists(name_strategy, min_size=0, max_size=3).map(lambda parts: "/" + "/".join(parts)),
+    other=st.lists(name_strategy, min_size=0, max_size=4).map(lambda parts: "/" + "/".join(parts)),
+)
+def test_subtree_bounds_hold_exactly_the_descendants(top: str, other: str) -> None:
+    low, high = subtree_bounds(top)
+    inside = low.encode() <= other.encode() < high.encode()
+    assert inside == (other != top and paths.is_within(other, top))
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_microsecond_encoding_round_trips(value: datetime) -> None:
+    assert from_micros(to_micros(value)) == value
 
 
 # --- subtree operations -----------------------------------------------------------------------------------
