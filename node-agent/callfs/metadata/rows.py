@@ -231,11 +231,10 @@ LIST_TREE = (
     f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
     "ORDER BY depth, type, name"
 )
-SELECT_SUBTREE_FILES = (
-    f"SELECT {INODE_SELECT} FROM inodes "  # noqa: S608
-    "WHERE (path = $1 OR (path >= $2 AND path < $3)) AND type = 'file' ORDER BY path"
+DELETE_SUBTREE = (
+    "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) "  # noqa: S608
+    f"RETURNING {INODE_SELECT}"
 )
-DELETE_SUBTREE = "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3)"
 SUBTREE_OCCUPIED = "SELECT 1 FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) LIMIT 1"
 # Re-keying: string lengths are computed by the server (characters in both engines), never by the client.
 RENAME_TOP = "UPDATE inodes SET path = $2, parent = $3, name = $4, depth = $5 WHERE path = $1 RETURNING path"
@@ -364,11 +363,14 @@ class Queries:
         return bool(await self._x.fetch(HAS_CHILDREN, (path,)))
 
     async def delete_subtree(self, path: str) -> list[Inode]:
-        """Delete ``path`` and its descendants; return the deleted file inodes, ordered by path."""
+        """Delete ``path`` and its descendants; return the deleted file inodes, ordered by path.
+
+        One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
+        transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here).
+        """
         low, high = subtree_bounds(path)
-        files = [self._inode(row) for row in await self._x.fetch(SELECT_SUBTREE_FILES, (path, low, high))]
-        await self._x.fetch(DELETE_SUBTREE, (path, low, high))
-        return files
+        deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
+        return sorted((inode for inode in deleted if not inode.is_dir), key=lambda inode: inode.path)
 
     async def rename_subtree(self, src: str, dst: str) -> int:
         """Re-key ``src`` and its descendants under ``dst``; the rows moved (0 when ``src`` is absent).
