@@ -80,6 +80,9 @@ _SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL
 )"""
 
+CLOSE_TIMEOUT = 10.0
+"""Seconds ``close()`` waits for borrowed connections before terminating them."""
+
 MIGRATION_LOCK_KEY = 0x43616C6C4653  # "CallFS": the advisory lock every node takes while migrating
 
 # Failures meaning "the database cannot be reached / used right now", as opposed to a wrong statement.
@@ -257,10 +260,15 @@ class PostgresStore:
                     await conn.execute(INSERT_MIGRATION, migration.version, migration.description, utcnow())
 
     async def close(self) -> None:
-        """Close the pool, waiting for connections in use to be released. Safe to call twice."""
+        """Close the pool, waiting up to :data:`CLOSE_TIMEOUT` seconds for connections in use to be
+        released, then terminating the rest (their open transactions roll back). Safe to call twice."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            pool.terminate()
 
     async def ping(self) -> bool:
         """True when the server answers ``SELECT 1`` within one second."""

@@ -192,9 +192,7 @@ class SQLiteStore:
                 await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
                 writer = await self._connect()
                 try:
-                    mode = await writer.execute_fetchall("PRAGMA journal_mode = WAL")
-                    if str(next(iter(mode))[0]).lower() != "wal":
-                        raise MetadataUnavailable(f"SQLite at {self._path} cannot use WAL mode")
+                    await self._enable_wal(writer)
                     await writer.execute("PRAGMA synchronous = FULL")
                 except BaseException:
                     await writer.close()
@@ -215,6 +213,24 @@ class SQLiteStore:
         except BaseException:
             await self.close()
             raise
+
+    async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
+        """Switch the file to WAL (persistent). Retries until ``busy_timeout``: SQLite answers ``BUSY`` at
+        once, without its busy handler, while another process switches a fresh file at the same time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            try:
+                mode = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _unavailable(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        if str(next(iter(mode))[0]).lower() != "wal":
+            raise MetadataUnavailable(f"SQLite at {self._path} cannot use WAL mode")
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._path, isolation_level=None)
