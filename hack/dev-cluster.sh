@@ -125,6 +125,9 @@ make_pki() {
     issue kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok-controller" "$client"
+    # The API server's identity towards aggregated API servers (and the request-header CA the controller
+    # manager and scheduler read from kube-system/extension-apiserver-authentication).
+    issue front-proxy-client "/CN=front-proxy-client" "$client"
     # Service-account token signing key pair.
     openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key" 2>/dev/null
     openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -225,6 +228,10 @@ cmd_up() {
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
         --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
+        --requestheader-client-ca-file="$PKI/ca.crt" --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
         --endpoint-reconciler-type=none --profiling=false
     wait_for kube-apiserver "kube-apiserver /readyz" "$BIN/kubectl" --kubeconfig "$kc" get --raw /readyz
 

@@ -51,7 +51,7 @@ REQUIRED_TOOLS = ("kubernetes", "etcd", "kwok")
 NODE_COUNT = 3
 """Fake (kwok) nodes in the test cluster, named ``kwok-node-0`` .. ``kwok-node-2``."""
 
-UP_TIMEOUT = 300  # seconds for `dev-cluster.sh up` (the cluster is normally ready in well under a minute)
+UP_TIMEOUT = 240  # seconds for `dev-cluster.sh up` (the cluster is normally ready in well under a minute)
 DOWN_TIMEOUT = 120  # seconds for `dev-cluster.sh down`
 LOG_LINES = 200  # lines of each component log attached to a failing test
 
