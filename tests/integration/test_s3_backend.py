@@ -275,6 +275,16 @@ async def test_list_blobs_follows_pagination(backend: S3Backend, monkeypatch: py
     assert {b async for b in backend.list_blobs()} == committed
 
 
+async def test_list_blobs_leaves_out_blobs_younger_than_min_age(backend: S3Backend) -> None:
+    blob_id = new_blob_id()
+    await write_blob(backend, blob_id, b"fresh")
+    assert [b async for b in backend.list_blobs(min_age=600)] == []
+    assert [b async for b in backend.list_blobs()] == [blob_id]
+    later = datetime.now(UTC) + timedelta(minutes=11)  # fault injection: the clock jumps past the grace
+    backend.clock = lambda: later
+    assert [b async for b in backend.list_blobs(min_age=600)] == [blob_id]
+
+
 async def test_server_side_encryption_is_requested_when_configured(
     s3_server: S3Server, s3_bucket: str
 ) -> None:

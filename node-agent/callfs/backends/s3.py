@@ -21,7 +21,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 import aiohttp
@@ -157,6 +157,11 @@ def check_part_size(part_size: int) -> int:
     if part_size < MIN_PART_SIZE:
         raise ValueError(f"S3 part size must be at least {MIN_PART_SIZE} bytes, got {part_size}")
     return part_size
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` with UTC attached when the server's timestamp came without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # --- I/O --------------------------------------------------------------------------------------------------------
@@ -435,13 +440,20 @@ class S3Backend:
             if not is_not_found(exc):
                 raise
 
-    async def list_blobs(self) -> AsyncIterator[str]:
+    async def list_blobs(self, min_age: float = 0.0) -> AsyncIterator[str]:
+        """Every committed blob id whose object was last modified at least ``min_age`` seconds ago (by
+        :attr:`clock`, against the server's ``LastModified``; so clock skew between node and server shifts
+        the grace), paging through ListObjectsV2. Every node's blobs are listed: the bucket is shared."""
+        cutoff = self.clock() - timedelta(seconds=min_age)
         paginator = self.client.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=LIST_PREFIX):
             for item in page.get("Contents", []):
                 blob_id = blob_id_of(str(item["Key"]))
-                if blob_id is not None:
-                    yield blob_id
+                if blob_id is None:
+                    continue
+                if min_age > 0 and _aware(item["LastModified"]) > cutoff:
+                    continue
+                yield blob_id
 
     async def list_incomplete(self) -> list[PendingUpload]:
         """Every unfinished multipart upload under :data:`KEY_PREFIX` (all nodes' writers, crashed or not)."""
@@ -451,10 +463,7 @@ class S3Backend:
             for item in page.get("Uploads", []):
                 if blob_id_of(str(item["Key"])) is None:
                     continue
-                initiated = item["Initiated"]
-                if initiated.tzinfo is None:
-                    initiated = initiated.replace(tzinfo=UTC)
-                uploads.append(PendingUpload(str(item["Key"]), str(item["UploadId"]), initiated))
+                uploads.append(PendingUpload(str(item["Key"]), str(item["UploadId"]), _aware(item["Initiated"])))
         return uploads
 
     async def sweep_incomplete(self) -> int:
