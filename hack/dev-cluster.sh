@@ -195,6 +195,10 @@ cmd_up() {
     for name in "${COMPONENTS[@]}"; do
         pid_alive "$name" && die "a cluster is already running in $DIR (hack/dev-cluster.sh down --dir $DIR)"
     done
+    # Reuse DIR only if it is empty or a (stopped) dev cluster's: `up` clears it.
+    if [[ -d $DIR && -n "$(ls -A "$DIR")" && ! -f $DIR/ports.env && ! -d $DIR/pids ]]; then
+        die "$DIR is not empty and is not a dev cluster directory; choose another --dir"
+    fi
     rm -rf "$DIR"
     mkdir -p "$DIR/logs" "$DIR/pids"
     # Stop whatever was started if `up` fails half-way.
