@@ -41,8 +41,10 @@ pid_alive() {
     [[ -f $pidfile ]] || return 1
     pid=$(<"$pidfile")
     [[ -n $pid && -d /proc/$pid ]] || return 1
-    # Guard against a recycled PID: the process must still be the binary we started.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || return 1
+    # Guard against a recycled PID: the process must still be the binary we started (argv[0] is $BIN/NAME).
+    local argv0
+    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
+    [[ ${argv0##*/} == "$1" ]]
 }
 
 # start NAME ARGS...: start a component in the background, in its own session, logging to logs/NAME.log.
