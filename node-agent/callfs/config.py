@@ -132,9 +132,19 @@ class DLMConfig(_Section):
 
 
 class InstanceDiscoveryConfig(_Section):
+    """Cluster membership. ``peer_endpoints`` maps instance IDs to URLs (overrides what nodes advertise);
+    ``dns_name`` lists every node (a Kubernetes headless Service). Times are seconds: a node whose last
+    heartbeat is older than ``node_timeout`` is reported down; ``forward_connect_timeout`` bounds how long a
+    request waits for a peer before answering 502."""
+
     instance_id: str | None = None
     peer_endpoints: dict[str, str] = Field(default_factory=dict)
     dns_name: str | None = None
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    node_timeout: float = Field(default=30.0, gt=0)
+    forward_connect_timeout: float = Field(default=3.0, gt=0)
+    forward_read_timeout: float = Field(default=60.0, gt=0)
+    orphan_sweep_interval: float = Field(default=600.0, gt=0)
 
 
 class LinksConfig(_Section):

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from callfs import links, paths
+from callfs import links, paths, quota
 from callfs.backends.base import Backend, BlobReader
 from callfs.errors import (
     AlreadyExists,
@@ -30,12 +30,14 @@ from callfs.errors import (
     NotADirectory,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
+    QuotaExceeded,
     ServiceUnavailable,
 )
 from callfs.locks.base import Lease, LockService
 from callfs.metadata.base import MetadataStore, MetadataTxn
 from callfs.metrics import Metrics
-from callfs.models import Inode, InodeType, SingleUseLink, utcnow
+from callfs.models import Inode, InodeType, Quota, SingleUseLink, utcnow
 from callfs.permissions import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
@@ -73,6 +75,18 @@ class OpenFile:
     reader: BlobReader
 
 
+class RemoteBytes(Exception):
+    """The bytes of ``inode`` live on another node's local disk: the request must be forwarded there."""
+
+    def __init__(self, inode: Inode) -> None:
+        super().__init__(f"the bytes of {inode.path} live on node {inode.instance_id}")
+        self.inode = inode
+
+
+RemoteFree = Callable[[str, str, str], Awaitable[None]]
+"""``(instance_id, backend, blob_id)`` → ask that node to delete a blob it owns."""
+
+
 def new_blob_id() -> str:
     """A fresh, unguessable blob id (32 hex characters)."""
     return secrets.token_hex(16)
@@ -92,6 +106,7 @@ class Engine:
         metrics: Metrics,
         link_secret: str,
         max_file_bytes: int,
+        remote_free: RemoteFree | None = None,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -103,6 +118,7 @@ class Engine:
         self.metrics = metrics
         self._link_secret = link_secret
         self.max_file_bytes = max_file_bytes
+        self.remote_free = remote_free
 
     # ---------------------------------------------------------------- helpers
 
@@ -113,6 +129,14 @@ class Engine:
             return self.backends[key]
         except KeyError:
             raise BadRequest(f"unknown backend {key!r}; configured: {', '.join(sorted(self.backends))}") from None
+
+    def is_remote(self, inode: Inode) -> bool:
+        """True when ``inode``'s bytes sit on another node's local disk."""
+        if inode.is_dir or inode.backend is None:
+            return False
+        backend = self.backends.get(inode.backend)
+        node_local = backend.node_local if backend is not None else inode.instance_id is not None
+        return node_local and inode.instance_id not in (None, self.instance_id)
 
     async def _get(self, path: str) -> Inode:
         with self.metrics.time_metadata("get"):
@@ -138,6 +162,16 @@ class Engine:
                 raise
         else:
             await cm.__aexit__(None, None, None)
+
+    async def _charge(self, txn: MetadataTxn, path: str, bytes_delta: int, inodes_delta: int) -> None:
+        """Account a change at ``path`` to every quota governing it; raises ``QuotaExceeded`` on growth past a
+        limit (the transaction then rolls back, so nothing is half-written)."""
+        if not bytes_delta and not inodes_delta:
+            return
+        quotas = await txn.quotas_for(quota.governing_paths(path), for_update=True)
+        quota.check(quotas, bytes_delta, inodes_delta)
+        for q in quotas:
+            await txn.add_usage(q.path, bytes_delta, inodes_delta)
 
     async def _ensure_parents(self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool) -> Inode:
         """The parent directory of ``path``, creating missing ancestors (owned by ``caller``) when ``create``.
@@ -179,6 +213,8 @@ class Engine:
                 if found is None or not found.is_dir:
                     raise NotADirectory(f"{directory} is not a directory")
                 made = found
+            else:
+                await self._charge(txn, directory, 0, 1)
         return made
 
     # ---------------------------------------------------------------- reads
@@ -191,7 +227,8 @@ class Engine:
     async def open_file(self, caller: Caller, path: str) -> OpenFile:
         """Open a file for reading (needs ``r``).
 
-        Raises ``NotFound``, ``IsADirectory``, ``PermissionDenied``.
+        Raises ``NotFound``, ``IsADirectory``, ``PermissionDenied``, and :class:`RemoteBytes` when the bytes
+        live on another node (checked after the permission check).
         """
         for _ in range(_OPEN_RETRIES):
             inode = await self._get(path)
@@ -205,9 +242,9 @@ class Engine:
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
     async def _open_blob(self, inode: Inode) -> BlobReader:
+        if self.is_remote(inode):
+            raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
-        if backend.node_local and inode.instance_id not in (None, self.instance_id):
-            raise ServiceUnavailable(f"the bytes of {inode.path} live on node {inode.instance_id}")
         assert inode.blob_id is not None
         with self.metrics.time_backend(backend.name, "open"):
             return await backend.open(inode.blob_id)
@@ -245,26 +282,36 @@ class Engine:
         create_only: bool,
         backend: str | None = None,
         precondition: Precondition | None = None,
+        expected_size: int | None = None,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
 
         Missing parents are created, owned by the caller. A second writer of the same path waits for the first
         (path lock). Raises ``IsADirectory`` (root or an existing directory), ``AlreadyExists`` (``create_only``
         and the path exists), ``NotADirectory``, ``PermissionDenied``, ``PayloadTooLarge`` (more than
-        ``max_file_bytes``), ``PreconditionFailed`` (from ``precondition``), ``LockTimeout``.
+        ``max_file_bytes``), ``PreconditionFailed`` (from ``precondition``), ``LockTimeout``, ``QuotaExceeded``
+        (checked against ``expected_size`` bytes before reading the body, while streaming, and finally in the
+        metadata transaction — a refused write leaves no byte behind), and :class:`RemoteBytes` when an
+        overwrite targets bytes on another node. An overwrite keeps the file's backend unless ``backend``
+        names another.
         """
         if path == paths.ROOT:
             raise IsADirectory("the root is a directory")
-        target = self.backend(backend)
         with self.metrics.time_metadata("get"):
             current = await self.store.get(path)
         self._check_write(caller, path, current, create_only, precondition)
+        target = self.backend(backend or (current.backend if current is not None else None))
+        if current is not None and target.node_local and self.is_remote(current):
+            raise RemoteBytes(current)
         if current is None:  # fail fast, before reading any byte; the transaction checks again
             parent = await self.store.get(paths.parent_of(path) or paths.ROOT)
             if parent is not None:
                 if not parent.is_dir:
                     raise NotADirectory(f"{parent.path} is not a directory")
                 require_entry_change(caller, parent, None, "create")
+        room = await self._write_headroom(path, current)
+        if expected_size is not None and room is not None and expected_size > room:
+            raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
         async with self._lock(f"file:{path}"):
             blob_id = new_blob_id()
             with self.metrics.time_backend(target.name, "create"):
@@ -273,6 +320,8 @@ class Engine:
                 async for chunk in body:
                     if writer.bytes_written + len(chunk) > self.max_file_bytes:
                         raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
+                    if room is not None and writer.bytes_written + len(chunk) > room:
+                        raise QuotaExceeded(f"writing to {path} exceeds a quota ({room} bytes left)")
                     with self.metrics.time_backend(target.name, "write"):
                         await writer.write(chunk)
                 with self.metrics.time_backend(target.name, "commit"):
@@ -291,6 +340,16 @@ class Engine:
         if replaced is not None:
             await self._free(replaced)
         return result
+
+    async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
+        """Bytes a write of ``path`` may hold under the governing quotas (``None``: unlimited). Advisory:
+        the transaction re-checks with the quota rows locked."""
+        with self.metrics.time_metadata("quotas"):
+            quotas = await self.store.quotas_for(quota.governing_paths(path))
+        room = quota.headroom_bytes(quotas)
+        if room is None:
+            return None
+        return room + (current.size if current is not None else 0)
 
     def _check_write(
         self, caller: Caller, path: str, current: Inode | None, create_only: bool, precondition: Precondition | None
@@ -325,6 +384,7 @@ class Engine:
                     size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
                     blob_id=blob_id, instance_id=instance,
                 )
+                await self._charge(txn, path, size - current.size, 0)
                 await txn.update(updated)
                 return WriteResult(updated, created=False), current
             parent = await self._ensure_parents(txn, caller, path, create=True)
@@ -336,6 +396,7 @@ class Engine:
             )
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
+            await self._charge(txn, path, size, 1)
             return WriteResult(inode, created=True), None
 
     async def make_directory(self, caller: Caller, path: str) -> tuple[Inode, bool]:
@@ -358,6 +419,7 @@ class Engine:
                     group=caller.user, mtime=now, ctime=now,
                 )
                 if await txn.insert(inode):
+                    await self._charge(txn, path, 0, 1)
                     return inode, True
                 found = await txn.get(path)
         if found is None or not found.is_dir:
@@ -367,11 +429,15 @@ class Engine:
     async def delete(self, caller: Caller, path: str, *, recursive: bool = False) -> None:
         """Delete a file or directory (a non-empty one only with ``recursive``).
 
-        Raises ``BadRequest`` (the root), ``NotFound``, ``DirectoryNotEmpty``, ``PermissionDenied``.
+        Raises ``BadRequest`` (the root), ``NotFound``, ``DirectoryNotEmpty``, ``PermissionDenied``, and
+        :class:`RemoteBytes` for a file whose bytes live on another node (that node deletes it). Files of other
+        nodes inside a deleted subtree are freed by asking their nodes.
         """
         if path == paths.ROOT:
             raise BadRequest("the root directory cannot be deleted")
         inode = await self._get(path)
+        if self.is_remote(inode):
+            raise RemoteBytes(inode)
         lock = f"file:{path}" if not inode.is_dir else f"dir:{path}"
         async with self._lock(lock):
             with self.metrics.time_metadata("delete"):
@@ -387,6 +453,7 @@ class Engine:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
                         self._check_subtree_change(caller, inode_now, await txn.list_subtree(path), "delete")
                     freed = await txn.delete_subtree(path)
+                    await self._charge(txn, path, -sum(e.size for e in freed if not e.is_dir), -len(freed))
         for file in freed:
             await self._free(file)
 
@@ -440,12 +507,92 @@ class Engine:
                         if target.is_dir and await txn.has_children(dst):
                             raise DirectoryNotEmpty(f"{dst} is not empty")
                         replaced = await txn.delete_subtree(dst)
+                        await self._charge(
+                            txn, dst, -sum(e.size for e in replaced if not e.is_dir), -len(replaced)
+                        )
+                    await self._move_usage(txn, source, dst)
                     await txn.rename_subtree(src, dst)
                     moved = await txn.get(dst)
         assert moved is not None
         for file in replaced:
             await self._free(file)
         return moved
+
+    async def _move_usage(self, txn: MetadataTxn, source: Inode, dst: str) -> None:
+        """Move the usage of the subtree at ``source`` from the quotas it leaves to the ones it enters."""
+        governing = sorted(set(quota.governing_paths(source.path)) | set(quota.governing_paths(dst)))
+        quotas = await txn.quotas_for(governing, for_update=True)
+        losing, gaining = quota.split_for_move(source.path, dst, quotas)
+        if not losing and not gaining:
+            return
+        moved_bytes, moved_inodes = source.size, 1
+        if source.is_dir:
+            below_bytes, below_inodes = await txn.subtree_usage(source.path)
+            moved_bytes, moved_inodes = below_bytes, below_inodes + 1
+        quota.check(gaining, moved_bytes, moved_inodes)
+        for q in losing:
+            await txn.add_usage(q.path, -moved_bytes, -moved_inodes)
+        for q in gaining:
+            await txn.add_usage(q.path, moved_bytes, moved_inodes)
+
+    # ---------------------------------------------------------------- quotas
+
+    async def get_quota(self, caller: Caller, path: str) -> Quota:
+        """The quota on directory ``path`` with its usage. Raises ``NotFound`` (no such directory or quota)."""
+        del caller
+        await self._require_directory(path)
+        found = await self.store.quotas_for([path])
+        if not found:
+            raise NotFound(f"no quota is set on {path}")
+        return found[0]
+
+    async def quota_of(self, path: str) -> Quota | None:
+        """The quota set on ``path``, if any (for response headers)."""
+        found = await self.store.quotas_for([path])
+        return found[0] if found else None
+
+    async def set_quota(
+        self, caller: Caller, path: str, bytes_limit: int | None, inodes_limit: int | None
+    ) -> tuple[Quota, bool]:
+        """Set (or change) the limits on directory ``path``; ``(quota, created)``. Superusers only.
+
+        A new quota starts with the current usage of the subtree; limits below it are allowed (like
+        ``setquota``) and only block further growth. Raises ``PermissionDenied``, ``NotFound``,
+        ``NotADirectory``.
+        """
+        self._require_superuser(caller, "set quotas")
+        with self.metrics.time_metadata("set_quota"):
+            async with self.store.transaction() as txn:
+                directory = await txn.get(path, for_update=True)
+                if directory is None:
+                    raise NotFound(f"{path} does not exist")
+                if not directory.is_dir:
+                    raise NotADirectory(f"quotas are set on directories; {path} is a file")
+                existing = await txn.quotas_for([path], for_update=True)
+                if existing:
+                    updated = Quota(path, bytes_limit, inodes_limit, existing[0].bytes_used, existing[0].inodes_used)
+                else:
+                    used_bytes, used_inodes = await txn.subtree_usage(path)
+                    updated = Quota(path, bytes_limit, inodes_limit, used_bytes, used_inodes)
+                await txn.put_quota(updated)
+        return updated, not existing
+
+    async def remove_quota(self, caller: Caller, path: str) -> None:
+        """Remove the quota on ``path``. Superusers only. Raises ``PermissionDenied``, ``NotFound``."""
+        self._require_superuser(caller, "remove quotas")
+        async with self.store.transaction() as txn:
+            if not await txn.delete_quota(path):
+                raise NotFound(f"no quota is set on {path}")
+
+    def _require_superuser(self, caller: Caller, action: str) -> None:
+        if not caller.is_superuser:
+            raise PermissionDenied(f"only root may {action}")
+
+    async def _require_directory(self, path: str) -> Inode:
+        inode = await self._get(path)
+        if not inode.is_dir:
+            raise NotADirectory(f"{path} is not a directory")
+        return inode
 
     async def change_attributes(
         self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None
@@ -475,10 +622,26 @@ class Engine:
         """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep."""
         if inode.blob_id is None or inode.backend is None:
             return
-        backend = self.backends.get(inode.backend)
-        if backend is None or (backend.node_local and inode.instance_id not in (None, self.instance_id)):
+        if self.is_remote(inode):
+            if self.remote_free is not None and inode.instance_id is not None:
+                await self.remote_free(inode.instance_id, inode.backend, inode.blob_id)
             return
-        await self._delete_blob(backend.name, inode.blob_id)
+        if inode.backend in self.backends:
+            await self._delete_blob(inode.backend, inode.blob_id)
+
+    async def free_local_blob(self, caller: Caller, backend: str, blob_id: str) -> None:
+        """Delete a blob of this node on request of a peer that removed its metadata (internal only).
+
+        Raises ``PermissionDenied`` (not the internal user), ``BadRequest`` (unknown or shared backend).
+        """
+        if caller.user != "internal-proxy":
+            raise PermissionDenied("only peers may free blobs")
+        target = self.backend(backend)
+        if not target.node_local:
+            raise BadRequest(f"backend {backend} is shared; its blobs are freed by the node that unlinks them")
+        if len(blob_id) != 32 or any(c not in "0123456789abcdef" for c in blob_id):
+            raise BadRequest(f"invalid blob id {blob_id!r}")
+        await self._delete_blob(backend, blob_id)
 
     async def _delete_blob(self, backend_name: str, blob_id: str) -> None:
         backend = self.backends[backend_name]
@@ -519,8 +682,8 @@ class Engine:
         """Open the file of a single-use link and burn the link (compare-and-set ``active`` → ``used``).
 
         The file is opened before the link is burnt, so a link is never used up by a download that could not
-        start. Raises ``NotFound`` (unknown token or file gone) and ``LinkExpired`` (bad signature, expired,
-        already used).
+        start. Raises ``NotFound`` (unknown token or file gone), ``LinkExpired`` (bad signature, expired,
+        already used), and :class:`RemoteBytes` (after burning the link) when another node holds the bytes.
         """
         result = "ok"
         try:
@@ -538,18 +701,28 @@ class Engine:
                 raise LinkExpired("link already used")
             if link.expires_at <= now:
                 raise LinkExpired("link expired")
-            opened = await self.open_file(Caller("internal-proxy"), link.path)
-            with self.metrics.time_metadata("consume_link"):
-                consumed = await self.store.consume_link(token_id, now=now, client_ip=client_ip)
-            if consumed is None:
+            try:
+                opened = await self.open_file(Caller("internal-proxy"), link.path)
+            except RemoteBytes:
+                await self._consume_link(token_id, now, client_ip)
+                raise
+            try:
+                await self._consume_link(token_id, now, client_ip)
+            except LinkExpired:
                 await opened.reader.close()
-                raise LinkExpired("link already used")
+                raise
             return opened
         except (NotFound, LinkExpired) as exc:
             result = type(exc).__name__
             raise
         finally:
             self.metrics.links_consumed.labels(result).inc()
+
+    async def _consume_link(self, token_id: str, now: datetime, client_ip: str | None) -> None:
+        with self.metrics.time_metadata("consume_link"):
+            consumed = await self.store.consume_link(token_id, now=now, client_ip=client_ip)
+        if consumed is None:
+            raise LinkExpired("link already used")
 
     async def sweep_links(self) -> int:
         """Delete expired links and links used more than a day ago; returns how many."""
@@ -559,18 +732,18 @@ class Engine:
 
     # ---------------------------------------------------------------- recovery
 
-    async def sweep_orphans(self) -> int:
-        """Remove interrupted writes and blobs that no inode references, on this node's local backends.
-
-        Run at start, before serving. Returns the number of temp files and blobs removed.
+    async def sweep_orphans(self, *, at_start: bool = True, min_age: float = 0.0) -> int:
+        """Remove blobs that no inode references on this node's local backends, and (``at_start``) leftovers
+        of interrupted writes. At start nothing is in flight; a periodic sweep passes ``min_age`` seconds so
+        that blobs of writes about to commit are left alone. Returns the number of files removed.
         """
         removed = 0
         for backend in self.backends.values():
             if not backend.node_local:
                 continue
-            swept = await backend.sweep_incomplete()
+            swept = await backend.sweep_incomplete() if at_start else 0
             referenced = {b async for b in self.store.blob_ids(backend.name, self.instance_id)}
-            async for blob_id in backend.list_blobs():
+            async for blob_id in backend.list_blobs(min_age):
                 if blob_id not in referenced:
                     with contextlib.suppress(FileNotFoundError):
                         await backend.delete(blob_id)

@@ -119,6 +119,13 @@ class BadGateway(CallFSError):
     code = "BAD_GATEWAY"
 
 
+class LoopDetected(CallFSError):
+    """A forwarded request reached a node that would forward it again (RFC 5842 §7.2: 508)."""
+
+    status = 508
+    code = "LOOP_DETECTED"
+
+
 class ServiceUnavailable(CallFSError):
     """A dependency (metadata store, lock service) is unreachable or a lock wait timed out.
 

@@ -82,3 +82,32 @@ class SingleUseLink:
     status: str = "active"
     used_at: datetime | None = None
     used_by_ip: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A directory quota. Usage counts everything strictly below ``path``: ``bytes_used`` is the sum of file
+    sizes (bytes), ``inodes_used`` the number of files and directories. A ``None`` limit is unlimited."""
+
+    path: str
+    bytes_limit: int | None
+    inodes_limit: int | None
+    bytes_used: int = 0
+    inodes_used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A storage node as registered in the shared metadata store.
+
+    ``url`` is where peers reach it; ``capacity_bytes``/``free_bytes`` describe its local backend;
+    ``last_heartbeat`` is refreshed every few seconds while it runs (UTC).
+    """
+
+    instance_id: str
+    url: str
+    version: str
+    capacity_bytes: int
+    free_bytes: int
+    started_at: datetime
+    last_heartbeat: datetime

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from callfs import __version__
 from callfs.backends.base import Backend
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
 from callfs.engine import Engine
 from callfs.locks.base import LockService
+from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
+from callfs.peers import PeerClient
 
 SECRETS_FILE = "secrets.json"
+READY_TIMEOUT = 2.0
+"""Seconds each readiness check may take before it counts as failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,8 @@ class Node:
     metrics: Metrics
     engine: Engine
     external_url: str
+    membership: Membership
+    peers: PeerClient
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -142,12 +150,23 @@ class Node:
         """Assemble (without connecting) every component the config names."""
         node_secrets = load_or_generate_secrets(config)
         store, locks, backends, metrics = open_store(config), open_locks(config), open_backends(config), Metrics()
+        url = external_url(config)
+        discovery = config.instance_discovery
+        membership = Membership(
+            store=store, instance_id=node_secrets.instance_id, url=url, version=__version__,
+            data_root=config.data_dir, static_peers=discovery.peer_endpoints, dns_name=discovery.dns_name,
+            node_timeout=discovery.node_timeout,
+        )
+        peers = PeerClient(
+            membership=membership, secret=node_secrets.internal_proxy_secret,
+            connect_timeout=discovery.forward_connect_timeout, read_timeout=discovery.forward_read_timeout,
+        )
         engine = Engine(
             store=store, locks=locks, backends=backends, default_backend=config.backend.default_backend,
             instance_id=node_secrets.instance_id, metrics=metrics, link_secret=node_secrets.link_secret,
-            max_file_bytes=config.server.max_body_bytes,
+            max_file_bytes=config.server.max_body_bytes, remote_free=peers.free_blob,
         )
-        return cls(config, node_secrets, store, locks, backends, metrics, engine, external_url(config))
+        return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
 
     async def start(self) -> int:
         """Connect everything and sweep orphans; returns how many orphans were removed.
@@ -161,10 +180,13 @@ class Node:
         for backend in self.backends.values():
             await backend.start()
         self.started.append("backends")
-        return await self.engine.sweep_orphans()
+        swept = await self.engine.sweep_orphans()
+        await self.membership.heartbeat()
+        return swept
 
     async def close(self) -> None:
         """Disconnect whatever :meth:`start` connected."""
+        await self.peers.close()
         if "backends" in self.started:
             for backend in self.backends.values():
                 await backend.close()
@@ -176,7 +198,12 @@ class Node:
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of each dependency: ``{"metadata": bool, "locks": bool, "backend:<name>": bool}``."""
-        out = {"metadata": await self.store.ping(), "locks": await self.locks.ping()}
-        for name, backend in self.backends.items():
-            out[f"backend:{name}"] = await backend.ping()
+        checks = {"metadata": self.store.ping(), "locks": self.locks.ping()}
+        checks.update({f"backend:{name}": backend.ping() for name, backend in self.backends.items()})
+        out = {}
+        for name, check in checks.items():
+            try:
+                out[name] = bool(await asyncio.wait_for(check, READY_TIMEOUT))
+            except Exception:
+                out[name] = False
         return out

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import ssl
 import sys
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -30,15 +30,31 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def _sweep_links_forever(node: Node) -> None:
+async def _every(interval: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled; failures are logged, not fatal."""
     while True:
-        await asyncio.sleep(node.config.links.sweep_interval)
+        await asyncio.sleep(interval)
         try:
-            swept = await node.engine.sweep_links()
-            if swept:
-                log.info("swept %d expired or used links", swept)
+            done = await job()
+            if done:
+                log.info("%s: %s", what, done)
         except Exception:
-            log.warning("link sweep failed; will retry", exc_info=True)
+            log.warning("%s failed; will retry", what, exc_info=True)
+
+
+def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
+    config = node.config
+    discovery = config.instance_discovery
+    grace = max(60.0, discovery.orphan_sweep_interval / 2)
+    return [
+        asyncio.create_task(node.membership.run(discovery.heartbeat_interval)),
+        asyncio.create_task(_every(config.links.sweep_interval, node.engine.sweep_links, "links swept")),
+        asyncio.create_task(_every(
+            discovery.orphan_sweep_interval,
+            lambda: node.engine.sweep_orphans(at_start=False, min_age=grace),
+            "orphaned blobs removed",
+        )),
+    ]
 
 
 def _announce(node: Node) -> None:
@@ -75,7 +91,7 @@ async def serve(config: Config) -> None:
                            shutdown_timeout=config.server.shutdown_timeout)
         await site.start()
         _announce(node)
-        sweeper = asyncio.create_task(_sweep_links_forever(node))
+        jobs = _background_jobs(node)
         try:
             await stop.wait()
             log.info("shutting down: draining in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
@@ -86,9 +102,9 @@ async def serve(config: Config) -> None:
                 log.warning("%d requests still running after the shutdown timeout; cancelling them",
                             app[IN_FLIGHT].count)
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
             await runner.cleanup()
     finally:
         await node.close()

@@ -21,7 +21,7 @@ from callfs.metadata.postgres import PostgresStore
 from callfs.metadata.rows import BLOB_PAGE_SIZE, from_micros, subtree_bounds, to_micros
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from callfs.metadata.sqlite import SQLiteStore
-from callfs.models import Inode, InodeType, SingleUseLink
+from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink
 from support.pg import new_store
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -357,7 +357,7 @@ def test_microsecond_encoding_round_trips(value: datetime) -> None:
 # --- subtree operations -----------------------------------------------------------------------------------
 
 
-async def test_delete_subtree_returns_only_files_and_spares_prefix_siblings(
+async def test_delete_subtree_returns_every_deleted_inode_and_spares_prefix_siblings(
     metadata_store: MetadataStore,
 ) -> None:
     await insert_all(
@@ -372,8 +372,8 @@ async def test_delete_subtree_returns_only_files_and_spares_prefix_siblings(
     )
     async with metadata_store.transaction() as txn:
         deleted = await txn.delete_subtree("/dir")
-    assert sorted(paths_of(deleted)) == ["/dir/f1", "/dir/sub/f2"]
-    assert all(inode.type is InodeType.FILE and inode.blob_id for inode in deleted)
+    assert paths_of(deleted) == ["/dir", "/dir/f1", "/dir/sub", "/dir/sub/f2"]
+    assert all(inode.blob_id for inode in deleted if inode.type is InodeType.FILE)
     assert await metadata_store.get("/dir") is None
     assert await metadata_store.list_subtree("/dir") == []
     assert paths_of(await metadata_store.list_subtree("/")) == ["/dir2", "/dir-x", "/dir2/keep"]
@@ -744,3 +744,61 @@ async def test_sqlite_store_reports_an_unopenable_file(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(MetadataUnavailable):
         await SQLiteStore(blocker / "metadata.db").start()
+
+
+# --- quotas and cluster nodes ------------------------------------------------------------------------------
+
+
+async def test_quotas_round_trip_and_usage_deltas(metadata_store: MetadataStore) -> None:
+    await insert_all(metadata_store, directory("/vol"), directory("/vol/a"), file("/vol/a/f", size=10))
+    async with metadata_store.transaction() as txn:
+        await txn.put_quota(Quota("/vol", 1000, None, 10, 2))
+        await txn.put_quota(Quota("/vol/a", None, 5, 10, 1))
+    assert await metadata_store.quotas_for(["/", "/vol", "/vol/a", "/elsewhere"]) == [
+        Quota("/vol", 1000, None, 10, 2), Quota("/vol/a", None, 5, 10, 1)]
+    async with metadata_store.transaction() as txn:
+        locked = await txn.quotas_for(["/vol/a", "/vol"], for_update=True)
+        assert [q.path for q in locked] == ["/vol", "/vol/a"]
+        await txn.add_usage("/vol", 90, 1)
+        await txn.add_usage("/vol/a", -10, -1)
+    assert await metadata_store.quotas_for(["/vol", "/vol/a"]) == [
+        Quota("/vol", 1000, None, 100, 3), Quota("/vol/a", None, 5, 0, 0)]
+    await metadata_store.put_quota(Quota("/vol", 2000, 7, 100, 3))
+    assert (await metadata_store.quotas_for(["/vol"]))[0].inodes_limit == 7
+    assert await metadata_store.quotas_for([]) == []
+    assert await metadata_store.delete_quota("/vol/a") is True
+    assert await metadata_store.delete_quota("/vol/a") is False
+
+
+async def test_subtree_usage_counts_bytes_of_files_and_every_entry(metadata_store: MetadataStore) -> None:
+    await insert_all(
+        metadata_store, directory("/u"), file("/u/a", size=100), directory("/u/d"), file("/u/d/b", size=23),
+        file("/u-sibling", size=999),
+    )
+    assert await metadata_store.subtree_usage("/u") == (123, 3)
+    assert await metadata_store.subtree_usage("/u/d") == (23, 1)
+    assert await metadata_store.subtree_usage("/u/a") == (0, 0)
+
+
+async def test_quotas_follow_renames_and_die_with_their_subtree(metadata_store: MetadataStore) -> None:
+    await insert_all(metadata_store, directory("/q"), directory("/q/inner"), directory("/q2"))
+    await metadata_store.put_quota(Quota("/q", 10, None, 0, 1))
+    await metadata_store.put_quota(Quota("/q/inner", 5, None, 0, 0))
+    await metadata_store.put_quota(Quota("/q2", 5, None, 0, 0))
+    await metadata_store.rename_subtree("/q", "/moved")
+    assert [q.path for q in await metadata_store.quotas_within("/")] == ["/moved", "/moved/inner", "/q2"]
+    assert await metadata_store.quotas_within("/q") == []
+    await metadata_store.delete_subtree("/moved")
+    assert [q.path for q in await metadata_store.quotas_within("/")] == ["/q2"]
+
+
+async def test_cluster_nodes_upsert_and_list(metadata_store: MetadataStore) -> None:
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    first = NodeRecord("node-b", "http://127.0.0.1:1", "0.1.0", 1000, 500, started, started)
+    await metadata_store.upsert_node(first)
+    await metadata_store.upsert_node(NodeRecord("node-a", "http://127.0.0.1:2", "0.1.0", 10, 5, started, started))
+    later = started + timedelta(seconds=5)
+    await metadata_store.upsert_node(NodeRecord("node-b", "http://127.0.0.1:1", "0.1.0", 1000, 400, started, later))
+    nodes = await metadata_store.list_nodes()
+    assert [n.instance_id for n in nodes] == ["node-a", "node-b"]
+    assert nodes[1].free_bytes == 400 and nodes[1].last_heartbeat == later and nodes[1].started_at == started

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from callfs.api import directories, files, links, system
+from callfs.api import cluster, directories, files, links, quotas, system
 from callfs.api.keys import CALLER, IN_FLIGHT, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
@@ -26,6 +26,7 @@ from callfs.errors import (
 from callfs.locks.base import LockUnavailable
 from callfs.metadata.base import MetadataUnavailable
 from callfs.node import Node
+from callfs.peers import USER_HEADER
 from callfs.permissions import Caller
 
 log = logging.getLogger("callfs.http")
@@ -129,7 +130,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if hmac.compare_digest(candidate.encode(), key.encode()):
             user = candidate_user
     if hmac.compare_digest(node.credentials.internal_proxy_secret.encode(), key.encode()):
-        user = "internal-proxy"
+        # SECURITY: only a peer holding the internal secret may act on behalf of another user.
+        user = request.headers.get(USER_HEADER) or "internal-proxy"
     if user is None:
         raise AuthenticationFailed("invalid API key")
     groups = frozenset(node.config.auth.user_groups.get(user, ()))
@@ -158,4 +160,6 @@ def build_app(node: Node) -> web.Application:
     files.add_routes(app)
     directories.add_routes(app)
     links.add_routes(app)
+    quotas.add_routes(app)
+    cluster.add_routes(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from callfs.api import render
+from callfs.api.files import directory_quota_headers
 from callfs.api.keys import NODE, caller
 from callfs.api.requests import flag, request_path
 from callfs.errors import BadRequest
@@ -43,4 +44,5 @@ async def list_directory(request: web.Request) -> web.StreamResponse:
     response = web.json_response(body)
     response.headers["X-CallFS-Count"] = str(len(entries))
     response.headers["X-CallFS-Recursive"] = "true" if recursive else "false"
+    response.headers.update(await directory_quota_headers(request, directory.path))
     return response

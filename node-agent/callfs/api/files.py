@@ -12,6 +12,8 @@ from callfs import paths
 from callfs.api import render
 from callfs.api.conditional import evaluate_read, parse_range, range_applies, write_precondition
 from callfs.api.keys import NODE, caller
+from callfs.api.proxy import forward
+from callfs.api.quotas import quota_headers
 from callfs.api.requests import (
     body_chunks,
     check_body_size,
@@ -20,8 +22,8 @@ from callfs.api.requests import (
     json_object,
     request_path,
 )
-from callfs.engine import OpenFile
-from callfs.errors import BadRequest, IsADirectory, PreconditionFailed
+from callfs.engine import OpenFile, RemoteBytes
+from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
 from callfs.models import Inode
 from callfs.permissions import parse_mode
 
@@ -38,6 +40,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("PUT", route, put_file)
     app.router.add_route("PATCH", route, patch_file)
     app.router.add_route("DELETE", route, delete_file)
+
+
+async def directory_quota_headers(request: web.Request, path: str) -> dict[str, str]:
+    """The ``X-CallFS-Quota-*`` headers when ``path`` is a quota root, else none."""
+    found = await request.app[NODE].engine.quota_of(path)
+    return quota_headers(found) if found is not None else {}
 
 
 def _not_modified(status: int, inode: Inode) -> web.StreamResponse:
@@ -58,8 +66,12 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         directory, entries = await engine.list_directory(who, path)
         response = web.json_response([render.item(e) for e in entries])
         response.headers.update(render.headers(directory))
+        response.headers.update(await directory_quota_headers(request, path))
         return response
-    opened = await engine.open_file(who, path)
+    try:
+        opened = await engine.open_file(who, path)
+    except RemoteBytes as remote:
+        return await forward(request, remote.inode)
     return await send_file(request, opened)
 
 
@@ -110,6 +122,7 @@ async def head_file(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200)
     response.headers.update(render.headers(inode))
     if inode.is_dir:
+        response.headers.update(await directory_quota_headers(request, inode.path))
         response.content_type = "application/json"
     else:
         response.content_type = "application/octet-stream"
@@ -142,10 +155,19 @@ async def post_file(request: web.Request) -> web.StreamResponse:
         inode, created = await engine.make_directory(caller(request), target.path)
         return _created(request, inode, created)
     check_body_size(request)
-    result = await engine.write_file(
-        caller(request), target.path, body_chunks(request), create_only=True, backend=_backend_choice(request),
-        precondition=write_precondition(conditions(request)),
-    )
+    try:
+        result = await engine.write_file(
+            caller(request), target.path, body_chunks(request), create_only=True,
+            backend=_backend_choice(request), precondition=write_precondition(conditions(request)),
+            expected_size=request.content_length,
+        )
+    except AlreadyExists as exc:
+        existing = await engine.store.get(target.path)
+        if existing is not None and engine.is_remote(existing) and existing.instance_id is not None:
+            exc.extra["instance_id"] = existing.instance_id
+            base = await request.app[NODE].peers.url_of(existing.instance_id)
+            exc.extra["update_url"] = base + request.rel_url.raw_path
+        raise
     return _created(request, result.inode, True)
 
 
@@ -155,10 +177,14 @@ async def put_file(request: web.Request) -> web.StreamResponse:
     if target.is_dir_hint:
         raise IsADirectory("PUT writes files; the path names a directory (trailing slash)")
     check_body_size(request)
-    result = await request.app[NODE].engine.write_file(
-        caller(request), target.path, body_chunks(request), create_only=False, backend=_backend_choice(request),
-        precondition=write_precondition(conditions(request)),
-    )
+    try:
+        result = await request.app[NODE].engine.write_file(
+            caller(request), target.path, body_chunks(request), create_only=False,
+            backend=_backend_choice(request), precondition=write_precondition(conditions(request)),
+            expected_size=request.content_length,
+        )
+    except RemoteBytes as remote:
+        return await forward(request, remote.inode)
     return _created(request, result.inode, result.created)
 
 
@@ -221,5 +247,8 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
 async def delete_file(request: web.Request) -> web.StreamResponse:
     """Delete a file or an empty directory (204); ``?recursive=true`` deletes a subtree."""
     target = request_path(request, PREFIX)
-    await request.app[NODE].engine.delete(caller(request), target.path, recursive=flag(request, "recursive"))
+    try:
+        await request.app[NODE].engine.delete(caller(request), target.path, recursive=flag(request, "recursive"))
+    except RemoteBytes as remote:
+        return await forward(request, remote.inode)
     return web.Response(status=204)

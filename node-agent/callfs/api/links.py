@@ -7,11 +7,15 @@ from urllib.parse import quote
 from aiohttp import web
 
 from callfs import paths
+from callfs.api import files
 from callfs.api.conditional import rfc3339
 from callfs.api.files import send_file
 from callfs.api.keys import NODE, caller
+from callfs.api.proxy import forward
 from callfs.api.requests import json_object
+from callfs.engine import RemoteBytes
 from callfs.errors import BadRequest
+from callfs.models import Inode
 
 
 def add_routes(app: web.Application) -> None:
@@ -37,7 +41,16 @@ async def generate_link(request: web.Request) -> web.StreamResponse:
 
 async def download(request: web.Request) -> web.StreamResponse:
     """Stream the linked file once, as an attachment."""
-    opened = await request.app[NODE].engine.open_link(request.match_info["token"], request.remote)
-    filename = paths.name_of(opened.inode.path)
-    disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
-    return await send_file(request, opened, {"Content-Disposition": disposition, "Cache-Control": "no-store"})
+    try:
+        opened = await request.app[NODE].engine.open_link(request.match_info["token"], request.remote)
+    except RemoteBytes as remote:  # the link is burnt; the owner streams the bytes
+        return await forward(
+            request, remote.inode, method="GET", user="internal-proxy",
+            path_qs=files.PREFIX + quote(remote.inode.path.lstrip("/")), extra_headers=_attachment(remote.inode),
+        )
+    return await send_file(request, opened, _attachment(opened.inode))
+
+
+def _attachment(inode: Inode) -> dict[str, str]:
+    filename = quote(paths.name_of(inode.path), safe="")
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{filename}", "Cache-Control": "no-store"}

@@ -84,8 +84,9 @@ class Backend(Protocol):
         """Delete a blob; a missing blob is not an error."""
         ...
 
-    def list_blobs(self) -> AsyncIterator[str]:
-        """Every committed blob id (for the orphan sweep)."""
+    def list_blobs(self, min_age: float = 0.0) -> AsyncIterator[str]:
+        """Every committed blob id last written at least ``min_age`` seconds ago (for the orphan sweep: a
+        young blob may belong to a write whose metadata is about to commit)."""
         ...
 
     async def sweep_incomplete(self) -> int:

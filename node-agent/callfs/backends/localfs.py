@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -173,16 +174,25 @@ class LocalFSBackend:
     async def delete(self, blob_id: str) -> None:
         await asyncio.to_thread(_unlink_quietly, self.blob_path(blob_id))
 
-    async def list_blobs(self) -> AsyncIterator[str]:
+    async def list_blobs(self, min_age: float = 0.0) -> AsyncIterator[str]:
+        cutoff = time.time() - min_age
         for shard in await asyncio.to_thread(_listdir, self._objects):
             for name in await asyncio.to_thread(_listdir, self._objects / shard):
-                yield name
+                if min_age <= 0 or await asyncio.to_thread(_mtime, self._objects / shard / name) <= cutoff:
+                    yield name
 
     async def sweep_incomplete(self) -> int:
         names = await asyncio.to_thread(_listdir, self._tmp)
         for name in names:
             await asyncio.to_thread(_unlink_quietly, self._tmp / name)
         return len(names)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def _listdir(path: Path) -> list[str]:

@@ -10,12 +10,12 @@ Ordering rule for every listing: directories before files, then by name in byte 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from callfs.models import Inode, SingleUseLink
+from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(Exception):
@@ -50,11 +50,13 @@ class MetadataTxn(Protocol):
         ...
 
     async def delete_subtree(self, path: str) -> list[Inode]:
-        """Delete ``path`` and every descendant; return the deleted *file* inodes (to free their bytes)."""
+        """Delete ``path`` and every descendant, and the quotas set on them; return every deleted inode
+        (``path`` first), so the caller can free file bytes and account usage."""
         ...
 
     async def rename_subtree(self, src: str, dst: str) -> int:
-        """Re-key ``src`` and all descendants under ``dst`` (``dst`` must not exist); return rows moved."""
+        """Re-key ``src`` and all descendants under ``dst`` (``dst`` must not exist), quotas set on them
+        included; return the number of inodes moved."""
         ...
 
     async def list_subtree(self, path: str) -> list[Inode]:
@@ -63,6 +65,34 @@ class MetadataTxn(Protocol):
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new single-use link."""
+        ...
+
+    async def quotas_for(self, paths: Sequence[str], *, for_update: bool = False) -> list[Quota]:
+        """The quotas set on any of ``paths`` (typically a path's ancestors), ordered by path.
+
+        ``for_update`` locks those quota rows until the transaction ends (PostgreSQL ``FOR UPDATE``), so
+        concurrent writers on different nodes serialise their usage checks.
+        """
+        ...
+
+    async def quotas_within(self, path: str) -> list[Quota]:
+        """The quotas set on ``path`` itself or anywhere below it, ordered by path."""
+        ...
+
+    async def put_quota(self, quota: Quota) -> None:
+        """Insert or replace the quota at ``quota.path`` (limits and usage)."""
+        ...
+
+    async def delete_quota(self, path: str) -> bool:
+        """Remove the quota at ``path``; ``False`` when there was none."""
+        ...
+
+    async def add_usage(self, path: str, bytes_delta: int, inodes_delta: int) -> None:
+        """Add the deltas (may be negative) to the usage of the quota at ``path``."""
+        ...
+
+    async def subtree_usage(self, path: str) -> tuple[int, int]:
+        """``(bytes, inodes)`` strictly below ``path``: sum of file sizes and count of entries."""
         ...
 
     async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
@@ -113,6 +143,14 @@ class MetadataStore(MetadataTxn, Protocol):
 
     async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
         """Delete expired links and used links used before ``used_before``; return how many."""
+        ...
+
+    async def upsert_node(self, record: NodeRecord) -> None:
+        """Register or refresh a storage node (keyed by ``instance_id``)."""
+        ...
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node, ordered by ``instance_id``."""
         ...
 
     def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from callfs.metadata.autocommit import AutocommitOperations
 from callfs.metadata.base import MetadataTxn, MetadataUnavailable
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
@@ -31,7 +32,7 @@ from callfs.metadata.rows import (
     require_utc,
     root_inode,
 )
-from callfs.models import Inode, SingleUseLink, utcnow
+from callfs.models import utcnow
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -69,6 +70,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX links_expiry ON single_use_links (expires_at)",
             "CREATE INDEX links_used ON single_use_links (used_at) WHERE status = 'used'",
+        ),
+    ),
+    Migration(
+        version=2,
+        description="directory quotas and cluster nodes",
+        statements=(
+            """CREATE TABLE quotas (
+                path text COLLATE "C" PRIMARY KEY,
+                bytes_limit bigint CHECK (bytes_limit > 0),
+                inodes_limit bigint CHECK (inodes_limit > 0),
+                bytes_used bigint NOT NULL,
+                inodes_used bigint NOT NULL
+            )""",
+            """CREATE TABLE cluster_nodes (
+                instance_id text PRIMARY KEY,
+                url text NOT NULL,
+                version text NOT NULL,
+                capacity_bytes bigint NOT NULL,
+                free_bytes bigint NOT NULL,
+                started_at timestamptz NOT NULL,
+                last_heartbeat timestamptz NOT NULL
+            )""",
         ),
     ),
 )
@@ -179,7 +202,7 @@ class _Pool(_Times):
                 return _rowcount(await conn.execute(sql, *params))
 
 
-class PostgresStore:
+class PostgresStore(AutocommitOperations):
     """The :class:`~callfs.metadata.base.MetadataStore` on the PostgreSQL database at ``dsn``.
 
     ``min_size``/``max_size`` bound the pool (connections). ``connect_timeout`` (seconds) bounds each
@@ -289,6 +312,14 @@ class PostgresStore:
         """``async with`` a pooled connection (``acquire_timeout`` bounds the wait)."""
         return self._require_pool().acquire(timeout=self._acquire_timeout)
 
+    def _autocommit_reader(self) -> Queries:
+        return self._ops
+
+    @asynccontextmanager
+    async def _autocommit_writer(self) -> AsyncIterator[Queries]:
+        """A single self-contained statement autocommits on a pooled connection."""
+        yield self._ops
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[MetadataTxn]:
         """A transaction on one pooled connection; commit on normal exit, roll back on any exception.
@@ -315,68 +346,3 @@ class PostgresStore:
                 await txn.commit()
         finally:
             await pool.release(conn)
-
-    # --- autocommit operations ---------------------------------------------------------------------------
-
-    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
-        """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
-        return await self._ops.get(path)
-
-    async def insert(self, inode: Inode) -> bool:
-        """Insert ``inode``; ``False`` when its path exists."""
-        return await self._ops.insert(inode)
-
-    async def update(self, inode: Inode) -> None:
-        """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""
-        await self._ops.update(inode)
-
-    async def delete(self, path: str) -> None:
-        """Delete the one inode at ``path`` (absent: no-op)."""
-        await self._ops.delete(path)
-
-    async def has_children(self, path: str) -> bool:
-        """True when ``path`` has at least one committed child."""
-        return await self._ops.has_children(path)
-
-    async def delete_subtree(self, path: str) -> list[Inode]:
-        """Delete ``path`` and every descendant in one transaction; the deleted file inodes."""
-        async with self.transaction() as txn:
-            return await txn.delete_subtree(path)
-
-    async def rename_subtree(self, src: str, dst: str) -> int:
-        """Move ``src`` and its descendants to ``dst`` in one transaction; rows moved."""
-        async with self.transaction() as txn:
-            return await txn.rename_subtree(src, dst)
-
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
-        return await self._ops.list_subtree(path)
-
-    async def list_children(self, path: str) -> list[Inode]:
-        """Direct children of ``path`` in listing order."""
-        return await self._ops.list_children(path)
-
-    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
-        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
-        return await self._ops.list_tree(path, max_depth)
-
-    async def insert_link(self, link: SingleUseLink) -> None:
-        """Store a new single-use link."""
-        await self._ops.insert_link(link)
-
-    async def get_link(self, token_id: str) -> SingleUseLink | None:
-        """The link with ``token_id`` in any state, or ``None``."""
-        return await self._ops.get_link(token_id)
-
-    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
-        """Flip an active unexpired link to ``used`` (one ``UPDATE``); the link as it was, or ``None``."""
-        return await self._ops.consume_link(token_id, now=now, client_ip=client_ip)
-
-    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
-        """Delete expired links and links used before ``used_before``; how many were deleted."""
-        return await self._ops.sweep_links(now=now, used_before=used_before)
-
-    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
-        """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
-        async for blob_id in self._ops.blob_ids(backend, instance_id):
-            yield blob_id

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from callfs import paths
-from callfs.models import Inode, InodeType, SingleUseLink, utcnow
+from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink, utcnow
 
 ROOT_MODE = 0o1777
 """Permission bits of the root directory created by ``start()`` (world-writable, sticky)."""
@@ -260,6 +260,49 @@ CONSUME_LINK = (
 )
 SWEEP_LINKS = "DELETE FROM single_use_links WHERE expires_at <= $1 OR (status = 'used' AND used_at < $2)"
 
+QUOTA_COLUMNS = "path, bytes_limit, inodes_limit, bytes_used, inodes_used"
+QUOTAS_WITHIN = (
+    f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path = $1 OR (path >= $2 AND path < $3) ORDER BY path"  # noqa: S608
+)
+UPSERT_QUOTA = (
+    f"INSERT INTO quotas ({QUOTA_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (path) DO UPDATE SET "  # noqa: S608
+    "bytes_limit = excluded.bytes_limit, inodes_limit = excluded.inodes_limit, "
+    "bytes_used = excluded.bytes_used, inodes_used = excluded.inodes_used"
+)
+DELETE_QUOTA = "DELETE FROM quotas WHERE path = $1 RETURNING path"
+ADD_USAGE = "UPDATE quotas SET bytes_used = bytes_used + $2, inodes_used = inodes_used + $3 WHERE path = $1"
+SUBTREE_USAGE = (
+    "SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) FROM inodes "
+    "WHERE path >= $1 AND path < $2"
+)
+DELETE_QUOTAS_SUBTREE = "DELETE FROM quotas WHERE path = $1 OR (path >= $2 AND path < $3)"
+RENAME_QUOTA_TOP = "UPDATE quotas SET path = $2 WHERE path = $1"
+RENAME_QUOTA_DESCENDANTS = (
+    "UPDATE quotas SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1) WHERE path >= $3 AND path < $4"
+)
+
+NODE_COLUMNS = "instance_id, url, version, capacity_bytes, free_bytes, started_at, last_heartbeat"
+UPSERT_NODE = (
+    f"INSERT INTO cluster_nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) "  # noqa: S608
+    "ON CONFLICT (instance_id) DO UPDATE SET url = excluded.url, version = excluded.version, "
+    "capacity_bytes = excluded.capacity_bytes, free_bytes = excluded.free_bytes, "
+    "started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat"
+)
+LIST_NODES = f"SELECT {NODE_COLUMNS} FROM cluster_nodes ORDER BY instance_id"  # noqa: S608
+
+
+@lru_cache(maxsize=64)
+def select_quotas(count: int) -> str:
+    """``SELECT`` of the quotas on ``count`` given paths (``$1..$count``), ordered by path."""
+    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
+    return f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
+
+
+def quota_from_row(row: Sequence[Any]) -> Quota:
+    return Quota(path=row[0], bytes_limit=row[1], inodes_limit=row[2], bytes_used=int(row[3]),
+                 inodes_used=int(row[4]))
+
+
 INSERT_MIGRATION = "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
 SELECT_MIGRATIONS = "SELECT version FROM schema_migrations"
 
@@ -363,14 +406,16 @@ class Queries:
         return bool(await self._x.fetch(HAS_CHILDREN, (path,)))
 
     async def delete_subtree(self, path: str) -> list[Inode]:
-        """Delete ``path`` and its descendants; return the deleted file inodes, ordered by path.
+        """Delete ``path``, its descendants and their quotas; return every deleted inode ordered by path
+        (``path`` first).
 
         One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
         transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here).
         """
         low, high = subtree_bounds(path)
         deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
-        return sorted((inode for inode in deleted if not inode.is_dir), key=lambda inode: inode.path)
+        await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
+        return sorted(deleted, key=lambda inode: inode.path)
 
     async def rename_subtree(self, src: str, dst: str) -> int:
         """Re-key ``src`` and its descendants under ``dst``; the rows moved (0 when ``src`` is absent).
@@ -392,6 +437,8 @@ class Queries:
             return 0
         low, high = subtree_bounds(src)
         shift = paths.depth_of(dst) - paths.depth_of(src)
+        await self._x.count(RENAME_QUOTA_TOP, (src, dst))
+        await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
         return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
 
     async def list_subtree(self, path: str) -> list[Inode]:
@@ -436,6 +483,55 @@ class Queries:
         """Delete links expired at ``now`` and used links used before ``used_before``; how many."""
         params = (self._x.encode_time(now), self._x.encode_time(used_before))
         return await self._x.count(SWEEP_LINKS, params)
+
+    async def quotas_for(self, paths: Sequence[str], *, for_update: bool = False) -> list[Quota]:
+        """The quotas on any of ``paths``, ordered by path; ``for_update`` locks them (PostgreSQL)."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return []
+        sql = select_quotas(len(wanted)) + (self._x.for_update_suffix if for_update else "")
+        return [quota_from_row(row) for row in await self._x.fetch(sql, wanted)]
+
+    async def quotas_within(self, path: str) -> list[Quota]:
+        """The quotas on ``path`` and below, ordered by path."""
+        low, high = subtree_bounds(path)
+        return [quota_from_row(row) for row in await self._x.fetch(QUOTAS_WITHIN, (path, low, high))]
+
+    async def put_quota(self, quota: Quota) -> None:
+        """Insert or replace the quota at ``quota.path``."""
+        await self._x.count(
+            UPSERT_QUOTA, (quota.path, quota.bytes_limit, quota.inodes_limit, quota.bytes_used, quota.inodes_used)
+        )
+
+    async def delete_quota(self, path: str) -> bool:
+        """Remove the quota at ``path``; ``False`` when none was set."""
+        return bool(await self._x.fetch(DELETE_QUOTA, (path,)))
+
+    async def add_usage(self, path: str, bytes_delta: int, inodes_delta: int) -> None:
+        """Add (possibly negative) deltas to the usage of the quota at ``path``."""
+        await self._x.count(ADD_USAGE, (path, bytes_delta, inodes_delta))
+
+    async def subtree_usage(self, path: str) -> tuple[int, int]:
+        """``(bytes, inodes)`` strictly below ``path``."""
+        low, high = subtree_bounds(path)
+        rows = await self._x.fetch(SUBTREE_USAGE, (low, high))
+        return int(rows[0][0]), int(rows[0][1])
+
+    async def upsert_node(self, record: NodeRecord) -> None:
+        """Register or refresh a node."""
+        await self._x.count(UPSERT_NODE, (
+            record.instance_id, record.url, record.version, record.capacity_bytes, record.free_bytes,
+            self._x.encode_time(record.started_at), self._x.encode_time(record.last_heartbeat),
+        ))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node ordered by instance id."""
+        decode = self._x.decode_time
+        return [
+            NodeRecord(instance_id=r[0], url=r[1], version=r[2], capacity_bytes=int(r[3]), free_bytes=int(r[4]),
+                       started_at=decode(r[5]), last_heartbeat=decode(r[6]))
+            for r in await self._x.fetch(LIST_NODES, ())
+        ]
 
     async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
         """Stream the ``blob_id`` of every file on ``backend`` owned by ``instance_id`` (``None``: shared).

@@ -20,13 +20,14 @@ import contextvars
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from callfs.metadata.autocommit import AutocommitOperations
 from callfs.metadata.base import MetadataTxn, MetadataUnavailable
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
@@ -40,7 +41,7 @@ from callfs.metadata.rows import (
     sqlite_placeholders,
     to_micros,
 )
-from callfs.models import Inode, SingleUseLink, utcnow
+from callfs.models import utcnow
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -80,6 +81,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
             "CREATE INDEX links_expiry ON single_use_links (expires_at)",
             "CREATE INDEX links_used ON single_use_links (used_at) WHERE status = 'used'",
+        ),
+    ),
+    Migration(
+        version=2,
+        description="directory quotas and cluster nodes",
+        statements=(
+            """CREATE TABLE quotas (
+                path TEXT NOT NULL PRIMARY KEY,
+                bytes_limit INTEGER CHECK (bytes_limit > 0),
+                inodes_limit INTEGER CHECK (inodes_limit > 0),
+                bytes_used INTEGER NOT NULL,
+                inodes_used INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE cluster_nodes (
+                instance_id TEXT NOT NULL PRIMARY KEY,
+                url TEXT NOT NULL,
+                version TEXT NOT NULL,
+                capacity_bytes INTEGER NOT NULL,
+                free_bytes INTEGER NOT NULL,
+                started_at INTEGER NOT NULL,
+                last_heartbeat INTEGER NOT NULL
+            ) WITHOUT ROWID""",
         ),
     ),
 )
@@ -148,7 +171,7 @@ class _Connection:
         await self.count(sql, ())
 
 
-class SQLiteStore:
+class SQLiteStore(AutocommitOperations):
     """The :class:`~callfs.metadata.base.MetadataStore` on the SQLite database file at ``path``.
 
     ``readers`` is the number of read-only connections serving autocommit reads (round-robin);
@@ -403,6 +426,12 @@ class SQLiteStore:
             if not member.done():
                 member.set_exception(error)
 
+    def _autocommit_reader(self) -> Queries:
+        return self._read()
+
+    def _autocommit_writer(self) -> AbstractAsyncContextManager[Queries]:
+        return self._write()
+
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Queries]:
         """The writer for one statement that is atomic on its own (joins the current commit group)."""
@@ -424,74 +453,3 @@ class SQLiteStore:
         """
         async with self._turn(savepoint=True) as ops:
             yield ops
-
-    # --- autocommit operations ---------------------------------------------------------------------------
-
-    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
-        """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
-        return await self._read().get(path)
-
-    async def insert(self, inode: Inode) -> bool:
-        """Insert ``inode``; ``False`` when its path exists."""
-        async with self._write() as ops:
-            return await ops.insert(inode)
-
-    async def update(self, inode: Inode) -> None:
-        """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""
-        async with self._write() as ops:
-            await ops.update(inode)
-
-    async def delete(self, path: str) -> None:
-        """Delete the one inode at ``path`` (absent: no-op)."""
-        async with self._write() as ops:
-            await ops.delete(path)
-
-    async def has_children(self, path: str) -> bool:
-        """True when ``path`` has at least one committed child."""
-        return await self._read().has_children(path)
-
-    async def delete_subtree(self, path: str) -> list[Inode]:
-        """Delete ``path`` and every descendant in one transaction; the deleted file inodes."""
-        async with self.transaction() as txn:
-            return await txn.delete_subtree(path)
-
-    async def rename_subtree(self, src: str, dst: str) -> int:
-        """Move ``src`` and its descendants to ``dst`` in one transaction; rows moved."""
-        async with self.transaction() as txn:
-            return await txn.rename_subtree(src, dst)
-
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
-        return await self._read().list_subtree(path)
-
-    async def list_children(self, path: str) -> list[Inode]:
-        """Direct children of ``path`` in listing order."""
-        return await self._read().list_children(path)
-
-    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
-        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
-        return await self._read().list_tree(path, max_depth)
-
-    async def insert_link(self, link: SingleUseLink) -> None:
-        """Store a new single-use link."""
-        async with self._write() as ops:
-            await ops.insert_link(link)
-
-    async def get_link(self, token_id: str) -> SingleUseLink | None:
-        """The link with ``token_id`` in any state, or ``None``."""
-        return await self._read().get_link(token_id)
-
-    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
-        """Flip an active unexpired link to ``used``; the link as it was, or ``None``."""
-        async with self._write() as ops:
-            return await ops.consume_link(token_id, now=now, client_ip=client_ip)
-
-    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
-        """Delete expired links and links used before ``used_before``; how many were deleted."""
-        async with self._write() as ops:
-            return await ops.sweep_links(now=now, used_before=used_before)
-
-    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
-        """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
-        async for blob_id in self._read().blob_ids(backend, instance_id):
-            yield blob_id

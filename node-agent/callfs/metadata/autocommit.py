@@ -1,0 +1,134 @@
+"""The store-level (autocommit) operations of :class:`~callfs.metadata.base.MetadataStore`, written once.
+
+A store supplies how to read outside a transaction (:meth:`AutocommitOperations._autocommit_reader`), how to run one
+self-contained write (:meth:`AutocommitOperations._autocommit_writer`) and :meth:`transaction` for multi-statement work;
+this mixin maps every protocol method onto them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+
+from callfs.metadata.base import MetadataTxn
+from callfs.metadata.rows import Queries
+from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
+
+
+class AutocommitOperations:
+    """Mixin: each method runs in its own short transaction (or a single autocommitted statement)."""
+
+    def _autocommit_reader(self) -> Queries:
+        raise NotImplementedError
+
+    def _autocommit_writer(self) -> AbstractAsyncContextManager[Queries]:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractAsyncContextManager[MetadataTxn]:
+        raise NotImplementedError
+
+    async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
+        """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
+        return await self._autocommit_reader().get(path)
+
+    async def insert(self, inode: Inode) -> bool:
+        """Insert ``inode``; ``False`` when its path exists."""
+        async with self._autocommit_writer() as ops:
+            return await ops.insert(inode)
+
+    async def update(self, inode: Inode) -> None:
+        """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""
+        async with self._autocommit_writer() as ops:
+            await ops.update(inode)
+
+    async def delete(self, path: str) -> None:
+        """Delete the one inode at ``path`` (absent: no-op)."""
+        async with self._autocommit_writer() as ops:
+            await ops.delete(path)
+
+    async def has_children(self, path: str) -> bool:
+        """True when ``path`` has at least one committed child."""
+        return await self._autocommit_reader().has_children(path)
+
+    async def delete_subtree(self, path: str) -> list[Inode]:
+        """Delete ``path``, every descendant and their quotas in one transaction; the deleted inodes."""
+        async with self.transaction() as txn:
+            return await txn.delete_subtree(path)
+
+    async def rename_subtree(self, src: str, dst: str) -> int:
+        """Move ``src`` and its descendants (and quotas) to ``dst`` in one transaction; rows moved."""
+        async with self.transaction() as txn:
+            return await txn.rename_subtree(src, dst)
+
+    async def list_subtree(self, path: str) -> list[Inode]:
+        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
+        return await self._autocommit_reader().list_subtree(path)
+
+    async def list_children(self, path: str) -> list[Inode]:
+        """Direct children of ``path`` in listing order."""
+        return await self._autocommit_reader().list_children(path)
+
+    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
+        return await self._autocommit_reader().list_tree(path, max_depth)
+
+    async def insert_link(self, link: SingleUseLink) -> None:
+        """Store a new single-use link."""
+        async with self._autocommit_writer() as ops:
+            await ops.insert_link(link)
+
+    async def get_link(self, token_id: str) -> SingleUseLink | None:
+        """The link with ``token_id`` in any state, or ``None``."""
+        return await self._autocommit_reader().get_link(token_id)
+
+    async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
+        """Flip an active unexpired link to ``used`` (one ``UPDATE``); the link as it was, or ``None``."""
+        async with self._autocommit_writer() as ops:
+            return await ops.consume_link(token_id, now=now, client_ip=client_ip)
+
+    async def sweep_links(self, *, now: datetime, used_before: datetime) -> int:
+        """Delete expired links and links used before ``used_before``; how many were deleted."""
+        async with self._autocommit_writer() as ops:
+            return await ops.sweep_links(now=now, used_before=used_before)
+
+    async def quotas_for(self, paths: Sequence[str], *, for_update: bool = False) -> list[Quota]:
+        """The committed quotas on any of ``paths`` (``for_update`` is moot outside a transaction)."""
+        return await self._autocommit_reader().quotas_for(paths)
+
+    async def quotas_within(self, path: str) -> list[Quota]:
+        """The committed quotas on ``path`` and below."""
+        return await self._autocommit_reader().quotas_within(path)
+
+    async def put_quota(self, quota: Quota) -> None:
+        """Insert or replace a quota."""
+        async with self._autocommit_writer() as ops:
+            await ops.put_quota(quota)
+
+    async def delete_quota(self, path: str) -> bool:
+        """Remove the quota at ``path``; ``False`` when none was set."""
+        async with self._autocommit_writer() as ops:
+            return await ops.delete_quota(path)
+
+    async def add_usage(self, path: str, bytes_delta: int, inodes_delta: int) -> None:
+        """Add deltas to a quota's usage."""
+        async with self._autocommit_writer() as ops:
+            await ops.add_usage(path, bytes_delta, inodes_delta)
+
+    async def subtree_usage(self, path: str) -> tuple[int, int]:
+        """``(bytes, inodes)`` strictly below ``path``."""
+        return await self._autocommit_reader().subtree_usage(path)
+
+    async def upsert_node(self, record: NodeRecord) -> None:
+        """Register or refresh a node."""
+        async with self._autocommit_writer() as ops:
+            await ops.upsert_node(record)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node."""
+        return await self._autocommit_reader().list_nodes()
+
+    async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
+        """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
+        async for blob_id in self._autocommit_reader().blob_ids(backend, instance_id):
+            yield blob_id

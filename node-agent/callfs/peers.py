@@ -1,0 +1,88 @@
+"""Node-to-node HTTP: forwarding API requests to the node that owns a file's bytes, and freeing blobs there.
+
+Forwarded requests authenticate with the internal secret and name the original user in ``X-CallFS-User``, so
+the owning node applies the permission model to the real caller. ``X-CallFS-Forwarded-By`` lists the nodes a
+request went through: a node never forwards a request that was already forwarded (one hop at most), which
+also rules out loops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from callfs.errors import BadGateway
+from callfs.membership import Membership
+
+log = logging.getLogger(__name__)
+
+USER_HEADER = "X-CallFS-User"
+FORWARDED_HEADER = "X-CallFS-Forwarded-By"
+# Request headers a proxy must not pass on (RFC 9110 §7.6.1) or that we set ourselves.
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host", "authorization", USER_HEADER.lower(), FORWARDED_HEADER.lower(),
+}
+
+
+def forward_headers(incoming: Mapping[str, str], *, secret: str, user: str, hops: list[str]) -> dict[str, str]:
+    """Headers for a forwarded request: end-to-end headers of ``incoming`` plus internal auth and the hop list."""
+    out = {k: v for k, v in incoming.items() if k.lower() not in _HOP_BY_HOP}
+    out["Authorization"] = f"Bearer {secret}"
+    out[USER_HEADER] = user
+    out[FORWARDED_HEADER] = ",".join(hops)
+    return out
+
+
+def response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
+    """Headers of a peer's answer worth relaying (hop-by-hop and our own per-response headers dropped)."""
+    skip = _HOP_BY_HOP | {"content-encoding", "date", "server", "content-length"}
+    return {k: v for k, v in upstream.items() if k.lower() not in skip}
+
+
+class PeerClient:
+    """One pooled HTTP client to the other nodes. Times are seconds."""
+
+    def __init__(
+        self, *, membership: Membership, secret: str, connect_timeout: float, read_timeout: float
+    ) -> None:
+        self.membership = membership
+        self.secret = secret
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
+                                             sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def url_of(self, instance_id: str) -> str:
+        """Base URL of a peer. Raises ``BadGateway`` when the node is unknown."""
+        url = await self.membership.peer_url(instance_id)
+        if url is None:
+            raise BadGateway(f"node {instance_id} that holds the bytes is not known to this node")
+        return url
+
+    async def free_blob(self, instance_id: str, backend: str, blob_id: str) -> None:
+        """Ask the owning node to delete a blob whose metadata is gone. Failures are logged: the owner's
+        periodic orphan sweep removes the blob later."""
+        try:
+            url = await self.url_of(instance_id)
+            async with self.session.delete(
+                f"{url}/internal/v1/blobs/{backend}/{blob_id}",
+                headers={"Authorization": f"Bearer {self.secret}"},
+            ) as response:
+                if response.status >= 300 and response.status != 404:
+                    log.warning("node %s refused to free blob %s: %s", instance_id, blob_id, response.status)
+        except (TimeoutError, aiohttp.ClientError, BadGateway) as exc:
+            log.warning("could not reach node %s to free blob %s (%s); its orphan sweep will", instance_id,
+                        blob_id, exc)
