@@ -99,18 +99,29 @@ class NodeProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def write_node_config(base: Path, **sections: Any) -> NodeProcess:
-    """Write a config for a node under ``base`` with two users and a free port; returns the (stopped) node."""
-    base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+def new_auth_section() -> dict[str, Any]:
+    """An ``auth`` section with users api-user-0, alice, bob (in group alice) and root, and fresh secrets."""
     users = {"api-user-0": secrets.token_urlsafe(24), "alice": secrets.token_urlsafe(24),
              "bob": secrets.token_urlsafe(24), "root": secrets.token_urlsafe(24)}
-    internal = secrets.token_urlsafe(24)
+    return {"api_key_users": users, "internal_proxy_secret": secrets.token_urlsafe(24),
+            "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]}}
+
+
+def write_node_config(base: Path, **sections: Any) -> NodeProcess:
+    """Write a config for a node under ``base`` with four users and a free port; returns the (stopped) node.
+
+    ``sections`` override config sections; an ``auth`` override replaces the generated one whole (nodes of one
+    cluster share it).
+    """
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    auth = sections.pop("auth", None) or new_auth_section()
+    users = auth["api_key_users"]
+    internal = auth["internal_proxy_secret"]
     config: dict[str, Any] = {
         "data_dir": str(base / "data"),
         "server": {"listen_addr": f"127.0.0.1:{port}", "shutdown_timeout": 10},
-        "auth": {"api_key_users": users, "internal_proxy_secret": internal,
-                 "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]}},
+        "auth": auth,
         "log": {"level": "info", "format": "json"},
         "dlm": {"wait_timeout": 10},
     }
@@ -145,6 +156,36 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
 @pytest.fixture
 def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
     return node_factory()
+
+
+@pytest.fixture
+def cluster_factory(
+    request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]
+) -> Callable[..., list[NodeProcess]]:
+    """``cluster_factory(n, **sections)``: ``n`` nodes sharing one fresh PostgreSQL database, one Redis and
+    one ``auth`` section, with fast heartbeats (0.3 s) and a 2 s node timeout."""
+
+    def make(count: int = 3, **sections: Any) -> list[NodeProcess]:
+        dsn = request.getfixturevalue("postgres_dsn")
+        request.getfixturevalue("redis_url")  # a clean database
+        redis_server = request.getfixturevalue("redis_server")
+        shared: dict[str, Any] = {
+            "auth": new_auth_section(),
+            "metadata_store": {"type": "postgres", "dsn": dsn},
+            "dlm": {"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
+                    "redis_password": redis_server.password},
+            "instance_discovery": {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 2},
+        }
+        nodes = []
+        for i in range(count):
+            own = {k: (dict(v) if isinstance(v, dict) else v) for k, v in shared.items()}
+            own["instance_discovery"] = {**shared["instance_discovery"], "instance_id": f"node-{i}"}
+            for key, value in sections.items():
+                own[key] = {**own.get(key, {}), **value} if isinstance(value, dict) else value
+            nodes.append(node_factory(**own))
+        return nodes
+
+    return make
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
