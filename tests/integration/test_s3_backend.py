@@ -127,9 +127,7 @@ async def test_blob_of_exactly_one_part_is_a_single_put(
     assert sha256(await read_range(backend, blob_id, 0, len(data))) == sha256(data)
 
 
-async def test_large_blob_is_multipart_and_reads_back(
-    backend: S3Backend, s3_server: S3Server, s3_bucket: str
-) -> None:
+async def test_large_blob_is_multipart_and_reads_back(backend: S3Backend, s3_server: S3Server, s3_bucket: str) -> None:
     data = pattern(12 * MIB + 12_345, seed=3)
     blob_id = new_blob_id()
     # Odd chunk size: parts are cut across chunk boundaries.
@@ -250,9 +248,7 @@ async def test_failed_commit_aborts_the_multipart_upload(
         await backend.open(blob_id)
 
 
-async def test_list_blobs_returns_committed_blobs_only(
-    backend: S3Backend, s3_server: S3Server, s3_bucket: str
-) -> None:
+async def test_list_blobs_returns_committed_blobs_only(backend: S3Backend, s3_server: S3Server, s3_bucket: str) -> None:
     committed = {new_blob_id() for _ in range(3)}
     for blob_id in committed:
         await write_blob(backend, blob_id, blob_id.encode())
@@ -285,9 +281,7 @@ async def test_list_blobs_leaves_out_blobs_younger_than_min_age(backend: S3Backe
     assert [b async for b in backend.list_blobs(min_age=600)] == [blob_id]
 
 
-async def test_server_side_encryption_is_requested_when_configured(
-    s3_server: S3Server, s3_bucket: str
-) -> None:
+async def test_server_side_encryption_is_requested_when_configured(s3_server: S3Server, s3_bucket: str) -> None:
     if s3_server.kind == "seaweedfs":
         pytest.skip("SeaweedFS refuses SSE-S3 unless a key-encryption key is configured (security.toml)")
     backend = S3Backend(s3_server.backend_config(s3_bucket, s3_server_side_encryption="AES256"), part_size=PART)
@@ -357,9 +351,7 @@ async def test_missing_bucket_is_unavailable_naming_the_bucket(s3_server: S3Serv
 
 async def test_unreachable_endpoint_is_unavailable_within_seconds() -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    config = BackendConfig(
-        s3_bucket_name="anything", s3_endpoint=endpoint, s3_access_key="k", s3_secret_key="s"
-    )
+    config = BackendConfig(s3_bucket_name="anything", s3_endpoint=endpoint, s3_access_key="k", s3_secret_key="s")
     backend = S3Backend(config)
     started = time.monotonic()
     with pytest.raises(BackendUnavailable, match="cannot connect") as caught:

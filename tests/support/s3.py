@@ -46,7 +46,10 @@ STARTUP_TIMEOUT = 60.0
 """Seconds to wait for a server to accept an authenticated PutObject after launch."""
 
 STOP_TIMEOUT = 5.0
-"""Seconds between SIGTERM and SIGKILL at shutdown (the data is thrown away; SeaweedFS drains slowly)."""
+"""Seconds between SIGTERM and SIGKILL at shutdown."""
+
+SEAWEEDFS_STOP_TIMEOUT = 1.0
+"""The same for SeaweedFS, whose graceful stop takes about 15 s: its data is thrown away anyway."""
 
 REGION = "us-east-1"
 
@@ -111,25 +114,52 @@ def empty_and_remove_bucket(client: Any, bucket: str) -> None:
         client.delete_bucket(Bucket=bucket)
 
 
-def seaweedfs_command(binary: str, workdir: Path, s3_port: int, identities: Path) -> list[str]:
+@dataclass(frozen=True)
+class SeaweedPorts:
+    """Every port ``weed server`` listens on (127.0.0.1), each chosen explicitly: the ``port + 10000`` gRPC
+    defaults could collide with another free port picked at random."""
+
+    s3: int
+    s3_grpc: int
+    master: int
+    master_grpc: int
+    volume: int
+    volume_grpc: int
+    filer: int
+    filer_grpc: int
+
+    @classmethod
+    def free(cls, s3: int | None = None) -> SeaweedPorts:
+        return cls(s3 or free_port(), *(free_port() for _ in range(7)))
+
+    def grpc_sockets(self) -> list[Path]:
+        """The Unix sockets SeaweedFS opens next to each gRPC port (in /tmp, not removed on SIGKILL)."""
+        return [
+            Path(f"/tmp/seaweedfs-{role}-grpc-{port}.sock")
+            for role, port in (
+                ("master", self.master_grpc), ("volume", self.volume_grpc),
+                ("filer", self.filer_grpc), ("s3", self.s3_grpc),
+            )
+        ]  # fmt: skip
+
+
+def seaweedfs_command(binary: str, workdir: Path, ports: SeaweedPorts, identities: Path) -> list[str]:
     """The ``weed server`` invocation: master, volume, filer and S3 gateway in one process, all on 127.0.0.1.
 
-    Every port (HTTP and gRPC) is an explicit free port, so the ``port + 10000`` gRPC default cannot collide;
-    the Iceberg and Lance side services are disabled; telemetry is off (no network beyond loopback); volumes
-    are small (64 MiB) so the throwaway directory stays small.
+    Every port (HTTP and gRPC) is explicit; the Iceberg and Lance side services are disabled; telemetry is off
+    (no network beyond loopback); volumes are small (64 MiB) so the throwaway directory stays small.
     """
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = (free_port() for _ in range(7))
     return [
         binary, "server",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-dir={workdir / 'data'}",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+        f"-master.port={ports.master}", f"-master.port.grpc={ports.master_grpc}",
         "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        f"-volume.port={ports.volume}", f"-volume.port.grpc={ports.volume_grpc}",
         "-volume.max=0", "-volume.preStopSeconds=0",
-        "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        "-filer", f"-filer.port={ports.filer}", f"-filer.port.grpc={ports.filer_grpc}",
         f"-filer.localSocket={workdir / 'filer.sock'}",
-        "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}",
+        "-s3", f"-s3.port={ports.s3}", f"-s3.port.grpc={ports.s3_grpc}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-s3.config={identities}", f"-s3.localSocket={workdir / 's3.sock'}",
     ]  # fmt: skip
@@ -208,12 +238,12 @@ def _tail(log_path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_TIMEOUT)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -232,27 +262,29 @@ def running_seaweedfs(workdir: Path, *, port: int | None = None) -> Iterator[S3S
         )
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
+    ports = SeaweedPorts.free(port)
     server = S3Server(
         kind="seaweedfs",
-        endpoint=f"http://127.0.0.1:{port or free_port()}",
+        endpoint=f"http://127.0.0.1:{ports.s3}",
         access_key="CALLFS" + secrets.token_hex(7).upper(),
         secret_key=secrets.token_urlsafe(30),
     )
-    s3_port = int(server.endpoint.rsplit(":", 1)[1])
     identities = workdir / "s3-identities.json"
     _write_identities(identities, server.access_key, server.secret_key)
     log_path = workdir / "weed.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            seaweedfs_command(binary, workdir, s3_port, identities),
+            seaweedfs_command(binary, workdir, ports, identities),
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        _wait_until_listening(s3_port, process, log_path, "weed server")
+        _wait_until_listening(ports.s3, process, log_path, "weed server")
         _wait_until_writable(server, process, log_path)
         yield server
     finally:
-        _stop(process)
+        _stop(process, SEAWEEDFS_STOP_TIMEOUT)
+        for sock in ports.grpc_sockets():
+            sock.unlink(missing_ok=True)
 
 
 @contextmanager

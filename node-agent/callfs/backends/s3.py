@@ -67,8 +67,16 @@ MAX_POOL_CONNECTIONS = 64
 """Concurrent HTTP connections to the endpoint (each open read stream holds one)."""
 
 _ACCESS_DENIED_CODES = frozenset(
-    {"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-     "ExpiredToken", "AuthorizationHeaderMalformed"}
+    {
+        "403",
+        "AccessDenied",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AuthorizationHeaderMalformed",
+    }
 )
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchBucket", "NotFound", "NoSuchKey"})
 _GONE_UPLOAD_CODES = frozenset({"404", "NoSuchUpload", "NotFound"})
@@ -243,7 +251,9 @@ class S3BlobWriter:
                     await self._send_part()
                 await self._wait_in_flight()
                 await backend.client.complete_multipart_upload(
-                    Bucket=backend.bucket, Key=self._key, UploadId=self._upload_id,
+                    Bucket=backend.bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},
                 )
         except BaseException:
@@ -378,16 +388,16 @@ class S3Backend:
         try:
             self._client = await stack.enter_async_context(
                 session.create_client(
-                    "s3", config=self._client_config(
-                        connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, attempts=MAX_ATTEMPTS
-                    ), **common,
+                    "s3",
+                    config=self._client_config(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT, attempts=MAX_ATTEMPTS),
+                    **common,
                 )
             )
             self._probe = await stack.enter_async_context(
                 session.create_client(
-                    "s3", config=self._client_config(
-                        connect=PROBE_CONNECT_TIMEOUT, read=PROBE_READ_TIMEOUT, attempts=1
-                    ), **common,
+                    "s3",
+                    config=self._client_config(connect=PROBE_CONNECT_TIMEOUT, read=PROBE_READ_TIMEOUT, attempts=1),
+                    **common,
                 )
             )
         except (BotoCoreError, ValueError) as exc:
