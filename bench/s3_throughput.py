@@ -3,7 +3,7 @@
 
 The script starts SeaweedFS (``weed server`` with its S3 gateway, as the tests do: ``tests/support/s3.py``) on
 loopback in a temporary directory, creates a bucket, then for each of ``--repeat`` rounds measures, in this
-order so that each pair is close in time:
+order so that each pair is close in time (odd rounds swap backend and direct within each pair):
 
 1. backend write: ``S3Backend.create`` → ``write`` in 1 MiB chunks → ``commit`` of a ``--size`` blob
    (multipart with ``--part-size`` parts, one part in flight while the next fills);
@@ -129,14 +129,19 @@ async def measure(server: S3Server, bucket: str, size: int, part_size: int, repe
             "s3", endpoint_url=server.endpoint, region_name=server.region, aws_access_key_id=server.access_key,
             aws_secret_access_key=server.secret_key, config=direct_client_config(),
         ) as client:  # fmt: skip
-            for _ in range(repeat):
+            for round_number in range(repeat):
                 blob_id, direct_key = secrets.token_hex(16), f"direct/{secrets.token_hex(8)}"
-                seconds["backend write"].append(await timed(partial(backend_write, backend, blob_id, size, block)))
-                seconds["direct write"].append(
-                    await timed(partial(direct_write, client, bucket, direct_key, size, part_size, block))
-                )
-                seconds["backend read"].append(await timed(partial(backend_read, backend, blob_id, size)))
-                seconds["direct read"].append(await timed(partial(direct_read, client, bucket, direct_key, size)))
+                phases = {
+                    "backend write": partial(backend_write, backend, blob_id, size, block),
+                    "direct write": partial(direct_write, client, bucket, direct_key, size, part_size, block),
+                    "backend read": partial(backend_read, backend, blob_id, size),
+                    "direct read": partial(direct_read, client, bucket, direct_key, size),
+                }
+                order = list(phases)
+                if round_number % 2:  # odd rounds: direct first, so neither side always runs second
+                    order = ["direct write", "backend write", "direct read", "backend read"]
+                for phase in order:
+                    seconds[phase].append(await timed(phases[phase]))
                 await backend.delete(blob_id)
                 await client.delete_object(Bucket=bucket, Key=direct_key)
     finally:
