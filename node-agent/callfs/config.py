@@ -104,6 +104,13 @@ class BackendConfig(_Section):
     s3_server_side_encryption: str | None = None
 
 
+    @model_validator(mode="after")
+    def _check_s3(self) -> BackendConfig:
+        if self.default_backend == "s3" and not self.s3_bucket_name:
+            raise ValueError("backend.s3_bucket_name is required when backend.default_backend is s3")
+        return self
+
+
 class MetadataStoreConfig(_Section):
     """``sqlite`` (embedded, ``sqlite_path`` defaults to ``<data_dir>/metadata.db``) or ``postgres`` (``dsn``)."""
 

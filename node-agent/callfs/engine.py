@@ -119,16 +119,20 @@ class Engine:
         self._link_secret = link_secret
         self.max_file_bytes = max_file_bytes
         self.remote_free = remote_free
+        self.unavailable: dict[str, str] = {}
+        """Backends that could not be started, with the reason (requests for them get 503)."""
 
     # ---------------------------------------------------------------- helpers
 
     def backend(self, name: str | None) -> Backend:
-        """The backend called ``name`` (``None``: the default). Raises ``BadRequest`` for an unknown name."""
+        """The backend called ``name`` (``None``: the default). Raises ``BadRequest`` for an unknown name and
+        ``ServiceUnavailable`` for one that could not be started."""
         key = name or self.default_backend
-        try:
-            return self.backends[key]
-        except KeyError:
-            raise BadRequest(f"unknown backend {key!r}; configured: {', '.join(sorted(self.backends))}") from None
+        if key not in self.backends:
+            raise BadRequest(f"unknown backend {key!r}; configured: {', '.join(sorted(self.backends))}")
+        if key in self.unavailable:
+            raise ServiceUnavailable(f"backend {key} is unavailable: {self.unavailable[key]}")
+        return self.backends[key]
 
     def is_remote(self, inode: Inode) -> bool:
         """True when ``inode``'s bytes sit on another node's local disk."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from callfs import __version__
-from callfs.backends.base import Backend
+from callfs.backends.base import Backend, BackendUnavailable
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
 from callfs.engine import Engine
@@ -19,6 +21,8 @@ from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
 from callfs.peers import PeerClient
+
+log = logging.getLogger(__name__)
 
 SECRETS_FILE = "secrets.json"
 READY_TIMEOUT = 2.0
@@ -116,8 +120,13 @@ def open_locks(config: Config) -> LockService:
 
 
 def open_backends(config: Config) -> dict[str, Backend]:
-    """The configured byte backends (not started)."""
-    return {"localfs": LocalFSBackend(config.localfs_root())}
+    """The configured byte backends (not started): always ``localfs``; ``s3`` when a bucket is configured."""
+    backends: dict[str, Backend] = {"localfs": LocalFSBackend(config.localfs_root())}
+    if config.backend.s3_bucket_name:
+        from callfs.backends.s3 import S3Backend
+
+        backends["s3"] = S3Backend(config.backend)
+    return backends
 
 
 def external_url(config: Config) -> str:
@@ -177,9 +186,17 @@ class Node:
         self.started.append("store")
         await self.locks.start()
         self.started.append("locks")
-        for backend in self.backends.values():
-            await backend.start()
         self.started.append("backends")
+        for name, backend in self.backends.items():
+            try:
+                await backend.start()
+            except BackendUnavailable as exc:
+                if backend.node_local:
+                    raise
+                # A shared backend that is down must not crash-loop the node: serve what can be served,
+                # report it on /ready, and retry in the background.
+                log.error("backend %s unavailable: %s", name, exc)
+                self.engine.unavailable[name] = str(exc)
         swept = await self.engine.sweep_orphans()
         await self.membership.heartbeat()
         return swept
@@ -189,12 +206,27 @@ class Node:
         await self.peers.close()
         if "backends" in self.started:
             for backend in self.backends.values():
-                await backend.close()
+                with contextlib.suppress(Exception):
+                    await backend.close()
         if "locks" in self.started:
             await self.locks.close()
         if "store" in self.started:
             await self.store.close()
         self.started.clear()
+
+    async def retry_backends(self) -> list[str]:
+        """Try again to start backends that were unavailable; returns the names that came back."""
+        recovered = []
+        for name in list(self.engine.unavailable):
+            try:
+                await self.backends[name].start()
+            except BackendUnavailable as exc:
+                self.engine.unavailable[name] = str(exc)
+                continue
+            del self.engine.unavailable[name]
+            log.info("backend %s is available again", name)
+            recovered.append(name)
+        return recovered
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of each dependency: ``{"metadata": bool, "locks": bool, "backend:<name>": bool}``."""

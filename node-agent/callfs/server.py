@@ -18,6 +18,9 @@ from callfs.node import Node
 
 log = logging.getLogger("callfs.server")
 
+BACKEND_RETRY_INTERVAL = 10.0
+"""Seconds between attempts to start a shared backend (S3) that was unavailable."""
+
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
     """A TLS server context from ``server.cert_file``/``key_file`` (TLS 1.2+), or ``None`` for plain HTTP."""
@@ -49,6 +52,7 @@ def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(node.membership.run(discovery.heartbeat_interval)),
         asyncio.create_task(_every(config.links.sweep_interval, node.engine.sweep_links, "links swept")),
+        asyncio.create_task(_every(BACKEND_RETRY_INTERVAL, node.retry_backends, "backends recovered")),
         asyncio.create_task(_every(
             discovery.orphan_sweep_interval,
             lambda: node.engine.sweep_orphans(at_start=False, min_age=grace),

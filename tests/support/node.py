@@ -45,13 +45,15 @@ class NodeProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/ready"
+    """What :meth:`start` waits for: ``/ready``, or ``/health`` for a node expected to be up but not ready."""
 
     def key_for(self, user: str) -> str:
         """The API key of ``user`` (from ``auth.api_key_users``)."""
         return self.users[user]
 
     def start(self) -> None:
-        """Launch and wait for ``/ready``; raises ``RuntimeError`` with the log tail on failure."""
+        """Launch and wait for :attr:`ready_path` to answer 200; raises ``RuntimeError`` with the log tail."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "callfs", "server", "-c", str(self.config_path)],
@@ -63,7 +65,7 @@ class NodeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + "/ready", timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -142,8 +144,9 @@ def write_node_config(base: Path, **sections: Any) -> NodeProcess:
 def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
     started: list[NodeProcess] = []
 
-    def make(**sections: Any) -> NodeProcess:
+    def make(*, ready_path: str = "/ready", **sections: Any) -> NodeProcess:
         node = write_node_config(tmp_path / f"node{len(started)}", **sections)
+        node.ready_path = ready_path
         started.append(node)
         node.start()
         return node

@@ -20,9 +20,13 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 async def ready(request: web.Request) -> web.StreamResponse:
     """200 when the metadata store, lock service and backends answer, else 503; body names each check."""
-    checks = await request.app[NODE].ready()
+    node = request.app[NODE]
+    checks = await node.ready()
     ok = all(checks.values())
-    return web.json_response({"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
+    body: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
+    if node.engine.unavailable:
+        body["errors"] = {f"backend:{name}": reason for name, reason in node.engine.unavailable.items()}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

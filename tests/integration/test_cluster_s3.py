@@ -1,0 +1,102 @@
+"""S3-backed files in a three-node cluster, against real S3-compatible servers (SeaweedFS and moto):
+any node serves them directly, also while the node that wrote them is dead; a bad S3 setup is reported on
+``/ready`` instead of crashing the node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from support.http import session
+from support.node import NodeProcess
+from support.s3 import S3Server
+
+
+def s3_section(server: S3Server, bucket: str, **overrides: Any) -> dict[str, Any]:
+    config = server.backend_config(bucket, **overrides)
+    return {k: (str(v) if k == "localfs_root_path" and v else v) for k, v in config.model_dump().items()
+            if v is not None}
+
+
+def bucket_keys(server: S3Server, bucket: str) -> list[str]:
+    listing = server.client().list_objects_v2(Bucket=bucket)
+    return [item["Key"] for item in listing.get("Contents", [])]
+
+
+async def test_s3_files_survive_the_death_of_their_writer(  # type: ignore[no-untyped-def]
+    cluster_factory, s3_server: S3Server, s3_bucket: str
+) -> None:
+    a, b, c = cluster_factory(3, backend=s3_section(s3_server, s3_bucket, default_backend="localfs"))
+    payload = b"s3 bytes " * 100_000
+    async with session(a) as on_a:
+        async with on_a.put("/v1/files/in-s3.bin", data=payload, headers={"X-CallFS-Backend": "s3"}) as r:
+            assert r.status == 201
+        async with on_a.put("/v1/files/on-disk.bin?backend=localfs", data=b"local") as response:
+            assert response.status == 201
+        async with on_a.head("/v1/files/in-s3.bin") as response:
+            assert "X-CallFS-Instance-ID" not in response.headers
+        async with on_a.put("/v1/files/nowhere.bin?backend=tape", data=b"x") as response:
+            assert response.status == 400
+    assert len(bucket_keys(s3_server, s3_bucket)) == 1
+    a.kill()
+    async with session(b) as on_b, session(c) as on_c:
+        async with on_b.get("/v1/files/in-s3.bin") as response:
+            assert response.status == 200 and await response.read() == payload
+        async with on_c.get("/v1/files/in-s3.bin", headers={"Range": "bytes=3-7"}) as response:
+            assert response.status == 206 and await response.read() == payload[3:8]
+        async with on_c.get("/v1/files/on-disk.bin") as response:
+            assert response.status == 502
+        async with on_c.put("/v1/files/in-s3.bin", data=b"rewritten by c") as response:
+            assert response.status == 200  # an overwrite stays on S3, written by whichever node gets it
+        async with on_b.get("/v1/files/in-s3.bin") as response:
+            assert await response.read() == b"rewritten by c"
+        async with on_b.delete("/v1/files/in-s3.bin") as response:
+            assert response.status == 204
+    deadline = time.monotonic() + 10
+    while bucket_keys(s3_server, s3_bucket) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert bucket_keys(s3_server, s3_bucket) == []
+    a.start()
+    async with session(c) as on_c, on_c.get("/v1/files/on-disk.bin") as response:
+        assert await response.read() == b"local"
+
+
+async def test_s3_as_default_backend(node_factory, s3_server: S3Server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+    node: NodeProcess = node_factory(backend=s3_section(s3_server, s3_bucket))
+    big = bytes(range(256)) * 50_000  # 12.8 MB: several multipart parts
+    async with session(node) as http:
+        async with http.put("/v1/files/big.bin", data=big) as response:
+            assert response.status == 201
+        async with http.get("/v1/files/big.bin") as response:
+            assert await response.read() == big
+        async with http.post("/v1/links/generate", json={"path": "/big.bin", "expiry_seconds": 60}) as response:
+            token = (await response.json())["token"]
+    async with aiohttp.ClientSession(node.url) as anonymous, anonymous.get(f"/download/{token}") as response:
+        assert response.status == 200 and len(await response.read()) == len(big)
+    assert [p for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file()] == []
+    assert len(bucket_keys(s3_server, s3_bucket)) == 1
+
+
+async def test_bad_s3_settings_are_reported_not_crashed(  # type: ignore[no-untyped-def]
+    node_factory, s3_server: S3Server, s3_bucket: str
+) -> None:
+    wrong_key = node_factory(ready_path="/health", backend=s3_section(
+        s3_server, s3_bucket, default_backend="localfs", s3_secret_key="definitely-wrong-secret"))
+    missing = node_factory(ready_path="/health", backend=s3_section(
+        s3_server, "no-such-bucket-callfs", default_backend="localfs"))
+    for node, expected in ((wrong_key, ""), (missing, "no-such-bucket-callfs")):
+        async with aiohttp.ClientSession(node.url) as http, http.get("/ready") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["checks"]["backend:s3"] is False and body["checks"]["metadata"] is True
+        assert expected in body["errors"]["backend:s3"]
+        assert "Traceback" not in node.log_tail(200)
+        async with session(node) as http:
+            async with http.put("/v1/files/local.txt", data=b"fine") as response:
+                assert response.status == 201
+            async with http.put("/v1/files/remote.txt?backend=s3", data=b"x") as response:
+                assert response.status == 503
+                assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
