@@ -36,8 +36,6 @@ from callfs.config import BackendConfig
 from support.redis_server import free_port
 from support.s3 import SERVER_KINDS, S3Server, running_s3_server
 
-pytest_plugins = ["support.s3"]
-
 MIB = 1 << 20
 PART = MIN_PART_SIZE
 """The backends under test use S3's smallest part (5 MiB), so multipart paths run with little data."""
