@@ -316,7 +316,7 @@ class Engine:
         room = await self._write_headroom(path, current)
         if expected_size is not None and room is not None and expected_size > room:
             raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
-        async with self._lock(f"file:{path}"):
+        async with self._lock(f"file:{path}") as lease:
             blob_id = new_blob_id()
             with self.metrics.time_backend(target.name, "create"):
                 writer = await target.create(blob_id)
@@ -328,6 +328,8 @@ class Engine:
                         raise QuotaExceeded(f"writing to {path} exceeds a quota ({room} bytes left)")
                     with self.metrics.time_backend(target.name, "write"):
                         await writer.write(chunk)
+                if self.locks.is_lost(lease):
+                    raise ServiceUnavailable(f"lost the lock on {path} during the upload; nothing was written")
                 with self.metrics.time_backend(target.name, "commit"):
                     await writer.commit()
             except BaseException:

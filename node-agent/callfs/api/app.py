@@ -21,10 +21,7 @@ from callfs.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    ServiceUnavailable,
 )
-from callfs.locks.base import LockUnavailable
-from callfs.metadata.base import MetadataUnavailable
 from callfs.node import Node
 from callfs.peers import USER_HEADER
 from callfs.permissions import Caller
@@ -90,9 +87,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             response = error_response(_from_http_exception(exc))
         except CallFSError as exc:
             response = error_response(exc)
-        except (MetadataUnavailable, LockUnavailable) as exc:
-            log.warning("dependency unavailable: %s", exc)
-            response = error_response(ServiceUnavailable(f"a dependency is unavailable: {exc}"))
         except (asyncio.CancelledError, ConnectionResetError):
             status = 499  # client went away
             raise

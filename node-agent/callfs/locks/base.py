@@ -3,7 +3,8 @@
 Keys are ``file:<canonical path>`` and ``dir:<canonical path>``. A writer that finds a key held **waits**
 (polling or notification, up to ``wait_timeout`` seconds) instead of failing; a lease expires after
 ``lease_ttl`` seconds unless renewed, and the holder renews it in the background while it holds it, so a long
-upload keeps its lock and a crashed holder frees it. Release only ever frees the caller's own lease (compare
+upload keeps its lock and a crashed holder frees it (the in-process service needs no expiry: its holders
+cannot outlive the process). Release only ever frees the caller's own lease (compare
 the owner token). Every lease carries a fencing token: an integer strictly increasing per key across the
 whole cluster.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
+
+from callfs.errors import ServiceUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +27,8 @@ class Lease:
     fencing_token: int
 
 
-class LockUnavailable(Exception):
-    """The lock service cannot be reached."""
+class LockUnavailable(ServiceUnavailable):
+    """The lock service cannot be reached (HTTP 503)."""
 
 
 class LockService(Protocol):
@@ -47,6 +50,13 @@ class LockService(Protocol):
 
     async def ping(self) -> bool:
         """True when the service answers."""
+        ...
+
+    def is_lost(self, lease: Lease) -> bool:
+        """True when ``lease`` expired or was taken over while still held (renewal could not keep it).
+
+        A holder checks this before committing work done under the lock.
+        """
         ...
 
     def hold(self, key: str, *, wait_timeout: float | None = None) -> AbstractAsyncContextManager[Lease]:

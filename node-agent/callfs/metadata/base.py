@@ -15,11 +15,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from callfs.errors import ServiceUnavailable
 from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
 
 
-class MetadataUnavailable(Exception):
-    """The store cannot be reached (connection refused, pool closed, timeout)."""
+class MetadataUnavailable(ServiceUnavailable):
+    """The store cannot be reached (connection refused, pool closed, timeout): HTTP 503."""
 
 
 class MetadataTxn(Protocol):
