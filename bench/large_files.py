@@ -82,32 +82,43 @@ async def pattern_body(size: int, block: bytes) -> AsyncIterator[bytes]:
         yield piece
 
 
-def _api(node: NodeProcess, path: str) -> str:
+def file_url(node: NodeProcess, path: str) -> str:
+    """``<node url>/v1/files/<path>``: the API address of file ``path`` on ``node``."""
     return f"{node.url}/v1/files/{path.lstrip('/')}"
 
 
-async def _put(session: aiohttp.ClientSession, node: NodeProcess, path: str, size: int, block: bytes) -> None:
-    headers = {"Content-Length": str(size), "X-Request-ID": f"bench-put-{path.rsplit('/', 1)[-1]}"}
-    async with session.put(_api(node, path), data=pattern_body(size, block), headers=headers) as response:
+async def put_file(session: aiohttp.ClientSession, node: NodeProcess, path: str, size: int, block: bytes,
+                   request_id: str | None = None) -> int:
+    """Upload ``size`` bytes of ``block`` repeated to ``path`` on ``node`` (``Content-Length`` set, body streamed);
+    returns the status (201 created, 200 overwritten). Raises ``RuntimeError`` with the request, its
+    ``X-Request-ID`` (default ``bench-put-<file name>``) and the answer on any other status."""
+    request_id = request_id or f"bench-put-{path.rsplit('/', 1)[-1]}"
+    headers = {"Content-Length": str(size), "X-Request-ID": request_id}
+    async with session.put(file_url(node, path), data=pattern_body(size, block), headers=headers) as response:
         body = await response.read()
         if response.status not in (200, 201):
-            raise RuntimeError(f"PUT {path} -> {response.status}: {body[:300]!r}")
+            raise RuntimeError(f"PUT {path} [{request_id}] -> {response.status}: {body[:300]!r}")
+        return response.status
 
 
-async def _get(session: aiohttp.ClientSession, url: str, size: int) -> None:
-    headers = {"X-Request-ID": f"bench-get-{url.rsplit('/', 1)[-1]}"}
+async def get_file(session: aiohttp.ClientSession, url: str, size: int, request_id: str | None = None) -> None:
+    """Download ``url`` reading the body in 1 MiB chunks that are discarded. Raises ``RuntimeError`` with the
+    request and its ``X-Request-ID`` (default ``bench-get-<file name>``) on a status other than 200 or a body
+    of another length than ``size`` bytes."""
+    request_id = request_id or f"bench-get-{url.rsplit('/', 1)[-1]}"
+    headers = {"X-Request-ID": request_id}
     async with session.get(url, headers=headers) as response:
         if response.status != 200:
-            raise RuntimeError(f"GET {url} -> {response.status}: {(await response.read())[:300]!r}")
+            raise RuntimeError(f"GET {url} [{request_id}] -> {response.status}: {(await response.read())[:300]!r}")
         received = 0
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             received += len(chunk)
     if received != size:
-        raise RuntimeError(f"GET {url} delivered {received} bytes, expected {size}")
+        raise RuntimeError(f"GET {url} [{request_id}] delivered {received} bytes, expected {size}")
 
 
 async def _delete(session: aiohttp.ClientSession, node: NodeProcess, path: str) -> None:
-    async with session.delete(_api(node, path)) as response:
+    async with session.delete(file_url(node, path)) as response:
         if response.status != 204:
             raise RuntimeError(f"DELETE {path} -> {response.status}: {(await response.read())[:300]!r}")
 
@@ -129,9 +140,9 @@ async def api_phases(node: NodeProcess, concurrency: int, size: int, block: byte
                 peak_known = reset_peak(pid)
                 start = time.monotonic()
                 if name == "PUT":
-                    await asyncio.gather(*(_put(session, node, path, size, block) for path in paths))
+                    await asyncio.gather(*(put_file(session, node, path, size, block) for path in paths))
                 else:
-                    await asyncio.gather(*(_get(session, _api(node, path), size) for path in paths))
+                    await asyncio.gather(*(get_file(session, file_url(node, path), size) for path in paths))
                 best = min(best, time.monotonic() - start)
                 if peak_known:
                     peak = max(peak or 0, resident_bytes(pid)[1])
@@ -146,7 +157,7 @@ async def client_ceiling(base_url: str, concurrency: int, size: int) -> float:
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         start = time.monotonic()
-        await asyncio.gather(*(_get(session, f"{base_url}/{i}", size) for i in range(concurrency)))
+        await asyncio.gather(*(get_file(session, f"{base_url}/{i}", size) for i in range(concurrency)))
         return time.monotonic() - start
 
 

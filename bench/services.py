@@ -1,18 +1,23 @@
 """The servers a benchmark runs against, as plain context managers (no pytest fixtures).
 
-Reuses the test launchers in ``tests/support`` (``write_node_config``, ``pg.start_server``/``stop_server``/
-``create_database``, ``redis_server.running_redis_server``); this module only adds ``tests/`` to ``sys.path``
-and wraps them so that a script can ``with`` them. Everything listens on 127.0.0.1 and lives under a directory
+Reuses the test launchers in ``tests/support`` (``write_node_config``, ``new_auth_section``,
+``pg.start_server``/``stop_server``/``create_database``, ``redis_server.running_redis_server``); this module only
+adds ``tests/`` to ``sys.path`` and wraps them so that a script can ``with`` them (``running_cluster`` configures
+its nodes as the test suite's ``cluster_factory`` does). Everything listens on 127.0.0.1 and lives under a directory
 the caller owns (and removes).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +25,14 @@ TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from support.node import NodeProcess, write_node_config  # noqa: E402
+from support.node import NodeProcess, new_auth_section, write_node_config  # noqa: E402
 from support.pg import create_database, start_server, stop_server  # noqa: E402
 from support.redis_server import RedisServer, running_redis_server  # noqa: E402
 
 __all__ = [
     "NodeProcess",
     "RedisServer",
+    "running_cluster",
     "running_node",
     "running_postgres",
     "running_postgres_and_redis",
@@ -77,3 +83,86 @@ def running_postgres_and_redis(base: Path) -> Iterator[dict[str, Any]]:
             "metadata_store": {"type": "postgres", "dsn": dsn},
             "dlm": {"type": "redis", "redis_addr": f"{redis.host}:{redis.port}", "redis_password": redis.password},
         }
+
+
+CLUSTER_DISCOVERY: dict[str, Any] = {"heartbeat_interval": 1.0, "node_timeout": 15.0, "forward_connect_timeout": 5.0}
+"""``instance_discovery`` settings of a benchmark cluster (seconds). Faster heartbeats than the defaults (5 s) so
+the nodes see each other within a second of starting; a node timeout well above the heartbeat interval so that a
+node starved of CPU by the benchmark on 2 shared cores is not reported down in the middle of a run."""
+
+MEMBERSHIP_TIMEOUT = 30.0
+"""Seconds :func:`running_cluster` waits for every node to report every other one ``up``."""
+
+
+def cluster_states(node: NodeProcess) -> dict[str, str]:
+    """``{instance_id: state}`` as ``node`` reports it on ``GET /v1/cluster/nodes`` (``callfs.membership.PeerView``).
+
+    Raises ``urllib.error.URLError``/``OSError`` when the node does not answer, ``ValueError`` on a body that is
+    not the documented JSON object.
+    """
+    if not node.url.startswith("http://"):
+        raise ValueError(f"not a node URL: {node.url!r}")
+    request = urllib.request.Request(f"{node.url}/v1/cluster/nodes",  # noqa: S310 (http:// checked above)
+                                     headers={"Authorization": f"Bearer {node.api_key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        body = json.loads(response.read())
+    if not isinstance(body, dict) or not isinstance(body.get("nodes"), list):
+        raise ValueError(f"unexpected /v1/cluster/nodes body: {body!r:.300}")
+    return {str(n["instance_id"]): str(n["state"]) for n in body["nodes"] if n.get("instance_id")}
+
+
+def wait_for_membership(nodes: Sequence[NodeProcess], instance_ids: Sequence[str],
+                        timeout: float = MEMBERSHIP_TIMEOUT) -> None:
+    """Poll until every node in ``nodes`` reports every id in ``instance_ids`` as ``up``.
+
+    Raises ``RuntimeError`` with the last states seen when that does not happen within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    wanted = dict.fromkeys(instance_ids, "up")
+    last: dict[str, object] = {}
+    while True:
+        pending = False
+        for node in nodes:
+            try:
+                states = cluster_states(node)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                last[node.url] = repr(exc)
+                pending = True
+                continue
+            last[node.url] = states
+            if any(states.get(instance_id) != "up" for instance_id in wanted):
+                pending = True
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"cluster membership not complete after {timeout}s: {last}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_cluster(base: Path, count: int, **sections: Any) -> Iterator[list[NodeProcess]]:
+    """``count`` started nodes forming one cluster; stopped (SIGTERM), then PostgreSQL and Redis, on exit.
+
+    As the test suite's ``cluster_factory`` (``tests/support/node.py``): the nodes share one fresh PostgreSQL
+    database (metadata store), one Redis (DLM) and one ``auth`` section (same API keys and internal proxy
+    secret, ``shared/ARCHITECTURE.md``: peers forward with the internal secret); their instance ids are
+    ``node-0`` .. ``node-<count-1>`` in list order, with :data:`CLUSTER_DISCOVERY` heartbeats. Node ``i`` lives
+    under ``base/node-<i>``, Redis under ``base/services``. ``sections`` override config sections of every node
+    (dicts are merged into the shared ones). Yields once every node reports every node ``up``.
+
+    Raises ``ValueError`` when ``count`` < 1, ``RuntimeError`` when a node does not start or the membership does
+    not complete within :data:`MEMBERSHIP_TIMEOUT` seconds.
+    """
+    if count < 1:
+        raise ValueError(f"a cluster needs at least one node, not {count}")
+    with running_postgres_and_redis(base / "services") as stores, ExitStack() as stack:
+        shared: dict[str, Any] = {**stores, "auth": new_auth_section(), "instance_discovery": CLUSTER_DISCOVERY}
+        nodes = []
+        for i in range(count):
+            own = {key: dict(value) if isinstance(value, dict) else value for key, value in shared.items()}
+            own["instance_discovery"]["instance_id"] = f"node-{i}"
+            for key, value in sections.items():
+                own[key] = {**own.get(key, {}), **value} if isinstance(value, dict) else value
+            nodes.append(stack.enter_context(running_node(base / f"node-{i}", **own)))
+        wait_for_membership(nodes, [f"node-{i}" for i in range(count)])
+        yield nodes
