@@ -23,6 +23,7 @@ from callfs.backends.base import Backend, BlobReader
 from callfs.errors import (
     AlreadyExists,
     BadRequest,
+    Conflict,
     DirectoryNotEmpty,
     IsADirectory,
     LinkExpired,
@@ -86,6 +87,9 @@ class RemoteBytes(Exception):
 RemoteFree = Callable[[str, str, str], Awaitable[None]]
 """``(instance_id, backend, blob_id)`` → ask that node to delete a blob it owns."""
 
+RemoteRead = Callable[[str, str, str], AsyncIterator[bytes]]
+"""``(instance_id, backend, blob_id)`` → stream a blob from the node that owns it."""
+
 
 def new_blob_id() -> str:
     """A fresh, unguessable blob id (32 hex characters)."""
@@ -107,6 +111,7 @@ class Engine:
         link_secret: str,
         max_file_bytes: int,
         remote_free: RemoteFree | None = None,
+        remote_read: RemoteRead | None = None,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -119,6 +124,7 @@ class Engine:
         self._link_secret = link_secret
         self.max_file_bytes = max_file_bytes
         self.remote_free = remote_free
+        self.remote_read = remote_read
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
 
@@ -600,6 +606,87 @@ class Engine:
             raise NotADirectory(f"{path} is not a directory")
         return inode
 
+    async def relocate(self, caller: Caller, path: str, backend: str | None) -> Inode:
+        """Move the bytes of the file at ``path`` to ``backend`` (``None``: its current one) on this node (or
+        to the shared backend), then switch its metadata in one transaction and free the old bytes.
+
+        Content, size and path stay the same; the ETag changes. Needs ``w`` on the file. Raises ``NotFound``,
+        ``BadRequest`` (a directory, an unknown backend), ``PermissionDenied``, ``Conflict`` (the file was
+        rewritten meanwhile; nothing changed), ``BadGateway`` (the owning node cannot be read).
+        """
+        inode = await self._get(path)
+        if inode.is_dir:
+            raise BadRequest("backend and instance apply to files, not directories")
+        require(caller, inode, WRITE, "move the bytes of")
+        target = self.backend(backend or inode.backend)
+        if inode.backend == target.name and (not target.node_local or inode.instance_id == self.instance_id):
+            return inode
+        async with self._lock(f"file:{path}") as lease:
+            current = await self._get(path)
+            blob_id = new_blob_id()
+            writer = await target.create(blob_id)
+            try:
+                async for chunk in self._read_blob(current):
+                    await writer.write(chunk)
+                if writer.bytes_written != current.size:
+                    raise Conflict(f"{path} changed size while its bytes were moved; nothing changed")
+                if self.locks.is_lost(lease):
+                    raise ServiceUnavailable(f"lost the lock on {path} while moving its bytes; nothing changed")
+                await writer.commit()
+            except BaseException:
+                await writer.abort()
+                raise
+            try:
+                async with self.store.transaction() as txn:
+                    now = await txn.get(path, for_update=True)
+                    if now is None or now.blob_id != current.blob_id:
+                        raise Conflict(f"{path} was rewritten while its bytes were moved; nothing changed")
+                    moved = now.evolve(
+                        backend=target.name, blob_id=blob_id, version=now.version + 1, ctime=utcnow(),
+                        instance_id=self.instance_id if target.node_local else None,
+                    )
+                    await txn.update(moved)
+            except BaseException:
+                await self._delete_blob(target.name, blob_id)
+                raise
+        await self._free(current)
+        return moved
+
+    async def _read_blob(self, inode: Inode) -> AsyncIterator[bytes]:
+        """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
+        assert inode.blob_id is not None and inode.backend is not None
+        if self.is_remote(inode):
+            if self.remote_read is None or inode.instance_id is None:
+                raise ServiceUnavailable(f"cannot reach node {inode.instance_id} holding {inode.path}")
+            async for chunk in self.remote_read(inode.instance_id, inode.backend, inode.blob_id):
+                yield chunk
+            return
+        reader = await self.backend(inode.backend).open(inode.blob_id)
+        try:
+            async for chunk in reader.iter_range(0, reader.size, 1 << 20):
+                yield chunk
+        finally:
+            await reader.close()
+
+    async def open_local_blob(self, caller: Caller, backend: str, blob_id: str) -> BlobReader:
+        """Open one of this node's blobs for a peer (internal only). Raises ``PermissionDenied``,
+        ``BadRequest`` (bad id or shared backend), ``NotFound``."""
+        target = self._internal_blob_access(caller, backend, blob_id)
+        try:
+            return await target.open(blob_id)
+        except FileNotFoundError:
+            raise NotFound(f"no blob {blob_id} on this node") from None
+
+    def _internal_blob_access(self, caller: Caller, backend: str, blob_id: str) -> Backend:
+        if caller.user != "internal-proxy":
+            raise PermissionDenied("only peers may access blobs directly")
+        target = self.backend(backend)
+        if not target.node_local:
+            raise BadRequest(f"backend {backend} is shared; its blobs are not served per node")
+        if len(blob_id) != 32 or any(c not in "0123456789abcdef" for c in blob_id):
+            raise BadRequest(f"invalid blob id {blob_id!r}")
+        return target
+
     async def change_attributes(
         self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None
     ) -> Inode:
@@ -640,13 +727,7 @@ class Engine:
 
         Raises ``PermissionDenied`` (not the internal user), ``BadRequest`` (unknown or shared backend).
         """
-        if caller.user != "internal-proxy":
-            raise PermissionDenied("only peers may free blobs")
-        target = self.backend(backend)
-        if not target.node_local:
-            raise BadRequest(f"backend {backend} is shared; its blobs are freed by the node that unlinks them")
-        if len(blob_id) != 32 or any(c not in "0123456789abcdef" for c in blob_id):
-            raise BadRequest(f"invalid blob id {blob_id!r}")
+        self._internal_blob_access(caller, backend, blob_id)
         await self._delete_blob(backend, blob_id)
 
     async def _delete_blob(self, backend_name: str, blob_id: str) -> None:

@@ -9,11 +9,12 @@ also rules out loops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
-from callfs.errors import BadGateway
+from callfs.errors import BadGateway, CallFSError, error_class_for
 from callfs.membership import Membership
 
 log = logging.getLogger(__name__)
@@ -86,3 +87,36 @@ class PeerClient:
         except (TimeoutError, aiohttp.ClientError, BadGateway) as exc:
             log.warning("could not reach node %s to free blob %s (%s); its orphan sweep will", instance_id,
                         blob_id, exc)
+
+    async def read_blob(self, instance_id: str, backend: str, blob_id: str) -> AsyncIterator[bytes]:
+        """Stream a blob from the node that owns it. Raises ``BadGateway`` when it cannot be read."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.get(
+                f"{url}/internal/v1/blobs/{backend}/{blob_id}", headers={"Authorization": f"Bearer {self.secret}"}
+            ) as response:
+                if response.status != 200:
+                    raise BadGateway(f"node {instance_id} could not serve blob {blob_id}: HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+
+    async def relocate(self, instance_id: str, path: str, backend: str, user: str) -> dict[str, Any]:
+        """Ask node ``instance_id`` to take the bytes of ``path`` onto its ``backend`` on behalf of ``user``;
+        returns the moved file's listing item. Errors of that node are raised as their CallFS classes."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.post(
+                f"{url}/internal/v1/relocate", json={"path": path, "backend": backend},
+                headers={"Authorization": f"Bearer {self.secret}", USER_HEADER: user},
+            ) as response:
+                body = await response.json(content_type=None)
+                if response.status == 200 and isinstance(body, dict):
+                    return body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+        code = body.get("code", "") if isinstance(body, dict) else ""
+        message = body.get("message", f"HTTP {response.status}") if isinstance(body, dict) else str(body)
+        error: CallFSError = error_class_for(code, response.status)(f"node {instance_id}: {message}")
+        raise error

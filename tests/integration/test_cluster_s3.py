@@ -100,3 +100,45 @@ async def test_bad_s3_settings_are_reported_not_crashed(  # type: ignore[no-unty
             async with http.put("/v1/files/remote.txt?backend=s3", data=b"x") as response:
                 assert response.status == 503
                 assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
+
+
+async def test_bytes_move_between_nodes_and_backends(  # type: ignore[no-untyped-def]
+    cluster_factory, s3_server: S3Server, s3_bucket: str
+) -> None:
+    a, b, c = cluster_factory(3, backend=s3_section(s3_server, s3_bucket, default_backend="localfs"))
+    payload = bytes(range(256)) * 8000
+
+    def blobs(node: NodeProcess) -> int:
+        return sum(1 for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file())
+
+    async with session(a) as on_a, session(b) as on_b:
+        async with on_a.put("/v1/files/wander.bin", data=payload) as response:
+            assert response.status == 201
+        # node B asks for the bytes to go to node C while renaming
+        async with on_b.patch("/v1/files/wander.bin", json={"name": "moved.bin", "instance": "node-2"}) as r:
+            assert r.status == 200, await r.text()
+        async with on_a.head("/v1/files/moved.bin") as response:
+            assert response.headers["X-CallFS-Instance-ID"] == "node-2"
+        assert (blobs(a), blobs(b), blobs(c)) == (0, 0, 1)
+        async with on_a.get("/v1/files/moved.bin") as response:
+            assert await response.read() == payload
+        # then into the shared bucket, then back onto node A's disk
+        async with on_a.patch("/v1/files/moved.bin", json={"destination": "/s3/moved.bin", "backend": "s3",
+                                                           "create_parents": True}) as response:
+            assert response.status == 200, await response.text()
+        assert blobs(c) == 0 and len(bucket_keys(s3_server, s3_bucket)) == 1
+        async with on_b.head("/v1/files/s3/moved.bin") as response:
+            assert "X-CallFS-Instance-ID" not in response.headers
+        async with on_b.patch("/v1/files/s3/moved.bin", json={"name": "home.bin", "backend": "localfs",
+                                                              "instance": "node-0"}) as response:
+            assert response.status == 200, await response.text()
+        assert blobs(a) == 1 and bucket_keys(s3_server, s3_bucket) == []
+        async with on_b.get("/v1/files/s3/home.bin") as response:
+            assert await response.read() == payload
+        for body, status in (({"name": "x", "instance": "node-9"}, 400),
+                             ({"name": "y", "backend": "s3", "instance": "node-1"}, 400),
+                             ({"name": "z", "backend": "tape"}, 400)):
+            async with on_b.patch("/v1/files/s3/home.bin", json=body) as response:
+                assert response.status == status, (body, await response.text())
+        async with on_b.patch("/v1/files/s3", json={"name": "dir2", "instance": "node-1"}) as response:
+            assert response.status == 400

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from callfs.api import cluster, directories, files, links, quotas, system
-from callfs.api.keys import CALLER, IN_FLIGHT, NODE, REQUEST_ID, InFlight
+from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
     CallFSError,
@@ -123,13 +123,15 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     for candidate, candidate_user in node.credentials.users_by_key.items():
         if hmac.compare_digest(candidate.encode(), key.encode()):
             user = candidate_user
-    if hmac.compare_digest(node.credentials.internal_proxy_secret.encode(), key.encode()):
+    internal = hmac.compare_digest(node.credentials.internal_proxy_secret.encode(), key.encode())
+    if internal:
         # SECURITY: only a peer holding the internal secret may act on behalf of another user.
         user = request.headers.get(USER_HEADER) or "internal-proxy"
     if user is None:
         raise AuthenticationFailed("invalid API key")
     groups = frozenset(node.config.auth.user_groups.get(user, ()))
     request[CALLER] = Caller(user, groups)
+    request[INTERNAL] = internal
     return await handler(request)
 
 

@@ -224,9 +224,7 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         return web.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")
-    for key in ("backend", "instance"):
-        if body.get(key) is not None:
-            raise BadRequest(f"{key} is not supported when moving on this node")
+    backend, instance = _str_field(body, "backend"), _str_field(body, "instance")
     if name is not None:
         parent = paths.parent_of(source)
         if parent is None:
@@ -237,11 +235,34 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         if not destination.startswith("/"):
             raise BadRequest("destination must be an absolute path")
         target = paths.canonicalize(destination).path
-    moved = await engine.move(
-        who, source, target, overwrite=_bool_field(body, "overwrite"),
-        create_parents=_bool_field(body, "create_parents"),
-    )
+    overwrite, create_parents = _bool_field(body, "overwrite"), _bool_field(body, "create_parents")
+    if backend is not None or instance is not None:
+        # Bytes move first, at the old path: every check runs before anything changes, and a peer that
+        # fails mid-way leaves the file as it was.
+        if not overwrite and target != source and await engine.store.get(target) is not None:
+            raise AlreadyExists(f"{target} already exists; set overwrite to replace it")
+        await _relocate(request, await engine.stat(who, source), backend, instance)
+    moved = await engine.move(who, source, target, overwrite=overwrite, create_parents=create_parents)
     return web.json_response({"path": moved.path})
+
+
+async def _relocate(request: web.Request, inode: Inode, backend: str | None, instance: str | None) -> None:
+    """Move the bytes of a file to ``backend`` on node ``instance`` (either may be omitted)."""
+    node = request.app[NODE]
+    engine = node.engine
+    if inode.is_dir:
+        raise BadRequest("backend and instance apply to files, not directories")
+    target = engine.backend(backend or inode.backend)
+    if instance is not None and not target.node_local:
+        raise BadRequest(f"backend {target.name} is shared by every node; instance does not apply")
+    owner = instance or (inode.instance_id if target.node_local and target.name == inode.backend else None)
+    if target.node_local and owner not in (None, node.credentials.instance_id):
+        assert owner is not None
+        if await node.membership.peer_url(owner) is None:
+            raise BadRequest(f"unknown instance {owner!r}")
+        await node.peers.relocate(owner, inode.path, target.name, caller(request).user)
+        return
+    await engine.relocate(caller(request), inode.path, target.name)
 
 
 async def delete_file(request: web.Request) -> web.StreamResponse:

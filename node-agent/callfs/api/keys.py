@@ -39,6 +39,8 @@ class InFlight:
 NODE = web.AppKey("node", Node)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
 CALLER = "callfs.caller"
+INTERNAL = "callfs.internal"
+"""Request flag: authenticated with the internal secret (a peer)."""
 REQUEST_ID = "callfs.request_id"
 
 
