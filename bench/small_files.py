@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Small-file operation rates of one storage node on both metadata stores.
+"""Small-file operation rates of one storage node on both metadata stores, and of a cluster of nodes.
 
 For each store (``sqlite``: the embedded defaults, SQLite + in-process locks; ``postgres``: a real PostgreSQL
 and a real Redis started by this script on loopback in a throwaway directory) and each concurrency ``c``
@@ -9,13 +9,19 @@ and a real Redis started by this script on loopback in a throwaway directory) an
 * ``PUT`` creates each file (201), ``GET`` reads it back whole (200, body length checked), ``HEAD`` stats it
   (200), ``DELETE`` removes it (204).
 
-``c`` workers share one aiohttp session whose connector allows ``c`` connections; each worker takes the next
-file and sends its request, so at most ``c`` requests are in flight. A phase's figure is
+With ``--nodes 1,3`` the ``postgres`` store also runs as a cluster of 3 nodes (``services.running_cluster``: one
+PostgreSQL, one Redis, one ``auth`` section); the single node runs with the same cluster settings. Requests go
+round-robin over the nodes: PUT of file ``i`` goes to node ``i mod n`` (which then owns its bytes); GET, HEAD and
+DELETE of file ``i`` go to node ``(i + i div n) mod n``, so 1 in ``n`` of them reaches the owner and the others
+are forwarded to it (GET, DELETE) or answered from the shared metadata (HEAD). ``sqlite`` is one node only.
+
+``c`` workers share one aiohttp session whose connector allows ``c`` connections in all (over all nodes); each
+worker takes the next file and sends its request, so at most ``c`` requests are in flight. A phase's figure is
 ``ops / wall seconds``; p50/p99 are per-request latencies in milliseconds. An answer with another status, or a
 transport error, counts as an error and is listed at the end with its request ID and the node log lines that
 carry the same ID. The client runs on the same 2 cores as the node, so the figures include the client's cost.
 
-Usage: ``python3 bench/small_files.py [--ops 2000] [--concurrency 16,64] [--stores sqlite,postgres]``
+Usage: ``python3 bench/small_files.py [--ops 2000] [--concurrency 16,64] [--stores sqlite,postgres] [--nodes 1]``
 """
 
 from __future__ import annotations
@@ -31,15 +37,14 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from figures import parse_int_list, parse_size, percentile, table
-from services import NodeProcess, running_node, running_postgres_and_redis
+from services import NodeProcess, running_cluster, running_node
 
 STORES = ("sqlite", "postgres")
 EXPECTED_STATUS = {"PUT": 201, "GET": 200, "HEAD": 200, "DELETE": 204}
@@ -65,6 +70,7 @@ class PhaseResult:
     concurrency: int
     method: str
     ops: int
+    nodes: int = 1
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -95,16 +101,26 @@ async def _one(session: aiohttp.ClientSession, url: str, method: str, path: str,
                                        f"body of {len(content)} bytes, expected {len(body)}"))
 
 
-async def run_phase(session: aiohttp.ClientSession, node: NodeProcess, result: PhaseResult, prefix: str,
+def target_node(method: str, index: int, count: int) -> int:
+    """Which of ``count`` nodes (0-based) gets request ``index`` of ``method``: PUT round-robin (``i mod n``, so
+    file ``i`` is owned by node ``i mod n``); the other methods shifted by ``i div n``, so that over each ``n * n``
+    files every node serves every node's files once (1 in ``n`` requests local, the rest forwarded)."""
+    if method == "PUT":
+        return index % count
+    return (index + index // count) % count
+
+
+async def run_phase(session: aiohttp.ClientSession, nodes: list[NodeProcess], result: PhaseResult, prefix: str,
                     body: bytes) -> None:
-    """Send ``result.ops`` requests of ``result.method`` with ``result.concurrency`` workers; fill ``result``."""
+    """Send ``result.ops`` requests of ``result.method`` with ``result.concurrency`` workers, to the node chosen
+    by :func:`target_node` among ``nodes``; fill ``result``."""
     next_index = iter(range(result.ops))
-    tag = f"bench-{result.store}-c{result.concurrency}-{result.method.lower()}"
+    tag = f"bench-{result.store}-n{len(nodes)}-c{result.concurrency}-{result.method.lower()}"
 
     async def worker() -> None:
         for i in next_index:
             path = f"{prefix}/f{i:06d}.bin"
-            url = f"{node.url}/v1/files{path}"
+            url = f"{nodes[target_node(result.method, i, len(nodes))].url}/v1/files{path}"
             await _one(session, url, result.method, path, f"{tag}-{i}", body, result)
 
     start = time.monotonic()
@@ -112,20 +128,22 @@ async def run_phase(session: aiohttp.ClientSession, node: NodeProcess, result: P
     result.seconds = time.monotonic() - start
 
 
-async def run_store(node: NodeProcess, store: str, concurrencies: list[int], ops: int,
+async def run_store(nodes: list[NodeProcess], store: str, concurrencies: list[int], ops: int,
                     body: bytes) -> list[PhaseResult]:
-    """All phases at every concurrency against ``node``; the files of each concurrency live in their own dir."""
+    """All phases at every concurrency against ``nodes`` (one cluster; all share the API key of ``nodes[0]``);
+    the files of each concurrency live in their own directory."""
     results = []
     for concurrency in concurrencies:
         connector = aiohttp.TCPConnector(limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=120)
-        headers = {"Authorization": f"Bearer {node.api_key}"}
+        headers = {"Authorization": f"Bearer {nodes[0].api_key}"}
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
             for method in EXPECTED_STATUS:
-                result = PhaseResult(store, concurrency, method, ops)
-                await run_phase(session, node, result, f"/bench/small-c{concurrency}", body)
+                result = PhaseResult(store, concurrency, method, ops, len(nodes))
+                await run_phase(session, nodes, result, f"/bench/small-c{concurrency}", body)
                 results.append(result)
-                print(f"  {store:<8} c={concurrency:<3} {method:<6} {result.ops_per_second:8.0f} ops/s "
+                print(f"  {store:<8} nodes={len(nodes)} c={concurrency:<3} {method:<6} "
+                      f"{result.ops_per_second:8.0f} ops/s "
                       f"p50 {percentile(result.latencies, 50) * 1000:6.1f} ms "
                       f"p99 {percentile(result.latencies, 99) * 1000:6.1f} ms errors {len(result.failures)}",
                       file=sys.stderr, flush=True)
@@ -133,13 +151,18 @@ async def run_store(node: NodeProcess, store: str, concurrencies: list[int], ops
 
 
 @contextmanager
-def node_for(store: str, base: Path) -> Iterator[NodeProcess]:
-    """A node on ``store`` (plus its PostgreSQL and Redis for ``postgres``), everything under ``base``."""
-    with ExitStack() as stack:
-        sections: dict[str, Any] = {}
-        if store == "postgres":
-            sections = stack.enter_context(running_postgres_and_redis(base / "services"))
-        yield stack.enter_context(running_node(base / "node", **sections))
+def nodes_for(store: str, count: int, base: Path) -> Iterator[list[NodeProcess]]:
+    """``count`` nodes on ``store``, everything under ``base``: for ``sqlite`` one node on the embedded defaults
+    (``ValueError`` when ``count`` > 1); for ``postgres`` a cluster of ``count`` nodes sharing a PostgreSQL and a
+    Redis (``services.running_cluster``, also for one node, so 1 and n nodes run with the same settings)."""
+    if store == "sqlite":
+        if count != 1:
+            raise ValueError("the sqlite store is one node only; a cluster needs postgres")
+        with running_node(base / "node") as node:
+            yield [node]
+    else:
+        with running_cluster(base, count) as nodes:
+            yield nodes
 
 
 def summarize_log_line(line: str) -> str:
@@ -187,12 +210,12 @@ def log_digest(node: NodeProcess, request_ids: set[str], limit: int = 10) -> lis
 def report(results: list[PhaseResult]) -> str:
     """The figures as a Markdown table: one row per store, concurrency and method."""
     rows = [
-        [r.store, str(r.concurrency), r.method, str(r.ops), f"{r.seconds:.2f}", f"{r.ops_per_second:.0f}",
+        [r.store, str(r.nodes), str(r.concurrency), r.method, str(r.ops), f"{r.seconds:.2f}", f"{r.ops_per_second:.0f}",
          f"{percentile(r.latencies, 50) * 1000:.1f}", f"{percentile(r.latencies, 99) * 1000:.1f}",
          str(len(r.failures))]
         for r in results
     ]
-    headers = ["store", "c", "op", "ops", "seconds", "ops/s", "p50 ms", "p99 ms", "errors"]
+    headers = ["store", "nodes", "c", "op", "ops", "seconds", "ops/s", "p50 ms", "p99 ms", "errors"]
     return table(headers, rows)
 
 
@@ -202,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=parse_int_list, default=[16, 64],
                         help="comma-separated concurrencies (default 16,64)")
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated: sqlite, postgres")
+    parser.add_argument("--nodes", type=parse_int_list, default=[1],
+                        help="comma-separated node counts, e.g. 1,3 (default 1; more than 1 for postgres only)")
     parser.add_argument("--file-size", type=parse_size, default=4096, help="bytes per file (default 4096)")
     parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary directory")
     args = parser.parse_args(argv)
@@ -209,27 +234,33 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(stores) - set(STORES)
     if unknown or args.ops < 1:
         parser.error(f"unknown store(s) {sorted(unknown)}" if unknown else "--ops must be >= 1")
+    runs = [(store, count) for store in stores for count in args.nodes if store == "postgres" or count == 1]
+    if not runs:
+        parser.error("nothing to run: sqlite runs on one node only (add 1 to --nodes or the postgres store)")
     body = os.urandom(args.file_size)
     base = Path(tempfile.mkdtemp(prefix="callfs-bench-small-", dir=args.dir))
     results: list[PhaseResult] = []
     problems: list[str] = []
     try:
-        for store in stores:
-            print(f"{store}: starting ...", file=sys.stderr, flush=True)
-            with node_for(store, base / store) as node:
-                store_results = asyncio.run(run_store(node, store, args.concurrency, args.ops, body))
+        for store, count in runs:
+            label = f"{store} x{count}"
+            print(f"{label}: starting ...", file=sys.stderr, flush=True)
+            with nodes_for(store, count, base / f"{store}-{count}") as nodes:
+                store_results = asyncio.run(run_store(nodes, store, args.concurrency, args.ops, body))
                 results += store_results
                 failures = [failure for result in store_results for failure in result.failures]
                 if failures:
                     kinds = Counter(f"{f.method} -> {f.status}" for f in failures)
-                    problems.append(f"{store}: {len(failures)} failed requests ("
+                    problems.append(f"{label}: {len(failures)} failed requests ("
                                     + ", ".join(f"{kind} x{n}" for kind, n in kinds.items()) + "); first ones:")
                     problems += [f"  {f.method} {f.path} [{f.request_id}] -> {f.status}: {f.detail}"
                                  for f in failures[:5]]
-                lines = log_digest(node, {failure.request_id for failure in failures[:5]})
-                if lines:
-                    problems.append(f"{store}: node log ({node.log_path.name}) for those requests / at error level:")
-                    problems += [f"  {line}" for line in lines]
+                for i, node in enumerate(nodes):
+                    lines = log_digest(node, {failure.request_id for failure in failures[:5]})
+                    if lines:
+                        problems.append(f"{label}: node-{i} log ({node.log_path}) for those requests / at error "
+                                        "level:")
+                        problems += [f"  {line}" for line in lines]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"{args.ops} ops per phase, {args.file_size}-byte files")
