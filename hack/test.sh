@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install.sh
-python3 -m ruff check node-agent tests bench
+python3 -m ruff check node-agent csi operator tests bench
 python3 -m mypy
 bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kubernetes tools (hack/tools.sh) failed" >&2; [ "${CI:-}" != true ]; }
 python3 -m pytest "$@"

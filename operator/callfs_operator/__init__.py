@@ -1,0 +1,1 @@
+"""CallFS Kubernetes operator: reconciles ``CallFSCluster`` resources into running storage clusters."""
