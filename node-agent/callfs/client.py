@@ -142,6 +142,27 @@ def directories_url_path(path: str) -> str:
     return "/v1/directories/" + _quoted_segments(path)
 
 
+def quotas_url_path(path: str) -> str:
+    """The URL path of ``/v1/quotas/{path}``."""
+    return "/v1/quotas/" + _quoted_segments(path)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInfo:
+    """A directory quota: limits (``None`` = unlimited) and usage, in bytes and inodes."""
+
+    path: str
+    bytes_limit: int | None
+    inodes_limit: int | None
+    bytes_used: int
+    inodes_used: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> QuotaInfo:
+        return cls(str(body["path"]), body.get("bytes_limit"), body.get("inodes_limit"),
+                   int(body["bytes_used"]), int(body["inodes_used"]))
+
+
 def range_header(offset: int, length: int | None) -> str | None:
     """The ``Range`` header for ``length`` bytes from ``offset`` (RFC 9110 §14.1.2); ``None``: whole file.
 
@@ -855,6 +876,30 @@ class CallFSClient:
             PermissionDenied: not allowed.
         """
         await self._patch(path, {"owner": owner})
+
+    # ---- quotas ----------------------------------------------------------------------------------------
+
+    async def get_quota(self, path: str) -> QuotaInfo:
+        """``GET /v1/quotas/{path}`` → limits and usage. Raises ``NotFound`` (no directory or no quota)."""
+        body = await self._json("GET", self._url(quotas_url_path(path)))
+        return QuotaInfo.from_json(body)
+
+    async def set_quota(
+        self, path: str, *, bytes_limit: int | None = None, inodes_limit: int | None = None
+    ) -> QuotaInfo:
+        """``PUT /v1/quotas/{path}`` (root only): set or change the limits of a directory; returns the quota.
+
+        Raises ``BadRequest`` (no limit, or a limit that is not a positive integer), ``PermissionDenied``,
+        ``NotFound``, ``NotADirectory``.
+        """
+        body = await self._json("PUT", self._url(quotas_url_path(path)),
+                                json={"bytes_limit": bytes_limit, "inodes_limit": inodes_limit})
+        return QuotaInfo.from_json(body)
+
+    async def delete_quota(self, path: str) -> None:
+        """``DELETE /v1/quotas/{path}`` (root only). Raises ``NotFound`` when none is set."""
+        async with self._request("DELETE", self._url(quotas_url_path(path))):
+            pass
 
     # ---- links -----------------------------------------------------------------------------------------
 

@@ -409,3 +409,27 @@ async def test_put_of_a_replayable_source_is_retried_and_a_stream_is_not(tmp_pat
             assert bodies == [b"once"]
     finally:
         await runner.cleanup()
+
+
+# ---- quotas ---------------------------------------------------------------------------------------------
+
+
+async def test_quota_methods_set_read_and_remove_limits(node: Any) -> None:
+    async with CallFSClient(node.url, node.key_for("root")) as root, CallFSClient(node.url, node.api_key) as user:
+        await root.mkdir("/volumes/pv-1")
+        quota = await root.set_quota("/volumes/pv-1", bytes_limit=1000)
+        assert (quota.bytes_limit, quota.inodes_limit, quota.bytes_used) == (1000, None, 0)
+        await root.upload("/volumes/pv-1/f", b"x" * 600)
+        assert (await user.get_quota("/volumes/pv-1")).bytes_used == 600
+        with pytest.raises(errors.QuotaExceeded):
+            await root.upload("/volumes/pv-1/g", b"y" * 500)
+        with pytest.raises(errors.PermissionDenied):
+            await user.set_quota("/volumes/pv-1", bytes_limit=5000)
+        with pytest.raises(errors.BadRequest):
+            await root.set_quota("/volumes/pv-1")
+        assert (await root.set_quota("/volumes/pv-1", bytes_limit=5000)).bytes_used == 600
+        await root.delete_quota("/volumes/pv-1")
+        with pytest.raises(errors.NotFound):
+            await root.get_quota("/volumes/pv-1")
+        with pytest.raises(errors.NotFound):
+            await root.delete_quota("/volumes/pv-1")
