@@ -67,7 +67,8 @@ class TransferFailed(RuntimeError):
 def _pid(node: NodeProcess) -> int:
     if node.process is None:
         raise RuntimeError(f"node {node.url} is not running")
-    return node.process.pid
+    pid: int = node.process.pid
+    return pid
 
 
 async def owner_of(session: aiohttp.ClientSession, node: NodeProcess, path: str) -> str | None:
