@@ -157,21 +157,18 @@ class Engine:
 
     @asynccontextmanager
     async def _lock(self, key: str) -> AsyncIterator[Lease]:
+        """Hold the path lock ``key``; the wait goes to the lock-wait histogram (``acquired``/``timeout``)."""
         start = time.perf_counter()
+        acquired = False
         try:
-            cm = self.locks.hold(key)
-            lease = await cm.__aenter__()
+            async with self.locks.hold(key) as lease:
+                acquired = True
+                self.metrics.lock_wait_seconds.labels("acquired").observe(time.perf_counter() - start)
+                yield lease
         except LockTimeout:
-            self.metrics.lock_wait_seconds.labels("timeout").observe(time.perf_counter() - start)
+            if not acquired:
+                self.metrics.lock_wait_seconds.labels("timeout").observe(time.perf_counter() - start)
             raise
-        self.metrics.lock_wait_seconds.labels("acquired").observe(time.perf_counter() - start)
-        try:
-            yield lease
-        except BaseException as exc:
-            if not await cm.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await cm.__aexit__(None, None, None)
 
     async def _charge(self, txn: MetadataTxn, path: str, bytes_delta: int, inodes_delta: int) -> None:
         """Account a change at ``path`` to every quota governing it; raises ``QuotaExceeded`` on growth past a
