@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,9 @@ from callfs.metadata.base import MetadataStore
 from callfs.models import NodeRecord, utcnow
 
 log = logging.getLogger(__name__)
+
+URL_CACHE_SECONDS = 5.0
+"""How long advertised peer URLs are reused before the store is read again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class Membership:
         self.node_timeout = node_timeout
         self.started_at = utcnow()
         self._urls: dict[str, str] = {}
+        self._urls_read_at = 0.0
 
     def _usage(self) -> tuple[int, int]:
         try:
@@ -95,12 +100,13 @@ class Membership:
             await asyncio.sleep(interval)
 
     async def peer_url(self, instance_id: str) -> str | None:
-        """Base URL of node ``instance_id``: the static map first, then what the node advertised."""
+        """Base URL of node ``instance_id``: the static map first, then what the node advertised (re-read
+        from the store at most every :data:`URL_CACHE_SECONDS`, so a node that comes back elsewhere is found)."""
         if instance_id in self.static_peers:
             return self.static_peers[instance_id]
-        if instance_id not in self._urls:
-            for record in await self.store.list_nodes():
-                self._urls[record.instance_id] = record.url.rstrip("/")
+        if instance_id not in self._urls or time.monotonic() - self._urls_read_at > URL_CACHE_SECONDS:
+            self._urls = {r.instance_id: r.url.rstrip("/") for r in await self.store.list_nodes()}
+            self._urls_read_at = time.monotonic()
         return self._urls.get(instance_id)
 
     async def _resolve(self) -> list[str]:
@@ -128,7 +134,6 @@ class Membership:
         known_urls: set[str] = set()
         for r in records:
             url = self.static_peers.get(r.instance_id, r.url.rstrip("/"))
-            self._urls[r.instance_id] = url
             known_urls.add(url)
             views.append(PeerView(
                 instance_id=r.instance_id, url=url, state=node_state(r.last_heartbeat, now, self.node_timeout),
