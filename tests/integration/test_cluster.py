@@ -231,3 +231,20 @@ async def test_quota_holds_under_concurrent_writers_on_different_nodes(cluster_f
     assert usage["bytes_used"] == 1_000_000 == sum(item["size"] for item in listed)
     assert usage["inodes_used"] == 10 == len(listed)
     assert sum(blob_count(n) for n in nodes) == 10
+
+
+async def test_configured_and_discovered_peers_are_listed(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(instance_discovery={"instance_id": "solo", "dns_name": "localhost",
+                                            "peer_endpoints": {"node-x": "http://127.0.0.1:9/"}})
+    async with session(node) as http, http.get("/v1/cluster/nodes") as response:
+        body = await response.json()
+    by_source: dict[str, list[dict[str, object]]] = {}
+    for entry in body["nodes"]:
+        by_source.setdefault(str(entry["source"]), []).append(entry)
+    assert [(n["instance_id"], n["state"], n["self"]) for n in by_source["metadata"]] == [("solo", "up", True)]
+    assert [(n["instance_id"], n["url"], n["state"]) for n in by_source["static"]] == [
+        ("node-x", "http://127.0.0.1:9", "unknown")]
+    port = node.url.rsplit(":", 1)[1]
+    for discovered in by_source.get("dns", []):  # localhost's addresses other than the one we advertise
+        assert discovered["state"] == "unknown" and str(discovered["url"]).endswith(f":{port}")
+        assert discovered["url"] != node.url
