@@ -1,0 +1,74 @@
+"""Pure conversions from API metadata to the dicts mfusepy turns into ``struct stat`` / ``struct statvfs``.
+
+Ownership: every inode appears owned by the mount's ``uid``/``gid`` (FUSE client contract: the pod sees its
+own uid or fsGroup); the permission bits come from the server. Times: the server keeps one ``mtime`` (second
+resolution, server-managed); ``atime`` and ``ctime`` are reported equal to it.
+"""
+
+from __future__ import annotations
+
+import stat
+from typing import Any, Final
+
+from callfs.client import FileInfo, QuotaInfo
+
+BLOCK_SIZE: Final = 4096
+"""``f_bsize``/``f_frsize`` of ``statfs``, in bytes."""
+IO_SIZE: Final = 1024 * 1024
+"""``st_blksize``: the preferred I/O size (1 MiB, the client's request size)."""
+UNLIMITED_BYTES: Final = 1 << 50
+"""Size reported by ``statfs`` when the volume has no byte quota (1 PiB)."""
+UNLIMITED_INODES: Final = 1 << 32
+"""Inode count reported by ``statfs`` when the volume has no inode quota."""
+NAME_MAX: Final = 255
+
+
+def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtime_ns: int | None = None
+            ) -> dict[str, Any]:
+    """The ``stat`` dict of ``info``: type from ``info.type``, permission bits from ``info.mode``, owner
+    ``uid``/``gid``, ``st_size`` in bytes (``size`` overrides: a file with unsaved local writes),
+    ``st_blocks`` in 512-byte units, times in integer nanoseconds since the epoch (mfusepy's ``use_ns``;
+    ``mtime_ns`` overrides)."""
+    kind = stat.S_IFDIR if info.is_dir else stat.S_IFREG
+    length = info.size if size is None else size
+    when = int(info.mtime.timestamp()) * 10**9 if mtime_ns is None else mtime_ns
+    return {
+        "st_mode": kind | (info.mode & 0o7777),
+        "st_nlink": 2 if info.is_dir else 1,
+        "st_uid": uid,
+        "st_gid": gid,
+        "st_size": 0 if info.is_dir else length,
+        "st_blocks": 0 if info.is_dir else (length + 511) // 512,
+        "st_blksize": IO_SIZE,
+        "st_atime": when,
+        "st_mtime": when,
+        "st_ctime": when,
+    }
+
+
+def statfs_of(quota: QuotaInfo | None) -> dict[str, int]:
+    """The ``statvfs`` dict for a volume with ``quota`` (``None``: no quota set).
+
+    ``f_blocks`` = bytes limit / ``BLOCK_SIZE`` (rounded up), ``f_bfree`` = ``f_bavail`` = (limit - used) /
+    ``BLOCK_SIZE`` (rounded down, never negative); ``f_files`` = inodes limit, ``f_ffree`` = ``f_favail`` =
+    limit - used. Missing limits report :data:`UNLIMITED_BYTES` / :data:`UNLIMITED_INODES` minus usage, so
+    ``df`` shows usage without a fake small size (FUSE client contract: statfs reports the volume quota).
+    """
+    bytes_used = quota.bytes_used if quota else 0
+    inodes_used = quota.inodes_used if quota else 0
+    bytes_limit = quota.bytes_limit if quota and quota.bytes_limit is not None else UNLIMITED_BYTES
+    inodes_limit = quota.inodes_limit if quota and quota.inodes_limit is not None else UNLIMITED_INODES
+    blocks = -(-bytes_limit // BLOCK_SIZE)
+    free_blocks = max(0, bytes_limit - bytes_used) // BLOCK_SIZE
+    free_inodes = max(0, inodes_limit - inodes_used)
+    return {
+        "f_bsize": BLOCK_SIZE,
+        "f_frsize": BLOCK_SIZE,
+        "f_blocks": blocks,
+        "f_bfree": free_blocks,
+        "f_bavail": free_blocks,
+        "f_files": inodes_limit,
+        "f_ffree": free_inodes,
+        "f_favail": free_inodes,
+        "f_namemax": NAME_MAX,
+    }

@@ -1,0 +1,66 @@
+"""Translation of CallFS client errors to ``errno`` values, in one place (``STYLE.md``: "translated at the edge").
+
+The mapping follows the error taxonomy of ``shared/callfs-api.md`` ("Conventions") and the FUSE client contract
+(``notes/issue6-plan.md``): a server that cannot be reached within the request deadline is ``EIO``, never a hang.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Final
+
+from callfs.client import CallFSUnavailable
+from callfs.errors import (
+    AlreadyExists,
+    AuthenticationFailed,
+    BadRequest,
+    CallFSError,
+    Conflict,
+    DirectoryNotEmpty,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    PreconditionFailed,
+    QuotaExceeded,
+    RateLimitExceeded,
+)
+
+# Most specific first: IsADirectory/NotADirectory are BadRequest subclasses, DirectoryNotEmpty shares 409.
+_ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
+    (NotFound, errno.ENOENT),
+    (AlreadyExists, errno.EEXIST),
+    (DirectoryNotEmpty, errno.ENOTEMPTY),
+    (PermissionDenied, errno.EACCES),
+    (AuthenticationFailed, errno.EACCES),
+    (NotADirectory, errno.ENOTDIR),
+    (IsADirectory, errno.EISDIR),
+    (QuotaExceeded, errno.ENOSPC),
+    (PayloadTooLarge, errno.EFBIG),
+    (RateLimitExceeded, errno.EAGAIN),
+    (PreconditionFailed, errno.ESTALE),
+    (Conflict, errno.EBUSY),
+    (BadRequest, errno.EINVAL),
+    (CallFSUnavailable, errno.EIO),
+    (TimeoutError, errno.EIO),
+)
+
+
+def errno_for(exc: BaseException) -> int:
+    """The ``errno`` a FUSE operation returns for ``exc``.
+
+    ``NotFound``→ENOENT, ``AlreadyExists``→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY, ``PermissionDenied`` and
+    ``AuthenticationFailed``→EACCES, ``NotADirectory``→ENOTDIR, ``IsADirectory``→EISDIR, ``QuotaExceeded``
+    (507)→ENOSPC, ``PayloadTooLarge``→EFBIG, ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file
+    changed under a pinned read)→ESTALE, other 409→EBUSY, other 400→EINVAL; unreachable server, deadline
+    passed, or any other server error (5xx)→EIO. An ``OSError`` carrying an errno keeps it.
+    """
+    for cls, code in _ERRNO_BY_CLASS:
+        if isinstance(exc, cls):
+            return code
+    if isinstance(exc, CallFSError):
+        return errno.EIO
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return exc.errno
+    return errno.EIO

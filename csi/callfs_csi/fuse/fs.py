@@ -1,0 +1,562 @@
+"""The mfusepy ``Operations`` of a CallFS mount: POSIX calls → REST requests on the volume directory.
+
+Paths: FUSE hands paths relative to the mount root (``/a/b``); the server path is ``VOLUME_PATH`` joined with
+it (:func:`api_path`). Every call runs on a libfuse worker thread and talks to the server through the
+:class:`.bridge.Bridge` loop; errors become ``errno`` values in one place (:func:`.errors.errno_for`).
+
+Semantics (FUSE client contract, issue 6 §3):
+
+* Attributes: cached ``attr_timeout`` seconds (HEAD answers and directory listings), invalidated by our own
+  changes; ``open`` always revalidates with a HEAD (close-to-open consistency, as NFS), and keeps the kernel
+  page cache (``keep_cache``) only when the file's ETag did not change since the last open here.
+* Reads: 1 MiB blocks with read-ahead for sequential readers (:mod:`.readahead`).
+* Writes: buffered in a local spool file per open file (:mod:`.spool`) and uploaded with one streamed PUT on
+  ``flush`` (every ``close``), ``fsync`` and ``release``; upload errors surface on ``close`` (e.g. ENOSPC for
+  a 507 answer). A file created here exists on the server from its first ``close``; other mounts see it
+  then. ``open(O_TRUNC)`` is atomic (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request.
+* ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
+  ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
+* Ownership: every inode appears owned by the mount's ``uid``/``gid``. ``chown`` to those ids (or -1) succeeds
+  without a request; to any other id it fails with EPERM (the view cannot show it), or succeeds silently with
+  ``--option quiet`` — as vfat does. The server-side owner stays the API key's user.
+* ``utimens`` succeeds without a request: ``mtime`` is managed by the server (set on every write).
+* ``statfs``: the volume quota (:func:`.attrs.statfs_of`), re-read at most once per ``attr_timeout``.
+* Not supported: hard links, symlinks, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git``
+  falls back from ``link`` to ``rename``.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Final, ParamSpec, TypeVar
+
+import mfusepy
+
+from callfs.client import CallFSClient, FileInfo, QuotaInfo
+from callfs.errors import NotFound
+
+from .attrs import stat_of, statfs_of
+from .bridge import Bridge
+from .cache import AttrCache
+from .errors import errno_for
+from .handles import Handle, HandleTable, OpenFile
+from .options import MountSettings
+from .readahead import BlockReader
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_FILE_MODE: Final = 0o644
+"""Mode the server gives a new file (``shared/callfs-api.md``, Permissions)."""
+DEFAULT_DIR_MODE: Final = 0o755
+"""Mode the server gives a new directory."""
+FUSE_CAP_ATOMIC_O_TRUNC: Final = 1 << 3
+"""libfuse 3 capability bit: ``open`` receives ``O_TRUNC`` instead of a separate truncate."""
+RENAME_NOREPLACE: Final = 1
+RENAME_EXCHANGE: Final = 2
+
+
+def api_path(volume: str, path: str) -> str:
+    """The server path of the mount-relative ``path`` (``/`` is the volume itself).
+
+    >>> api_path("/volumes/v1", "/a/b")
+    '/volumes/v1/a/b'
+    >>> api_path("/", "/a")
+    '/a'
+    """
+    if path in ("", "/"):
+        return volume
+    return volume.rstrip("/") + "/" + path.lstrip("/")
+
+
+def parent_of(path: str) -> str:
+    """The parent of a canonical API path (``/`` for top-level entries and for ``/`` itself)."""
+    head = path.rstrip("/").rsplit("/", 1)[0]
+    return head or "/"
+
+
+def _fuse_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn every exception of an operation into ``FuseOSError(errno)`` (one translation point); unexpected
+    ones are logged with their traceback first."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except mfusepy.FuseOSError:
+            raise
+        except Exception as exc:
+            code = errno_for(exc)
+            if code == errno.EIO:
+                log.warning("%s%r failed: %r", method.__name__, args[1:3], exc)
+            else:
+                log.debug("%s%r: %s", method.__name__, args[1:3], exc)
+            raise mfusepy.FuseOSError(code) from exc
+
+    return wrapper
+
+
+def _fail(code: int) -> mfusepy.FuseOSError:
+    return mfusepy.FuseOSError(code)
+
+
+class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
+    """Operations over one volume directory.
+
+    Args:
+        settings: the validated mount settings (volume path, uid/gid, timeouts, read-ahead, spool dir).
+        bridge: a started :class:`.bridge.Bridge`.
+        on_ready: called once from ``init``, when the kernel has the mount (the readiness signal).
+    """
+
+    use_ns = True
+    """Times are integer nanoseconds (mfusepy's non-deprecated mode)."""
+
+    def __init__(self, settings: MountSettings, bridge: Bridge, on_ready: Callable[[], None] | None = None) -> None:
+        self._settings = settings
+        self._volume = settings.volume_path
+        self._bridge = bridge
+        self._on_ready = on_ready
+        self._cache = AttrCache(settings.attr_timeout, settings.negative_timeout)
+        self._handles = HandleTable()
+        self._etags: dict[str, str | None] = {}
+        self._etags_lock = threading.Lock()
+        self._quota: tuple[float, QuotaInfo | None] | None = None
+
+    # ---- helpers -----------------------------------------------------------------------------------
+
+    def _api(self, path: str) -> str:
+        return api_path(self._volume, path)
+
+    def _writable(self) -> None:
+        if self._settings.read_only:
+            raise _fail(errno.EROFS)
+
+    def _stat(self, api: str, *, fresh: bool = False) -> FileInfo:
+        if not fresh:
+            hit = self._cache.get(api)
+            if hit is not None:
+                if hit.info is None:
+                    raise _fail(errno.ENOENT)
+                return hit.info
+        try:
+            info = self._bridge.call(lambda c: c.stat(api))
+        except NotFound:
+            self._cache.put_missing(api)
+            raise
+        self._cache.put(info)
+        return info
+
+    def _changed(self, *paths: str) -> None:
+        """Forget cached attributes of ``paths`` and of their parents (their mtime/listing changed)."""
+        self._cache.invalidate(*paths, *(parent_of(p) for p in paths))
+
+    def _local_attrs(self, file: OpenFile) -> dict[str, Any] | None:
+        """Attributes of an open file whose size or existence only this mount knows yet."""
+        size = file.local_size()
+        if file.remote and size is None:
+            return None
+        info: FileInfo | None = None
+        if file.remote:
+            hit = self._cache.get(file.path)
+            info = hit.info if hit is not None else None
+            if info is None:
+                try:
+                    info = self._stat(file.path)
+                except NotFound:
+                    info = None
+        if info is None:
+            info = FileInfo(path=file.path, name="", type="file", size=0, mode=file.mode or DEFAULT_FILE_MODE,
+                            owner="", mtime=datetime.now(UTC))
+        elif file.mode is not None:
+            info = FileInfo(info.path, info.name, info.type, info.size, file.mode, info.owner, info.mtime,
+                            info.etag)
+        return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
+                       mtime_ns=time.time_ns() if file.dirty else None)
+
+    def _ensure_spool(self, file: OpenFile, *, keep_content: bool = True) -> Spool:
+        """The spool of ``file`` holding its whole current content; the remote bytes are fetched on first use
+        unless ``keep_content`` is false (the caller truncates to 0). Caller holds ``file.lock``."""
+        if file.spool is None:
+            file.spool = Spool(self._settings.spool_dir)
+        spool = file.spool
+        if not file.loaded:
+            if keep_content and file.remote:
+                path = file.path
+
+                async def fetch(client: CallFSClient) -> int:
+                    offset = 0
+                    spool.truncate(0)
+                    async for chunk in client.iter_read(path):
+                        offset += spool.write(chunk, offset)
+                    return offset
+
+                file.remote_size = self._bridge.call(fetch)
+            else:
+                spool.truncate(0)
+            file.loaded = True
+        return spool
+
+    def _upload(self, file: OpenFile) -> None:
+        """Send ``file``'s spool to the server when it has unsaved bytes (one streamed PUT), then apply a
+        pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay dirty on failure."""
+        with file.lock:
+            if not file.dirty or file.unlinked or file.spool is None:
+                return
+            path = file.path
+            size = file.spool.size()
+            reader = file.spool.reader()
+            try:
+                async def put(client: CallFSClient) -> bool:
+                    reader.seek(0)  # a retry starts again from the first byte
+                    return await client.upload(path, reader, size=size)
+
+                self._bridge.call(put)
+            finally:
+                reader.close()
+            file.dirty = False
+            file.remote = True
+            file.remote_size = size
+            if file.mode is not None:
+                mode = file.mode
+                if mode != DEFAULT_FILE_MODE:
+                    self._bridge.call(lambda c: c.chmod(path, mode))
+                file.mode = None
+            self._changed(path)
+            with self._etags_lock:
+                self._etags.pop(path, None)
+
+    def _quota_info(self) -> QuotaInfo | None:
+        now = time.monotonic()
+        if self._quota is not None and now < self._quota[0]:
+            return self._quota[1]
+        try:
+            quota: QuotaInfo | None = self._bridge.call(lambda c: c.get_quota(self._volume))
+        except NotFound:
+            quota = None
+        self._quota = (now + max(self._settings.attr_timeout, 0.5), quota)
+        return quota
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def init_with_config(self, conn_info: Any, config_3: Any) -> None:
+        """libfuse ``init``: ask for atomic ``O_TRUNC`` and signal readiness (the mount is live)."""
+        if conn_info is not None and conn_info.capable & FUSE_CAP_ATOMIC_O_TRUNC:
+            conn_info.want |= FUSE_CAP_ATOMIC_O_TRUNC
+        log.info("mounted %s at %s", self._settings.fsname, self._settings.mountpoint)
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def destroy(self, path: str) -> None:
+        """libfuse ``destroy`` (unmount): nothing is buffered any more — every file was released."""
+        log.info("unmounted %s", self._settings.mountpoint)
+
+    # ---- metadata ----------------------------------------------------------------------------------
+
+    @_fuse_errors
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        """``stat``: from the open file when it has local bytes, else the cache, else a HEAD."""
+        api = self._api(path)
+        file = self._handles.file(api)
+        if file is not None:
+            local = self._local_attrs(file)
+            if local is not None:
+                return local
+        info = self._stat(api)
+        return stat_of(info, uid=self._settings.uid, gid=self._settings.gid)
+
+    @_fuse_errors
+    def readdir(self, path: str, fh: int) -> Iterator[tuple[str, dict[str, int], int]]:
+        """One listing request; every child's attributes go to the cache (the ``ls -l`` that follows is free)."""
+        api = self._api(path)
+        items = self._bridge.call(lambda c: c.list_dir(api))
+        entries: list[tuple[str, dict[str, int], int]] = [
+            (".", {"st_mode": stat.S_IFDIR}, 0), ("..", {"st_mode": stat.S_IFDIR}, 0)]
+        seen = set()
+        for info in items:
+            self._cache.put(info)
+            seen.add(info.name)
+            entries.append((info.name, {"st_mode": stat.S_IFDIR if info.is_dir else stat.S_IFREG}, 0))
+        for file in self._handles.local_children(api):
+            name = file.path.rsplit("/", 1)[-1]
+            if name not in seen:
+                entries.append((name, {"st_mode": stat.S_IFREG}, 0))
+        return iter(entries)
+
+    @_fuse_errors
+    def statfs(self, path: str) -> dict[str, int]:
+        """The volume quota as the filesystem size (bytes and inodes)."""
+        return statfs_of(self._quota_info())
+
+    @_fuse_errors
+    def mkdir(self, path: str, mode: int) -> None:
+        """``POST /v1/files/{path}/``; a mode other than 0755 is applied with a PATCH."""
+        self._writable()
+        api = self._api(path)
+        self._bridge.call(lambda c: c.mkdir(api, exist_ok=False), retry=False)
+        self._changed(api)
+        if mode & 0o7777 != DEFAULT_DIR_MODE:
+            self._bridge.call(lambda c: c.chmod(api, mode & 0o7777))
+
+    @_fuse_errors
+    def rmdir(self, path: str) -> None:
+        """``DELETE`` of an empty directory (ENOTEMPTY otherwise)."""
+        self._writable()
+        api = self._api(path)
+        self._bridge.call(lambda c: c.delete(api))
+        self._cache.invalidate_tree(api)
+        self._changed(api)
+
+    @_fuse_errors
+    def unlink(self, path: str) -> None:
+        """``DELETE`` of a file; a file created here and never uploaded only disappears locally."""
+        self._writable()
+        api = self._api(path)
+        file = self._handles.file(api)
+        if file is None or file.remote:
+            self._bridge.call(lambda c: c.delete(api))
+        if file is not None:
+            file.unlinked = True
+            self._handles.detach(api)
+        self._changed(api)
+
+    def rename(self, old: str, new: str) -> None:
+        """POSIX ``rename`` (replaces the target)."""
+        self.rename_with_flags(old, new, 0)
+
+    @_fuse_errors
+    def rename_with_flags(self, old: str, new: str, flags: int) -> None:
+        """``renameat2``: ``PATCH {"destination", "overwrite"}``; see the module docstring for the flags."""
+        self._writable()
+        if flags & RENAME_EXCHANGE:
+            raise _fail(errno.EINVAL)
+        noreplace = bool(flags & RENAME_NOREPLACE)
+        src, dst = self._api(old), self._api(new)
+        file = self._handles.file(src)
+        if file is not None and not file.remote:
+            if noreplace and (self._handles.file(dst) is not None or self._exists(dst)):
+                raise _fail(errno.EEXIST)
+        else:
+            self._bridge.call(lambda c: c.move(src, dst, overwrite=not noreplace), retry=False)
+        self._handles.rename(src, dst)
+        self._cache.invalidate_tree(src)
+        self._cache.invalidate_tree(dst)
+        self._changed(src, dst)
+        with self._etags_lock:
+            self._etags.pop(src, None)
+            self._etags.pop(dst, None)
+
+    def _exists(self, api: str) -> bool:
+        try:
+            self._stat(api, fresh=True)
+        except NotFound:
+            return False
+        return True
+
+    @_fuse_errors
+    def chmod(self, path: str, mode: int) -> None:
+        """``PATCH {"mode"}`` (owner or root only on the server → EACCES otherwise)."""
+        self._writable()
+        api = self._api(path)
+        bits = mode & 0o7777
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            file.mode = bits
+            return
+        self._bridge.call(lambda c: c.chmod(api, bits))
+        if file is not None and file.mode is not None:
+            file.mode = None
+        self._changed(api)
+
+    @_fuse_errors
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        """Accept the mount's own uid/gid (or -1); other ids → EPERM unless ``quiet`` (module docstring)."""
+        self._writable()
+        if uid in (-1, self._settings.uid) and gid in (-1, self._settings.gid):
+            self._stat(self._api(path))  # ENOENT for a missing path
+            return
+        if not self._settings.quiet:
+            raise _fail(errno.EPERM)
+
+    @_fuse_errors
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
+        """Accepted without a request: the server manages ``mtime``."""
+        self._writable()
+        api = self._api(path)
+        if self._handles.file(api) is None:
+            self._stat(api)
+
+    @_fuse_errors
+    def truncate(self, path: str, length: int, fh: Any = None) -> None:
+        """Cut or extend a file: in the open file's spool when it is open here (uploaded on close), else
+        directly (``length`` 0: PUT of nothing; otherwise fetch, cut, upload)."""
+        self._writable()
+        api = self._api(path)
+        file = self._handles.file(api)
+        if file is not None:
+            with file.lock:
+                spool = self._ensure_spool(file, keep_content=length > 0)
+                spool.truncate(length)
+                file.dirty = True
+            return
+        if length == 0:
+            self._bridge.call(lambda c: c.upload(api, b""))
+        else:
+            temp = OpenFile(path=api, remote=True)
+            try:
+                with temp.lock:
+                    spool = self._ensure_spool(temp)
+                    spool.truncate(length)
+                    temp.dirty = True
+                    self._upload(temp)
+            finally:
+                if temp.spool is not None:
+                    temp.spool.close()
+        self._changed(api)
+
+    # ---- files -------------------------------------------------------------------------------------
+
+    @_fuse_errors
+    def open(self, path: str, fi: Any) -> int:
+        """Revalidate with a HEAD, set ``keep_cache`` when the ETag is unchanged, start a handle."""
+        flags = fi.flags
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        if writable:
+            self._writable()
+        api = self._api(path)
+        file = self._handles.file(api)
+        keep_cache = False
+        if file is not None and (not file.remote or file.dirty):
+            keep_cache = True  # the kernel cache and the spool were written together
+            size = file.local_size()
+        else:
+            info = self._stat(api, fresh=True)
+            if info.is_dir:
+                raise _fail(errno.EISDIR)
+            with self._etags_lock:
+                keep_cache = info.etag is not None and self._etags.get(api) == info.etag
+                self._etags[api] = info.etag
+            size = info.size
+        fh, handle = self._handles.open(api, writable=writable, remote=True, remote_size=size)
+        if writable and flags & os.O_TRUNC:
+            try:
+                with handle.file.lock:
+                    self._ensure_spool(handle.file, keep_content=False)
+                    handle.file.dirty = True
+            except BaseException:
+                self._release_handle(fh)
+                raise
+            keep_cache = False
+        fi.fh = fh
+        fi.keep_cache = 1 if keep_cache else 0
+        return 0
+
+    @_fuse_errors
+    def create(self, path: str, mode: int, fi: Any) -> int:
+        """A new file, local until its first ``close`` uploads it (with ``mode`` applied after)."""
+        self._writable()
+        api = self._api(path)
+        fh, handle = self._handles.open(api, writable=True, remote=False, remote_size=0)
+        file = handle.file
+        with file.lock:
+            self._ensure_spool(file, keep_content=file.remote)
+            file.dirty = True
+            if not file.remote:
+                file.mode = mode & 0o7777
+        self._cache.invalidate(api)
+        fi.fh = fh
+        return 0
+
+    @_fuse_errors
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        """From the spool when this mount has the file's bytes, else from the server in 1 MiB blocks."""
+        handle = self._handles.get(fi.fh)
+        file = handle.file
+        if file.loaded and file.spool is not None:
+            return file.spool.read(offset, size)
+        reader = handle.reader
+        if reader is None:
+            reader = handle.reader = BlockReader(self._fetcher(file), self._settings.read_ahead, file.remote_size)
+        return reader.read(offset, size)
+
+    def _fetcher(self, file: OpenFile) -> Callable[[int, int], Any]:
+        def fetch(offset: int, length: int) -> Any:
+            path = file.path
+            return self._bridge.submit(lambda c: c.read(path, offset=offset, length=length))
+
+        return fetch
+
+    @_fuse_errors
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        """Into the spool (fetched first for a partial overwrite); ENOSPC early when the volume quota
+        cannot hold the growth (the server still decides on upload)."""
+        handle = self._handles.get(fi.fh)
+        file = handle.file
+        with file.lock:
+            spool = self._ensure_spool(file)
+            end = offset + len(data)
+            before = spool.size()
+            if end > before:
+                # Bytes the volume gains once uploaded, relative to what the server holds for this file now.
+                growth = end - ((file.remote_size or 0) if file.remote else 0)
+                quota = self._quota_info() if growth > 0 else None
+                if (quota is not None and quota.bytes_limit is not None
+                        and growth > quota.bytes_limit - quota.bytes_used):
+                    raise _fail(errno.ENOSPC)
+            written = spool.write(data, offset)
+            file.dirty = True
+        if handle.reader is not None:
+            handle.reader.forget()
+        return written
+
+    @_fuse_errors
+    def flush(self, path: str, fi: Any) -> None:
+        """Every ``close``: upload unsaved bytes (errors reach the closing process)."""
+        self._upload(self._handles.get(fi.fh).file)
+
+    @_fuse_errors
+    def fsync(self, path: str, datasync: int, fi: Any) -> None:
+        """Upload unsaved bytes; the server has them durably when the PUT answers."""
+        self._upload(self._handles.get(fi.fh).file)
+
+    @_fuse_errors
+    def release(self, path: str, fi: Any) -> None:
+        """Last close of a handle: a final upload attempt (its error can only be logged), then forget it."""
+        handle = self._handles.get(fi.fh)
+        try:
+            self._upload(handle.file)
+        except Exception as exc:
+            log.error("upload of %s on release failed, bytes lost: %r", handle.file.path, exc)
+        finally:
+            self._release_handle(fi.fh)
+
+    def _release_handle(self, fh: int) -> Handle:
+        handle, last = self._handles.release(fh)
+        if handle.reader is not None:
+            handle.reader.forget()
+        if last and handle.file.spool is not None:
+            handle.file.spool.close()
+            handle.file.spool = None
+            handle.file.loaded = False
+        return handle
+
+
+class CallFSFuse(mfusepy.FUSE):  # type: ignore[misc]
+    """mfusepy's FUSE runner, passing ``renameat2`` flags through (mfusepy 3 drops them)."""
+
+    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+        ops = self.operations
+        result: int = ops.rename_with_flags(old.decode(self.encoding, self.errors),
+                                            new.decode(self.encoding, self.errors), flags) or 0
+        return result

@@ -1,0 +1,131 @@
+"""Open files and their handles: who has which path open, with which write buffer (pure bookkeeping).
+
+One :class:`OpenFile` per path open on this mount, shared by all its handles, so that every handle sees the
+bytes written through the others (the kernel page cache is per inode; our buffer must be too). A handle
+(``fh``, the number FUSE passes back) points at its OpenFile and owns its read-ahead state. Renames through
+the mount re-key open files, so a file renamed while open is uploaded under its new name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+from .readahead import BlockReader
+from .spool import Spool
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """The shared state of one open path.
+
+    ``path``: current API path. ``spool``: local copy when the file is being written (``None`` while only
+    read). ``loaded``: the spool holds the whole current content (remote bytes fetched, or truncated).
+    ``dirty``: the spool has bytes the server has not. ``remote``: the file exists on the server (``False``
+    for a file created here and not uploaded yet). ``mode``: permission bits to apply after the upload of a
+    file created here (``None``: server default). ``unlinked``: deleted while open — never uploaded again.
+    ``remote_size``: bytes on the server when last seen. ``lock`` serialises spool fills, truncates and
+    uploads.
+    """
+
+    path: str
+    remote: bool
+    remote_size: int | None = None
+    spool: Spool | None = None
+    loaded: bool = False
+    dirty: bool = False
+    mode: int | None = None
+    unlinked: bool = False
+    refs: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def local_size(self) -> int | None:
+        """Bytes the file has as seen through this mount, when the spool decides it; else ``None``."""
+        if self.spool is not None and self.loaded:
+            return self.spool.size()
+        return None
+
+
+@dataclass(eq=False)
+class Handle:
+    """One FUSE file handle: its open file, its read-ahead reader (``None`` until the first remote read),
+    and whether it was opened for writing."""
+
+    file: OpenFile
+    writable: bool
+    reader: BlockReader | None = None
+
+
+class HandleTable:
+    """``fh`` → :class:`Handle` and path → :class:`OpenFile`; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: dict[int, Handle] = {}
+        self._files: dict[str, OpenFile] = {}
+        self._numbers = itertools.count(1)
+
+    def open(self, path: str, *, writable: bool, remote: bool, remote_size: int | None) -> tuple[int, Handle]:
+        """A new handle on ``path``, joining the path's OpenFile or creating it (with ``remote`` and
+        ``remote_size`` as given); returns ``(fh, handle)``."""
+        with self._lock:
+            file = self._files.get(path)
+            if file is None:
+                file = OpenFile(path=path, remote=remote, remote_size=remote_size)
+                self._files[path] = file
+            file.refs += 1
+            fh = next(self._numbers)
+            handle = Handle(file=file, writable=writable)
+            self._handles[fh] = handle
+            return fh, handle
+
+    def get(self, fh: int) -> Handle:
+        """The handle ``fh``. Raises ``KeyError`` for an unknown number."""
+        with self._lock:
+            return self._handles[fh]
+
+    def release(self, fh: int) -> tuple[Handle, bool]:
+        """Forget ``fh``; returns the handle and whether it was the last one of its file (which is then
+        forgotten too: the caller closes its spool). Raises ``KeyError`` for an unknown number."""
+        with self._lock:
+            handle = self._handles.pop(fh)
+            file = handle.file
+            file.refs -= 1
+            last = file.refs == 0
+            if last and self._files.get(file.path) is file:
+                del self._files[file.path]
+            return handle, last
+
+    def file(self, path: str) -> OpenFile | None:
+        """The OpenFile of ``path`` if it is open here."""
+        with self._lock:
+            return self._files.get(path)
+
+    def detach(self, path: str) -> OpenFile | None:
+        """Take ``path``'s OpenFile out of the path index (unlinked while open); its handles keep it."""
+        with self._lock:
+            return self._files.pop(path, None)
+
+    def rename(self, old: str, new: str) -> None:
+        """Re-key open files at ``old`` or below it to ``new``; an OpenFile already at a target path is
+        detached (it was replaced)."""
+        prefix = old.rstrip("/") + "/"
+        with self._lock:
+            moved = [(p, f) for p, f in self._files.items() if p == old or p.startswith(prefix)]
+            for path, _ in moved:
+                del self._files[path]
+            for path, file in moved:
+                target = new + path[len(old):]
+                replaced = self._files.pop(target, None)
+                if replaced is not None:
+                    replaced.unlinked = True
+                file.path = target
+                self._files[target] = file
+
+    def local_children(self, directory: str) -> list[OpenFile]:
+        """Open files directly in ``directory`` that do not exist on the server yet (created here)."""
+        prefix = directory.rstrip("/") + "/"
+        with self._lock:
+            return [f for p, f in self._files.items()
+                    if not f.remote and p.startswith(prefix) and "/" not in p[len(prefix):]]

@@ -1,0 +1,110 @@
+"""``callfs-mount``: mount a CallFS volume directory through FUSE (the CSI node plugin's mount helper).
+
+Usage::
+
+    callfs-mount SERVER_URL VOLUME_PATH MOUNTPOINT --key-file FILE [--read-only] [--uid N] [--gid N]
+                 [--fs-name NAME] [--option KEY=VALUE ...] [--foreground] [--log-file FILE] [--pid-file FILE]
+
+Without ``--foreground`` the command daemonises the mount into its own session and exits 0 once the mount
+is live, or 1 with one line on stderr (``callfs-mount: <reason>``). Bad arguments exit 2. Unmount with
+``fusermount3 -u MOUNTPOINT``; the daemon then exits 0. Contract: ``notes/issue6-plan.md``; the filesystem
+semantics: :mod:`callfs_csi.fuse.fs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from callfs.errors import BadRequest
+from callfs_csi.fuse.daemon import Readiness, spawn_daemon
+from callfs_csi.fuse.mount import run_mount
+from callfs_csi.fuse.options import OptionError, build_settings
+
+READY_GRACE = 30.0
+"""Seconds the command waits for readiness beyond the request deadline (libfuse start, first requests)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (``--help`` text included)."""
+    parser = argparse.ArgumentParser(
+        prog="callfs-mount",
+        description="Mount the CallFS directory VOLUME_PATH of the cluster at SERVER_URL on MOUNTPOINT (FUSE).",
+        epilog="Unmount with: fusermount3 -u MOUNTPOINT. Tuning options (--option): attr_timeout=SECONDS, "
+        "negative_timeout=SECONDS, request_deadline=SECONDS, read_ahead=BLOCKS, spool_dir=DIR, quiet; any "
+        "other KEY[=VALUE] is passed to FUSE as a mount option.",
+    )
+    parser.add_argument("server_url", metavar="SERVER_URL", help="CallFS server, e.g. http://callfs:8443")
+    parser.add_argument("volume_path", metavar="VOLUME_PATH", help="directory on the server, e.g. /volumes/pvc-1")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="existing empty directory to mount on")
+    parser.add_argument("--key-file", required=True, metavar="FILE",
+                        help="file holding the API key (never pass the key itself: it would show in ps)")
+    parser.add_argument("--read-only", action="store_true", help="mount read-only")
+    parser.add_argument("--uid", type=int, default=None, help="owner uid of every inode (default: caller's)")
+    parser.add_argument("--gid", type=int, default=None, help="owner gid of every inode (default: caller's)")
+    parser.add_argument("--fs-name", default=None, metavar="NAME",
+                        help="accepted for compatibility; the mount source is always callfs:VOLUME_PATH")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="tuning or FUSE option (repeatable)")
+    parser.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground (tests, debug)")
+    parser.add_argument("--log-file", default=None, metavar="FILE", help="append logs here (default: none "
+                        "when daemonised, stderr in the foreground)")
+    parser.add_argument("--pid-file", default=None, metavar="FILE", help="write the daemon's pid here")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def _read_key(path: str) -> str:
+    with open(path, encoding="utf-8") as source:
+        key = source.read().strip()
+    if not key:
+        raise ValueError(f"key file {path} is empty")
+    return key
+
+
+def _configure_logging(level: str, log_file: str | None, *, daemon: bool) -> None:
+    handler: logging.Handler
+    if daemon:
+        handler = logging.StreamHandler(sys.stderr)  # the daemon's stderr is the log file
+    elif log_file:
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``callfs-mount``; returns (and exits with) 0 on success, 1 when the mount failed,
+    2 for bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = build_settings(
+            server_url=args.server_url, volume_path=args.volume_path, mountpoint=args.mountpoint,
+            uid=args.uid, gid=args.gid, read_only=args.read_only, options=args.option,
+        )
+    except (OptionError, BadRequest) as exc:
+        parser.error(str(exc))
+    try:
+        api_key = _read_key(args.key_file)
+    except (OSError, ValueError) as exc:
+        print(f"callfs-mount: cannot read the key file: {exc}", file=sys.stderr)
+        return 1
+    if args.foreground:
+        _configure_logging(args.log_level, args.log_file, daemon=False)
+        return run_mount(settings, api_key, Readiness(None), args.pid_file)
+
+    def daemon(readiness: Readiness) -> int:
+        _configure_logging(args.log_level, args.log_file, daemon=True)
+        return run_mount(settings, api_key, readiness, args.pid_file)
+
+    return spawn_daemon(daemon, output_path=args.log_file, timeout=settings.request_deadline + READY_GRACE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
