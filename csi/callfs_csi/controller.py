@@ -1,0 +1,323 @@
+"""CSI Controller service: volumes as quota-limited directories on a CallFS cluster (spec, "Controller Service RPC").
+
+* ``CreateVolume`` → record ``/volumes/.csi/<name>.json``, directory ``/volumes/<name>``, quota of the requested
+  capacity on it. Idempotent by name: an existing volume whose quota satisfies the capacity range is returned
+  as is; one that does not → ``ALREADY_EXISTS``.
+* ``DeleteVolume`` → by the volume's ``onDelete`` policy: remove, keep, or move to ``/archive``; an unknown or
+  already deleted volume is success.
+* ``ControllerExpandVolume`` raises the quota; nothing is needed on the node (FUSE ``statfs`` reads the quota).
+* ``ListVolumes`` pages through ``/volumes`` of the default cluster by name; ``GetCapacity`` reports the free
+  bytes of the cluster's nodes (:mod:`callfs_csi.cluster`).
+
+Quota changes are root-only on the server: the credentials used here must be a ``root`` key (see
+:mod:`callfs_csi.params`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import grpc
+
+from callfs import errors as fs_errors
+from callfs.client import CallFSClient, QuotaInfo
+from callfs_csi import csi_pb2, csi_pb2_grpc
+from callfs_csi.capabilities import check_capabilities, check_well_formed, unsupported_reason
+from callfs_csi.cluster import client_for, cluster_free_bytes
+from callfs_csi.config import DriverConfig
+from callfs_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, rpc
+from callfs_csi.inflight import KeyedLocks
+from callfs_csi.params import Credentials, OnDelete, credentials, parse_parameters
+from callfs_csi.volume import (
+    ARCHIVE_ROOT,
+    VOLUMES_ROOT,
+    VolumeRef,
+    archive_path,
+    capacity_fits,
+    decode_list_token,
+    encode_list_token,
+    parse_volume_id,
+    requested_capacity,
+    validate_name,
+)
+
+__all__ = ["ControllerService"]
+
+log = logging.getLogger(__name__)
+
+_RPC = csi_pb2.ControllerServiceCapability.RPC
+CONTROLLER_CAPABILITIES = (
+    _RPC.CREATE_DELETE_VOLUME,
+    _RPC.LIST_VOLUMES,
+    _RPC.GET_CAPACITY,
+    _RPC.EXPAND_VOLUME,
+    _RPC.SINGLE_NODE_MULTI_WRITER,
+    _RPC.GET_VOLUME,
+    _RPC.VOLUME_CONDITION,
+)
+
+
+def volume_context(ref: VolumeRef, server: str) -> dict[str, str]:
+    """What the node needs to mount a volume: the cluster URL and the directory (``volume_context``)."""
+    return {"server": server, "path": ref.path}
+
+
+class ControllerService(csi_pb2_grpc.ControllerServicer):
+    """The controller of ``csi.callfs.io`` over the CallFS REST API."""
+
+    def __init__(self, config: DriverConfig) -> None:
+        self.config = config
+        self.locks = KeyedLocks()
+
+    def _client(self, creds: Credentials) -> CallFSClient:
+        return client_for(creds, self.config.request_timeout)
+
+    def _default_server(self) -> str | None:
+        return self.config.default.server if self.config.default else None
+
+    def _locate(self, volume_id: str, secrets: Mapping[str, str]) -> tuple[VolumeRef | None, Credentials | None]:
+        """The volume an ID names and the credentials to reach it (``None, None``: no volume has that ID)."""
+        ref = parse_volume_id(volume_id)
+        if ref is None:
+            return None, None
+        return ref, credentials(secrets, ref.server, self.config.default)
+
+    # ---- CreateVolume / DeleteVolume ------------------------------------------------------------------------
+
+    @rpc
+    async def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        name = validate_name(request.name)
+        check_capabilities(request.volume_capabilities)
+        if request.HasField("volume_content_source"):
+            raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
+        params = parse_parameters(request.parameters)
+        required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
+        capacity = requested_capacity(required, limit, self.config.default_capacity)
+        creds = credentials(request.secrets, params.server, self.config.default)
+        ref = VolumeRef.on(name, creds.server, self._default_server())
+        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+            existing = await _quota_or_none(fs, ref.path)
+            if existing is not None and existing.bytes_limit is not None:
+                if not capacity_fits(existing.bytes_limit, required, limit):
+                    raise AlreadyExists(
+                        f"volume {name} exists with {existing.bytes_limit} bytes, outside the requested range "
+                        f"[{required}, {limit or 'unbounded'}]"
+                    )
+                capacity = existing.bytes_limit
+            else:
+                record = {"name": name, "capacity_bytes": capacity, "on_delete": params.on_delete.value,
+                          "created": datetime.now(UTC).isoformat()}
+                await fs.upload(ref.record_path, json.dumps(record).encode())
+                await fs.mkdir(ref.path)
+                await fs.set_quota(ref.path, bytes_limit=capacity)
+                log.info("created volume %s (%d bytes) on %s", ref.volume_id, capacity, creds.server)
+        return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(
+            volume_id=ref.volume_id, capacity_bytes=capacity, volume_context=volume_context(ref, creds.server),
+        ))
+
+    @rpc
+    async def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.DeleteVolumeResponse:
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        ref, creds = self._locate(request.volume_id, request.secrets)
+        if ref is None or creds is None:
+            return csi_pb2.DeleteVolumeResponse()  # no volume can have this ID: already gone
+        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+            policy = await _on_delete_policy(fs, ref)
+            if await fs.exists(ref.path):
+                if policy is OnDelete.DELETE:
+                    with contextlib.suppress(fs_errors.NotFound):
+                        await fs.delete(ref.path, recursive=True)
+                elif policy is OnDelete.ARCHIVE:
+                    destination = archive_path(ref.name, datetime.now(UTC))
+                    await fs.mkdir(ARCHIVE_ROOT)
+                    await fs.move(ref.path, destination, create_parents=True)
+                    log.info("archived volume %s to %s", ref.volume_id, destination)
+            with contextlib.suppress(fs_errors.NotFound):
+                await fs.delete(ref.record_path)
+        log.info("deleted volume %s (onDelete=%s)", ref.volume_id, policy.value)
+        return csi_pb2.DeleteVolumeResponse()
+
+    # ---- capabilities, validation ---------------------------------------------------------------------------
+
+    @rpc
+    async def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        cap = csi_pb2.ControllerServiceCapability
+        return csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[cap(rpc=cap.RPC(type=t)) for t in CONTROLLER_CAPABILITIES]
+        )
+
+    @rpc
+    async def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        if not request.volume_capabilities:
+            raise InvalidArgument("volume_capabilities are required")
+        for index, capability in enumerate(request.volume_capabilities):
+            check_well_formed(capability, f"volume_capabilities[{index}]")
+        ref, creds = self._locate(request.volume_id, request.secrets)
+        if ref is None or creds is None:
+            raise NotFound(f"volume {request.volume_id} does not exist")
+        async with self._client(creds) as fs:
+            if not await fs.exists(ref.path):
+                raise NotFound(f"volume {request.volume_id} does not exist")
+        reasons = [r for r in map(unsupported_reason, request.volume_capabilities) if r]
+        try:
+            parse_parameters(request.parameters)
+        except InvalidArgument as exc:
+            reasons.append(str(exc))
+        if reasons:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message="; ".join(reasons))
+        confirmed = csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+            volume_context=request.volume_context, volume_capabilities=request.volume_capabilities,
+            parameters=request.parameters, mutable_parameters=request.mutable_parameters,
+        )
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(confirmed=confirmed)
+
+    # ---- listing, capacity ----------------------------------------------------------------------------------
+
+    def _default_creds(self, what: str) -> Credentials:
+        if self.config.default is None:
+            raise FailedPrecondition(f"{what} needs a default cluster (callfs-csi --server and --api-key-file)")
+        return self.config.default
+
+    @rpc
+    async def ListVolumes(
+        self, request: csi_pb2.ListVolumesRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ListVolumesResponse:
+        """Volumes of the default cluster, sorted by name; ``next_token`` resumes after the page's last name."""
+        if request.max_entries < 0:
+            raise InvalidArgument("max_entries must not be negative")
+        after = decode_list_token(request.starting_token) if request.starting_token else None
+        creds = self._default_creds("ListVolumes")
+        async with self._client(creds) as fs:
+            try:
+                items = await fs.list_dir(VOLUMES_ROOT)
+            except fs_errors.NotFound:
+                items = []
+            names = sorted(i.name for i in items if i.is_dir and not i.name.startswith("."))
+            if after is not None:
+                names = [n for n in names if n > after]
+            page = names[: request.max_entries] if request.max_entries else names
+            entries = []
+            for name in page:
+                ref = VolumeRef(name)
+                found = await _quota_or_none(fs, ref.path)
+                condition = csi_pb2.VolumeCondition(abnormal=found is None,
+                                                    message="no quota set" if found is None else "")
+                entries.append(csi_pb2.ListVolumesResponse.Entry(
+                    volume=csi_pb2.Volume(
+                        volume_id=ref.volume_id,
+                        capacity_bytes=(found.bytes_limit or 0) if found else 0,
+                        volume_context=volume_context(ref, creds.server),
+                    ),
+                    status=csi_pb2.ListVolumesResponse.VolumeStatus(volume_condition=condition),
+                ))
+        next_token = encode_list_token(page[-1]) if page and len(page) < len(names) else ""
+        return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
+
+    @rpc
+    async def ControllerGetVolume(
+        self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ControllerGetVolumeResponse:
+        """The volume with its capacity and a condition: abnormal when its quota is gone."""
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        ref, creds = self._locate(request.volume_id, {})
+        if ref is None or creds is None:
+            raise NotFound(f"volume {request.volume_id} does not exist")
+        async with self._client(creds) as fs:
+            if not await fs.exists(ref.path):
+                raise NotFound(f"volume {request.volume_id} does not exist")
+            found = await _quota_or_none(fs, ref.path)
+        condition = csi_pb2.VolumeCondition(abnormal=found is None, message="no quota set" if found is None else "")
+        return csi_pb2.ControllerGetVolumeResponse(
+            volume=csi_pb2.Volume(volume_id=ref.volume_id,
+                                  capacity_bytes=(found.bytes_limit or 0) if found else 0,
+                                  volume_context=volume_context(ref, creds.server)),
+            status=csi_pb2.ControllerGetVolumeResponse.VolumeStatus(volume_condition=condition),
+        )
+
+    @rpc
+    async def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.GetCapacityResponse:
+        """Free bytes of the cluster the parameters name (default: the default cluster); 0 for capabilities
+        this driver cannot serve (spec, ``GetCapacity``)."""
+        for capability in request.volume_capabilities:
+            check_well_formed(capability)
+            if unsupported_reason(capability) is not None:
+                return csi_pb2.GetCapacityResponse(available_capacity=0)
+        params = parse_parameters(request.parameters)
+        creds = credentials({}, params.server, self.config.default)
+        free = await cluster_free_bytes(creds, self.config.request_timeout)
+        return csi_pb2.GetCapacityResponse(available_capacity=free)
+
+    # ---- expansion ------------------------------------------------------------------------------------------
+
+    @rpc
+    async def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        """Raise the quota to the requested capacity (never lowers it); ``node_expansion_required`` is false."""
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        if not request.HasField("capacity_range"):
+            raise InvalidArgument("capacity_range is required")
+        if request.HasField("volume_capability"):
+            check_capabilities([request.volume_capability])
+        required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
+        wanted = requested_capacity(required, limit, 0)
+        if not wanted:
+            raise InvalidArgument("capacity_range must give required_bytes or limit_bytes")
+        ref, creds = self._locate(request.volume_id, request.secrets)
+        if ref is None or creds is None:
+            raise NotFound(f"volume {request.volume_id} does not exist")
+        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+            found = await _quota_or_none(fs, ref.path)
+            if found is None:
+                if not await fs.exists(ref.path):
+                    raise NotFound(f"volume {request.volume_id} does not exist")
+                current = 0
+            else:
+                current = found.bytes_limit or 0
+            capacity = max(current, wanted)
+            if capacity != current:
+                await fs.set_quota(ref.path, bytes_limit=capacity,
+                                   inodes_limit=found.inodes_limit if found else None)
+                log.info("expanded volume %s from %d to %d bytes", ref.volume_id, current, capacity)
+        return csi_pb2.ControllerExpandVolumeResponse(capacity_bytes=capacity, node_expansion_required=False)
+
+
+async def _quota_or_none(fs: CallFSClient, path: str) -> QuotaInfo | None:
+    """The quota on ``path``; ``None`` when the directory or its quota does not exist."""
+    try:
+        return await fs.get_quota(path)
+    except fs_errors.NotFound:
+        return None
+
+
+async def _on_delete_policy(fs: CallFSClient, ref: VolumeRef) -> OnDelete:
+    """The policy in the volume's record; ``delete`` (the parameter's default) when there is no usable record."""
+    try:
+        raw = await fs.read(ref.record_path)
+    except fs_errors.NotFound:
+        return OnDelete.DELETE
+    try:
+        return OnDelete(json.loads(raw).get("on_delete", OnDelete.DELETE.value))
+    except (ValueError, AttributeError):
+        log.warning("volume %s: unreadable record %s; deleting per the default policy", ref.volume_id,
+                    ref.record_path)
+        return OnDelete.DELETE

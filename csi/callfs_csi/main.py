@@ -1,0 +1,95 @@
+"""``callfs-csi``: the CSI plugin of CallFS (driver ``csi.callfs.io``).
+
+    callfs-csi --endpoint unix:///csi/csi.sock --mode node --node-id "$NODE_NAME" --state-dir /var/lib/callfs-csi
+    callfs-csi --endpoint unix:///csi/csi.sock --mode controller --server http://callfs.storage.svc:8443 \\
+               --api-key-file /etc/callfs-csi/root.key
+
+``--server``/``--api-key-file`` name the default cluster (used when a StorageClass names none, and by
+``ListVolumes``/``GetCapacity``/``Probe``); the key must belong to user ``root`` for the controller, which sets
+quotas. Every option can also come from the environment (``CSI_ENDPOINT``, ``CALLFS_CSI_NODE_ID``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from callfs_csi.config import DRIVER_NAME, DriverConfig, Mode
+from callfs_csi.errors import InvalidArgument
+from callfs_csi.mounter import Mounter
+from callfs_csi.params import Credentials, validate_server_url
+from callfs_csi.server import serve
+
+__all__ = ["config_from_args", "main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="callfs-csi", description=f"CSI plugin {DRIVER_NAME} for CallFS volumes")
+    p.add_argument("--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"),
+                   help="unix:///path/to/socket (or tcp://host:port); env CSI_ENDPOINT")
+    p.add_argument("--node-id", default=env("CALLFS_CSI_NODE_ID") or socket.gethostname(),
+                   help="this node's ID (default: the host name); env CALLFS_CSI_NODE_ID")
+    p.add_argument("--mode", choices=[m.value for m in Mode], default=env("CALLFS_CSI_MODE", "all"),
+                   help="services to run besides Identity")
+    p.add_argument("--state-dir", default=env("CALLFS_CSI_STATE_DIR", "/var/lib/callfs-csi"),
+                   help="where the node state and volume keys are kept (mode 0700)")
+    p.add_argument("--server", default=env("CALLFS_CSI_SERVER"), help="URL of the default CallFS cluster")
+    p.add_argument("--api-key-file", default=env("CALLFS_CSI_API_KEY_FILE"),
+                   help="file holding the default cluster's API key (a root key for the controller)")
+    p.add_argument("--default-capacity", type=int, default=int(env("CALLFS_CSI_DEFAULT_CAPACITY", str(1 << 30))),
+                   help="bytes given to volumes whose request names no capacity (default 1 GiB)")
+    p.add_argument("--max-volumes-per-node", type=int, default=0, help="reported by NodeGetInfo (0: no limit)")
+    p.add_argument("--mount-command", default=env("CALLFS_CSI_MOUNT_COMMAND"),
+                   help="the callfs-mount command line (default: callfs-mount beside this interpreter)")
+    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds per CallFS request")
+    p.add_argument("--log-level", default=env("CALLFS_CSI_LOG_LEVEL", "INFO"))
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> DriverConfig:
+    """The :class:`DriverConfig` of parsed arguments.
+
+    Raises:
+        InvalidArgument: ``--server`` without ``--api-key-file`` (or the reverse), a bad URL, an empty key file.
+    """
+    default = None
+    if bool(args.server) != bool(args.api_key_file):
+        raise InvalidArgument("--server and --api-key-file go together")
+    if args.server:
+        key = Path(args.api_key_file).read_text().strip()
+        if not key:
+            raise InvalidArgument(f"{args.api_key_file} is empty")
+        default = Credentials(validate_server_url(args.server, "--server"), key)
+    if not args.node_id:
+        raise InvalidArgument("--node-id is required")
+    if args.default_capacity <= 0:
+        raise InvalidArgument("--default-capacity must be positive")
+    return DriverConfig(node_id=args.node_id, mode=Mode(args.mode), state_dir=args.state_dir, default=default,
+                        default_capacity=args.default_capacity, max_volumes_per_node=args.max_volumes_per_node,
+                        request_timeout=args.request_timeout)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``callfs-csi`` console script; exits 2 on bad options."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except (InvalidArgument, OSError) as exc:
+        print(f"callfs-csi: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    mounter = Mounter(shlex.split(args.mount_command) if args.mount_command else None)
+    asyncio.run(serve(config, args.endpoint, mounter))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""StorageClass parameters and CSI secrets: which CallFS cluster a volume lives on and which key opens it.
+
+StorageClass ``parameters`` (passed to ``CreateVolume``; Kubernetes strips its own ``csi.storage.k8s.io/*`` keys
+and we ignore any that remain):
+
+* ``server``: the cluster's URL, e.g. ``https://callfs.example:8443``; or
+* ``cluster``: ``<namespace>/<name>`` of a ``CallFSCluster`` resource, resolved to its client Service
+  ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`);
+* neither: the driver's default cluster (``callfs-csi --server``), else the secret's ``serverURL``.
+* ``onDelete``: ``delete`` (default) | ``retain`` | ``archive`` — what ``DeleteVolume`` does with the directory.
+
+Secrets (the standard ``csi.storage.k8s.io/provisioner-secret-name``/``-namespace``,
+``controller-expand-secret-*`` and ``node-stage-secret-*`` StorageClass parameters make Kubernetes put the
+Secret's data in each request's ``secrets`` field):
+
+* ``apiKey``: a CallFS API key. The controller sets and changes directory quotas, which the server allows to
+  ``root`` only, so the provisioner and controller-expand secrets must hold a key of user ``root``; the
+  node-stage secret's key is the identity the mount acts as (root too, unless a narrower user owns the volumes).
+* ``serverURL`` (optional): the cluster's URL when the StorageClass names none.
+
+Pure functions; errors are :class:`~callfs_csi.errors.InvalidArgument` with the offending key in the message.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+from callfs_csi.errors import InvalidArgument
+
+__all__ = [
+    "API_KEY_SECRET",
+    "CLIENT_SERVICE_PORT",
+    "SERVER_SECRET",
+    "Credentials",
+    "OnDelete",
+    "VolumeParameters",
+    "cluster_service_url",
+    "credentials",
+    "parse_parameters",
+    "validate_server_url",
+]
+
+API_KEY_SECRET: Final = "apiKey"  # noqa: S105 - the name of a secret key, not a secret
+SERVER_SECRET: Final = "serverURL"  # noqa: S105
+CLIENT_SERVICE_PORT: Final = 8443
+"""Port of a ``CallFSCluster``'s client Service."""
+KUBERNETES_PREFIX: Final = "csi.storage.k8s.io/"
+_DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class OnDelete(enum.StrEnum):
+    """What ``DeleteVolume`` does with the volume directory (StorageClass parameter ``onDelete``)."""
+
+    DELETE = "delete"
+    """Remove the directory and everything in it."""
+    RETAIN = "retain"
+    """Leave the directory (and its quota) in place."""
+    ARCHIVE = "archive"
+    """Move it to ``/archive/<name>-<timestamp>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeParameters:
+    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named) and the ``on_delete`` policy."""
+
+    server: str | None = None
+    on_delete: OnDelete = OnDelete.DELETE
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How to reach a cluster: ``server`` URL (no trailing slash) and ``api_key``."""
+
+    server: str
+    api_key: str
+
+
+def validate_server_url(url: str, what: str = "server") -> str:
+    """``url`` without a trailing slash when it is an ``http(s)://host[:port]`` URL.
+
+    Raises:
+        InvalidArgument: another scheme, no host, or a query/fragment.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(f"{what} must be an http(s)://host[:port] URL, got {url!r}")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise InvalidArgument(f"{what} {url!r} must not carry credentials, a query or a fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise InvalidArgument(f"{what} {url!r} has a bad port") from exc
+    return url.rstrip("/")
+
+
+def cluster_service_url(ref: str) -> str:
+    """The client Service URL of the ``CallFSCluster`` ``<namespace>/<name>``.
+
+    >>> cluster_service_url("storage/callfs")
+    'http://callfs.storage.svc:8443'
+
+    Raises:
+        InvalidArgument: not ``namespace/name`` with both parts DNS-1123 labels.
+    """
+    namespace, sep, name = ref.partition("/")
+    if not sep or not _DNS_LABEL.match(namespace) or not _DNS_LABEL.match(name):
+        raise InvalidArgument(f"cluster must be '<namespace>/<name>' of a CallFSCluster, got {ref!r}")
+    return f"http://{name}.{namespace}.svc:{CLIENT_SERVICE_PORT}"
+
+
+def parse_parameters(parameters: Mapping[str, str]) -> VolumeParameters:
+    """Parse ``CreateVolume``/``GetCapacity`` parameters (see the module docstring).
+
+    Raises:
+        InvalidArgument: both ``server`` and ``cluster``, a malformed value, or an unknown key (a typo would
+            otherwise be ignored silently).
+    """
+    known = {"server", "cluster", "onDelete"}
+    unknown = sorted(k for k in parameters if k not in known and not k.startswith(KUBERNETES_PREFIX))
+    if unknown:
+        raise InvalidArgument(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "server" in parameters and "cluster" in parameters:
+        raise InvalidArgument("give either server or cluster, not both")
+    server: str | None = None
+    if "server" in parameters:
+        server = validate_server_url(parameters["server"])
+    elif "cluster" in parameters:
+        server = cluster_service_url(parameters["cluster"])
+    raw = parameters.get("onDelete", OnDelete.DELETE.value)
+    try:
+        on_delete = OnDelete(raw)
+    except ValueError:
+        raise InvalidArgument(f"onDelete must be delete, retain or archive, got {raw!r}") from None
+    return VolumeParameters(server, on_delete)
+
+
+def credentials(
+    secrets: Mapping[str, str], server: str | None, default: Credentials | None
+) -> Credentials:
+    """The credentials of a request: the volume's ``server`` (else the secret's ``serverURL``, else the
+    default's) with the secret's ``apiKey`` (else the default key, when the server is the default one).
+
+    Raises:
+        InvalidArgument: no server can be determined, or no key for it (spec: missing secrets are
+            ``INVALID_ARGUMENT``).
+    """
+    if server is None and SERVER_SECRET in secrets:
+        server = validate_server_url(secrets[SERVER_SECRET], f"secret {SERVER_SECRET}")
+    if server is None:
+        if default is None:
+            raise InvalidArgument(
+                f"no CallFS cluster: set StorageClass parameter server or cluster, or secret {SERVER_SECRET}"
+            )
+        server = default.server
+    key = secrets.get(API_KEY_SECRET, "")
+    if not key:
+        if default is None or default.server.rstrip("/") != server.rstrip("/"):
+            raise InvalidArgument(f"secret {API_KEY_SECRET} is required for {server}")
+        key = default.api_key
+    return Credentials(server.rstrip("/"), key)
