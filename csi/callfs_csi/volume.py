@@ -166,9 +166,12 @@ def decode_list_token(token: str) -> str:
         raise Aborted(f"invalid starting_token {token!r}")
     raw = token[len(_TOKEN_PREFIX):]
     try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        name = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise Aborted(f"invalid starting_token {token!r}") from exc
+    if encode_list_token(name) != token:  # only the exact form this driver issues
+        raise Aborted(f"invalid starting_token {token!r}")
+    return name
 
 
 def archive_path(name: str, now: datetime) -> str:

@@ -1,0 +1,84 @@
+"""StorageClass parameters, cluster references and secrets (callfs_csi.params)."""
+
+from __future__ import annotations
+
+import pytest
+
+from callfs_csi.errors import InvalidArgument
+from callfs_csi.params import (
+    Credentials,
+    OnDelete,
+    VolumeParameters,
+    cluster_service_url,
+    credentials,
+    parse_parameters,
+    validate_server_url,
+)
+
+DEFAULT = Credentials("http://127.0.0.1:8443", "default-key-0123456789")
+
+
+def test_no_parameters_mean_the_default_cluster_and_delete() -> None:
+    assert parse_parameters({}) == VolumeParameters(None, OnDelete.DELETE)
+
+
+def test_server_parameter_is_a_url_without_trailing_slash() -> None:
+    assert parse_parameters({"server": "https://callfs.example:8443/"}).server == "https://callfs.example:8443"
+
+
+def test_cluster_parameter_resolves_to_the_client_service() -> None:
+    assert parse_parameters({"cluster": "storage/main"}).server == "http://main.storage.svc:8443"
+
+
+@pytest.mark.parametrize("policy", ["delete", "retain", "archive"])
+def test_on_delete_policies(policy: str) -> None:
+    assert parse_parameters({"onDelete": policy}).on_delete is OnDelete(policy)
+
+
+def test_kubernetes_prefixed_parameters_are_ignored() -> None:
+    assert parse_parameters({"csi.storage.k8s.io/pvc/name": "x"}) == VolumeParameters()
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"server": "ftp://x"}, {"server": "http://"}, {"server": "http://u:p@host"}, {"server": "http://h:99999"},
+     {"cluster": "no-slash"}, {"cluster": "Bad/Name"}, {"cluster": "a/b/c"}, {"onDelete": "shred"},
+     {"server": "http://a", "cluster": "n/c"}, {"sever": "http://typo"}],
+)
+def test_bad_parameters_are_invalid_arguments(parameters: dict[str, str]) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_parameters(parameters)
+
+
+def test_cluster_service_url_shape() -> None:
+    assert cluster_service_url("ns-1/callfs") == "http://callfs.ns-1.svc:8443"
+
+
+def test_validate_server_url_keeps_https_and_port() -> None:
+    assert validate_server_url("https://h:1/") == "https://h:1"
+
+
+def test_secret_key_wins_over_the_default_key() -> None:
+    creds = credentials({"apiKey": "secret-key-0123456789"}, None, DEFAULT)
+    assert creds == Credentials(DEFAULT.server, "secret-key-0123456789")
+
+
+def test_default_key_serves_the_default_server_only() -> None:
+    assert credentials({}, DEFAULT.server + "/", DEFAULT) == DEFAULT
+    with pytest.raises(InvalidArgument, match="apiKey"):
+        credentials({}, "http://other:8443", DEFAULT)
+
+
+def test_secret_server_url_is_used_when_the_volume_names_none() -> None:
+    creds = credentials({"apiKey": "k" * 20, "serverURL": "http://from-secret:8443"}, None, DEFAULT)
+    assert creds.server == "http://from-secret:8443"
+
+
+def test_volume_server_wins_over_the_secret_server() -> None:
+    creds = credentials({"apiKey": "k" * 20, "serverURL": "http://from-secret:8443"}, "http://volume:1", None)
+    assert creds.server == "http://volume:1"
+
+
+def test_no_server_anywhere_is_invalid() -> None:
+    with pytest.raises(InvalidArgument, match="no CallFS cluster"):
+        credentials({"apiKey": "k" * 20}, None, None)
