@@ -184,7 +184,7 @@ class Mounter:
 
     async def mount_fuse(
         self, server: str, volume_path: str, mount_point: str, key_file: str, *, read_only: bool,
-        log_file: str | None = None,
+        log_file: str | None = None, pid_file: str | None = None,
     ) -> None:
         """Start ``callfs-mount`` for ``server``/``volume_path`` at ``mount_point``; returns once it is live.
 
@@ -200,6 +200,8 @@ class Mounter:
             argv.append("--read-only")
         if log_file:
             argv += ["--log-file", log_file]
+        if pid_file:
+            argv += ["--pid-file", pid_file]
         await _run(argv, "callfs-mount")
 
     async def bind_mount(self, source: str, target: str, options: Sequence[str]) -> None:

@@ -81,7 +81,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.state = self.store.load()
         for volume_id, volume in list(self.state.volumes.items()):
             try:
-                repaired = await self._ensure_staged(volume)
+                repaired = await self._ensure_staged(volume_id, volume)
                 for target_path, target in volume.targets.items():
                     await self._ensure_published(volume, target_path, target, force=repaired)
             except Exception:  # one broken volume must not keep the others down
@@ -95,7 +95,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.store.save(self.state)
         log.info("node state restored: %d staged volume(s)", len(self.state.volumes))
 
-    async def _ensure_staged(self, volume: StagedVolume) -> bool:
+    async def _ensure_staged(self, volume_id: str, volume: StagedVolume) -> bool:
         """Re-mount ``volume`` at its staging path unless it is live; True when it had to be mounted."""
         status = await _status(volume.staging_path)
         if status == PathStatus.DIRECTORY and self.mounter.is_mount_point(volume.staging_path):
@@ -105,7 +105,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             await self.mounter.unmount(volume.staging_path)
         await asyncio.to_thread(os.makedirs, volume.staging_path, exist_ok=True)
         await self.mounter.mount_fuse(volume.server, volume.volume_path, volume.staging_path, volume.key_file,
-                                      read_only=volume.read_only, log_file=self._log_file(volume.staging_path))
+                                      read_only=volume.read_only, log_file=self._log_file(),
+                                      pid_file=str(self.store.pid_file_for(volume_id)))
         return True
 
     async def _ensure_published(self, volume: StagedVolume, target_path: str, target: PublishedTarget,
@@ -121,8 +122,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                                       mount_flag_options(target.mount_flags, target.read_only))
         log.info("re-published %s at %s", volume.volume_path, target_path)
 
-    def _log_file(self, staging_path: str) -> str:
-        del staging_path
+    def _log_file(self) -> str:
         return str(Path(self.store.dir) / "callfs-mount.log")
 
     # ---- identity of the node -------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                         f"volume {volume_id} is already staged at {existing.staging_path} "
                         f"({'read-only' if existing.read_only else 'read-write'})"
                     )
-                await self._ensure_staged(existing)
+                await self._ensure_staged(volume_id, existing)
                 return csi_pb2.NodeStageVolumeResponse()
             await self._check_exists(creds, volume_id, volume_path)
             key_file = self.store.write_key(volume_id, creds.api_key)
@@ -186,7 +186,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             self.state.volumes[volume_id] = volume
             self.store.save(self.state)  # before mounting: a crash after the mount still knows about it
             try:
-                await self._ensure_staged(volume)
+                await self._ensure_staged(volume_id, volume)
             except BaseException:
                 del self.state.volumes[volume_id]
                 self.store.save(self.state)
@@ -262,7 +262,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                                         "with other options")
                 await self._ensure_published(volume, target_path, existing, force=False)
                 return csi_pb2.NodePublishVolumeResponse()
-            await self._ensure_staged(volume)
+            await self._ensure_staged(volume_id, volume)
             target = PublishedTarget(read_only=read_only, mount_flags=flags, access_mode=mode)
             volume.targets[target_path] = target
             self.store.save(self.state)

@@ -114,7 +114,7 @@ class StateStore:
 
     def ensure_dirs(self) -> None:
         """Create the state and key directories (mode 0700)."""
-        for directory in (self.dir, self.keys_dir):
+        for directory in (self.dir, self.keys_dir, self.dir / "pids"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(directory, 0o700)
 
@@ -154,10 +154,15 @@ class StateStore:
         _atomic_write(path, api_key.encode())
         return path
 
+    def pid_file_for(self, volume_id: str) -> Path:
+        """Where the FUSE daemon of ``volume_id`` writes its process ID (``callfs-mount --pid-file``)."""
+        return self.keys_dir.parent / "pids" / (self.key_file_for(volume_id).stem + ".pid")
+
     def remove_key(self, volume_id: str) -> None:
-        """Forget the key of ``volume_id`` (no error when there is none)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.key_file_for(volume_id).unlink()
+        """Forget the key (and daemon pid file) of ``volume_id`` (no error when there is none)."""
+        for path in (self.key_file_for(volume_id), self.pid_file_for(volume_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

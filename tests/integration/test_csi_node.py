@@ -1,0 +1,302 @@
+"""The CSI node plugin as a real process with real FUSE mounts: lifecycle, and mounts that survive the plugin.
+
+``callfs-csi --mode all`` runs as a subprocess on a unix socket against a real CallFS node; tests talk gRPC to it,
+SIGKILL it or its FUSE daemons, restart it on the same state directory, and check what a pod would see through
+the target path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from callfs_csi import csi_pb2, csi_pb2_grpc
+from support.node import NodeProcess
+
+START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its socket
+Mode = csi_pb2.VolumeCapability.AccessMode
+
+
+def mount_capability(mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = ()) -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(mount=csi_pb2.VolumeCapability.MountVolume(mount_flags=list(flags)),
+                                    access_mode=Mode(mode=mode))  # type: ignore[arg-type]
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def is_stale(path: Path) -> bool:
+    """True once ``path`` answers ``ENOTCONN``/``ECONNABORTED`` (its FUSE daemon is gone)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+            return True
+        raise
+    return False
+
+
+def mount_points_under(base: Path) -> list[str]:
+    prefix = str(base) + "/"
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split(" ")[4].replace("\\040", " ")
+        if point.startswith(prefix):
+            points.append(point)
+    return points
+
+
+@dataclass
+class Plugin:
+    """One ``callfs-csi`` process; :meth:`start` again after :meth:`kill` to restart it on the same state."""
+
+    node: NodeProcess
+    base: Path
+    process: subprocess.Popen[bytes] | None = None
+    channel: grpc.Channel | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "csi.sock"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base / "state"
+
+    def start(self) -> None:
+        key_file = self.base / "root.key"
+        key_file.write_text(self.node.key_for("root"))
+        key_file.chmod(0o600)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        log = (self.base / "csi.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "callfs_csi.main", "--endpoint", f"unix://{self.socket}", "--mode", "all",
+             "--node-id", "test-node", "--state-dir", str(self.state_dir), "--server", self.node.url,
+             "--api-key-file", str(key_file)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        poll(lambda: self.socket.exists() or self.process is None or self.process.poll() is not None,
+             START_TIMEOUT, "the plugin socket")
+        assert self.process.poll() is None, self.log_tail()
+        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
+        grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT)
+
+    def kill(self) -> None:
+        """SIGKILL, like an OOM kill or a node-plugin pod deletion."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def log_tail(self) -> str:
+        return "\n".join((self.base / "csi.log").read_text(errors="replace").splitlines()[-40:])
+
+    @property
+    def controller(self) -> csi_pb2_grpc.ControllerStub:
+        return csi_pb2_grpc.ControllerStub(self.channel)
+
+    @property
+    def node_service(self) -> csi_pb2_grpc.NodeStub:
+        return csi_pb2_grpc.NodeStub(self.channel)
+
+    def create(self, name: str, size: int = 64 << 20) -> csi_pb2.Volume:
+        response = self.controller.CreateVolume(csi_pb2.CreateVolumeRequest(
+            name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+            volume_capabilities=[mount_capability()], secrets=self.secrets))
+        return response.volume
+
+    def stage(self, volume: csi_pb2.Volume, staging: Path, mode: int = Mode.SINGLE_NODE_WRITER) -> None:
+        staging.mkdir(parents=True, exist_ok=True)
+        self.node_service.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=str(staging), volume_capability=mount_capability(mode),
+            volume_context=volume.volume_context, secrets=self.secrets))
+
+    def publish(self, volume: csi_pb2.Volume, staging: Path, target: Path, *, readonly: bool = False,
+                mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = ()) -> None:
+        self.node_service.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=str(staging), target_path=str(target),
+            volume_capability=mount_capability(mode, flags), readonly=readonly,
+            volume_context=volume.volume_context, secrets=self.secrets))
+
+    def stats(self, volume: csi_pb2.Volume, path: Path) -> csi_pb2.NodeGetVolumeStatsResponse:
+        return self.node_service.NodeGetVolumeStats(csi_pb2.NodeGetVolumeStatsRequest(
+            volume_id=volume.volume_id, volume_path=str(path)))
+
+    def daemon_pid(self, volume: csi_pb2.Volume) -> int:
+        from callfs_csi.state import StateStore
+
+        return int(StateStore(self.state_dir).pid_file_for(volume.volume_id).read_text().strip())
+
+
+@pytest.fixture
+def plugin(node: NodeProcess, tmp_path: Path) -> Iterator[Plugin]:
+    base = tmp_path / "csi"
+    base.mkdir()
+    started = Plugin(node, base, secrets={"apiKey": node.key_for("root")})
+    started.start()
+    try:
+        yield started
+    finally:
+        started.kill()
+        for point in sorted(mount_points_under(tmp_path), reverse=True):
+            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def test_stage_and_publish_serve_files_and_record_the_state(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-lifecycle")
+    staging, target = tmp_path / "staging", tmp_path / "pods" / "target"
+    target.parent.mkdir()
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    (target / "hello.txt").write_text("hello")
+    assert (staging / "hello.txt").read_text() == "hello"
+
+    state = json.loads((plugin.state_dir / "node-state.json").read_text())
+    recorded = state["volumes"][volume.volume_id]
+    assert recorded["staging_path"] == str(staging)
+    assert list(recorded["targets"]) == [str(target)]
+    assert plugin.node.key_for("root") not in json.dumps(state)
+    assert stat.S_IMODE((plugin.state_dir / "node-state.json").stat().st_mode) == 0o600
+
+    stats = plugin.stats(volume, target)
+    usage = {u.unit: u for u in stats.usage}
+    assert usage[csi_pb2.VolumeUsage.BYTES].total == 64 << 20
+    assert usage[csi_pb2.VolumeUsage.BYTES].used == 5
+    assert usage[csi_pb2.VolumeUsage.INODES].used >= 1
+    assert not stats.volume_condition.abnormal
+
+    plugin.node_service.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+        volume_id=volume.volume_id, target_path=str(target)))
+    assert not target.exists()
+    plugin.node_service.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+        volume_id=volume.volume_id, staging_target_path=str(staging)))
+    assert mount_points_under(tmp_path) == []
+    assert json.loads((plugin.state_dir / "node-state.json").read_text())["volumes"] == {}
+
+
+def test_read_only_publish_refuses_writes(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-ro")
+    staging, rw, ro = tmp_path / "staging", tmp_path / "rw", tmp_path / "ro"
+    plugin.stage(volume, staging, Mode.MULTI_NODE_MULTI_WRITER)
+    plugin.publish(volume, staging, rw, mode=Mode.MULTI_NODE_MULTI_WRITER)
+    plugin.publish(volume, staging, ro, readonly=True, mode=Mode.MULTI_NODE_MULTI_WRITER, flags=("noexec",))
+    (rw / "f").write_text("data")
+    assert (ro / "f").read_text() == "data"
+    with pytest.raises(OSError) as raised:
+        (ro / "g").write_text("nope")
+    assert raised.value.errno == errno.EROFS
+
+
+def test_unpublish_and_unstage_are_idempotent(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-idem")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging)
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    plugin.publish(volume, staging, target)
+    for _ in range(2):
+        plugin.node_service.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+            volume_id=volume.volume_id, target_path=str(target)))
+        plugin.node_service.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+            volume_id=volume.volume_id, staging_target_path=str(staging)))
+    assert mount_points_under(tmp_path) == []
+
+
+def test_publishing_an_unstaged_volume_is_a_failed_precondition(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-unstaged")
+    with pytest.raises(grpc.RpcError) as raised:
+        plugin.publish(volume, tmp_path / "staging", tmp_path / "target")
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_staging_a_deleted_volume_is_not_found(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-gone")
+    plugin.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id, secrets=plugin.secrets))
+    with pytest.raises(grpc.RpcError) as raised:
+        plugin.stage(volume, tmp_path / "staging")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_unsupported_mount_flag_is_invalid_argument(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-flags")
+    staging = tmp_path / "staging"
+    plugin.stage(volume, staging)
+    with pytest.raises(grpc.RpcError) as raised:
+        plugin.publish(volume, staging, tmp_path / "target", flags=("size=1G",))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not (tmp_path / "target").exists()
+
+
+def test_mounts_keep_serving_after_the_plugin_is_killed_and_state_is_rebuilt(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-survivor")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    (target / "before.txt").write_text("written before the kill")
+    daemon = plugin.daemon_pid(volume)
+
+    plugin.kill()
+    assert (target / "before.txt").read_text() == "written before the kill"
+    (target / "during.txt").write_text("written while the plugin is down")
+    assert sorted(os.listdir(target)) == ["before.txt", "during.txt"]
+
+    plugin.start()
+    assert plugin.daemon_pid(volume) == daemon, "a live mount must not be re-mounted"
+    assert not plugin.stats(volume, target).volume_condition.abnormal
+    # The restarted plugin knows the volume: a second publish is idempotent, unpublish/unstage clean up.
+    plugin.publish(volume, staging, target)
+    plugin.node_service.NodeUnpublishVolume(csi_pb2.NodeUnpublishVolumeRequest(
+        volume_id=volume.volume_id, target_path=str(target)))
+    plugin.node_service.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
+        volume_id=volume.volume_id, staging_target_path=str(staging)))
+    assert mount_points_under(tmp_path) == []
+
+
+def test_restarted_plugin_repairs_a_mount_whose_daemon_was_killed(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-repair")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    (target / "data.txt").write_text("survives the daemon")
+
+    os.kill(plugin.daemon_pid(volume), signal.SIGKILL)
+    poll(lambda: is_stale(target), 10, "the mount to go stale")
+    stats = plugin.stats(volume, target)
+    assert stats.volume_condition.abnormal
+    assert "stale" in stats.volume_condition.message
+
+    plugin.restart()
+    assert (target / "data.txt").read_text() == "survives the daemon"
+    assert (staging / "data.txt").read_text() == "survives the daemon"
+    assert not plugin.stats(volume, target).volume_condition.abnormal
+    (target / "after.txt").write_text("written after the repair")
+    assert (staging / "after.txt").read_text() == "written after the repair"
