@@ -141,6 +141,9 @@ def spawn_daemon(run: Callable[[Readiness], int], *, output_path: str | None, ti
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
+        # Python-level output follows the descriptors even if sys.stdout/stderr had been replaced.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the daemon
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         readiness = Readiness(write_end)
         readiness.announce_pid()
         try:
