@@ -1,0 +1,126 @@
+"""``callfs-operator``: run the CallFSCluster operator (kopf) against the cluster of a kubeconfig or the
+in-cluster service account.
+
+Scope is one or more namespaces (``--namespace``, repeatable) or the whole cluster (``--all-namespaces``).
+``/healthz`` on ``--health-port`` answers while the operator runs (kopf's liveness endpoint); Prometheus
+metrics are on ``--metrics-port``. Several replicas coordinate through kopf peering (``--peering NAME``,
+which needs kopf's peering CRDs); without it the operator runs standalone and must be a single replica.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kopf
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from prometheus_client import start_http_server
+
+from callfs_operator.handlers import Reconciler, register
+from callfs_operator.metrics import OperatorMetrics
+
+DEFAULT_RESYNC_SECONDS = 30.0
+
+
+@dataclass
+class Options:
+    """Command-line options (seconds for intervals, TCP ports on 0.0.0.0; 0 disables a port)."""
+
+    namespaces: list[str] = field(default_factory=list)
+    all_namespaces: bool = False
+    kubeconfig: Path | None = None
+    health_port: int = 8080
+    metrics_port: int = 0
+    resync_interval: float = DEFAULT_RESYNC_SECONDS
+    peering: str | None = None
+    verbose: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Parse the command line; exits with status 2 and a usage message when it is invalid."""
+    parser = argparse.ArgumentParser(prog="callfs-operator", description=__doc__.split("\n\n")[0])
+    scope = parser.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
+                       help="watch this namespace (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument("--health-port", type=int, default=8080, help="port of /healthz (0: none; default 8080)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="port of Prometheus /metrics (0: none)")
+    parser.add_argument("--resync-interval", type=float, default=DEFAULT_RESYNC_SECONDS,
+                        help="seconds between drift checks of each cluster (default 30)")
+    parser.add_argument("--peering", help="kopf peering name, for several operator replicas")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ns = parser.parse_args(argv)
+    if ns.resync_interval <= 0:
+        parser.error("--resync-interval must be positive")
+    return Options(namespaces=ns.namespaces, all_namespaces=ns.all_namespaces, kubeconfig=ns.kubeconfig,
+                   health_port=ns.health_port, metrics_port=ns.metrics_port, resync_interval=ns.resync_interval,
+                   peering=ns.peering, verbose=ns.verbose)
+
+
+def api_client(kubeconfig: Path | None) -> kclient.ApiClient:
+    """A client from ``kubeconfig``, else the in-cluster service account, else the default kubeconfig."""
+    if kubeconfig is not None:
+        return kconfig.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call,no-any-return]
+    try:
+        kconfig.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kconfig.ConfigException:
+        kconfig.load_kube_config()  # type: ignore[no-untyped-call]
+    return kclient.ApiClient()
+
+
+def connection_info(api: kclient.ApiClient) -> kopf.ConnectionInfo:
+    """kopf's credentials, taken from the ``kubernetes`` client's configuration (so both use the same)."""
+    cfg = api.configuration
+    token = None
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    if auth:
+        token = auth.removeprefix("Bearer ").strip()
+    return kopf.ConnectionInfo(
+        server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file, private_key_path=cfg.key_file, token=token,
+    )
+
+
+async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics,
+              stop_flag: asyncio.Event | threading.Event | None = None,
+              ready_flag: asyncio.Event | threading.Event | None = None) -> None:
+    """Run the operator until ``stop_flag`` is set (or forever); ``ready_flag`` is set once it watches."""
+    registry = kopf.OperatorRegistry()
+    register(registry, Reconciler(api, metrics), connection_info(api), options.resync_interval)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=options.all_namespaces,
+        namespaces=options.namespaces,
+        standalone=options.peering is None,
+        peering_name=options.peering,
+        liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``callfs-operator`` console script."""
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if options.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    metrics = OperatorMetrics()
+    if options.metrics_port:
+        start_http_server(options.metrics_port, registry=metrics.registry)
+    api = api_client(options.kubeconfig)
+    try:
+        asyncio.run(run(options, api, metrics))
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The operator against the real control plane: CallFSCluster in, running (kwok) storage cluster out.
+
+The operator runs as its console entry point in a subprocess (``python -m callfs_operator.main``), cluster-wide,
+with a 2 s resync so drift is repaired quickly. Each test gets a namespace, a StorageClass of its own and
+pre-created PersistentVolumes for it, so that the PersistentVolume controller binds the StatefulSets' claims
+and the scheduler places the pods on kwok nodes, where they go Running and Ready.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as kclient
+
+from support.kube import KubeCluster, wait_for
+from support.redis_server import free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "charts" / "callfs" / "crds" / "callfsclusters.yaml"
+GROUP, VERSION, PLURAL = "callfs.io", "v1alpha1", "callfsclusters"
+CONVERGE = 120  # seconds for the operator and the controllers on this 2-core machine
+RESYNC = 2.0  # seconds between the operator's drift checks
+
+
+@pytest.fixture(scope="module")
+def crd(kube_cluster: KubeCluster) -> str:
+    kube_cluster.kubectl("apply", "-f", str(CRD))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/callfsclusters.callfs.io")
+    return "callfsclusters.callfs.io"
+
+
+@pytest.fixture(scope="module")
+def operator(kube_cluster: KubeCluster, crd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator process (cluster-wide); yields its log file. Stopped with SIGTERM at the end."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
+             str(kube_cluster.kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"operator exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    try:
+        wait_for(healthy, 60, "the operator's /healthz")
+        yield log
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def storage_class(kube_api: kclient.ApiClient, kube_namespace: str) -> Iterator[str]:
+    """A StorageClass without provisioner and 8 PersistentVolumes of it (hostPath; kwok never mounts them)."""
+    name = f"e2e-{kube_namespace}"
+    storage = kclient.StorageV1Api(kube_api)
+    core = kclient.CoreV1Api(kube_api)
+    storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                  "metadata": {"name": name}, "provisioner": "kubernetes.io/no-provisioner",
+                                  "volumeBindingMode": "Immediate"})
+    volumes = [f"{name}-{i}" for i in range(8)]
+    for pv in volumes:
+        core.create_persistent_volume({
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+            "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "storageClassName": name, "persistentVolumeReclaimPolicy": "Retain",
+                     "hostPath": {"path": f"/tmp/{pv}"}},
+        })
+    try:
+        yield name
+    finally:
+        for pv in volumes:
+            core.delete_persistent_volume(pv)
+        storage.delete_storage_class(name)
+
+
+def cluster_body(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CallFSCluster", "metadata": {"name": name}, "spec": spec}
+
+
+def storage_spec(storage_class: str) -> dict[str, Any]:
+    claim = {"size": "1Gi", "storageClassName": storage_class}
+    return {"storage": claim, "metadata": {"storage": claim}, "locks": {"storage": claim}}
+
+
+def get_cluster(api: kclient.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        obj: dict[str, Any] = kclient.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name)
+    except kclient.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == kind:
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def wait_condition(api: kclient.ApiClient, namespace: str, name: str, kind: str, status: str,
+                   reason: str | None = None) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get_cluster(api, namespace, name)
+        c = condition(obj, kind)
+        if c and c["status"] == status and (reason is None or c["reason"] == reason):
+            return obj
+        return None
+
+    try:
+        return wait_for(check, CONVERGE, f"{kind}={status} ({reason}) on {namespace}/{name}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nstatus: {json.dumps((get_cluster(api, namespace, name) or {}).get('status'))}"
+                             ) from None
+
+
+def children_of(api: kclient.ApiClient, namespace: str) -> dict[tuple[str, str], Any]:
+    core, apps, policy = kclient.CoreV1Api(api), kclient.AppsV1Api(api), kclient.PolicyV1Api(api)
+    selector = "app.kubernetes.io/managed-by=callfs-operator"
+    out: dict[tuple[str, str], Any] = {}
+    for kind, items in (
+        ("Secret", core.list_namespaced_secret(namespace, label_selector=selector).items),
+        ("ConfigMap", core.list_namespaced_config_map(namespace, label_selector=selector).items),
+        ("Service", core.list_namespaced_service(namespace, label_selector=selector).items),
+        ("StatefulSet", apps.list_namespaced_stateful_set(namespace, label_selector=selector).items),
+        ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget(namespace, label_selector=selector).items),
+    ):
+        for item in items:
+            out[(kind, item.metadata.name)] = item
+    return out
+
+
+def create(api: kclient.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = kclient.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body)
+    return obj
+
+
+EXPECTED_CHILDREN = {
+    ("Secret", "demo-api-key"), ("Secret", "demo-internal"), ("Secret", "demo-postgres"), ("Secret", "demo-redis"),
+    ("ConfigMap", "demo-config"), ("Service", "demo-postgres"), ("StatefulSet", "demo-postgres"),
+    ("Service", "demo-redis"), ("StatefulSet", "demo-redis"), ("Service", "demo-nodes"), ("Service", "demo"),
+    ("StatefulSet", "demo-node"), ("PodDisruptionBudget", "demo-node"),
+}
+
+
+@pytest.fixture
+def ready_cluster(kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: Path
+                  ) -> Callable[..., dict[str, Any]]:
+    def make(name: str = "demo", **spec: Any) -> dict[str, Any]:
+        create(kube_api, kube_namespace, cluster_body(name, replicas=2, **storage_spec(storage_class), **spec))
+        return wait_condition(kube_api, kube_namespace, name, "Ready", "True")
+
+    return make
+
+
+def test_cluster_becomes_ready_with_owned_children(
+    kube_api: kclient.ApiClient, kube_cluster: KubeCluster, kube_namespace: str,
+    ready_cluster: Callable[..., dict[str, Any]],
+) -> None:
+    obj = ready_cluster()
+    status = obj["status"]
+    assert status["readyNodes"] == 2 and status["nodes"] == "2/2"
+    assert status["phase"] == "Running"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["endpoint"] == f"http://demo.{kube_namespace}.svc.cluster.local:8443"
+    for kind in ("Ready", "NodesReady", "MetadataReady", "LocksReady"):
+        assert condition(obj, kind)["status"] == "True", kind  # type: ignore[index]
+    assert condition(obj, "Progressing")["status"] == "False"  # type: ignore[index]
+    assert condition(obj, "Degraded")["status"] == "False"  # type: ignore[index]
+    children = children_of(kube_api, kube_namespace)
+    assert set(children) == EXPECTED_CHILDREN
+    for key, child in children.items():
+        refs = child.metadata.owner_references or []
+        assert [(r.kind, r.name, r.uid, r.controller) for r in refs] == [
+            ("CallFSCluster", "demo", obj["metadata"]["uid"], True)], key
+    table = kube_cluster.kubectl("get", "cfs", "-n", kube_namespace, "--no-headers")
+    assert table.split()[:4] == ["demo", "True", "2/2", "Running"]
+    events = kclient.CoreV1Api(kube_api).list_namespaced_event(
+        kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
+    assert any(e.reason == "ClusterReady" for e in events)
+
+
+def test_deleted_or_edited_children_are_restored(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]]
+) -> None:
+    ready_cluster()
+    core, apps = kclient.CoreV1Api(kube_api), kclient.AppsV1Api(kube_api)
+    old_cm = core.read_namespaced_config_map("demo-config", kube_namespace).metadata.uid
+    api_key = core.read_namespaced_secret("demo-api-key", kube_namespace).data["api-key"]
+    core.delete_namespaced_config_map("demo-config", kube_namespace)
+    core.delete_namespaced_service("demo", kube_namespace)
+    apps.patch_namespaced_stateful_set("demo-node", kube_namespace, {"spec": {"replicas": 5}})
+
+    def restored() -> bool:
+        try:
+            cm = core.read_namespaced_config_map("demo-config", kube_namespace)
+            core.read_namespaced_service("demo", kube_namespace)
+        except kclient.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        sts = apps.read_namespaced_stateful_set("demo-node", kube_namespace)
+        return bool(cm.metadata.uid != old_cm and sts.spec.replicas == 2)
+
+    wait_for(restored, CONVERGE, "the deleted ConfigMap and Service and the edited replicas restored")
+    # Restoring never rotates a generated secret.
+    assert core.read_namespaced_secret("demo-api-key", kube_namespace).data["api-key"] == api_key
+    wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
+
+
+def test_scaling_up_reaches_ready_with_more_nodes(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]]
+) -> None:
+    ready_cluster()
+    kclient.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "demo", {"spec": {"replicas": 3}})
+
+    def three_ready() -> dict[str, Any] | None:
+        obj = get_cluster(kube_api, kube_namespace, "demo")
+        c = condition(obj, "Ready")
+        if obj and c and c["status"] == "True" and obj["status"].get("readyNodes") == 3:
+            return obj
+        return None
+
+    obj = wait_for(three_ready, CONVERGE, "Ready with 3 nodes")
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def test_missing_referenced_secret_degrades_with_the_field_named(
+    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: Path
+) -> None:
+    create(kube_api, kube_namespace, cluster_body("demo", replicas=1, auth={"apiKeysSecret": "nope"},
+                                                  **storage_spec(storage_class)))
+    obj = wait_condition(kube_api, kube_namespace, "demo", "Degraded", "True", "SecretNotFound")
+    message = condition(obj, "Degraded")["message"]  # type: ignore[index]
+    assert f"spec.auth.apiKeysSecret: Secret {kube_namespace}/nope does not exist" in message
+    assert obj["status"]["phase"] == "Degraded"
+    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    events = kclient.CoreV1Api(kube_api).list_namespaced_event(
+        kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
+    assert any(e.reason == "SecretNotFound" and e.type == "Warning" for e in events)
+    # Supplying the Secret heals the cluster.
+    kclient.CoreV1Api(kube_api).create_namespaced_secret(kube_namespace, {
+        "metadata": {"name": "nope"}, "stringData": {"api-key": "a-user-supplied-root-api-key"}})
+    wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"replicas": 0}, "spec.replicas in body should be greater than or equal to 1"),
+        ({"backend": {"type": "s3"}}, "backend.type s3 needs backend.bucket and backend.credentialsSecret"),
+        ({"backend": {"bucket": "bkt"}}, "only valid when backend.type is s3"),
+        ({"metadata": {"externalSecret": {"name": "db"}, "image": "pg:16"}},
+         "metadata.externalSecret excludes the managed PostgreSQL settings"),
+        ({"locks": {"externalSecret": {"name": "r"}, "storage": {"size": "1Gi"}}},
+         "locks.externalSecret excludes the managed Redis settings"),
+        ({"deletionPolicy": "Orphan"}, 'supported values: "Retain", "Delete"'),
+        ({"storage": {"size": "ten gigs"}}, "spec.storage.size in body should match"),
+    ],
+)
+def test_invalid_clusters_are_rejected_by_the_api_server(
+    kube_api: kclient.ApiClient, kube_namespace: str, crd: str, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(kclient.ApiException) as info:
+        create(kube_api, kube_namespace, cluster_body("demo", **spec))
+    assert info.value.status == 422
+    assert message in json.loads(info.value.body)["message"]
+
+
+def test_long_names_and_storage_changes_are_rejected(
+    kube_api: kclient.ApiClient, kube_namespace: str, crd: str
+) -> None:
+    with pytest.raises(kclient.ApiException) as info:
+        create(kube_api, kube_namespace, cluster_body("a" * 41))
+    assert "metadata.name must be at most 40 characters" in json.loads(info.value.body)["message"]
+    create(kube_api, kube_namespace, cluster_body("demo", replicas=1))
+    with pytest.raises(kclient.ApiException) as info:
+        kclient.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "demo", {"spec": {"storage": {"size": "20Gi"}}})
+    assert "storage is immutable" in json.loads(info.value.body)["message"]
+
+
+def csi_volume(name: str, cluster_ref: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "persistentVolumeReclaimPolicy": "Retain",
+                 "csi": {"driver": "csi.callfs.io", "volumeHandle": name,
+                         "volumeAttributes": {"cluster": cluster_ref}}},
+    }
+
+
+def test_deletion_waits_for_volumes_of_the_cluster(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]]
+) -> None:
+    ready_cluster()
+    core = kclient.CoreV1Api(kube_api)
+    pv = f"pv-{uuid.uuid4().hex[:8]}"
+    core.create_persistent_volume(csi_volume(pv, f"{kube_namespace}/demo"))
+    try:
+        kclient.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "demo")
+        obj = wait_condition(kube_api, kube_namespace, "demo", "Progressing", "False", "DeletionBlocked")
+        assert pv in condition(obj, "Progressing")["message"]  # type: ignore[index]
+        assert obj["status"]["phase"] == "Deleting"
+        events = core.list_namespaced_event(kube_namespace,
+                                            field_selector="involvedObject.kind=CallFSCluster").items
+        assert any(e.reason == "DeletionBlocked" and e.type == "Warning" for e in events)
+        assert ("StatefulSet", "demo-node") in children_of(kube_api, kube_namespace)
+    finally:
+        core.delete_persistent_volume(pv)
+    wait_for(lambda: get_cluster(kube_api, kube_namespace, "demo") is None, CONVERGE, "the CallFSCluster gone")
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_policy_decides_the_fate_of_data_claims(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]], policy: str
+) -> None:
+    ready_cluster(deletionPolicy=policy)
+    core = kclient.CoreV1Api(kube_api)
+    selector = "app.kubernetes.io/instance=demo"
+    claims = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(
+        kube_namespace, label_selector=selector).items}
+    assert claims == {"data-demo-node-0", "data-demo-node-1", "data-demo-postgres-0", "data-demo-redis-0"}
+    # A volume of another cluster does not block this one.
+    pv = f"pv-{uuid.uuid4().hex[:8]}"
+    core.create_persistent_volume(csi_volume(pv, f"{kube_namespace}/other"))
+    try:
+        kclient.CustomObjectsApi(kube_api).delete_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "demo")
+        wait_for(lambda: get_cluster(kube_api, kube_namespace, "demo") is None, CONVERGE, "the CallFSCluster gone")
+    finally:
+        core.delete_persistent_volume(pv)
+
+    def remaining() -> set[str]:
+        return {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(
+            kube_namespace, label_selector=selector).items if not c.metadata.deletion_timestamp}
+
+    if policy == "Delete":
+        wait_for(lambda: remaining() == set(), CONVERGE, "the data claims deleted")
+    else:
+        wait_for(lambda: not children_of(kube_api, kube_namespace), CONVERGE, "the children garbage-collected")
+        assert remaining() == claims
