@@ -1,0 +1,244 @@
+"""The CSI controller over gRPC against a real CallFS node: quotas, onDelete policies, pagination, error codes.
+
+The controller runs in-process on a grpc.aio server bound to a unix socket; what it does on the cluster is checked
+through the CallFS REST client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from callfs.client import CallFSClient
+from callfs_csi import csi_pb2, csi_pb2_grpc
+from callfs_csi.config import DriverConfig, Mode
+from callfs_csi.params import Credentials
+from callfs_csi.server import Plugin
+from support.node import NodeProcess
+
+GiB = 1 << 30
+AccessMode = csi_pb2.VolumeCapability.AccessMode
+
+
+def capability(mode: int = AccessMode.MULTI_NODE_MULTI_WRITER) -> csi_pb2.VolumeCapability:
+    return csi_pb2.VolumeCapability(mount=csi_pb2.VolumeCapability.MountVolume(),
+                                    access_mode=AccessMode(mode=mode))  # type: ignore[arg-type]
+
+
+def create_request(name: str, size: int = GiB, **parameters: str) -> csi_pb2.CreateVolumeRequest:
+    return csi_pb2.CreateVolumeRequest(name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
+                                       volume_capabilities=[capability()], parameters=parameters)
+
+
+class Controller:
+    def __init__(self, stub: csi_pb2_grpc.ControllerStub, identity: csi_pb2_grpc.IdentityStub,
+                 node: NodeProcess) -> None:
+        self.stub = stub
+        self.identity = identity
+        self.node = node
+
+    def fs(self) -> CallFSClient:
+        return CallFSClient(self.node.url, self.node.key_for("root"))
+
+
+@pytest.fixture
+async def controller(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Controller]:
+    config = DriverConfig(node_id="n1", mode=Mode.CONTROLLER, state_dir=str(tmp_path / "state"),
+                          default=Credentials(node.url, node.key_for("root")))
+    server = grpc.aio.server()
+    Plugin.build(config).add_to(server)
+    address = f"unix://{tmp_path}/controller.sock"
+    server.add_insecure_port(address)
+    await server.start()
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        yield Controller(csi_pb2_grpc.ControllerStub(channel), csi_pb2_grpc.IdentityStub(channel), node)
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+async def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    return raised.value.code()
+
+
+async def test_create_volume_makes_a_directory_with_a_quota_of_the_capacity(controller: Controller) -> None:
+    response = await controller.stub.CreateVolume(create_request("pvc-a", 3 * GiB))
+    assert response.volume.volume_id == "pvc-a"
+    assert response.volume.capacity_bytes == 3 * GiB
+    assert response.volume.volume_context["path"] == "/volumes/pvc-a"
+    async with controller.fs() as fs:
+        quota = await fs.get_quota("/volumes/pvc-a")
+    assert quota.bytes_limit == 3 * GiB
+
+
+async def test_create_volume_is_idempotent_by_name_and_size(controller: Controller) -> None:
+    first = await controller.stub.CreateVolume(create_request("pvc-twice", GiB))
+    again = await controller.stub.CreateVolume(create_request("pvc-twice", GiB))
+    assert again.volume == first.volume
+    assert await code_of(controller.stub.CreateVolume(create_request("pvc-twice", 2 * GiB))) == \
+        grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_volume_without_capacity_gets_the_default(controller: Controller) -> None:
+    response = await controller.stub.CreateVolume(create_request("pvc-default", 0))
+    assert response.volume.capacity_bytes == GiB
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (csi_pb2.CreateVolumeRequest(volume_capabilities=[capability()]), grpc.StatusCode.INVALID_ARGUMENT),
+        (csi_pb2.CreateVolumeRequest(name="x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (create_request("../escape"), grpc.StatusCode.INVALID_ARGUMENT),
+        (create_request("x", onDelete="shred"), grpc.StatusCode.INVALID_ARGUMENT),
+        (create_request("x", cluster="not a ref"), grpc.StatusCode.INVALID_ARGUMENT),
+        (csi_pb2.CreateVolumeRequest(name="x", volume_capabilities=[capability()],
+                                     capacity_range=csi_pb2.CapacityRange(required_bytes=10, limit_bytes=5)),
+         grpc.StatusCode.OUT_OF_RANGE),
+        (csi_pb2.CreateVolumeRequest(name="x", volume_capabilities=[csi_pb2.VolumeCapability(
+            block=csi_pb2.VolumeCapability.BlockVolume(), access_mode=AccessMode(mode=AccessMode.SINGLE_NODE_WRITER))]),
+         grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_bad_create_requests_get_the_spec_codes(
+    controller: Controller, request_: csi_pb2.CreateVolumeRequest, code: grpc.StatusCode
+) -> None:
+    assert await code_of(controller.stub.CreateVolume(request_)) == code
+
+
+async def test_a_non_root_key_cannot_provision(controller: Controller) -> None:
+    request = create_request("pvc-alice")
+    request.secrets["apiKey"] = controller.node.key_for("alice")
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_unknown_key_is_unauthenticated(controller: Controller) -> None:
+    request = create_request("pvc-bad-key")
+    request.secrets["apiKey"] = "not-a-valid-key-0123456789"
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_unreachable_cluster_is_unavailable(controller: Controller) -> None:
+    request = create_request("pvc-far", server="http://127.0.0.1:9")
+    request.secrets["apiKey"] = controller.node.key_for("root")
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_delete_removes_the_directory_and_is_idempotent(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-del"))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-del/file", b"data")
+    for _ in range(2):
+        await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-del"))
+    async with controller.fs() as fs:
+        assert not await fs.exists("/volumes/pvc-del")
+        assert not await fs.exists("/volumes/.csi/pvc-del.json")
+
+
+async def test_retain_keeps_the_directory(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-keep", onDelete="retain"))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-keep/file", b"kept")
+    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-keep"))
+    async with controller.fs() as fs:
+        assert await fs.read("/volumes/pvc-keep/file") == b"kept"
+
+
+async def test_archive_moves_the_directory_under_archive(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-arch", onDelete="archive"))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-arch/file", b"archived")
+    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-arch"))
+    async with controller.fs() as fs:
+        assert not await fs.exists("/volumes/pvc-arch")
+        archived = [i.name for i in await fs.list_dir("/archive")]
+        assert len(archived) == 1 and archived[0].startswith("pvc-arch-")
+        assert await fs.read(f"/archive/{archived[0]}/file") == b"archived"
+
+
+async def test_expand_raises_the_quota_and_never_lowers_it(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-grow", GiB))
+    grown = await controller.stub.ControllerExpandVolume(csi_pb2.ControllerExpandVolumeRequest(
+        volume_id="pvc-grow", capacity_range=csi_pb2.CapacityRange(required_bytes=5 * GiB)))
+    assert grown.capacity_bytes == 5 * GiB and not grown.node_expansion_required
+    same = await controller.stub.ControllerExpandVolume(csi_pb2.ControllerExpandVolumeRequest(
+        volume_id="pvc-grow", capacity_range=csi_pb2.CapacityRange(required_bytes=2 * GiB)))
+    assert same.capacity_bytes == 5 * GiB
+    async with controller.fs() as fs:
+        assert (await fs.get_quota("/volumes/pvc-grow")).bytes_limit == 5 * GiB
+    assert await code_of(controller.stub.ControllerExpandVolume(csi_pb2.ControllerExpandVolumeRequest(
+        volume_id="pvc-nope", capacity_range=csi_pb2.CapacityRange(required_bytes=GiB)))) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_volumes_pages_by_name(controller: Controller) -> None:
+    names = [f"pvc-{i}" for i in range(5)]
+    for name in reversed(names):
+        await controller.stub.CreateVolume(create_request(name))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = await controller.stub.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=2, starting_token=token))
+        assert len(page.entries) <= 2
+        seen += [e.volume.volume_id for e in page.entries]
+        token = page.next_token
+        if not token:
+            break
+    assert seen == names
+    entry = (await controller.stub.ListVolumes(csi_pb2.ListVolumesRequest())).entries[0]
+    assert entry.volume.capacity_bytes == GiB
+    assert not entry.status.volume_condition.abnormal
+
+
+async def test_list_token_survives_deleting_the_last_volume_of_a_page(controller: Controller) -> None:
+    for name in ("pvc-a", "pvc-b", "pvc-c"):
+        await controller.stub.CreateVolume(create_request(name))
+    first = await controller.stub.ListVolumes(csi_pb2.ListVolumesRequest(max_entries=2))
+    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-b"))
+    rest = await controller.stub.ListVolumes(csi_pb2.ListVolumesRequest(starting_token=first.next_token))
+    assert [e.volume.volume_id for e in rest.entries] == ["pvc-c"]
+
+
+async def test_bad_list_token_is_aborted(controller: Controller) -> None:
+    assert await code_of(controller.stub.ListVolumes(csi_pb2.ListVolumesRequest(starting_token="bogus"))) == \
+        grpc.StatusCode.ABORTED
+
+
+async def test_get_capacity_reports_free_bytes_of_the_cluster(controller: Controller) -> None:
+    response = await controller.stub.GetCapacity(csi_pb2.GetCapacityRequest(volume_capabilities=[capability()]))
+    assert response.available_capacity > 0
+    block = csi_pb2.VolumeCapability(block=csi_pb2.VolumeCapability.BlockVolume(),
+                                     access_mode=AccessMode(mode=AccessMode.SINGLE_NODE_WRITER))
+    assert (await controller.stub.GetCapacity(csi_pb2.GetCapacityRequest(volume_capabilities=[block]))) \
+        .available_capacity == 0
+
+
+async def test_validate_capabilities_confirms_supported_and_explains_unsupported(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-v"))
+    ok = await controller.stub.ValidateVolumeCapabilities(csi_pb2.ValidateVolumeCapabilitiesRequest(
+        volume_id="pvc-v", volume_capabilities=[capability(AccessMode.SINGLE_NODE_SINGLE_WRITER)]))
+    assert ok.HasField("confirmed")
+    ext4 = capability()
+    ext4.mount.fs_type = "ext4"
+    refused = await controller.stub.ValidateVolumeCapabilities(csi_pb2.ValidateVolumeCapabilitiesRequest(
+        volume_id="pvc-v", volume_capabilities=[ext4]))
+    assert not refused.HasField("confirmed") and "ext4" in refused.message
+
+
+async def test_probe_follows_the_cluster_readiness(controller: Controller) -> None:
+    assert (await controller.identity.Probe(csi_pb2.ProbeRequest())).ready.value
+    controller.node.stop()
+    assert not (await controller.identity.Probe(csi_pb2.ProbeRequest())).ready.value
+
+
+async def test_plugin_advertises_controller_and_online_expansion(controller: Controller) -> None:
+    caps = (await controller.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())).capabilities
+    assert any(c.service.type == csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE for c in caps)
+    assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
+    info = await controller.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+    assert info.name == "csi.callfs.io"
