@@ -1,0 +1,54 @@
+"""The ``callfs-operator`` command line and the credentials it hands kopf."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client as kclient
+
+from callfs_operator.main import connection_info, parse_args
+from callfs_operator.metrics import OperatorMetrics
+
+
+def test_namespaces_are_repeatable() -> None:
+    options = parse_args(["-n", "a", "--namespace", "b", "--resync-interval", "5"])
+    assert options.namespaces == ["a", "b"] and not options.all_namespaces
+    assert options.resync_interval == 5.0
+    assert options.health_port == 8080 and options.metrics_port == 0 and options.peering is None
+
+
+def test_all_namespaces() -> None:
+    options = parse_args(["--all-namespaces", "--kubeconfig", "/k", "--peering", "callfs", "--metrics-port", "9090"])
+    assert options.all_namespaces and options.kubeconfig == Path("/k")
+    assert (options.peering, options.metrics_port) == ("callfs", 9090)
+
+
+@pytest.mark.parametrize("argv", [[], ["-n", "a", "-A"], ["-A", "--resync-interval", "0"]])
+def test_scope_is_required_and_exclusive(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    assert "callfs-operator" in capsys.readouterr().err
+
+
+def test_connection_info_mirrors_the_client_configuration() -> None:
+    cfg = kclient.Configuration()
+    cfg.host = "https://127.0.0.1:6443"
+    cfg.ssl_ca_cert = "/pki/ca.crt"
+    cfg.cert_file, cfg.key_file = "/pki/admin.crt", "/pki/admin.key"
+    cfg.api_key = {"authorization": "Bearer tok-123"}
+    info = connection_info(kclient.ApiClient(cfg))
+    assert info.server == "https://127.0.0.1:6443"
+    assert (info.ca_path, info.certificate_path, info.private_key_path) == ("/pki/ca.crt", "/pki/admin.crt",
+                                                                           "/pki/admin.key")
+    assert info.token == "tok-123" and info.insecure is False
+
+
+def test_metrics_record_reconciles() -> None:
+    metrics = OperatorMetrics()
+    metrics.reconciled("ok", 0.25)
+    metrics.reconciled("ok", 0.5)
+    metrics.reconciled("degraded", 0.1)
+    assert metrics.registry.get_sample_value("callfs_operator_reconciles_total", {"result": "ok"}) == 2
+    assert metrics.registry.get_sample_value("callfs_operator_reconcile_seconds_sum") == pytest.approx(0.85)

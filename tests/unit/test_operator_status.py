@@ -1,0 +1,186 @@
+"""Status computation: conditions, phase and counts from the children's state (Kubernetes API conventions)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from callfs_operator.spec import Cluster, parse_cluster
+from callfs_operator.status import Observed, Problem, Workload, compute, stamp, transitions
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+LATER = datetime(2026, 1, 2, 3, 9, 5, tzinfo=UTC)
+
+
+def cluster(**spec: Any) -> Cluster:
+    return parse_cluster("demo", "ns1", {"replicas": 3, **spec})
+
+
+def sts(replicas: int = 3, ready: int = 3, updated: int | None = None, generation: int = 1, observed: int = 1,
+        current: str = "r1", update: str = "r1") -> Workload:
+    return Workload(replicas=replicas, ready=ready, updated=replicas if updated is None else updated,
+                    generation=generation, observed_generation=observed, current_revision=current,
+                    update_revision=update)
+
+
+ONE = sts(replicas=1, ready=1)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def summary(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {t: (c["status"], c["reason"]) for t, c in conditions(status).items()}
+
+
+def test_all_ready_cluster_is_ready_and_running() -> None:
+    status = compute(cluster(), 4, Observed(nodes=sts(), metadata=ONE, locks=ONE), now=NOW)
+    assert summary(status) == {
+        "Ready": ("True", "ClusterReady"), "Progressing": ("False", "Reconciled"),
+        "Degraded": ("False", "AsExpected"), "MetadataReady": ("True", "Ready"), "LocksReady": ("True", "Ready"),
+        "NodesReady": ("True", "AllNodesReady"),
+    }
+    assert status["phase"] == "Running"
+    assert (status["readyNodes"], status["nodes"]) == (3, "3/3")
+    assert status["observedGeneration"] == 4
+    assert status["endpoint"] == "http://demo.ns1.svc.cluster.local:8443"
+
+
+def test_conditions_carry_the_api_convention_fields() -> None:
+    status = compute(cluster(), 4, Observed(nodes=sts(), metadata=ONE, locks=ONE), now=NOW)
+    for condition in status["conditions"]:
+        assert set(condition) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+        assert condition["status"] in ("True", "False")
+        assert condition["reason"][0].isupper() and " " not in condition["reason"]
+        assert condition["lastTransitionTime"] == "2026-01-02T03:04:05Z"
+        assert condition["observedGeneration"] == 4
+
+
+def test_nothing_created_yet_is_pending_and_progressing() -> None:
+    status = compute(cluster(), 1, Observed(nodes=None, metadata=None, locks=None), now=NOW)
+    assert status["phase"] == "Pending"
+    s = summary(status)
+    assert s["Progressing"] == ("True", "Creating")
+    assert s["Ready"] == ("False", "MetadataNotReady")
+    assert s["NodesReady"] == ("False", "Creating")
+    assert status["readyNodes"] == 0
+
+
+def test_partially_ready_nodes() -> None:
+    status = compute(cluster(), 1, Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE), now=NOW)
+    s = summary(status)
+    assert s["NodesReady"] == ("False", "NodesNotReady")
+    assert conditions(status)["NodesReady"]["message"] == "2/3 storage nodes ready"
+    assert s["Ready"] == ("False", "NodesNotReady")
+    assert s["Progressing"] == ("True", "WaitingForPods")
+    assert status["phase"] == "Updating" and status["nodes"] == "2/3"
+
+
+def test_rolling_update_is_progressing_until_every_node_runs_the_new_revision() -> None:
+    rolling = sts(ready=3, updated=1, current="r1", update="r2")
+    status = compute(cluster(), 2, Observed(nodes=rolling, metadata=ONE, locks=ONE), now=NOW)
+    assert summary(status)["Progressing"] == ("True", "RollingUpdate")
+    assert "1/3 storage nodes updated" in conditions(status)["Progressing"]["message"]
+    assert summary(status)["NodesReady"][0] == "False"
+    done = compute(cluster(), 2, Observed(nodes=sts(current="r2", update="r2"), metadata=ONE, locks=ONE), now=NOW)
+    assert summary(done)["Progressing"] == ("False", "Reconciled")
+
+
+def test_scaling_is_progressing() -> None:
+    observed = Observed(nodes=sts(replicas=3, ready=3), metadata=ONE, locks=ONE)
+    status = compute(cluster(replicas=5), 3, observed, now=NOW)
+    assert summary(status)["Progressing"] == ("True", "Scaling")
+    assert status["nodes"] == "3/5"
+    unobserved = Observed(nodes=sts(generation=3, observed=2), metadata=ONE, locks=ONE)
+    assert summary(compute(cluster(), 3, unobserved, now=NOW))["Progressing"] == ("True", "Scaling")
+
+
+def test_managed_dependency_not_ready() -> None:
+    down = sts(replicas=1, ready=0)
+    status = compute(cluster(), 1, Observed(nodes=sts(), metadata=down, locks=ONE), now=NOW)
+    s = summary(status)
+    assert s["MetadataReady"] == ("False", "NotReady")
+    assert s["Ready"] == ("False", "MetadataNotReady")
+    assert s["LocksReady"] == ("True", "Ready")
+
+
+def test_external_stores_count_as_ready() -> None:
+    spec = {"metadata": {"externalSecret": {"name": "db"}}, "locks": {"externalSecret": {"name": "r"}}}
+    status = compute(cluster(**spec), 1, Observed(nodes=sts(), metadata=None, locks=None), now=NOW)
+    s = summary(status)
+    assert s["MetadataReady"] == ("True", "External") and s["LocksReady"] == ("True", "External")
+    assert s["Ready"] == ("True", "ClusterReady")
+
+
+def test_problems_degrade_and_stop_progress() -> None:
+    problems = (Problem("SecretNotFound", "spec.auth.apiKeysSecret: Secret ns1/keys does not exist"),
+                Problem("StorageClassNotFound", "spec.storage.storageClassName: StorageClass x does not exist"))
+    status = compute(cluster(), 1, Observed(nodes=sts(), metadata=ONE, locks=ONE, problems=problems), now=NOW)
+    s = summary(status)
+    assert s["Degraded"] == ("True", "SecretNotFound")
+    assert conditions(status)["Degraded"]["message"] == "; ".join(p.message for p in problems)
+    assert s["Progressing"] == ("False", "SecretNotFound")
+    assert s["Ready"] == ("False", "SecretNotFound")
+    assert status["phase"] == "Degraded"
+
+
+def test_blocked_deletion() -> None:
+    observed = Observed(nodes=None, metadata=None, locks=None, deletion_blocked="waits for 1 PersistentVolume")
+    status = compute(cluster(), 1, observed, now=NOW)
+    assert status["phase"] == "Deleting"
+    assert summary(status)["Progressing"] == ("False", "DeletionBlocked")
+    assert conditions(status)["Progressing"]["message"] == "waits for 1 PersistentVolume"
+
+
+def test_transition_time_is_kept_while_the_status_holds() -> None:
+    observed = Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE)
+    first = compute(cluster(), 1, observed, now=NOW)
+    second = compute(cluster(), 1, Observed(nodes=sts(), metadata=ONE, locks=ONE), first["conditions"], now=LATER)
+    times = {t: c["lastTransitionTime"] for t, c in conditions(second).items()}
+    assert times["MetadataReady"] == "2026-01-02T03:04:05Z"  # unchanged: True → True
+    assert times["Ready"] == "2026-01-02T03:09:05Z"  # False → True
+    assert times["NodesReady"] == "2026-01-02T03:09:05Z"
+
+
+def test_stamp_uses_utc_z_times() -> None:
+    local = datetime(2026, 1, 2, 5, 4, 5).astimezone()
+    (stamped,) = stamp([{"type": "Ready", "status": "True", "reason": "R", "message": "m"}], [], 7, local)
+    assert stamped["lastTransitionTime"].endswith("Z") and stamped["observedGeneration"] == 7
+
+
+def test_transitions_report_changed_status_or_reason() -> None:
+    before = [{"type": "Ready", "status": "False", "reason": "NodesNotReady"},
+              {"type": "Degraded", "status": "False", "reason": "AsExpected"},
+              {"type": "Progressing", "status": "True", "reason": "Creating"}]
+    after = [{"type": "Ready", "status": "True", "reason": "ClusterReady"},
+             {"type": "Degraded", "status": "False", "reason": "AsExpected"},
+             {"type": "Progressing", "status": "True", "reason": "RollingUpdate"},
+             {"type": "NodesReady", "status": "True", "reason": "AllNodesReady"}]
+    assert [c["type"] for c in transitions(before, after)] == ["Ready", "Progressing", "NodesReady"]
+    assert transitions(after, after) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"spec": {"replicas": 3}, "metadata": {"generation": 2},
+          "status": {"readyReplicas": 2, "updatedReplicas": 3, "observedGeneration": 2, "currentRevision": "a",
+                     "updateRevision": "a"}},
+         Workload(3, 2, 3, 2, 2, "a", "a")),
+        ({"spec": {"replicas": 1}, "metadata": {"generation": 1}}, Workload(1, 0, 0, 1, 0, None, None)),
+        ({"spec": {}, "metadata": {}, "status": {"readyReplicas": None}}, Workload(1, 0, 0, 0, 0, None, None)),
+    ],
+)
+def test_workload_from_statefulset(body: dict[str, Any], expected: Workload) -> None:
+    assert Workload.from_statefulset(body) == expected
+
+
+def test_workload_settles_only_when_observed_updated_and_ready() -> None:
+    assert sts().settled
+    assert not sts(ready=2).settled
+    assert not sts(updated=2).settled
+    assert not sts(generation=2, observed=1).settled
+    assert not sts(current="a", update="b").settled
