@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""fio through a ``callfs-mount`` FUSE mount, next to a direct HTTP GET of the same file and the raw disk.
+
+One node (embedded defaults: SQLite, in-process locks, local-disk blobs) in a temporary directory; its volume
+``/volumes/bench`` mounted with the daemonised ``callfs-mount`` (as the CSI node plugin mounts it). In one run:
+
+1. sequential write, 1 MiB blocks, ``--size`` bytes, ``end_fsync=1`` (the upload on fsync is timed) — on the
+   raw disk (a file beside the node's data directory) and through the mount;
+2. sequential read, 1 MiB blocks, of the same files (``invalidate=1``: page cache dropped first);
+3. the same file fetched with a direct HTTP GET (aiohttp, 1 MiB chunks, discarded): the API's own ceiling;
+4. random read, 4 KiB blocks, ``--runtime`` seconds — raw disk and mount (IOPS);
+5. small files: ``--files`` files of 128 KiB created and written through the mount (files/s), then each one
+   ``stat``-ed after the attribute cache expired (a HEAD each; stats/s).
+
+Ratios compare the mount with the raw disk (and the mount's sequential read with the direct GET). Memory,
+CPU and disk are shared by the node, the mount daemon and fio on this machine.
+
+Usage: ``python3 bench/fuse_fio.py [--size 256M] [--runtime 10] [--files 200] [--dir /var/tmp]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from callfs.client import CallFSClient, files_url_path
+from figures import human_bytes, mib_per_second, parse_size, ratio, table
+from services import running_node
+
+SMALL_FILE = 128 * 1024
+
+
+def fio(name: str, filename: Path, rw: str, bs: str, size: int, *, runtime: int | None = None) -> dict[str, Any]:
+    """Run one fio job; returns its JSON ``jobs[0]`` section. Raises ``RuntimeError`` when fio fails."""
+    args = ["fio", f"--name={name}", f"--filename={filename}", f"--rw={rw}", f"--bs={bs}", f"--size={size}",
+            "--ioengine=psync", "--fallocate=none", "--invalidate=1", "--output-format=json"]
+    if rw == "write":
+        args.append("--end_fsync=1")
+    if runtime is not None:
+        args += [f"--runtime={runtime}", "--time_based"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"fio {name} failed: {result.stderr}")
+    job: dict[str, Any] = json.loads(result.stdout[result.stdout.index("{"):])["jobs"][0]
+    return job
+
+
+def bandwidth(job: dict[str, Any], kind: str) -> float:
+    """MiB/s of the ``read`` or ``write`` side of a fio job."""
+    return float(job[kind]["bw_bytes"]) / (1024 * 1024)
+
+
+async def http_get_seconds(url: str, key: str, path: str) -> tuple[int, float]:
+    """Bytes and seconds of one streamed GET of ``path`` (1 MiB chunks, discarded)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+        started = time.perf_counter()
+        total = 0
+        async with http.get(url + files_url_path(path)) as response:
+            response.raise_for_status()
+            async for chunk in response.content.iter_chunked(1024 * 1024):
+                total += len(chunk)
+        return total, time.perf_counter() - started
+
+
+async def make_volume(url: str, key: str, path: str) -> None:
+    async with CallFSClient(url, key) as client:
+        await client.mkdir(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=parse_size("256M"))
+    parser.add_argument("--runtime", type=int, default=10, help="seconds of 4 KiB random reads")
+    parser.add_argument("--files", type=int, default=200, help="small files of 128 KiB")
+    parser.add_argument("--dir", default=None, help="where the node, the mount and the raw-disk file live")
+    args = parser.parse_args()
+    if shutil.which("fio") is None:
+        print("fio is not installed (Debian package fio)", file=sys.stderr)
+        return 1
+    base = Path(tempfile.mkdtemp(prefix="callfs-fuse-fio-", dir=args.dir))
+    mountpoint = base / "mnt"
+    mountpoint.mkdir()
+    raw = base / "raw"
+    raw.mkdir()
+    try:
+        with running_node(base / "node") as node:
+            key_file = base / "key"
+            key_file.write_text(node.key_for("root"))
+            asyncio.run(make_volume(node.url, node.key_for("root"), "/volumes/bench"))
+            subprocess.run([sys.executable, "-m", "callfs_csi.mount_main", node.url, "/volumes/bench",
+                            str(mountpoint), "--key-file", str(key_file), "--log-file", str(base / "mount.log")],
+                           check=True, timeout=120)
+            try:
+                return run(args, node.url, node.key_for("root"), mountpoint, raw)
+            finally:
+                subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False, timeout=60)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, url: str, key: str, mountpoint: Path, raw: Path) -> int:
+    size = args.size
+    rows: list[list[str]] = []
+    raw_write = fio("raw-write", raw / "seq", "write", "1M", size)
+    fuse_write = fio("fuse-write", mountpoint / "seq", "write", "1M", size)
+    raw_read = fio("raw-read", raw / "seq", "read", "1M", size)
+    fuse_read = fio("fuse-read", mountpoint / "seq", "read", "1M", size)
+    got, seconds = asyncio.run(http_get_seconds(url, key, "/volumes/bench/seq"))
+    assert got == size, f"GET returned {got} bytes, expected {size}"
+    http_read = mib_per_second(got, seconds)
+    raw_rand = fio("raw-randread", raw / "seq", "randread", "4k", size, runtime=args.runtime)
+    fuse_rand = fio("fuse-randread", mountpoint / "seq", "randread", "4k", size, runtime=args.runtime)
+
+    w_raw, w_fuse = bandwidth(raw_write, "write"), bandwidth(fuse_write, "write")
+    r_raw, r_fuse = bandwidth(raw_read, "read"), bandwidth(fuse_read, "read")
+    rows.append(["seq write 1 MiB (MiB/s)", f"{w_raw:.0f}", f"{w_fuse:.0f}", "-", f"{ratio(w_fuse, w_raw):.2f}"])
+    rows.append(["seq read 1 MiB (MiB/s)", f"{r_raw:.0f}", f"{r_fuse:.0f}", f"{http_read:.0f}",
+                 f"{ratio(r_fuse, r_raw):.2f} (vs GET {ratio(r_fuse, http_read):.2f})"])
+    i_raw, i_fuse = float(raw_rand["read"]["iops"]), float(fuse_rand["read"]["iops"])
+    rows.append(["rand read 4 KiB (IOPS)", f"{i_raw:.0f}", f"{i_fuse:.0f}", "-", f"{ratio(i_fuse, i_raw):.3f}"])
+
+    small = mountpoint / "small"
+    small.mkdir()
+    payload = os.urandom(SMALL_FILE)
+    started = time.perf_counter()
+    for index in range(args.files):
+        (small / f"f{index}").write_bytes(payload)
+    create_rate = args.files / (time.perf_counter() - started)
+    raw_small = raw / "small"
+    raw_small.mkdir()
+    started = time.perf_counter()
+    for index in range(args.files):
+        (raw_small / f"f{index}").write_bytes(payload)
+    raw_create_rate = args.files / (time.perf_counter() - started)
+    time.sleep(1.2)  # attribute cache (1 s) and kernel entry cache expire: every stat asks the server
+    started = time.perf_counter()
+    for index in range(args.files):
+        os.stat(small / f"f{index}")
+    stat_rate = args.files / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for index in range(args.files):
+        os.stat(raw_small / f"f{index}")
+    raw_stat_rate = args.files / (time.perf_counter() - started)
+    rows.append(["create+write 128 KiB (files/s)", f"{raw_create_rate:.0f}", f"{create_rate:.0f}", "-",
+                 f"{ratio(create_rate, raw_create_rate):.3f}"])
+    rows.append(["stat, cold cache (stats/s)", f"{raw_stat_rate:.0f}", f"{stat_rate:.0f}", "-",
+                 f"{ratio(stat_rate, raw_stat_rate):.4f}"])
+    print(f"file size {human_bytes(size)}, random reads {args.runtime}s, {args.files} small files")
+    print(table(["workload", "raw disk", "FUSE mount", "direct GET", "mount / raw"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
