@@ -3,8 +3,9 @@
 * ``CreateVolume`` → record ``/volumes/.csi/<name>.json``, directory ``/volumes/<name>``, quota of the requested
   capacity on it. Idempotent by name: an existing volume whose quota satisfies the capacity range is returned
   as is; one that does not → ``ALREADY_EXISTS``.
-* ``DeleteVolume`` → by the volume's ``onDelete`` policy: remove, keep, or move to ``/archive``; an unknown or
-  already deleted volume is success.
+* ``DeleteVolume`` → by the volume's ``onDelete`` policy (from its record): remove, keep, or move to
+  ``/archive``, then drop the record; an unknown or already deleted volume is success, and a directory without
+  a record is never removed (so a retried delete of a retained volume keeps it).
 * ``ControllerExpandVolume`` raises the quota; nothing is needed on the node (FUSE ``statfs`` reads the quota).
 * ``ListVolumes`` pages through ``/volumes`` of the default cluster by name; ``GetCapacity`` reports the free
   bytes of the cluster's nodes (:mod:`callfs_csi.cluster`).
@@ -310,14 +311,18 @@ async def _quota_or_none(fs: CallFSClient, path: str) -> QuotaInfo | None:
 
 
 async def _on_delete_policy(fs: CallFSClient, ref: VolumeRef) -> OnDelete:
-    """The policy in the volume's record; ``delete`` (the parameter's default) when there is no usable record."""
+    """The policy in the volume's record; ``retain`` when there is no usable record.
+
+    No record means the directory was not provisioned by this driver, or a previous ``DeleteVolume`` already
+    applied the policy and removed the record (COs retry deletes): either way the data is left alone. Every
+    volume ``CreateVolume`` makes has a record, written before its directory.
+    """
     try:
         raw = await fs.read(ref.record_path)
     except fs_errors.NotFound:
-        return OnDelete.DELETE
+        return OnDelete.RETAIN
     try:
         return OnDelete(json.loads(raw).get("on_delete", OnDelete.DELETE.value))
     except (ValueError, AttributeError):
-        log.warning("volume %s: unreadable record %s; deleting per the default policy", ref.volume_id,
-                    ref.record_path)
-        return OnDelete.DELETE
+        log.warning("volume %s: unreadable record %s; leaving the directory", ref.volume_id, ref.record_path)
+        return OnDelete.RETAIN

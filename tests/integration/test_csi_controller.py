@@ -145,7 +145,8 @@ async def test_retain_keeps_the_directory(controller: Controller) -> None:
     await controller.stub.CreateVolume(create_request("pvc-keep", onDelete="retain"))
     async with controller.fs() as fs:
         await fs.upload("/volumes/pvc-keep/file", b"kept")
-    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-keep"))
+    for _ in range(2):  # a CO retries deletes: the second must not fall back to deleting
+        await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-keep"))
     async with controller.fs() as fs:
         assert await fs.read("/volumes/pvc-keep/file") == b"kept"
 
@@ -154,12 +155,21 @@ async def test_archive_moves_the_directory_under_archive(controller: Controller)
     await controller.stub.CreateVolume(create_request("pvc-arch", onDelete="archive"))
     async with controller.fs() as fs:
         await fs.upload("/volumes/pvc-arch/file", b"archived")
-    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-arch"))
+    for _ in range(2):
+        await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-arch"))
     async with controller.fs() as fs:
         assert not await fs.exists("/volumes/pvc-arch")
         archived = [i.name for i in await fs.list_dir("/archive")]
         assert len(archived) == 1 and archived[0].startswith("pvc-arch-")
         assert await fs.read(f"/archive/{archived[0]}/file") == b"archived"
+
+
+async def test_directory_not_provisioned_by_the_driver_is_never_deleted(controller: Controller) -> None:
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/static/file", b"precious")
+    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="static"))
+    async with controller.fs() as fs:
+        assert await fs.read("/volumes/static/file") == b"precious"
 
 
 async def test_expand_raises_the_quota_and_never_lowers_it(controller: Controller) -> None:
