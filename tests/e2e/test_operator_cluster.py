@@ -1,9 +1,11 @@
 """The operator against the real control plane: CallFSCluster in, running (kwok) storage cluster out.
 
-The operator runs as its console entry point in a subprocess (``python -m callfs_operator.main``), cluster-wide,
-with a 2 s resync so drift is repaired quickly. Each test gets a namespace, a StorageClass of its own and
-pre-created PersistentVolumes for it, so that the PersistentVolume controller binds the StatefulSets' claims
-and the scheduler places the pods on kwok nodes, where they go Running and Ready.
+The operator runs as its console entry point in a subprocess (``python -m callfs_operator.main``),
+cluster-wide, with a 2 s resync so drift is repaired quickly, and as the chart's ServiceAccount (a token bound
+to the ClusterRole of ``manifests/callfs.yaml``), so the suite also proves that RBAC is enough. Each test gets
+a namespace, a StorageClass of its own and pre-created PersistentVolumes for it, so that the PersistentVolume
+controller binds the StatefulSets' claims and the scheduler places the pods on kwok nodes, where they go
+Running and Ready.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as kclient
 
 from support.kube import KubeCluster, wait_for
@@ -28,6 +31,10 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "charts" / "callfs" / "crds" / "callfsclusters.yaml"
+CHART = REPO / "charts" / "callfs"
+MANIFESTS = REPO / "manifests" / "callfs.yaml"
+OPERATOR_NAMESPACE = "callfs-system"
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 GROUP, VERSION, PLURAL = "callfs.io", "v1alpha1", "callfsclusters"
 CONVERGE = 120  # seconds for the operator and the controllers on this 2-core machine
 RESYNC = 2.0  # seconds between the operator's drift checks
@@ -42,14 +49,37 @@ def crd(kube_cluster: KubeCluster) -> str:
 
 
 @pytest.fixture(scope="module")
-def operator(kube_cluster: KubeCluster, crd: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The operator process (cluster-wide); yields its log file. Stopped with SIGTERM at the end."""
+def operator_kubeconfig(kube_cluster: KubeCluster, crd: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig authenticating as the chart's ``callfs-operator`` ServiceAccount (RBAC from
+    ``manifests/callfs.yaml``)."""
+    docs = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d and d["kind"] in RBAC_KINDS]
+    assert {d["kind"] for d in docs} == RBAC_KINDS
+    kube_cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+    token = kube_cluster.kubectl("create", "token", "callfs-operator", "-n", OPERATOR_NAMESPACE,
+                                 "--duration", "2h").strip()
+    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": "callfs-operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "callfs-operator"}}],
+        "current-context": "operator",
+    }
+    path = tmp_path_factory.mktemp("operator-identity") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The operator process (cluster-wide, as its ServiceAccount); yields its log file. SIGTERM at the end."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-             str(kube_cluster.kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
+             str(operator_kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
             stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -371,3 +401,21 @@ def test_deletion_policy_decides_the_fate_of_data_claims(
     else:
         wait_for(lambda: not children_of(kube_api, kube_namespace), CONVERGE, "the children garbage-collected")
         assert remaining() == claims
+
+
+def test_manifests_are_the_rendered_chart(kube_cluster: KubeCluster) -> None:
+    rendered = subprocess.run(
+        [str(kube_cluster.bin_dir / "helm"), "template", "callfs", str(CHART), "--namespace", OPERATOR_NAMESPACE],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    text = MANIFESTS.read_text()
+    header, body = text[: text.index("---\n")], text[text.index("---\n"):]
+    assert all(line.startswith("# ") for line in header.splitlines())
+    assert body == rendered
+
+
+def test_operator_log_has_no_permission_errors(operator: Path) -> None:
+    """Runs last in this module: whatever the tests above made the operator do, RBAC allowed it."""
+    denials = [line for line in operator.read_text(errors="replace").splitlines()
+               if 'forbidden: User "system:serviceaccount:' in line]
+    assert not denials, "\n".join(denials[:5])
