@@ -150,6 +150,7 @@ for rpc in CreateVolumeSecret DeleteVolumeSecret ControllerPublishVolumeSecret C
 done
 chmod 600 "$WORK/secrets.yaml"
 printf 'server: "%s"\nonDelete: delete\n' "$URL" >"$WORK/parameters.yaml"
+printf 'maxInodes: "1000000"\n' >"$WORK/mutable-parameters.yaml"
 
 log "running csi-sanity $("$SANITY" -version 2>/dev/null | head -n 1 || true)"
 set +e
@@ -159,6 +160,7 @@ set +e
     --csi.mountdir "$WORK/target" \
     --csi.secrets "$WORK/secrets.yaml" \
     --csi.testvolumeparameters "$WORK/parameters.yaml" \
+    --csi.testvolumemutableparameters "$WORK/mutable-parameters.yaml" \
     --csi.testvolumesize $((1 << 30)) \
     --csi.testvolumeexpandsize $((2 << 30)) \
     --csi.testvolumeaccesstype mount \

@@ -32,7 +32,13 @@ from callfs_csi.cluster import client_for, cluster_free_bytes
 from callfs_csi.config import DriverConfig
 from callfs_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, rpc
 from callfs_csi.inflight import KeyedLocks
-from callfs_csi.params import Credentials, OnDelete, credentials, parse_parameters
+from callfs_csi.params import (
+    Credentials,
+    OnDelete,
+    credentials,
+    parse_mutable_parameters,
+    parse_parameters,
+)
 from callfs_csi.volume import (
     ARCHIVE_ROOT,
     VOLUMES_ROOT,
@@ -59,6 +65,7 @@ CONTROLLER_CAPABILITIES = (
     _RPC.SINGLE_NODE_MULTI_WRITER,
     _RPC.GET_VOLUME,
     _RPC.VOLUME_CONDITION,
+    _RPC.MODIFY_VOLUME,
 )
 
 
@@ -98,6 +105,9 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         if request.HasField("volume_content_source"):
             raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
         params = parse_parameters(request.parameters)
+        mutable = parse_mutable_parameters(request.mutable_parameters)
+        on_delete = mutable.on_delete or params.on_delete
+        max_inodes = mutable.max_inodes or params.max_inodes
         required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
         capacity = requested_capacity(required, limit, self.config.default_capacity)
         creds = credentials(request.secrets, params.server, self.config.default)
@@ -112,11 +122,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     )
                 capacity = existing.bytes_limit
             else:
-                record = {"name": name, "capacity_bytes": capacity, "on_delete": params.on_delete.value,
+                record = {"name": name, "capacity_bytes": capacity, "on_delete": on_delete.value,
                           "created": datetime.now(UTC).isoformat()}
                 await fs.upload(ref.record_path, json.dumps(record).encode())
                 await fs.mkdir(ref.path)
-                await fs.set_quota(ref.path, bytes_limit=capacity)
+                await fs.set_quota(ref.path, bytes_limit=capacity, inodes_limit=max_inodes)
                 log.info("created volume %s (%d bytes) on %s", ref.volume_id, capacity, creds.server)
         return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(
             volume_id=ref.volume_id, capacity_bytes=capacity, volume_context=volume_context(ref, creds.server),
@@ -300,6 +310,42 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                                    inodes_limit=found.inodes_limit if found else None)
                 log.info("expanded volume %s from %d to %d bytes", ref.volume_id, current, capacity)
         return csi_pb2.ControllerExpandVolumeResponse(capacity_bytes=capacity, node_expansion_required=False)
+
+    @rpc
+    async def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
+        """Apply mutable parameters (a VolumeAttributesClass): ``onDelete`` rewrites the record, ``maxInodes``
+        changes the quota's inode limit (the byte limit is kept)."""
+        if not request.volume_id:
+            raise InvalidArgument("volume_id is required")
+        mutable = parse_mutable_parameters(request.mutable_parameters)
+        ref, creds = self._locate(request.volume_id, request.secrets)
+        if ref is None or creds is None:
+            raise NotFound(f"volume {request.volume_id} does not exist")
+        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+            if not await fs.exists(ref.path):
+                raise NotFound(f"volume {request.volume_id} does not exist")
+            if mutable.on_delete is not None:
+                await _write_policy(fs, ref, mutable.on_delete)
+            if mutable.max_inodes is not None:
+                found = await _quota_or_none(fs, ref.path)
+                await fs.set_quota(ref.path, bytes_limit=found.bytes_limit if found else None,
+                                   inodes_limit=mutable.max_inodes)
+        log.info("modified volume %s: %s", ref.volume_id, dict(request.mutable_parameters))
+        return csi_pb2.ControllerModifyVolumeResponse()
+
+
+async def _write_policy(fs: CallFSClient, ref: VolumeRef, policy: OnDelete) -> None:
+    """Set ``on_delete`` in the volume's record (creating the record for a directory that had none)."""
+    try:
+        record = json.loads(await fs.read(ref.record_path))
+        if not isinstance(record, dict):
+            record = {}
+    except (fs_errors.NotFound, ValueError):
+        record = {"name": ref.name}
+    record["on_delete"] = policy.value
+    await fs.upload(ref.record_path, json.dumps(record).encode())
 
 
 async def _quota_or_none(fs: CallFSClient, path: str) -> QuotaInfo | None:

@@ -8,6 +8,10 @@ and we ignore any that remain):
   ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`);
 * neither: the driver's default cluster (``callfs-csi --server``), else the secret's ``serverURL``.
 * ``onDelete``: ``delete`` (default) | ``retain`` | ``archive`` — what ``DeleteVolume`` does with the directory.
+* ``maxInodes``: a positive integer, the volume quota's inode limit (default: none).
+
+Mutable parameters (a ``VolumeAttributesClass``, ``CreateVolume``'s ``mutable_parameters`` and
+``ControllerModifyVolume``): ``onDelete`` and ``maxInodes``, same values; they override the StorageClass ones.
 
 Secrets (the standard ``csi.storage.k8s.io/provisioner-secret-name``/``-namespace``,
 ``controller-expand-secret-*`` and ``node-stage-secret-*`` StorageClass parameters make Kubernetes put the
@@ -37,10 +41,12 @@ __all__ = [
     "CLIENT_SERVICE_PORT",
     "SERVER_SECRET",
     "Credentials",
+    "MutableParameters",
     "OnDelete",
     "VolumeParameters",
     "cluster_service_url",
     "credentials",
+    "parse_mutable_parameters",
     "parse_parameters",
     "validate_server_url",
 ]
@@ -66,10 +72,20 @@ class OnDelete(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VolumeParameters:
-    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named) and the ``on_delete`` policy."""
+    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named), the ``on_delete`` policy and the
+    inode limit ``max_inodes`` (``None``: unlimited)."""
 
     server: str | None = None
     on_delete: OnDelete = OnDelete.DELETE
+    max_inodes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MutableParameters:
+    """Parsed mutable parameters; ``None`` leaves a property as it is."""
+
+    on_delete: OnDelete | None = None
+    max_inodes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +136,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> VolumeParameters:
         InvalidArgument: both ``server`` and ``cluster``, a malformed value, or an unknown key (a typo would
             otherwise be ignored silently).
     """
-    known = {"server", "cluster", "onDelete"}
+    known = {"server", "cluster", "onDelete", "maxInodes"}
     unknown = sorted(k for k in parameters if k not in known and not k.startswith(KUBERNETES_PREFIX))
     if unknown:
         raise InvalidArgument(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -131,12 +147,38 @@ def parse_parameters(parameters: Mapping[str, str]) -> VolumeParameters:
         server = validate_server_url(parameters["server"])
     elif "cluster" in parameters:
         server = cluster_service_url(parameters["cluster"])
-    raw = parameters.get("onDelete", OnDelete.DELETE.value)
+    on_delete = _on_delete(parameters.get("onDelete", OnDelete.DELETE.value))
+    max_inodes = _max_inodes(parameters["maxInodes"]) if "maxInodes" in parameters else None
+    return VolumeParameters(server, on_delete, max_inodes)
+
+
+def parse_mutable_parameters(parameters: Mapping[str, str]) -> MutableParameters:
+    """Parse mutable parameters (``onDelete``, ``maxInodes``).
+
+    Raises:
+        InvalidArgument: an unknown key or a malformed value (spec, ``ControllerModifyVolume``: unsupported
+            mutable parameters are ``INVALID_ARGUMENT``).
+    """
+    unknown = sorted(k for k in parameters if k not in ("onDelete", "maxInodes"))
+    if unknown:
+        raise InvalidArgument(f"unsupported mutable parameter(s) {', '.join(unknown)}; supported: maxInodes, onDelete")
+    return MutableParameters(
+        _on_delete(parameters["onDelete"]) if "onDelete" in parameters else None,
+        _max_inodes(parameters["maxInodes"]) if "maxInodes" in parameters else None,
+    )
+
+
+def _on_delete(raw: str) -> OnDelete:
     try:
-        on_delete = OnDelete(raw)
+        return OnDelete(raw)
     except ValueError:
         raise InvalidArgument(f"onDelete must be delete, retain or archive, got {raw!r}") from None
-    return VolumeParameters(server, on_delete)
+
+
+def _max_inodes(raw: str) -> int:
+    if not raw.isdigit() or int(raw) <= 0:
+        raise InvalidArgument(f"maxInodes must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 def credentials(

@@ -186,6 +186,26 @@ async def test_expand_raises_the_quota_and_never_lowers_it(controller: Controlle
         volume_id="pvc-nope", capacity_range=csi_pb2.CapacityRange(required_bytes=GiB)))) == grpc.StatusCode.NOT_FOUND
 
 
+async def test_modify_changes_the_inode_limit_and_the_delete_policy(controller: Controller) -> None:
+    request = create_request("pvc-mod", GiB)
+    request.mutable_parameters["maxInodes"] = "10"
+    await controller.stub.CreateVolume(request)
+    async with controller.fs() as fs:
+        assert (await fs.get_quota("/volumes/pvc-mod")).inodes_limit == 10
+    await controller.stub.ControllerModifyVolume(csi_pb2.ControllerModifyVolumeRequest(
+        volume_id="pvc-mod", mutable_parameters={"maxInodes": "20", "onDelete": "retain"}))
+    async with controller.fs() as fs:
+        quota = await fs.get_quota("/volumes/pvc-mod")
+        assert (quota.bytes_limit, quota.inodes_limit) == (GiB, 20)
+    await controller.stub.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="pvc-mod"))
+    async with controller.fs() as fs:
+        assert await fs.exists("/volumes/pvc-mod")
+    assert await code_of(controller.stub.ControllerModifyVolume(csi_pb2.ControllerModifyVolumeRequest(
+        volume_id="pvc-mod", mutable_parameters={"XXX": "y"}))) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await code_of(controller.stub.ControllerModifyVolume(csi_pb2.ControllerModifyVolumeRequest(
+        volume_id="pvc-none", mutable_parameters={"maxInodes": "1"}))) == grpc.StatusCode.NOT_FOUND
+
+
 async def test_list_volumes_pages_by_name(controller: Controller) -> None:
     names = [f"pvc-{i}" for i in range(5)]
     for name in reversed(names):

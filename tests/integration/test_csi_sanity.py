@@ -2,7 +2,7 @@
 
 The script is what CI runs; this test runs it on both metadata stores and reads its JUnit report: every spec
 must pass, and the only skipped specs may be those csi-sanity skips for optional capabilities the driver does
-not advertise (snapshots, cloning, ControllerPublish, ModifyVolume, the group controller, the v1.13 health
+not advertise (snapshots, cloning, ControllerPublish, the group controller, the v1.13 health
 RPCs) — never a spec of a capability it claims.
 """
 
@@ -24,7 +24,7 @@ RUN_TIMEOUT = 900  # seconds; the suite itself takes about ten on this machine
 UNSUPPORTED_CAPABILITIES = re.compile(
     r"^(ControllerPublishVolume|Controller Publish, UnpublishVolume|ControllerUnpublishVolume|ListSnapshots|"
     r"CreateSnapshot|DeleteSnapshot|GetSnapshot|Snapshot|Volume Cloning|GroupControllerService|"
-    r"ControllerModifyVolume|Modify volume|Modify Volume|ControllerGetVolumeHealth|ControllerListVolumeHealth|"
+    r"ControllerGetVolumeHealth|ControllerListVolumeHealth|"
     r"NodeGetVolumeHealth|NodeGetStorageHealth) not supported$"
 )
 """Skip reasons for capabilities callfs-csi does not advertise; any other skip fails the test."""
@@ -43,6 +43,9 @@ MUST_PASS = (
     "ListVolumes check the presence of new volumes and absence of deleted ones in the volume list",
     "ExpandVolume [Controller Server] should work",
     "GetCapacity should return capacity (no optional values added)",
+    "ModifyVolume [Controller Server] should modify a volume created with a volume attribute class",
+    "ModifyVolume [Controller Server] should fail if specified mutable parameters are not supported by the volume",
+    "CreateVolume should not create volume with an invalid volume attribute class",
 )
 """Specs that exercise what the driver claims (substrings of the JUnit test case names)."""
 

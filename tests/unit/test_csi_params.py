@@ -7,10 +7,12 @@ import pytest
 from callfs_csi.errors import InvalidArgument
 from callfs_csi.params import (
     Credentials,
+    MutableParameters,
     OnDelete,
     VolumeParameters,
     cluster_service_url,
     credentials,
+    parse_mutable_parameters,
     parse_parameters,
     validate_server_url,
 )
@@ -82,3 +84,25 @@ def test_volume_server_wins_over_the_secret_server() -> None:
 def test_no_server_anywhere_is_invalid() -> None:
     with pytest.raises(InvalidArgument, match="no CallFS cluster"):
         credentials({"apiKey": "k" * 20}, None, None)
+
+
+def test_max_inodes_parameter() -> None:
+    assert parse_parameters({"maxInodes": "1000"}).max_inodes == 1000
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1e3", "", "many"])
+def test_bad_max_inodes_is_invalid(value: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_parameters({"maxInodes": value})
+
+
+def test_mutable_parameters() -> None:
+    parsed = parse_mutable_parameters({"onDelete": "archive", "maxInodes": "5"})
+    assert parsed == MutableParameters(OnDelete.ARCHIVE, 5)
+    assert parse_mutable_parameters({}) == MutableParameters()
+
+
+@pytest.mark.parametrize("parameters", [{"XXX_FakeKey": "v"}, {"server": "http://a"}, {"onDelete": "shred"}])
+def test_unsupported_mutable_parameters_are_invalid(parameters: dict[str, str]) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_mutable_parameters(parameters)
