@@ -133,8 +133,11 @@ def compute(
         progressing = _condition(PROGRESSING, False, first.reason, first.message)
     elif nodes is None:
         progressing = _condition(PROGRESSING, True, "Creating", "creating the cluster's children")
-    elif nodes.replicas != desired or nodes.observed_generation < nodes.generation:
+    elif nodes.replicas != desired:
         progressing = _condition(PROGRESSING, True, "Scaling", f"scaling to {desired} storage nodes")
+    elif nodes.observed_generation < nodes.generation:
+        progressing = _condition(PROGRESSING, True, "Applying",
+                                 "the StatefulSet controller has not seen the latest node spec yet")
     elif nodes.update_revision is not None and nodes.current_revision != nodes.update_revision:
         progressing = _condition(
             PROGRESSING, True, "RollingUpdate", f"{nodes.updated}/{desired} storage nodes updated, one at a time"

@@ -11,12 +11,14 @@ Running and Ready.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,37 +73,59 @@ def operator_kubeconfig(kube_cluster: KubeCluster, crd: str, tmp_path_factory: p
     return path
 
 
-@pytest.fixture(scope="module")
-def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The operator process (cluster-wide, as its ServiceAccount); yields its log file. SIGTERM at the end."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-             str(operator_kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+@dataclass
+class OperatorProcess:
+    """The operator subprocess; :meth:`start` waits for its ``/healthz``. All runs append to ``log``."""
 
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"operator exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+    kubeconfig: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
 
-    try:
+    def start(self) -> None:
+        port = free_port()
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
+                 str(self.kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )
+        process = self.process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"operator exited with {process.returncode}:\n{self.log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                    return response.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
         wait_for(healthy, 60, "the operator's /healthz")
-        yield log
-    finally:
-        process.terminate()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
         try:
-            process.wait(30)
+            self.process.wait(30)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def read_log(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator process (cluster-wide, as its ServiceAccount). SIGTERM at the end."""
+    running = OperatorProcess(operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
@@ -203,7 +227,7 @@ EXPECTED_CHILDREN = {
 
 
 @pytest.fixture
-def ready_cluster(kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: Path
+def ready_cluster(kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: OperatorProcess
                   ) -> Callable[..., dict[str, Any]]:
     def make(name: str = "demo", **spec: Any) -> dict[str, Any]:
         create(kube_api, kube_namespace, cluster_body(name, replicas=2, **storage_spec(storage_class), **spec))
@@ -286,7 +310,7 @@ def test_scaling_up_reaches_ready_with_more_nodes(
 
 
 def test_missing_referenced_secret_degrades_with_the_field_named(
-    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: Path
+    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: OperatorProcess
 ) -> None:
     create(kube_api, kube_namespace, cluster_body("demo", replicas=1, auth={"apiKeysSecret": "nope"},
                                                   **storage_spec(storage_class)))
@@ -414,8 +438,64 @@ def test_manifests_are_the_rendered_chart(kube_cluster: KubeCluster) -> None:
     assert body == rendered
 
 
-def test_operator_log_has_no_permission_errors(operator: Path) -> None:
+def test_image_change_rolls_the_nodes_and_reports_progress(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]]
+) -> None:
+    ready_cluster()
+    kclient.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "demo", {"spec": {"image": "ghcr.io/callfs/callfs-node:0.2.0"}})
+    apps, core = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api)
+
+    def rolled() -> bool:
+        sts = apps.read_namespaced_stateful_set("demo-node", kube_namespace)
+        if sts.spec.template.spec.containers[0].image != "ghcr.io/callfs/callfs-node:0.2.0":
+            return False
+        pods = core.list_namespaced_pod(kube_namespace, label_selector="app.kubernetes.io/component=node").items
+        return len(pods) == 2 and all(p.spec.containers[0].image.endswith(":0.2.0") for p in pods)
+
+    wait_for(rolled, CONVERGE, "every node pod running the new image")
+    obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
+    assert obj["status"]["readyNodes"] == 2
+    assert condition(obj, "Progressing")["reason"] == "Reconciled"  # type: ignore[index]
+    events = core.list_namespaced_event(kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
+    reasons = [e.reason for e in events]
+    assert "ClusterReady" in reasons
+    assert any(r in ("Applying", "RollingUpdate", "WaitingForPods") for r in reasons)
+
+
+def test_killed_operator_converges_after_restart(
+    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: OperatorProcess
+) -> None:
+    create(kube_api, kube_namespace, cluster_body("demo", replicas=2, **storage_spec(storage_class)))
+    core = kclient.CoreV1Api(kube_api)
+
+    def some_children() -> bool:
+        return bool(core.list_namespaced_secret(kube_namespace,
+                                                label_selector="app.kubernetes.io/managed-by=callfs-operator").items)
+
+    wait_for(some_children, CONVERGE, "the first children")
+    operator.stop(signal.SIGKILL)  # mid-reconcile: no chance to finish or clean up
+    try:
+        kclient.CoreV1Api(kube_api).delete_namespaced_config_map("demo-config", kube_namespace)
+    except kclient.ApiException as exc:
+        if exc.status != 404:
+            raise
+    operator.start()
+    obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
+    assert obj["status"]["readyNodes"] == 2
+    assert set(children_of(kube_api, kube_namespace)) == EXPECTED_CHILDREN
+
+
+def test_operator_log_has_no_permission_errors(operator: OperatorProcess) -> None:
     """Runs last in this module: whatever the tests above made the operator do, RBAC allowed it."""
-    denials = [line for line in operator.read_text(errors="replace").splitlines()
+    denials = [line for line in operator.read_log().splitlines()
                if 'forbidden: User "system:serviceaccount:' in line]
     assert not denials, "\n".join(denials[:5])
+
+
+@pytest.mark.parametrize("example", ["minimal.yaml", "full.yaml"])
+def test_examples_are_accepted_by_the_api_server(kube_cluster: KubeCluster, kube_namespace: str, crd: str,
+                                                 example: str) -> None:
+    out = kube_cluster.kubectl("apply", "--dry-run=server", "-n", kube_namespace, "-f",
+                               str(REPO / "examples" / example))
+    assert "created (server dry run)" in out

@@ -95,7 +95,7 @@ def test_scaling_is_progressing() -> None:
     assert summary(status)["Progressing"] == ("True", "Scaling")
     assert status["nodes"] == "3/5"
     unobserved = Observed(nodes=sts(generation=3, observed=2), metadata=ONE, locks=ONE)
-    assert summary(compute(cluster(), 3, unobserved, now=NOW))["Progressing"] == ("True", "Scaling")
+    assert summary(compute(cluster(), 3, unobserved, now=NOW))["Progressing"] == ("True", "Applying")
 
 
 def test_managed_dependency_not_ready() -> None:
