@@ -57,3 +57,5 @@ class DriverConfig:
     max_volumes_per_node: int = 0
     request_timeout: float = 30.0
     """Seconds a CallFS request may take (connect and between reads) before the RPC fails ``UNAVAILABLE``."""
+    repair_interval: float = 30.0
+    """Seconds between two checks of the node's mounts for stale ones (0: only at start-up)."""

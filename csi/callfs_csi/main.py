@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mount-command", default=env("CALLFS_CSI_MOUNT_COMMAND"),
                    help="the callfs-mount command line (default: callfs-mount beside this interpreter)")
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds per CallFS request")
+    p.add_argument("--repair-interval", type=float, default=30.0,
+                   help="seconds between checks for stale mounts, which are re-mounted (0: only at start-up)")
     p.add_argument("--log-level", default=env("CALLFS_CSI_LOG_LEVEL", "INFO"))
     return p
 
@@ -72,9 +74,11 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
         raise InvalidArgument("--node-id is required")
     if args.default_capacity <= 0:
         raise InvalidArgument("--default-capacity must be positive")
+    if args.repair_interval < 0:
+        raise InvalidArgument("--repair-interval must not be negative")
     return DriverConfig(node_id=args.node_id, mode=Mode(args.mode), state_dir=args.state_dir, default=default,
                         default_capacity=args.default_capacity, max_volumes_per_node=args.max_volumes_per_node,
-                        request_timeout=args.request_timeout)
+                        request_timeout=args.request_timeout, repair_interval=args.repair_interval)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

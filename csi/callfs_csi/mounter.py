@@ -184,7 +184,7 @@ class Mounter:
 
     async def mount_fuse(
         self, server: str, volume_path: str, mount_point: str, key_file: str, *, read_only: bool,
-        log_file: str | None = None, pid_file: str | None = None,
+        log_file: str | None = None, pid_file: str | None = None, gid: int | None = None,
     ) -> None:
         """Start ``callfs-mount`` for ``server``/``volume_path`` at ``mount_point``; returns once it is live.
 
@@ -198,6 +198,8 @@ class Mounter:
                 "--fs-name", f"{SOURCE_PREFIX}{volume_path}"]
         if read_only:
             argv.append("--read-only")
+        if gid is not None:
+            argv += ["--gid", str(gid)]
         if log_file:
             argv += ["--log-file", log_file]
         if pid_file:

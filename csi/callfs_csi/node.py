@@ -44,8 +44,22 @@ NODE_CAPABILITIES = (
     _RPC.EXPAND_VOLUME,
     _RPC.VOLUME_CONDITION,
     _RPC.SINGLE_NODE_MULTI_WRITER,
+    _RPC.VOLUME_MOUNT_GROUP,
 )
 _SNSW = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
+
+
+def mount_group(value: str) -> int | None:
+    """The gid of a CSI ``volume_mount_group`` (Kubernetes passes the pod's ``fsGroup`` as a decimal string).
+
+    Raises:
+        InvalidArgument: not a non-negative decimal integer.
+    """
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InvalidArgument(f"volume_mount_group must be a numeric group ID, got {value!r}")
+    return int(value)
 
 
 def _required(value: str, what: str) -> str:
@@ -95,6 +109,35 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.store.save(self.state)
         log.info("node state restored: %d staged volume(s)", len(self.state.volumes))
 
+    async def repair_stale_mounts(self) -> int:
+        """One pass over the staged volumes: re-mount a staging path that is stale or no longer mounted and
+        re-bind its targets; a stale or missing target alone is bound again. Returns how many volumes had to be
+        re-mounted. Each volume is repaired under its lock, so no RPC on it runs meanwhile."""
+        repaired = 0
+        for volume_id in list(self.state.volumes):
+            async with self.locks.hold(volume_id):
+                volume = self.state.volumes.get(volume_id)
+                if volume is None:
+                    continue
+                try:
+                    remounted = await self._ensure_staged(volume_id, volume)
+                    for target_path, target in volume.targets.items():
+                        await self._ensure_published(volume, target_path, target, force=remounted)
+                except Exception:  # keep watching the other volumes
+                    log.exception("could not repair volume %s", volume_id)
+                    continue
+                if remounted:
+                    repaired += 1
+                    log.warning("repaired the mounts of volume %s", volume_id)
+        return repaired
+
+    async def watch(self, interval: float) -> None:
+        """Repair stale mounts every ``interval`` seconds until cancelled (a FUSE daemon may die at any time,
+        not only while the plugin is down)."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.repair_stale_mounts()
+
     async def _ensure_staged(self, volume_id: str, volume: StagedVolume) -> bool:
         """Re-mount ``volume`` at its staging path unless it is live; True when it had to be mounted."""
         status = await _status(volume.staging_path)
@@ -106,7 +149,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         await asyncio.to_thread(os.makedirs, volume.staging_path, exist_ok=True)
         await self.mounter.mount_fuse(volume.server, volume.volume_path, volume.staging_path, volume.key_file,
                                       read_only=volume.read_only, log_file=self._log_file(),
-                                      pid_file=str(self.store.pid_file_for(volume_id)))
+                                      pid_file=str(self.store.pid_file_for(volume_id)), gid=volume.gid)
         return True
 
     async def _ensure_published(self, volume: StagedVolume, target_path: str, target: PublishedTarget,
@@ -169,10 +212,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         server, volume_path = self._volume_location(request)
         creds = credentials(request.secrets, server or None, self.config.default)
         read_only = is_read_only_mode(request.volume_capability)
+        gid = mount_group(request.volume_capability.mount.volume_mount_group)
         async with self.locks.hold(volume_id):
             existing = self.state.volumes.get(volume_id)
             if existing is not None:
-                if existing.staging_path != staging or existing.read_only != read_only:
+                if existing.staging_path != staging or existing.read_only != read_only or existing.gid != gid:
                     raise AlreadyExists(
                         f"volume {volume_id} is already staged at {existing.staging_path} "
                         f"({'read-only' if existing.read_only else 'read-write'})"
@@ -182,7 +226,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             await self._check_exists(creds, volume_id, volume_path)
             key_file = self.store.write_key(volume_id, creds.api_key)
             volume = StagedVolume(server=creds.server, volume_path=volume_path, staging_path=staging,
-                                  key_file=str(key_file), read_only=read_only)
+                                  key_file=str(key_file), read_only=read_only, gid=gid)
             self.state.volumes[volume_id] = volume
             self.store.save(self.state)  # before mounting: a crash after the mount still knows about it
             try:

@@ -100,6 +100,9 @@ async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = N
     await server.start()
     log.info("callfs-csi %s serving %s on %s (node id %s)", config.mode.value, config.name, endpoint,
              config.node_id)
+    watcher = None
+    if plugin.node is not None and config.repair_interval > 0:
+        watcher = asyncio.create_task(plugin.node.watch(config.repair_interval), name="repair stale mounts")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,4 +111,8 @@ async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = N
         await stopping.wait()
     finally:
         log.info("stopping (mounts stay up)")
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         await server.stop(GRACE_SECONDS)

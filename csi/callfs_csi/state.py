@@ -58,6 +58,8 @@ class StagedVolume:
     key_file: str
     read_only: bool = False
     targets: dict[str, PublishedTarget] = field(default_factory=dict)
+    gid: int | None = None
+    """Group every inode appears to have (the pod's fsGroup, CSI ``volume_mount_group``); ``None``: the plugin's."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +70,8 @@ class StagedVolume:
         targets = {str(path): PublishedTarget.from_json(t) for path, t in dict(data.get("targets", {})).items()}
         return cls(server=str(data["server"]), volume_path=str(data["volume_path"]),
                    staging_path=str(data["staging_path"]), key_file=str(data["key_file"]),
-                   read_only=bool(data.get("read_only", False)), targets=targets)
+                   read_only=bool(data.get("read_only", False)), targets=targets,
+                   gid=None if data.get("gid") is None else int(data["gid"]))
 
 
 @dataclass(slots=True)

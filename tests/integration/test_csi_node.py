@@ -30,9 +30,11 @@ START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its
 Mode = csi_pb2.VolumeCapability.AccessMode
 
 
-def mount_capability(mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = ()) -> csi_pb2.VolumeCapability:
-    return csi_pb2.VolumeCapability(mount=csi_pb2.VolumeCapability.MountVolume(mount_flags=list(flags)),
-                                    access_mode=Mode(mode=mode))  # type: ignore[arg-type]
+def mount_capability(
+    mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = (), group: str = ""
+) -> csi_pb2.VolumeCapability:
+    mount = csi_pb2.VolumeCapability.MountVolume(mount_flags=list(flags), volume_mount_group=group)
+    return csi_pb2.VolumeCapability(mount=mount, access_mode=Mode(mode=mode))  # type: ignore[arg-type]
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -73,6 +75,8 @@ class Plugin:
     process: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None
     secrets: dict[str, str] = field(default_factory=dict)
+    repair_interval: float = 0.0
+    """``--repair-interval``; 0 (only at start) unless a test is about the running plugin's repairs."""
 
     @property
     def socket(self) -> Path:
@@ -92,7 +96,7 @@ class Plugin:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "callfs_csi.main", "--endpoint", f"unix://{self.socket}", "--mode", "all",
              "--node-id", "test-node", "--state-dir", str(self.state_dir), "--server", self.node.url,
-             "--api-key-file", str(key_file)],
+             "--api-key-file", str(key_file), "--repair-interval", str(self.repair_interval)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -133,10 +137,12 @@ class Plugin:
             volume_capabilities=[mount_capability()], secrets=self.secrets))
         return response.volume
 
-    def stage(self, volume: csi_pb2.Volume, staging: Path, mode: int = Mode.SINGLE_NODE_WRITER) -> None:
+    def stage(self, volume: csi_pb2.Volume, staging: Path, mode: int = Mode.SINGLE_NODE_WRITER,
+              group: str = "") -> None:
         staging.mkdir(parents=True, exist_ok=True)
         self.node_service.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
-            volume_id=volume.volume_id, staging_target_path=str(staging), volume_capability=mount_capability(mode),
+            volume_id=volume.volume_id, staging_target_path=str(staging),
+            volume_capability=mount_capability(mode, group=group),
             volume_context=volume.volume_context, secrets=self.secrets))
 
     def publish(self, volume: csi_pb2.Volume, staging: Path, target: Path, *, readonly: bool = False,
@@ -300,3 +306,43 @@ def test_restarted_plugin_repairs_a_mount_whose_daemon_was_killed(plugin: Plugin
     assert not plugin.stats(volume, target).volume_condition.abnormal
     (target / "after.txt").write_text("written after the repair")
     assert (staging / "after.txt").read_text() == "written after the repair"
+
+
+def test_running_plugin_repairs_a_mount_whose_daemon_died(plugin: Plugin, tmp_path: Path) -> None:
+    plugin.repair_interval = 0.5
+    plugin.restart()
+    volume = plugin.create("pvc-watched")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    (target / "data.txt").write_text("still here")
+    old_daemon = plugin.daemon_pid(volume)
+
+    os.kill(old_daemon, signal.SIGKILL)
+
+    def repaired() -> bool:
+        try:
+            return (target / "data.txt").read_text() == "still here" and plugin.daemon_pid(volume) != old_daemon
+        except OSError:
+            return False
+
+    poll(repaired, 30, "the plugin to re-mount the volume on its own")
+    (target / "after.txt").write_text("written after the repair")
+    assert (staging / "after.txt").read_text() == "written after the repair"
+
+
+def test_mount_group_owns_every_inode(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-fsgroup")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging, group="4321")
+    plugin.publish(volume, staging, target)
+    (target / "f").write_text("x")
+    assert (target / "f").stat().st_gid == 4321
+    assert target.stat().st_gid == 4321
+
+
+def test_non_numeric_mount_group_is_invalid(plugin: Plugin, tmp_path: Path) -> None:
+    volume = plugin.create("pvc-badgroup")
+    with pytest.raises(grpc.RpcError) as raised:
+        plugin.stage(volume, tmp_path / "staging", group="staff")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
