@@ -40,7 +40,7 @@ def test_save_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
     for _ in range(3):
         store.save(sample())
-    assert sorted(p.name for p in store.dir.iterdir()) == ["keys", "node-state.json"]
+    assert sorted(p.name for p in store.dir.iterdir()) == ["keys", "node-state.json", "pids"]
 
 
 def test_unreadable_state_refuses_to_load(tmp_path: Path) -> None:
