@@ -6,6 +6,8 @@
 * ``DeleteVolume`` → by the volume's ``onDelete`` policy (from its record): remove, keep, or move to
   ``/archive``, then drop the record; an unknown or already deleted volume is success, and a directory without
   a record is never removed (so a retried delete of a retained volume keeps it).
+* ``CreateVolume`` with a volume ``volume_content_source`` clones it (:mod:`callfs_csi.clone`); snapshots are
+  not supported.
 * ``ControllerExpandVolume`` raises the quota; nothing is needed on the node (FUSE ``statfs`` reads the quota).
 * ``ListVolumes`` pages through ``/volumes`` of the default cluster by name; ``GetCapacity`` reports the free
   bytes of the cluster's nodes (:mod:`callfs_csi.cluster`).
@@ -28,9 +30,10 @@ from callfs import errors as fs_errors
 from callfs.client import CallFSClient, QuotaInfo
 from callfs_csi import csi_pb2, csi_pb2_grpc
 from callfs_csi.capabilities import check_capabilities, check_well_formed, unsupported_reason
+from callfs_csi.clone import copy_tree
 from callfs_csi.cluster import client_for, cluster_free_bytes
 from callfs_csi.config import DriverConfig
-from callfs_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, rpc
+from callfs_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, rpc
 from callfs_csi.inflight import KeyedLocks
 from callfs_csi.params import (
     Credentials,
@@ -66,6 +69,7 @@ CONTROLLER_CAPABILITIES = (
     _RPC.GET_VOLUME,
     _RPC.VOLUME_CONDITION,
     _RPC.MODIFY_VOLUME,
+    _RPC.CLONE_VOLUME,
 )
 
 
@@ -102,8 +106,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.CreateVolumeResponse:
         name = validate_name(request.name)
         check_capabilities(request.volume_capabilities)
-        if request.HasField("volume_content_source"):
-            raise InvalidArgument("volume_content_source is not supported (no snapshots or clones)")
+        source = _volume_source(request)
         params = parse_parameters(request.parameters)
         mutable = parse_mutable_parameters(request.mutable_parameters)
         on_delete = mutable.on_delete or params.on_delete
@@ -112,6 +115,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         capacity = requested_capacity(required, limit, self.config.default_capacity)
         creds = credentials(request.secrets, params.server, self.config.default)
         ref = VolumeRef.on(name, creds.server, self._default_server())
+        if source is not None and source.server != ref.server:
+            raise InvalidArgument(f"source volume {source.volume_id} is on another cluster than {ref.volume_id}")
         async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
             existing = await _quota_or_none(fs, ref.path)
             if existing is not None and existing.bytes_limit is not None:
@@ -121,16 +126,46 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                         f"[{required}, {limit or 'unbounded'}]"
                     )
                 capacity = existing.bytes_limit
+                record = await _read_record(fs, ref) or {}
+                recorded_source = record.get("content_source")
+                if (source.volume_id if source else None) != recorded_source:
+                    raise AlreadyExists(f"volume {name} exists with another content source ({recorded_source})")
+                if source is not None and record.get("complete") is False:
+                    await self._clone(fs, source, ref, record)  # finish a copy cut short
             else:
+                if source is not None:
+                    source_quota = await _quota_or_none(fs, source.path)
+                    if source_quota is None and not await fs.exists(source.path):
+                        raise NotFound(f"source volume {source.volume_id} does not exist")
+                    source_capacity = (source_quota.bytes_limit or 0) if source_quota else 0
+                    if capacity < source_capacity:
+                        if limit and limit < source_capacity:
+                            raise OutOfRange(f"a clone of {source.volume_id} needs at least {source_capacity} bytes")
+                        capacity = source_capacity
                 record = {"name": name, "capacity_bytes": capacity, "on_delete": on_delete.value,
                           "created": datetime.now(UTC).isoformat()}
-                await fs.upload(ref.record_path, json.dumps(record).encode())
+                if source is not None:
+                    record |= {"content_source": source.volume_id, "complete": False}
+                await _write_record(fs, ref, record)
                 await fs.mkdir(ref.path)
                 await fs.set_quota(ref.path, bytes_limit=capacity, inodes_limit=max_inodes)
+                if source is not None:
+                    await self._clone(fs, source, ref, record)
                 log.info("created volume %s (%d bytes) on %s", ref.volume_id, capacity, creds.server)
-        return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(
-            volume_id=ref.volume_id, capacity_bytes=capacity, volume_context=volume_context(ref, creds.server),
-        ))
+        volume = csi_pb2.Volume(volume_id=ref.volume_id, capacity_bytes=capacity,
+                                volume_context=volume_context(ref, creds.server))
+        if source is not None:
+            volume.content_source.CopyFrom(request.volume_content_source)
+        return csi_pb2.CreateVolumeResponse(volume=volume)
+
+    async def _clone(self, fs: CallFSClient, source: VolumeRef, ref: VolumeRef, record: dict[str, object]) -> None:
+        # The source is not locked: two clones of each other would wait on each other forever. A source deleted
+        # mid-copy fails this call, and the CO's retry (the record still says incomplete) reports NOT_FOUND.
+        if not await fs.exists(source.path):
+            raise NotFound(f"source volume {source.volume_id} does not exist")
+        await copy_tree(fs, source.path, ref.path)
+        record["complete"] = True
+        await _write_record(fs, ref, record)
 
     @rpc
     async def DeleteVolume(
@@ -336,16 +371,45 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         return csi_pb2.ControllerModifyVolumeResponse()
 
 
-async def _write_policy(fs: CallFSClient, ref: VolumeRef, policy: OnDelete) -> None:
-    """Set ``on_delete`` in the volume's record (creating the record for a directory that had none)."""
+def _volume_source(request: csi_pb2.CreateVolumeRequest) -> VolumeRef | None:
+    """The volume a ``CreateVolume`` clones, if any.
+
+    Raises:
+        InvalidArgument: a snapshot source (not supported) or an empty source volume ID.
+        NotFound: a source ID no volume can have.
+    """
+    if not request.HasField("volume_content_source"):
+        return None
+    kind = request.volume_content_source.WhichOneof("type")
+    if kind != "volume":
+        raise InvalidArgument(f"volume_content_source {kind} is not supported (only a volume to clone)")
+    source_id = request.volume_content_source.volume.volume_id
+    if not source_id:
+        raise InvalidArgument("volume_content_source.volume.volume_id is required")
+    source = parse_volume_id(source_id)
+    if source is None:
+        raise NotFound(f"source volume {source_id} does not exist")
+    return source
+
+
+async def _read_record(fs: CallFSClient, ref: VolumeRef) -> dict[str, object] | None:
+    """The volume's record; ``None`` when it has none or it is not a JSON object."""
     try:
         record = json.loads(await fs.read(ref.record_path))
-        if not isinstance(record, dict):
-            record = {}
     except (fs_errors.NotFound, ValueError):
-        record = {"name": ref.name}
-    record["on_delete"] = policy.value
+        return None
+    return record if isinstance(record, dict) else None
+
+
+async def _write_record(fs: CallFSClient, ref: VolumeRef, record: dict[str, object]) -> None:
     await fs.upload(ref.record_path, json.dumps(record).encode())
+
+
+async def _write_policy(fs: CallFSClient, ref: VolumeRef, policy: OnDelete) -> None:
+    """Set ``on_delete`` in the volume's record (creating the record for a directory that had none)."""
+    record = await _read_record(fs, ref) or {"name": ref.name}
+    record["on_delete"] = policy.value
+    await _write_record(fs, ref, record)
 
 
 async def _quota_or_none(fs: CallFSClient, path: str) -> QuotaInfo | None:

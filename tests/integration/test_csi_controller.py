@@ -272,3 +272,38 @@ async def test_plugin_advertises_controller_and_online_expansion(controller: Con
     assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
     info = await controller.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
     assert info.name == "csi.callfs.io"
+
+
+async def test_clone_copies_the_source_tree_modes_and_owners(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-src", 2 * GiB))
+    big = bytes(range(256)) * 8192  # 2 MiB: more than one streamed piece
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-src/a/b/big.bin", big)
+        await fs.upload("/volumes/pvc-src/top.txt", b"top")
+        await fs.chmod("/volumes/pvc-src/top.txt", 0o600)
+        await fs.chown("/volumes/pvc-src/a", "alice")
+    request = create_request("pvc-clone", GiB)  # smaller than the source: grown to its size
+    request.volume_content_source.volume.volume_id = "pvc-src"
+    response = await controller.stub.CreateVolume(request)
+    assert response.volume.capacity_bytes == 2 * GiB
+    assert response.volume.content_source.volume.volume_id == "pvc-src"
+    async with controller.fs() as fs:
+        assert await fs.read("/volumes/pvc-clone/a/b/big.bin") == big
+        assert (await fs.stat("/volumes/pvc-clone/top.txt")).mode == 0o600
+        assert (await fs.stat("/volumes/pvc-clone/a")).owner == "alice"
+        await fs.upload("/volumes/pvc-clone/top.txt", b"changed")
+        assert await fs.read("/volumes/pvc-src/top.txt") == b"top"
+    again = await controller.stub.CreateVolume(request)
+    assert again.volume.volume_id == "pvc-clone"
+
+
+async def test_clone_of_a_missing_volume_is_not_found(controller: Controller) -> None:
+    request = create_request("pvc-orphan")
+    request.volume_content_source.volume.volume_id = "pvc-never"
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_snapshot_source_is_invalid(controller: Controller) -> None:
+    request = create_request("pvc-from-snap")
+    request.volume_content_source.snapshot.snapshot_id = "snap-1"
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.INVALID_ARGUMENT

@@ -2,7 +2,7 @@
 
 The script is what CI runs; this test runs it on both metadata stores and reads its JUnit report: every spec
 must pass, and the only skipped specs may be those csi-sanity skips for optional capabilities the driver does
-not advertise (snapshots, cloning, ControllerPublish, the group controller, the v1.13 health
+not advertise (snapshots, ControllerPublish, the group controller, the v1.13 health
 RPCs) — never a spec of a capability it claims.
 """
 
@@ -23,7 +23,7 @@ RUN_TIMEOUT = 900  # seconds; the suite itself takes about ten on this machine
 
 UNSUPPORTED_CAPABILITIES = re.compile(
     r"^(ControllerPublishVolume|Controller Publish, UnpublishVolume|ControllerUnpublishVolume|ListSnapshots|"
-    r"CreateSnapshot|DeleteSnapshot|GetSnapshot|Snapshot|Volume Cloning|GroupControllerService|"
+    r"CreateSnapshot|DeleteSnapshot|GetSnapshot|Snapshot|GroupControllerService|"
     r"ControllerGetVolumeHealth|ControllerListVolumeHealth|"
     r"NodeGetVolumeHealth|NodeGetStorageHealth) not supported$"
 )
@@ -46,6 +46,8 @@ MUST_PASS = (
     "ModifyVolume [Controller Server] should modify a volume created with a volume attribute class",
     "ModifyVolume [Controller Server] should fail if specified mutable parameters are not supported by the volume",
     "CreateVolume should not create volume with an invalid volume attribute class",
+    "CreateVolume should create volume from an existing source volume",
+    "CreateVolume should fail when the volume source volume is not found",
 )
 """Specs that exercise what the driver claims (substrings of the JUnit test case names)."""
 
