@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from kubernetes import client as kclient
 
-from callfs_operator import builders, names, status
+from callfs_operator import builders, names, scaling, status
 from callfs_operator.apply import ApplyError, Children
 from callfs_operator.deletion import blocked_message
 from callfs_operator.metrics import OperatorMetrics
@@ -26,7 +26,7 @@ from callfs_operator.spec import Cluster, SpecError, parse_cluster
 FINALIZER = "callfs.io/finalizer"
 ANNOTATION_PREFIX = "callfs.io"
 WARNING_REASONS = {"DeletionBlocked", "InvalidSpec", "ApplyFailed", "SecretNotFound", "SecretKeyMissing",
-                   "StorageClassNotFound"}
+                   "StorageClassNotFound", "ScaleDownBlocked"}
 
 
 class Reconciler:
@@ -54,9 +54,12 @@ class Reconciler:
             self._invalid(body, patch, previous, generation, str(exc))
             self.metrics.reconciled("invalid", time.monotonic() - started)
             return
-        objs = builders.children(cluster, self.children.owned_secret_data(cluster))
+        live_nodes = self.children.workload(cluster.namespace, names.nodes_statefulset(cluster))
+        replicas = scaling.plan(cluster, live_nodes.replicas if live_nodes else None,
+                                scaling.drained_nodes(dict(meta.annotations)))
+        objs = builders.children(cluster, self.children.owned_secret_data(cluster), node_replicas=replicas.replicas)
         kopf.adopt(objs, owner=body)
-        problems = []
+        problems = [replicas.problem] if replicas.problem else []
         for obj in objs:
             try:
                 self.children.apply(obj)

@@ -272,7 +272,7 @@ def test_deleted_or_edited_children_are_restored(
     api_key = core.read_namespaced_secret("demo-api-key", kube_namespace).data["api-key"]
     core.delete_namespaced_config_map("demo-config", kube_namespace)
     core.delete_namespaced_service("demo", kube_namespace)
-    apps.patch_namespaced_stateful_set("demo-node", kube_namespace, {"spec": {"replicas": 5}})
+    apps.patch_namespaced_stateful_set("demo-node", kube_namespace, {"spec": {"replicas": 1}})
 
     def restored() -> bool:
         try:
@@ -307,6 +307,29 @@ def test_scaling_up_reaches_ready_with_more_nodes(
 
     obj = wait_for(three_ready, CONVERGE, "Ready with 3 nodes")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+def test_scale_down_waits_until_the_removed_node_is_declared_drained(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready_cluster: Callable[..., dict[str, Any]]
+) -> None:
+    ready_cluster()
+    custom, apps = kclient.CustomObjectsApi(kube_api), kclient.AppsV1Api(kube_api)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "demo", {"spec": {"replicas": 1}})
+    obj = wait_condition(kube_api, kube_namespace, "demo", "Degraded", "True", "ScaleDownBlocked")
+    assert "would remove demo-node-1" in condition(obj, "Degraded")["message"]  # type: ignore[index]
+    assert apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.replicas == 2
+    custom.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "demo",
+                                          {"metadata": {"annotations": {"callfs.io/drained-nodes": "demo-node-1"}}})
+
+    def scaled_down_and_ready() -> dict[str, Any] | None:
+        obj = get_cluster(kube_api, kube_namespace, "demo")
+        c = condition(obj, "Ready")
+        if obj and c and c["status"] == "True" and obj["status"]["nodes"] == "1/1":
+            return obj
+        return None
+
+    wait_for(scaled_down_and_ready, CONVERGE, "Ready with 1 node after the drain was declared")
+    assert apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.replicas == 1
 
 
 def test_missing_referenced_secret_degrades_with_the_field_named(

@@ -343,3 +343,10 @@ def test_redis_statefulset_defaults() -> None:
 def test_pdb_allows_one_node_down() -> None:
     budget = pdb.pod_disruption_budget(cluster())
     assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": names.selector(cluster(), "node")}}
+
+
+def test_node_replicas_override_holds_the_statefulset_size() -> None:
+    objs = by_kind_name(children(cluster(replicas=2), {}, counter(), node_replicas=4))
+    assert objs[("StatefulSet", "demo-node")]["spec"]["replicas"] == 4
+    assert by_kind_name(children(cluster(replicas=2), {}, counter()))[("StatefulSet", "demo-node")]["spec"][
+        "replicas"] == 2

@@ -14,12 +14,16 @@ from callfs_operator.spec import Cluster
 
 
 def children(
-    cluster: Cluster, existing_secrets: Mapping[str, Mapping[str, str]], token: secrets.Token = secrets.new_token
+    cluster: Cluster,
+    existing_secrets: Mapping[str, Mapping[str, str]],
+    token: secrets.Token = secrets.new_token,
+    node_replicas: int | None = None,
 ) -> list[dict[str, Any]]:
     """Every child manifest of ``cluster``.
 
     ``existing_secrets`` maps the name of each Secret the operator owns to its current plain data, so that
-    generated values are kept (see :func:`.secrets.complete`); ``token`` makes new ones.
+    generated values are kept (see :func:`.secrets.complete`); ``token`` makes new ones. ``node_replicas``
+    overrides ``spec.replicas`` for the node StatefulSet (a held-back scale-down, see ``scaling``).
     """
     out = secrets.owned_secrets(cluster, existing_secrets, token)
     out.append(configmap.configmap(cluster))
@@ -30,7 +34,7 @@ def children(
     out += [
         services.headless_service(cluster),
         services.client_service(cluster),
-        statefulset.nodes_statefulset(cluster, configmap.config_hash(cluster)),
+        statefulset.nodes_statefulset(cluster, configmap.config_hash(cluster), node_replicas),
         pdb.pod_disruption_budget(cluster),
     ]
     return out

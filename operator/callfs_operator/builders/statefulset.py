@@ -127,8 +127,9 @@ def node_container(cluster: Cluster) -> dict[str, Any]:
     return container
 
 
-def nodes_statefulset(cluster: Cluster, config_hash: str) -> dict[str, Any]:
-    """``<name>-node``: ``spec.replicas`` storage nodes, rolled one at a time (``RollingUpdate``).
+def nodes_statefulset(cluster: Cluster, config_hash: str, replicas: int | None = None) -> dict[str, Any]:
+    """``<name>-node``: ``replicas`` (default ``spec.replicas``) storage nodes, rolled one at a time
+    (``RollingUpdate``); the operator passes fewer or more only when it holds back a scale-down.
 
     ``config_hash`` (see :func:`.configmap.config_hash`) is a pod-template annotation, so a changed config
     rolls the nodes like a changed image does.
@@ -153,7 +154,7 @@ def nodes_statefulset(cluster: Cluster, config_hash: str) -> dict[str, Any]:
             "labels": names.labels(cluster, names.NODE),
         },
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "serviceName": names.headless_service(cluster),
             "podManagementPolicy": "Parallel",
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
