@@ -351,6 +351,23 @@ def test_missing_referenced_secret_degrades_with_the_field_named(
     wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
 
 
+def test_problems_the_schema_cannot_see_are_reported_together(
+    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: OperatorProcess
+) -> None:
+    core = kclient.CoreV1Api(kube_api)
+    core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "s3"}, "stringData": {"accessKey": "AK"}})
+    spec = storage_spec(storage_class)
+    spec["storage"] = {"size": "1Gi", "storageClassName": "no-such-class"}
+    create(kube_api, kube_namespace, cluster_body(
+        "demo", replicas=1, backend={"type": "s3", "bucket": "bkt", "credentialsSecret": "s3"}, **spec))
+    obj = wait_condition(kube_api, kube_namespace, "demo", "Degraded", "True", "SecretKeyMissing")
+    message = condition(obj, "Degraded")["message"]  # type: ignore[index]
+    assert f"spec.backend.credentialsSecret: Secret {kube_namespace}/s3 has no key secretKey" in message
+    assert "spec.storage.storageClassName: StorageClass no-such-class does not exist" in message
+    # Nothing was deleted or skipped: the children exist, waiting for the user's fix.
+    assert set(children_of(kube_api, kube_namespace)) == EXPECTED_CHILDREN
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
