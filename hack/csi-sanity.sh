@@ -145,7 +145,8 @@ SECRET_BLOCK="  apiKey: \"$ROOT_KEY\"
 : >"$WORK/secrets.yaml"
 for rpc in CreateVolumeSecret DeleteVolumeSecret ControllerPublishVolumeSecret ControllerUnpublishVolumeSecret \
            ControllerValidateVolumeCapabilitiesSecret NodeStageVolumeSecret NodePublishVolumeSecret \
-           CreateSnapshotSecret DeleteSnapshotSecret ControllerExpandVolumeSecret ListSnapshotsSecret; do
+           CreateSnapshotSecret DeleteSnapshotSecret ControllerExpandVolumeSecret ControllerModifyVolumeSecret \
+           ListSnapshotsSecret GetSnapshotSecret; do
     printf '%s:\n%s\n' "$rpc" "$SECRET_BLOCK" >>"$WORK/secrets.yaml"
 done
 chmod 600 "$WORK/secrets.yaml"

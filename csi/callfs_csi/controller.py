@@ -6,8 +6,8 @@
 * ``DeleteVolume`` → by the volume's ``onDelete`` policy (from its record): remove, keep, or move to
   ``/archive``, then drop the record; an unknown or already deleted volume is success, and a directory without
   a record is never removed (so a retried delete of a retained volume keeps it).
-* ``CreateVolume`` with a volume ``volume_content_source`` clones it (:mod:`callfs_csi.clone`); snapshots are
-  not supported.
+* ``CreateVolume`` with a ``volume_content_source`` copies that volume or snapshot (:mod:`callfs_csi.clone`).
+* Snapshots are full copies under ``/snapshots`` (:mod:`callfs_csi.snapshot`); a volume can be made from one.
 * ``ControllerExpandVolume`` raises the quota; nothing is needed on the node (FUSE ``statfs`` reads the quota).
 * ``ListVolumes`` pages through ``/volumes`` of the default cluster by name; ``GetCapacity`` reports the free
   bytes of the cluster's nodes (:mod:`callfs_csi.cluster`).
@@ -22,13 +22,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
 
 from callfs import errors as fs_errors
 from callfs.client import CallFSClient, QuotaInfo
-from callfs_csi import csi_pb2, csi_pb2_grpc
+from callfs_csi import csi_pb2, csi_pb2_grpc, snapshot
 from callfs_csi.capabilities import check_capabilities, check_well_formed, unsupported_reason
 from callfs_csi.clone import copy_tree
 from callfs_csi.cluster import client_for, cluster_free_bytes
@@ -42,6 +43,8 @@ from callfs_csi.params import (
     parse_mutable_parameters,
     parse_parameters,
 )
+from callfs_csi.snapshot import read_record as read_snapshot_record
+from callfs_csi.snapshot import snapshot_path
 from callfs_csi.volume import (
     ARCHIVE_ROOT,
     VOLUMES_ROOT,
@@ -70,6 +73,9 @@ CONTROLLER_CAPABILITIES = (
     _RPC.VOLUME_CONDITION,
     _RPC.MODIFY_VOLUME,
     _RPC.CLONE_VOLUME,
+    _RPC.CREATE_DELETE_SNAPSHOT,
+    _RPC.LIST_SNAPSHOTS,
+    _RPC.GET_SNAPSHOT,
 )
 
 
@@ -115,8 +121,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         capacity = requested_capacity(required, limit, self.config.default_capacity)
         creds = credentials(request.secrets, params.server, self.config.default)
         ref = VolumeRef.on(name, creds.server, self._default_server())
-        if source is not None and source.server != ref.server:
-            raise InvalidArgument(f"source volume {source.volume_id} is on another cluster than {ref.volume_id}")
+        if source is not None and source.ref.server != ref.server:
+            raise InvalidArgument(f"source {source.id} is on another cluster than {ref.volume_id}")
         async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
             existing = await _quota_or_none(fs, ref.path)
             if existing is not None and existing.bytes_limit is not None:
@@ -128,24 +134,21 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 capacity = existing.bytes_limit
                 record = await _read_record(fs, ref) or {}
                 recorded_source = record.get("content_source")
-                if (source.volume_id if source else None) != recorded_source:
+                if (source.key if source else None) != recorded_source:
                     raise AlreadyExists(f"volume {name} exists with another content source ({recorded_source})")
                 if source is not None and record.get("complete") is False:
                     await self._clone(fs, source, ref, record)  # finish a copy cut short
             else:
                 if source is not None:
-                    source_quota = await _quota_or_none(fs, source.path)
-                    if source_quota is None and not await fs.exists(source.path):
-                        raise NotFound(f"source volume {source.volume_id} does not exist")
-                    source_capacity = (source_quota.bytes_limit or 0) if source_quota else 0
+                    source_capacity = await _source_capacity(fs, source)
                     if capacity < source_capacity:
                         if limit and limit < source_capacity:
-                            raise OutOfRange(f"a clone of {source.volume_id} needs at least {source_capacity} bytes")
+                            raise OutOfRange(f"a volume from {source.id} needs at least {source_capacity} bytes")
                         capacity = source_capacity
                 record = {"name": name, "capacity_bytes": capacity, "on_delete": on_delete.value,
                           "created": datetime.now(UTC).isoformat()}
                 if source is not None:
-                    record |= {"content_source": source.volume_id, "complete": False}
+                    record |= {"content_source": source.key, "complete": False}
                 await _write_record(fs, ref, record)
                 await fs.mkdir(ref.path)
                 await fs.set_quota(ref.path, bytes_limit=capacity, inodes_limit=max_inodes)
@@ -158,11 +161,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             volume.content_source.CopyFrom(request.volume_content_source)
         return csi_pb2.CreateVolumeResponse(volume=volume)
 
-    async def _clone(self, fs: CallFSClient, source: VolumeRef, ref: VolumeRef, record: dict[str, object]) -> None:
+    async def _clone(self, fs: CallFSClient, source: ContentSource, ref: VolumeRef, record: dict[str, object]) -> None:
         # The source is not locked: two clones of each other would wait on each other forever. A source deleted
         # mid-copy fails this call, and the CO's retry (the record still says incomplete) reports NOT_FOUND.
         if not await fs.exists(source.path):
-            raise NotFound(f"source volume {source.volume_id} does not exist")
+            raise NotFound(f"source {source.id} does not exist")
         await copy_tree(fs, source.path, ref.path)
         record["complete"] = True
         await _write_record(fs, ref, record)
@@ -371,25 +374,162 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         return csi_pb2.ControllerModifyVolumeResponse()
 
 
-def _volume_source(request: csi_pb2.CreateVolumeRequest) -> VolumeRef | None:
-    """The volume a ``CreateVolume`` clones, if any.
+
+    # ---- snapshots ------------------------------------------------------------------------------------------
+
+    @rpc
+    async def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.CreateSnapshotResponse:
+        """Copy the source volume to ``/snapshots/<name>``; idempotent by name and source (another source under
+        the same name → ``ALREADY_EXISTS``); an interrupted copy is finished by the CO's retry."""
+        name = validate_name(request.name)
+        if not request.source_volume_id:
+            raise InvalidArgument("source_volume_id is required")
+        unknown = sorted(k for k in request.parameters if not k.startswith("csi.storage.k8s.io/"))
+        if unknown:
+            raise InvalidArgument(f"unsupported snapshot parameter(s) {', '.join(unknown)}")
+        source = parse_volume_id(request.source_volume_id)
+        if source is None:
+            raise NotFound(f"source volume {request.source_volume_id} does not exist")
+        creds = credentials(request.secrets, source.server, self.config.default)
+        ref = VolumeRef.on(name, creds.server, self._default_server())
+        async with self.locks.hold("snapshot:" + ref.volume_id), self._client(creds) as fs:
+            record = await snapshot.read_record(fs, name)
+            if record is not None and record.source_volume_id != request.source_volume_id:
+                raise AlreadyExists(f"snapshot {name} exists for another volume ({record.source_volume_id})")
+            if record is None or not record.ready:
+                if not await fs.exists(source.path):
+                    raise NotFound(f"source volume {request.source_volume_id} does not exist")
+                record = record or snapshot.SnapshotRecord(name, request.source_volume_id, snapshot.now())
+                await snapshot.write_record(fs, record)
+                await fs.mkdir(snapshot_path(ref))
+                _, record.size_bytes = await copy_tree(fs, source.path, snapshot_path(ref))
+                record.ready = True
+                await snapshot.write_record(fs, record)
+                log.info("snapshot %s of %s: %d bytes", ref.volume_id, request.source_volume_id, record.size_bytes)
+        return csi_pb2.CreateSnapshotResponse(snapshot=_snapshot_response(ref.volume_id, record))
+
+    @rpc
+    async def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        if not request.snapshot_id:
+            raise InvalidArgument("snapshot_id is required")
+        ref, creds = self._locate(request.snapshot_id, request.secrets)
+        if ref is None or creds is None:
+            return csi_pb2.DeleteSnapshotResponse()
+        async with self.locks.hold("snapshot:" + ref.volume_id), self._client(creds) as fs:
+            with contextlib.suppress(fs_errors.NotFound):
+                await fs.delete(snapshot_path(ref), recursive=True)
+            await snapshot.delete_record(fs, ref.name)
+        return csi_pb2.DeleteSnapshotResponse()
+
+    @rpc
+    async def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.GetSnapshotResponse:
+        if not request.snapshot_id:
+            raise InvalidArgument("snapshot_id is required")
+        ref, creds = self._locate(request.snapshot_id, request.secrets)
+        if ref is None or creds is None:
+            raise NotFound(f"snapshot {request.snapshot_id} does not exist")
+        async with self._client(creds) as fs:
+            record = await snapshot.read_record(fs, ref.name)
+        if record is None:
+            raise NotFound(f"snapshot {request.snapshot_id} does not exist")
+        return csi_pb2.GetSnapshotResponse(snapshot=_snapshot_response(ref.volume_id, record))
+
+    @rpc
+    async def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> csi_pb2.ListSnapshotsResponse:
+        """Snapshots of the default cluster (or the secret's ``serverURL``) sorted by name, optionally only the one
+        with ``snapshot_id`` or those of ``source_volume_id``; paged like ``ListVolumes``."""
+        if request.max_entries < 0:
+            raise InvalidArgument("max_entries must not be negative")
+        after = decode_list_token(request.starting_token) if request.starting_token else None
+        creds = credentials(request.secrets, None, self.config.default)
+        async with self._client(creds) as fs:
+            if request.snapshot_id:
+                ref = parse_volume_id(request.snapshot_id)
+                one = await snapshot.read_record(fs, ref.name) if ref is not None and ref.server is None else None
+                records = [one] if one is not None else []
+            else:
+                records = await snapshot.list_records(fs)
+        if request.source_volume_id:
+            records = [r for r in records if r.source_volume_id == request.source_volume_id]
+        if after is not None:
+            records = [r for r in records if r.name > after]
+        total = len(records)
+        page = records[: request.max_entries] if request.max_entries else records
+        next_token = encode_list_token(page[-1].name) if page and len(page) < total else ""
+        entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=_snapshot_response(r.name, r)) for r in page]
+        return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=next_token)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSource:
+    """What a new volume is filled from: ``kind`` ``volume`` or ``snapshot``, its CSI ``id``, where it lives
+    (``ref``), and the directory copied (``path``)."""
+
+    kind: str
+    id: str
+    ref: VolumeRef
+    path: str
+
+    @property
+    def key(self) -> str:
+        """How the new volume's record names its source: ``volume:<id>`` or ``snapshot:<id>``."""
+        return f"{self.kind}:{self.id}"
+
+
+
+def _snapshot_response(snapshot_id: str, record: snapshot.SnapshotRecord) -> csi_pb2.Snapshot:
+    return record.to_proto(snapshot_id)
+
+
+def _volume_source(request: csi_pb2.CreateVolumeRequest) -> ContentSource | None:
+    """The volume or snapshot a ``CreateVolume`` copies, if any.
 
     Raises:
-        InvalidArgument: a snapshot source (not supported) or an empty source volume ID.
-        NotFound: a source ID no volume can have.
+        InvalidArgument: an empty source ID or an unknown source type.
+        NotFound: a source ID nothing can have (spec: source not found → ``NOT_FOUND``).
     """
     if not request.HasField("volume_content_source"):
         return None
-    kind = request.volume_content_source.WhichOneof("type")
-    if kind != "volume":
-        raise InvalidArgument(f"volume_content_source {kind} is not supported (only a volume to clone)")
-    source_id = request.volume_content_source.volume.volume_id
+    content = request.volume_content_source
+    kind = content.WhichOneof("type")
+    if kind == "volume":
+        source_id = content.volume.volume_id
+    elif kind == "snapshot":
+        source_id = content.snapshot.snapshot_id
+    else:
+        raise InvalidArgument("volume_content_source must name a volume or a snapshot")
     if not source_id:
-        raise InvalidArgument("volume_content_source.volume.volume_id is required")
-    source = parse_volume_id(source_id)
-    if source is None:
-        raise NotFound(f"source volume {source_id} does not exist")
-    return source
+        raise InvalidArgument(f"volume_content_source.{kind} ID is required")
+    ref = parse_volume_id(source_id)
+    if ref is None:
+        raise NotFound(f"source {kind} {source_id} does not exist")
+    path = ref.path if kind == "volume" else snapshot_path(ref)
+    return ContentSource(kind, source_id, ref, path)
+
+
+async def _source_capacity(fs: CallFSClient, source: ContentSource) -> int:
+    """Bytes a volume made from ``source`` needs at least: the source volume's capacity, or the snapshot's size.
+
+    Raises:
+        NotFound: the source does not exist (or the snapshot is not ready).
+    """
+    if source.kind == "snapshot":
+        record = await read_snapshot_record(fs, source.ref.name)
+        if record is None or not record.ready or not await fs.exists(source.path):
+            raise NotFound(f"source snapshot {source.id} does not exist")
+        return record.size_bytes
+    quota = await _quota_or_none(fs, source.path)
+    if quota is None and not await fs.exists(source.path):
+        raise NotFound(f"source volume {source.id} does not exist")
+    return (quota.bytes_limit or 0) if quota else 0
 
 
 async def _read_record(fs: CallFSClient, ref: VolumeRef) -> dict[str, object] | None:

@@ -303,7 +303,65 @@ async def test_clone_of_a_missing_volume_is_not_found(controller: Controller) ->
     assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.NOT_FOUND
 
 
-async def test_snapshot_source_is_invalid(controller: Controller) -> None:
+async def test_volume_from_a_missing_snapshot_is_not_found(controller: Controller) -> None:
     request = create_request("pvc-from-snap")
+    request.volume_content_source.snapshot.snapshot_id = "snap-never"
+    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.NOT_FOUND
+
+
+async def test_snapshot_is_a_frozen_copy_that_a_volume_can_be_made_from(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-snapsrc", GiB))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-snapsrc/d/f.txt", b"version 1")
+    snap = (await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(
+        name="snap-1", source_volume_id="pvc-snapsrc"))).snapshot
+    assert (snap.snapshot_id, snap.source_volume_id, snap.ready_to_use) == ("snap-1", "pvc-snapsrc", True)
+    assert snap.size_bytes == len(b"version 1")
+    assert snap.creation_time.seconds > 0
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-snapsrc/d/f.txt", b"version 2")
+
+    request = create_request("pvc-restored", GiB)
     request.volume_content_source.snapshot.snapshot_id = "snap-1"
-    assert await code_of(controller.stub.CreateVolume(request)) == grpc.StatusCode.INVALID_ARGUMENT
+    restored = (await controller.stub.CreateVolume(request)).volume
+    assert restored.content_source.snapshot.snapshot_id == "snap-1"
+    async with controller.fs() as fs:
+        assert await fs.read("/volumes/pvc-restored/d/f.txt") == b"version 1"
+
+    again = (await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(
+        name="snap-1", source_volume_id="pvc-snapsrc"))).snapshot
+    assert again == snap
+    await controller.stub.CreateVolume(create_request("pvc-other", GiB))
+    assert await code_of(controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(
+        name="snap-1", source_volume_id="pvc-other"))) == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_list_snapshots_filters_and_pages(controller: Controller) -> None:
+    for volume in ("pvc-x", "pvc-y"):
+        await controller.stub.CreateVolume(create_request(volume, GiB))
+    for name, volume in (("s1", "pvc-x"), ("s2", "pvc-y"), ("s3", "pvc-x")):
+        await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(name=name, source_volume_id=volume))
+    of_x = await controller.stub.ListSnapshots(csi_pb2.ListSnapshotsRequest(source_volume_id="pvc-x"))
+    assert [e.snapshot.snapshot_id for e in of_x.entries] == ["s1", "s3"]
+    one = await controller.stub.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id="s2"))
+    assert [e.snapshot.source_volume_id for e in one.entries] == ["pvc-y"]
+    first = await controller.stub.ListSnapshots(csi_pb2.ListSnapshotsRequest(max_entries=2))
+    rest = await controller.stub.ListSnapshots(csi_pb2.ListSnapshotsRequest(starting_token=first.next_token))
+    assert [e.snapshot.snapshot_id for e in [*first.entries, *rest.entries]] == ["s1", "s2", "s3"]
+    assert not rest.next_token
+
+
+async def test_deleted_snapshot_is_gone_and_delete_is_idempotent(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-z", GiB))
+    await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(name="s-del", source_volume_id="pvc-z"))
+    for _ in range(2):
+        await controller.stub.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id="s-del"))
+    assert await code_of(controller.stub.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id="s-del"))) == \
+        grpc.StatusCode.NOT_FOUND
+    async with controller.fs() as fs:
+        assert not await fs.exists("/snapshots/s-del")
+
+
+async def test_snapshot_of_a_missing_volume_is_not_found(controller: Controller) -> None:
+    assert await code_of(controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(
+        name="s-none", source_volume_id="pvc-missing"))) == grpc.StatusCode.NOT_FOUND
