@@ -58,4 +58,4 @@ class DriverConfig:
     request_timeout: float = 30.0
     """Seconds a CallFS request may take (connect and between reads) before the RPC fails ``UNAVAILABLE``."""
     repair_interval: float = 30.0
-    """Seconds between two checks of the node's mounts for stale ones (0: only at start-up)."""
+    """Seconds between two checks of the node's mounts for stale ones (0: only the pass at start-up)."""

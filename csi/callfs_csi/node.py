@@ -69,7 +69,7 @@ def _required(value: str, what: str) -> str:
 
 
 class NodeService(csi_pb2_grpc.NodeServicer):
-    """The node plugin of ``csi.callfs.io``. Call :meth:`recover` once before serving."""
+    """The node plugin of ``csi.callfs.io``. Call :meth:`load` before serving and run :meth:`watch` beside it."""
 
     def __init__(self, config: DriverConfig, store: StateStore, mounter: Mounter) -> None:
         self.config = config
@@ -80,26 +80,26 @@ class NodeService(csi_pb2_grpc.NodeServicer):
 
     # ---- start-up -------------------------------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Load the saved state and make every recorded mount live again.
-
-        For each staged volume: a staging path that is stale (daemon killed) or no longer mounted gets a fresh
-        ``callfs-mount``; each recorded target whose bind mount is stale or gone is bound again (a bind of a
-        dead FUSE connection stays dead even after the staging path is re-mounted, so those are renewed too).
-        Failures are logged per volume and leave the record in place for the next start or the CO's retry.
+    def load(self) -> None:
+        """Load the saved state (before serving: every RPC consults it).
 
         Raises:
             ValueError: the state file is unreadable (refusing to start beats forgetting live mounts).
         """
         self.store.ensure_dirs()
         self.state = self.store.load()
-        for volume_id, volume in list(self.state.volumes.items()):
-            try:
-                repaired = await self._ensure_staged(volume_id, volume)
-                for target_path, target in volume.targets.items():
-                    await self._ensure_published(volume, target_path, target, force=repaired)
-            except Exception:  # one broken volume must not keep the others down
-                log.exception("could not restore volume %s", volume_id)
+        log.info("node state loaded: %d staged volume(s)", len(self.state.volumes))
+
+    async def recover(self) -> None:
+        """Make every recorded mount live again (the start-up pass of :meth:`watch`).
+
+        For each staged volume: a staging path that is stale (daemon killed) or no longer mounted gets a fresh
+        ``callfs-mount``; each recorded target whose bind mount is stale or gone is bound again (a bind of a
+        dead FUSE connection stays dead even after the staging path is re-mounted, so those are renewed too).
+        Failures are logged per volume and leave the record in place for the next pass or the CO's retry.
+        CallFS mounts that the state does not know are reported and left alone.
+        """
+        await self.repair_stale_mounts()
         known = {v.staging_path for v in self.state.volumes.values()}
         known |= {t for v in self.state.volumes.values() for t in v.targets}
         for entry in self.mounter.entries():
@@ -132,9 +132,14 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         return repaired
 
     async def watch(self, interval: float) -> None:
-        """Repair stale mounts every ``interval`` seconds until cancelled (a FUSE daemon may die at any time,
-        not only while the plugin is down)."""
-        while True:
+        """:meth:`recover` at once, then repair stale mounts every ``interval`` seconds (0: never again) until
+        cancelled: a FUSE daemon may die at any time, not only while the plugin is down.
+
+        Runs beside the gRPC server, so a slow or unreachable cluster does not hold up the plugin's registration;
+        an RPC on a volume still being repaired waits for it (both hold the volume's lock).
+        """
+        await self.recover()
+        while interval > 0:
             await asyncio.sleep(interval)
             await self.repair_stale_mounts()
 

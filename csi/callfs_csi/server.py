@@ -82,7 +82,8 @@ class Plugin:
 
 
 async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = None) -> None:
-    """Restore the node state (node mode), then serve on ``endpoint`` until SIGTERM/SIGINT.
+    """Load the node state (node mode), serve on ``endpoint`` until SIGTERM/SIGINT, and meanwhile restore the
+    recorded mounts and keep repairing stale ones (:meth:`NodeService.watch`).
 
     Raises:
         InvalidArgument: a bad endpoint.  ValueError: an unreadable node state file.
@@ -91,7 +92,7 @@ async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = N
     address = grpc_address(endpoint)
     plugin = Plugin.build(config, mounter)
     if plugin.node is not None:
-        await plugin.node.recover()
+        plugin.node.load()
     server = grpc.aio.server()
     plugin.add_to(server)
     _remove_stale_socket(address)
@@ -101,8 +102,8 @@ async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = N
     log.info("callfs-csi %s serving %s on %s (node id %s)", config.mode.value, config.name, endpoint,
              config.node_id)
     watcher = None
-    if plugin.node is not None and config.repair_interval > 0:
-        watcher = asyncio.create_task(plugin.node.watch(config.repair_interval), name="repair stale mounts")
+    if plugin.node is not None:
+        watcher = asyncio.create_task(plugin.node.watch(config.repair_interval), name="restore and repair mounts")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -56,6 +56,14 @@ def is_stale(path: Path) -> bool:
     return False
 
 
+def readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:
+        return False
+    return True
+
+
 def mount_points_under(base: Path) -> list[str]:
     prefix = str(base) + "/"
     points = []
@@ -301,6 +309,7 @@ def test_restarted_plugin_repairs_a_mount_whose_daemon_was_killed(plugin: Plugin
     assert "stale" in stats.volume_condition.message
 
     plugin.restart()
+    poll(lambda: readable(target / "data.txt") and readable(staging / "data.txt"), 30, "the start-up repair")
     assert (target / "data.txt").read_text() == "survives the daemon"
     assert (staging / "data.txt").read_text() == "survives the daemon"
     assert not plugin.stats(volume, target).volume_condition.abnormal
