@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client as kclient
@@ -34,6 +34,7 @@ class Reconciler:
 
     def __init__(self, api: kclient.ApiClient, metrics: OperatorMetrics) -> None:
         self.children = Children(api)
+        self.custom = kclient.CustomObjectsApi(api)
         self.metrics = metrics
 
     def reconcile(self, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | kopf.Logger) -> None:
@@ -66,18 +67,51 @@ class Reconciler:
             except ApplyError as exc:
                 logger.error("cannot apply %s", exc)
                 problems.append(status.Problem("ApplyFailed", str(exc)))
-        problems += self.children.problems(cluster)
-        observed = status.Observed(
+        observed = self._observe(cluster, problems)
+        new = status.compute(cluster, generation, observed, previous)
+        self._write(body, patch, previous, new)
+        self.metrics.reconciled("degraded" if observed.problems else "ok", time.monotonic() - started)
+
+    def refresh(self, namespace: str, name: str) -> None:
+        """Recompute the status of cluster ``namespace/name`` from its children, without applying them: called
+        when a child StatefulSet changes, so ``Ready`` follows the pods without waiting for the resync timer.
+        A cluster that is gone, being deleted or has an invalid spec is left to the main handlers."""
+        try:
+            body = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, namespace, names.PLURAL, name))
+        except kclient.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        meta = body.get("metadata", {})
+        if meta.get("deletionTimestamp"):
+            return
+        try:
+            cluster = parse_cluster(name, namespace, body.get("spec"))
+        except SpecError:
+            return
+        live_nodes = self.children.workload(namespace, names.nodes_statefulset(cluster))
+        held = scaling.plan(cluster, live_nodes.replicas if live_nodes else None,
+                            scaling.drained_nodes(meta.get("annotations")))
+        previous = list((body.get("status") or {}).get("conditions") or [])
+        observed = self._observe(cluster, [held.problem] if held.problem else [])
+        new = status.compute(cluster, int(meta.get("generation") or 0), observed, previous)
+        if {k: v for k, v in (body.get("status") or {}).items() if k in new} == new:
+            return
+        self.custom.patch_namespaced_custom_object_status(names.GROUP, names.VERSION, namespace, names.PLURAL, name,
+                                                          {"status": new})
+        self._events(kopf.Body(cast(kopf.RawBody, body)), previous, new)
+
+    def _observe(self, cluster: Cluster, problems: list[status.Problem]) -> status.Observed:
+        """The children's state plus ``problems`` and the reference problems of :meth:`Children.problems`."""
+        return status.Observed(
             nodes=self.children.workload(cluster.namespace, names.nodes_statefulset(cluster)),
             metadata=self.children.workload(cluster.namespace, names.postgres(cluster))
             if cluster.spec.metadata.managed else None,
             locks=self.children.workload(cluster.namespace, names.redis(cluster))
             if cluster.spec.locks.managed else None,
-            problems=tuple(problems),
+            problems=tuple(problems + self.children.problems(cluster)),
         )
-        new = status.compute(cluster, generation, observed, previous)
-        self._write(body, patch, previous, new)
-        self.metrics.reconciled("degraded" if problems else "ok", time.monotonic() - started)
 
     def finalize(self, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | kopf.Logger,
                  retry_delay: float) -> None:
@@ -117,10 +151,14 @@ class Reconciler:
         self._write(body, patch, previous, {"observedGeneration": generation, "phase": "Degraded",
                                             "conditions": stamped + kept})
 
-    @staticmethod
-    def _write(body: kopf.Body, patch: kopf.Patch, previous: list[Any], new: Mapping[str, Any]) -> None:
+    def _write(self, body: kopf.Body, patch: kopf.Patch, previous: list[Any], new: Mapping[str, Any]) -> None:
         for key, value in new.items():
             patch.status[key] = value
+        self._events(body, previous, new)
+
+    @staticmethod
+    def _events(body: kopf.Body, previous: list[Any], new: Mapping[str, Any]) -> None:
+        """One Event on the cluster per condition whose status or reason changed."""
         for change in status.transitions(previous, new["conditions"]):
             bad = change["reason"] in WARNING_REASONS or (change["type"] == status.DEGRADED
                                                           and change["status"] == "True")
@@ -178,6 +216,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, connection
     @kopf.timer(*resource, interval=resync_interval, registry=registry)
     def resync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         reconciler.reconcile(body, patch, logger)
+
+    @kopf.on.event("apps", "v1", "statefulsets", labels={"app.kubernetes.io/managed-by": names.MANAGER},
+                   registry=registry)
+    def on_child_change(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+        owner = labels.get("app.kubernetes.io/instance")
+        if owner and namespace:
+            reconciler.refresh(namespace, owner)
 
     @kopf.on.delete(*resource, registry=registry)
     def on_delete(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:

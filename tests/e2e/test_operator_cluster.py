@@ -81,12 +81,12 @@ class OperatorProcess:
     log: Path
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, resync: float = RESYNC) -> None:
         port = free_port()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-                 str(self.kubeconfig), "--health-port", str(port), "--resync-interval", str(RESYNC)],
+                 str(self.kubeconfig), "--health-port", str(port), "--resync-interval", str(resync)],
                 stdout=out, stderr=subprocess.STDOUT,
             )
         process = self.process
@@ -524,6 +524,20 @@ def test_killed_operator_converges_after_restart(
     obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
     assert obj["status"]["readyNodes"] == 2
     assert set(children_of(kube_api, kube_namespace)) == EXPECTED_CHILDREN
+
+
+def test_ready_follows_the_pods_without_waiting_for_the_resync(
+    kube_api: kclient.ApiClient, kube_namespace: str, storage_class: str, operator: OperatorProcess
+) -> None:
+    operator.stop()
+    operator.start(resync=3600)  # the timer never fires during this test: only child events can update status
+    try:
+        create(kube_api, kube_namespace, cluster_body("demo", replicas=2, **storage_spec(storage_class)))
+        obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
+        assert obj["status"]["readyNodes"] == 2
+    finally:
+        operator.stop()
+        operator.start()
 
 
 def test_operator_log_has_no_permission_errors(operator: OperatorProcess) -> None:
