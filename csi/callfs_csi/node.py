@@ -47,6 +47,8 @@ NODE_CAPABILITIES = (
     _RPC.VOLUME_MOUNT_GROUP,
 )
 _SNSW = csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
+STAT_TIMEOUT = 2.0
+"""Seconds a health ``stat`` of a mount may take before it counts as alive-but-slow."""
 
 
 def mount_group(value: str) -> int | None:
@@ -144,11 +146,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             await self.repair_stale_mounts()
 
     async def _ensure_staged(self, volume_id: str, volume: StagedVolume) -> bool:
-        """Re-mount ``volume`` at its staging path unless it is live; True when it had to be mounted."""
+        """Re-mount ``volume`` at its staging path when it is stale or not mounted; True when it had to be.
+
+        Only ``ENOTCONN`` (the daemon is gone) counts as stale: a mount whose ``stat`` fails otherwise (the cluster
+        is briefly unreachable and the daemon answers ``EIO``) is alive and left alone, or an outage would tear
+        down every mount on the node.
+        """
+        mounted = self.mounter.is_mount_point(volume.staging_path)
+        if mounted and self._daemon_alive(volume_id, volume):
+            return False  # no stat needed, so a pass never queues behind a slow cluster
         status = await _status(volume.staging_path)
-        if status == PathStatus.DIRECTORY and self.mounter.is_mount_point(volume.staging_path):
+        if mounted and status != PathStatus.STALE:
             return False
-        if status == PathStatus.STALE or self.mounter.is_mount_point(volume.staging_path):
+        if mounted:
             log.warning("staging path %s is stale; re-mounting", volume.staging_path)
             await self.mounter.unmount(volume.staging_path)
         await asyncio.to_thread(os.makedirs, volume.staging_path, exist_ok=True)
@@ -159,16 +169,26 @@ class NodeService(csi_pb2_grpc.NodeServicer):
 
     async def _ensure_published(self, volume: StagedVolume, target_path: str, target: PublishedTarget,
                                 *, force: bool) -> None:
-        status = await _status(target_path)
-        live = status == PathStatus.DIRECTORY and self.mounter.is_mount_point(target_path)
-        if live and not force:
+        mounted = self.mounter.is_mount_point(target_path)
+        if mounted and not force and await _status(target_path) != PathStatus.STALE:
             return
-        if self.mounter.is_mount_point(target_path):
+        if mounted:
             await self.mounter.unmount(target_path)
         await asyncio.to_thread(os.makedirs, target_path, exist_ok=True)
         await self.mounter.bind_mount(volume.staging_path, target_path,
                                       mount_flag_options(target.mount_flags, target.read_only))
         log.info("re-published %s at %s", volume.volume_path, target_path)
+
+    def _daemon_alive(self, volume_id: str, volume: StagedVolume) -> bool:
+        """True when the FUSE daemon recorded in the volume's pid file runs and serves its staging path (the
+        command line is checked, so a recycled pid does not count)."""
+        try:
+            pid = int(self.store.pid_file_for(volume_id).read_text().strip())
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return volume.staging_path.encode() in argv
 
     def _log_file(self) -> str:
         return str(Path(self.store.dir) / "callfs-mount.log")
@@ -439,7 +459,11 @@ def _usage(unit: csi_pb2.VolumeUsage.Unit, limit: int | None, used: int) -> csi_
 
 
 async def _status(path: str) -> str:
-    """:func:`path_status` off the event loop: a stat on a FUSE mount can block while its server is slow."""
-    with contextlib.suppress(OSError):
-        return await asyncio.to_thread(path_status, path)
+    """:func:`path_status` off the event loop, given :data:`STAT_TIMEOUT` seconds.
+
+    A dead daemon's mount answers ``ENOTCONN`` at once; a live daemon whose cluster is unreachable may take its
+    whole retry deadline to answer, so a slow or failing ``stat`` means "alive" (``OTHER``), never "stale".
+    """
+    with contextlib.suppress(OSError, TimeoutError):
+        return await asyncio.wait_for(asyncio.to_thread(path_status, path), STAT_TIMEOUT)
     return PathStatus.OTHER

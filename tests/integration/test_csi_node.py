@@ -193,6 +193,9 @@ def test_stage_and_publish_serve_files_and_record_the_state(plugin: Plugin, tmp_
     plugin.publish(volume, staging, target)
     (target / "hello.txt").write_text("hello")
     assert (staging / "hello.txt").read_text() == "hello"
+    # The plugin recognises its live daemons by pid file and command line (no stat through a slow mount).
+    argv = Path(f"/proc/{plugin.daemon_pid(volume)}/cmdline").read_bytes().split(b"\0")
+    assert str(staging).encode() in argv
 
     state = json.loads((plugin.state_dir / "node-state.json").read_text())
     recorded = state["volumes"][volume.volume_id]
@@ -355,3 +358,29 @@ def test_non_numeric_mount_group_is_invalid(plugin: Plugin, tmp_path: Path) -> N
     with pytest.raises(grpc.RpcError) as raised:
         plugin.stage(volume, tmp_path / "staging", group="staff")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cluster_outage_leaves_mounts_alone_and_marks_them_abnormal(plugin: Plugin, tmp_path: Path) -> None:
+    plugin.repair_interval = 0.3
+    plugin.restart()
+    volume = plugin.create("pvc-outage")
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    plugin.stage(volume, staging)
+    plugin.publish(volume, staging, target)
+    (target / "f.txt").write_text("before the outage")
+    daemon = plugin.daemon_pid(volume)
+
+    plugin.node.stop()
+    stats = plugin.stats(volume, target)
+    assert stats.volume_condition.abnormal
+    assert "unreachable" in stats.volume_condition.message
+    # Nothing may happen here, so there is nothing to poll for: give the repair loop several passes.
+    time.sleep(2.0)
+    os.kill(daemon, 0)  # the daemon was not replaced...
+    assert str(target) in mount_points_under(tmp_path)  # ...nor the mounts torn down
+
+    plugin.node.start()
+    poll(lambda: readable(target / "f.txt"), 30, "the mount to serve again")
+    assert (target / "f.txt").read_text() == "before the outage"
+    assert plugin.daemon_pid(volume) == daemon
+    assert not plugin.stats(volume, target).volume_condition.abnormal
