@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postgresql redis-server fuse3 libfuse3-dev fio curl ca-certificates openssl)
+DEBIAN_PACKAGES=(postgresql redis-server fuse3 libfuse3-dev fio curl ca-certificates openssl git)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

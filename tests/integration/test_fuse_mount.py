@@ -20,12 +20,9 @@ from pathlib import Path
 
 import pytest
 
-import support.mount
 from callfs.client import CallFSClient
 from support.mount import MOUNT_COMMAND, MountedVolume, is_mounted, unmount, wait_for_exit
 from support.node import NodeProcess
-
-mount_factory = support.mount.mount_factory  # the fixture, for the tests of this module
 
 MountFactory = Callable[..., MountedVolume]
 
