@@ -89,9 +89,9 @@ def _cases(junit: Path) -> list[tuple[str, str, str]]:
     return cases
 
 
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.parametrize("store", ["postgres", "sqlite"])
+@pytest.mark.parametrize(
+    "store", [pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis]), "sqlite"]
+)
 def test_csi_sanity_full_suite_passes(store: str, tmp_path: Path) -> None:
     _sanity_available()
     junit = tmp_path / "junit.xml"
