@@ -75,7 +75,8 @@ class Reconciler:
     def refresh(self, namespace: str, name: str) -> None:
         """Recompute the status of cluster ``namespace/name`` from its children, without applying them: called
         when a child StatefulSet changes, so ``Ready`` follows the pods without waiting for the resync timer.
-        A cluster that is gone, being deleted or has an invalid spec is left to the main handlers."""
+        A cluster that is gone, being deleted, has an invalid spec or whose latest generation has not been
+        reconciled yet (``status.observedGeneration`` behind) is left to the main handlers."""
         try:
             body = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
                 names.GROUP, names.VERSION, namespace, names.PLURAL, name))
@@ -84,7 +85,12 @@ class Reconciler:
                 return
             raise
         meta = body.get("metadata", {})
+        current = body.get("status") or {}
         if meta.get("deletionTimestamp"):
+            return
+        if current.get("observedGeneration") != meta.get("generation"):
+            # The reconcile of this generation has not finished applying the children: reporting on them
+            # now would claim the new spec is observed (and maybe Ready) before it is even applied.
             return
         try:
             cluster = parse_cluster(name, namespace, body.get("spec"))
@@ -93,10 +99,10 @@ class Reconciler:
         live_nodes = self.children.workload(namespace, names.nodes_statefulset(cluster))
         held = scaling.plan(cluster, live_nodes.replicas if live_nodes else None,
                             scaling.drained_nodes(meta.get("annotations")))
-        previous = list((body.get("status") or {}).get("conditions") or [])
+        previous = list(current.get("conditions") or [])
         observed = self._observe(cluster, [held.problem] if held.problem else [])
         new = status.compute(cluster, int(meta.get("generation") or 0), observed, previous)
-        if {k: v for k, v in (body.get("status") or {}).items() if k in new} == new:
+        if {k: v for k, v in current.items() if k in new} == new:
             return
         self.custom.patch_namespaced_custom_object_status(names.GROUP, names.VERSION, namespace, names.PLURAL, name,
                                                           {"status": new})

@@ -212,6 +212,18 @@ def children_of(api: kclient.ApiClient, namespace: str) -> dict[tuple[str, str],
     return out
 
 
+def wait_event(api: kclient.ApiClient, namespace: str, kind: str, *reasons: str) -> Any:
+    """Wait for an Event of type ``kind`` with one of ``reasons`` on a CallFSCluster (Events are posted
+    asynchronously, so one may land after the status change it reports)."""
+    core = kclient.CoreV1Api(api)
+
+    def found() -> Any:
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.kind=CallFSCluster").items
+        return next((e for e in events if e.type == kind and e.reason in reasons), None)
+
+    return wait_for(found, CONVERGE, f"a {kind} Event with reason {' or '.join(reasons)}")
+
+
 def create(api: kclient.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     obj: dict[str, Any] = kclient.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body)
@@ -258,9 +270,7 @@ def test_cluster_becomes_ready_with_owned_children(
             ("CallFSCluster", "demo", obj["metadata"]["uid"], True)], key
     table = kube_cluster.kubectl("get", "cfs", "-n", kube_namespace, "--no-headers")
     assert table.split()[:4] == ["demo", "True", "2/2", "Running"]
-    events = kclient.CoreV1Api(kube_api).list_namespaced_event(
-        kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
-    assert any(e.reason == "ClusterReady" for e in events)
+    wait_event(kube_api, kube_namespace, "Normal", "ClusterReady")
 
 
 def test_deleted_or_edited_children_are_restored(
@@ -342,9 +352,7 @@ def test_missing_referenced_secret_degrades_with_the_field_named(
     assert f"spec.auth.apiKeysSecret: Secret {kube_namespace}/nope does not exist" in message
     assert obj["status"]["phase"] == "Degraded"
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
-    events = kclient.CoreV1Api(kube_api).list_namespaced_event(
-        kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
-    assert any(e.reason == "SecretNotFound" and e.type == "Warning" for e in events)
+    wait_event(kube_api, kube_namespace, "Warning", "SecretNotFound")
     # Supplying the Secret heals the cluster.
     kclient.CoreV1Api(kube_api).create_namespaced_secret(kube_namespace, {
         "metadata": {"name": "nope"}, "stringData": {"api-key": "a-user-supplied-root-api-key"}})
@@ -427,9 +435,7 @@ def test_deletion_waits_for_volumes_of_the_cluster(
         obj = wait_condition(kube_api, kube_namespace, "demo", "Progressing", "False", "DeletionBlocked")
         assert pv in condition(obj, "Progressing")["message"]  # type: ignore[index]
         assert obj["status"]["phase"] == "Deleting"
-        events = core.list_namespaced_event(kube_namespace,
-                                            field_selector="involvedObject.kind=CallFSCluster").items
-        assert any(e.reason == "DeletionBlocked" and e.type == "Warning" for e in events)
+        wait_event(kube_api, kube_namespace, "Warning", "DeletionBlocked")
         assert ("StatefulSet", "demo-node") in children_of(kube_api, kube_namespace)
     finally:
         core.delete_persistent_volume(pv)
@@ -497,10 +503,8 @@ def test_image_change_rolls_the_nodes_and_reports_progress(
     obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
     assert obj["status"]["readyNodes"] == 2
     assert condition(obj, "Progressing")["reason"] == "Reconciled"  # type: ignore[index]
-    events = core.list_namespaced_event(kube_namespace, field_selector="involvedObject.kind=CallFSCluster").items
-    reasons = [e.reason for e in events]
-    assert "ClusterReady" in reasons
-    assert any(r in ("Applying", "RollingUpdate", "WaitingForPods") for r in reasons)
+    wait_event(kube_api, kube_namespace, "Normal", "ClusterReady")
+    wait_event(kube_api, kube_namespace, "Normal", "Applying", "RollingUpdate", "WaitingForPods")
 
 
 def test_killed_operator_converges_after_restart(
@@ -523,7 +527,9 @@ def test_killed_operator_converges_after_restart(
     operator.start()
     obj = wait_condition(kube_api, kube_namespace, "demo", "Ready", "True")
     assert obj["status"]["readyNodes"] == 2
-    assert set(children_of(kube_api, kube_namespace)) == EXPECTED_CHILDREN
+    # Ready speaks of the pods; the children the killed run never applied (or that were deleted while the
+    # operator was down) come back too.
+    wait_for(lambda: set(children_of(kube_api, kube_namespace)) == EXPECTED_CHILDREN, CONVERGE, "every child")
 
 
 def test_ready_follows_the_pods_without_waiting_for_the_resync(
