@@ -12,14 +12,9 @@ the expansion test calls ``ControllerExpandVolume`` (what csi-resizer would call
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -28,74 +23,13 @@ from kubernetes import client as kclient
 
 from callfs.client import CallFSClient
 from callfs_csi import csi_pb2, csi_pb2_grpc
-from support.kube import KubeCluster, wait_for
+from support.csi_provisioning import BIND_TIMEOUT, DRIVER, Provisioning, running_provisioning
+from support.kube import KubeCluster
 from support.node import NodeProcess
 
 pytestmark = pytest.mark.e2e
 
-BIND_TIMEOUT = 120  # seconds for a PVC to bind on this 2-core machine
-DRIVER = "csi.callfs.io"
 GiB = 1 << 30
-
-
-@dataclass
-class Provisioning:
-    """Our controller and csi-provisioner, running; ``secret`` holds the root key in ``namespace``."""
-
-    node: NodeProcess
-    socket: Path
-    namespace: str
-    secret: str
-    api: kclient.ApiClient
-
-    def storage_class(self, name: str, on_delete: str) -> None:
-        secret_params = {
-            f"csi.storage.k8s.io/{kind}-secret-{field}": value
-            for kind in ("provisioner", "controller-expand", "node-stage")
-            for field, value in (("name", self.secret), ("namespace", self.namespace))
-        }
-        kclient.StorageV1Api(self.api).create_storage_class(kclient.V1StorageClass(
-            metadata=kclient.V1ObjectMeta(name=name), provisioner=DRIVER, reclaim_policy="Delete",
-            allow_volume_expansion=True, volume_binding_mode="Immediate",
-            parameters={"server": self.node.url, "onDelete": on_delete, **secret_params},
-        ))
-
-    def claim(self, name: str, storage_class: str, size: str) -> None:
-        claim = kclient.V1PersistentVolumeClaim(
-            metadata=kclient.V1ObjectMeta(name=name),
-            spec=kclient.V1PersistentVolumeClaimSpec(
-                access_modes=["ReadWriteMany"], storage_class_name=storage_class,
-                resources=kclient.V1VolumeResourceRequirements(requests={"storage": size}),
-            ),
-        )
-        kclient.CoreV1Api(self.api).create_namespaced_persistent_volume_claim(self.namespace, claim)
-
-    def bound_volume(self, claim: str) -> kclient.V1PersistentVolume:
-        core = kclient.CoreV1Api(self.api)
-
-        def bound() -> str | None:
-            pvc = core.read_namespaced_persistent_volume_claim(claim, self.namespace)
-            return pvc.spec.volume_name if pvc.status.phase == "Bound" else None
-
-        pv_name = wait_for(bound, BIND_TIMEOUT, f"PVC {claim} to be Bound")
-        return core.read_persistent_volume(pv_name)
-
-    def wait_pv_gone(self, name: str) -> None:
-        core = kclient.CoreV1Api(self.api)
-
-        def gone() -> bool:
-            try:
-                core.read_persistent_volume(name)
-            except kclient.ApiException as exc:
-                if exc.status == 404:
-                    return True
-                raise
-            return False
-
-        wait_for(gone, BIND_TIMEOUT, f"PV {name} to be deleted")
-
-    def delete_claim(self, name: str) -> None:
-        kclient.CoreV1Api(self.api).delete_namespaced_persistent_volume_claim(name, self.namespace)
 
 
 def _exists(node: NodeProcess, path: str) -> bool:
@@ -114,61 +48,16 @@ def _quota_bytes(node: NodeProcess, path: str) -> int | None:
     return asyncio.run(read())
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def provisioning(
     kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str, node: NodeProcess, tmp_path: Path
 ) -> Iterator[Provisioning]:
-    provisioner_bin = kube_cluster.bin_dir / "csi-provisioner"
-    if not provisioner_bin.exists():
-        pytest.fail(f"{provisioner_bin} is not built (bash hack/tools.sh install csi-provisioner)", pytrace=False)
-    socket = tmp_path / "controller.sock"
-    key_file = tmp_path / "root.key"
-    key_file.write_text(node.key_for("root"))
-    key_file.chmod(0o600)
-    processes: list[subprocess.Popen[bytes]] = []
-    storage = kclient.StorageV1Api(kube_api)
-    with contextlib.suppress(kclient.ApiException):
-        storage.create_csi_driver(kclient.V1CSIDriver(
-            metadata=kclient.V1ObjectMeta(name=DRIVER),
-            spec=kclient.V1CSIDriverSpec(attach_required=False, pod_info_on_mount=False,
-                                         volume_lifecycle_modes=["Persistent"]),
-        ))
-    secret = "callfs-root"
-    kclient.CoreV1Api(kube_api).create_namespaced_secret(kube_namespace, kclient.V1Secret(
-        metadata=kclient.V1ObjectMeta(name=secret), string_data={"apiKey": node.key_for("root")}))
-    try:
-        with (tmp_path / "controller.log").open("ab") as log:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "callfs_csi.main", "--endpoint", f"unix://{socket}", "--mode", "controller",
-                 "--node-id", "e2e-controller", "--state-dir", str(tmp_path / "state"), "--server", node.url,
-                 "--api-key-file", str(key_file)], stdout=log, stderr=subprocess.STDOUT))
-        wait_for(lambda: socket.exists(), 30, "the controller socket")
-        with (tmp_path / "provisioner.log").open("ab") as log:
-            processes.append(subprocess.Popen(
-                [str(provisioner_bin), f"--csi-address={socket}", f"--kubeconfig={kube_cluster.kubeconfig}",
-                 "--leader-election=false", "--timeout=60s", "--worker-threads=4", "--v=4"],
-                stdout=log, stderr=subprocess.STDOUT))
-        yield Provisioning(node, socket, kube_namespace, secret, kube_api)
-    finally:
-        for process in reversed(processes):
-            _stop(process)
-        for name in ("callfs", "callfs-retain"):
-            with contextlib.suppress(kclient.ApiException):
-                storage.delete_storage_class(name)
-        for log_name in ("controller.log", "provisioner.log"):
-            path = tmp_path / log_name
-            if path.exists():
-                sys.stderr.write(f"--- {log_name} (tail)\n" + "\n".join(path.read_text().splitlines()[-30:]) + "\n")
+    sidecar = kube_cluster.bin_dir / "csi-provisioner"
+    if not sidecar.exists():
+        pytest.fail(f"{sidecar} is not built (bash hack/tools.sh install csi-provisioner)", pytrace=False)
+    with running_provisioning(kube_api, kube_cluster.kubeconfig, kube_cluster.bin_dir, node, kube_namespace,
+                              tmp_path) as provisioning:
+        yield provisioning
 
 
 def test_pvc_binds_to_a_quota_directory_and_deletion_removes_it(provisioning: Provisioning) -> None:
