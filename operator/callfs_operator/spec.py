@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -115,65 +115,58 @@ class ExternalRedis(_Model):
     password_key: str = "password"  # noqa: S105 - a key name
 
 
-class Metadata(_Model):
+class _ManagedDependency(_Model):
+    """A dependency the operator runs itself unless the user points at their own (``externalSecret``)."""
+
+    default_image: ClassVar[str]
+
+    image: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    storage: Storage | None = None
+    resources: Resources = Field(default_factory=Resources)
+
+    def _external(self) -> object:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _check_exclusive(self) -> _ManagedDependency:
+        if self._external() is not None and (
+            self.image is not None or self.storage is not None or "resources" in self.model_fields_set
+        ):
+            raise ValueError("externalSecret excludes the managed settings image, storage and resources")
+        return self
+
+    @property
+    def managed(self) -> bool:
+        return self._external() is None
+
+    @property
+    def effective_image(self) -> str:
+        return self.image or self.default_image
+
+    @property
+    def effective_storage(self) -> Storage:
+        return self.storage or Storage(size=DEFAULT_DEPENDENCY_STORAGE)
+
+
+class Metadata(_ManagedDependency):
     """The metadata store: a managed PostgreSQL StatefulSet, or ``externalSecret`` holding a DSN."""
 
+    default_image: ClassVar[str] = DEFAULT_POSTGRES_IMAGE
     external_secret: ExternalDatabase | None = None
-    image: str | None = None
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    storage: Storage | None = None
-    resources: Resources = Field(default_factory=Resources)
 
-    @model_validator(mode="after")
-    def _check(self) -> Metadata:
-        _check_exclusive(self, self.external_secret)
-        return self
-
-    @property
-    def managed(self) -> bool:
-        return self.external_secret is None
-
-    @property
-    def effective_image(self) -> str:
-        return self.image or DEFAULT_POSTGRES_IMAGE
-
-    @property
-    def effective_storage(self) -> Storage:
-        return self.storage or Storage(size=DEFAULT_DEPENDENCY_STORAGE)
+    def _external(self) -> object:
+        return self.external_secret
 
 
-class Locks(_Model):
+class Locks(_ManagedDependency):
     """The lock service: a managed Redis StatefulSet, or ``externalSecret`` holding address and password."""
 
+    default_image: ClassVar[str] = DEFAULT_REDIS_IMAGE
     external_secret: ExternalRedis | None = None
-    image: str | None = None
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    storage: Storage | None = None
-    resources: Resources = Field(default_factory=Resources)
 
-    @model_validator(mode="after")
-    def _check(self) -> Locks:
-        _check_exclusive(self, self.external_secret)
-        return self
-
-    @property
-    def managed(self) -> bool:
-        return self.external_secret is None
-
-    @property
-    def effective_image(self) -> str:
-        return self.image or DEFAULT_REDIS_IMAGE
-
-    @property
-    def effective_storage(self) -> Storage:
-        return self.storage or Storage(size=DEFAULT_DEPENDENCY_STORAGE)
-
-
-def _check_exclusive(section: Metadata | Locks, external: object) -> None:
-    if external is not None and (
-        section.image is not None or section.storage is not None or "resources" in section.model_fields_set
-    ):
-        raise ValueError("externalSecret excludes the managed settings image, storage and resources")
+    def _external(self) -> object:
+        return self.external_secret
 
 
 class TLS(_Model):
