@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
-from callfs_operator.builders.statefulset import DATA_VOLUME, claim_template, retention_policy, scheduling
+from callfs_operator.builders.dependency import dependency_service, dependency_statefulset
+from callfs_operator.builders.statefulset import DATA_VOLUME
 from callfs_operator.spec import Cluster
 
 DATA_PATH = "/var/lib/postgresql/data"
@@ -48,40 +49,9 @@ def postgres_statefulset(cluster: Cluster) -> dict[str, Any]:
     resources = meta.resources.manifest()
     if resources:
         container["resources"] = resources
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {
-            "name": names.postgres(cluster),
-            "namespace": cluster.namespace,
-            "labels": names.labels(cluster, names.POSTGRES),
-        },
-        "spec": {
-            "replicas": 1,
-            "serviceName": names.postgres(cluster),
-            "persistentVolumeClaimRetentionPolicy": retention_policy(cluster),
-            "selector": {"matchLabels": names.selector(cluster, names.POSTGRES)},
-            "template": {
-                "metadata": {"labels": names.labels(cluster, names.POSTGRES)},
-                "spec": {"containers": [container], "enableServiceLinks": False, **scheduling(cluster)},
-            },
-            "volumeClaimTemplates": [claim_template(cluster, names.POSTGRES, meta.effective_storage)],
-        },
-    }
+    return dependency_statefulset(cluster, names.POSTGRES, names.postgres(cluster), container, meta.effective_storage)
 
 
 def postgres_service(cluster: Cluster) -> dict[str, Any]:
     """``<name>-postgres``: the ClusterIP Service the nodes' DSN points at."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": names.postgres(cluster),
-            "namespace": cluster.namespace,
-            "labels": names.labels(cluster, names.POSTGRES),
-        },
-        "spec": {
-            "selector": names.selector(cluster, names.POSTGRES),
-            "ports": [{"name": "postgres", "port": names.POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
-        },
-    }
+    return dependency_service(cluster, names.POSTGRES, names.postgres(cluster), "postgres", names.POSTGRES_PORT)

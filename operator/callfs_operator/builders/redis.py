@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
-from callfs_operator.builders.statefulset import DATA_VOLUME, claim_template, retention_policy, scheduling
+from callfs_operator.builders.dependency import dependency_service, dependency_statefulset
+from callfs_operator.builders.statefulset import DATA_VOLUME
 from callfs_operator.spec import Cluster
 
 DATA_PATH = "/data"
@@ -45,40 +46,9 @@ def redis_statefulset(cluster: Cluster) -> dict[str, Any]:
     resources = locks.resources.manifest()
     if resources:
         container["resources"] = resources
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {
-            "name": names.redis(cluster),
-            "namespace": cluster.namespace,
-            "labels": names.labels(cluster, names.REDIS),
-        },
-        "spec": {
-            "replicas": 1,
-            "serviceName": names.redis(cluster),
-            "persistentVolumeClaimRetentionPolicy": retention_policy(cluster),
-            "selector": {"matchLabels": names.selector(cluster, names.REDIS)},
-            "template": {
-                "metadata": {"labels": names.labels(cluster, names.REDIS)},
-                "spec": {"containers": [container], "enableServiceLinks": False, **scheduling(cluster)},
-            },
-            "volumeClaimTemplates": [claim_template(cluster, names.REDIS, locks.effective_storage)],
-        },
-    }
+    return dependency_statefulset(cluster, names.REDIS, names.redis(cluster), container, locks.effective_storage)
 
 
 def redis_service(cluster: Cluster) -> dict[str, Any]:
     """``<name>-redis``: the ClusterIP Service the nodes' lock address points at."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": names.redis(cluster),
-            "namespace": cluster.namespace,
-            "labels": names.labels(cluster, names.REDIS),
-        },
-        "spec": {
-            "selector": names.selector(cluster, names.REDIS),
-            "ports": [{"name": "redis", "port": names.REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
-        },
-    }
+    return dependency_service(cluster, names.REDIS, names.redis(cluster), "redis", names.REDIS_PORT)
