@@ -3,7 +3,8 @@
 # -> kube-scheduler -> kwok, which runs N fake nodes (pods scheduled to them go Running and Ready; no container
 # ever runs). The binaries come from hack/tools.sh (built once per machine from the Go module proxy).
 #
-#   hack/dev-cluster.sh up [--dir DIR] [--nodes N]   start it, wait until it is ready, print `export KUBECONFIG=...`
+#   hack/dev-cluster.sh up [--dir DIR] [--nodes N] [--volumes N]
+#                                                    start it, wait until it is ready, print `export KUBECONFIG=...`
 #   hack/dev-cluster.sh env [--dir DIR]              print the export lines again (KUBECONFIG, PATH with kubectl)
 #   hack/dev-cluster.sh status [--dir DIR]           list the components and whether their process is alive
 #   hack/dev-cluster.sh down [--dir DIR]             stop every process `up` started (by PID) and remove DIR
@@ -14,6 +15,11 @@
 # clusters (a developer's and the test suite's) run side by side. Authentication is by client certificate,
 # authorisation by RBAC (+ Node); the API server advertises 127.0.0.1.
 #
+# `up` also creates a default StorageClass `standard` (no provisioner, Immediate binding) and VOLUMES (default 32)
+# pre-created 100Gi PersistentVolumes of it (hostPath under DIR/volumes; kwok never mounts them), so claims that
+# name no class, such as those of examples/minimal.yaml, bind. A released volume (its claim deleted) is not
+# reused; `up` again for a fresh pool.
+#
 # This script is the one implementation: the pytest fixtures (tests/support/kube.py) call it with their own DIR.
 # If the tools are not built yet, `up` builds them first (the first time takes tens of minutes).
 set -euo pipefail
@@ -21,6 +27,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="${CALLFS_DEV_CLUSTER_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/callfs-dev-cluster}"
 NODES=3
+# Pre-created PersistentVolumes of the default StorageClass, and the capacity of each.
+VOLUMES=${CALLFS_DEV_CLUSTER_VOLUMES:-32}
+VOLUME_SIZE=100Gi
+DEFAULT_STORAGE_CLASS=standard
 # Seconds to wait for each component, and for the whole cluster to be ready.
 READY_TIMEOUT=${CALLFS_DEV_CLUSTER_TIMEOUT:-180}
 SERVICE_CIDR=10.96.0.0/16
@@ -31,7 +41,7 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { printf 'dev-cluster: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ---- processes ---------------------------------------------------------------------------------------------
 
@@ -185,6 +195,41 @@ EOF
     done
 }
 
+# storage_manifest N: the default StorageClass (no provisioner: the PersistentVolume controller binds claims
+# to the pre-created volumes, at once) and N PersistentVolumes of it, hostPath under DIR/volumes.
+storage_manifest() {
+    local i
+    cat <<EOF
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $DEFAULT_STORAGE_CLASS
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+reclaimPolicy: Retain
+EOF
+    for ((i = 0; i < $1; i++)); do
+        cat <<EOF
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $DEFAULT_STORAGE_CLASS-$i
+  labels:
+    callfs.io/dev-cluster-pool: $DEFAULT_STORAGE_CLASS
+spec:
+  storageClassName: $DEFAULT_STORAGE_CLASS
+  capacity: {storage: $VOLUME_SIZE}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: $DIR/volumes/$DEFAULT_STORAGE_CLASS-$i, type: DirectoryOrCreate}
+EOF
+    done
+}
+
 # ---- commands ----------------------------------------------------------------------------------------------
 
 print_env() {
@@ -264,11 +309,12 @@ cmd_up() {
     nodes_manifest "$NODES" | "$BIN/kubectl" --kubeconfig "$kc" create -f - >/dev/null
     wait_for kwok "$NODES nodes Ready" "$BIN/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node \
         --selector=type=kwok --timeout=5s
+    storage_manifest "$VOLUMES" | "$BIN/kubectl" --kubeconfig "$kc" apply -f - >/dev/null
     # Pods need their namespace's default service account, which the controller manager creates.
     wait_for kube-controller-manager "the default service account" \
         "$BIN/kubectl" --kubeconfig "$kc" get serviceaccount default --namespace default
     trap - EXIT
-    log "ready in $((SECONDS - started)) s: $NODES kwok nodes, API server https://127.0.0.1:$API_PORT, state in $DIR"
+    log "ready in $((SECONDS - started)) s: $NODES kwok nodes, default StorageClass $DEFAULT_STORAGE_CLASS with $VOLUMES volumes, API server https://127.0.0.1:$API_PORT, state in $DIR"
     print_env
 }
 
@@ -305,10 +351,13 @@ main() {
             --dir=*) DIR=${1#*=}; shift ;;
             --nodes) NODES=$2; shift 2 ;;
             --nodes=*) NODES=${1#*=}; shift ;;
+            --volumes) VOLUMES=$2; shift 2 ;;
+            --volumes=*) VOLUMES=${1#*=}; shift ;;
             *) usage ;;
         esac
     done
     [[ $NODES =~ ^[0-9]+$ ]] || die "--nodes needs a number"
+    [[ $VOLUMES =~ ^[0-9]+$ ]] || die "--volumes needs a number"
     DIR=$(realpath -m "$DIR")
     PKI="$DIR/pki"
     BIN=$(bash "$ROOT/hack/tools.sh" bin-dir)
