@@ -1,12 +1,11 @@
-"""Dynamic provisioning on the real control plane: csi-provisioner + our controller + StorageClass ``callfs``.
+"""Dynamic provisioning on the real control plane: csi-provisioner + csi-resizer + our controller + StorageClass
+``callfs``.
 
-csi-provisioner (built by ``hack/tools.sh``, upstream grpc-go client of the CSI spec) watches PVCs through the
-test kube-apiserver and calls ``callfs-csi --mode controller`` over a unix socket on this machine; the controller
-provisions on a real CallFS node. The StorageClass passes a root API key through the standard
-``csi.storage.k8s.io/provisioner-secret-*`` parameters.
-
-csi-resizer is not among the tools ``hack/tools.sh`` builds, so PVC expansion is not driven through Kubernetes:
-the expansion test calls ``ControllerExpandVolume`` (what csi-resizer would call) with the bound PV's handle.
+csi-provisioner and csi-resizer (built by ``hack/tools.sh``, upstream grpc-go clients of the CSI spec) watch PVCs
+through the test kube-apiserver and call ``callfs-csi --mode controller`` over a unix socket on this machine;
+the controller provisions on a real CallFS node. The StorageClass passes a root API key through the standard
+``csi.storage.k8s.io/provisioner-secret-*`` and ``controller-expand-secret-*`` parameters. The wiring is
+``support.csi_provisioning``'s (shared with bench/pvc_bound.py).
 """
 
 from __future__ import annotations
@@ -17,14 +16,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from kubernetes import client as kclient
 
 from callfs.client import CallFSClient
-from callfs_csi import csi_pb2, csi_pb2_grpc
 from support.csi_provisioning import BIND_TIMEOUT, DRIVER, Provisioning, running_provisioning
-from support.kube import KubeCluster
+from support.kube import KubeCluster, wait_for
 from support.node import NodeProcess
 
 pytestmark = pytest.mark.e2e
@@ -52,11 +49,12 @@ def _quota_bytes(node: NodeProcess, path: str) -> int | None:
 def provisioning(
     kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str, node: NodeProcess, tmp_path: Path
 ) -> Iterator[Provisioning]:
-    sidecar = kube_cluster.bin_dir / "csi-provisioner"
-    if not sidecar.exists():
-        pytest.fail(f"{sidecar} is not built (bash hack/tools.sh install csi-provisioner)", pytrace=False)
+    for tool in ("csi-provisioner", "csi-resizer"):
+        if not (kube_cluster.bin_dir / tool).exists():
+            pytest.fail(f"{kube_cluster.bin_dir / tool} is not built (bash hack/tools.sh install {tool})",
+                        pytrace=False)
     with running_provisioning(kube_api, kube_cluster.kubeconfig, kube_cluster.bin_dir, node, kube_namespace,
-                              tmp_path) as provisioning:
+                              tmp_path, resizer=True) as provisioning:
         yield provisioning
 
 
@@ -86,18 +84,24 @@ def test_retained_volume_keeps_its_directory(provisioning: Provisioning) -> None
     assert _exists(provisioning.node, f"/volumes/{handle}")
 
 
-def test_expansion_of_a_bound_volume_raises_its_quota(provisioning: Provisioning) -> None:
+def test_patching_the_claim_size_raises_the_quota_through_csi_resizer(provisioning: Provisioning) -> None:
     provisioning.storage_class("callfs", "delete")
     provisioning.claim("grow", "callfs", "1Gi")
-    handle = provisioning.bound_volume("grow").spec.csi.volume_handle
-    # What csi-resizer sends for `kubectl patch pvc grow -p '{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}'`.
-    with grpc.insecure_channel(f"unix://{provisioning.socket}") as channel:
-        response = csi_pb2_grpc.ControllerStub(channel).ControllerExpandVolume(csi_pb2.ControllerExpandVolumeRequest(
-            volume_id=handle, capacity_range=csi_pb2.CapacityRange(required_bytes=3 * GiB),
-            secrets={"apiKey": provisioning.node.key_for("root")}), timeout=30)
-    assert response.capacity_bytes == 3 * GiB
-    assert not response.node_expansion_required
-    assert _quota_bytes(provisioning.node, f"/volumes/{handle}") == 3 * GiB
+    pv = provisioning.bound_volume("grow")
+    path = f"/volumes/{pv.spec.csi.volume_handle}"
+    assert _quota_bytes(provisioning.node, path) == GiB
+    assert provisioning.claim_capacity("grow") == "1Gi"
+
+    # `kubectl patch pvc grow -p '{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}'`: csi-resizer calls
+    # ControllerExpandVolume; our answer (node_expansion_required=false) lets it finish the resize itself, so
+    # the claim's status capacity reaches 3Gi without any node step.
+    provisioning.resize_claim("grow", "3Gi")
+    wait_for(lambda: provisioning.claim_capacity("grow") == "3Gi", BIND_TIMEOUT, "PVC grow's capacity to reach 3Gi")
+    assert _quota_bytes(provisioning.node, path) == 3 * GiB
+    core = kclient.CoreV1Api(provisioning.api)
+    assert core.read_persistent_volume(pv.metadata.name).spec.capacity["storage"] == "3Gi"
+    status = core.read_namespaced_persistent_volume_claim("grow", provisioning.namespace).status
+    assert not status.allocated_resource_statuses  # no resize left pending (e.g. NodeResizePending)
 
 
 def test_many_claims_bind(provisioning: Provisioning) -> None:

@@ -17,7 +17,7 @@ import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,15 +149,16 @@ def _sidecar(binary: Path, socket: Path, kubeconfig: Path, log_path: Path, *flag
 @contextlib.contextmanager
 def running_provisioning(
     api: kclient.ApiClient, kubeconfig: Path, bin_dir: Path, node: NodeProcess, namespace: str, work_dir: Path,
-    *, resizer: bool = False,
+    *, resizer: bool = False, provisioner_flags: Sequence[str] = (),
 ) -> Iterator[Provisioning]:
     """Start our controller and csi-provisioner (plus csi-resizer when ``resizer``) against ``node``.
 
     ``namespace`` must exist (the root key Secret ``callfs-root`` is created in it); ``work_dir`` receives the
     socket, key file, controller state and the logs (``controller.log``, ``csi-provisioner.log``,
-    ``csi-resizer.log``). csi-provisioner runs with 4 worker threads. Raises ``FileNotFoundError`` when a
-    sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller socket does not appear
-    within 30 s. Everything started is stopped on exit.
+    ``csi-resizer.log``). csi-provisioner runs with 4 worker threads and its client-go defaults (5 API
+    requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say otherwise. Raises
+    ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller
+    socket does not appear within 30 s. Everything started is stopped on exit.
     """
     socket = work_dir / "controller.sock"
     key_file = work_dir / "root.key"
@@ -184,7 +185,7 @@ def running_provisioning(
                  "--api-key-file", str(key_file)], stdout=log, stderr=subprocess.STDOUT))
         wait_for(lambda: socket.exists(), 30, "the controller socket")
         processes.append(_sidecar(bin_dir / "csi-provisioner", socket, kubeconfig, work_dir / "csi-provisioner.log",
-                                  "--worker-threads=4"))
+                                  "--worker-threads=4", *provisioner_flags))
         if resizer:
             processes.append(_sidecar(bin_dir / "csi-resizer", socket, kubeconfig, work_dir / "csi-resizer.log"))
         yield provisioning
