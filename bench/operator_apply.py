@@ -83,15 +83,14 @@ def children_per_cluster(api: kclient.ApiClient, namespace: str) -> Counter[str]
     counts: Counter[str] = Counter()
     for listing in (core.list_namespaced_secret, core.list_namespaced_config_map, core.list_namespaced_service,
                     apps.list_namespaced_stateful_set, policy.list_namespaced_pod_disruption_budget):
-        for item in listing(namespace, label_selector=MANAGED_BY).items:
-            counts[(item.metadata.labels or {}).get(INSTANCE_LABEL, "")] += 1
+        for item in api.sanitize_for_serialization(listing(namespace, label_selector=MANAGED_BY).items):
+            counts[(item["metadata"].get("labels") or {}).get(INSTANCE_LABEL, "")] += 1
     return counts
 
 
 def ready_clusters(api: kclient.ApiClient, namespace: str) -> int:
     """How many CRs of ``namespace`` have the condition ``Ready=True``."""
-    listing: dict[str, Any] = kclient.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL)
+    listing: Any = kclient.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     return sum(1 for obj in listing["items"]
                for c in (obj.get("status") or {}).get("conditions") or []
                if c["type"] == "Ready" and c["status"] == "True")

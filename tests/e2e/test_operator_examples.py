@@ -56,7 +56,7 @@ def operator(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
             raise AssertionError(f"operator exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
@@ -74,9 +74,9 @@ def operator(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
 
 def default_storage_class(api: kclient.ApiClient) -> str:
     """The name of the one StorageClass annotated as the cluster default."""
-    classes = kclient.StorageV1Api(api).list_storage_class().items
-    defaults = [sc.metadata.name for sc in classes
-                if (sc.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    classes = api.sanitize_for_serialization(kclient.StorageV1Api(api).list_storage_class().items)
+    defaults = [sc["metadata"]["name"] for sc in classes
+                if (sc["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"]
     assert len(defaults) == 1, f"expected one default StorageClass, found {defaults}"
     return str(defaults[0])
 
@@ -100,15 +100,19 @@ def test_minimal_example_becomes_ready_on_the_default_storage_class(
 
     custom = kclient.CustomObjectsApi(kube_api)
 
+    def get() -> dict[str, Any]:
+        obj: Any = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name)
+        return obj
+
     def ready() -> dict[str, Any] | None:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name)
+        obj = get()
         c = ready_condition(obj)
         return obj if c is not None and c["status"] == "True" else None
 
     try:
         obj = wait_for(ready, CONVERGE, f"Ready=True on {kube_namespace}/{name}")
     except AssertionError as exc:
-        status = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name).get("status")
+        status = get().get("status")
         raise AssertionError(f"{exc}\nstatus: {json.dumps(status)}\noperator log:\n"
                              f"{operator.read_text(errors='replace')[-4000:]}") from None
 
@@ -118,15 +122,15 @@ def test_minimal_example_becomes_ready_on_the_default_storage_class(
 
     # Every claim of the cluster (nodes, PostgreSQL, Redis) got the default class and is bound to a volume of it.
     core = kclient.CoreV1Api(kube_api)
-    claims = core.list_namespaced_persistent_volume_claim(
-        kube_namespace, label_selector=f"app.kubernetes.io/instance={name}").items
-    assert {c.metadata.name for c in claims} == (
+    claims = kube_api.sanitize_for_serialization(core.list_namespaced_persistent_volume_claim(
+        kube_namespace, label_selector=f"app.kubernetes.io/instance={name}").items)
+    assert {c["metadata"]["name"] for c in claims} == (
         {f"data-{name}-node-{i}" for i in range(replicas)} | {f"data-{name}-postgres-0", f"data-{name}-redis-0"})
     for claim in claims:
-        assert claim.spec.storage_class_name == default_class, claim.metadata.name
-        assert claim.status.phase == "Bound", claim.metadata.name
-        volume = core.read_persistent_volume(claim.spec.volume_name)
-        assert volume.spec.storage_class_name == default_class
+        assert claim["spec"]["storageClassName"] == default_class, claim["metadata"]["name"]
+        assert claim["status"]["phase"] == "Bound", claim["metadata"]["name"]
+        volume = kube_api.sanitize_for_serialization(core.read_persistent_volume(claim["spec"]["volumeName"]))
+        assert volume["spec"]["storageClassName"] == default_class
 
     # What a user sees: `kubectl get cfs` prints the printer columns with Ready True and all nodes ready.
     table = kube_cluster.kubectl("get", "cfs", name, "-n", kube_namespace, "--no-headers")
