@@ -61,6 +61,7 @@ __all__ = [
     "CallFSClient",
     "CallFSUnavailable",
     "FileInfo",
+    "NodeInfo",
     "ProgressCallback",
     "UploadSource",
     "canonical",
@@ -161,6 +162,30 @@ class QuotaInfo:
     def from_json(cls, body: Mapping[str, Any]) -> QuotaInfo:
         return cls(str(body["path"]), body.get("bytes_limit"), body.get("inodes_limit"),
                    int(body["bytes_used"]), int(body["inodes_used"]))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One storage node as ``GET /v1/cluster/nodes`` reports it.
+
+    ``state`` is ``up``, ``down`` (heartbeat older than the cluster's node timeout) or ``unknown``
+    (configured or discovered but never registered, so ``instance_id`` may be ``None``); bytes are ``None``
+    when the node has not reported them.
+    """
+
+    instance_id: str | None
+    url: str
+    state: str
+    capacity_bytes: int | None = None
+    free_bytes: int | None = None
+    version: str | None = None
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> NodeInfo:
+        """From one element of the response's ``nodes`` list. Raises ``KeyError``/``TypeError`` when
+        ``url`` or ``state`` is missing."""
+        return cls(item.get("instance_id"), str(item["url"]), str(item["state"]), item.get("capacity_bytes"),
+                   item.get("free_bytes"), item.get("version"))
 
 
 def range_header(offset: int, length: int | None) -> str | None:
@@ -606,6 +631,16 @@ class CallFSClient:
         """``GET /metrics`` → the Prometheus text exposition (needs a valid key on the API port)."""
         async with self._request("GET", self._url("/metrics")) as resp:
             return await resp.text()
+
+    async def cluster_nodes(self) -> list[NodeInfo]:
+        """``GET /v1/cluster/nodes`` → every node the answering node knows of, itself included.
+
+        Raises:
+            CallFSUnavailable: the server cannot be reached.
+            CallFSError: the server answered with an error (``Unauthorized`` for a bad key).
+        """
+        body = await self._json("GET", self._url("/v1/cluster/nodes"))
+        return [NodeInfo.from_json(item) for item in body["nodes"]]
 
     # ---- metadata --------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -21,21 +21,28 @@ from callfs_operator import builders, names, scaling, status
 from callfs_operator.apply import ApplyError, Children
 from callfs_operator.deletion import blocked_message
 from callfs_operator.metrics import OperatorMetrics
+from callfs_operator.node_report import NodeReporter
 from callfs_operator.spec import Cluster, SpecError, parse_cluster
 
 FINALIZER = "callfs.io/finalizer"
 ANNOTATION_PREFIX = "callfs.io"
 WARNING_REASONS = {"DeletionBlocked", "InvalidSpec", "ApplyFailed", "SecretNotFound", "SecretKeyMissing",
-                   "StorageClassNotFound", "ScaleDownBlocked"}
+                   "StorageClassNotFound", "ScaleDownBlocked", "NodesDown"}
 
 
 class Reconciler:
-    """Reconciles one ``CallFSCluster`` at a time through :class:`~callfs_operator.apply.Children`."""
+    """Reconciles one ``CallFSCluster`` at a time through :class:`~callfs_operator.apply.Children`.
 
-    def __init__(self, api: kclient.ApiClient, metrics: OperatorMetrics) -> None:
+    ``reporter`` gives the nodes' own ``{instance_id: state}`` view of a cluster, or ``None`` when it cannot be
+    read (default: a :class:`~callfs_operator.node_report.NodeReporter`).
+    """
+
+    def __init__(self, api: kclient.ApiClient, metrics: OperatorMetrics,
+                 reporter: Callable[[Cluster], Mapping[str, str] | None] | None = None) -> None:
         self.children = Children(api)
         self.custom = kclient.CustomObjectsApi(api)
         self.metrics = metrics
+        self.reporter = reporter if reporter is not None else NodeReporter(self.children)
 
     def reconcile(self, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | kopf.Logger) -> None:
         """Apply every child of the cluster in ``body`` and write its status into ``patch``.
@@ -109,14 +116,17 @@ class Reconciler:
         self._events(kopf.Body(cast(kopf.RawBody, body)), previous, new)
 
     def _observe(self, cluster: Cluster, problems: list[status.Problem]) -> status.Observed:
-        """The children's state plus ``problems`` and the reference problems of :meth:`Children.problems`."""
+        """The children's state plus ``problems`` and the reference problems of :meth:`Children.problems`, and
+        the nodes' own report once some node pod is ready."""
+        nodes = self.children.workload(cluster.namespace, names.nodes_statefulset(cluster))
         return status.Observed(
-            nodes=self.children.workload(cluster.namespace, names.nodes_statefulset(cluster)),
+            nodes=nodes,
             metadata=self.children.workload(cluster.namespace, names.postgres(cluster))
             if cluster.spec.metadata.managed else None,
             locks=self.children.workload(cluster.namespace, names.redis(cluster))
             if cluster.spec.locks.managed else None,
             problems=tuple(problems + self.children.problems(cluster)),
+            reported=self.reporter(cluster) if nodes is not None and nodes.ready > 0 else None,
         )
 
     def finalize(self, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | kopf.Logger,

@@ -5,6 +5,8 @@ Scope is one or more namespaces (``--namespace``, repeatable) or the whole clust
 ``/healthz`` on ``--health-port`` answers while the operator runs (kopf's liveness endpoint); Prometheus
 metrics are on ``--metrics-port``. Several replicas coordinate through kopf peering (``--peering NAME``,
 which needs kopf's peering CRDs); without it the operator runs standalone and must be a single replica.
+Status conditions also weigh the nodes' own ``GET /v1/cluster/nodes`` when the client Service is reachable
+(``--no-node-probe`` turns that off, e.g. for an operator running outside the cluster network).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prometheus_client import start_http_server
 
 from callfs_operator.handlers import Reconciler, register
 from callfs_operator.metrics import OperatorMetrics
+from callfs_operator.node_report import PROBE_TIMEOUT, NodeReporter
 
 DEFAULT_RESYNC_SECONDS = 30.0
 
@@ -40,6 +43,8 @@ class Options:
     metrics_port: int = 0
     resync_interval: float = DEFAULT_RESYNC_SECONDS
     peering: str | None = None
+    node_probe: bool = True
+    node_probe_timeout: float = PROBE_TIMEOUT
     verbose: bool = False
 
 
@@ -56,13 +61,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--resync-interval", type=float, default=DEFAULT_RESYNC_SECONDS,
                         help="seconds between drift checks of each cluster (default 30)")
     parser.add_argument("--peering", help="kopf peering name, for several operator replicas")
+    parser.add_argument("--no-node-probe", dest="node_probe", action="store_false",
+                        help="do not read the nodes' own /v1/cluster/nodes for the status conditions")
+    parser.add_argument("--node-probe-timeout", type=float, default=PROBE_TIMEOUT,
+                        help=f"seconds allowed to reach a cluster's client Service (default {PROBE_TIMEOUT:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     ns = parser.parse_args(argv)
     if ns.resync_interval <= 0:
         parser.error("--resync-interval must be positive")
+    if ns.node_probe_timeout <= 0:
+        parser.error("--node-probe-timeout must be positive")
     return Options(namespaces=ns.namespaces, all_namespaces=ns.all_namespaces, kubeconfig=ns.kubeconfig,
                    health_port=ns.health_port, metrics_port=ns.metrics_port, resync_interval=ns.resync_interval,
-                   peering=ns.peering, verbose=ns.verbose)
+                   peering=ns.peering, node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
+                   verbose=ns.verbose)
 
 
 def api_client(kubeconfig: Path | None) -> kclient.ApiClient:
@@ -94,7 +106,10 @@ async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics
               ready_flag: asyncio.Event | threading.Event | None = None) -> None:
     """Run the operator until ``stop_flag`` is set (or forever); ``ready_flag`` is set once it watches."""
     registry = kopf.OperatorRegistry()
-    register(registry, Reconciler(api, metrics), connection_info(api), options.resync_interval)
+    reconciler = Reconciler(api, metrics)
+    reconciler.reporter = NodeReporter(reconciler.children, timeout=options.node_probe_timeout,
+                                       enabled=options.node_probe)
+    register(registry, reconciler, connection_info(api), options.resync_interval)
     await kopf.operator(
         registry=registry,
         clusterwide=options.all_namespaces,

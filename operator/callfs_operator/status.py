@@ -1,4 +1,5 @@
-"""The ``status`` of a ``CallFSCluster``, computed from the state of its children (a pure function).
+"""The ``status`` of a ``CallFSCluster``, computed from the state of its children and, where the operator can
+reach them, from the storage nodes' own membership view (a pure function).
 
 Conditions follow the Kubernetes API conventions
 (https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties):
@@ -84,6 +85,19 @@ class Observed:
     problems: tuple[Problem, ...] = ()
     deletion_blocked: str | None = None
     """Why deletion waits (e.g. the PersistentVolumes still using the cluster); ``None`` when not deleting."""
+    reported: Mapping[str, str] | None = None
+    """The nodes' own view, ``{instance_id: "up"|"down"|"unknown"}`` (:mod:`callfs_operator.node_report`);
+    ``None`` when the cluster could not be asked."""
+
+
+def unhealthy_nodes(cluster: Cluster, observed: Observed) -> list[str]:
+    """Pods of a settled node StatefulSet that the cluster itself does not report ``up`` (heartbeats no longer
+    reach the metadata store, or never registered), in pod order. Empty while the report is missing or the
+    StatefulSet is still changing (the nodes' view lags the pods by a heartbeat)."""
+    nodes, reported = observed.nodes, observed.reported
+    if nodes is None or reported is None or not nodes.settled:
+        return []
+    return [pod for pod in names.node_pod_names(cluster, nodes.replicas) if reported.get(pod) != "up"]
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
@@ -115,14 +129,22 @@ def compute(
     """
     desired = cluster.spec.replicas
     nodes = observed.nodes
-    ready_nodes = nodes.ready if nodes is not None else 0
+    down = unhealthy_nodes(cluster, observed)
+    ready_nodes = nodes.ready - len(down) if nodes is not None else 0
     metadata = _store_condition(METADATA_READY, "PostgreSQL", cluster.spec.metadata.managed, observed.metadata)
     locks = _store_condition(LOCKS_READY, "Redis", cluster.spec.locks.managed, observed.locks)
 
     if nodes is None:
         nodes_ready = _condition(NODES_READY, False, "Creating", "the storage node StatefulSet does not exist yet")
+    elif down:
+        nodes_ready = _condition(
+            NODES_READY, False, "NodesDown",
+            f"{ready_nodes}/{desired} storage nodes ready: the cluster reports {', '.join(down)} down "
+            "(heartbeats not reaching the metadata store) although the pods are ready")
     elif nodes.settled and nodes.replicas == desired:
-        nodes_ready = _condition(NODES_READY, True, "AllNodesReady", f"{ready_nodes}/{desired} storage nodes ready")
+        seen = "; the cluster reports every node up" if observed.reported is not None else ""
+        nodes_ready = _condition(NODES_READY, True, "AllNodesReady",
+                                 f"{ready_nodes}/{desired} storage nodes ready{seen}")
     else:
         nodes_ready = _condition(NODES_READY, False, "NodesNotReady", f"{ready_nodes}/{desired} storage nodes ready")
 
@@ -150,6 +172,8 @@ def compute(
     if observed.problems:
         degraded = _condition(DEGRADED, True, observed.problems[0].reason,
                               "; ".join(p.message for p in observed.problems))
+    elif down:
+        degraded = _condition(DEGRADED, True, "NodesDown", nodes_ready["message"])
     else:
         degraded = _condition(DEGRADED, False, "AsExpected", "no problems found")
 
@@ -168,7 +192,7 @@ def compute(
         phase = "Deleting"
     elif ready["status"] == "True":
         phase = "Running"
-    elif observed.problems:
+    elif observed.problems or down:
         phase = "Degraded"
     elif ready_nodes > 0 and progressing["status"] == "True":
         phase = "Updating"

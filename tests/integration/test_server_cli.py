@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from support.node import write_node_config
+from support.node import make_certificate, write_node_config
 
 
 def run_callfs(
@@ -23,16 +23,6 @@ def run_callfs(
         [sys.executable, "-m", "callfs", *args], cwd=cwd, env={**clean, **(env or {})}, capture_output=True,
         text=True, timeout=timeout, check=False,
     )
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 async def test_tls_listener_serves_https_with_hsts(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ class NodeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1, context=_no_verify()) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -101,6 +102,25 @@ class NodeProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _no_verify() -> ssl.SSLContext:
+    """Readiness polls only check that the node answers; tests verify certificates themselves."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``127.0.0.1``/``localhost`` (one day): ``(cert.pem, key.pem)``."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 def new_auth_section() -> dict[str, Any]:
     """An ``auth`` section with users api-user-0, alice, bob (in group alice) and root, and fresh secrets."""
     users = {"api-user-0": secrets.token_urlsafe(24), "alice": secrets.token_urlsafe(24),
@@ -111,6 +131,7 @@ def new_auth_section() -> dict[str, Any]:
 
 def write_node_config(base: Path, **sections: Any) -> NodeProcess:
     """Write a config for a node under ``base`` with four users and a free port; returns the (stopped) node.
+    Its ``url`` is ``https://`` when ``server`` names a ``cert_file``.
 
     ``sections`` override config sections; an ``auth`` override replaces the generated one whole (nodes of one
     cluster share it).
@@ -132,10 +153,11 @@ def write_node_config(base: Path, **sections: Any) -> NodeProcess:
             config.setdefault(section, {}).update(values)
         else:
             config[section] = values
+    scheme = "https" if config["server"].get("cert_file") else "http"
     path = base / "config.json"
     path.write_text(json.dumps(config, indent=2))
     return NodeProcess(
-        config_path=path, data_dir=base / "data", url=f"http://127.0.0.1:{port}", api_key=users["api-user-0"],
+        config_path=path, data_dir=base / "data", url=f"{scheme}://127.0.0.1:{port}", api_key=users["api-user-0"],
         users=users, internal_secret=internal, log_path=base / "node.log",
     )
 
@@ -165,10 +187,11 @@ def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
 def cluster_factory(
     request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]
 ) -> Callable[..., list[NodeProcess]]:
-    """``cluster_factory(n, **sections)``: ``n`` nodes sharing one fresh PostgreSQL database, one Redis and
-    one ``auth`` section, with fast heartbeats (0.3 s) and a 2 s node timeout."""
+    """``cluster_factory(n, instance_prefix="node", **sections)``: ``n`` nodes (instance IDs
+    ``<instance_prefix>-<i>``) sharing one fresh PostgreSQL database, one Redis and one ``auth`` section, with
+    fast heartbeats (0.3 s) and a 2 s node timeout."""
 
-    def make(count: int = 3, **sections: Any) -> list[NodeProcess]:
+    def make(count: int = 3, instance_prefix: str = "node", **sections: Any) -> list[NodeProcess]:
         dsn = request.getfixturevalue("postgres_dsn")
         request.getfixturevalue("redis_url")  # a clean database
         redis_server = request.getfixturevalue("redis_server")
@@ -182,7 +205,7 @@ def cluster_factory(
         nodes = []
         for i in range(count):
             own = {k: (dict(v) if isinstance(v, dict) else v) for k, v in shared.items()}
-            own["instance_discovery"] = {**shared["instance_discovery"], "instance_id": f"node-{i}"}
+            own["instance_discovery"] = {**shared["instance_discovery"], "instance_id": f"{instance_prefix}-{i}"}
             for key, value in sections.items():
                 own[key] = {**own.get(key, {}), **value} if isinstance(value, dict) else value
             nodes.append(node_factory(**own))

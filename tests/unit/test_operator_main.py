@@ -52,3 +52,13 @@ def test_metrics_record_reconciles() -> None:
     metrics.reconciled("degraded", 0.1)
     assert metrics.registry.get_sample_value("callfs_operator_reconciles_total", {"result": "ok"}) == 2
     assert metrics.registry.get_sample_value("callfs_operator_reconcile_seconds_sum") == pytest.approx(0.85)
+
+
+def test_node_probe_is_on_by_default_and_can_be_turned_off(capsys: pytest.CaptureFixture[str]) -> None:
+    default = parse_args(["-A"])
+    assert default.node_probe and default.node_probe_timeout == 2.0
+    off = parse_args(["-A", "--no-node-probe", "--node-probe-timeout", "0.5"])
+    assert not off.node_probe and off.node_probe_timeout == 0.5
+    with pytest.raises(SystemExit):
+        parse_args(["-A", "--node-probe-timeout", "0"])
+    assert "--node-probe-timeout must be positive" in capsys.readouterr().err

@@ -184,3 +184,39 @@ def test_workload_settles_only_when_observed_updated_and_ready() -> None:
     assert not sts(updated=2).settled
     assert not sts(generation=2, observed=1).settled
     assert not sts(current="a", update="b").settled
+
+
+UP = {"demo-node-0": "up", "demo-node-1": "up", "demo-node-2": "up"}
+
+
+def test_a_node_reported_down_by_the_cluster_degrades_it_though_its_pod_is_ready() -> None:
+    reported = {**UP, "demo-node-1": "down"}
+    status = compute(cluster(), 4, Observed(nodes=sts(), metadata=ONE, locks=ONE, reported=reported), now=NOW)
+    assert summary(status)["NodesReady"] == ("False", "NodesDown")
+    assert summary(status)["Degraded"] == ("True", "NodesDown")
+    assert summary(status)["Ready"] == ("False", "NodesNotReady")
+    assert summary(status)["Progressing"] == ("False", "Reconciled")  # the children match the spec
+    assert "demo-node-1" in conditions(status)["NodesReady"]["message"]
+    assert (status["phase"], status["readyNodes"], status["nodes"]) == ("Degraded", 2, "2/3")
+
+
+def test_a_pod_the_cluster_never_registered_counts_as_down() -> None:
+    reported = {"demo-node-0": "up", "demo-node-2": "up", "stale-node": "down"}
+    status = compute(cluster(), 4, Observed(nodes=sts(), metadata=ONE, locks=ONE, reported=reported), now=NOW)
+    message = conditions(status)["NodesReady"]["message"]
+    assert "demo-node-1" in message and "stale-node" not in message and status["readyNodes"] == 2
+
+
+def test_every_node_reported_up_is_said_in_the_message() -> None:
+    status = compute(cluster(), 4, Observed(nodes=sts(), metadata=ONE, locks=ONE, reported=UP), now=NOW)
+    assert summary(status)["Ready"] == ("True", "ClusterReady")
+    assert "every node up" in conditions(status)["NodesReady"]["message"]
+
+
+def test_the_nodes_view_is_not_weighed_while_pods_are_still_changing() -> None:
+    # The nodes' view lags the pods by a heartbeat: a node pod that just became ready may not be registered.
+    starting = Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE, reported={"demo-node-0": "up"})
+    status = compute(cluster(), 4, starting, now=NOW)
+    assert summary(status)["NodesReady"] == ("False", "NodesNotReady")
+    assert summary(status)["Degraded"] == ("False", "AsExpected")
+    assert status["readyNodes"] == 2

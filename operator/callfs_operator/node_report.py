@@ -1,0 +1,96 @@
+"""What the storage nodes themselves say of the cluster: ``GET /v1/cluster/nodes`` through the client Service.
+
+A StatefulSet's ``readyReplicas`` only says that each pod's readiness probe passes. The nodes know more: a
+node whose heartbeats no longer reach the metadata store is ``down`` to its peers (``shared/callfs-api.md``,
+"Cluster semantics"), and requests routed to it fail with 502. :class:`NodeReporter` asks the cluster and
+returns ``{instance_id: state}`` for :func:`callfs_operator.status.compute` to weigh; an operator pod's
+instance IDs are the pod names (``builders/statefulset.py``).
+
+"Where reachable" (issue text): outside the cluster, or while the Service has no ready endpoint, the request
+fails within :data:`PROBE_TIMEOUT` seconds and the report is ``None`` — the status then rests on the
+StatefulSets alone. A probe never raises into a reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Final
+
+from callfs.client import CallFSClient, CallFSUnavailable
+from callfs.errors import CallFSError
+from callfs_operator import names
+from callfs_operator.apply import Children
+from callfs_operator.spec import Cluster
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT: Final = 2.0
+"""Seconds allowed to connect and to read the answer; the whole probe takes at most twice that."""
+
+
+def fetch(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None,
+          timeout: float = PROBE_TIMEOUT) -> dict[str, str] | None:
+    """``{instance_id: state}`` (``up``/``down``/``unknown``) from ``url``'s ``GET /v1/cluster/nodes``, or
+    ``None`` when the cluster cannot be asked (unreachable, refused key, malformed answer, ``timeout``
+    seconds exceeded). Blocking: runs its own event loop, so call it from a worker thread (kopf runs sync
+    handlers in its executor)."""
+
+    async def ask() -> dict[str, str]:
+        async with CallFSClient(url, api_key, timeout=timeout, ssl=ssl_context, retries=0) as fs:
+            nodes = await asyncio.wait_for(fs.cluster_nodes(), 2 * timeout)
+        return {node.instance_id: node.state for node in nodes if node.instance_id}
+
+    try:
+        return asyncio.run(ask())
+    except (CallFSUnavailable, CallFSError, TimeoutError, OSError, KeyError, TypeError, ValueError) as exc:
+        log.debug("cannot read the node list of %s: %s", url, exc)
+        return None
+
+
+def tls_context(tls_secret: Mapping[str, str]) -> ssl.SSLContext | None:
+    """A client context trusting the nodes' certificate: ``ca.crt`` of their ``kubernetes.io/tls`` Secret
+    when present (cert-manager writes it), else ``tls.crt`` itself (a self-signed certificate); ``None``
+    when neither is a usable PEM."""
+    pem = tls_secret.get("ca.crt") or tls_secret.get("tls.crt")
+    if not pem:
+        return None
+    try:
+        return ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        log.debug("unusable CA in the TLS Secret: %s", exc)
+        return None
+
+
+class NodeReporter:
+    """Reads a cluster's node list with the credentials the operator keeps for it.
+
+    Args:
+        children: where the API-key and TLS Secrets are read from.
+        timeout: seconds, as :func:`fetch`'s.
+        enabled: ``False`` turns the probe off (``callfs-operator --no-node-probe``): every report is ``None``.
+    """
+
+    def __init__(self, children: Children, *, timeout: float = PROBE_TIMEOUT, enabled: bool = True) -> None:
+        self.children = children
+        self.timeout = timeout
+        self.enabled = enabled
+
+    def __call__(self, cluster: Cluster) -> dict[str, str] | None:
+        """The report for ``cluster``; ``None`` when disabled, when the root API key or a usable TLS trust
+        anchor is missing, or when :func:`fetch` gives none."""
+        if not self.enabled:
+            return None
+        keys = self.children.secret_data(cluster.namespace, names.api_key_secret(cluster)) or {}
+        api_key = keys.get(names.API_KEY)
+        if not api_key:
+            return None
+        context = None
+        if cluster.spec.tls is not None:
+            tls = self.children.secret_data(cluster.namespace, cluster.spec.tls.secret_name) or {}
+            context = tls_context(tls)
+            if context is None:
+                return None
+        return fetch(names.endpoint(cluster), api_key, ssl_context=context, timeout=self.timeout)
