@@ -7,8 +7,8 @@ Usage::
 
 Without ``--foreground`` the command daemonises the mount into its own session and exits 0 once the mount
 is live, or 1 with one line on stderr (``callfs-mount: <reason>``). Bad arguments exit 2. Unmount with
-``fusermount3 -u MOUNTPOINT``; the daemon then exits 0. Contract: ``notes/issue6-plan.md``; the filesystem
-semantics: :mod:`callfs_csi.fuse.fs`.
+``fusermount3 -u MOUNTPOINT``; the daemon then exits 0. The readiness handshake: :mod:`callfs_csi.fuse.daemon`;
+the filesystem semantics: :mod:`callfs_csi.fuse.fs`.
 """
 
 from __future__ import annotations

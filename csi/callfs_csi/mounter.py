@@ -1,7 +1,7 @@
 """Mounts on this node: ``/proc/self/mountinfo`` parsing, stale-mount detection, FUSE and bind mounts.
 
 Pure parts first (:func:`parse_mountinfo`, :func:`mount_flag_options`), then thin async shells that run
-``callfs-mount`` (the FUSE daemon, contract in ``notes/issue6-plan.md``), ``mount --bind`` and ``umount``.
+``callfs-mount`` (the FUSE daemon, usage in :mod:`callfs_csi.mount_main`), ``mount --bind`` and ``umount``.
 
 A FUSE mount of volume ``/volumes/x`` shows in mountinfo with type ``fuse.callfs`` and source ``callfs:/volumes/x``;
 its bind mounts show the same type and source at their own mount points. When the daemon dies the mount stays

@@ -1,7 +1,7 @@
 """Translation of CallFS client errors to ``errno`` values, in one place (``STYLE.md``: "translated at the edge").
 
-The mapping follows the error taxonomy of ``shared/callfs-api.md`` ("Conventions") and the FUSE client contract
-(``notes/issue6-plan.md``): a server that cannot be reached within the request deadline is ``EIO``, never a hang.
+The mapping follows the error taxonomy of ``shared/callfs-api.md`` ("Conventions"); a server that cannot be
+reached within the request deadline is ``EIO`` (after retries, :mod:`callfs_csi.fuse.retry`), never a hang.
 """
 
 from __future__ import annotations
