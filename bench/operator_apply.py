@@ -142,7 +142,8 @@ def run(cluster_dir: Path, work: Path, args: argparse.Namespace) -> tuple[tuple[
     port = free_port()
     with (work / "operator.log").open("ab") as log:
         operator = subprocess.Popen([sys.executable, "-m", "callfs_operator.main", "--all-namespaces",
-                                     "--kubeconfig", str(kubeconfig), "--health-port", str(port)],
+                                     "--kubeconfig", str(kubeconfig), "--health-port", str(port),
+                                     "--listen-address", "127.0.0.1"],
                                     stdout=log, stderr=subprocess.STDOUT)
     try:
         def healthy() -> bool:

@@ -4,7 +4,11 @@ in-cluster service account.
 Scope is one or more namespaces (``--namespace``, repeatable) or the whole cluster (``--all-namespaces``).
 ``/healthz`` on ``--health-port`` answers while the operator runs (kopf's liveness endpoint); Prometheus
 metrics are on ``--metrics-port``. Several replicas coordinate through kopf peering (``--peering NAME``,
-which needs kopf's peering CRDs); without it the operator runs standalone and must be a single replica.
+which needs kopf's peering CRDs, shipped in the chart's ``crds/``): the replica of the highest
+``--peering-priority`` reconciles, the others stand by and take over once its peering record is gone (a clean
+exit removes it at once, a crash after kopf's 60 s peer lifetime). kopf pauses *every* replica when two share
+a priority, so the default priority is drawn at random per process. Without ``--peering`` the operator runs
+standalone and must be a single replica.
 Status conditions also weigh the nodes' own ``GET /v1/cluster/nodes`` when the client Service is reachable
 (``--no-node-probe`` turns that off, e.g. for an operator running outside the cluster network).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
 import threading
 from collections.abc import Sequence
@@ -34,15 +39,17 @@ DEFAULT_RESYNC_SECONDS = 30.0
 
 @dataclass
 class Options:
-    """Command-line options (seconds for intervals, TCP ports on 0.0.0.0; 0 disables a port)."""
+    """Command-line options (seconds for intervals; TCP ports on ``listen_address``, 0 disables a port)."""
 
     namespaces: list[str] = field(default_factory=list)
     all_namespaces: bool = False
     kubeconfig: Path | None = None
+    listen_address: str = "0.0.0.0"
     health_port: int = 8080
     metrics_port: int = 0
     resync_interval: float = DEFAULT_RESYNC_SECONDS
     peering: str | None = None
+    peering_priority: int = 0
     node_probe: bool = True
     node_probe_timeout: float = PROBE_TIMEOUT
     verbose: bool = False
@@ -56,11 +63,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                        help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    parser.add_argument("--listen-address", default="0.0.0.0",
+                        help="address of the health and metrics ports (default 0.0.0.0)")
     parser.add_argument("--health-port", type=int, default=8080, help="port of /healthz (0: none; default 8080)")
     parser.add_argument("--metrics-port", type=int, default=0, help="port of Prometheus /metrics (0: none)")
     parser.add_argument("--resync-interval", type=float, default=DEFAULT_RESYNC_SECONDS,
                         help="seconds between drift checks of each cluster (default 30)")
     parser.add_argument("--peering", help="kopf peering name, for several operator replicas")
+    parser.add_argument("--peering-priority", type=int, default=None,
+                        help="kopf peering priority: the highest live replica reconciles (default: random, so "
+                             "that replicas never tie)")
     parser.add_argument("--no-node-probe", dest="node_probe", action="store_false",
                         help="do not read the nodes' own /v1/cluster/nodes for the status conditions")
     parser.add_argument("--node-probe-timeout", type=float, default=PROBE_TIMEOUT,
@@ -69,11 +81,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     ns = parser.parse_args(argv)
     if ns.resync_interval <= 0:
         parser.error("--resync-interval must be positive")
+    if ns.peering_priority is not None and ns.peering is None:
+        parser.error("--peering-priority needs --peering")
+    priority = ns.peering_priority if ns.peering_priority is not None else 1 + secrets.randbelow(2**31 - 1)
     if ns.node_probe_timeout <= 0:
         parser.error("--node-probe-timeout must be positive")
     return Options(namespaces=ns.namespaces, all_namespaces=ns.all_namespaces, kubeconfig=ns.kubeconfig,
-                   health_port=ns.health_port, metrics_port=ns.metrics_port, resync_interval=ns.resync_interval,
-                   peering=ns.peering, node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
+                   listen_address=ns.listen_address, health_port=ns.health_port, metrics_port=ns.metrics_port,
+                   resync_interval=ns.resync_interval,
+                   peering=ns.peering, peering_priority=priority if ns.peering else 0,
+                   node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
                    verbose=ns.verbose)
 
 
@@ -116,10 +133,17 @@ async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics
         namespaces=options.namespaces,
         standalone=options.peering is None,
         peering_name=options.peering,
-        liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz" if options.health_port else None,
+        priority=options.peering_priority if options.peering is not None else None,
+        liveness_endpoint=f"http://{_host(options.listen_address)}:{options.health_port}/healthz"
+        if options.health_port else None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
+
+
+def _host(address: str) -> str:
+    """``address`` as the host part of a URL (IPv6 literals in brackets)."""
+    return f"[{address}]" if ":" in address else address
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -129,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     metrics = OperatorMetrics()
     if options.metrics_port:
-        start_http_server(options.metrics_port, registry=metrics.registry)
+        start_http_server(options.metrics_port, addr=options.listen_address, registry=metrics.registry)
     api = api_client(options.kubeconfig)
     try:
         asyncio.run(run(options, api, metrics))

@@ -47,7 +47,8 @@ def operator(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-             str(kube_cluster.kubeconfig), "--health-port", str(port), "--resync-interval", "1"],
+             str(kube_cluster.kubeconfig), "--health-port", str(port), "--resync-interval", "1",
+             "--listen-address", "127.0.0.1"],
             stdout=out, stderr=subprocess.STDOUT,
         )
 

@@ -62,3 +62,19 @@ def test_node_probe_is_on_by_default_and_can_be_turned_off(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         parse_args(["-A", "--node-probe-timeout", "0"])
     assert "--node-probe-timeout must be positive" in capsys.readouterr().err
+
+
+def test_peered_replicas_get_distinct_priorities_unless_told(capsys: pytest.CaptureFixture[str]) -> None:
+    # kopf pauses every operator when two peers share a priority: the default must not tie.
+    drawn = {parse_args(["-A", "--peering", "callfs"]).peering_priority for _ in range(20)}
+    assert len(drawn) == 20 and all(p > 0 for p in drawn)
+    assert parse_args(["-A", "--peering", "callfs", "--peering-priority", "7"]).peering_priority == 7
+    assert parse_args(["-A"]).peering_priority == 0
+    with pytest.raises(SystemExit):
+        parse_args(["-A", "--peering-priority", "7"])
+    assert "--peering-priority needs --peering" in capsys.readouterr().err
+
+
+def test_listen_address_defaults_to_every_interface() -> None:
+    assert parse_args(["-A"]).listen_address == "0.0.0.0"  # the kubelet probes the pod IP
+    assert parse_args(["-A", "--listen-address", "127.0.0.1"]).listen_address == "127.0.0.1"
