@@ -15,7 +15,6 @@ from callfs_operator.spec import Backend, ClusterSpec, parse_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_CRD = REPO / "charts" / "callfs" / "crds" / "callfsclusters.yaml"
-MANIFEST_CRD = REPO / "manifests" / "crds" / "callfsclusters.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +26,21 @@ def spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]  # type: ignore[no-any-return]
 
 
-def test_manifests_copy_is_identical_to_the_charts() -> None:
-    assert MANIFEST_CRD.read_bytes() == CHART_CRD.read_bytes()
+@pytest.mark.parametrize("name", ["callfsclusters.yaml", "kopfpeerings.yaml"])
+def test_manifests_copy_is_identical_to_the_charts(name: str) -> None:
+    chart = REPO / "charts" / "callfs" / "crds" / name
+    assert (REPO / "manifests" / "crds" / name).read_bytes() == chart.read_bytes()
+
+
+def test_peering_resources_are_the_ones_kopf_uses() -> None:
+    from kopf._cogs.structs import references
+
+    docs = list(yaml.safe_load_all((REPO / "charts" / "callfs" / "crds" / "kopfpeerings.yaml").read_text()))
+    served = {(d["spec"]["group"], d["spec"]["versions"][0]["name"], d["spec"]["names"]["plural"],
+               d["spec"]["scope"]) for d in docs}
+    expected = {(r.group, r.version, r.any_name, scope) for r, scope in (
+        (references.CLUSTER_PEERINGS_K, "Cluster"), (references.NAMESPACED_PEERINGS_K, "Namespaced"))}
+    assert served == expected
 
 
 def test_identity(crd: dict[str, Any]) -> None:
