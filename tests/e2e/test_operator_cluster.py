@@ -54,23 +54,13 @@ def crd(kube_cluster: KubeCluster) -> str:
 def operator_kubeconfig(kube_cluster: KubeCluster, crd: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig authenticating as the chart's ``callfs-operator`` ServiceAccount (RBAC from
     ``manifests/callfs.yaml``)."""
-    docs = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d and d["kind"] in RBAC_KINDS]
+    docs = [d for d in yaml.safe_load_all(MANIFESTS.read_text())
+            if d and d["kind"] in RBAC_KINDS and d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
     assert {d["kind"] for d in docs} == RBAC_KINDS
     kube_cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE)
     kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
-    token = kube_cluster.kubectl("create", "token", "callfs-operator", "-n", OPERATOR_NAMESPACE,
-                                 "--duration", "2h").strip()
-    admin = yaml.safe_load(kube_cluster.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": "callfs-operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "callfs-operator"}}],
-        "current-context": "operator",
-    }
     path = tmp_path_factory.mktemp("operator-identity") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return kube_cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, "callfs-operator", path)
 
 
 @dataclass
@@ -474,10 +464,7 @@ def test_deletion_policy_decides_the_fate_of_data_claims(
 
 
 def test_manifests_are_the_rendered_chart(kube_cluster: KubeCluster) -> None:
-    rendered = subprocess.run(
-        [str(kube_cluster.bin_dir / "helm"), "template", "callfs", str(CHART), "--namespace", OPERATOR_NAMESPACE],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout
+    rendered = kube_cluster.helm("template", "callfs", str(CHART), "--namespace", OPERATOR_NAMESPACE)
     text = MANIFESTS.read_text()
     header, body = text[: text.index("---\n")], text[text.index("---\n"):]
     assert all(line.startswith("# ") for line in header.splitlines())

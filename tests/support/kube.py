@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import yaml
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
@@ -92,6 +93,40 @@ class KubeCluster:
             check=True,
         )
         return proc.stdout
+
+    def helm(self, *args: str, timeout: float = 60) -> str:
+        """Run the ``helm`` built by ``hack/tools.sh`` and return its stdout (for ``helm template``: the manifests).
+
+        ``timeout`` is in seconds. Raises ``FileNotFoundError`` when helm is not built,
+        ``subprocess.CalledProcessError`` (with stderr) on a non-zero exit and ``subprocess.TimeoutExpired``.
+        """
+        helm = self.bin_dir / "helm"
+        if not helm.exists():
+            raise FileNotFoundError(f"{helm} is not built (bash hack/tools.sh install helm)")
+        proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=timeout, check=True)
+        return proc.stdout
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path, duration: str = "2h") -> Path:
+        """Write to ``path`` a kubeconfig that authenticates as ServiceAccount ``namespace/name`` and return it.
+
+        The credential is a bound token from ``kubectl create token`` valid for ``duration`` (a kubectl duration
+        such as ``"2h"``); the API server and its CA are the admin kubeconfig's. Whatever runs with it gets exactly
+        the RBAC of that ServiceAccount, which must exist. Raises ``subprocess.CalledProcessError`` when the token
+        cannot be created.
+        """
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration", duration).strip()
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        cluster = admin["clusters"][0]
+        user = f"system:serviceaccount:{namespace}:{name}"
+        config = {
+            "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+            "current-context": user,
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
