@@ -32,6 +32,9 @@ DRIVER = "csi.callfs.io"
 BIND_TIMEOUT = 120
 """Seconds for a PVC to bind (or a PV to go away) on the 2-core machine."""
 
+ROOT_SECRET = "callfs-root"
+"""The Secret (in the test's namespace) holding the node's root API key as ``apiKey``."""
+
 SECRET_KINDS = ("provisioner", "controller-expand", "node-stage")
 """The CSI secret parameters a StorageClass ``callfs`` points at the root key Secret."""
 
@@ -149,14 +152,16 @@ def _sidecar(binary: Path, socket: Path, kubeconfig: Path, log_path: Path, *flag
 @contextlib.contextmanager
 def running_provisioning(
     api: kclient.ApiClient, kubeconfig: Path, bin_dir: Path, node: NodeProcess, namespace: str, work_dir: Path,
-    *, resizer: bool = False, provisioner_flags: Sequence[str] = (),
+    *, resizer: bool = False, provisioner_flags: Sequence[str] = (), resizer_flags: Sequence[str] = (),
 ) -> Iterator[Provisioning]:
     """Start our controller and csi-provisioner (plus csi-resizer when ``resizer``) against ``node``.
 
-    ``namespace`` must exist (the root key Secret ``callfs-root`` is created in it); ``work_dir`` receives the
+    ``namespace`` must exist (the root key Secret :data:`ROOT_SECRET` is created in it); ``work_dir`` receives the
     socket, key file, controller state and the logs (``controller.log``, ``csi-provisioner.log``,
     ``csi-resizer.log``). csi-provisioner runs with 4 worker threads and its client-go defaults (5 API
-    requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say otherwise. Raises
+    requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say otherwise;
+    ``resizer_flags`` are appended to csi-resizer's. ``kubeconfig`` is the sidecars' identity (an admin, or a
+    ServiceAccount whose RBAC is under test). Raises
     ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller
     socket does not appear within 30 s. Everything started is stopped on exit.
     """
@@ -172,7 +177,7 @@ def running_provisioning(
             spec=kclient.V1CSIDriverSpec(attach_required=False, pod_info_on_mount=False,
                                          volume_lifecycle_modes=["Persistent"]),
         ))
-    secret = "callfs-root"
+    secret = ROOT_SECRET
     kclient.CoreV1Api(api).create_namespaced_secret(namespace, kclient.V1Secret(
         metadata=kclient.V1ObjectMeta(name=secret), string_data={"apiKey": node.key_for("root")}))
     provisioning = Provisioning(node, socket, namespace, secret, api)
@@ -187,7 +192,8 @@ def running_provisioning(
         processes.append(_sidecar(bin_dir / "csi-provisioner", socket, kubeconfig, work_dir / "csi-provisioner.log",
                                   "--worker-threads=4", *provisioner_flags))
         if resizer:
-            processes.append(_sidecar(bin_dir / "csi-resizer", socket, kubeconfig, work_dir / "csi-resizer.log"))
+            processes.append(_sidecar(bin_dir / "csi-resizer", socket, kubeconfig, work_dir / "csi-resizer.log",
+                                      *resizer_flags))
         yield provisioning
     finally:
         for process in reversed(processes):

@@ -1,0 +1,142 @@
+"""The chart's CSI driver on the real control plane: installed objects come up, and its RBAC is enough.
+
+The chart is rendered by the helm built by ``hack/tools.sh`` with the operator turned off (the operator tests
+own ``callfs-system`` and its objects), into the test's namespace and with a StorageClass name of its own, and
+applied server-side. kwok runs no containers, so the node plugin and the controller are only scheduled and
+reported Ready; what runs for real is the provisioning path: csi-provisioner and csi-resizer (the binaries the
+chart's images are built from) with the sidecar flags of the chart's Deployment, authenticated as the chart's
+controller ServiceAccount, against our controller and a CallFS node (``support.csi_provisioning``).
+
+Everything cluster-scoped the chart creates (ClusterRole, ClusterRoleBinding, StorageClass, and the CSIDriver
+unless it was already there) is deleted at the end; the namespace takes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as kclient
+
+from support.csi_provisioning import BIND_TIMEOUT, DRIVER, ROOT_SECRET, running_provisioning
+from support.kube import NODE_COUNT, KubeCluster, wait_for
+from support.node import NodeProcess
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "callfs"
+CONTROLLER = "callfs-csi-controller"
+NODE_PLUGIN = "callfs-csi-node"
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver"}
+SET_BY_TEST_SIDECARS = ("--csi-address=", "--leader-election=", "--timeout=")
+"""Sidecar flags ``support.csi_provisioning`` sets itself (a local socket, one replica, the same timeout)."""
+READY = 120  # seconds for the controllers and kwok to schedule the pods and report them Ready
+
+
+def _csi_driver_exists(api: kclient.ApiClient) -> bool:
+    try:
+        kclient.StorageV1Api(api).read_csi_driver(DRIVER)
+    except kclient.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def installed_chart(kube_cluster: KubeCluster, api: kclient.ApiClient, namespace: str,
+                    values: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
+    """Render the chart's CSI part into ``namespace`` with ``values`` (``--set-string``), apply it server-side,
+    yield the rendered objects, and delete the cluster-scoped ones on exit."""
+    args = ["template", "callfs", str(CHART), "--namespace", namespace, "--set", "operator.enabled=false"]
+    for key, value in values.items():
+        args += ["--set-string", f"{key}={value}"]
+    rendered = kube_cluster.helm(*args)
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    driver_existed = _csi_driver_exists(api)
+    cluster_scoped = [d for d in docs if d["kind"] in CLUSTER_SCOPED
+                      and not (d["kind"] == "CSIDriver" and driver_existed)]
+    try:
+        kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=e2e-chart-csi",
+                             "-f", "-", stdin=rendered)
+        yield docs
+    finally:
+        kube_cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
+                             stdin=yaml.safe_dump_all(cluster_scoped))
+
+
+def _container(docs: list[dict[str, Any]], kind: str, name: str, container: str) -> dict[str, Any]:
+    (workload,) = (d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    (found,) = (c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == container)
+    return found  # type: ignore[no-any-return]
+
+
+def _chart_flags(docs: list[dict[str, Any]], sidecar: str) -> list[str]:
+    """The chart's flags of ``sidecar`` in the controller Deployment, less those the test harness sets."""
+    args = _container(docs, "Deployment", CONTROLLER, sidecar)["args"]
+    return [a for a in args if not a.startswith(SET_BY_TEST_SIDECARS)]
+
+
+def test_chart_installs_the_driver_with_a_node_plugin_on_every_node(
+    kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str
+) -> None:
+    storage_class = f"callfs-{kube_namespace}"
+    apps, core, storage = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api), kclient.StorageV1Api(kube_api)
+    with installed_chart(kube_cluster, kube_api, kube_namespace, {"csi.storageClass.name": storage_class}):
+        driver = storage.read_csi_driver(DRIVER).spec
+        assert (driver.attach_required, driver.fs_group_policy) == (False, "File")
+        assert storage.read_storage_class(storage_class).provisioner == DRIVER
+
+        def node_plugins_ready() -> Any:
+            status = apps.read_namespaced_daemon_set(NODE_PLUGIN, kube_namespace).status
+            done = status.desired_number_scheduled == NODE_COUNT and status.number_ready == NODE_COUNT
+            return status if done else None
+
+        wait_for(node_plugins_ready, READY, f"DaemonSet {NODE_PLUGIN} ready on {NODE_COUNT} nodes")
+        pods = core.list_namespaced_pod(kube_namespace, label_selector="app.kubernetes.io/component=csi-node").items
+        assert sorted(p.spec.node_name for p in pods) == [f"kwok-node-{i}" for i in range(NODE_COUNT)]
+
+        def controller_available() -> bool:
+            conditions = apps.read_namespaced_deployment(CONTROLLER, kube_namespace).status.conditions or []
+            return any(c.type == "Available" and c.status == "True" for c in conditions)
+
+        wait_for(controller_available, READY, f"Deployment {CONTROLLER} available")
+
+
+def test_claim_of_the_chart_storage_class_binds_and_grows_with_the_chart_rbac(
+    kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str, node: NodeProcess, tmp_path: Path
+) -> None:
+    for tool in ("csi-provisioner", "csi-resizer"):
+        if not (kube_cluster.bin_dir / tool).exists():
+            pytest.fail(f"{kube_cluster.bin_dir / tool} is not built (bash hack/tools.sh install {tool})",
+                        pytrace=False)
+    storage_class = f"callfs-{kube_namespace}"
+    values = {"csi.storageClass.name": storage_class, "csi.storageClass.server": node.url,
+              "csi.secret.name": ROOT_SECRET}
+    work_dir = tmp_path / "csi"
+    work_dir.mkdir()
+    with installed_chart(kube_cluster, kube_api, kube_namespace, values) as docs:
+        identity = kube_cluster.service_account_kubeconfig(kube_namespace, CONTROLLER, tmp_path / "kubeconfig")
+        with running_provisioning(kube_api, identity, kube_cluster.bin_dir, node, kube_namespace, work_dir,
+                                  resizer=True, provisioner_flags=_chart_flags(docs, "csi-provisioner"),
+                                  resizer_flags=_chart_flags(docs, "csi-resizer")) as provisioning:
+            provisioning.claim("data", storage_class, "1Gi")
+            pv = provisioning.bound_volume("data")
+            assert pv.spec.csi.driver == DRIVER
+            assert pv.spec.csi.volume_attributes["server"] == node.url
+            assert (pv.spec.csi.node_stage_secret_ref.namespace, pv.spec.csi.node_stage_secret_ref.name) == (
+                kube_namespace, ROOT_SECRET)
+            # csi-resizer reads the controller-expand secret and patches the claim's status.
+            provisioning.resize_claim("data", "2Gi")
+            wait_for(lambda: provisioning.claim_capacity("data") == "2Gi", BIND_TIMEOUT, "PVC data at 2Gi")
+            # csi-provisioner reads the provisioner secret again to delete the volume.
+            provisioning.delete_claim("data")
+            provisioning.wait_pv_gone(pv.metadata.name)
+    denials = [line for name in ("csi-provisioner.log", "csi-resizer.log")
+               for line in (work_dir / name).read_text(errors="replace").splitlines() if "forbidden" in line]
+    assert not denials, "\n".join(denials[:5])

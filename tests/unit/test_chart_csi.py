@@ -1,0 +1,228 @@
+"""The CSI objects of the chart, as rendered in ``manifests/callfs.yaml``, agree with the driver itself.
+
+The plugin's command lines parse with ``callfs-csi``'s own parser, the driver name is the one the plugin reports,
+every sidecar talks to the socket the plugin listens on, the StorageClass parameters are accepted by
+``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That the manifest is
+the chart rendered is checked by tests/e2e/test_operator_cluster.py, where helm is at hand.)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import yaml
+
+from callfs_csi import csi_pb2
+from callfs_csi.config import DRIVER_NAME, Mode
+from callfs_csi.controller import CONTROLLER_CAPABILITIES
+from callfs_csi.main import config_from_args, parser
+from callfs_csi.node import NODE_CAPABILITIES
+from callfs_csi.params import parse_parameters
+from callfs_csi.server import grpc_address
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests" / "callfs.yaml"
+TOOLS_SH = REPO / "hack" / "tools.sh"
+DOCS: list[dict[str, Any]] = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d]
+SECRET_KINDS = ("provisioner", "controller-expand", "node-stage")
+
+PLUGINS = [("Deployment", "callfs-csi-controller", Mode.CONTROLLER), ("DaemonSet", "callfs-csi-node", Mode.NODE)]
+
+
+def objects(kind: str) -> list[dict[str, Any]]:
+    return [d for d in DOCS if d["kind"] == kind]
+
+
+def one(kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in objects(kind) if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} in {MANIFESTS.name}"
+    return found[0]
+
+
+def pod_spec(kind: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = one(kind, name)["spec"]["template"]["spec"]
+    return spec
+
+
+def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = (c for c in spec["containers"] if c["name"] == name)
+    return found  # type: ignore[no-any-return]
+
+
+def flag(c: dict[str, Any], name: str) -> str:
+    """The value of ``--name=value`` among ``c``'s args."""
+    values = [a.split("=", 1)[1] for a in c.get("args", []) if a.startswith(f"--{name}=")]
+    assert len(values) == 1, f"{c['name']}: --{name} given {len(values)} times"
+    return values[0]
+
+
+def plugin_argv(c: dict[str, Any]) -> list[str]:
+    """The plugin's args with ``$(VAR)`` references expanded as kubelet would (fieldRef values made up)."""
+    env = {e["name"]: f"<{e['valueFrom']['fieldRef']['fieldPath']}>" for e in c.get("env", []) if "valueFrom" in e}
+    argv = []
+    for arg in c["args"]:
+        for name, value in env.items():
+            arg = arg.replace(f"$({name})", value)
+        assert "$(" not in arg, f"{arg}: refers to an undefined variable"
+        argv.append(arg)
+    return argv
+
+
+def volume_path(spec: dict[str, Any], c: dict[str, Any], path: str) -> tuple[str, PurePosixPath]:
+    """``(volume name, path inside the volume)`` of ``path`` as container ``c`` sees it."""
+    target = PurePosixPath(path)
+    mounts = [m for m in c.get("volumeMounts", []) if target.is_relative_to(m["mountPath"])]
+    assert mounts, f"{c['name']}: {path} is on no volume"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    return mount["name"], target.relative_to(mount["mountPath"])
+
+
+def volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = (v for v in spec["volumes"] if v["name"] == name)
+    return found  # type: ignore[no-any-return]
+
+
+def storage_class() -> dict[str, Any]:
+    (sc,) = objects("StorageClass")
+    return sc
+
+
+@pytest.mark.parametrize(("kind", "name", "mode"), PLUGINS)
+def test_plugin_command_line_parses_with_callfs_csi_parser(kind: str, name: str, mode: Mode) -> None:
+    plugin = container(pod_spec(kind, name), "callfs-csi")
+    assert plugin["command"] == ["callfs-csi"]
+    args = parser().parse_args(plugin_argv(plugin))  # exits (SystemExit 2) on an unknown or malformed option
+    config = config_from_args(args)
+    assert config.mode == mode
+    grpc_address(args.endpoint)  # raises on an endpoint the server cannot bind
+
+
+def test_node_plugin_is_named_after_its_node() -> None:
+    plugin = container(pod_spec("DaemonSet", "callfs-csi-node"), "callfs-csi")
+    assert flag(plugin, "node-id") == "$(NODE_NAME)"
+    (env,) = (e for e in plugin["env"] if e["name"] == "NODE_NAME")
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+
+def test_driver_name_is_the_one_the_plugin_reports() -> None:
+    (driver,) = objects("CSIDriver")
+    assert driver["metadata"]["name"] == DRIVER_NAME
+    assert storage_class()["provisioner"] == DRIVER_NAME
+
+
+@pytest.mark.parametrize(("kind", "name", "mode"), PLUGINS)
+def test_every_sidecar_talks_to_the_plugin_socket(kind: str, name: str, mode: Mode) -> None:
+    spec = pod_spec(kind, name)
+    plugin = container(spec, "callfs-csi")
+    endpoint = parser().parse_args(plugin_argv(plugin)).endpoint
+    socket = volume_path(spec, plugin, grpc_address(endpoint).removeprefix("unix://"))
+    sidecars = [c for c in spec["containers"] if c is not plugin]
+    assert sidecars
+    for sidecar in sidecars:
+        assert volume_path(spec, sidecar, flag(sidecar, "csi-address")) == socket, sidecar["name"]
+
+
+def pinned_version(variable: str) -> str:
+    """A version pinned at the top of hack/tools.sh (what the e2e tests build and run)."""
+    match = re.search(rf"^{variable}=(\S+)$", TOOLS_SH.read_text(), re.MULTILINE)
+    assert match, f"{variable} is not pinned in {TOOLS_SH}"
+    return match.group(1)
+
+
+def test_controller_sidecars_are_the_versions_the_e2e_tests_run() -> None:
+    spec = pod_spec("Deployment", "callfs-csi-controller")
+    images = {c["name"]: c["image"] for c in spec["containers"]}
+    assert images["csi-provisioner"] == (
+        f"registry.k8s.io/sig-storage/csi-provisioner:{pinned_version('CSI_PROVISIONER_VERSION')}")
+    assert images["csi-resizer"] == f"registry.k8s.io/sig-storage/csi-resizer:{pinned_version('CSI_RESIZER_VERSION')}"
+    assert set(images) == {"callfs-csi", "csi-provisioner", "csi-resizer", "liveness-probe"}
+    socket_volume, _ = volume_path(spec, container(spec, "callfs-csi"), "/csi/csi.sock")
+    assert volume(spec, socket_volume) == {"name": socket_volume, "emptyDir": {}}
+
+
+def test_kubelet_finds_the_node_socket_where_the_registrar_says() -> None:
+    spec = pod_spec("DaemonSet", "callfs-csi-node")
+    plugin, registrar = container(spec, "callfs-csi"), container(spec, "node-driver-registrar")
+    socket_volume, inside = volume_path(spec, plugin, grpc_address(flag(plugin, "endpoint")).removeprefix("unix://"))
+    host_dir = PurePosixPath(volume(spec, socket_volume)["hostPath"]["path"])
+    assert PurePosixPath(flag(registrar, "kubelet-registration-path")) == host_dir / inside
+    assert host_dir.name == DRIVER_NAME  # kubelet's convention: <kubelet dir>/plugins/<driver name>
+    registration, _ = volume_path(spec, registrar, "/registration/x")
+    assert volume(spec, registration)["hostPath"]["path"] == str(host_dir.parent.parent / "plugins_registry")
+
+
+def test_node_plugin_mounts_reach_the_host_and_its_state_survives_restarts() -> None:
+    spec = pod_spec("DaemonSet", "callfs-csi-node")
+    plugin = container(spec, "callfs-csi")
+    assert plugin["securityContext"]["privileged"] is True
+    kubelet_mount = next(m for m in plugin["volumeMounts"] if m["name"] == "kubelet-dir")
+    # kubelet sends host paths (staging and target paths): the plugin must see them at the same place, and its
+    # mounts there must propagate back to the host.
+    assert volume(spec, "kubelet-dir")["hostPath"]["path"] == kubelet_mount["mountPath"]
+    assert kubelet_mount.get("mountPropagation") == "Bidirectional"
+    state_volume, _ = volume_path(spec, plugin, flag(plugin, "state-dir"))
+    assert "hostPath" in volume(spec, state_volume)
+    fuse_volume, _ = volume_path(spec, plugin, "/dev/fuse")
+    assert volume(spec, fuse_volume)["hostPath"] == {"path": "/dev/fuse", "type": "CharDevice"}
+
+
+def test_node_plugin_is_replaced_only_when_its_pod_is_deleted() -> None:
+    assert one("DaemonSet", "callfs-csi-node")["spec"]["updateStrategy"] == {"type": "OnDelete"}
+
+
+def test_storage_class_parameters_are_accepted_by_the_driver() -> None:
+    sc = storage_class()
+    parameters = sc["parameters"]
+    parse_parameters(parameters)  # raises InvalidArgument on an unknown key or a malformed value
+    assert sc["allowVolumeExpansion"] is True
+    assert sc["volumeBindingMode"] == "Immediate"
+    prefix = "csi.storage.k8s.io/"
+    secrets = {(parameters[f"{prefix}{kind}-secret-namespace"], parameters[f"{prefix}{kind}-secret-name"])
+               for kind in SECRET_KINDS}
+    assert len(secrets) == 1  # one Secret for every call; the controller's Role names it
+
+
+def test_controller_may_read_exactly_the_storage_class_secret() -> None:
+    parameters = storage_class()["parameters"]
+    namespace = parameters["csi.storage.k8s.io/provisioner-secret-namespace"]
+    name = parameters["csi.storage.k8s.io/provisioner-secret-name"]
+    role = one("Role", "callfs-csi-controller-secret")
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get"]}]
+    secret_rules = [r for r in one("ClusterRole", "callfs-csi-controller")["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == []
+
+
+def test_controller_runs_as_the_service_account_its_roles_are_bound_to() -> None:
+    spec = pod_spec("Deployment", "callfs-csi-controller")
+    account = spec["serviceAccountName"]
+    namespace = one("Deployment", "callfs-csi-controller")["metadata"]["namespace"]
+    bindings = (("ClusterRoleBinding", "callfs-csi-controller"), ("RoleBinding", "callfs-csi-controller-secret"))
+    for kind, name in bindings:
+        assert one(kind, name)["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+
+
+def test_leader_election_goes_with_several_controller_replicas() -> None:
+    deployment = one("Deployment", "callfs-csi-controller")
+    several = deployment["spec"]["replicas"] > 1
+    spec = deployment["spec"]["template"]["spec"]
+    for sidecar in ("csi-provisioner", "csi-resizer"):
+        assert flag(container(spec, sidecar), "leader-election") == str(several).lower()
+    assert any(r["metadata"]["name"] == "callfs-csi-controller-leader-election" for r in objects("Role")) == several
+    if not several:
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_csi_driver_object_promises_what_the_driver_advertises() -> None:
+    (driver,) = objects("CSIDriver")
+    spec = driver["spec"]
+    publishes = csi_pb2.ControllerServiceCapability.RPC.PUBLISH_UNPUBLISH_VOLUME in CONTROLLER_CAPABILITIES
+    assert spec["attachRequired"] is publishes is False
+    # The pod's fsGroup reaches the driver as volume_mount_group (callfs-mount --gid), whatever the access mode.
+    assert csi_pb2.NodeServiceCapability.RPC.VOLUME_MOUNT_GROUP in NODE_CAPABILITIES
+    assert spec["fsGroupPolicy"] == "File"
+    assert spec["volumeLifecycleModes"] == ["Persistent"]
+    assert spec["podInfoOnMount"] is False
