@@ -35,6 +35,7 @@ from callfs_operator.metrics import OperatorMetrics
 from callfs_operator.node_report import PROBE_TIMEOUT, NodeReporter
 
 DEFAULT_RESYNC_SECONDS = 30.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,6 +128,10 @@ async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics
     reconciler.reporter = NodeReporter(reconciler.children, timeout=options.node_probe_timeout,
                                        enabled=options.node_probe)
     register(registry, reconciler, connection_info(api), options.resync_interval)
+    if options.peering is not None:
+        # A follower starts paused and stays so silently while a higher priority is alive: say which it is.
+        log.info("kopf peering %r with priority %d (the highest live replica reconciles)", options.peering,
+                 options.peering_priority)
     await kopf.operator(
         registry=registry,
         clusterwide=options.all_namespaces,

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +22,7 @@ import yaml
 from kubernetes import client as kclient
 
 from support.kube import KubeCluster, wait_for
-from support.redis_server import free_port
+from support.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -63,55 +58,11 @@ def operator_kubeconfig(kube_cluster: KubeCluster, crd: str, tmp_path_factory: p
     return kube_cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, "callfs-operator", path)
 
 
-@dataclass
-class OperatorProcess:
-    """The operator subprocess; :meth:`start` waits for its ``/healthz``. All runs append to ``log``."""
-
-    kubeconfig: Path
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, resync: float = RESYNC) -> None:
-        port = free_port()
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-                 str(self.kubeconfig), "--health-port", str(port), "--resync-interval", str(resync)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )
-        process = self.process
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"operator exited with {process.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                    return response.status == 200
-            except (urllib.error.URLError, OSError):
-                return False
-
-        wait_for(healthy, 60, "the operator's /healthz")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def read_log(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def operator(operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The operator process (cluster-wide, as its ServiceAccount). SIGTERM at the end."""
     running = OperatorProcess(operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    running.start()
+    running.start(RESYNC)
     try:
         yield running
     finally:

@@ -11,10 +11,6 @@ The file is applied unchanged with ``kubectl apply -n <namespace> -f``, and the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ import yaml
 from kubernetes import client as kclient
 
 from support.kube import KubeCluster, wait_for
-from support.redis_server import free_port
+from support.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -42,35 +38,12 @@ def operator(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory
     end."""
     kube_cluster.kubectl("apply", "-f", str(CRD))
     kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/callfsclusters.callfs.io")
-    log = tmp_path_factory.mktemp("operator-examples") / "operator.log"
-    port = free_port()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "callfs_operator.main", "--all-namespaces", "--kubeconfig",
-             str(kube_cluster.kubeconfig), "--health-port", str(port), "--resync-interval", "1",
-             "--listen-address", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"operator exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
+    running = OperatorProcess(kube_cluster.kubeconfig, tmp_path_factory.mktemp("operator-examples") / "operator.log")
     try:
-        wait_for(healthy, 60, "the operator's /healthz")
-        yield log
+        running.start(resync=1)
+        yield running.log
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        running.stop()
 
 
 def default_storage_class(api: kclient.ApiClient) -> str:
