@@ -17,9 +17,11 @@ Secrets (the standard ``csi.storage.k8s.io/provisioner-secret-name``/``-namespac
 ``controller-expand-secret-*`` and ``node-stage-secret-*`` StorageClass parameters make Kubernetes put the
 Secret's data in each request's ``secrets`` field):
 
-* ``apiKey``: a CallFS API key. The controller sets and changes directory quotas, which the server allows to
-  ``root`` only, so the provisioner and controller-expand secrets must hold a key of user ``root``; the
-  node-stage secret's key is the identity the mount acts as (root too, unless a narrower user owns the volumes).
+* ``apiKey`` (or ``api-key``, the key of the ``<name>-api-key`` Secret a ``CallFSCluster``'s operator generates,
+  so that a StorageClass can name that Secret directly): a CallFS API key. The controller sets and changes
+  directory quotas, which the server allows to ``root`` only, so the provisioner and controller-expand secrets
+  must hold a key of user ``root``; the node-stage secret's key is the identity the mount acts as (root too,
+  unless a narrower user owns the volumes).
 * ``serverURL`` (optional): the cluster's URL when the StorageClass names none.
 
 Pure functions; errors are :class:`~callfs_csi.errors.InvalidArgument` with the offending key in the message.
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 API_KEY_SECRET: Final = "apiKey"  # noqa: S105 - the name of a secret key, not a secret
+OPERATOR_API_KEY_SECRET: Final = "api-key"  # noqa: S105 - the key in a CallFSCluster's generated Secret
 SERVER_SECRET: Final = "serverURL"  # noqa: S105
 CLIENT_SERVICE_PORT: Final = 8443
 """Port of a ``CallFSCluster``'s client Service."""
@@ -185,7 +188,8 @@ def credentials(
     secrets: Mapping[str, str], server: str | None, default: Credentials | None
 ) -> Credentials:
     """The credentials of a request: the volume's ``server`` (else the secret's ``serverURL``, else the
-    default's) with the secret's ``apiKey`` (else the default key, when the server is the default one).
+    default's) with the secret's ``apiKey`` (else its ``api-key``, else the default key, when the server is the
+    default one).
 
     Raises:
         InvalidArgument: no server can be determined, or no key for it (spec: missing secrets are
@@ -199,9 +203,9 @@ def credentials(
                 f"no CallFS cluster: set StorageClass parameter server or cluster, or secret {SERVER_SECRET}"
             )
         server = default.server
-    key = secrets.get(API_KEY_SECRET, "")
+    key = secrets.get(API_KEY_SECRET) or secrets.get(OPERATOR_API_KEY_SECRET, "")
     if not key:
         if default is None or default.server.rstrip("/") != server.rstrip("/"):
-            raise InvalidArgument(f"secret {API_KEY_SECRET} is required for {server}")
+            raise InvalidArgument(f"secret {API_KEY_SECRET} (or {OPERATOR_API_KEY_SECRET}) is required for {server}")
         key = default.api_key
     return Credentials(server.rstrip("/"), key)

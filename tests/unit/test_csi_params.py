@@ -65,6 +65,13 @@ def test_secret_key_wins_over_the_default_key() -> None:
     assert creds == Credentials(DEFAULT.server, "secret-key-0123456789")
 
 
+def test_the_operators_generated_secret_works_as_it_is() -> None:
+    # <name>-api-key, made by the CallFSCluster operator, holds the root key under "api-key".
+    assert credentials({"api-key": "root-key-0123456789"}, None, DEFAULT).api_key == "root-key-0123456789"
+    both = {"apiKey": "csi-key-0123456789", "api-key": "root-key-0123456789"}
+    assert credentials(both, None, DEFAULT).api_key == "csi-key-0123456789"
+
+
 def test_default_key_serves_the_default_server_only() -> None:
     assert credentials({}, DEFAULT.server + "/", DEFAULT) == DEFAULT
     with pytest.raises(InvalidArgument, match="apiKey"):
