@@ -181,18 +181,22 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             return csi_pb2.DeleteVolumeResponse()  # no volume can have this ID: already gone
         async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
             policy = await _on_delete_policy(fs, ref)
+            outcome = "was already gone"  # an idempotent retry, or a directory removed by hand
             if await fs.exists(ref.path):
                 if policy is OnDelete.DELETE:
                     with contextlib.suppress(fs_errors.NotFound):
                         await fs.delete(ref.path, recursive=True)
+                    outcome = "deleted its directory"
                 elif policy is OnDelete.ARCHIVE:
                     destination = archive_path(ref.name, datetime.now(UTC))
                     await fs.mkdir(ARCHIVE_ROOT)
                     await fs.move(ref.path, destination, create_parents=True)
-                    log.info("archived volume %s to %s", ref.volume_id, destination)
+                    outcome = f"archived its directory to {destination}"
+                else:
+                    outcome = f"kept its directory {ref.path}"
             with contextlib.suppress(fs_errors.NotFound):
                 await fs.delete(ref.record_path)
-        log.info("deleted volume %s (onDelete=%s)", ref.volume_id, policy.value)
+        log.info("deleted volume %s (onDelete=%s): %s", ref.volume_id, policy.value, outcome)
         return csi_pb2.DeleteVolumeResponse()
 
     # ---- capabilities, validation ---------------------------------------------------------------------------
