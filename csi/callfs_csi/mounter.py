@@ -28,12 +28,14 @@ from callfs_csi.errors import Internal, InvalidArgument
 __all__ = [
     "FUSE_FSTYPE",
     "MOUNTINFO",
+    "CommandResult",
     "MountEntry",
     "Mounter",
     "PathStatus",
     "mount_flag_options",
     "parse_mountinfo",
     "path_status",
+    "run_command",
 ]
 
 MOUNTINFO: Final = "/proc/self/mountinfo"
@@ -239,7 +241,23 @@ class Mounter:
         raise Internal(f"{path} is still mounted after repeated umount")
 
 
-async def _run(argv: list[str], what: str) -> None:
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How a command ended: its exit ``code`` (``None`` when it was killed after the timeout) and the last
+    64 KiB of its ``stderr``, decoded."""
+
+    code: int | None
+    stderr: str
+
+    def last_line(self) -> str:
+        """The last line of ``stderr`` (a failing ``callfs-mount`` says why there), or ``"no message"``."""
+        lines = self.stderr.strip().splitlines()
+        return lines[-1] if lines else "no message"
+
+
+async def run_command(argv: Sequence[str], time_limit: float) -> CommandResult:
+    """Run ``argv`` in its own session (stdin and stdout ``/dev/null``) and wait up to ``time_limit`` seconds;
+    a command still running then is killed (SIGKILL) and its result has ``code=None``."""
     # stderr goes to a file, not a pipe: a daemonising child could keep a pipe open long after its parent has
     # exited, and we wait for the parent only.
     with tempfile.TemporaryFile() as errors:
@@ -247,13 +265,21 @@ async def _run(argv: list[str], what: str) -> None:
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=errors,
             start_new_session=True,
         )
+        code: int | None
         try:
-            await asyncio.wait_for(process.wait(), COMMAND_TIMEOUT)
+            code = await asyncio.wait_for(process.wait(), time_limit)
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise Internal(f"{what} timed out after {COMMAND_TIMEOUT:.0f}s") from None
-        if process.returncode != 0:
-            errors.seek(0)
-            lines = errors.read(65536).decode(errors="replace").strip().splitlines()
-            raise Internal(f"{what} failed ({process.returncode}): {lines[-1] if lines else 'no message'}")
+            code = None
+        errors.seek(0, os.SEEK_END)
+        errors.seek(max(0, errors.tell() - 65536))
+        return CommandResult(code, errors.read().decode(errors="replace"))
+
+
+async def _run(argv: list[str], what: str) -> None:
+    result = await run_command(argv, COMMAND_TIMEOUT)
+    if result.code is None:
+        raise Internal(f"{what} timed out after {COMMAND_TIMEOUT:.0f}s")
+    if result.code != 0:
+        raise Internal(f"{what} failed ({result.code}): {result.last_line()}")
