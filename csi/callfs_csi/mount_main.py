@@ -4,11 +4,16 @@ Usage::
 
     callfs-mount SERVER_URL VOLUME_PATH MOUNTPOINT --key-file FILE [--read-only] [--uid N] [--gid N]
                  [--fs-name NAME] [--option KEY=VALUE ...] [--foreground] [--log-file FILE] [--pid-file FILE]
+                 [--via-service SOCKET]
 
 Without ``--foreground`` the command daemonises the mount into its own session and exits 0 once the mount
 is live, or 1 with one line on stderr (``callfs-mount: <reason>``). Bad arguments exit 2. Unmount with
 ``fusermount3 -u MOUNTPOINT``; the daemon then exits 0. The readiness handshake: :mod:`callfs_csi.fuse.daemon`;
 the filesystem semantics: :mod:`callfs_csi.fuse.fs`.
+
+With ``--via-service SOCKET`` the command mounts nothing itself: it sends its other arguments to the
+``callfs-mount-service`` listening there (:mod:`callfs_csi.mount_service`), which runs ``callfs-mount`` with
+them, and exits as that did (same contract; 1 and one line when the service cannot be reached).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from callfs.errors import BadRequest
 from callfs_csi.fuse.daemon import Readiness, spawn_daemon
@@ -27,10 +33,28 @@ READY_GRACE = 30.0
 """Seconds the command waits for readiness beyond the request deadline (libfuse start, first requests)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser (``--help`` text included)."""
-    parser = argparse.ArgumentParser(
-        prog="callfs-mount",
+VIA_SERVICE = "--via-service"
+
+
+class ArgumentsRefused(ValueError):
+    """Arguments the parser of a service request does not accept; the message is argparse's."""
+
+
+class _RequestParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsRefused(message)
+
+
+def build_parser(*, service_request: bool = False) -> argparse.ArgumentParser:
+    """The command-line parser (``--help`` text included). Options are spelled in full (no abbreviations), so
+    ``--via-service`` is recognised and removed exactly (:func:`without_via_service`).
+
+    ``service_request=True`` gives the parser the mount service checks a request's arguments with
+    (:mod:`callfs_csi.mount_service`): the same arguments without ``--help`` and ``--via-service`` (the service
+    mounts itself), whose errors raise :class:`ArgumentsRefused` instead of printing usage and exiting.
+    """
+    parser = (_RequestParser if service_request else argparse.ArgumentParser)(
+        prog="callfs-mount", add_help=not service_request, allow_abbrev=False,
         description="Mount the CallFS directory VOLUME_PATH of the cluster at SERVER_URL on MOUNTPOINT (FUSE).",
         epilog="Unmount with: fusermount3 -u MOUNTPOINT. Tuning options (--option): attr_timeout=SECONDS, "
         "negative_timeout=SECONDS, request_deadline=SECONDS, read_ahead=BLOCKS, spool_dir=DIR, quiet; any "
@@ -53,7 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "when daemonised, stderr in the foreground)")
     parser.add_argument("--pid-file", default=None, metavar="FILE", help="write the daemon's pid here")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    if not service_request:
+        parser.add_argument(VIA_SERVICE, default=None, metavar="SOCKET",
+                            help="do not mount here: have the callfs-mount-service listening on this unix socket "
+                            "run callfs-mount with the other arguments (the daemon then lives in its container)")
     return parser
+
+
+def without_via_service(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--via-service SOCKET`` / ``--via-service=SOCKET``: what a mount service is sent."""
+    rest: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == VIA_SERVICE:
+            skip = True
+        elif not arg.startswith(VIA_SERVICE + "="):
+            rest.append(arg)
+    return rest
 
 
 def _read_key(path: str) -> str:
@@ -81,8 +123,21 @@ def _configure_logging(level: str, log_file: str | None, *, daemon: bool) -> Non
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``callfs-mount``; returns (and exits with) 0 on success, 1 when the mount failed,
     2 for bad arguments."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
+    if args.via_service is not None:
+        # Imported here: the service module imports this one (for the parser).
+        from callfs_csi.mount_service import MountServiceError, request_mount
+
+        try:
+            reply = request_mount(args.via_service, without_via_service(arguments))
+        except MountServiceError as exc:
+            print(f"callfs-mount: {exc}", file=sys.stderr)
+            return 1
+        if reply.stderr.strip():
+            print(reply.stderr.rstrip("\n"), file=sys.stderr)
+        return reply.exit_code
     try:
         settings = build_settings(
             server_url=args.server_url, volume_path=args.volume_path, mountpoint=args.mountpoint,
