@@ -7,167 +7,21 @@ the target path.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from callfs_csi import csi_pb2, csi_pb2_grpc
+from callfs_csi import csi_pb2
+from support.csi_plugin import Mode, Plugin, is_stale, mount_points_under, poll, readable, unmount_all_under
 from support.node import NodeProcess
-
-START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its socket
-Mode = csi_pb2.VolumeCapability.AccessMode
-
-
-def mount_capability(
-    mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = (), group: str = ""
-) -> csi_pb2.VolumeCapability:
-    mount = csi_pb2.VolumeCapability.MountVolume(mount_flags=list(flags), volume_mount_group=group)
-    return csi_pb2.VolumeCapability(mount=mount, access_mode=Mode(mode=mode))  # type: ignore[arg-type]
-
-
-def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def is_stale(path: Path) -> bool:
-    """True once ``path`` answers ``ENOTCONN``/``ECONNABORTED`` (its FUSE daemon is gone)."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTCONN, errno.ECONNABORTED):
-            return True
-        raise
-    return False
-
-
-def readable(path: Path) -> bool:
-    try:
-        path.read_bytes()
-    except OSError:
-        return False
-    return True
-
-
-def mount_points_under(base: Path) -> list[str]:
-    prefix = str(base) + "/"
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split(" ")[4].replace("\\040", " ")
-        if point.startswith(prefix):
-            points.append(point)
-    return points
-
-
-@dataclass
-class Plugin:
-    """One ``callfs-csi`` process; :meth:`start` again after :meth:`kill` to restart it on the same state."""
-
-    node: NodeProcess
-    base: Path
-    process: subprocess.Popen[bytes] | None = None
-    channel: grpc.Channel | None = None
-    secrets: dict[str, str] = field(default_factory=dict)
-    repair_interval: float = 0.0
-    """``--repair-interval``; 0 (only at start) unless a test is about the running plugin's repairs."""
-
-    @property
-    def socket(self) -> Path:
-        return self.base / "csi.sock"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.base / "state"
-
-    def start(self) -> None:
-        key_file = self.base / "root.key"
-        key_file.write_text(self.node.key_for("root"))
-        key_file.chmod(0o600)
-        with contextlib.suppress(FileNotFoundError):
-            self.socket.unlink()
-        log = (self.base / "csi.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "callfs_csi.main", "--endpoint", f"unix://{self.socket}", "--mode", "all",
-             "--node-id", "test-node", "--state-dir", str(self.state_dir), "--server", self.node.url,
-             "--api-key-file", str(key_file), "--repair-interval", str(self.repair_interval)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        poll(lambda: self.socket.exists() or self.process is None or self.process.poll() is not None,
-             START_TIMEOUT, "the plugin socket")
-        assert self.process.poll() is None, self.log_tail()
-        self.channel = grpc.insecure_channel(f"unix://{self.socket}")
-        grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT)
-
-    def kill(self) -> None:
-        """SIGKILL, like an OOM kill or a node-plugin pod deletion."""
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def log_tail(self) -> str:
-        return "\n".join((self.base / "csi.log").read_text(errors="replace").splitlines()[-40:])
-
-    @property
-    def controller(self) -> csi_pb2_grpc.ControllerStub:
-        return csi_pb2_grpc.ControllerStub(self.channel)
-
-    @property
-    def node_service(self) -> csi_pb2_grpc.NodeStub:
-        return csi_pb2_grpc.NodeStub(self.channel)
-
-    def create(self, name: str, size: int = 64 << 20) -> csi_pb2.Volume:
-        response = self.controller.CreateVolume(csi_pb2.CreateVolumeRequest(
-            name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
-            volume_capabilities=[mount_capability()], secrets=self.secrets))
-        return response.volume
-
-    def stage(self, volume: csi_pb2.Volume, staging: Path, mode: int = Mode.SINGLE_NODE_WRITER,
-              group: str = "") -> None:
-        staging.mkdir(parents=True, exist_ok=True)
-        self.node_service.NodeStageVolume(csi_pb2.NodeStageVolumeRequest(
-            volume_id=volume.volume_id, staging_target_path=str(staging),
-            volume_capability=mount_capability(mode, group=group),
-            volume_context=volume.volume_context, secrets=self.secrets))
-
-    def publish(self, volume: csi_pb2.Volume, staging: Path, target: Path, *, readonly: bool = False,
-                mode: int = Mode.SINGLE_NODE_WRITER, flags: tuple[str, ...] = ()) -> None:
-        self.node_service.NodePublishVolume(csi_pb2.NodePublishVolumeRequest(
-            volume_id=volume.volume_id, staging_target_path=str(staging), target_path=str(target),
-            volume_capability=mount_capability(mode, flags), readonly=readonly,
-            volume_context=volume.volume_context, secrets=self.secrets))
-
-    def stats(self, volume: csi_pb2.Volume, path: Path) -> csi_pb2.NodeGetVolumeStatsResponse:
-        return self.node_service.NodeGetVolumeStats(csi_pb2.NodeGetVolumeStatsRequest(
-            volume_id=volume.volume_id, volume_path=str(path)))
-
-    def daemon_pid(self, volume: csi_pb2.Volume) -> int:
-        from callfs_csi.state import StateStore
-
-        return int(StateStore(self.state_dir).pid_file_for(volume.volume_id).read_text().strip())
 
 
 @pytest.fixture
@@ -180,9 +34,7 @@ def plugin(node: NodeProcess, tmp_path: Path) -> Iterator[Plugin]:
         yield started
     finally:
         started.kill()
-        for point in sorted(mount_points_under(tmp_path), reverse=True):
-            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", point], capture_output=True)
+        unmount_all_under(tmp_path)
 
 
 def test_stage_and_publish_serve_files_and_record_the_state(plugin: Plugin, tmp_path: Path) -> None:

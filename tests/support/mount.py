@@ -1,10 +1,10 @@
 """Real FUSE mounts of a node's volume with ``callfs-mount``, unmounted in teardown whatever happened.
 
 Fixture ``mount_factory(node, volume="/volumes/<name>", *, user="root", options=(), read_only=False,
-foreground=False)`` creates the volume directory (as root), mounts it under the test's temporary directory
-with the daemonised ``callfs-mount`` (the CLI, as the CSI node plugin runs it) and returns a
-:class:`MountedVolume`. Teardown: ``fusermount3 -u`` every mountpoint (``umount -l`` when that fails, e.g. a
-busy or stale mount), then waits for each daemon to exit.
+mount_command=MOUNT_COMMAND)`` creates the volume directory (as root), mounts it under the test's temporary
+directory with the daemonised ``callfs-mount`` (the CLI, as the CSI node plugin runs it; ``mount_command`` may
+add options in front, e.g. ``--via-service``) and returns a :class:`MountedVolume`. Teardown: ``fusermount3 -u``
+every mountpoint (``umount -l`` when that fails, e.g. a busy or stale mount), then waits for each daemon to exit.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ class MountedVolume:
 
 
 def mount_args(node: NodeProcess, volume: str, mountpoint: Path, key_file: Path, *, pid_file: Path,
-               log_file: Path, options: Sequence[str] = (), read_only: bool = False) -> list[str]:
+               log_file: Path, options: Sequence[str] = (), read_only: bool = False,
+               mount_command: Sequence[str] = MOUNT_COMMAND) -> list[str]:
     """The ``callfs-mount`` command line for these arguments."""
-    args = [*MOUNT_COMMAND, node.url, volume, str(mountpoint), "--key-file", str(key_file),
+    args = [*mount_command, node.url, volume, str(mountpoint), "--key-file", str(key_file),
             "--pid-file", str(pid_file), "--log-file", str(log_file)]
     for option in options:
         args += ["--option", option]
@@ -88,17 +89,22 @@ def unmount(path: Path) -> None:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
 
 
+def has_exited(pid: int) -> bool:
+    """True when process ``pid`` is gone, or a zombie whose threads have all exited (a thread-group leader
+    turns zombie while other threads still run and hold the FUSE device open)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state == "Z" and threads <= 1
+
+
 def wait_for_exit(pid: int, timeout: float = 15.0) -> bool:
-    """Poll until process ``pid`` is gone, or a zombie whose threads have all exited (a thread-group leader
-    turns zombie while other threads still run and hold the FUSE device open); False after ``timeout``."""
+    """Poll until :func:`has_exited` (``pid``); False after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            threads = len(os.listdir(f"/proc/{pid}/task"))
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state == "Z" and threads <= 1:
+        if has_exited(pid):
             return True
         time.sleep(0.05)
     return False
@@ -119,7 +125,8 @@ def mount_factory(tmp_path: Path) -> Iterator[Callable[..., MountedVolume]]:
     mounted: list[MountedVolume] = []
 
     def make(node: NodeProcess, volume: str | None = None, *, user: str = "root", options: Sequence[str] = (),
-             read_only: bool = False, create: bool = True, via_starter: bool = False) -> MountedVolume:
+             read_only: bool = False, create: bool = True, via_starter: bool = False,
+             mount_command: Sequence[str] = MOUNT_COMMAND) -> MountedVolume:
         volume = volume or f"/volumes/pvc-{secrets.token_hex(4)}"
         if create:
             make_volume(node, volume)
@@ -134,7 +141,7 @@ def mount_factory(tmp_path: Path) -> Iterator[Callable[..., MountedVolume]]:
         mount = MountedVolume(path=mountpoint, volume=volume, node=node, pid_file=base / "pid",
                               log_file=base / "mount.log")
         args = mount_args(node, volume, mountpoint, key_file, pid_file=mount.pid_file, log_file=mount.log_file,
-                          options=options, read_only=read_only)
+                          options=options, read_only=read_only, mount_command=mount_command)
         mounted.append(mount)
         if via_starter:
             mount.starter = subprocess.Popen([sys.executable, "-c", STARTER, *args], stdout=subprocess.PIPE,
