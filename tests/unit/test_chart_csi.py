@@ -1,7 +1,8 @@
 """The CSI objects of the chart, as rendered in ``manifests/callfs.yaml``, agree with the driver itself.
 
 The plugin's command lines parse with ``callfs-csi``'s own parser, the driver name is the one the plugin reports,
-every sidecar talks to the socket the plugin listens on, the StorageClass parameters are accepted by
+every sidecar talks to the socket the plugin listens on, the node plugin mounts through the socket the mount
+service listens on (and the service sees the plugin's paths), the StorageClass parameters are accepted by
 ``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That the manifest is
 the chart rendered is checked by tests/e2e/test_operator_cluster.py, where helm is at hand.)
 """
@@ -9,6 +10,7 @@ the chart rendered is checked by tests/e2e/test_operator_cluster.py, where helm 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,6 +21,8 @@ from callfs_csi import csi_pb2
 from callfs_csi.config import DRIVER_NAME, Mode
 from callfs_csi.controller import CONTROLLER_CAPABILITIES
 from callfs_csi.main import config_from_args, parser
+from callfs_csi.mount_main import build_parser as mount_parser
+from callfs_csi.mount_service import parser as mount_service_parser
 from callfs_csi.node import NODE_CAPABILITIES
 from callfs_csi.params import parse_parameters
 from callfs_csi.server import grpc_address
@@ -30,6 +34,7 @@ DOCS: list[dict[str, Any]] = [d for d in yaml.safe_load_all(MANIFESTS.read_text(
 SECRET_KINDS = ("provisioner", "controller-expand", "node-stage")
 
 PLUGINS = [("Deployment", "callfs-csi-controller", Mode.CONTROLLER), ("DaemonSet", "callfs-csi-node", Mode.NODE)]
+MOUNT_SERVICE = "callfs-mount-service"
 
 
 def objects(kind: str) -> list[dict[str, Any]]:
@@ -119,7 +124,7 @@ def test_every_sidecar_talks_to_the_plugin_socket(kind: str, name: str, mode: Mo
     plugin = container(spec, "callfs-csi")
     endpoint = parser().parse_args(plugin_argv(plugin)).endpoint
     socket = volume_path(spec, plugin, grpc_address(endpoint).removeprefix("unix://"))
-    sidecars = [c for c in spec["containers"] if c is not plugin]
+    sidecars = [c for c in spec["containers"] if c is not plugin and c["name"] != MOUNT_SERVICE]
     assert sidecars
     for sidecar in sidecars:
         assert volume_path(spec, sidecar, flag(sidecar, "csi-address")) == socket, sidecar["name"]
@@ -167,6 +172,39 @@ def test_node_plugin_mounts_reach_the_host_and_its_state_survives_restarts() -> 
     assert "hostPath" in volume(spec, state_volume)
     fuse_volume, _ = volume_path(spec, plugin, "/dev/fuse")
     assert volume(spec, fuse_volume)["hostPath"] == {"path": "/dev/fuse", "type": "CharDevice"}
+
+
+def test_node_plugin_mounts_through_the_socket_the_mount_service_listens_on() -> None:
+    spec = pod_spec("DaemonSet", "callfs-csi-node")
+    plugin, service = container(spec, "callfs-csi"), container(spec, MOUNT_SERVICE)
+    mount_command = shlex.split(parser().parse_args(plugin_argv(plugin)).mount_command)
+    assert mount_command[0] == "callfs-mount"
+    # What the plugin runs: the mount command, then the arguments it adds (callfs_csi.mounter.Mounter.mount_fuse).
+    mount_args = mount_parser().parse_args(
+        [*mount_command[1:], "http://callfs:8443", "/volumes/pvc-1", "/var/lib/kubelet/staging", "--key-file", "k"])
+    assert service["command"] == [MOUNT_SERVICE]
+    listening = mount_service_parser().parse_args(service["args"]).socket  # exits (SystemExit 2) on a bad option
+    assert mount_args.via_service == listening
+    socket_volume = volume_path(spec, plugin, mount_args.via_service)
+    assert socket_volume == volume_path(spec, service, listening)
+    assert volume(spec, socket_volume[0]) == {"name": socket_volume[0], "emptyDir": {}}
+
+
+def test_mount_service_sees_the_plugin_paths_and_its_mounts_reach_the_host() -> None:
+    spec = pod_spec("DaemonSet", "callfs-csi-node")
+    plugin, service = container(spec, "callfs-csi"), container(spec, MOUNT_SERVICE)
+    assert service["securityContext"]["privileged"] is True
+    # callfs-mount is handed the plugin's staging path (kubelet directory) and key/pid/log files (state
+    # directory): the service must see each on the same volume at the same path.
+    kubelet_dir = next(m for m in plugin["volumeMounts"] if m["name"] == "kubelet-dir")["mountPath"]
+    for path in (f"{kubelet_dir}/plugins/kubernetes.io/csi/x/globalmount", f"{flag(plugin, 'state-dir')}/keys/k"):
+        assert volume_path(spec, service, path) == volume_path(spec, plugin, path), path
+    kubelet_mount = next(m for m in service["volumeMounts"] if m["name"] == "kubelet-dir")
+    assert kubelet_mount.get("mountPropagation") == "Bidirectional"
+    assert volume_path(spec, service, "/dev/fuse")[0] == volume_path(spec, plugin, "/dev/fuse")[0]
+    # The daemons' pid files are read by the plugin in /proc: one PID namespace for the pod.
+    assert spec["shareProcessNamespace"] is True
+    assert "livenessProbe" not in service  # restarting this container would take every mount down
 
 
 def test_node_plugin_is_replaced_only_when_its_pod_is_deleted() -> None:
