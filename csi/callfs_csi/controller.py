@@ -58,7 +58,7 @@ from callfs_csi.volume import (
     validate_name,
 )
 
-__all__ = ["ControllerService"]
+__all__ = ["ControllerService", "check_snapshot_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self.config = config
         self.locks = KeyedLocks()
 
-    def _client(self, creds: Credentials) -> CallFSClient:
+    def client(self, creds: Credentials) -> CallFSClient:
+        """A REST client of the cluster ``creds`` name, with the driver's request timeout (seconds)."""
         return client_for(creds, self.config.request_timeout)
 
-    def _default_server(self) -> str | None:
+    def default_server(self) -> str | None:
+        """The default cluster's URL, which IDs of its volumes and snapshots leave out; ``None``: no default."""
         return self.config.default.server if self.config.default else None
 
     def _locate(self, volume_id: str, secrets: Mapping[str, str]) -> tuple[VolumeRef | None, Credentials | None]:
@@ -120,10 +122,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
         capacity = requested_capacity(required, limit, self.config.default_capacity)
         creds = credentials(request.secrets, params.server, self.config.default)
-        ref = VolumeRef.on(name, creds.server, self._default_server())
+        ref = VolumeRef.on(name, creds.server, self.default_server())
         if source is not None and source.ref.server != ref.server:
             raise InvalidArgument(f"source {source.id} is on another cluster than {ref.volume_id}")
-        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+        async with self.locks.hold(ref.volume_id), self.client(creds) as fs:
             existing = await _quota_or_none(fs, ref.path)
             if existing is not None and existing.bytes_limit is not None:
                 if not capacity_fits(existing.bytes_limit, required, limit):
@@ -179,7 +181,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.volume_id, request.secrets)
         if ref is None or creds is None:
             return csi_pb2.DeleteVolumeResponse()  # no volume can have this ID: already gone
-        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+        async with self.locks.hold(ref.volume_id), self.client(creds) as fs:
             policy = await _on_delete_policy(fs, ref)
             outcome = "was already gone"  # an idempotent retry, or a directory removed by hand
             if await fs.exists(ref.path):
@@ -223,7 +225,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.volume_id, request.secrets)
         if ref is None or creds is None:
             raise NotFound(f"volume {request.volume_id} does not exist")
-        async with self._client(creds) as fs:
+        async with self.client(creds) as fs:
             if not await fs.exists(ref.path):
                 raise NotFound(f"volume {request.volume_id} does not exist")
         reasons = [r for r in map(unsupported_reason, request.volume_capabilities) if r]
@@ -255,7 +257,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("max_entries must not be negative")
         after = decode_list_token(request.starting_token) if request.starting_token else None
         creds = self._default_creds("ListVolumes")
-        async with self._client(creds) as fs:
+        async with self.client(creds) as fs:
             try:
                 items = await fs.list_dir(VOLUMES_ROOT)
             except fs_errors.NotFound:
@@ -291,7 +293,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.volume_id, {})
         if ref is None or creds is None:
             raise NotFound(f"volume {request.volume_id} does not exist")
-        async with self._client(creds) as fs:
+        async with self.client(creds) as fs:
             if not await fs.exists(ref.path):
                 raise NotFound(f"volume {request.volume_id} does not exist")
             found = await _quota_or_none(fs, ref.path)
@@ -338,7 +340,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.volume_id, request.secrets)
         if ref is None or creds is None:
             raise NotFound(f"volume {request.volume_id} does not exist")
-        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+        async with self.locks.hold(ref.volume_id), self.client(creds) as fs:
             found = await _quota_or_none(fs, ref.path)
             if found is None:
                 if not await fs.exists(ref.path):
@@ -365,7 +367,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.volume_id, request.secrets)
         if ref is None or creds is None:
             raise NotFound(f"volume {request.volume_id} does not exist")
-        async with self.locks.hold(ref.volume_id), self._client(creds) as fs:
+        async with self.locks.hold(ref.volume_id), self.client(creds) as fs:
             if not await fs.exists(ref.path):
                 raise NotFound(f"volume {request.volume_id} does not exist")
             if mutable.on_delete is not None:
@@ -390,43 +392,78 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         name = validate_name(request.name)
         if not request.source_volume_id:
             raise InvalidArgument("source_volume_id is required")
-        unknown = sorted(k for k in request.parameters if not k.startswith("csi.storage.k8s.io/"))
-        if unknown:
-            raise InvalidArgument(f"unsupported snapshot parameter(s) {', '.join(unknown)}")
+        check_snapshot_parameters(request.parameters)
         source = parse_volume_id(request.source_volume_id)
         if source is None:
             raise NotFound(f"source volume {request.source_volume_id} does not exist")
         creds = credentials(request.secrets, source.server, self.config.default)
-        ref = VolumeRef.on(name, creds.server, self._default_server())
-        async with self.locks.hold("snapshot:" + ref.volume_id), self._client(creds) as fs:
-            record = await snapshot.read_record(fs, name)
-            if record is not None and record.source_volume_id != request.source_volume_id:
-                raise AlreadyExists(f"snapshot {name} exists for another volume ({record.source_volume_id})")
-            if record is None or not record.ready:
-                if not await fs.exists(source.path):
-                    raise NotFound(f"source volume {request.source_volume_id} does not exist")
-                record = record or snapshot.SnapshotRecord(name, request.source_volume_id, snapshot.now())
-                await snapshot.write_record(fs, record)
-                await fs.mkdir(snapshot_path(ref))
-                _, record.size_bytes = await copy_tree(fs, source.path, snapshot_path(ref))
-                record.ready = True
-                await snapshot.write_record(fs, record)
-                log.info("snapshot %s of %s: %d bytes", ref.volume_id, request.source_volume_id, record.size_bytes)
+        ref = VolumeRef.on(name, creds.server, self.default_server())
+        async with self.snapshot_lock(ref), self.client(creds) as fs:
+            record = await self.take_snapshot(fs, ref, request.source_volume_id, source)
         return csi_pb2.CreateSnapshotResponse(snapshot=_snapshot_response(ref.volume_id, record))
+
+    def snapshot_lock(self, ref: VolumeRef) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock every RPC holds while it creates or deletes snapshot ``ref``."""
+        return self.locks.hold("snapshot:" + ref.volume_id)
+
+    async def take_snapshot(
+        self, fs: CallFSClient, ref: VolumeRef, source_volume_id: str, source: VolumeRef, group_snapshot_id: str = ""
+    ) -> snapshot.SnapshotRecord:
+        """Copy volume ``source`` to snapshot ``ref`` unless a ready copy exists (the caller holds
+        :meth:`snapshot_lock`); ``group_snapshot_id`` marks a member of a volume group snapshot.
+
+        Raises:
+            AlreadyExists: a snapshot of that name exists for another volume, or in another group (or outside one).
+            NotFound: the source volume's directory does not exist.
+        """
+        record = await snapshot.read_record(fs, ref.name)
+        if record is not None and record.source_volume_id != source_volume_id:
+            raise AlreadyExists(f"snapshot {ref.name} exists for another volume ({record.source_volume_id})")
+        if record is not None and record.group_snapshot_id != group_snapshot_id:
+            where = f"in group snapshot {record.group_snapshot_id}" if record.group_snapshot_id else "outside a group"
+            raise AlreadyExists(f"snapshot {ref.name} exists {where}")
+        if record is None or not record.ready:
+            if not await fs.exists(source.path):
+                raise NotFound(f"source volume {source_volume_id} does not exist")
+            record = record or snapshot.SnapshotRecord(ref.name, source_volume_id, snapshot.now(),
+                                                       group_snapshot_id=group_snapshot_id)
+            await snapshot.write_record(fs, record)
+            await fs.mkdir(snapshot_path(ref))
+            _, record.size_bytes = await copy_tree(fs, source.path, snapshot_path(ref))
+            record.ready = True
+            await snapshot.write_record(fs, record)
+            log.info("snapshot %s of %s: %d bytes", ref.volume_id, source_volume_id, record.size_bytes)
+        return record
+
+    async def remove_snapshot(self, fs: CallFSClient, ref: VolumeRef) -> None:
+        """Delete snapshot ``ref``'s copy, then its record (the caller holds :meth:`snapshot_lock`); a snapshot
+        already gone is no error."""
+        with contextlib.suppress(fs_errors.NotFound):
+            await fs.delete(snapshot_path(ref), recursive=True)
+        await snapshot.delete_record(fs, ref.name)
 
     @rpc
     async def DeleteSnapshot(
         self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.DeleteSnapshotResponse:
+        """Delete the copy and its record; an unknown snapshot is success. A member of a volume group snapshot whose
+        group still exists → ``FAILED_PRECONDITION`` (spec, ``Snapshot.group_snapshot_id`` and "DeleteSnapshot
+        Errors", snapshot in use)."""
         if not request.snapshot_id:
             raise InvalidArgument("snapshot_id is required")
         ref, creds = self._locate(request.snapshot_id, request.secrets)
         if ref is None or creds is None:
             return csi_pb2.DeleteSnapshotResponse()
-        async with self.locks.hold("snapshot:" + ref.volume_id), self._client(creds) as fs:
-            with contextlib.suppress(fs_errors.NotFound):
-                await fs.delete(snapshot_path(ref), recursive=True)
-            await snapshot.delete_record(fs, ref.name)
+        async with self.snapshot_lock(ref), self.client(creds) as fs:
+            record = await snapshot.read_record(fs, ref.name)
+            if record is not None and record.group_snapshot_id:
+                group = parse_volume_id(record.group_snapshot_id)
+                if group is not None and await snapshot.read_group_record(fs, group.name) is not None:
+                    # spec, Snapshot.group_snapshot_id: a member that MUST NOT be deleted alone carries its
+                    # group's ID; the CO deletes it with DeleteVolumeGroupSnapshot.
+                    raise FailedPrecondition(f"snapshot {request.snapshot_id} belongs to group snapshot "
+                                             f"{record.group_snapshot_id}: delete the group instead")
+            await self.remove_snapshot(fs, ref)
         return csi_pb2.DeleteSnapshotResponse()
 
     @rpc
@@ -438,7 +475,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ref, creds = self._locate(request.snapshot_id, request.secrets)
         if ref is None or creds is None:
             raise NotFound(f"snapshot {request.snapshot_id} does not exist")
-        async with self._client(creds) as fs:
+        async with self.client(creds) as fs:
             record = await snapshot.read_record(fs, ref.name)
         if record is None:
             raise NotFound(f"snapshot {request.snapshot_id} does not exist")
@@ -454,7 +491,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("max_entries must not be negative")
         after = decode_list_token(request.starting_token) if request.starting_token else None
         creds = credentials(request.secrets, None, self.config.default)
-        async with self._client(creds) as fs:
+        async with self.client(creds) as fs:
             if request.snapshot_id:
                 ref = parse_volume_id(request.snapshot_id)
                 one = await snapshot.read_record(fs, ref.name) if ref is not None and ref.server is None else None
@@ -487,6 +524,17 @@ class ContentSource:
         """How the new volume's record names its source: ``volume:<id>`` or ``snapshot:<id>``."""
         return f"{self.kind}:{self.id}"
 
+
+
+def check_snapshot_parameters(parameters: Mapping[str, str]) -> None:
+    """Snapshots take no parameters of their own (Kubernetes' ``csi.storage.k8s.io/*`` keys are ignored).
+
+    Raises:
+        InvalidArgument: any other key (a typo would otherwise be ignored silently).
+    """
+    unknown = sorted(k for k in parameters if not k.startswith("csi.storage.k8s.io/"))
+    if unknown:
+        raise InvalidArgument(f"unsupported snapshot parameter(s) {', '.join(unknown)}")
 
 
 def _snapshot_response(snapshot_id: str, record: snapshot.SnapshotRecord) -> csi_pb2.Snapshot:

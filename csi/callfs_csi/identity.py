@@ -31,8 +31,9 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
         cap = csi_pb2.PluginCapability
         capabilities = [cap(volume_expansion=cap.VolumeExpansion(type=cap.VolumeExpansion.ONLINE))]
-        if self.config.mode.controller:
-            capabilities.insert(0, cap(service=cap.Service(type=cap.Service.CONTROLLER_SERVICE)))
+        if self.config.mode.controller:  # the process that serves the Controller serves the GroupController too
+            capabilities[:0] = [cap(service=cap.Service(type=cap.Service.CONTROLLER_SERVICE)),
+                                cap(service=cap.Service(type=cap.Service.GROUP_CONTROLLER_SERVICE))]
         return csi_pb2.GetPluginCapabilitiesResponse(capabilities=capabilities)
 
     @rpc

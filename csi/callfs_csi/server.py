@@ -1,4 +1,5 @@
-"""The gRPC server of one ``callfs-csi`` process: Identity plus the Controller and/or Node service (grpc.aio)."""
+"""The gRPC server of one ``callfs-csi`` process: Identity plus the Controller (with the GroupController) and/or
+Node service (grpc.aio)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from callfs_csi import csi_pb2_grpc
 from callfs_csi.config import DriverConfig
 from callfs_csi.controller import ControllerService
 from callfs_csi.errors import InvalidArgument
+from callfs_csi.group_controller import GroupControllerService
 from callfs_csi.identity import IdentityService
 from callfs_csi.mounter import Mounter
 from callfs_csi.node import NodeService
@@ -58,12 +60,14 @@ def _remove_stale_socket(address: str) -> None:
 
 @dataclass
 class Plugin:
-    """The assembled services of one process (``node`` is ``None`` in controller mode and vice versa)."""
+    """The assembled services of one process (``node`` is ``None`` in controller mode, ``controller`` and
+    ``group_controller`` in node mode)."""
 
     config: DriverConfig
     identity: IdentityService
     controller: ControllerService | None
     node: NodeService | None
+    group_controller: GroupControllerService | None = None
 
     @classmethod
     def build(cls, config: DriverConfig, mounter: Mounter | None = None) -> Plugin:
@@ -71,12 +75,15 @@ class Plugin:
         if config.mode.node:
             node = NodeService(config, StateStore(config.state_dir), mounter or Mounter())
         controller = ControllerService(config) if config.mode.controller else None
-        return cls(config, IdentityService(config), controller, node)
+        group_controller = GroupControllerService(controller) if controller is not None else None
+        return cls(config, IdentityService(config), controller, node, group_controller)
 
     def add_to(self, server: grpc.aio.Server) -> None:
         csi_pb2_grpc.add_IdentityServicer_to_server(self.identity, server)
         if self.controller is not None:
             csi_pb2_grpc.add_ControllerServicer_to_server(self.controller, server)
+        if self.group_controller is not None:
+            csi_pb2_grpc.add_GroupControllerServicer_to_server(self.group_controller, server)
         if self.node is not None:
             csi_pb2_grpc.add_NodeServicer_to_server(self.node, server)
 

@@ -6,65 +6,11 @@ through the CallFS REST client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import grpc
 import pytest
 
-from callfs.client import CallFSClient
-from callfs_csi import csi_pb2, csi_pb2_grpc
-from callfs_csi.config import DriverConfig, Mode
-from callfs_csi.params import Credentials
-from callfs_csi.server import Plugin
-from support.node import NodeProcess
-
-GiB = 1 << 30
-AccessMode = csi_pb2.VolumeCapability.AccessMode
-
-
-def capability(mode: int = AccessMode.MULTI_NODE_MULTI_WRITER) -> csi_pb2.VolumeCapability:
-    return csi_pb2.VolumeCapability(mount=csi_pb2.VolumeCapability.MountVolume(),
-                                    access_mode=AccessMode(mode=mode))  # type: ignore[arg-type]
-
-
-def create_request(name: str, size: int = GiB, **parameters: str) -> csi_pb2.CreateVolumeRequest:
-    return csi_pb2.CreateVolumeRequest(name=name, capacity_range=csi_pb2.CapacityRange(required_bytes=size),
-                                       volume_capabilities=[capability()], parameters=parameters)
-
-
-class Controller:
-    def __init__(self, stub: csi_pb2_grpc.ControllerStub, identity: csi_pb2_grpc.IdentityStub,
-                 node: NodeProcess) -> None:
-        self.stub = stub
-        self.identity = identity
-        self.node = node
-
-    def fs(self) -> CallFSClient:
-        return CallFSClient(self.node.url, self.node.key_for("root"))
-
-
-@pytest.fixture
-async def controller(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Controller]:
-    config = DriverConfig(node_id="n1", mode=Mode.CONTROLLER, state_dir=str(tmp_path / "state"),
-                          default=Credentials(node.url, node.key_for("root")))
-    server = grpc.aio.server()
-    Plugin.build(config).add_to(server)
-    address = f"unix://{tmp_path}/controller.sock"
-    server.add_insecure_port(address)
-    await server.start()
-    channel = grpc.aio.insecure_channel(address)
-    try:
-        yield Controller(csi_pb2_grpc.ControllerStub(channel), csi_pb2_grpc.IdentityStub(channel), node)
-    finally:
-        await channel.close()
-        await server.stop(None)
-
-
-async def code_of(call: object) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call  # type: ignore[misc]
-    return raised.value.code()
+from callfs_csi import csi_pb2
+from support.csi_controller import AccessMode, Controller, GiB, capability, code_of, create_request
 
 
 async def test_create_volume_makes_a_directory_with_a_quota_of_the_capacity(controller: Controller) -> None:
@@ -269,6 +215,7 @@ async def test_probe_follows_the_cluster_readiness(controller: Controller) -> No
 async def test_plugin_advertises_controller_and_online_expansion(controller: Controller) -> None:
     caps = (await controller.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())).capabilities
     assert any(c.service.type == csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE for c in caps)
+    assert any(c.service.type == csi_pb2.PluginCapability.Service.GROUP_CONTROLLER_SERVICE for c in caps)
     assert any(c.volume_expansion.type == csi_pb2.PluginCapability.VolumeExpansion.ONLINE for c in caps)
     info = await controller.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
     assert info.name == "csi.callfs.io"
