@@ -2,8 +2,8 @@
 
 The script is what CI runs; this test runs it on both metadata stores and reads its JUnit report: every spec
 must pass, and the only skipped specs may be those csi-sanity skips for optional capabilities the driver does
-not advertise (ControllerPublish, the group controller, the v1.13 health and snapshot
-topology RPCs) — never a spec of a capability it claims.
+not advertise (ControllerPublish, the v1.13 health and snapshot topology RPCs) — never a spec of a capability it
+claims (the GroupController's specs included).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ RUN_TIMEOUT = 900  # seconds; the suite itself takes about ten on this machine
 
 UNSUPPORTED_CAPABILITIES = re.compile(
     r"^(ControllerPublishVolume|Controller Publish, UnpublishVolume|ControllerUnpublishVolume|"
-    r"GroupControllerService|ControllerGetVolumeHealth|ControllerListVolumeHealth|NodeGetVolumeHealth|"
+    r"ControllerGetVolumeHealth|ControllerListVolumeHealth|NodeGetVolumeHealth|"
     r"NodeGetStorageHealth|SNAPSHOT_ACCESSIBILITY_CONSTRAINTS) not supported$"
 )
 """Skip reasons for capabilities callfs-csi does not advertise: ControllerPublish (a shared filesystem needs no
-attach step), group snapshots, and the health and snapshot-topology RPCs of CSI v1.13 (the driver speaks v1.12).
+attach step) and the health and snapshot-topology RPCs of CSI v1.13 (the driver speaks v1.12).
 Any other skip fails the test."""
 
 MUST_PASS = (
@@ -57,6 +57,12 @@ MUST_PASS = (
     "and different source volume ID",
     "GetSnapshot [Controller Server] should return snapshot that match the specified snapshot id",
     "DeleteSnapshot [Controller Server] should return appropriate values (no optional values added)",
+    "GroupControllerGetCapabilities should return appropriate capabilities",
+    "CreateVolumeGroupSnapshot should fail when no name is provided",
+    "GetVolumeGroupSnapshot should fail when no volume id is provided",
+    "GetVolumeGroupSnapshot should fail when an invalid volume id is used",
+    "DeleteVolumeGroupSnapshot should fail when no volume id is provided",
+    "DeleteVolumeGroupSnapshot should succeed when an invalid volume id is used",
 )
 """Specs that exercise what the driver claims (substrings of the JUnit test case names)."""
 
