@@ -280,8 +280,6 @@ async def test_list_blobs_leaves_out_blobs_younger_than_min_age(backend: S3Backe
 
 
 async def test_server_side_encryption_is_requested_when_configured(s3_server: S3Server, s3_bucket: str) -> None:
-    if s3_server.kind == "seaweedfs":
-        pytest.skip("SeaweedFS refuses SSE-S3 unless a key-encryption key is configured (security.toml)")
     backend = S3Backend(s3_server.backend_config(s3_bucket, s3_server_side_encryption="AES256"), part_size=PART)
     await backend.start()
     try:

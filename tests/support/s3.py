@@ -276,6 +276,8 @@ def running_seaweedfs(workdir: Path, *, port: int | None = None) -> Iterator[S3S
         process = subprocess.Popen(
             seaweedfs_command(binary, workdir, ports, identities),
             cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            # SSE-S3 needs a key-encryption key (hex, 256 bits); without one SeaweedFS refuses AES256 requests.
+            env={**os.environ, "WEED_S3_SSE_KEK": secrets.token_hex(32)},
         )  # fmt: skip
     try:
         _wait_until_listening(ports.s3, process, log_path, "weed server")
