@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
@@ -21,7 +21,7 @@ from callfs_operator import builders, names, scaling, status
 from callfs_operator.apply import ApplyError, Children
 from callfs_operator.deletion import blocked_message
 from callfs_operator.metrics import OperatorMetrics
-from callfs_operator.node_report import NodeReporter
+from callfs_operator.node_report import PROBE_TIMEOUT, NodeReporter
 from callfs_operator.spec import Cluster, SpecError, parse_cluster
 
 FINALIZER = "callfs.io/finalizer"
@@ -33,16 +33,16 @@ WARNING_REASONS = {"DeletionBlocked", "InvalidSpec", "ApplyFailed", "SecretNotFo
 class Reconciler:
     """Reconciles one ``CallFSCluster`` at a time through :class:`~callfs_operator.apply.Children`.
 
-    ``reporter`` gives the nodes' own ``{instance_id: state}`` view of a cluster, or ``None`` when it cannot be
-    read (default: a :class:`~callfs_operator.node_report.NodeReporter`).
+    ``node_probe`` and ``node_probe_timeout`` (seconds) configure the
+    :class:`~callfs_operator.node_report.NodeReporter` that reads the nodes' own view of a cluster.
     """
 
-    def __init__(self, api: kclient.ApiClient, metrics: OperatorMetrics,
-                 reporter: Callable[[Cluster], Mapping[str, str] | None] | None = None) -> None:
+    def __init__(self, api: kclient.ApiClient, metrics: OperatorMetrics, *, node_probe: bool = True,
+                 node_probe_timeout: float = PROBE_TIMEOUT) -> None:
         self.children = Children(api)
         self.custom = kclient.CustomObjectsApi(api)
         self.metrics = metrics
-        self.reporter = reporter if reporter is not None else NodeReporter(self.children)
+        self.reporter = NodeReporter(self.children, timeout=node_probe_timeout, enabled=node_probe)
 
     def reconcile(self, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | kopf.Logger) -> None:
         """Apply every child of the cluster in ``body`` and write its status into ``patch``.

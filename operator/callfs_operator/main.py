@@ -32,7 +32,7 @@ from prometheus_client import start_http_server
 
 from callfs_operator.handlers import Reconciler, register
 from callfs_operator.metrics import OperatorMetrics
-from callfs_operator.node_report import PROBE_TIMEOUT, NodeReporter
+from callfs_operator.node_report import PROBE_TIMEOUT
 
 DEFAULT_RESYNC_SECONDS = 30.0
 log = logging.getLogger(__name__)
@@ -84,13 +84,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--resync-interval must be positive")
     if ns.peering_priority is not None and ns.peering is None:
         parser.error("--peering-priority needs --peering")
-    priority = ns.peering_priority if ns.peering_priority is not None else 1 + secrets.randbelow(2**31 - 1)
+    priority = 0
+    if ns.peering is not None:
+        priority = ns.peering_priority if ns.peering_priority is not None else 1 + secrets.randbelow(2**31 - 1)
     if ns.node_probe_timeout <= 0:
         parser.error("--node-probe-timeout must be positive")
     return Options(namespaces=ns.namespaces, all_namespaces=ns.all_namespaces, kubeconfig=ns.kubeconfig,
                    listen_address=ns.listen_address, health_port=ns.health_port, metrics_port=ns.metrics_port,
                    resync_interval=ns.resync_interval,
-                   peering=ns.peering, peering_priority=priority if ns.peering else 0,
+                   peering=ns.peering, peering_priority=priority,
                    node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
                    verbose=ns.verbose)
 
@@ -124,9 +126,8 @@ async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics
               ready_flag: asyncio.Event | threading.Event | None = None) -> None:
     """Run the operator until ``stop_flag`` is set (or forever); ``ready_flag`` is set once it watches."""
     registry = kopf.OperatorRegistry()
-    reconciler = Reconciler(api, metrics)
-    reconciler.reporter = NodeReporter(reconciler.children, timeout=options.node_probe_timeout,
-                                       enabled=options.node_probe)
+    reconciler = Reconciler(api, metrics, node_probe=options.node_probe,
+                            node_probe_timeout=options.node_probe_timeout)
     register(registry, reconciler, connection_info(api), options.resync_interval)
     if options.peering is not None:
         # A follower starts paused and stays so silently while a higher priority is alive: say which it is.
