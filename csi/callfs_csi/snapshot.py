@@ -21,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -32,6 +33,8 @@ from callfs.client import CallFSClient
 from callfs_csi import csi_pb2
 from callfs_csi.errors import InvalidArgument
 from callfs_csi.volume import MAX_NAME_BYTES, VolumeRef, validate_name
+
+_R = TypeVar("_R")
 
 __all__ = [
     "SNAPSHOTS_ROOT",
@@ -173,24 +176,36 @@ def _timestamp(when: datetime) -> Timestamp:
     return stamp
 
 
-async def read_record(fs: CallFSClient, name: str) -> SnapshotRecord | None:
-    """The record of snapshot ``name``; ``None`` when there is none (or it is unreadable)."""
+async def _read_json(fs: CallFSClient, path: str, parse: Callable[[Any], _R]) -> _R | None:
+    """``parse`` of the JSON file at ``path``; ``None`` when there is none (or it is unreadable)."""
     try:
-        data = json.loads(await fs.read(record_path(name)))
-        return SnapshotRecord.from_json(data)
+        return parse(json.loads(await fs.read(path)))
     except fs_errors.NotFound:
         return None
     except (ValueError, KeyError, TypeError):
         return None
 
 
+async def _write_json(fs: CallFSClient, path: str, data: Any) -> None:
+    await fs.upload(path, json.dumps(data).encode())
+
+
+async def _delete_file(fs: CallFSClient, path: str) -> None:
+    with contextlib.suppress(fs_errors.NotFound):
+        await fs.delete(path)
+
+
+async def read_record(fs: CallFSClient, name: str) -> SnapshotRecord | None:
+    """The record of snapshot ``name``; ``None`` when there is none (or it is unreadable)."""
+    return await _read_json(fs, record_path(name), SnapshotRecord.from_json)
+
+
 async def write_record(fs: CallFSClient, record: SnapshotRecord) -> None:
-    await fs.upload(record_path(record.name), json.dumps(record.to_json()).encode())
+    await _write_json(fs, record_path(record.name), record.to_json())
 
 
 async def delete_record(fs: CallFSClient, name: str) -> None:
-    with contextlib.suppress(fs_errors.NotFound):
-        await fs.delete(record_path(name))
+    await _delete_file(fs, record_path(name))
 
 
 async def list_records(fs: CallFSClient) -> list[SnapshotRecord]:
@@ -214,21 +229,15 @@ def group_record_path(name: str) -> str:
 
 async def read_group_record(fs: CallFSClient, name: str) -> GroupRecord | None:
     """The record of group snapshot ``name``; ``None`` when there is none (or it is unreadable)."""
-    try:
-        return GroupRecord.from_json(json.loads(await fs.read(group_record_path(name))))
-    except fs_errors.NotFound:
-        return None
-    except (ValueError, KeyError, TypeError):
-        return None
+    return await _read_json(fs, group_record_path(name), GroupRecord.from_json)
 
 
 async def write_group_record(fs: CallFSClient, record: GroupRecord) -> None:
-    await fs.upload(group_record_path(record.name), json.dumps(record.to_json()).encode())
+    await _write_json(fs, group_record_path(record.name), record.to_json())
 
 
 async def delete_group_record(fs: CallFSClient, name: str) -> None:
-    with contextlib.suppress(fs_errors.NotFound):
-        await fs.delete(group_record_path(name))
+    await _delete_file(fs, group_record_path(name))
 
 
 def now() -> datetime:
