@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from callfs_csi import csi_pb2, csi_pb2_grpc
+from support.kube import wait_for
 from support.node import NodeProcess
 
 START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its socket
@@ -37,11 +37,8 @@ def mount_capability(
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    """:func:`support.kube.wait_for` at the 50 ms pace mounts and processes change at."""
+    wait_for(condition, timeout, what, interval=0.05)
 
 
 def is_stale(path: Path) -> bool:
