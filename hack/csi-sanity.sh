@@ -27,7 +27,7 @@ die() { log "error: $*"; exit 1; }
 [ -x "$SANITY" ] || die "$SANITY not built: run 'bash hack/tools.sh install csi-sanity'"
 [ "$(id -u)" = 0 ] || die "needs root (FUSE and bind mounts)"
 command -v fusermount3 >/dev/null || die "fusermount3 missing: install the Debian package fuse3"
-command -v callfs-csi >/dev/null || die "callfs-csi missing: pip install -e . (hack/install.sh)"
+command -v callfs-csi >/dev/null || die "callfs-csi missing: run bash hack/install.sh and put .venv/bin on PATH"
 
 WORK=$(mktemp -d /tmp/callfs-csi-sanity.XXXXXX)
 chmod 711 "$WORK"  # the postgres system user must reach its data directory below

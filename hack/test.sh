@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything (Debian packages, Python deps, test tools) and runs the whole test suite:
-# lint (ruff), types (mypy), then pytest (unit, integration against real PostgreSQL/Redis, e2e).
-# Extra arguments go to pytest.
+# Installs everything (Debian packages, the locked Python dependencies into .venv, test tools) and runs the
+# whole test suite: lint (ruff), types (mypy), then pytest (unit, integration against real PostgreSQL/Redis/S3,
+# e2e against a real Kubernetes control plane). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install.sh
-python3 -m ruff check node-agent csi operator tests bench
-python3 -m mypy
+# Everything below, and every process the tests start, runs from the project environment.
+export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
+python -m ruff check node-agent csi operator tests bench
+python -m mypy
 bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kubernetes tools (hack/tools.sh) failed" >&2; [ "${CI:-}" != true ]; }
-python3 -m pytest "$@"
+python -m pytest "$@"

