@@ -7,8 +7,8 @@ Two nodes form one cluster (``services.running_cluster``: one PostgreSQL, one Re
 A's disk and its metadata records ``node-0`` as owner. Then, for each of ``--repeat`` rounds:
 
 1. ``PUT local``: the file overwritten through A; ``PUT forwarded``: overwritten through B, which forwards the
-   request body to A (``shared/ARCHITECTURE.md``: "any node serving a request for it forwards the same
-   ``/v1/files/...`` request to the owning peer"). After each PUT the owner is checked to be still ``node-0``;
+   request body to A (any node serving a request for a file forwards the same ``/v1/files/...`` request to
+   the owning peer; docs/architecture.md). After each PUT the owner is checked to be still ``node-0``;
 2. ``GET local``: the file downloaded from A; ``GET forwarded``: downloaded from B, which streams it from A.
 
 Within each pair the order alternates between rounds (odd rounds: forwarded first), so that neither side

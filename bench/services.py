@@ -145,7 +145,7 @@ def running_cluster(base: Path, count: int, **sections: Any) -> Iterator[list[No
 
     As the test suite's ``cluster_factory`` (``tests/support/node.py``): the nodes share one fresh PostgreSQL
     database (metadata store), one Redis (DLM) and one ``auth`` section (same API keys and internal proxy
-    secret, ``shared/ARCHITECTURE.md``: peers forward with the internal secret); their instance ids are
+    secret: peers forward with the internal secret, docs/rest-api.md); their instance ids are
     ``node-0`` .. ``node-<count-1>`` in list order, with :data:`CLUSTER_DISCOVERY` heartbeats. Node ``i`` lives
     under ``base/node-<i>``, Redis under ``base/services``. ``sections`` override config sections of every node
     (dicts are merged into the shared ones). Yields once every node reports every node ``up``.

@@ -48,7 +48,7 @@ from services import NodeProcess, running_cluster, running_node
 
 STORES = ("sqlite", "postgres")
 EXPECTED_STATUS = {"PUT": 201, "GET": 200, "HEAD": 200, "DELETE": 204}
-"""The answer each phase expects for a file it created (``shared/callfs-api.md``)."""
+"""The answer each phase expects for a file it created (docs/rest-api.md)."""
 
 
 @dataclass(frozen=True)

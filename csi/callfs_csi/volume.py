@@ -2,7 +2,7 @@
 
 Pure functions only (no I/O), shared by the controller and node services.
 
-Layout on a CallFS cluster (``shared/ARCHITECTURE.md``, "CSI driver"):
+Layout on a CallFS cluster (docs/architecture.md, "CSI"):
 
 * ``/volumes/<name>``        the volume: a directory with a quota of ``capacity`` bytes;
 * ``/volumes/.csi/<name>.json`` its record (``on_delete`` policy and the capacity asked for), written before the

@@ -1,6 +1,6 @@
 """CallFS storage node and client library.
 
-The storage node serves the CallFS v1 REST API (see ``shared/callfs-api.md``) over pluggable byte backends,
+The storage node serves the CallFS v1 REST API (see docs/rest-api.md) over pluggable byte backends,
 with metadata in SQLite or PostgreSQL and locks in-process or in Redis.
 """
 

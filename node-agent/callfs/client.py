@@ -1,4 +1,4 @@
-"""Async client of the CallFS v1 REST API (``shared/callfs-api.md``).
+"""Async client of the CallFS v1 REST API (docs/rest-api.md).
 
 One :class:`CallFSClient` wraps one :class:`aiohttp.ClientSession`; use it as an async context manager::
 
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
-"""Bytes per streamed piece (1 MiB, the FUSE client's read/write size; ``shared/ARCHITECTURE.md``)."""
+"""Bytes per streamed piece (1 MiB, the FUSE client's read/write size)."""
 
 _RETRY_STATUSES: Final = frozenset({502, 503})
 _BACKOFF_FIRST: Final = 0.1  # seconds

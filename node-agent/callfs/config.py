@@ -1,6 +1,6 @@
 """Node configuration: one typed model loaded from YAML/JSON plus ``CALLFS_<SECTION>__<KEY>`` overrides.
 
-Follows ``shared/callfs-api.md`` ("Configuration"). Values from the environment are parsed as YAML scalars
+Every key is described in docs/operations.md ("Configuration"). Values from the environment are parsed as YAML scalars
 or flow collections (``CALLFS_AUTH__API_KEYS='[k1, k2]'``), so lists and maps can be overridden too.
 """
 

@@ -1,7 +1,7 @@
 """The storage node's error hierarchy.
 
 Every error the engine raises on purpose is a :class:`CallFSError` carrying its HTTP status and its
-machine-readable code from the CallFS v1 error taxonomy (``shared/callfs-api.md``, "Conventions").
+machine-readable code from the CallFS v1 error codes (docs/rest-api.md, "Errors").
 The HTTP layer turns them into ``{"code", "message"}`` bodies in exactly one place.
 """
 

@@ -1,4 +1,4 @@
-"""Single-use link tokens (``shared/callfs-api.md``, ``POST /v1/links/generate``). Pure functions.
+"""Single-use link tokens (docs/rest-api.md, ``POST /v1/links/generate``). Pure functions.
 
 Token: ``base64url(16 random bytes)`` + ``.`` + ``base64url(HMAC-SHA256(secret, token_id + "\\n" + path))``,
 unpadded. The signature binds the token to the path it was minted for, so a token cannot be replayed for

@@ -1,4 +1,4 @@
-"""Path canonicalisation for the CallFS v1 API (``shared/callfs-api.md``, "Conventions").
+"""Path canonicalisation for the CallFS v1 API (docs/rest-api.md, "Paths").
 
 Pure functions. The canonical path is the single key used for metadata, locks and permission checks:
 a leading ``/``, no trailing slash, no empty, ``.`` or ``..`` segments; the root is ``/``.

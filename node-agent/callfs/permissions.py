@@ -1,4 +1,4 @@
-"""The POSIX-style permission model (``shared/callfs-api.md``, "Permissions"). Pure functions.
+"""The POSIX-style permission model (docs/rest-api.md, "Permissions"). Pure functions.
 
 Read a file or list a directory needs ``r``; overwrite a file needs ``w`` on it; create, delete or rename an
 entry needs ``w`` on its parent directory plus the sticky rule (in a sticky directory only the entry's owner,

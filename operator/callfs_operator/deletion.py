@@ -1,6 +1,6 @@
 """Which PersistentVolumes keep a ``CallFSCluster`` from being deleted (pure).
 
-Kadalu deletes its cluster while volumes still live on it (ARCHITECTURE.md, "Lessons"); we block instead. A
+Deleting a cluster while volumes still live on it would strand their pods' mounts; we block instead. A
 PersistentVolume of the ``csi.callfs.io`` driver points at a cluster through the volume attribute
 ``cluster: <namespace>/<name>`` or, failing that, through the ``cluster`` parameter of its StorageClass.
 """

@@ -1,6 +1,6 @@
 """kopf handlers: thin. Parse the spec, build the children, apply them, compute the status, emit Events.
 
-Level-based (ARCHITECTURE.md, "Lessons": an operator that only reacts to events misses what happened while it
+Level-based (an operator that only reacts to events misses what happened while it
 was down): ``on.create``, ``on.update`` and ``on.resume`` and a resync timer all run the same
 :func:`Reconciler.reconcile`, which converges on the spec whatever the children's state (a deleted or edited
 child is restored). Deletion goes through ``on.delete`` (kopf adds the finalizer) and waits while

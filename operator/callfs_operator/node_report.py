@@ -1,8 +1,8 @@
 """What the storage nodes themselves say of the cluster: ``GET /v1/cluster/nodes`` through the client Service.
 
 A StatefulSet's ``readyReplicas`` only says that each pod's readiness probe passes. The nodes know more: a
-node whose heartbeats no longer reach the metadata store is ``down`` to its peers (``shared/callfs-api.md``,
-"Cluster semantics"), and requests routed to it fail with 502. :class:`NodeReporter` asks the cluster and
+node whose heartbeats no longer reach the metadata store is ``down`` to its peers (docs/rest-api.md,
+"Cluster forwarding"), and requests routed to it fail with 502. :class:`NodeReporter` asks the cluster and
 returns ``{instance_id: state}`` for :func:`callfs_operator.status.compute` to weigh; an operator pod's
 instance IDs are the pod names (``builders/statefulset.py``).
 

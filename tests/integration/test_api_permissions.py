@@ -1,4 +1,4 @@
-"""The permission model is enforced (``shared/callfs-api.md``, "Permissions"), on both metadata stores."""
+"""The permission model is enforced (docs/rest-api.md, "Permissions"), on both metadata stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Path canonicalisation and path arithmetic (``shared/callfs-api.md``, "Conventions")."""
+"""Path canonicalisation and path arithmetic (docs/rest-api.md, "Paths")."""
 
 from __future__ import annotations
 

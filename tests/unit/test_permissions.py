@@ -1,4 +1,4 @@
-"""The POSIX-style permission model (``shared/callfs-api.md``, "Permissions")."""
+"""The POSIX-style permission model (docs/rest-api.md, "Permissions")."""
 
 from __future__ import annotations
 

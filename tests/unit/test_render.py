@@ -1,4 +1,4 @@
-"""Inodes rendered as CallFS v1 response headers and listing items (``shared/callfs-api.md``, GET/HEAD)."""
+"""Inodes rendered as CallFS v1 response headers and listing items (docs/rest-api.md, GET/HEAD)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ mfusepy calls ``Operations`` methods from several libfuse worker threads at once
 call hands a coroutine to the loop with :func:`asyncio.run_coroutine_threadsafe` and blocks its own thread
 until the answer. The loop keeps one HTTP connection pool for the whole mount.
 
-Never a hang (issue 6 §3): transient failures (:func:`.retry.is_transient`) are retried with backoff until
+Never a hang (a process blocked in a syscall on a dead mount cannot be killed): transient failures
+(:func:`.retry.is_transient`) are retried with backoff until
 ``request_deadline`` seconds after the call started; no attempt starts past it, and each attempt is bounded by
 the client's socket timeouts (connect and between two reads), so a call ends within roughly
 ``request_deadline + socket_timeout`` seconds with the last error (mapped to ``EIO`` by :mod:`.errors`).

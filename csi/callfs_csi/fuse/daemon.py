@@ -1,7 +1,8 @@
 """Daemonisation of the mount: its own session (``setsid``, double fork) and a readiness pipe.
 
-The CSI node plugin runs ``callfs-mount``; the mount must outlive the plugin (``shared/ARCHITECTURE.md``: mounts
-survive the driver). So the command forks a daemon that is no child of the caller — the intermediate process calls
+The CSI node plugin runs ``callfs-mount``; the mount must outlive the plugin process that started
+it (docs/architecture.md, "Pod mount"). So the command forks a daemon that is no child of the caller —
+the intermediate process calls
 ``setsid`` and forks again, then exits — and the command waits on a pipe: the daemon writes ``OK`` once the
 kernel has the mount (libfuse ``init``), or ``ERR <one line>`` when it cannot mount, and the command exits
 0 or 1 accordingly (the command's usage: :mod:`callfs_csi.mount_main`). A daemon that dies before either message is a

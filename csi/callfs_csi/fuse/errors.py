@@ -1,6 +1,6 @@
 """Translation of CallFS client errors to ``errno`` values, in one place (``STYLE.md``: "translated at the edge").
 
-The mapping follows the error taxonomy of ``shared/callfs-api.md`` ("Conventions"); a server that cannot be
+The mapping follows the error codes of the REST API (docs/rest-api.md, "Errors"); a server that cannot be
 reached within the request deadline is ``EIO`` (after retries, :mod:`callfs_csi.fuse.retry`), never a hang.
 """
 

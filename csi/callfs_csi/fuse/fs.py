@@ -4,7 +4,7 @@ Paths: FUSE hands paths relative to the mount root (``/a/b``); the server path i
 it (:func:`api_path`). Every call runs on a libfuse worker thread and talks to the server through the
 :class:`.bridge.Bridge` loop; errors become ``errno`` values in one place (:func:`.errors.errno_for`).
 
-Semantics (FUSE client contract, issue 6 §3):
+Semantics (the FUSE client contract, docs/architecture.md):
 
 * Attributes: cached ``attr_timeout`` seconds (HEAD answers and directory listings), invalidated by our own
   changes; ``open`` always revalidates with a HEAD (close-to-open consistency, as NFS), and keeps the kernel
@@ -58,7 +58,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_FILE_MODE: Final = 0o644
-"""Mode the server gives a new file (``shared/callfs-api.md``, Permissions)."""
+"""Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
 FUSE_CAP_ATOMIC_O_TRUNC: Final = 1 << 3

@@ -1,7 +1,7 @@
 """Reads of a remote file in 1 MiB blocks, with read-ahead for sequential readers.
 
 The kernel sends reads of at most 128 KiB; each would be one HTTP request. A handle instead fetches whole
-1 MiB blocks (``BLOCK_SIZE``, the request size of ``shared/ARCHITECTURE.md``) and, once the access pattern
+1 MiB blocks (``BLOCK_SIZE``, the client's streaming piece size) and, once the access pattern
 looks sequential, keeps the next ``window`` blocks in flight, so the next kernel reads find their bytes
 already here. Random readers (e.g. ``fio --rw=randread``) get exactly the range they asked for, one request
 each. At most ``window + 2`` blocks (bytes) are held per handle: memory stays bounded.

@@ -2,7 +2,8 @@
 
 A FUSE call must never hang: each one gets a deadline (``request_deadline`` seconds, default 30). Within it,
 transient failures — the server unreachable (:class:`~callfs.client.CallFSUnavailable`), 502/503 answers — are
-retried with exponential backoff; past it the call fails with ``EIO`` (FUSE client contract, issue 6 §3).
+retried with exponential backoff; past it the call fails with ``EIO``
+(never a hang: a process blocked on a dead mount cannot be killed).
 """
 
 from __future__ import annotations

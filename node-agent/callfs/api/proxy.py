@@ -1,5 +1,5 @@
-"""Forwarding a request to the node that owns a file's bytes, streaming both ways (``shared/callfs-api.md``,
-"Cluster semantics"). Never buffers a whole body; a peer that cannot be reached in time gives 502."""
+"""Forwarding a request to the node that owns a file's bytes, streaming both ways (docs/rest-api.md,
+"Cluster forwarding"). Never buffers a whole body; a peer that cannot be reached in time gives 502."""
 
 from __future__ import annotations
 

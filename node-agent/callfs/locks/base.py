@@ -1,4 +1,4 @@
-"""The lock service protocol (``shared/callfs-api.md``, "Cluster semantics": locks).
+"""The lock service protocol (docs/architecture.md, "Locks").
 
 Keys are ``file:<canonical path>`` and ``dir:<canonical path>``. A writer that finds a key held **waits**
 (polling or notification, up to ``wait_timeout`` seconds) instead of failing; a lease expires after

@@ -1,6 +1,6 @@
 """Cluster-wide path locks in Redis (``dlm.type: redis``), shared by every storage node.
 
-Redis layout (``shared/callfs-api.md``, "Cluster semantics"):
+Redis layout:
 
 - ``callfs:lock:<key>``: the lock; value = the holder's random owner token, expiry = ``lease_ttl``.
 - ``callfs:fence``: one cluster-wide counter the fencing tokens are drawn from (see :data:`FENCE_KEY`).

@@ -7,7 +7,7 @@ only the DDL (column types), time encoding and connection handling differ betwee
 two primitives a store supplies through an :class:`Executor` (run a query for rows, run a statement for a
 row count).
 
-Schema ideas (``shared/ARCHITECTURE.md``, "Storage node"): one ``inodes`` table keyed by canonical path,
+Schema: one ``inodes`` table keyed by canonical path,
 with ``parent``/``name``/``depth`` kept alongside for listings and subtree moves, and a
 ``single_use_links`` table.
 

@@ -2,7 +2,8 @@
 secrets, and the managed PostgreSQL/Redis credentials.
 
 Values are generated once and then kept: :func:`complete` takes what the live Secret already holds and only
-fills keys that are missing, so a reconcile never rotates a secret by accident (ARCHITECTURE.md, "Operator").
+fills keys that are missing, so a reconcile never rotates a secret by accident (a new
+value would invalidate outstanding links and break forwarding between nodes and access to the databases).
 """
 
 from __future__ import annotations

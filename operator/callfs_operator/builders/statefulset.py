@@ -4,7 +4,7 @@ scheduling constraints, the PVC retention policy).
 A node pod runs ``callfs server -c /etc/callfs/config.yaml`` with the ConfigMap of :mod:`.configmap` mounted
 there, its PVC at ``/var/lib/callfs``, and its identity and secrets in ``CALLFS_*`` variables:
 ``instance_discovery.instance_id`` is the pod name, ``server.external_url`` the pod's stable DNS name in the
-headless Service. Readiness is ``/ready``, liveness ``/health`` (shared/callfs-api.md).
+headless Service. Readiness is ``/ready``, liveness ``/health`` (docs/rest-api.md, "Health").
 """
 
 from __future__ import annotations
