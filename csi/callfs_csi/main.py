@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import shlex
 import socket
@@ -21,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_csi.config import DRIVER_NAME, DriverConfig, Mode
 from callfs_csi.errors import InvalidArgument
 from callfs_csi.mounter import Mounter
@@ -52,7 +52,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds per CallFS request")
     p.add_argument("--repair-interval", type=float, default=30.0,
                    help="seconds between checks for stale mounts, which are re-mounted (0: only at start-up)")
-    p.add_argument("--log-level", default=env("CALLFS_CSI_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=env("CALLFS_CSI_LOG_LEVEL", "info"),
+                   help="lowest level logged (default info); env CALLFS_CSI_LOG_LEVEL")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=env("CALLFS_CSI_LOG_FORMAT", "console"),
+                   help="json (one object per line) or console (default); env CALLFS_CSI_LOG_FORMAT")
     return p
 
 
@@ -84,8 +87,7 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``callfs-csi`` console script; exits 2 on bad options."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args)
     except (InvalidArgument, OSError) as exc:

@@ -4,7 +4,7 @@ Usage::
 
     callfs-mount SERVER_URL VOLUME_PATH MOUNTPOINT --key-file FILE [--read-only] [--uid N] [--gid N]
                  [--fs-name NAME] [--option KEY=VALUE ...] [--foreground] [--log-file FILE] [--pid-file FILE]
-                 [--via-service SOCKET]
+                 [--log-level LEVEL] [--log-format json|console] [--via-service SOCKET]
 
 Without ``--foreground`` the command daemonises the mount into its own session and exits 0 once the mount
 is live, or 1 with one line on stderr (``callfs-mount: <reason>``). Bad arguments exit 2. Unmount with
@@ -19,12 +19,12 @@ them, and exits as that did (same contract; 1 and one line when the service cann
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from callfs.errors import BadRequest
+from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_csi.fuse.daemon import Readiness, spawn_daemon
 from callfs_csi.fuse.mount import run_mount
 from callfs_csi.fuse.options import OptionError, build_settings
@@ -76,7 +76,10 @@ def build_parser(*, service_request: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--log-file", default=None, metavar="FILE", help="append logs here (default: none "
                         "when daemonised, stderr in the foreground)")
     parser.add_argument("--pid-file", default=None, metavar="FILE", help="write the daemon's pid here")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", type=str.lower, default="info", choices=LOG_LEVELS,
+                        help="lowest level logged (default info)")
+    parser.add_argument("--log-format", default="console", choices=LOG_FORMATS,
+                        help="json (one object per line) or console (default)")
     if not service_request:
         parser.add_argument(VIA_SERVICE, default=None, metavar="SOCKET",
                             help="do not mount here: have the callfs-mount-service listening on this unix socket "
@@ -106,18 +109,10 @@ def _read_key(path: str) -> str:
     return key
 
 
-def _configure_logging(level: str, log_file: str | None, *, daemon: bool) -> None:
-    handler: logging.Handler
-    if daemon:
-        handler = logging.StreamHandler(sys.stderr)  # the daemon's stderr is the log file
-    elif log_file:
-        handler = logging.FileHandler(log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def _configure_logging(level: str, fmt: str, log_file: str | None, *, daemon: bool) -> None:
+    """Log to ``log_file`` (appended) in the foreground, else to stderr (a daemon's stderr is its log file)."""
+    stream = open(log_file, "a", encoding="utf-8") if log_file and not daemon else None  # noqa: SIM115 - kept open
+    configure_logging(level, fmt, stream=stream)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,11 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"callfs-mount: cannot read the key file: {exc}", file=sys.stderr)
         return 1
     if args.foreground:
-        _configure_logging(args.log_level, args.log_file, daemon=False)
+        _configure_logging(args.log_level, args.log_format, args.log_file, daemon=False)
         return run_mount(settings, api_key, Readiness(None), args.pid_file)
 
     def daemon(readiness: Readiness) -> int:
-        _configure_logging(args.log_level, args.log_file, daemon=True)
+        _configure_logging(args.log_level, args.log_format, args.log_file, daemon=True)
         return run_mount(settings, api_key, readiness, args.pid_file)
 
     return spawn_daemon(daemon, output_path=args.log_file, timeout=settings.request_deadline + READY_GRACE)

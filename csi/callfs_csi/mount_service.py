@@ -1,6 +1,7 @@
 """``callfs-mount-service``: runs ``callfs-mount`` on behalf of the CSI node plugin, from another container.
 
     callfs-mount-service --socket /mount-service/mount.sock [--timeout SECONDS] [--log-level LEVEL]
+                         [--log-format json|console]
 
 In Kubernetes a container restart (a crash, a failed liveness probe, an OOM kill) kills every process in the
 container's cgroup, so FUSE daemons started by the node plugin would die with the plugin's container, and every
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_csi.mount_main import ArgumentsRefused, build_parser
 from callfs_csi.mounter import default_mount_command, run_command
 
@@ -281,7 +283,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", required=True, metavar="PATH", help="unix socket to listen on (created mode 0600)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                    help=f"seconds one callfs-mount may run before it is killed (default {DEFAULT_TIMEOUT:.0f})")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.lower, default="info", choices=LOG_LEVELS,
+                   help="lowest level logged (default info)")
+    p.add_argument("--log-format", default="console", choices=LOG_FORMATS,
+                   help="json (one object per line) or console (default)")
     return p
 
 
@@ -300,8 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.timeout <= 0:
         p.error("--timeout must be positive")
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     try:
         os.makedirs(os.path.dirname(os.path.abspath(args.socket)), mode=0o700, exist_ok=True)
         asyncio.run(_main(args.socket, MountService(default_mount_command(), args.timeout)))

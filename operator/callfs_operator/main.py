@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import logging
 import secrets
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from prometheus_client import start_http_server
 
+from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_operator.handlers import Reconciler, register
 from callfs_operator.metrics import OperatorMetrics
 from callfs_operator.node_report import PROBE_TIMEOUT
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Options:
-    """Command-line options (seconds for intervals; TCP ports on ``listen_address``, 0 disables a port)."""
+    """Command-line options (seconds for intervals; TCP ports on ``listen_address``, 0 disables a port;
+    ``log_level``/``log_format`` as :func:`callfs.logs.configure_logging` takes them)."""
 
     namespaces: list[str] = field(default_factory=list)
     all_namespaces: bool = False
@@ -53,7 +54,8 @@ class Options:
     peering_priority: int = 0
     node_probe: bool = True
     node_probe_timeout: float = PROBE_TIMEOUT
-    verbose: bool = False
+    log_level: str = "info"
+    log_format: str = "console"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -78,7 +80,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help="do not read the nodes' own /v1/cluster/nodes for the status conditions")
     parser.add_argument("--node-probe-timeout", type=float, default=PROBE_TIMEOUT,
                         help=f"seconds allowed to reach a cluster's client Service (default {PROBE_TIMEOUT:g})")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info",
+                        help="lowest level logged (default info)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="console",
+                        help="json (one object per line) or console (default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (same as --log-level debug)")
     ns = parser.parse_args(argv)
     if ns.resync_interval <= 0:
         parser.error("--resync-interval must be positive")
@@ -94,7 +100,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                    resync_interval=ns.resync_interval,
                    peering=ns.peering, peering_priority=priority,
                    node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
-                   verbose=ns.verbose)
+                   log_level="debug" if ns.verbose else ns.log_level, log_format=ns.log_format)
 
 
 def api_client(kubeconfig: Path | None) -> kclient.ApiClient:
@@ -155,8 +161,7 @@ def _host(address: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``callfs-operator`` console script."""
     options = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if options.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(options.log_level, options.log_format)
     metrics = OperatorMetrics()
     if options.metrics_port:
         start_http_server(options.metrics_port, addr=options.listen_address, registry=metrics.registry)
