@@ -6,8 +6,8 @@ node whose heartbeats no longer reach the metadata store is ``down`` to its peer
 returns ``{instance_id: state}`` for :func:`callfs_operator.status.compute` to weigh; an operator pod's
 instance IDs are the pod names (``builders/statefulset.py``).
 
-The nodes are asked only where they can be reached: outside the cluster, or while the Service has no ready endpoint, the request
-fails within :data:`PROBE_TIMEOUT` seconds and the report is ``None`` — the status then rests on the
+The nodes are asked only where they can be reached: outside the cluster, or while the Service has no ready
+endpoint, the request fails within :data:`PROBE_TIMEOUT` seconds and the report is ``None`` — the status then rests on the
 StatefulSets alone. A probe never raises into a reconcile.
 """
 
