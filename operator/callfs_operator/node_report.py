@@ -7,8 +7,8 @@ returns ``{instance_id: state}`` for :func:`callfs_operator.status.compute` to w
 instance IDs are the pod names (``builders/statefulset.py``).
 
 The nodes are asked only where they can be reached: outside the cluster, or while the Service has no ready
-endpoint, the request fails within :data:`PROBE_TIMEOUT` seconds and the report is ``None`` — the status then rests on the
-StatefulSets alone. A probe never raises into a reconcile.
+endpoint, the request fails within :data:`PROBE_TIMEOUT` seconds and the report is ``None`` — the status
+then rests on the StatefulSets alone. A probe never raises into a reconcile.
 """
 
 from __future__ import annotations
