@@ -29,7 +29,13 @@ class _Section(BaseModel):
 
 
 class ServerConfig(_Section):
-    """HTTP listener. Timeouts are seconds; ``max_body_bytes`` bounds one request body (bytes)."""
+    """HTTP listener. Timeouts are seconds; ``max_body_bytes`` bounds one request body (bytes).
+
+    ``read_timeout``: the longest a client may stay silent while sending a request — before its headers are
+    complete (the connection is closed, as is an idle keep-alive connection) and between two pieces of its body
+    (the request fails with 408 ``REQUEST_TIMEOUT``; an upload then writes nothing and releases its path lock).
+    ``shutdown_timeout``: how long in-flight requests may run on after SIGTERM/SIGINT.
+    """
 
     listen_addr: str = "127.0.0.1:8443"
     protocol: Literal["http", "https", "auto"] = "auto"
@@ -82,11 +88,16 @@ class AuthConfig(_Section):
 
 
 class LogConfig(_Section):
+    """Logging of ``callfs server`` (:func:`callfs.logs.configure_logging`): the lowest ``level`` written, and
+    ``format`` ``json`` (one object per line) or ``console`` (readable text)."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "console"
 
 
 class MetricsConfig(_Section):
+    """``enabled``: serve Prometheus metrics at ``GET /metrics`` (authenticated); when false it answers 404."""
+
     enabled: bool = True
 
 

@@ -64,6 +64,13 @@ class MethodNotAllowed(CallFSError):
     code = "METHOD_NOT_ALLOWED"
 
 
+class RequestTimeout(CallFSError):
+    """The client stopped sending the request body for longer than ``server.read_timeout`` seconds."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+
+
 class AlreadyExists(CallFSError):
     status = 409
     code = "FILE_ALREADY_EXISTS"

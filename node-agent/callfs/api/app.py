@@ -9,8 +9,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
+import structlog
 from aiohttp import web
 
 from callfs.api import cluster, directories, files, links, quotas, system
@@ -21,6 +22,7 @@ from callfs.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
 )
 from callfs.node import Node
 from callfs.peers import USER_HEADER
@@ -67,44 +69,64 @@ def _from_http_exception(exc: web.HTTPException) -> CallFSError:
     return error
 
 
+def request_id_of(headers: Mapping[str, str]) -> str | None:
+    """The client's ``X-Request-ID`` when well-formed (1-128 of ``A-Z a-z 0-9 . _ : -``), else ``None``."""
+    incoming = headers.get("X-Request-ID", "")
+    return incoming if _REQUEST_ID.fullmatch(incoming) else None
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request ID, metrics, access log, and error mapping (outermost)."""
-    incoming = request.headers.get("X-Request-ID", "")
-    request[REQUEST_ID] = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    """Request ID, metrics, access log, and error mapping (outermost).
+
+    The request ID is the client's well-formed ``X-Request-ID`` or a fresh 32-hex-digit one; it is echoed in
+    the response's ``X-Request-ID``, sent on to a peer when the request is forwarded, and bound to every log
+    line written while the request runs (field ``request_id``). Each request ends with one access line
+    (fields ``method``, ``path``, ``status``, ``duration_ms``); a failure that becomes a 5xx also gets its own
+    line (with ``code`` and, for an unexpected exception, its traceback) naming the same request ID as the
+    500 body's message.
+    """
+    request_id = request_id_of(request.headers) or uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
     metrics = request.app[NODE].metrics
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     start = time.perf_counter()
     metrics.in_flight.inc()
     request.app[IN_FLIGHT].enter()
     status = 500
-    try:
+    fields = {"request_id": request_id, "method": request.method, "path": request.rel_url.raw_path}
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    status = exc.status
+                    raise
+                response = error_response(_from_http_exception(exc))
+            except CallFSError as exc:
+                if exc.status >= 500 and exc.status != QuotaExceeded.status:  # the node failed, not the caller
+                    log.warning("%s: %s", exc.code, exc.message,
+                                extra={**fields, "status": exc.status, "code": exc.code})
+                response = error_response(exc)
+            except (asyncio.CancelledError, ConnectionResetError):
+                status = 499  # client went away
                 raise
-            response = error_response(_from_http_exception(exc))
-        except CallFSError as exc:
-            response = error_response(exc)
-        except (asyncio.CancelledError, ConnectionResetError):
-            status = 499  # client went away
-            raise
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
-            response = error_response(CallFSError("internal error; see the server log for " + request[REQUEST_ID]))
-        status = response.status
-        return response
-    finally:
-        elapsed = time.perf_counter() - start
-        metrics.in_flight.dec()
-        request.app[IN_FLIGHT].leave()
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.request_seconds.labels(route, request.method).observe(elapsed)
-        log.info(
-            "%s %s %s %.1fms", request.method, request.rel_url.raw_path, status, elapsed * 1000,
-            extra={"request_id": request[REQUEST_ID]},
-        )
+            except Exception:
+                log.exception("unhandled error", extra={**fields, "status": 500, "code": CallFSError.code})
+                response = error_response(CallFSError("internal error; see the server log for " + request_id))
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            metrics.in_flight.dec()
+            request.app[IN_FLIGHT].leave()
+            metrics.requests.labels(route, request.method, str(status)).inc()
+            metrics.request_seconds.labels(route, request.method).observe(elapsed)
+            log.info(
+                "%s %s %s %.1fms", request.method, request.rel_url.raw_path, status, elapsed * 1000,
+                extra={**fields, "status": status, "duration_ms": round(elapsed * 1000, 3)},
+            )
 
 
 @web.middleware
@@ -144,10 +166,15 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 def build_app(node: Node) -> web.Application:
-    """The application for one started :class:`Node`. JSON bodies are capped at ``server.max_json_bytes``."""
+    """The application for one started :class:`Node`. JSON bodies are capped at ``server.max_json_bytes``.
+
+    ``server.read_timeout`` (seconds) also bounds how long a connection may stay silent before a request's
+    headers are complete (a new connection, or an idle keep-alive one): aiohttp then closes it.
+    """
     app = web.Application(
         middlewares=[request_context, authenticate],
         client_max_size=node.config.server.max_json_bytes,
+        handler_args={"keepalive_timeout": node.config.server.read_timeout},
     )
     app[NODE] = node
     app[IN_FLIGHT] = InFlight()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from callfs.api.keys import NODE, caller
+from callfs.api.keys import NODE, REQUEST_ID, caller
 from callfs.errors import BadGateway, LoopDetected
 from callfs.models import Inode
 from callfs.peers import FORWARDED_HEADER, forward_headers, response_headers
@@ -36,6 +36,9 @@ async def forward(
         request.headers, secret=node.credentials.internal_proxy_secret,
         user=user or caller(request).user, hops=[node.credentials.instance_id],
     )
+    # The peer logs the request under the same ID (replacing the client's header, whatever its case).
+    headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}
+    headers["X-Request-ID"] = request[REQUEST_ID]
     verb = method or request.method
     has_body = verb in ("PUT", "POST", "PATCH") and request.body_exists
     response: web.StreamResponse | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from callfs.api.conditional import Conditions
 from callfs.api.keys import NODE
-from callfs.errors import BadRequest, PayloadTooLarge
+from callfs.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from callfs.paths import RequestPath, canonicalize
 
 UPLOAD_CHUNK_BYTES = 1 << 20
@@ -59,13 +60,18 @@ def conditions(request: web.Request) -> Conditions:
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (at most ``server.max_json_bytes``).
 
-    Any content type is accepted (``curl -d`` sends form encoding). Raises ``PayloadTooLarge`` or
-    ``BadRequest``.
+    Any content type is accepted (``curl -d`` sends form encoding). Raises ``PayloadTooLarge``, ``BadRequest``,
+    or ``RequestTimeout`` when the whole body takes longer than ``server.read_timeout`` seconds to arrive.
     """
     limit = request.app[NODE].config.server.max_json_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"JSON body larger than {limit} bytes")
-    raw = await request.read()
+    timeout = request.app[NODE].config.server.read_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError as exc:
+        raise _stalled(timeout) from exc
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -82,9 +88,26 @@ def check_body_size(request: web.Request) -> None:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit}")
 
 
-async def body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as a stream of chunks of at most 1 MiB, counted in the received-bytes metric."""
-    counter = request.app[NODE].metrics.bytes_received
-    async for chunk in request.content.iter_chunked(UPLOAD_CHUNK_BYTES):
+async def body_chunks(request: web.Request, size: int = UPLOAD_CHUNK_BYTES) -> AsyncIterator[bytes]:
+    """The request body as a stream of chunks of at most ``size`` bytes (1 MiB), counted in the received-bytes
+    metric.
+
+    Raises:
+        RequestTimeout: no byte arrived for ``server.read_timeout`` seconds (the client stalled mid-body).
+    """
+    node = request.app[NODE]
+    counter, timeout = node.metrics.bytes_received, node.config.server.read_timeout
+    while True:
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await request.content.read(size)
+        except TimeoutError as exc:
+            raise _stalled(timeout) from exc
+        if not chunk:
+            return
         counter.inc(len(chunk))
         yield chunk
+
+
+def _stalled(timeout: float) -> RequestTimeout:
+    return RequestTimeout(f"no request body bytes received for {timeout:g} seconds (server.read_timeout)")

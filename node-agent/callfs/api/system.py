@@ -1,4 +1,5 @@
-"""``/health`` (liveness), ``/ready`` (dependencies reachable) and ``/metrics`` (Prometheus, authenticated)."""
+"""``/health`` (liveness), ``/ready`` (dependencies reachable) and ``/metrics`` (Prometheus, authenticated;
+served only when ``metrics.enabled``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from callfs.api.keys import NODE
 
 
 def add_routes(app: web.Application) -> None:
+    """``/health`` and ``/ready``; ``/metrics`` only when ``metrics.enabled`` (otherwise it answers 404)."""
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
+    if app[NODE].config.metrics.enabled:
+        app.router.add_get("/metrics", metrics)
 
 
 async def health(request: web.Request) -> web.StreamResponse:
