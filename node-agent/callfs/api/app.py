@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 from aiohttp import web
 
-from callfs.api import cluster, directories, files, links, quotas, system
+from callfs.api import cluster, directories, files, links, openapi, quotas, system
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
@@ -33,7 +33,7 @@ log = logging.getLogger("callfs.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_PUBLIC_PATHS = ("/health", "/ready")
+_PUBLIC_PATHS = ("/health", "/ready", openapi.PATH)
 _PUBLIC_PREFIXES = ("/download/",)
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -185,4 +185,5 @@ def build_app(node: Node) -> web.Application:
     links.add_routes(app)
     quotas.add_routes(app)
     cluster.add_routes(app)
+    openapi.add_routes(app)
     return app

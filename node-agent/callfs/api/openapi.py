@@ -1,0 +1,666 @@
+"""The OpenAPI 3.1 description of the node's REST API, served at ``GET /openapi.json`` (no API key needed).
+
+The document is built here, in Python, next to the handlers it describes; the error codes come straight from
+:mod:`callfs.errors`. ``docs/openapi.json`` is a copy, regenerated with::
+
+    python -m callfs.api.openapi > docs/openapi.json
+
+Tests keep it true: every route the application registers is documented (and nothing else), the error-code
+enum equals the codes of :mod:`callfs.errors`, the document validates as OpenAPI 3.1, and ``docs/openapi.json``
+equals what the node serves.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from callfs import __version__, links
+from callfs.api import directories
+from callfs.errors import CallFSError
+from callfs.peers import FORWARDED_HEADER, USER_HEADER
+
+PATH = "/openapi.json"
+OPENAPI_VERSION = "3.1.0"
+INTERNAL_TAG = "internal"
+
+Json = dict[str, Any]
+
+
+def error_classes() -> list[type[CallFSError]]:
+    """Every :class:`CallFSError` class, the base first, then its subclasses depth-first in definition order."""
+    out: list[type[CallFSError]] = []
+
+    def visit(cls: type[CallFSError]) -> None:
+        out.append(cls)
+        for sub in cls.__subclasses__():
+            visit(sub)
+
+    visit(CallFSError)
+    return out
+
+
+def error_codes() -> dict[str, int]:
+    """Every JSON error code the node can emit, mapped to its HTTP status: ``{"BAD_REQUEST": 400, ...}``."""
+    return {cls.code: cls.status for cls in error_classes()}
+
+
+def _ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _schema(name: str) -> Json:
+    return _ref("schemas", name)
+
+
+def _json(schema: Json) -> Json:
+    return {"application/json": {"schema": schema}}
+
+
+def _octets() -> Json:
+    return {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _headers(*names: str) -> Json:
+    return {name: _ref("headers", name) for name in ("X-Request-ID", *names)}
+
+
+def _response(description: str, content: Json | None = None, *headers: str) -> Json:
+    out: Json = {"description": description, "headers": _headers(*headers)}
+    if content is not None:
+        out["content"] = content
+    return out
+
+
+def _errors(statuses: Iterable[int]) -> Json:
+    return {str(status): _ref("responses", f"Error{status}") for status in statuses}
+
+
+def _operation(
+    operation_id: str, summary: str, tags: list[str], responses: Json, errors: Iterable[int], *,
+    description: str | None = None, parameters: Iterable[str] = (), request_body: Json | None = None,
+    public: bool = False, internal: bool = False,
+) -> Json:
+    """One operation; ``errors`` are HTTP statuses answered with the JSON error body (401 added unless public)."""
+    statuses = set(errors) if public else {401, *errors}
+    op: Json = {"operationId": operation_id, "summary": summary, "tags": [*tags, INTERNAL_TAG] if internal else tags}
+    if description:
+        op["description"] = description
+    params = [_ref("parameters", name) for name in parameters]
+    if params:
+        op["parameters"] = params
+    if request_body is not None:
+        op["requestBody"] = request_body
+    op["responses"] = {**responses, **_errors(sorted(statuses))}
+    if public:
+        op["security"] = []
+    elif internal:
+        op["security"] = [{"internalSecret": []}]
+    if internal:
+        op["x-internal"] = True
+    return op
+
+
+def _head_of(get: Json, operation_id: str) -> Json:
+    """The automatic ``HEAD`` twin of a ``GET``: the same headers and statuses, never a body."""
+    head: Json = {k: v for k, v in get.items() if k not in ("operationId", "summary", "description", "responses")}
+    head["operationId"] = operation_id
+    head["summary"] = f"Headers of {get['operationId']} without the body"
+    head["responses"] = {
+        status: {k: v for k, v in response.items() if k != "content"} if "content" in response else response
+        for status, response in get["responses"].items()
+    }
+    return head
+
+
+_FILE_HEADERS = (
+    "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
+    "X-CallFS-Instance-ID", "Last-Modified", "ETag", "Accept-Ranges",
+)
+_QUOTA_HEADERS = (
+    "X-CallFS-Quota-Bytes-Used", "X-CallFS-Quota-Inodes-Used", "X-CallFS-Quota-Bytes-Limit",
+    "X-CallFS-Quota-Inodes-Limit",
+)
+_CONDITIONAL = ("IfMatch", "IfNoneMatch", "IfModifiedSince", "IfUnmodifiedSince")
+_WRITE_CONDITIONAL = ("IfMatch", "IfNoneMatch", "IfUnmodifiedSince")
+
+
+def _file_paths() -> Json:
+    tags = ["files"]
+    get = _operation(
+        "getFile", "Read a file, or list a directory", tags,
+        {
+            "200": _response(
+                "The file's bytes, or (for a directory) its entries as a JSON array",
+                {**_octets(), **_json({"type": "array", "items": _schema("Item")})},
+                *_FILE_HEADERS, "Content-Length", *_QUOTA_HEADERS,
+            ),
+            "206": _response("One byte range of the file", _octets(), *_FILE_HEADERS, "Content-Range",
+                             "Content-Length"),
+            "304": _response("Not modified (If-None-Match / If-Modified-Since)", None, "ETag", "Last-Modified"),
+        },
+        [400, 403, 404, 412, 416, 500, 502, 503, 508],
+        description=(
+            "A file is streamed with `ETag`, `Last-Modified` and `Accept-Ranges: bytes`; one `Range` is honoured "
+            "(several ranges get the whole file). A directory answers a JSON array of its entries, with the "
+            "`X-CallFS-Quota-*` headers when it is a quota root. When another node holds the file's bytes, the "
+            "request is forwarded there and the answer streamed back (502 when that node does not answer, 508 "
+            "when a forwarded request would be forwarded again)."
+        ),
+        parameters=["Path", *_CONDITIONAL, "Range", "IfRange"],
+    )
+    head = _operation(
+        "headFile", "Stat a file or directory", tags,
+        {
+            "200": _response("The headers a GET would send, without the body", None, *_FILE_HEADERS,
+                             "Content-Length", *_QUOTA_HEADERS),
+            "304": _response("Not modified (If-None-Match / If-Modified-Since)", None, "ETag", "Last-Modified"),
+        },
+        [400, 403, 404, 412, 500, 503],
+        description="Error statuses carry no body, as for every HEAD.",
+        parameters=["Path", *_CONDITIONAL],
+    )
+    post = _operation(
+        "createFile", "Create a file, or a directory (trailing slash)", tags,
+        {
+            "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
+            "200": _response("The directory already existed (directories only)", _json(_schema("Item"))),
+        },
+        [400, 403, 404, 408, 409, 412, 413, 500, 503, 507],
+        description=(
+            "A path ending in `/` creates a directory and takes no body. Otherwise the body becomes a new file: "
+            "409 `FILE_ALREADY_EXISTS` when the path exists (with `instance_id` and `update_url` in the error "
+            "body when another node holds the existing file's bytes)."
+        ),
+        parameters=["Path", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+        request_body={"required": False, "content": _octets()},
+    )
+    put = _operation(
+        "putFile", "Create or overwrite a file", tags,
+        {
+            "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
+            "200": _response("Overwritten", _json(_schema("Item")), "ETag", "Last-Modified"),
+        },
+        [400, 403, 404, 408, 409, 412, 413, 500, 502, 503, 507, 508],
+        description=(
+            "The body is streamed to the file's backend and replaces the file atomically. A path ending in `/` "
+            "is refused with 400 `IS_A_DIRECTORY`. Overwriting a file whose bytes another node holds is "
+            "forwarded to that node."
+        ),
+        parameters=["Path", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+        request_body={"required": True, "content": _octets()},
+    )
+    patch = _operation(
+        "patchFile", "Rename, move, relocate, chmod or chown", tags,
+        {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}))},
+        [400, 403, 404, 409, 413, 500, 502, 503, 507],
+        description=(
+            "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
+            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner` change "
+            "attributes (never together with a move) and answer the entry as an `Item`."
+        ),
+        parameters=["Path"],
+        request_body={"required": True, "content": _json(_schema("PatchRequest"))},
+    )
+    delete = _operation(
+        "deleteFile", "Delete a file or a directory", tags,
+        {"204": _response("Deleted")},
+        [400, 403, 404, 409, 500, 502, 503, 508],
+        description="A directory must be empty (409 `DIRECTORY_NOT_EMPTY`) unless `recursive=true`.",
+        parameters=["Path", "Recursive"],
+    )
+    return {"/v1/files/{path}": {"get": get, "head": head, "post": post, "put": put, "patch": patch,
+                                 "delete": delete}}
+
+
+def _other_public_paths() -> Json:
+    listing = _operation(
+        "listDirectory", "List a directory, optionally recursively", ["directories"],
+        {"200": _response("The listing", _json(_schema("DirectoryListing")), "X-CallFS-Count",
+                          "X-CallFS-Recursive", *_QUOTA_HEADERS)},
+        [400, 403, 404, 500, 503],
+        parameters=["Path", "Recursive", "MaxDepth"],
+    )
+    generate = _operation(
+        "generateLink", "Mint a single-use download link for a file", ["links"],
+        {"201": _response("The link", _json(_schema("Link")))},
+        [400, 403, 404, 413, 500, 503],
+        request_body={"required": True, "content": _json(_schema("LinkRequest"))},
+    )
+    download = _operation(
+        "download", "Download the file of a single-use link (no API key; burns the link)", ["links"],
+        {
+            "200": _response("The file, as an attachment", _octets(), "Content-Disposition", "Cache-Control",
+                             *_FILE_HEADERS, "Content-Length"),
+            "206": _response("One byte range of the file, as an attachment", _octets(), "Content-Disposition",
+                             "Cache-Control", *_FILE_HEADERS, "Content-Range", "Content-Length"),
+            "304": _response("Not modified", None, "ETag", "Last-Modified"),
+        },
+        [403, 404, 410, 412, 416, 500, 502, 503, 508],
+        description="No HEAD: a HEAD must not burn the token. 410 `LINK_EXPIRED` once used, expired or forged.",
+        parameters=["Token", *_CONDITIONAL, "Range", "IfRange"],
+        public=True,
+    )
+    quota_tags = ["quotas"]
+    get_quota = _operation(
+        "getQuota", "A directory's quota: limits and usage", quota_tags,
+        {"200": _response("The quota", _json(_schema("Quota")))},
+        [400, 403, 404, 500, 503],
+        description="404 when the directory has no quota.",
+        parameters=["Path"],
+    )
+    put_quota = _operation(
+        "putQuota", "Set a directory's quota", quota_tags,
+        {"201": _response("Created", _json(_schema("Quota"))), "200": _response("Changed", _json(_schema("Quota")))},
+        [400, 403, 404, 413, 500, 503],
+        parameters=["Path"],
+        request_body={"required": True, "content": _json(_schema("QuotaLimits"))},
+    )
+    delete_quota = _operation(
+        "deleteQuota", "Remove a directory's quota", quota_tags,
+        {"204": _response("Removed")},
+        [400, 403, 404, 500, 503],
+        parameters=["Path"],
+    )
+    nodes = _operation(
+        "listNodes", "The cluster's nodes as this node sees them", ["cluster"],
+        {"200": _response("The membership view", _json(_schema("ClusterNodes")))},
+        [500, 503],
+    )
+    return {
+        "/v1/directories/{path}": {"get": listing},
+        "/v1/links/generate": {"post": generate},
+        "/download/{token}": {"get": download},
+        "/v1/quotas/{path}": {"get": get_quota, "put": put_quota, "delete": delete_quota},
+        "/v1/cluster/nodes": {"get": nodes, "head": _head_of(nodes, "headNodes")},
+    }
+
+
+def _system_paths() -> Json:
+    health = _operation(
+        "health", "Liveness", ["system"],
+        {"200": _response("The process serves requests", _json(_schema("Health")))}, [500], public=True,
+    )
+    ready = _operation(
+        "ready", "Readiness: metadata store, lock service and backends", ["system"],
+        {
+            "200": _response("Every dependency answers", _json(_schema("Ready"))),
+            "503": _response("Some dependency does not answer (this body, not the error body)",
+                             _json(_schema("Ready"))),
+        },
+        [500], public=True,
+    )
+    metrics = _operation(
+        "metrics", "Prometheus metrics", ["system"],
+        {"200": _response("Text exposition format 0.0.4",
+                          {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}})},
+        [500],
+        description="Served only when `metrics.enabled` is true (the default); otherwise 404.",
+    )
+    openapi = _operation(
+        "openapi", "This document", ["system"],
+        {"200": _response("The OpenAPI 3.1 document of the node's REST API",
+                          _json({"type": "object", "description": "An OpenAPI 3.1 document"}))},
+        [500], public=True,
+    )
+    return {
+        "/health": {"get": health, "head": _head_of(health, "headHealth")},
+        "/ready": {"get": ready, "head": _head_of(ready, "headReady")},
+        "/metrics": {"get": metrics, "head": _head_of(metrics, "headMetrics")},
+        PATH: {"get": openapi, "head": _head_of(openapi, "headOpenapi")},
+    }
+
+
+def _internal_paths() -> Json:
+    tags = ["cluster"]
+    read_blob = _operation(
+        "readBlob", "Stream one of this node's blobs to a peer", tags,
+        {"200": _response("The blob's bytes", _octets(), "Content-Length")},
+        [403, 404, 500, 503],
+        parameters=["BlobBackend", "BlobId", "User"],
+        internal=True,
+    )
+    free_blob = _operation(
+        "freeBlob", "Delete one of this node's blobs at a peer's request", tags,
+        {"204": _response("Deleted")},
+        [400, 403, 404, 500, 503],
+        parameters=["BlobBackend", "BlobId", "User"],
+        internal=True,
+    )
+    relocate = _operation(
+        "relocate", "Take a file's bytes onto this node, on behalf of a user", tags,
+        {"200": _response("The file, now held here", _json(_schema("Item")))},
+        [400, 403, 404, 413, 500, 502, 503, 507],
+        description=f"Only a peer holding the internal secret, naming the user in `{USER_HEADER}`.",
+        parameters=["User"],
+        request_body={"required": True, "content": _json(_schema("RelocateRequest"))},
+        internal=True,
+    )
+    return {
+        "/internal/v1/blobs/{backend}/{blob_id}": {"get": read_blob, "delete": free_blob},
+        "/internal/v1/relocate": {"post": relocate},
+    }
+
+
+def _header(description: str, schema: Json | None = None) -> Json:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+def _headers_component() -> Json:
+    integer = {"type": "integer", "minimum": 0}
+    return {
+        "X-Request-ID": _header("The request's ID: the client's `X-Request-ID` when it is 1-128 of "
+                                "`[A-Za-z0-9._:-]`, else a new one"),
+        "ETag": _header("Strong entity tag of the file's current content"),
+        "Last-Modified": _header("The modification time (IMF-fixdate)"),
+        "Accept-Ranges": _header("`bytes` for files", {"type": "string", "const": "bytes"}),
+        "Content-Range": _header("`bytes <first>-<last>/<size>` on 206; `bytes */<size>` on 416"),
+        "Content-Length": _header("Length of the body in bytes", integer),
+        "Content-Disposition": _header("`attachment; filename*=UTF-8''<name>`"),
+        "Cache-Control": _header("`no-store`"),
+        "Location": _header("The created entry's URL path (ends in `/` for a directory)"),
+        "Retry-After": _header("Seconds to wait before retrying", integer),
+        "WWW-Authenticate": _header('`Bearer realm="callfs"`'),
+        "X-CallFS-Type": _header("`file` or `directory`", {"type": "string", "enum": ["file", "directory"]}),
+        "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
+        "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
+        "X-CallFS-Owner": _header("Owning user"),
+        "X-CallFS-Group": _header("Owning group"),
+        "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC", {"type": "string", "format": "date-time"}),
+        "X-CallFS-Instance-ID": _header("The node holding the file's bytes (node-local backends only)"),
+        "X-CallFS-Count": _header("Number of items in the listing", integer),
+        "X-CallFS-Recursive": _header("Whether the listing is recursive", {"type": "string",
+                                                                              "enum": ["true", "false"]}),
+        "X-CallFS-Quota-Bytes-Used": _header("Bytes used under a quota root", integer),
+        "X-CallFS-Quota-Inodes-Used": _header("Entries under a quota root", integer),
+        "X-CallFS-Quota-Bytes-Limit": _header("Byte limit of a quota root (absent when unlimited)", integer),
+        "X-CallFS-Quota-Inodes-Limit": _header("Entry limit of a quota root (absent when unlimited)", integer),
+    }
+
+
+def _parameters_component() -> Json:
+    def header(name: str, description: str) -> Json:
+        return {"name": name, "in": "header", "required": False, "description": description,
+                "schema": {"type": "string"}}
+
+    def flag(name: str, description: str) -> Json:
+        return {"name": name, "in": "query", "required": False, "description": description,
+                "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"], "default": "false"}}
+
+    return {
+        "Path": {
+            "name": "path", "in": "path", "required": True,
+            "description": (
+                "The filesystem path, percent-encoded, relative to `/`: it may contain `/` and may be empty (the "
+                "root). A trailing `/` names a directory. NUL, invalid UTF-8, `.` and `..` segments are refused."
+            ),
+            "schema": {"type": "string"},
+        },
+        "Token": {"name": "token", "in": "path", "required": True, "description": "The link's token",
+                  "schema": {"type": "string"}},
+        "BlobBackend": {"name": "backend", "in": "path", "required": True, "description": "Backend name",
+                        "schema": {"type": "string"}},
+        "BlobId": {"name": "blob_id", "in": "path", "required": True, "description": "Blob ID in that backend",
+                   "schema": {"type": "string"}},
+        "Recursive": flag("recursive", "Include the whole subtree (DELETE: delete it)"),
+        "MaxDepth": {"name": "max_depth", "in": "query", "required": False,
+                     "description": "How many levels a recursive listing descends",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": directories.MAX_MAX_DEPTH,
+                                "default": directories.DEFAULT_MAX_DEPTH}},
+        "Backend": {"name": "backend", "in": "query", "required": False,
+                    "description": "Backend for a new file's bytes (`localfs` or `s3`); default from the config",
+                    "schema": {"type": "string"}},
+        "BackendHeader": header("X-CallFS-Backend", "Same as the `backend` query parameter (takes precedence)"),
+        "IfMatch": header("If-Match", "Entity tags (or `*`) the current version must match (RFC 9110 §13.1.1)"),
+        "IfNoneMatch": header("If-None-Match", "Entity tags (or `*`) the current version must not match"),
+        "IfModifiedSince": header("If-Modified-Since", "HTTP date; 304 when not modified since"),
+        "IfUnmodifiedSince": header("If-Unmodified-Since", "HTTP date; 412 when modified since"),
+        "Range": header("Range", "One range `bytes=<first>-[<last>]` or `bytes=-<suffix>`"),
+        "IfRange": header("If-Range", "Entity tag or HTTP date: honour `Range` only while it matches"),
+        "User": {"name": USER_HEADER, "in": "header", "required": True,
+                 "description": "The user the peer acts for", "schema": {"type": "string"}},
+    }
+
+
+def _schemas_component() -> Json:
+    codes = error_codes()
+    nullable_int = {"type": ["integer", "null"], "minimum": 0}
+    limit = {"type": ["integer", "null"], "minimum": 1, "description": "Positive integer, or null for unlimited"}
+    date_time = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC, seconds precision"}
+    return {
+        "ErrorCode": {
+            "type": "string",
+            "enum": list(codes),
+            "description": "Machine-readable error code, with its HTTP status: "
+                           + ", ".join(f"`{code}` {status}" for code, status in codes.items()) + ".",
+        },
+        "Error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": _schema("ErrorCode"),
+                "message": {"type": "string", "description": "Human-readable explanation"},
+                "instance_id": {"type": "string", "description": "409 on POST: the node holding the existing file"},
+                "update_url": {"type": "string", "format": "uri",
+                               "description": "409 on POST: where to PUT to overwrite the existing file"},
+                "size": {"type": "integer", "minimum": 0, "description": "416: the file's size in bytes"},
+            },
+            "additionalProperties": True,
+        },
+        "Item": {
+            "type": "object",
+            "required": ["name", "path", "type", "size", "mode", "owner", "group", "mtime"],
+            "properties": {
+                "name": {"type": "string", "description": "Last path segment (empty for the root)"},
+                "path": {"type": "string", "description": "Canonical absolute path"},
+                "type": {"type": "string", "enum": ["file", "directory"]},
+                "size": {"type": "integer", "minimum": 0},
+                "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644"]},
+                "owner": {"type": "string"},
+                "group": {"type": "string"},
+                "mtime": date_time,
+            },
+        },
+        "DirectoryListing": {
+            "type": "object",
+            "required": ["path", "type", "recursive", "count", "items"],
+            "properties": {
+                "path": {"type": "string"},
+                "type": {"type": "string", "const": "directory"},
+                "recursive": {"type": "boolean"},
+                "max_depth": {"type": "integer", "minimum": 0, "description": "Present when recursive"},
+                "count": {"type": "integer", "minimum": 0},
+                "items": {"type": "array", "items": _schema("Item")},
+            },
+        },
+        "PatchRequest": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "description": "New name in the same directory"},
+                "destination": {"type": "string", "description": "New absolute path"},
+                "overwrite": {"type": "boolean", "default": False},
+                "create_parents": {"type": "boolean", "default": False},
+                "backend": {"type": "string", "description": "Move the file's bytes to this backend"},
+                "instance": {"type": "string", "description": "Move the file's bytes to this node"},
+                "mode": {"type": "string", "description": "Octal permission bits, e.g. `0640`"},
+                "owner": {"type": "string", "description": "New owning user"},
+            },
+        },
+        "Moved": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
+        "LinkRequest": {
+            "type": "object",
+            "required": ["path", "expiry_seconds"],
+            "properties": {
+                "path": {"type": "string", "minLength": 1},
+                "expiry_seconds": {"type": "integer", "minimum": links.MIN_EXPIRY_SECONDS,
+                                   "maximum": links.MAX_EXPIRY_SECONDS},
+            },
+        },
+        "Link": {
+            "type": "object",
+            "required": ["url", "token", "expires"],
+            "properties": {"url": {"type": "string", "format": "uri"}, "token": {"type": "string"},
+                           "expires": date_time},
+        },
+        "QuotaLimits": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {"bytes_limit": limit, "inodes_limit": limit},
+        },
+        "Quota": {
+            "type": "object",
+            "required": ["path", "bytes_limit", "inodes_limit", "bytes_used", "inodes_used"],
+            "properties": {
+                "path": {"type": "string"},
+                "bytes_limit": limit,
+                "inodes_limit": limit,
+                "bytes_used": {"type": "integer", "minimum": 0},
+                "inodes_used": {"type": "integer", "minimum": 0},
+            },
+        },
+        "ClusterNode": {
+            "type": "object",
+            "required": ["instance_id", "url", "state", "source", "capacity_bytes", "free_bytes", "version",
+                         "last_heartbeat", "self"],
+            "properties": {
+                "instance_id": {"type": ["string", "null"]},
+                "url": {"type": "string"},
+                "state": {"type": "string", "enum": ["up", "down", "unknown"]},
+                "source": {"type": "string", "enum": ["metadata", "static", "dns"]},
+                "capacity_bytes": nullable_int,
+                "free_bytes": nullable_int,
+                "version": {"type": ["string", "null"]},
+                "last_heartbeat": {**date_time, "type": ["string", "null"]},
+                "self": {"type": "boolean"},
+            },
+        },
+        "ClusterNodes": {
+            "type": "object",
+            "required": ["instance_id", "count", "nodes"],
+            "properties": {
+                "instance_id": {"type": "string", "description": "This node"},
+                "count": {"type": "integer", "minimum": 0},
+                "nodes": {"type": "array", "items": _schema("ClusterNode")},
+            },
+        },
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+        "Ready": {
+            "type": "object",
+            "required": ["status", "checks"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "boolean"},
+                           "description": "`metadata`, `locks` and `backend:<name>`"},
+                "errors": {"type": "object", "additionalProperties": {"type": "string"},
+                           "description": "Why each unavailable backend is down"},
+            },
+        },
+        "RelocateRequest": {
+            "type": "object",
+            "required": ["path", "backend"],
+            "properties": {"path": {"type": "string"}, "backend": {"type": "string"}},
+        },
+    }
+
+
+def _responses_component() -> Json:
+    """One error response per HTTP status that some error code carries, listing those codes."""
+    by_status: dict[int, list[str]] = {}
+    for code, status in error_codes().items():
+        by_status.setdefault(status, []).append(code)
+    out: Json = {}
+    for status in sorted(by_status):
+        headers = ["Cache-Control"]
+        if status == 401:
+            headers.append("WWW-Authenticate")
+        if status == 416:
+            headers.append("Content-Range")
+        if status == 503:
+            headers.append("Retry-After")
+        codes = ", ".join(f"`{code}`" for code in by_status[status])
+        out[f"Error{status}"] = _response(f"Error: {codes}", _json(_schema("Error")), *headers)
+    return out
+
+
+_DESCRIPTION = f"""The REST API of a CallFS storage node.
+
+Every request but `/health`, `/ready`, `{PATH}` and `/download/{{token}}` needs an API key:
+`Authorization: Bearer <key>` (a bare key in `Authorization` is accepted too). Errors are JSON bodies
+`{{"code", "message"}}` with the codes of the `ErrorCode` schema; an unknown route answers 404 `FILE_NOT_FOUND`
+and a known route with another method 405 `METHOD_NOT_ALLOWED`. Every response carries `X-Request-ID` and the
+security headers `X-Content-Type-Options`, `X-Frame-Options`, `Content-Security-Policy` and `Referrer-Policy`
+(plus `Strict-Transport-Security` over TLS).
+
+Operations marked `x-internal: true` (tag `internal`) are for peer nodes only: they authenticate with the
+cluster's internal secret and name the acting user in `{USER_HEADER}`. Requests that a node forwards to a peer
+carry `{FORWARDED_HEADER}`."""
+
+
+@functools.cache
+def build_document() -> Json:
+    """The OpenAPI 3.1 document as a JSON-ready dict (built once; do not mutate the result)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "CallFS node REST API",
+            "version": __version__,
+            "summary": "Files, directories, single-use links, quotas and cluster membership of a CallFS node",
+            "description": _DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "security": [{"apiKey": []}],
+        "tags": [
+            {"name": "files", "description": "Read, write, move and delete files and directories"},
+            {"name": "directories", "description": "Directory listings"},
+            {"name": "links", "description": "Single-use download links"},
+            {"name": "quotas", "description": "Directory quotas"},
+            {"name": "cluster", "description": "Cluster membership and peer-to-peer byte transfers"},
+            {"name": "system", "description": "Liveness, readiness, metrics and this document"},
+            {"name": INTERNAL_TAG, "description": "For peer nodes only (internal secret)"},
+        ],
+        "paths": {**_file_paths(), **_other_public_paths(), **_system_paths(), **_internal_paths()},
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `auth` in the config"},
+                "internalSecret": {"type": "http", "scheme": "bearer",
+                                   "description": "The cluster's `auth.internal_proxy_secret` (peers only)"},
+            },
+            "schemas": _schemas_component(),
+            "parameters": _parameters_component(),
+            "headers": _headers_component(),
+            "responses": _responses_component(),
+        },
+    }
+
+
+@functools.cache
+def render() -> bytes:
+    """The document as UTF-8 JSON bytes: what ``GET /openapi.json`` serves and ``docs/openapi.json`` holds."""
+    return (json.dumps(build_document(), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+async def openapi_json(request: web.Request) -> web.StreamResponse:
+    """200 with the OpenAPI document (``application/json``)."""
+    return web.Response(body=render(), content_type="application/json", charset="utf-8")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``GET /openapi.json`` (and its automatic HEAD)."""
+    app.router.add_get(PATH, openapi_json)
+
+
+def main() -> None:
+    """Write the document to stdout (``python -m callfs.api.openapi > docs/openapi.json``)."""
+    sys.stdout.buffer.write(render())
+
+
+if __name__ == "__main__":
+    main()
