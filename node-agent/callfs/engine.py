@@ -112,6 +112,7 @@ class Engine:
         max_file_bytes: int,
         remote_free: RemoteFree | None = None,
         remote_read: RemoteRead | None = None,
+        clock: links.Clock = time.time,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -125,6 +126,8 @@ class Engine:
         self.max_file_bytes = max_file_bytes
         self.remote_free = remote_free
         self.remote_read = remote_read
+        self.clock = clock
+        """The time single-use links are created, expire and are swept by."""
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
 
@@ -752,7 +755,7 @@ class Engine:
             raise BadRequest(f"{path} is a directory; links are for files")
         require(caller, inode, READ, "read")
         token_id, token = links.mint(self._link_secret, path)
-        now = utcnow()
+        now = links.now(self.clock)
         expires = now + timedelta(seconds=expiry_seconds)
         with self.metrics.time_metadata("insert_link"):
             await self.store.insert_link(
@@ -780,7 +783,7 @@ class Engine:
                 raise NotFound("unknown link")
             if not links.verify(self._link_secret, token_id, signature, link.path):
                 raise LinkExpired("invalid link signature")
-            now = utcnow()
+            now = links.now(self.clock)
             if link.status != "active":
                 raise LinkExpired("link already used")
             if link.expires_at <= now:
@@ -810,7 +813,7 @@ class Engine:
 
     async def sweep_links(self) -> int:
         """Delete expired links and links used more than a day ago; returns how many."""
-        now = utcnow()
+        now = links.now(self.clock)
         with self.metrics.time_metadata("sweep_links"):
             return await self.store.sweep_links(now=now, used_before=now - timedelta(days=1))
 

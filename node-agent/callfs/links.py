@@ -11,9 +11,19 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 MIN_EXPIRY_SECONDS = 1
 MAX_EXPIRY_SECONDS = 86400
+
+Clock = Callable[[], float]
+"""Seconds since the epoch, like :func:`time.time`: the time link expiry is decided by."""
+
+
+def now(clock: Clock) -> datetime:
+    """The time of ``clock`` as a timezone-aware UTC datetime."""
+    return datetime.fromtimestamp(clock(), UTC)
 
 
 def _b64(data: bytes) -> str:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from callfs.backends.base import Backend, BackendUnavailable
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
 from callfs.engine import Engine
+from callfs.links import Clock
 from callfs.locks.base import LockService
 from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
@@ -155,8 +157,8 @@ class Node:
     started: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, config: Config) -> Node:
-        """Assemble (without connecting) every component the config names."""
+    def from_config(cls, config: Config, *, clock: Clock = time.time) -> Node:
+        """Assemble (without connecting) every component the config names; ``clock`` decides link expiry."""
         node_secrets = load_or_generate_secrets(config)
         store, locks, backends, metrics = open_store(config), open_locks(config), open_backends(config), Metrics()
         url = external_url(config)
@@ -174,7 +176,7 @@ class Node:
             store=store, locks=locks, backends=backends, default_backend=config.backend.default_backend,
             instance_id=node_secrets.instance_id, metrics=metrics, link_secret=node_secrets.link_secret,
             max_file_bytes=config.server.max_body_bytes, remote_free=peers.free_blob,
-            remote_read=peers.read_blob,
+            remote_read=peers.read_blob, clock=clock,
         )
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
 

@@ -7,13 +7,16 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
 from callfs.api.app import build_app
 from callfs.api.keys import IN_FLIGHT
 from callfs.config import Config, split_host_port
+from callfs.links import Clock
 from callfs.node import Node
 
 log = logging.getLogger("callfs.server")
@@ -71,17 +74,15 @@ def _announce(node: Node) -> None:
     sys.stderr.flush()
 
 
-async def serve(config: Config) -> None:
-    """Start the node and serve until SIGTERM/SIGINT, then drain.
+@asynccontextmanager
+async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[Node]:
+    """The node of ``config``, started, listening and running its background jobs for the ``async with`` body.
 
-    On a signal the listener stops accepting, in-flight requests get ``server.shutdown_timeout`` seconds to
-    finish (uploads that do not finish are cancelled and their temp files removed), then connections close.
+    Leaving the body drains: the listener stops accepting, in-flight requests get ``server.shutdown_timeout``
+    seconds to finish (uploads that do not finish are cancelled and their temp files removed), then connections
+    close and the node disconnects. ``clock`` decides when single-use links expire.
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    node = Node.from_config(config)
+    node = Node.from_config(config, clock=clock)
     try:
         orphans = await node.start()
         if orphans:
@@ -91,13 +92,11 @@ async def serve(config: Config) -> None:
                                shutdown_timeout=config.server.shutdown_timeout)
         await runner.setup()
         host, port = split_host_port(config.server.listen_addr)
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), reuse_address=True,
-                           shutdown_timeout=config.server.shutdown_timeout)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), reuse_address=True)
         await site.start()
-        _announce(node)
         jobs = _background_jobs(node)
         try:
-            await stop.wait()
+            yield node
             log.info("shutting down: draining in-flight requests (up to %.0fs)", config.server.shutdown_timeout)
             # Stop accepting connections but keep reading open ones: aiohttp's own cleanup stops reading
             # request bodies at once, which would cut off uploads that are about to finish.
@@ -112,3 +111,14 @@ async def serve(config: Config) -> None:
             await runner.cleanup()
     finally:
         await node.close()
+
+
+async def serve(config: Config) -> None:
+    """Start the node and serve until SIGTERM/SIGINT, then drain (see :func:`running`)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config) as node:
+        _announce(node)
+        await stop.wait()
