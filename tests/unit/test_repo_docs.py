@@ -1,0 +1,105 @@
+"""The repository documents itself: docs/ exists, its links resolve, and no file points at notes outside it.
+
+Comments, docstrings and documents must state their reasons themselves or point to a file in this repository
+(``docs/``), never to design notes kept elsewhere or to tracker numbers, which a reader of the tree cannot follow.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+REQUIRED_DOCS = ("README.md", "rest-api.md", "architecture.md", "operations.md")
+EXCLUDED = {"uv.lock"}
+
+# Built from pieces so that this file does not match itself.
+_OUTSIDE_NOTES = re.compile(r"(?:\.\./" + r"shared\b|\bshared/[\w.-]+\.md\b)")
+_TRACKER_NUMBER = re.compile(r"\bissues?\s+#?\d", re.IGNORECASE)
+_MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//|#)", re.IGNORECASE)
+
+
+def tracked_files() -> list[Path]:
+    """Every file git tracks, except the lock file (its hashes are not prose)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout: {exc}")
+    names = [n for n in out.decode().split("\0") if n]
+    return [ROOT / n for n in names if n not in EXCLUDED and (ROOT / n).is_file()]
+
+
+def _text(path: Path) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if b"\0" in data[:8192]:
+        return None  # binary
+    return data.decode("utf-8", errors="replace")
+
+
+def test_no_file_refers_to_notes_outside_the_repository() -> None:
+    offenders = []
+    for path in tracked_files():
+        text = _text(path)
+        if text is None:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if _OUTSIDE_NOTES.search(line) or _TRACKER_NUMBER.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    assert not offenders, "references a reader cannot follow (say the reason or point to docs/):\n" + "\n".join(
+        offenders
+    )
+
+
+@pytest.mark.parametrize("name", REQUIRED_DOCS)
+def test_docs_exist(name: str) -> None:
+    path = DOCS / name
+    assert path.is_file(), f"docs/{name} is missing"
+    assert path.read_text(encoding="utf-8").strip(), f"docs/{name} is empty"
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Targets of the inline links and images of ``markdown`` that point into the repository."""
+    without_code = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    without_code = re.sub(r"`[^`\n]*`", "", without_code)
+    return [t for t in _MARKDOWN_LINK.findall(without_code) if not _EXTERNAL.match(t)]
+
+
+def test_reference_patterns() -> None:
+    assert _OUTSIDE_NOTES.search("see ``" + "shared/ARCHITECTURE.md``")
+    assert _OUTSIDE_NOTES.search("../" + "shared/notes")
+    assert not _OUTSIDE_NOTES.search("PUT /v1/files/shared/data.bin")
+    assert _TRACKER_NUMBER.search("(FUSE client contract, " + "issue 6)")
+    assert _TRACKER_NUMBER.search("fixed in " + "Issue #12")
+    assert not _TRACKER_NUMBER.search("issue apiserver certificates; RFC 9110 §13")
+
+
+def test_relative_links_extraction() -> None:
+    text = "[a](x.md) [b](../y/z.md#part) [c](https://e.org) [d](#top) `[e](no.md)` ![i](img.png)"
+    assert relative_links(text) == ["x.md", "../y/z.md#part", "img.png"]
+
+
+def _documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", _documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(document: Path) -> None:
+    if not document.is_file():
+        pytest.fail(f"{document.relative_to(ROOT)} is missing")
+    broken = []
+    for target in relative_links(document.read_text(encoding="utf-8")):
+        file_part = target.split("#", 1)[0]
+        if not file_part:
+            continue
+        resolved = (document.parent / file_part).resolve()
+        if not resolved.exists():
+            broken.append(target)
+    assert not broken, f"{document.relative_to(ROOT)} links to missing files: {broken}"
