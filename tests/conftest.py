@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL/Redis servers, storage nodes as subprocesses, the Kubernetes control plane."""
+"""Shared fixtures: real PostgreSQL/Redis servers, storage nodes (in-process and as subprocesses), the Kubernetes
+control plane."""
 
-pytest_plugins = ["support.pg", "support.redis_server", "support.s3", "support.node", "support.mount", "support.kube",
-                  "support.csi_controller"]
+pytest_plugins = ["support.pg", "support.redis_server", "support.s3", "support.node", "support.app_node",
+                  "support.mount", "support.kube", "support.csi_controller"]

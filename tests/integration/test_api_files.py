@@ -1,4 +1,4 @@
-"""The files API end to end: a real ``callfs server`` process over HTTP, on SQLite and on PostgreSQL+Redis."""
+"""The files API end to end: a real node (``support.app_node``) over HTTP, on SQLite and on PostgreSQL+Redis."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 
 import aiohttp
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
 async def put(http: aiohttp.ClientSession, path: str, data: bytes) -> aiohttp.ClientResponse:
@@ -18,7 +18,7 @@ async def put(http: aiohttp.ClientSession, path: str, data: bytes) -> aiohttp.Cl
         return response
 
 
-async def test_put_creates_then_overwrites(api_node: NodeProcess) -> None:
+async def test_put_creates_then_overwrites(api_node: AppNode) -> None:
     async with session(api_node) as http:
         first = await put(http, "docs/a.txt", b"one")
         assert first.status == 201
@@ -37,7 +37,7 @@ async def test_put_creates_then_overwrites(api_node: NodeProcess) -> None:
             assert response.headers["ETag"] == second.headers["ETag"]
 
 
-async def test_post_creates_parents_and_refuses_existing_file(api_node: NodeProcess) -> None:
+async def test_post_creates_parents_and_refuses_existing_file(api_node: AppNode) -> None:
     async with session(api_node) as http:
         async with http.post("/v1/files/x/y/z.bin", data=b"abc") as response:
             assert response.status == 201
@@ -51,7 +51,7 @@ async def test_post_creates_parents_and_refuses_existing_file(api_node: NodeProc
             assert await response.read() == b"abc"
 
 
-async def test_directory_create_is_idempotent_and_conflicts_with_files(api_node: NodeProcess) -> None:
+async def test_directory_create_is_idempotent_and_conflicts_with_files(api_node: AppNode) -> None:
     async with session(api_node) as http:
         async with http.post("/v1/files/d1/") as response:
             assert response.status == 201
@@ -62,7 +62,7 @@ async def test_directory_create_is_idempotent_and_conflicts_with_files(api_node:
             assert response.status == 409
 
 
-async def test_put_on_directory_is_400(api_node: NodeProcess) -> None:
+async def test_put_on_directory_is_400(api_node: AppNode) -> None:
     async with session(api_node) as http:
         async with http.post("/v1/files/dir/") as response:
             assert response.status == 201
@@ -75,7 +75,7 @@ async def test_put_on_directory_is_400(api_node: NodeProcess) -> None:
             assert response.status == 400
 
 
-async def test_file_under_a_file_is_400(api_node: NodeProcess) -> None:
+async def test_file_under_a_file_is_400(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await put(http, "plain", b"x")
         async with http.put("/v1/files/plain/child", data=b"y") as response:
@@ -83,7 +83,7 @@ async def test_file_under_a_file_is_400(api_node: NodeProcess) -> None:
             assert (await response.json())["code"] == "NOT_A_DIRECTORY"
 
 
-async def test_get_directory_returns_json_array_sorted(api_node: NodeProcess) -> None:
+async def test_get_directory_returns_json_array_sorted(api_node: AppNode) -> None:
     async with session(api_node) as http:
         for name in ("b.txt", "a.txt", "B.txt"):
             await put(http, f"list/{name}", b"1")
@@ -98,7 +98,7 @@ async def test_get_directory_returns_json_array_sorted(api_node: NodeProcess) ->
         assert items[1]["path"] == "/list/B.txt"
 
 
-async def test_large_file_streams_intact(api_node: NodeProcess) -> None:
+async def test_large_file_streams_intact(api_node: AppNode) -> None:
     payload = os.urandom(8 << 20) + b"tail"
 
     async def chunks():  # a chunked upload without Content-Length
@@ -116,7 +116,7 @@ async def test_large_file_streams_intact(api_node: NodeProcess) -> None:
         assert digest.hexdigest() == hashlib.sha256(payload).hexdigest()
 
 
-async def test_range_requests(api_node: NodeProcess) -> None:
+async def test_range_requests(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await put(http, "r.txt", b"0123456789")
         async with http.get("/v1/files/r.txt", headers={"Range": "bytes=2-4"}) as response:
@@ -136,7 +136,7 @@ async def test_range_requests(api_node: NodeProcess) -> None:
             assert response.headers["Accept-Ranges"] == "bytes"
 
 
-async def test_conditional_requests(api_node: NodeProcess) -> None:
+async def test_conditional_requests(api_node: AppNode) -> None:
     async with session(api_node) as http:
         created = await put(http, "c.txt", b"v1")
         tag = created.headers["ETag"]
@@ -158,7 +158,7 @@ async def test_conditional_requests(api_node: NodeProcess) -> None:
             assert response.status == 304
 
 
-async def test_head_reports_size_without_body(api_node: NodeProcess) -> None:
+async def test_head_reports_size_without_body(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await put(http, "h.bin", b"x" * 1234)
         async with http.head("/v1/files/h.bin") as response:
@@ -171,7 +171,7 @@ async def test_head_reports_size_without_body(api_node: NodeProcess) -> None:
             assert response.status == 404
 
 
-async def test_delete_file_directory_and_subtree(api_node: NodeProcess) -> None:
+async def test_delete_file_directory_and_subtree(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await put(http, "t/a/1", b"1")
         await put(http, "t/a/2", b"2")
@@ -194,17 +194,17 @@ async def test_delete_file_directory_and_subtree(api_node: NodeProcess) -> None:
             assert response.status == 400
 
 
-async def test_deleted_bytes_are_freed(node: NodeProcess) -> None:
-    async with session(node) as http:
+async def test_deleted_bytes_are_freed(app_node: AppNode) -> None:
+    async with session(app_node) as http:
         await put(http, "gone.bin", b"z" * 1000)
         await put(http, "gone.bin", b"y" * 1000)
         async with http.delete("/v1/files/gone.bin") as response:
             assert response.status == 204
-    objects = node.data_dir / "blobs" / "objects"
+    objects = app_node.data_dir / "blobs" / "objects"
     assert [p for p in objects.rglob("*") if p.is_file()] == []
 
 
-async def test_concurrent_writers_to_one_path_all_succeed(api_node: NodeProcess) -> None:
+async def test_concurrent_writers_to_one_path_all_succeed(api_node: AppNode) -> None:
     bodies = [bytes([i]) * 200_000 for i in range(12)]
     async with session(api_node) as http:
         statuses = await asyncio.gather(*(put(http, "contended.bin", body) for body in bodies))

@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
 async def generate(http: aiohttp.ClientSession, path: str, expiry: object = 60) -> aiohttp.ClientResponse:
@@ -16,7 +16,7 @@ async def generate(http: aiohttp.ClientSession, path: str, expiry: object = 60) 
         return response
 
 
-async def test_link_downloads_once(api_node: NodeProcess) -> None:
+async def test_link_downloads_once(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/dl/report é.pdf", data=b"%PDF-data") as response:
             assert response.status == 201
@@ -34,7 +34,7 @@ async def test_link_downloads_once(api_node: NodeProcess) -> None:
             assert (await response.json())["code"] == "LINK_EXPIRED"
 
 
-async def test_concurrent_downloads_of_one_link_succeed_once(api_node: NodeProcess) -> None:
+async def test_concurrent_downloads_of_one_link_succeed_once(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/once.bin", data=b"1" * 1000) as response:
             assert response.status == 201
@@ -50,7 +50,7 @@ async def test_concurrent_downloads_of_one_link_succeed_once(api_node: NodeProce
         assert sorted(statuses) == [200] + [410] * 9
 
 
-async def test_link_errors(api_node: NodeProcess) -> None:
+async def test_link_errors(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/le.txt", data=b"x") as response:
             assert response.status == 201
@@ -82,18 +82,18 @@ async def test_link_errors(api_node: NodeProcess) -> None:
             assert response.status == 200
 
 
-async def test_expired_link_is_410(api_node: NodeProcess) -> None:
+async def test_expired_link_is_410(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/exp.txt", data=b"x") as response:
             assert response.status == 201
         async with http.post("/v1/links/generate", json={"path": "/exp.txt", "expiry_seconds": 1}) as r:
             token = (await r.json())["token"]
-        await asyncio.sleep(1.2)
+        api_node.clock.advance(1.2)
         async with anonymous.get(f"/download/{token}") as response:
             assert response.status == 410
 
 
-async def test_link_to_a_deleted_file_is_404_and_stays_unused(api_node: NodeProcess) -> None:
+async def test_link_to_a_deleted_file_is_404_and_stays_unused(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/del.txt", data=b"x") as response:
             assert response.status == 201

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
-async def test_others_can_read_but_not_write_a_0644_file(api_node: NodeProcess) -> None:
+async def test_others_can_read_but_not_write_a_0644_file(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "api-user-0") as other:
         async with alice.put("/v1/files/shared/doc.txt", data=b"mine") as response:
             assert response.status == 201
@@ -22,7 +22,7 @@ async def test_others_can_read_but_not_write_a_0644_file(api_node: NodeProcess) 
             assert await response.read() == b"mine"
 
 
-async def test_mode_0600_hides_content_but_not_existence(api_node: NodeProcess) -> None:
+async def test_mode_0600_hides_content_but_not_existence(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "api-user-0") as other:
         async with alice.put("/v1/files/secret.txt", data=b"s") as response:
             assert response.status == 201
@@ -36,7 +36,7 @@ async def test_mode_0600_hides_content_but_not_existence(api_node: NodeProcess) 
             assert r.status == 403
 
 
-async def test_group_bits_apply_to_group_members(api_node: NodeProcess) -> None:
+async def test_group_bits_apply_to_group_members(api_node: AppNode) -> None:
     # The test config puts bob in group "alice"; alice's entries get group "alice".
     async with session(api_node, "alice") as alice, session(api_node, "bob") as bob, \
             session(api_node, "api-user-0") as other:
@@ -50,7 +50,7 @@ async def test_group_bits_apply_to_group_members(api_node: NodeProcess) -> None:
             assert response.status == 403
 
 
-async def test_sticky_root_protects_entries_of_others(api_node: NodeProcess) -> None:
+async def test_sticky_root_protects_entries_of_others(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "bob") as bob, \
             session(api_node, "root") as root:
         async with alice.put("/v1/files/alice-top.txt", data=b"a") as response:
@@ -65,7 +65,7 @@ async def test_sticky_root_protects_entries_of_others(api_node: NodeProcess) -> 
             assert response.status == 204
 
 
-async def test_recursive_delete_needs_permission_on_every_level(api_node: NodeProcess) -> None:
+async def test_recursive_delete_needs_permission_on_every_level(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "bob") as bob:
         async with bob.post("/v1/files/bobs/") as response:
             assert response.status == 201

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
 async def usage(http: aiohttp.ClientSession, path: str) -> tuple[int, int]:
@@ -28,7 +28,7 @@ async def status_of(response_cm) -> int:  # type: ignore[no-untyped-def]
         return int(response.status)
 
 
-async def test_usage_follows_every_change(api_node: NodeProcess) -> None:
+async def test_usage_follows_every_change(api_node: AppNode) -> None:
     async with session(api_node, "root") as http:
         assert await status_of(http.put("/v1/files/q/pre-existing", data=b"12345")) == 201
         assert await set_quota(http, "q", bytes_limit=10_000, inodes_limit=100) == 201
@@ -50,7 +50,7 @@ async def test_usage_follows_every_change(api_node: NodeProcess) -> None:
         assert await usage(http, "q") == (7, 2)
 
 
-async def test_write_past_the_limit_is_507_and_leaves_nothing(api_node: NodeProcess) -> None:
+async def test_write_past_the_limit_is_507_and_leaves_nothing(api_node: AppNode) -> None:
     async with session(api_node, "root") as http:
         assert await status_of(http.post("/v1/files/small/")) == 201
         assert await set_quota(http, "small", bytes_limit=1000) == 201
@@ -76,7 +76,7 @@ async def test_write_past_the_limit_is_507_and_leaves_nothing(api_node: NodeProc
     assert list((api_node.data_dir / "blobs" / "tmp").iterdir()) == []
 
 
-async def test_nested_quotas_are_both_enforced(api_node: NodeProcess) -> None:
+async def test_nested_quotas_are_both_enforced(api_node: AppNode) -> None:
     async with session(api_node, "root") as http:
         assert await status_of(http.post("/v1/files/outer/inner/")) == 201
         assert await set_quota(http, "outer", bytes_limit=1000) == 201
@@ -91,7 +91,7 @@ async def test_nested_quotas_are_both_enforced(api_node: NodeProcess) -> None:
         assert await usage(http, "outer/inner") == (900, 1)
 
 
-async def test_quota_headers_on_head_and_listings(api_node: NodeProcess) -> None:
+async def test_quota_headers_on_head_and_listings(api_node: AppNode) -> None:
     async with session(api_node, "root") as http:
         assert await status_of(http.put("/v1/files/h/file", data=b"1234")) == 201
         assert await set_quota(http, "h", bytes_limit=4096) == 201
@@ -113,8 +113,8 @@ async def test_quota_headers_on_head_and_listings(api_node: NodeProcess) -> None
     [{"bytes_limit": 0}, {"bytes_limit": -1}, {"bytes_limit": 1.5}, {"bytes_limit": "10"}, {"bytes_limit": True},
      {"inodes_limit": 0}, {}, {"bytes_limit": None, "inodes_limit": None}, {"bytes_limit": 10, "extra": 1}],
 )
-async def test_bad_limits_are_400(node: NodeProcess, body: dict[str, object]) -> None:
-    async with session(node, "root") as http:
+async def test_bad_limits_are_400(app_node: AppNode, body: dict[str, object]) -> None:
+    async with session(app_node, "root") as http:
         assert await status_of(http.post("/v1/files/d/")) == 201
         async with http.put("/v1/quotas/d", json=body) as response:
             assert response.status == 400
@@ -122,7 +122,7 @@ async def test_bad_limits_are_400(node: NodeProcess, body: dict[str, object]) ->
         assert await status_of(http.get("/v1/quotas/d")) == 404
 
 
-async def test_quota_management_rules(api_node: NodeProcess) -> None:
+async def test_quota_management_rules(api_node: AppNode) -> None:
     async with session(api_node, "root") as root, session(api_node, "alice") as alice:
         assert await status_of(alice.post("/v1/files/mine/")) == 201
         assert await set_quota(alice, "mine", bytes_limit=10) == 403

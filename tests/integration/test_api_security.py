@@ -11,18 +11,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
-async def test_missing_wrong_and_bare_keys(node: NodeProcess) -> None:
-    async with aiohttp.ClientSession(node.url) as http:
+async def test_missing_wrong_and_bare_keys(app_node: AppNode) -> None:
+    async with aiohttp.ClientSession(app_node.url) as http:
         async with http.get("/v1/directories/") as response:
             assert response.status == 401
             assert (await response.json())["code"] == "AUTHENTICATION_FAILED"
         async with http.get("/v1/directories/", headers={"Authorization": "Bearer " + "x" * 32}) as response:
             assert response.status == 401
-        async with http.get("/v1/directories/", headers={"Authorization": node.api_key}) as response:
+        async with http.get("/v1/directories/", headers={"Authorization": app_node.api_key}) as response:
             assert response.status == 200
         async with http.get("/metrics") as response:
             assert response.status == 401
@@ -34,8 +34,8 @@ async def test_missing_wrong_and_bare_keys(node: NodeProcess) -> None:
             assert (await response.json())["checks"]["metadata"] is True
 
 
-async def test_every_response_has_request_id_and_security_headers(node: NodeProcess) -> None:
-    async with session(node) as http:
+async def test_every_response_has_request_id_and_security_headers(app_node: AppNode) -> None:
+    async with session(app_node) as http:
         for method, path in (("GET", "/health"), ("GET", "/v1/files/missing"), ("DELETE", "/nope")):
             async with http.request(method, path) as response:
                 assert len(response.headers["X-Request-ID"]) >= 16
@@ -57,9 +57,9 @@ async def test_every_response_has_request_id_and_security_headers(node: NodeProc
         "bidi%E2%80%AEtxt.exe", "iso%2Dinvalid%FF", "newline%0Aname",
     ],
 )
-async def test_bad_paths_are_400_and_nothing_is_written(node: NodeProcess, raw: str) -> None:
-    async with aiohttp.ClientSession(node.url, headers={"Authorization": f"Bearer {node.api_key}"}) as http:
-        url = f"{node.url}/v1/files/{raw}"
+async def test_bad_paths_are_400_and_nothing_is_written(app_node: AppNode, raw: str) -> None:
+    async with aiohttp.ClientSession(app_node.url, headers={"Authorization": f"Bearer {app_node.api_key}"}) as http:
+        url = f"{app_node.url}/v1/files/{raw}"
         async with http.put(aiohttp.client.URL(url, encoded=True), data=b"payload") as response:
             assert response.status == 400, (raw, await response.text())
             assert (await response.json())["code"] == "BAD_REQUEST"
@@ -67,8 +67,8 @@ async def test_bad_paths_are_400_and_nothing_is_written(node: NodeProcess, raw: 
             assert (await response.json())["count"] == 0
 
 
-async def test_wrong_method_is_405_json(node: NodeProcess) -> None:
-    async with session(node) as http:
+async def test_wrong_method_is_405_json(app_node: AppNode) -> None:
+    async with session(app_node) as http:
         async with http.put("/health") as response:
             assert response.status == 405
             assert (await response.json())["code"] == "METHOD_NOT_ALLOWED"
@@ -76,8 +76,8 @@ async def test_wrong_method_is_405_json(node: NodeProcess) -> None:
             assert response.status == 405
 
 
-async def test_oversized_bodies_are_413_and_nothing_is_written(node_factory) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(server={"max_body_bytes": 1000, "max_json_bytes": 200})
+async def test_oversized_bodies_are_413_and_nothing_is_written(app_node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = app_node_factory(server={"max_body_bytes": 1000, "max_json_bytes": 200})
     async with session(node) as http:
         async with http.put("/v1/files/big", data=b"x" * 1001) as response:
             assert response.status == 413
@@ -99,8 +99,8 @@ async def test_oversized_bodies_are_413_and_nothing_is_written(node_factory) -> 
     assert leftovers == []
 
 
-async def test_metrics_are_recorded(node: NodeProcess) -> None:
-    async with session(node) as http:
+async def test_metrics_are_recorded(app_node: AppNode) -> None:
+    async with session(app_node) as http:
         async with http.put("/v1/files/m.bin", data=b"m" * 5000) as response:
             assert response.status == 201
         async with http.get("/v1/files/m.bin") as response:
@@ -132,11 +132,11 @@ _path_chars = st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.samp
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=st.text(_path_chars, min_size=0, max_size=40))
-def test_any_path_string_gets_a_clear_answer_never_a_500(node: NodeProcess, raw: str) -> None:
+def test_any_path_string_gets_a_clear_answer_never_a_500(app_node: AppNode, raw: str) -> None:
     async def probe() -> list[int]:
         statuses = []
-        async with session(node) as http:
-            url = aiohttp.client.URL(f"{node.url}/v1/files/{quote(raw, safe='/')}", encoded=True)
+        async with session(app_node) as http:
+            url = aiohttp.client.URL(f"{app_node.url}/v1/files/{quote(raw, safe='/')}", encoded=True)
             for method in ("PUT", "GET", "DELETE"):
                 async with http.request(method, url, data=b"p" if method == "PUT" else None) as response:
                     body = await response.read()

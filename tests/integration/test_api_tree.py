@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
 
 
 async def make(http: aiohttp.ClientSession, *paths: str) -> None:
@@ -15,7 +15,7 @@ async def make(http: aiohttp.ClientSession, *paths: str) -> None:
             assert response.status in (200, 201), await response.text()
 
 
-async def test_recursive_listing_with_max_depth(api_node: NodeProcess) -> None:
+async def test_recursive_listing_with_max_depth(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await make(http, "tree/a/b/c/deep.txt", "tree/top.txt", "tree-sibling.txt")
         async with http.get("/v1/directories/tree") as response:
@@ -37,7 +37,7 @@ async def test_recursive_listing_with_max_depth(api_node: NodeProcess) -> None:
             assert (await response.json())["count"] == 2
 
 
-async def test_listing_errors(api_node: NodeProcess) -> None:
+async def test_listing_errors(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await make(http, "lf.txt")
         async with http.get("/v1/directories/lf.txt") as response:
@@ -55,7 +55,7 @@ async def test_listing_errors(api_node: NodeProcess) -> None:
             assert (await response.json())["path"] == "/"
 
 
-async def test_rename_in_place(api_node: NodeProcess) -> None:
+async def test_rename_in_place(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await make(http, "ren/old.txt")
         async with http.patch("/v1/files/ren/old.txt", json={"name": "new.txt"}) as response:
@@ -69,7 +69,7 @@ async def test_rename_in_place(api_node: NodeProcess) -> None:
             assert response.status == 400
 
 
-async def test_move_subtree_rekeys_every_descendant(api_node: NodeProcess) -> None:
+async def test_move_subtree_rekeys_every_descendant(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await make(http, "src/one/1.txt", "src/one/two/2.txt", "src2/keep.txt")
         async with http.patch("/v1/files/src", json={"destination": "/dst/moved", "create_parents": True}) as r:
@@ -87,7 +87,7 @@ async def test_move_subtree_rekeys_every_descendant(api_node: NodeProcess) -> No
             assert response.status == 404
 
 
-async def test_move_rules(api_node: NodeProcess) -> None:
+async def test_move_rules(api_node: AppNode) -> None:
     async with session(api_node) as http:
         await make(http, "m/a.txt", "m/b.txt", "m/dir/inner.txt", "m/empty/")
         cases = [
@@ -125,7 +125,7 @@ async def test_move_rules(api_node: NodeProcess) -> None:
             assert response.status == 400
 
 
-async def test_chmod_and_chown(api_node: NodeProcess) -> None:
+async def test_chmod_and_chown(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "bob") as bob:
         await make(alice, "alice/private.txt")
         async with bob.patch("/v1/files/alice/private.txt", json={"mode": "0600"}) as response:

@@ -4,8 +4,11 @@ Fixtures:
 - ``node_factory(**sections)``: start a node with a fresh data dir; ``sections`` override config sections
   (e.g. ``metadata_store={"type": "postgres", "dsn": ...}``). Returns a :class:`NodeProcess`.
 - ``node``: one node on the embedded defaults (SQLite, in-process locks).
-- ``api_node``: parametrised over ``sqlite`` (SQLite + in-process locks) and ``postgres``
-  (PostgreSQL + Redis), so API tests run against both metadata stores.
+- ``api_node_process``: parametrised over ``sqlite`` (SQLite + in-process locks) and ``postgres``
+  (PostgreSQL + Redis), for tests that kill or signal the node.
+
+Tests of API behaviour use the in-process nodes of :mod:`support.app_node` instead; these are for what needs a
+process of its own: signals, ``kill -9``, the ``callfs server`` command, clusters.
 """
 
 from __future__ import annotations
@@ -23,19 +26,22 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from support.redis_server import free_port
+
+N = TypeVar("N", bound="NodeSpec")
 
 STARTUP_TIMEOUT = 30.0
 """Seconds to wait for ``/ready`` after launching a node."""
 
 
 @dataclass
-class NodeProcess:
-    """A storage node subprocess. ``url`` is ``http://127.0.0.1:<port>``; ``api_key`` maps to ``api-user-0``."""
+class NodeSpec:
+    """A node's config file, data dir and keys, as :func:`write_node_config` wrote them. ``url`` is
+    ``http://127.0.0.1:<port>``; ``api_key`` maps to ``api-user-0``; ``env`` adds environment overrides."""
 
     config_path: Path
     data_dir: Path
@@ -44,14 +50,20 @@ class NodeProcess:
     users: dict[str, str]
     internal_secret: str
     log_path: Path
-    process: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
-    ready_path: str = "/ready"
-    """What :meth:`start` waits for: ``/ready``, or ``/health`` for a node expected to be up but not ready."""
 
     def key_for(self, user: str) -> str:
         """The API key of ``user`` (from ``auth.api_key_users``)."""
         return self.users[user]
+
+
+@dataclass
+class NodeProcess(NodeSpec):
+    """A storage node subprocess (``callfs server -c <config_path>``), logging to ``log_path``."""
+
+    process: subprocess.Popen[bytes] | None = None
+    ready_path: str = "/ready"
+    """What :meth:`start` waits for: ``/ready``, or ``/health`` for a node expected to be up but not ready."""
 
     def start(self) -> None:
         """Launch and wait for :attr:`ready_path` to answer 200; raises ``RuntimeError`` with the log tail."""
@@ -129,9 +141,9 @@ def new_auth_section() -> dict[str, Any]:
             "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]}}
 
 
-def write_node_config(base: Path, **sections: Any) -> NodeProcess:
-    """Write a config for a node under ``base`` with four users and a free port; returns the (stopped) node.
-    Its ``url`` is ``https://`` when ``server`` names a ``cert_file``.
+def write_node_config(base: Path, node_type: type[N] = NodeProcess, /, **sections: Any) -> N:
+    """Write a config for a node under ``base`` with four users and a free port; returns the (stopped) node, a
+    ``node_type``. Its ``url`` is ``https://`` when ``server`` names a ``cert_file``.
 
     ``sections`` override config sections; an ``auth`` override replaces the generated one whole (nodes of one
     cluster share it).
@@ -156,7 +168,7 @@ def write_node_config(base: Path, **sections: Any) -> NodeProcess:
     scheme = "https" if config["server"].get("cert_file") else "http"
     path = base / "config.json"
     path.write_text(json.dumps(config, indent=2))
-    return NodeProcess(
+    return node_type(
         config_path=path, data_dir=base / "data", url=f"{scheme}://127.0.0.1:{port}", api_key=users["api-user-0"],
         users=users, internal_secret=internal, log_path=base / "node.log",
     )
@@ -183,6 +195,18 @@ def node(node_factory: Callable[..., NodeProcess]) -> NodeProcess:
     return node_factory()
 
 
+def postgres_redis_sections(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Config sections for a fresh PostgreSQL database and a clean Redis database (from the fixtures)."""
+    dsn = request.getfixturevalue("postgres_dsn")
+    request.getfixturevalue("redis_url")  # a clean database
+    redis_server = request.getfixturevalue("redis_server")
+    return {
+        "metadata_store": {"type": "postgres", "dsn": dsn},
+        "dlm": {"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
+                "redis_password": redis_server.password},
+    }
+
+
 @pytest.fixture
 def cluster_factory(
     request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]
@@ -192,14 +216,9 @@ def cluster_factory(
     fast heartbeats (0.3 s) and a 2 s node timeout."""
 
     def make(count: int = 3, instance_prefix: str = "node", **sections: Any) -> list[NodeProcess]:
-        dsn = request.getfixturevalue("postgres_dsn")
-        request.getfixturevalue("redis_url")  # a clean database
-        redis_server = request.getfixturevalue("redis_server")
         shared: dict[str, Any] = {
             "auth": new_auth_section(),
-            "metadata_store": {"type": "postgres", "dsn": dsn},
-            "dlm": {"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
-                    "redis_password": redis_server.password},
+            **postgres_redis_sections(request),
             "instance_discovery": {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 2},
         }
         nodes = []
@@ -215,15 +234,8 @@ def cluster_factory(
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def api_node(request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]) -> NodeProcess:
+def api_node_process(request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]) -> NodeProcess:
+    """A node subprocess on SQLite + in-process locks, or on PostgreSQL + Redis."""
     if request.param == "sqlite":
         return node_factory()
-    dsn = request.getfixturevalue("postgres_dsn")
-    redis_url = request.getfixturevalue("redis_url")
-    redis_server = request.getfixturevalue("redis_server")
-    del redis_url  # requested for its clean database
-    return node_factory(
-        metadata_store={"type": "postgres", "dsn": dsn},
-        dlm={"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
-             "redis_password": redis_server.password},
-    )
+    return node_factory(**postgres_redis_sections(request))
