@@ -1,4 +1,4 @@
-"""The file subcommands of the ``callfs`` CLI against a real storage node process."""
+"""The file subcommands of the ``callfs`` CLI against a real storage node (``support.app_node``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import click
@@ -17,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from callfs.cli.files import EXIT_CODES_HELP, FILE_COMMANDS, ExitCode
+from support.app_node import AppNode
 from support.redis_server import free_port
 
 MiB = 1024 * 1024
@@ -35,8 +35,8 @@ class Shell:
 
 
 @pytest.fixture
-def callfs(node: Any) -> Shell:
-    return Shell(node.url, node.api_key)
+def callfs(app_node: AppNode) -> Shell:
+    return Shell(app_node.url, app_node.api_key)
 
 
 def _sha256(path: Path) -> str:
@@ -147,9 +147,9 @@ def test_a_wrong_key_exits_4(callfs: Shell) -> None:
     assert "AUTHENTICATION_FAILED" in result.stderr
 
 
-def test_permission_denied_exits_4(callfs: Shell, node: Any) -> None:
+def test_permission_denied_exits_4(callfs: Shell, app_node: AppNode) -> None:
     assert callfs("cp", "-", ":/mine.txt", input=b"m").exit_code == 0
-    as_bob = callfs("rm", ":/mine.txt", env={"CALLFS_API_KEY": node.key_for("bob")})
+    as_bob = callfs("rm", ":/mine.txt", env={"CALLFS_API_KEY": app_node.key_for("bob")})
     assert as_bob.exit_code == 4
 
 
@@ -216,8 +216,8 @@ def test_group_help_documents_the_exit_codes() -> None:
         assert f"  {int(code)}  " in text
 
 
-def test_the_installed_entry_point_exposes_the_file_commands(node: Any) -> None:
-    env = {**os.environ, "CALLFS_URL": node.url, "CALLFS_API_KEY": node.api_key}
+def test_the_installed_entry_point_exposes_the_file_commands(app_node: AppNode) -> None:
+    env = {**os.environ, "CALLFS_URL": app_node.url, "CALLFS_API_KEY": app_node.api_key}
     missing = subprocess.run(
         [sys.executable, "-m", "callfs", "stat", "callfs:/missing"], env=env, capture_output=True, timeout=60
     )

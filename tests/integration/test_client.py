@@ -1,4 +1,4 @@
-"""CallFSClient against a real storage node process (``support.node``), plus fault injection for retries."""
+"""CallFSClient against a real storage node (``support.app_node``), plus fault injection for retries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,14 +14,15 @@ from aiohttp import web
 
 from callfs import errors
 from callfs.client import CallFSClient, CallFSUnavailable, FileInfo
+from support.app_node import AppNode
 from support.redis_server import free_port
 
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-async def fs(node: Any) -> AsyncIterator[CallFSClient]:
-    async with CallFSClient(node.url, node.api_key) as client:
+async def fs(app_node: AppNode) -> AsyncIterator[CallFSClient]:
+    async with CallFSClient(app_node.url, app_node.api_key) as client:
         yield client
 
 
@@ -167,7 +167,7 @@ async def test_root_listing_and_stat(fs: CallFSClient) -> None:
     assert (root.path, root.type, root.mode) == ("/", "directory", 0o1777)
 
 
-async def test_stat_reports_the_headers_of_a_file(fs: CallFSClient, node: Any) -> None:
+async def test_stat_reports_the_headers_of_a_file(fs: CallFSClient, app_node: AppNode) -> None:
     await fs.upload("/st.txt", b"12345")
     info = await fs.stat("/st.txt")
     assert isinstance(info, FileInfo)
@@ -229,7 +229,7 @@ async def test_move_of_a_missing_source_raises_not_found(fs: CallFSClient) -> No
         await fs.move("/ghost", "/elsewhere")
 
 
-async def test_chmod_and_chown_show_in_stat(fs: CallFSClient, node: Any) -> None:
+async def test_chmod_and_chown_show_in_stat(fs: CallFSClient, app_node: AppNode) -> None:
     await fs.upload("/perm.txt", b"p")
     await fs.chmod("/perm.txt", 0o600)
     assert (await fs.stat("/perm.txt")).mode == 0o600
@@ -237,7 +237,7 @@ async def test_chmod_and_chown_show_in_stat(fs: CallFSClient, node: Any) -> None
     assert (await fs.stat("/perm.txt")).owner == "alice"
     with pytest.raises(errors.PermissionDenied):
         await fs.chmod("/perm.txt", 0o644)  # no longer the owner
-    async with CallFSClient(node.url, node.key_for("alice")) as alice:
+    async with CallFSClient(app_node.url, app_node.key_for("alice")) as alice:
         await alice.chmod("/perm.txt", 0o640)
     assert (await fs.stat("/perm.txt")).mode == 0o640
 
@@ -292,8 +292,8 @@ async def test_health_ready_and_metrics(fs: CallFSClient) -> None:
     assert "# TYPE" in await fs.metrics()
 
 
-async def test_wrong_key_raises_authentication_failed(node: Any) -> None:
-    async with CallFSClient(node.url, "wrong-key-wrong-key-wrong") as bad:
+async def test_wrong_key_raises_authentication_failed(app_node: AppNode) -> None:
+    async with CallFSClient(app_node.url, "wrong-key-wrong-key-wrong") as bad:
         with pytest.raises(errors.AuthenticationFailed):
             await bad.stat("/")
         with pytest.raises(errors.AuthenticationFailed, match="API key"):
@@ -414,8 +414,9 @@ async def test_put_of_a_replayable_source_is_retried_and_a_stream_is_not(tmp_pat
 # ---- quotas ---------------------------------------------------------------------------------------------
 
 
-async def test_quota_methods_set_read_and_remove_limits(node: Any) -> None:
-    async with CallFSClient(node.url, node.key_for("root")) as root, CallFSClient(node.url, node.api_key) as user:
+async def test_quota_methods_set_read_and_remove_limits(app_node: AppNode) -> None:
+    async with CallFSClient(app_node.url, app_node.key_for("root")) as root, \
+            CallFSClient(app_node.url, app_node.api_key) as user:
         await root.mkdir("/volumes/pv-1")
         quota = await root.set_quota("/volumes/pv-1", bytes_limit=1000)
         assert (quota.bytes_limit, quota.inodes_limit, quota.bytes_used) == (1000, None, 0)

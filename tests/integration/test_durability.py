@@ -1,4 +1,4 @@
-"""Crash safety and graceful shutdown of a real node process: kill -9 mid-upload, SIGTERM, orphan sweep."""
+"""Crash safety and graceful shutdown: kill -9 and SIGTERM of a node process mid-upload, the orphan sweep at start."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from pathlib import Path
 
 import aiohttp
 
+from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess
+from support.node import NodeProcess, NodeSpec
 
 
-def blob_files(node: NodeProcess) -> list[Path]:
+def blob_files(node: NodeSpec) -> list[Path]:
     return [p for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file()]
 
 
-def temp_files(node: NodeProcess) -> list[Path]:
+def temp_files(node: NodeSpec) -> list[Path]:
     return list((node.data_dir / "blobs" / "tmp").iterdir())
 
 
@@ -30,8 +31,8 @@ async def slow_body(total_chunks: int, started: asyncio.Event, pause: float) -> 
         await asyncio.sleep(pause)
 
 
-async def test_kill_9_mid_overwrite_keeps_the_old_version_and_no_orphans(api_node: NodeProcess) -> None:
-    async with session(api_node) as http:
+async def test_kill_9_mid_overwrite_keeps_the_old_version_and_no_orphans(api_node_process: NodeProcess) -> None:
+    async with session(api_node_process) as http:
         async with http.put("/v1/files/precious.bin", data=b"OLD" * 1000) as response:
             assert response.status == 201
         started = asyncio.Event()
@@ -44,15 +45,15 @@ async def test_kill_9_mid_overwrite_keeps_the_old_version_and_no_orphans(api_nod
         task = asyncio.create_task(upload())
         await asyncio.wait_for(started.wait(), 20)
         await asyncio.sleep(0.2)
-        assert temp_files(api_node), "the upload should be streaming into a temp file"
-        api_node.kill()
+        assert temp_files(api_node_process), "the upload should be streaming into a temp file"
+        api_node_process.kill()
         await task
-    api_node.start()
-    async with session(api_node) as http, http.get("/v1/files/precious.bin") as response:
+    api_node_process.start()
+    async with session(api_node_process) as http, http.get("/v1/files/precious.bin") as response:
         assert response.status == 200
         assert await response.read() == b"OLD" * 1000
-    assert temp_files(api_node) == []
-    assert len(blob_files(api_node)) == 1
+    assert temp_files(api_node_process) == []
+    assert len(blob_files(api_node_process)) == 1
 
 
 async def test_kill_9_mid_create_leaves_nothing(node: NodeProcess) -> None:
@@ -75,18 +76,18 @@ async def test_kill_9_mid_create_leaves_nothing(node: NodeProcess) -> None:
     assert temp_files(node) == [] and blob_files(node) == []
 
 
-async def test_orphan_blobs_are_swept_at_start(node: NodeProcess) -> None:
-    async with session(node) as http, http.put("/v1/files/kept.bin", data=b"k") as response:
+async def test_orphan_blobs_are_swept_at_start(app_node: AppNode) -> None:
+    async with session(app_node) as http, http.put("/v1/files/kept.bin", data=b"k") as response:
         assert response.status == 201
-    node.stop()
-    orphan_dir = node.data_dir / "blobs" / "objects" / "ff"
+    app_node.stop()
+    orphan_dir = app_node.data_dir / "blobs" / "objects" / "ff"
     orphan_dir.mkdir(exist_ok=True)
     (orphan_dir / ("ff" * 16)).write_bytes(b"orphan")
-    (node.data_dir / "blobs" / "tmp" / "leftover.tmp").write_bytes(b"partial")
-    node.start()
-    assert [p.name for p in blob_files(node)] != [] and not (orphan_dir / ("ff" * 16)).exists()
-    assert temp_files(node) == []
-    async with session(node) as http, http.get("/v1/files/kept.bin") as response:
+    (app_node.data_dir / "blobs" / "tmp" / "leftover.tmp").write_bytes(b"partial")
+    app_node.start()
+    assert [p.name for p in blob_files(app_node)] != [] and not (orphan_dir / ("ff" * 16)).exists()
+    assert temp_files(app_node) == []
+    async with session(app_node) as http, http.get("/v1/files/kept.bin") as response:
         assert await response.read() == b"k"
 
 
