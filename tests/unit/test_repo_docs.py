@@ -21,6 +21,7 @@ EXCLUDED = {"uv.lock"}
 _OUTSIDE_NOTES = re.compile(r"(?:\.\./" + r"shared\b|\bshared/[\w.-]+\.md\b)")
 _TRACKER_NUMBER = re.compile(r"\bissues?\s+#?\d", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_ANCHOR_LINK = re.compile(r"\]\(#([^)\s]+)\)")
 _EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//|#)", re.IGNORECASE)
 
 
@@ -109,11 +110,30 @@ def test_relative_links_resolve(document: Path) -> None:
     if not document.is_file():
         pytest.fail(f"{document.relative_to(ROOT)} is missing")
     broken = []
-    for target in relative_links(document.read_text(encoding="utf-8")):
-        file_part = target.split("#", 1)[0]
-        if not file_part:
-            continue
-        resolved = (document.parent / file_part).resolve()
-        if not resolved.exists():
+    text = document.read_text(encoding="utf-8")
+    for target in relative_links(text) + [f"#{a}" for a in _ANCHOR_LINK.findall(text)]:
+        file_part, _, anchor = target.partition("#")
+        resolved = (document.parent / file_part).resolve() if file_part else document
+        if not _resolves(resolved, anchor):
             broken.append(target)
-    assert not broken, f"{document.relative_to(ROOT)} links to missing files: {broken}"
+    assert not broken, f"{document.relative_to(ROOT)} has links to missing files or headings: {broken}"
+
+
+def _resolves(path: Path, anchor: str) -> bool:
+    if not path.exists():
+        return False
+    return not anchor or path.suffix != ".md" or anchor in anchors(path.read_text(encoding="utf-8"))
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of ``markdown``: lower case, punctuation dropped, spaces → ``-``."""
+    without_code = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    out = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", without_code, flags=re.MULTILINE):
+        out.add(re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-"))
+    return out
+
+
+def test_anchors() -> None:
+    assert anchors("# Files: /v1/files\n## A forwarded request\n```\n# not a heading\n```") == {
+        "files-v1files", "a-forwarded-request"}
