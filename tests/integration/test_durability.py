@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +13,7 @@ import aiohttp
 from support.app_node import AppNode
 from support.http import session
 from support.node import NodeProcess, NodeSpec
+from support.waiting import wait_for_async
 
 
 def blob_files(node: NodeSpec) -> list[Path]:
@@ -21,6 +22,15 @@ def blob_files(node: NodeSpec) -> list[Path]:
 
 def temp_files(node: NodeSpec) -> list[Path]:
     return list((node.data_dir / "blobs" / "tmp").iterdir())
+
+
+def streaming(node: NodeSpec) -> Callable[[], Awaitable[list[Path] | None]]:
+    """A condition for ``wait_for_async``: the node's temp files, once there are any."""
+
+    async def temp() -> list[Path] | None:
+        return temp_files(node) or None
+
+    return temp
 
 
 async def slow_body(total_chunks: int, started: asyncio.Event, pause: float) -> AsyncIterator[bytes]:
@@ -44,8 +54,7 @@ async def test_kill_9_mid_overwrite_keeps_the_old_version_and_no_orphans(api_nod
 
         task = asyncio.create_task(upload())
         await asyncio.wait_for(started.wait(), 20)
-        await asyncio.sleep(0.2)
-        assert temp_files(api_node_process), "the upload should be streaming into a temp file"
+        await wait_for_async(streaming(api_node_process), 20, "the upload to stream into a temp file", 0.02)
         api_node_process.kill()
         await task
     api_node_process.start()
@@ -67,7 +76,7 @@ async def test_kill_9_mid_create_leaves_nothing(node: NodeProcess) -> None:
 
         task = asyncio.create_task(upload())
         await asyncio.wait_for(started.wait(), 20)
-        await asyncio.sleep(0.2)
+        await wait_for_async(streaming(node), 20, "the upload to stream into a temp file", 0.02)
         node.kill()
         await task
     node.start()
