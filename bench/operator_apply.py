@@ -53,7 +53,7 @@ if str(TESTS_DIR) not in sys.path:
 from figures import human_bytes, table  # noqa: E402
 from process_memory import resident_bytes  # noqa: E402
 from support.kube import DEV_CLUSTER_SH, DOWN_TIMEOUT, UP_TIMEOUT, bin_dir, tools_missing  # noqa: E402
-from support.redis_server import free_port  # noqa: E402
+from support.ports import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "charts" / "callfs" / "crds" / "callfsclusters.yaml"

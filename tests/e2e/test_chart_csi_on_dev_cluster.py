@@ -23,8 +23,9 @@ import yaml
 from kubernetes import client as kclient
 
 from support.csi_provisioning import BIND_TIMEOUT, DRIVER, ROOT_SECRET, running_provisioning
-from support.kube import NODE_COUNT, KubeCluster, wait_for
+from support.kube import NODE_COUNT, KubeCluster
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,9 @@ from kubernetes import client as kclient
 
 from callfs.client import CallFSClient
 from support.csi_provisioning import BIND_TIMEOUT, DRIVER, Provisioning, running_provisioning
-from support.kube import KubeCluster, wait_for
+from support.kube import KubeCluster
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

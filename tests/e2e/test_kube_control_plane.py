@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client as kclient
 
-from support.kube import NODE_COUNT, KubeCluster, wait_for
+from support.kube import NODE_COUNT, KubeCluster
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,9 @@ import pytest
 import yaml
 from kubernetes import client as kclient
 
-from support.kube import KubeCluster, wait_for
+from support.kube import KubeCluster
 from support.operator import OperatorProcess
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,18 +13,11 @@ import aiohttp
 
 from support.http import session
 from support.node import NodeProcess
+from support.waiting import wait_for_async
 
 
 def blob_count(node: NodeProcess) -> int:
     return sum(1 for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file())
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 async def node_states(node: NodeProcess) -> dict[str, str]:
@@ -98,7 +91,7 @@ async def test_recursive_delete_frees_bytes_on_every_node(cluster_factory) -> No
     async def all_freed() -> bool:
         return [blob_count(n) for n in nodes] == [0, 0, 0]
 
-    await wait_for(all_freed)
+    await wait_for_async(all_freed, 10, "every blob freed on every node", 0.1)
 
 
 async def test_read_after_write_is_coherent_across_nodes(cluster_factory) -> None:  # type: ignore[no-untyped-def]
@@ -151,13 +144,13 @@ async def test_a_dead_node_gives_502_and_rejoins(cluster_factory) -> None:  # ty
     async def a_is_down() -> bool:
         return (await node_states(b))["node-0"] == "down"
 
-    await wait_for(a_is_down)
+    await wait_for_async(a_is_down, 10, "node-0 seen down by the second node", 0.1)
     a.start()
 
     async def a_is_up() -> bool:
         return (await node_states(c))["node-0"] == "up"
 
-    await wait_for(a_is_up)
+    await wait_for_async(a_is_up, 10, "node-0 seen up again by the third node", 0.1)
     async with session(c) as on_c, on_c.get("/v1/files/on-a.txt") as response:
         assert await response.read() == b"from a"
 

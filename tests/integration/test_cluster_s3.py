@@ -4,8 +4,6 @@ any node serves them directly, also while the node that wrote them is dead; a ba
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -13,6 +11,7 @@ import aiohttp
 from support.http import session
 from support.node import NodeProcess
 from support.s3 import S3Server
+from support.waiting import wait_for_async
 
 
 def s3_section(server: S3Server, bucket: str, **overrides: Any) -> dict[str, Any]:
@@ -55,10 +54,11 @@ async def test_s3_files_survive_the_death_of_their_writer(  # type: ignore[no-un
             assert await response.read() == b"rewritten by c"
         async with on_b.delete("/v1/files/in-s3.bin") as response:
             assert response.status == 204
-    deadline = time.monotonic() + 10
-    while bucket_keys(s3_server, s3_bucket) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert bucket_keys(s3_server, s3_bucket) == []
+
+    async def bucket_emptied() -> bool:
+        return bucket_keys(s3_server, s3_bucket) == []
+
+    await wait_for_async(bucket_emptied, 10, f"bucket {s3_bucket} to be emptied", 0.1)
     a.start()
     async with session(c) as on_c, on_c.get("/v1/files/on-disk.bin") as response:
         assert await response.read() == b"local"

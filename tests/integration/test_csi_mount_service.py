@@ -20,7 +20,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from callfs_csi.mount_service import MAX_REQUEST_BYTES, request_mount
 from support.csi_plugin import Plugin, is_stale, mount_points_under, poll, unmount_all_under
 from support.mount import MOUNT_COMMAND, MountedVolume, has_exited, wait_for_exit
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
 """Where a fresh cgroup is tried, in order: the v1 pids hierarchy, the v2 hierarchy beside v1, a v2-only host."""
@@ -54,13 +54,16 @@ class Cgroup:
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup until none is left alive, as a container runtime does when the
         container stops (zombies count as gone: their parent reaps them)."""
-        deadline = time.monotonic() + 15
-        while alive := [pid for pid in self.pids() if not has_exited(pid)]:
-            assert time.monotonic() < deadline, f"{self.path}: {alive} survive SIGKILL"
+
+        def kill_survivors() -> list[int]:
+            alive = [pid for pid in self.pids() if not has_exited(pid)]
             for pid in alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
+            return alive
+
+        wait_for(kill_survivors, 15, f"every process in {self.path} to die of SIGKILL",
+                 0.05, until=lambda alive: not alive)
 
     def remove(self) -> None:
         """``rmdir`` once the last (reaped) process has left."""
@@ -304,7 +307,7 @@ def test_mounts_made_through_the_service_survive_a_restart_of_the_plugin_contain
     node_plugin.node_service.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(
         volume_id=volume.volume_id, staging_target_path=str(staging)))
     assert mount_points_under(rig.base) == []
-    assert wait_for_exit(daemon), "the daemon exits once unmounted"
+    wait_for_exit(daemon, what="the daemon to exit once unmounted")
     assert sum("mounted" in line for line in service.log_text().splitlines()) == 1, service.log_text()
 
 

@@ -23,6 +23,7 @@ import pytest
 from callfs.client import CallFSClient
 from support.mount import MOUNT_COMMAND, MountedVolume, is_mounted, unmount, wait_for_exit
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 MountFactory = Callable[..., MountedVolume]
 
@@ -38,15 +39,6 @@ def ok(command: str, cwd: Path) -> str:
     result = sh(command, cwd)
     assert result.returncode == 0, f"{command!r} failed: {result.stderr}"
     return result.stdout
-
-
-def poll(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def server(node: NodeProcess, operation: Callable[[CallFSClient], object]) -> object:
@@ -115,7 +107,7 @@ def test_unmount_ends_the_daemon(node: NodeProcess, mount_factory: MountFactory)
     mount = mount_factory(node)
     pid = mount.pid()
     subprocess.run(["fusermount3", "-u", str(mount.path)], check=True, timeout=30)
-    assert wait_for_exit(pid)
+    wait_for_exit(pid)
     assert not is_mounted(mount.path)
 
 
@@ -217,12 +209,13 @@ def test_two_mounts_see_each_others_writes(node: NodeProcess, mount_factory: Mou
     first = mount_factory(node)
     second = mount_factory(node, first.volume, create=False)
     (first.path / "from-first").write_text("hello")
-    assert poll(lambda: (second.path / "from-first").exists())
+    wait_for(lambda: (second.path / "from-first").exists(), 10, "the first mount's file on the second", 0.05)
     assert (second.path / "from-first").read_text() == "hello"
     (second.path / "from-first").write_text("changed by the second")
-    assert poll(lambda: (first.path / "from-first").read_text() == "changed by the second")
+    wait_for(lambda: (first.path / "from-first").read_text() == "changed by the second", 10,
+             "the second mount's change on the first", 0.05)
     (second.path / "from-first").unlink()
-    assert poll(lambda: not (first.path / "from-first").exists())
+    wait_for(lambda: not (first.path / "from-first").exists(), 10, "the second mount's delete on the first", 0.05)
 
 
 # ---- quotas -------------------------------------------------------------------------------------------
@@ -269,7 +262,7 @@ def test_killed_daemon_leaves_a_stale_mount_that_unmount_cleans(node: NodeProces
                                                                mount_factory: MountFactory) -> None:
     mount = mount_factory(node)
     os.kill(mount.pid(), signal.SIGKILL)
-    assert wait_for_exit(mount.pid())
+    wait_for_exit(mount.pid())
     with pytest.raises(OSError) as caught:
         os.stat(mount.path)
     assert caught.value.errno == errno.ENOTCONN

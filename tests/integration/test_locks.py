@@ -22,7 +22,8 @@ from callfs.locks import redis as redis_locks
 from callfs.locks.base import Lease, LockService, LockUnavailable
 from callfs.locks.local import KeyedFifoLock, LocalLockService
 from callfs.locks.redis import FENCE_KEY, LOCK_KEY_PREFIX, RedisLockService
-from support.redis_server import RedisServer, free_port, running_redis_server
+from support.ports import free_port
+from support.redis_server import RedisServer, running_redis_server
 
 TTL = 0.3
 """Lease time-to-live for the tests, seconds: short so expiry and renewal are observable quickly."""

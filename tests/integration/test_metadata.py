@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,6 +22,7 @@ from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from callfs.metadata.sqlite import SQLiteStore
 from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink
 from support.pg import new_store
+from support.ports import free_port
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
@@ -679,15 +679,8 @@ async def test_blob_ids_stream_the_files_of_one_backend_and_owner(metadata_store
 # --- failures ---------------------------------------------------------------------------------------------
 
 
-def closed_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_postgres_store_reports_an_unreachable_server_quickly() -> None:
-    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{closed_loopback_port()}/postgres")
+    store = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
     started = time.monotonic()
     with pytest.raises(MetadataUnavailable):
         await store.start()

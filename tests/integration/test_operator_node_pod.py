@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,7 +28,9 @@ import pytest
 from callfs_operator import container_env
 from callfs_operator.builders import children, secrets
 from callfs_operator.spec import parse_cluster
-from support.redis_server import RedisServer, free_port
+from support.ports import free_port
+from support.redis_server import RedisServer
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -121,18 +122,16 @@ def node_pod(tmp_path: Path, postgres_dsn: str, redis_url: str, redis_server: Re
     pod = RunningPod(f"http://127.0.0.1:{port}", plain["demo-api-key"]["api-key"], process, log,
                      host_dirs["/var/lib/callfs"])
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+
+        def ready() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"the node exited with {process.returncode}:\n{pod.log_tail()}")
-            try:
-                if get(pod.url + "/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the node was not ready after {START_TIMEOUT} s:\n{pod.log_tail()}")
-            time.sleep(0.1)
+            return get(pod.url + "/ready")[0] == 200
+
+        try:
+            wait_for(ready, START_TIMEOUT, "the node's /ready", 0.1, ignoring=(OSError,))
+        except AssertionError as exc:
+            pytest.fail(f"{exc}:\n{pod.log_tail()}")
         yield pod
     finally:
         process.terminate()

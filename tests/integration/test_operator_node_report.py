@@ -17,17 +17,16 @@ from callfs_operator.node_report import NodeReporter, fetch, tls_context
 from callfs_operator.spec import parse_cluster
 from callfs_operator.status import Observed, Workload, compute
 from support.node import NodeProcess, make_certificate
+from support.ports import free_port
+from support.waiting import wait_for
 
 SETTLED = Workload(replicas=2, ready=2, updated=2, generation=1, observed_generation=1)
 
 
 def wait_report(node: NodeProcess, wanted: dict[str, str], timeout: float = 15.0) -> dict[str, str] | None:
-    deadline = time.monotonic() + timeout
-    report = fetch(node.url, node.api_key)
-    while report != wanted and time.monotonic() < deadline:
-        time.sleep(0.2)
-        report = fetch(node.url, node.api_key)
-    return report
+    """``node``'s membership report once it is ``wanted``; ``AssertionError`` (with the last) after ``timeout`` s."""
+    return wait_for(lambda: fetch(node.url, node.api_key), timeout, f"the membership report {wanted}",
+                    until=lambda report: report == wanted)
 
 
 def test_a_dead_node_turns_the_status_degraded(cluster_factory: Callable[..., list[NodeProcess]]) -> None:
@@ -66,9 +65,7 @@ def silent_port() -> Iterator[int]:
 def test_an_unreachable_cluster_gives_no_report_within_the_timeout(silent_port: int) -> None:
     started = time.monotonic()
     assert fetch(f"http://127.0.0.1:{silent_port}", "key", timeout=0.5) is None
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        refused = closed.getsockname()[1]
+    refused = free_port()
     assert fetch(f"http://127.0.0.1:{refused}", "key", timeout=0.5) is None
     assert fetch("http://demo.ns1.svc.cluster.local:8443", "key", timeout=0.5) is None
     assert time.monotonic() - started < 5

@@ -33,7 +33,7 @@ from callfs.backends.s3 import (
     unavailable_message,
 )
 from callfs.config import BackendConfig
-from support.redis_server import free_port
+from support.ports import free_port
 from support.s3 import SERVER_KINDS, S3Server, running_s3_server
 
 MIB = 1 << 20

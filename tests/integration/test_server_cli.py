@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl
@@ -13,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from support.node import make_certificate, write_node_config
+from support.waiting import wait_for_async
 
 
 def run_callfs(
@@ -34,16 +34,15 @@ async def test_tls_listener_serves_https_with_hsts(tmp_path: Path) -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(node.url + "/health", ssl=context) as response:
-                        assert response.status == 200
-                        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
-                        break
-                except aiohttp.ClientConnectorError:
-                    await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("TLS node did not come up")
+
+            async def health() -> tuple[int, str | None]:
+                async with http.get(node.url + "/health", ssl=context) as response:
+                    return response.status, response.headers.get("Strict-Transport-Security")
+
+            status, hsts = await wait_for_async(health, 15, "the TLS node to answer /health", 0.05,
+                                                ignoring=(aiohttp.ClientConnectorError,))
+            assert status == 200
+            assert hsts is not None and hsts.startswith("max-age="), hsts
             headers = {"Authorization": f"Bearer {node.api_key}"}
             async with http.put(node.url + "/v1/files/tls.txt", data=b"secure", headers=headers, ssl=context) as r:
                 assert r.status == 201

@@ -22,8 +22,8 @@ from pathlib import Path
 import grpc
 
 from callfs_csi import csi_pb2, csi_pb2_grpc
-from support.kube import wait_for
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its socket
 Mode = csi_pb2.VolumeCapability.AccessMode
@@ -37,7 +37,7 @@ def mount_capability(
 
 
 def poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """:func:`support.kube.wait_for` at the 50 ms pace mounts and processes change at."""
+    """:func:`support.waiting.wait_for` at the 50 ms pace mounts and processes change at."""
     wait_for(condition, timeout, what, interval=0.05)
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from kubernetes import client as kclient
 
-from support.kube import wait_for
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 DRIVER = "csi.callfs.io"
 """The CSI driver name callfs-csi registers (GetPluginInfo)."""

@@ -12,8 +12,6 @@ Fixtures:
 * ``kube_api`` (session): a ``kubernetes.client.ApiClient`` authenticated as a cluster admin.
 * ``kube_namespace`` (function): a fresh namespace name, deleted (without waiting) after the test.
 
-:func:`wait_for` polls a condition with a deadline (for controllers that converge asynchronously).
-
 When the tools are not built, the fixtures *fail* under ``CI=true`` (so CI cannot pass by skipping the
 control-plane tests) and otherwise skip, with the reason repeated in the terminal summary.
 
@@ -25,19 +23,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import yaml
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
-
-T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_SH = REPO / "hack" / "tools.sh"
@@ -127,22 +121,6 @@ class KubeCluster:
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something other than ``None`` or ``False``, and return that.
-
-    ``timeout`` and ``interval`` are in seconds. Raises ``AssertionError`` naming ``what`` (and the last
-    value seen) when the deadline passes; exceptions from ``condition`` propagate.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
-        time.sleep(interval)
 
 
 def tools_missing() -> str | None:

@@ -16,7 +16,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from callfs.client import CallFSClient
 from support.node import NodeProcess
+from support.waiting import wait_for
 
 STARTER = (
     "import subprocess, sys, time\n"
@@ -100,14 +100,9 @@ def has_exited(pid: int) -> bool:
     return state == "Z" and threads <= 1
 
 
-def wait_for_exit(pid: int, timeout: float = 15.0) -> bool:
-    """Poll until :func:`has_exited` (``pid``); False after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if has_exited(pid):
-            return True
-        time.sleep(0.05)
-    return False
+def wait_for_exit(pid: int, timeout: float = 15.0, what: str = "") -> None:
+    """Poll until :func:`has_exited` (``pid``); ``AssertionError`` (naming ``what``) after ``timeout`` seconds."""
+    wait_for(lambda: has_exited(pid), timeout, what or f"process {pid} to exit", 0.05)
 
 
 def make_volume(node: NodeProcess, volume: str) -> None:
@@ -163,6 +158,8 @@ def mount_factory(tmp_path: Path) -> Iterator[Callable[..., MountedVolume]]:
         unmount(mount.path)
         with contextlib.suppress(FileNotFoundError, ValueError):
             pid = mount.pid()
-            if not wait_for_exit(pid):
+            try:
+                wait_for_exit(pid)
+            except AssertionError:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.kube import wait_for
-from support.redis_server import free_port
+from support.ports import free_port
+from support.waiting import wait_for
 
 START_TIMEOUT = 60.0
 """Seconds allowed for the operator's ``/healthz`` to answer after launch."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -32,6 +31,7 @@ import pytest
 from callfs.metadata.base import MetadataStore
 from callfs.metadata.postgres import PostgresStore
 from callfs.metadata.sqlite import SQLiteStore
+from support.ports import free_port
 
 METADATA_KINDS = ("sqlite", "postgres")
 """Parameter values of ``metadata_kind``; reuse them to parametrise other fixtures over both stores."""
@@ -81,13 +81,6 @@ def find_bin_dir() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _as_server_user(argv: list[str]) -> list[str]:
     """``argv`` run as the ``postgres`` system user when we are root (initdb refuses root)."""
     if os.geteuid() == 0:
@@ -133,7 +126,7 @@ def start_server(base: Path) -> PostgresServer:
     )
     # The port is free when picked but may be taken before the server binds it: try a few.
     for attempt in range(3):
-        port = _free_port()
+        port = free_port()
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",

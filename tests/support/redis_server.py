@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +17,9 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from support.ports import free_port
+from support.waiting import wait_for
 
 STARTUP_TIMEOUT = 15.0
 """Seconds to wait for the server to answer PING after launch."""
@@ -41,30 +42,18 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, password=self.password, decode_responses=True)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_until_ready(server: RedisServer, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
     client = server.client()
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            log = log_path.read_text(errors="replace")
+            raise RuntimeError(f"redis-server exited with {process.returncode}:\n{log}")
+        return bool(client.ping())
+
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}"
-                )
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT} s")
-            time.sleep(0.05)
+        wait_for(answers, STARTUP_TIMEOUT, f"redis-server on port {server.port} to answer PING", 0.05,
+                 ignoring=(redis.ConnectionError,))
     finally:
         client.close()
 
@@ -77,7 +66,8 @@ def running_redis_server(
 
     ``port`` defaults to a free one and ``password`` to a random one; pass a previous server's to restart
     "the same" server (same URL, empty data). Fails the
-    test when the binary is missing; raises :class:`RuntimeError` when the server does not come up.
+    test when the binary is missing; raises :class:`RuntimeError` when the server exits during start-up and
+    ``AssertionError`` when it does not answer within ``STARTUP_TIMEOUT`` seconds.
     """
     binary = shutil.which("redis-server")
     if binary is None:

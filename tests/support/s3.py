@@ -25,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from callfs.config import BackendConfig
-from support.redis_server import free_port
+from support.ports import free_port
+from support.waiting import wait_for
 
 SERVER_KINDS = ("seaweedfs", "moto")
 
@@ -197,38 +197,39 @@ def _moto_credentials(endpoint: str) -> tuple[str, str]:
 
 
 def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log_path: Path, name: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
+    """Poll until ``port`` accepts connections; ``RuntimeError`` (with the log) if ``process`` exits or times out."""
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log_path)}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} did not listen on {port} within {STARTUP_TIMEOUT} s:\n{_tail(log_path)}")
-        time.sleep(0.05)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, STARTUP_TIMEOUT, f"{name} to listen on {port}", 0.05)
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{_tail(log_path)}") from exc
 
 
 def _wait_until_writable(server: S3Server, process: subprocess.Popen[bytes], log_path: Path) -> None:
     """Poll until a bucket can be created and an object written (SeaweedFS assigns volumes lazily)."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
     client = server.client()
     bucket = new_bucket_name()
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def writable() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{server.kind} exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-                client.create_bucket(Bucket=bucket)
-            client.put_object(Bucket=bucket, Key="probe", Body=b"ready")
-        except (ClientError, BotoCoreError) as exc:
-            last = exc
-            time.sleep(0.1)
-            continue
-        empty_and_remove_bucket(client, bucket)
-        return
-    raise RuntimeError(f"{server.kind} not writable within {STARTUP_TIMEOUT} s ({last}):\n{_tail(log_path)}")
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="probe", Body=b"ready")
+        return True
+
+    try:
+        wait_for(writable, STARTUP_TIMEOUT, f"{server.kind} to accept a write", 0.1,
+                 ignoring=(ClientError, BotoCoreError))
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{_tail(log_path)}") from exc
+    empty_and_remove_bucket(client, bucket)
 
 
 def _tail(log_path: Path, lines: int = 40) -> str:

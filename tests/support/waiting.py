@@ -10,6 +10,11 @@ condition can both test and fetch::
 
     pv = wait_for(lambda: bound_volume(claim), 60, f"PVC {claim} to be Bound")
 
+With ``until``, the condition only observes and ``until`` decides, so that the timeout message quotes the
+last observation rather than ``False``::
+
+    report = wait_for(lambda: fetch(url, key), 15, "everyone up", until=lambda r: r == everyone_up)
+
 Exceptions raised by the condition propagate at once, except those listed in ``ignoring``: these count as
 "not yet" (a server that still refuses connections, an object that is not there yet) and the last one is
 quoted in the timeout message and chained to the ``AssertionError``.
@@ -23,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -31,7 +36,9 @@ DEFAULT_INTERVAL = 0.2
 """Seconds between two evaluations of the condition, unless the caller chooses another pace."""
 
 
-def _met(value: object) -> bool:
+def _met(value: object, until: Callable[[Any], object] | None) -> bool:
+    if until is not None:
+        return bool(until(value))
     return value is not None and value is not False
 
 
@@ -46,12 +53,14 @@ def wait_for(
     what: str,
     interval: float = DEFAULT_INTERVAL,
     *,
+    until: Callable[[T | None], object] | None = None,
     ignoring: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``condition`` every ``interval`` seconds until it returns something other than ``None``/``False``.
 
     Returns that value. ``timeout`` and ``interval`` are in seconds; ``what`` completes the sentence
-    "waiting for ..." in the error. Exceptions of the types in ``ignoring`` are treated as "not met yet"
+    "waiting for ..." in the error. With ``until``, the value is accepted when ``until(value)`` is truthy
+    instead (whatever the value itself). Exceptions of the types in ``ignoring`` are treated as "not met yet"
     (the last one is reported); any other exception propagates immediately.
 
     Raises ``AssertionError`` when ``timeout`` seconds pass without the condition being met.
@@ -66,7 +75,7 @@ def wait_for(
         except ignoring as exc:
             value, error = None, exc
         else:
-            if _met(value):
+            if _met(value, until):
                 return value  # type: ignore[return-value]
             error = None
         if started >= deadline:
@@ -80,6 +89,7 @@ async def wait_for_async(
     what: str,
     interval: float = DEFAULT_INTERVAL,
     *,
+    until: Callable[[T | None], object] | None = None,
     ignoring: tuple[type[BaseException], ...] = (),
 ) -> T:
     """:func:`wait_for` for a coroutine function ``condition``; sleeps with ``asyncio.sleep`` between calls.
@@ -97,7 +107,7 @@ async def wait_for_async(
         except ignoring as exc:
             value, error = None, exc
         else:
-            if _met(value):
+            if _met(value, until):
                 return value  # type: ignore[return-value]
             error = None
         if started >= deadline:
