@@ -2,8 +2,9 @@
 
 Fixtures:
 - ``controller``: a ``callfs-csi`` controller-mode :class:`~callfs_csi.server.Plugin` on a grpc.aio server bound to
-  a unix socket, its default cluster the ``node`` fixture's node (root key); yields a :class:`Controller` holding
-  the Controller, GroupController and Identity stubs and a way to check the cluster through the REST client.
+  a unix socket, its default cluster the ``app_node`` fixture's in-process node (root key); yields a
+  :class:`Controller` holding the Controller, GroupController and Identity stubs and a way to check the cluster
+  through the REST client.
 
 Helpers: :func:`capability`, :func:`create_request` (a ``CreateVolumeRequest``) and :func:`code_of` (the status
 code a call fails with).
@@ -22,7 +23,8 @@ from callfs_csi import csi_pb2, csi_pb2_grpc
 from callfs_csi.config import DriverConfig, Mode
 from callfs_csi.params import Credentials
 from callfs_csi.server import Plugin
-from support.node import NodeProcess
+from support.app_node import AppNode
+from support.node import NodeSpec
 
 GiB = 1 << 30
 AccessMode = csi_pb2.VolumeCapability.AccessMode
@@ -41,7 +43,7 @@ def create_request(name: str, size: int = GiB, **parameters: str) -> csi_pb2.Cre
 class Controller:
     """Stubs of one running controller plugin and the node it manages."""
 
-    def __init__(self, channel: grpc.aio.Channel, node: NodeProcess) -> None:
+    def __init__(self, channel: grpc.aio.Channel, node: NodeSpec) -> None:
         self.stub = csi_pb2_grpc.ControllerStub(channel)
         self.group = csi_pb2_grpc.GroupControllerStub(channel)
         self.identity = csi_pb2_grpc.IdentityStub(channel)
@@ -52,9 +54,9 @@ class Controller:
 
 
 @pytest.fixture
-async def controller(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Controller]:
+async def controller(app_node: AppNode, tmp_path: Path) -> AsyncIterator[Controller]:
     config = DriverConfig(node_id="n1", mode=Mode.CONTROLLER, state_dir=str(tmp_path / "state"),
-                          default=Credentials(node.url, node.key_for("root")))
+                          default=Credentials(app_node.url, app_node.key_for("root")))
     server = grpc.aio.server()
     Plugin.build(config).add_to(server)
     address = f"unix://{tmp_path}/controller.sock"
@@ -62,7 +64,7 @@ async def controller(node: NodeProcess, tmp_path: Path) -> AsyncIterator[Control
     await server.start()
     channel = grpc.aio.insecure_channel(address)
     try:
-        yield Controller(channel, node)
+        yield Controller(channel, app_node)
     finally:
         await channel.close()
         await server.stop(None)
