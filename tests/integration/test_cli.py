@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from callfs.cli.files import EXIT_CODES_HELP, FILE_COMMANDS, ExitCode
 from support.app_node import AppNode
-from support.redis_server import free_port
+from support.ports import free_port
 
 MiB = 1024 * 1024
 

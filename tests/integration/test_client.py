@@ -15,7 +15,7 @@ from aiohttp import web
 from callfs import errors
 from callfs.client import CallFSClient, CallFSUnavailable, FileInfo
 from support.app_node import AppNode
-from support.redis_server import free_port
+from support.ports import free_port
 
 MiB = 1024 * 1024
 

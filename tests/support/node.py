@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from support.redis_server import free_port
+from support.ports import free_port
 
 N = TypeVar("N", bound="NodeSpec")
 
