@@ -29,6 +29,7 @@ import pytest
 from callfs_csi import csi_pb2
 from callfs_csi.mount_service import MAX_REQUEST_BYTES, request_mount
 from support.csi_plugin import Plugin, is_stale, mount_points_under, poll, unmount_all_under
+from support.machine import require, require_fuse
 from support.mount import MOUNT_COMMAND, MountedVolume, has_exited, wait_for_exit
 from support.node import NodeProcess
 from support.waiting import wait_for
@@ -107,6 +108,9 @@ class Rig:
         """A fresh cgroup ``callfs-test-<random>/<name>`` in the first hierarchy where one can be made."""
         if self.cgroup_parent is None:
             self.cgroup_parent = _make_cgroup_parent()
+            tried = ", ".join(map(str, CGROUP_ROOTS))
+            require(self.cgroup_parent is not None, f"no hierarchy where a cgroup can be created (tried {tried})")
+        assert self.cgroup_parent is not None
         group = Cgroup(self.cgroup_parent / name)
         group.path.mkdir()
         self.cgroups.append(group)
@@ -148,7 +152,8 @@ class Rig:
             self.cgroup_parent.rmdir()
 
 
-def _make_cgroup_parent() -> Path:
+def _make_cgroup_parent() -> Path | None:
+    """A fresh parent cgroup in the first of :data:`CGROUP_ROOTS` where one can be made; ``None`` if none can."""
     for root in CGROUP_ROOTS:
         parent = root / f"callfs-test-{secrets.token_hex(4)}"
         try:
@@ -158,11 +163,12 @@ def _make_cgroup_parent() -> Path:
         if (parent / "cgroup.procs").exists():
             return parent
         parent.rmdir()  # a plain directory (e.g. the tmpfs holding the v1 hierarchies), not a cgroup
-    pytest.skip("no cgroup hierarchy where a cgroup can be created")
+    return None
 
 
 @pytest.fixture
 def rig(node: NodeProcess, tmp_path: Path) -> Iterator[Rig]:
+    require_fuse()  # the service mounts with callfs-mount
     made = Rig(node, tmp_path)
     try:
         yield made

@@ -21,11 +21,13 @@ import pytest
 
 from callfs_csi import csi_pb2
 from support.csi_plugin import Mode, Plugin, is_stale, mount_points_under, poll, readable, unmount_all_under
+from support.machine import require_fuse
 from support.node import NodeProcess
 
 
 @pytest.fixture
 def plugin(node: NodeProcess, tmp_path: Path) -> Iterator[Plugin]:
+    require_fuse()  # the plugin mounts with callfs-mount
     base = tmp_path / "csi"
     base.mkdir()
     started = Plugin(node, base, secrets={"apiKey": node.key_for("root")})

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.kube import REPO, bin_dir
+from support.machine import require
 
 SCRIPT = REPO / "hack" / "csi-sanity.sh"
 RUN_TIMEOUT = 900  # seconds; the suite itself takes about ten on this machine
@@ -69,12 +70,7 @@ MUST_PASS = (
 
 def _sanity_available() -> None:
     sanity = bin_dir() / "csi-sanity"
-    if sanity.exists():
-        return
-    message = f"{sanity} is not built (run `bash hack/tools.sh install csi-sanity`)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    require(sanity.exists(), f"{sanity} is not built (run `bash hack/tools.sh install csi-sanity`)")
 
 
 def _cases(junit: Path) -> list[tuple[str, str, str]]:

@@ -21,13 +21,19 @@ from pathlib import Path
 import pytest
 
 from callfs.client import CallFSClient
+from support.machine import require_fuse
 from support.mount import MOUNT_COMMAND, MountedVolume, is_mounted, unmount, wait_for_exit
 from support.node import NodeProcess
 from support.waiting import wait_for
 
 MountFactory = Callable[..., MountedVolume]
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+
+
+@pytest.fixture(autouse=True)
+def _fuse() -> None:
+    """Every test here mounts: skip without FUSE on a developer's machine, fail in CI."""
+    require_fuse()
 
 
 def sh(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,8 @@ Fixtures:
 * ``kube_namespace`` (function): a fresh namespace name, deleted (without waiting) after the test.
 
 When the tools are not built, the fixtures *fail* under ``CI=true`` (so CI cannot pass by skipping the
-control-plane tests) and otherwise skip, with the reason repeated in the terminal summary.
+control-plane tests) and otherwise skip, with the reason repeated in the terminal summary
+(:func:`support.machine.unavailable`).
 
 When a test that uses the cluster fails, what each component logged while it ran is attached to its report
 (sections ``kube <component> log``).
@@ -21,7 +22,6 @@ When a test that uses the cluster fails, what each component logged while it ran
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Generator, Iterator
@@ -32,6 +32,8 @@ import pytest
 import yaml
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
+
+from support.machine import in_ci, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_SH = REPO / "hack" / "tools.sh"
@@ -176,10 +178,9 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             "the Kubernetes control-plane tools are not built (run `bash hack/tools.sh install`, "
             f"tens of minutes the first time): {missing}"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        _skip_reason.append(message)
-        pytest.skip(message)
+        if not in_ci():
+            _skip_reason.append(message)
+        unavailable(message)
     state_dir = tmp_path_factory.mktemp("kube-cluster")
     up = subprocess.run(
         ["bash", str(DEV_CLUSTER_SH), "up", "--dir", str(state_dir), "--nodes", str(NODE_COUNT)],

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from callfs.client import CallFSClient
+from support.machine import require_fuse
 from support.node import NodeProcess
 from support.waiting import wait_for
 
@@ -117,6 +118,7 @@ def make_volume(node: NodeProcess, volume: str) -> None:
 
 @pytest.fixture
 def mount_factory(tmp_path: Path) -> Iterator[Callable[..., MountedVolume]]:
+    require_fuse()
     mounted: list[MountedVolume] = []
 
     def make(node: NodeProcess, volume: str | None = None, *, user: str = "root", options: Sequence[str] = (),

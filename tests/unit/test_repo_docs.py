@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from support.machine import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 REQUIRED_DOCS = ("README.md", "rest-api.md", "architecture.md", "operations.md")
@@ -30,7 +32,7 @@ def tracked_files() -> list[Path]:
     try:
         out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"not a git checkout: {exc}")
+        unavailable(f"not a git checkout: {exc}")
     names = [n for n in out.decode().split("\0") if n]
     return [ROOT / n for n in names if n not in EXCLUDED and (ROOT / n).is_file()]
 
