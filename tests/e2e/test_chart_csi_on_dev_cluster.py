@@ -7,6 +7,11 @@ reported Ready; what runs for real is the provisioning path: csi-provisioner and
 chart's images are built from) with the sidecar flags of the chart's Deployment, authenticated as the chart's
 controller ServiceAccount, against our controller and a CallFS node (``support.csi_provisioning``).
 
+That the sidecars really act as the ServiceAccount (and not, say, as an admin through an inherited
+``KUBECONFIG``) is checked by the API server itself: while they run, a ValidatingAdmissionPolicy lets only that
+ServiceAccount create or resize PersistentVolumes of the test's StorageClass, and the admin is shown to be refused
+first. The ServiceAccount's kubeconfig is also shown to be refused what only an admin may do.
+
 Everything cluster-scoped the chart creates (ClusterRole, ClusterRoleBinding, StorageClass, and the CSIDriver
 unless it was already there) is deleted at the end; the namespace takes the rest.
 """
@@ -14,6 +19,7 @@ unless it was already there) is deleted at the end; the namespace takes the rest
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +77,68 @@ def installed_chart(kube_cluster: KubeCluster, api: kclient.ApiClient, namespace
                              stdin=yaml.safe_dump_all(cluster_scoped))
 
 
+@contextlib.contextmanager
+def only_user_provisions(kube_cluster: KubeCluster, storage_class: str, user: str) -> Iterator[None]:
+    """While the block runs, the API server refuses to create or resize a PersistentVolume of ``storage_class``
+    for anyone but ``user`` (a ValidatingAdmissionPolicy and its binding, deleted on exit).
+
+    On entry, waits until the policy is in force: until a server-side dry run of such a create by the admin is
+    refused by it.
+    """
+    name = f"e2e-only-{storage_class}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["persistentvolumes"],
+            }]},
+            "matchConditions": [
+                {"name": "of-the-storage-class",
+                 "expression": "has(object.spec.storageClassName)"
+                               f" && object.spec.storageClassName == '{storage_class}'"},
+                {"name": "provisioned-or-resized",
+                 "expression": "request.operation == 'CREATE'"
+                               " || oldObject.spec.capacity.storage != object.spec.capacity.storage"},
+            ],
+            "validations": [{
+                "expression": f"request.userInfo.username == '{user}'",
+                "messageExpression": f"'only {user} provisions or resizes, not ' + request.userInfo.username",
+            }],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    manifests = yaml.safe_dump_all([policy, binding])
+    probe = yaml.safe_dump({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{name}-probe"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": storage_class,
+                 "csi": {"driver": DRIVER, "volumeHandle": "probe"}},
+    })
+
+    def admin_refused() -> str | None:
+        try:
+            kube_cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=probe)
+        except subprocess.CalledProcessError as exc:
+            if f"ValidatingAdmissionPolicy '{name}'" in exc.stderr:
+                return str(exc.stderr)
+            raise
+        return None  # not in force yet (the API server loads policies asynchronously)
+
+    kube_cluster.kubectl("apply", "-f", "-", stdin=manifests)
+    try:
+        refusal = wait_for(admin_refused, READY, f"policy {name} to refuse the admin")
+        assert f"not {kube_cluster.username()}" in refusal, refusal
+        yield
+    finally:
+        kube_cluster.kubectl("delete", "--ignore-not-found", "-f", "-", stdin=manifests)
+
+
 def _container(docs: list[dict[str, Any]], kind: str, name: str, container: str) -> dict[str, Any]:
     (workload,) = (d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
     (found,) = (c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == container)
@@ -123,9 +191,22 @@ def test_claim_of_the_chart_storage_class_binds_and_grows_with_the_chart_rbac(
     work_dir.mkdir()
     with installed_chart(kube_cluster, kube_api, kube_namespace, values) as docs:
         identity = kube_cluster.service_account_kubeconfig(kube_namespace, CONTROLLER, tmp_path / "kubeconfig")
-        with running_provisioning(kube_api, identity, kube_cluster.bin_dir, node, kube_namespace, work_dir,
-                                  resizer=True, provisioner_flags=_chart_flags(docs, "csi-provisioner"),
-                                  resizer_flags=_chart_flags(docs, "csi-resizer")) as provisioning:
+        user = f"system:serviceaccount:{kube_namespace}:{CONTROLLER}"
+        assert kube_cluster.username(identity) == user
+        # The kubeconfig carries the chart's RBAC and no more: refused what only an admin may do ...
+        for action in (("list", "nodes"), ("create", "namespaces"), ("get", "secrets", "-n", "kube-system"),
+                       ("get", "secrets", "-n", kube_namespace)):
+            assert kube_cluster.can_i(*action), f"the admin is refused {' '.join(action)}"
+            assert not kube_cluster.can_i(*action, kubeconfig=identity), f"{user} may {' '.join(action)}"
+        # ... and allowed what the sidecars need.
+        for action in (("create", "persistentvolumes"), ("patch", "persistentvolumeclaims", "--subresource=status"),
+                       ("get", f"secret/{ROOT_SECRET}", "-n", kube_namespace)):
+            assert kube_cluster.can_i(*action, kubeconfig=identity), f"{user} may not {' '.join(action)}"
+        with only_user_provisions(kube_cluster, storage_class, user), \
+                running_provisioning(kube_api, identity, kube_cluster.bin_dir, node, kube_namespace, work_dir,
+                                     resizer=True, provisioner_flags=_chart_flags(docs, "csi-provisioner"),
+                                     resizer_flags=_chart_flags(docs, "csi-resizer")) as provisioning:
+            # Only the ServiceAccount may create this PV, and only it may resize it: the sidecars act as it.
             provisioning.claim("data", storage_class, "1Gi")
             pv = provisioning.bound_volume("data")
             assert pv.spec.csi.driver == DRIVER

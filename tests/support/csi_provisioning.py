@@ -14,6 +14,7 @@ the StorageClasses it created and printing the tail of each process log to stder
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -140,13 +141,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def sidecar_env(kubeconfig: Path) -> dict[str, str]:
+    """The environment of a sidecar that must authenticate with ``kubeconfig`` and nothing else.
+
+    csi-provisioner takes ``KUBECONFIG`` from its environment in preference to ``--kubeconfig``, so an
+    inherited ``KUBECONFIG`` (a developer's ``hack/dev-cluster.sh env``, an admin's) would silently replace the
+    identity under test; it is set to ``kubeconfig`` here, and the flag is passed too.
+    """
+    return {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, "KUBECONFIG": str(kubeconfig)}
+
+
 def _sidecar(binary: Path, socket: Path, kubeconfig: Path, log_path: Path, *flags: str) -> subprocess.Popen[bytes]:
     if not binary.exists():
         raise FileNotFoundError(f"{binary} is not built (bash hack/tools.sh install {binary.name})")
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [str(binary), f"--csi-address={socket}", f"--kubeconfig={kubeconfig}", "--leader-election=false",
-             "--timeout=60s", "--v=4", *flags], stdout=log, stderr=subprocess.STDOUT)
+             "--timeout=60s", "--v=4", *flags], stdout=log, stderr=subprocess.STDOUT, env=sidecar_env(kubeconfig))
 
 
 @contextlib.contextmanager
@@ -161,7 +172,8 @@ def running_provisioning(
     ``csi-resizer.log``). csi-provisioner runs with 4 worker threads and its client-go defaults (5 API
     requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say otherwise;
     ``resizer_flags`` are appended to csi-resizer's. ``kubeconfig`` is the sidecars' identity (an admin, or a
-    ServiceAccount whose RBAC is under test). Raises
+    ServiceAccount whose RBAC is under test), given as ``KUBECONFIG`` and ``--kubeconfig`` (:func:`sidecar_env`;
+    the test process's own ``KUBECONFIG`` is not passed on). Raises
     ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller
     socket does not appear within 30 s. Everything started is stopped on exit.
     """

@@ -74,14 +74,15 @@ class KubeCluster:
         """The log file of ``component`` (one of :data:`COMPONENTS`)."""
         return self.state_dir / "logs" / f"{component}.log"
 
-    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60, kubeconfig: Path | None = None) -> str:
         """Run ``kubectl`` against this cluster and return its stdout.
 
-        ``timeout`` is in seconds. Raises ``subprocess.CalledProcessError`` (with stderr) on a non-zero exit
-        and ``subprocess.TimeoutExpired`` when it runs longer than ``timeout``.
+        It authenticates with ``kubeconfig`` (default: the admin's :attr:`kubeconfig`). ``timeout`` is in
+        seconds. Raises ``subprocess.CalledProcessError`` (with stderr) on a non-zero exit and
+        ``subprocess.TimeoutExpired`` when it runs longer than ``timeout``.
         """
         proc = subprocess.run(
-            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+            [str(self.bin_dir / "kubectl"), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -89,6 +90,24 @@ class KubeCluster:
             check=True,
         )
         return proc.stdout
+
+    def can_i(self, *args: str, kubeconfig: Path | None = None) -> bool:
+        """Whether ``kubectl auth can-i <args>`` (e.g. ``"create", "namespaces"``) answers yes for ``kubeconfig``.
+
+        The API server's authorizer (RBAC here) decides, for the user ``kubeconfig`` authenticates as (default:
+        the admin). Raises ``subprocess.CalledProcessError`` when kubectl answers neither yes nor no.
+        """
+        kubectl = str(self.bin_dir / "kubectl")
+        argv = [kubectl, "--kubeconfig", str(kubeconfig or self.kubeconfig), "auth", "can-i", *args]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        answer = proc.stdout.strip()
+        if (proc.returncode, answer) not in ((0, "yes"), (1, "no")):
+            raise subprocess.CalledProcessError(proc.returncode, argv, proc.stdout, proc.stderr)
+        return answer == "yes"
+
+    def username(self, kubeconfig: Path | None = None) -> str:
+        """The user name the API server authenticates ``kubeconfig`` as (``kubectl auth whoami``)."""
+        return self.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}", kubeconfig=kubeconfig)
 
     def helm(self, *args: str, timeout: float = 60) -> str:
         """Run the ``helm`` built by ``hack/tools.sh`` and return its stdout (for ``helm template``: the manifests).
