@@ -22,6 +22,7 @@ from callfs.api.app import build_app
 from callfs.config import Config
 from callfs.logs import configure_logging
 from callfs.node import Node
+from support.node import postgres_redis_sections
 
 API_KEY = "observability-test-key-0123456789"
 READ_TIMEOUT = 0.5
@@ -78,6 +79,16 @@ async def start_node(tmp_path: Path, logs: io.StringIO, **sections: Any) -> Asyn
 @pytest.fixture
 async def local_node(tmp_path: Path, json_logs: io.StringIO) -> AsyncIterator[LocalNode]:
     async for started in start_node(tmp_path, json_logs):
+        yield started
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def stores_node(
+    request: pytest.FixtureRequest, tmp_path: Path, json_logs: io.StringIO
+) -> AsyncIterator[LocalNode]:
+    """:func:`local_node` on SQLite + in-process locks, and on PostgreSQL + Redis (the Redis path lock)."""
+    sections = postgres_redis_sections(request) if request.param == "postgres" else {}
+    async for started in start_node(tmp_path, json_logs, **sections):
         yield started
 
 
@@ -163,7 +174,8 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, An
     return status, json.loads(await reader.readexactly(length))
 
 
-async def test_a_stalled_upload_times_out_writes_nothing_and_releases_the_lock(local_node: LocalNode) -> None:
+async def test_a_stalled_upload_times_out_writes_nothing_and_releases_the_lock(stores_node: LocalNode) -> None:
+    local_node = stores_node
     reader, writer = await stalled_put(local_node, "big.bin", 1 << 20, b"x" * 1000)
     try:
         started = time.monotonic()
@@ -185,7 +197,8 @@ async def test_a_stalled_upload_times_out_writes_nothing_and_releases_the_lock(l
         writer.close()
 
 
-async def test_a_stalled_overwrite_keeps_the_old_content(local_node: LocalNode) -> None:
+async def test_a_stalled_overwrite_keeps_the_old_content(stores_node: LocalNode) -> None:
+    local_node = stores_node
     async with local_node.session() as http:
         async with http.put("/v1/files/keep.txt", data=b"version one") as response:
             assert response.status == 201
