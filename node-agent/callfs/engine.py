@@ -213,6 +213,7 @@ class Engine:
         require(caller, existing, WRITE, "create entries in")
         now = utcnow()
         made = existing
+        inserted = 0
         for directory in reversed(missing):
             made = Inode(
                 path=directory, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
@@ -224,7 +225,10 @@ class Engine:
                     raise NotADirectory(f"{directory} is not a directory")
                 made = found
             else:
-                await self._charge(txn, directory, 0, 1)
+                inserted += 1
+        # One quota charge for the whole chain: the quotas governing the topmost new directory govern every
+        # directory below it too (the new ones have no quotas of their own yet).
+        await self._charge(txn, missing[-1], 0, inserted)
         return made
 
     # ---------------------------------------------------------------- reads

@@ -14,6 +14,8 @@ from callfs.errors import BadRequest
 ROOT = "/"
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+MAX_PATH_DEPTH = 256
+"""Most segments a path may have: a write creates missing parents in one transaction, so this bounds its cost."""
 
 # SECURITY: C0 and C1 control characters (tab allowed), DEL, and Unicode BiDi overrides/isolates can disguise a path
 # in logs and listings ("Trojan Source"); backslashes would be a second separator on some clients.
@@ -38,8 +40,9 @@ def canonicalize(raw: str) -> RequestPath:
     ``""``, ``"."`` and ``"/"`` are the root. ``a/../b`` becomes ``/b``.
 
     Raises:
-        BadRequest: forbidden characters, a path climbing above the root, or a segment/path too long
-            (255 / 4096 bytes, the POSIX ``NAME_MAX``/``PATH_MAX`` of Linux).
+        BadRequest: forbidden characters, a path climbing above the root, a segment/path too long
+            (255 / 4096 bytes, the POSIX ``NAME_MAX``/``PATH_MAX`` of Linux), or more than
+            :data:`MAX_PATH_DEPTH` segments (after ``..`` is resolved).
     """
     match = _FORBIDDEN.search(raw)
     if match is not None:
@@ -58,6 +61,8 @@ def canonicalize(raw: str) -> RequestPath:
         if len(segment.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
             raise BadRequest(f"path segment longer than {MAX_NAME_BYTES} bytes")
         parts.append(segment)
+    if len(parts) > MAX_PATH_DEPTH:
+        raise BadRequest(f"path has more than {MAX_PATH_DEPTH} segments")
     path = "/" + "/".join(parts)
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise BadRequest(f"path longer than {MAX_PATH_BYTES} bytes")

@@ -198,3 +198,14 @@ def test_valid_names_are_returned_unchanged(name: str) -> None:
 def test_invalid_names_are_bad_requests(name: str) -> None:
     with pytest.raises(BadRequest):
         paths.validate_name(name)
+
+
+def test_path_of_256_segments_is_accepted_and_deeper_rejected() -> None:
+    assert paths.depth_of(paths.canonicalize("/a" * paths.MAX_PATH_DEPTH).path) == 256
+    with pytest.raises(BadRequest, match="more than 256 segments"):
+        paths.canonicalize("/a" * 257)
+
+
+def test_depth_counts_segments_after_dot_dot_resolution() -> None:
+    # 300 raw segments, but ".." pairs leave 200: accepted.
+    assert paths.depth_of(paths.canonicalize("/a" * 200 + "/b/.." * 50).path) == 200
