@@ -12,6 +12,9 @@ from callfs import paths
 from callfs.errors import BadRequest, QuotaExceeded
 from callfs.models import Quota
 
+MAX_LIMIT = (1 << 63) - 1
+"""The largest quota limit (bytes or inodes): PostgreSQL and SQLite keep usage and limits as signed 64-bit."""
+
 
 def governing_paths(path: str) -> list[str]:
     """The directories whose quotas count an entry at ``path``: its strict ancestors, root first."""
@@ -57,9 +60,11 @@ def split_for_move(src: str, dst: str, quotas: Iterable[Quota]) -> tuple[list[Qu
 def parse_limits(body: dict[str, object]) -> tuple[int | None, int | None]:
     """``(bytes_limit, inodes_limit)`` from a ``PUT /v1/quotas`` body.
 
-    Each limit is a positive integer or ``null`` (unlimited); at least one must be set; no other fields.
+    Each limit is a positive integer below 2**63 (the metadata stores keep signed 64-bit counters) or ``null``
+    (unlimited); at least one must be set; no other fields.
     Raises:
-        BadRequest: 0, negative, non-integer (``1.5``, ``"10"``, ``true``), unknown fields, or no limit at all.
+        BadRequest: 0, negative, 2**63 or more, non-integer (``1.5``, ``"10"``, ``true``), unknown fields, or no
+            limit at all.
     """
     unknown = set(body) - {"bytes_limit", "inodes_limit"}
     if unknown:
@@ -70,8 +75,9 @@ def parse_limits(body: dict[str, object]) -> tuple[int | None, int | None]:
         if value is None:
             limits.append(None)
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise BadRequest(f"{key} must be a positive integer or null, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIMIT:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+            raise BadRequest(f"{key} must be a positive integer up to {MAX_LIMIT} or null, not {shown}")
         limits.append(value)
     if limits == [None, None]:
         raise BadRequest("set bytes_limit, inodes_limit or both")

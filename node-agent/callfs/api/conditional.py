@@ -29,9 +29,10 @@ def rfc3339(moment: datetime) -> str:
 def _parse_http_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        # In UTC now, so that comparing it can never overflow (year 1 at +2359, year 9999 at -2359).
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # not an HTTP-date, or a year/offset outside what datetime holds: the header is ignored
 
 
 def _matches(value: str, current: Inode | None, *, strong: bool) -> bool:
@@ -133,6 +134,17 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{self.size}"
 
 
+BEYOND = 1 << 63
+"""Any byte position at or past this is beyond every file (sizes are signed 64-bit)."""
+
+
+def _position(digits: str) -> int:
+    """A byte position from ASCII digits; numbers of more than 18 significant digits (which Python would refuse
+    to convert past 4,300 digits) all become :data:`BEYOND`."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 18 else BEYOND
+
+
 def _digits(text: str) -> bool:
     """Empty, or ASCII digits only: RFC 9110 ``DIGIT`` is %x30-39, while ``str.isdigit`` also accepts
     superscripts and the digits of other scripts."""
@@ -157,14 +169,15 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not dash or not (first or last) or not _digits(first) or not _digits(last):
         return None
     if first:
-        start = int(first)
-        end = int(last) if last else size - 1
+        start = _position(first)
+        end = _position(last) if last else size - 1
         if last and end < start:
             return None
         if start >= size:
-            raise RangeNotSatisfiable(f"range starts at {start} but the file has {size} bytes", size=size)
+            raise RangeNotSatisfiable(f"range starts at byte {min(start, BEYOND)} or later, but the file has {size} "
+                                      "bytes", size=size)
         return ByteRange(start, min(end, size - 1), size)
-    suffix = int(last)
+    suffix = _position(last)
     if suffix == 0:
         raise RangeNotSatisfiable("a suffix range of 0 bytes selects nothing", size=size)
     if size == 0:

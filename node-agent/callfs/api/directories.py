@@ -23,7 +23,8 @@ def _max_depth(request: web.Request) -> int:
     raw = request.query.get("max_depth")
     if raw is None or raw == "":
         return DEFAULT_MAX_DEPTH
-    if not raw.isdigit() or int(raw) > MAX_MAX_DEPTH:
+    # ASCII digits only (str.isdigit also takes other scripts' digits), and short enough to convert.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or int(raw) > MAX_MAX_DEPTH:
         raise BadRequest(f"max_depth must be an integer from 0 to {MAX_MAX_DEPTH}")
     return int(raw)
 

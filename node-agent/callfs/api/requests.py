@@ -76,6 +76,10 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"malformed JSON body: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("JSON body nested too deeply") from exc
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        raise BadRequest(f"unreadable JSON body: {exc}") from exc
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object")
     return data
