@@ -38,14 +38,12 @@ class InFlight:
 
 NODE = web.AppKey("node", Node)
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
-CALLER = "callfs.caller"
-INTERNAL = "callfs.internal"
+CALLER = web.RequestKey("caller", Caller)
+INTERNAL = web.RequestKey("internal", bool)
 """Request flag: authenticated with the internal secret (a peer)."""
-REQUEST_ID = "callfs.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def caller(request: web.Request) -> Caller:
     """The authenticated caller (set by the authentication middleware)."""
-    value = request[CALLER]
-    assert isinstance(value, Caller)
-    return value
+    return request[CALLER]
