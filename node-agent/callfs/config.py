@@ -35,6 +35,8 @@ class ServerConfig(_Section):
     complete (the connection is closed, as is an idle keep-alive connection) and between two pieces of its body
     (the request fails with 408 ``REQUEST_TIMEOUT``; an upload then writes nothing and releases its path lock).
     ``shutdown_timeout``: how long in-flight requests may run on after SIGTERM/SIGINT.
+    ``max_connections``: the most connections open at once; one more is answered 503 and closed. Unset: the
+    process's open-files limit (``ulimit -n``) less 128 descriptors kept for the node's own files.
     """
 
     listen_addr: str = "127.0.0.1:8443"
@@ -46,6 +48,7 @@ class ServerConfig(_Section):
     shutdown_timeout: float = Field(default=30.0, gt=0)
     max_body_bytes: int = Field(default=1 << 40, gt=0)
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
+    max_connections: int | None = Field(default=None, gt=0)
 
     @field_validator("listen_addr")
     @classmethod

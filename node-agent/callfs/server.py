@@ -15,6 +15,7 @@ from aiohttp import web
 
 from callfs.api.app import build_app
 from callfs.api.keys import IN_FLIGHT
+from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, default_max_connections
 from callfs.config import Config, split_host_port
 from callfs.links import Clock
 from callfs.node import Node
@@ -74,6 +75,19 @@ def _announce(node: Node) -> None:
     sys.stderr.flush()
 
 
+def max_connections(config: Config) -> int:
+    """``server.max_connections``, or when unset the open-files limit less a reserve (see
+    :func:`callfs.api.listener.default_max_connections`). Warns when the configured cap exceeds that."""
+    limit = default_max_connections()
+    configured = config.server.max_connections
+    if configured is None:
+        return limit
+    if configured > limit:
+        log.warning("server.max_connections %d exceeds the open-files limit less %d reserved descriptors (%d): "
+                    "raise ulimit -n", configured, FD_RESERVE, limit)
+    return configured
+
+
 @asynccontextmanager
 async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[Node]:
     """The node of ``config``, started, listening and running its background jobs for the ``async with`` body.
@@ -88,8 +102,9 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
         if orphans:
             log.info("removed %d orphaned blobs and temp files", orphans)
         app = build_app(node)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                               shutdown_timeout=config.server.shutdown_timeout)
+        AcceptErrorFilter.install(asyncio.get_running_loop())
+        runner = NodeRunner(app, max_connections=max_connections(config), handle_signals=False, access_log=None,
+                            shutdown_timeout=config.server.shutdown_timeout)
         await runner.setup()
         host, port = split_host_port(config.server.listen_addr)
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), reuse_address=True)

@@ -4,7 +4,12 @@ and permission checks before forwarding to a dead node."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
+from collections.abc import Callable
+
+import pytest
 
 from support.app_node import AppNode
 from support.http import session
@@ -34,3 +39,97 @@ async def test_creating_256_levels_of_parents_is_quick_and_does_not_block_other_
         assert time.monotonic() - started < 5
         async with http.get("/v1/files/" + "d/" * 255 + "f.txt") as response:
             assert await response.read() == b"deep"
+
+
+# --- connections ---------------------------------------------------------------------------------------------
+
+
+async def read_raw_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of one HTTP/1.1 response with a Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+async def test_connections_beyond_the_cap_are_refused_and_service_resumes_when_idle_ones_time_out(
+    app_node_factory: Callable[..., AppNode], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    cap, extra, idle_timeout = 8, 40, 1.5
+    node = app_node_factory(server={"max_connections": cap, "read_timeout": idle_timeout})
+    port = int(node.url.rsplit(":", 1)[1])
+    idle = []
+    try:
+        async with session(node) as http, http.get("/health") as response:
+            assert response.status == 200
+        for _ in range(cap):
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0.2)
+        refused = []
+        for _ in range(extra):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            refused.append(writer)
+            status, headers, body = await asyncio.wait_for(read_raw_response(reader), 5)
+            assert status == 503
+            assert headers["retry-after"] == "1"
+            assert json.loads(body)["code"] == "SERVICE_UNAVAILABLE"
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # and closed
+        for writer in refused:
+            writer.close()
+        # The idle connections are closed after server.read_timeout; then a fresh connection is served.
+        for reader, _ in idle:
+            assert await asyncio.wait_for(reader.read(), idle_timeout * 4) == b""
+
+        async def healthy() -> bool:
+            async with session(node) as http, http.get("/health") as response:
+                return response.status == 200
+
+        assert await healthy()
+    finally:
+        for _, writer in idle:
+            writer.close()
+    refusal_lines = [r for r in caplog.records if "refus" in r.getMessage()]
+    assert 1 <= len(refusal_lines) <= 2, [r.getMessage() for r in refusal_lines]
+
+
+# --- malformed HTTP ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", id="huge-header"),
+        pytest.param(b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+                     + b"\r\n", id="too-many-headers"),
+        pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="huge-request-line"),
+        pytest.param(b"G@T /health HTTP/1.1\r\nHost: x\r\n\r\n", id="bad-method"),
+        pytest.param(b"PUT /v1/files/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"0\r\n\r\n", id="content-length-and-chunked"),
+        pytest.param(b"PUT /v1/files/x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", id="negative-length"),
+        pytest.param(b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", id="bad-version"),
+    ],
+)
+async def test_requests_the_http_parser_rejects_get_a_json_400(
+    app_node: AppNode, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = int(app_node.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        status, headers, body = await asyncio.wait_for(read_raw_response(reader), 5)
+    finally:
+        writer.close()
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)
+    assert error["code"] == "BAD_REQUEST"
+    assert error["message"]
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback logged for a client's mistake
