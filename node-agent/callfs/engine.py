@@ -173,6 +173,15 @@ class Engine:
                 self.metrics.lock_wait_seconds.labels("timeout").observe(time.perf_counter() - start)
             raise
 
+    @asynccontextmanager
+    async def _lock_all(self, *keys: str) -> AsyncIterator[None]:
+        """Hold the path locks ``keys`` (duplicates once), taken in sorted order so that two holders of
+        overlapping sets never wait for each other in a cycle."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self._lock(key))
+            yield
+
     async def _charge(self, txn: MetadataTxn, path: str, bytes_delta: int, inodes_delta: int) -> None:
         """Account a change at ``path`` to every quota governing it; raises ``QuotaExceeded`` on growth past a
         limit (the transaction then rolls back, so nothing is half-written)."""
@@ -191,18 +200,22 @@ class Engine:
         """
         parent_path = paths.parent_of(path)
         assert parent_path is not None
-        parent = await txn.get(parent_path)
+        chain = [*paths.ancestors(path)]
+        # The ancestors stay locked against a rename or delete until the transaction ends (the root is never
+        # renamed), so no entry is ever inserted below a directory that is moving away: a rename committed
+        # first leaves the old path absent here, and one waiting for this transaction moves the new entry too.
+        held = await txn.lock([a for a in chain if a != paths.ROOT])
+        parent = held.get(parent_path) if parent_path != paths.ROOT else await txn.get(paths.ROOT)
         if parent is not None:
             if not parent.is_dir:
                 raise NotADirectory(f"{parent_path} is not a directory")
             return parent
         if not create:
             raise NotFound(f"parent directory {parent_path} does not exist")
-        chain = [*paths.ancestors(path)]
         existing: Inode | None = None
         missing: list[str] = []
         for ancestor in reversed(chain):
-            found = await txn.get(ancestor)
+            found = held.get(ancestor) if ancestor != paths.ROOT else await txn.get(paths.ROOT)
             if found is not None:
                 existing = found
                 break
@@ -220,7 +233,7 @@ class Engine:
                 group=caller.user, mtime=now, ctime=now,
             )
             if not await txn.insert(made):
-                found = await txn.get(directory)
+                found = (await txn.lock([directory])).get(directory)
                 if found is None or not found.is_dir:
                     raise NotADirectory(f"{directory} is not a directory")
                 made = found
@@ -499,10 +512,15 @@ class Engine:
         if paths.is_within(dst, src) and dst != src:
             raise BadRequest(f"cannot move {src} into itself ({dst})")
         replaced: list[Inode] = []
-        async with self._lock(f"dir:{src}"):
+        async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
             with self.metrics.time_metadata("move"):
                 async with self.store.transaction() as txn:
-                    source = await txn.get(src, for_update=True)
+                    # Every row lock of the move in one call and one order: the source and the target for
+                    # update, their directories against a concurrent rename or delete.
+                    held = await txn.lock(
+                        {*paths.ancestors(src), *paths.ancestors(dst)} - {paths.ROOT}, exclusive={src, dst}
+                    )
+                    source = held.get(src)
                     if source is None:
                         raise NotFound(f"{src} does not exist")
                     if src == dst:
@@ -510,7 +528,7 @@ class Engine:
                     src_parent = await txn.get(paths.parent_of(src) or paths.ROOT)
                     assert src_parent is not None
                     require_entry_change(caller, src_parent, source, "move")
-                    target = await txn.get(dst, for_update=True)
+                    target = held.get(dst)
                     dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents)
                     require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
                     if target is not None:

@@ -7,7 +7,7 @@ this mixin maps every protocol method onto them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
@@ -31,6 +31,10 @@ class AutocommitOperations:
     async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
         """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
         return await self._autocommit_reader().get(path)
+
+    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
+        """The committed inodes at ``paths`` and ``exclusive``, by path (locks are moot outside a transaction)."""
+        return await self._autocommit_reader().lock([*paths, *exclusive])
 
     async def insert(self, inode: Inode) -> bool:
         """Insert ``inode``; ``False`` when its path exists."""

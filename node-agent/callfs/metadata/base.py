@@ -10,17 +10,28 @@ Ordering rule for every listing: directories before files, then by name in byte 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from callfs.errors import ServiceUnavailable
+from callfs.errors import AlreadyExists, ServiceUnavailable
 from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(ServiceUnavailable):
     """The store cannot be reached (connection refused, pool closed, timeout): HTTP 503."""
+
+
+class UniqueViolation(Exception):
+    """A statement would give a key (a path) a second row: a concurrent transaction committed that key first."""
+
+
+class TargetExists(AlreadyExists, ValueError):
+    """A rename target (or an entry below it) exists, possibly created by a concurrent transaction: HTTP 409.
+
+    A ``ValueError`` too, as :meth:`MetadataTxn.rename_subtree` documents.
+    """
 
 
 class MetadataTxn(Protocol):
@@ -36,6 +47,17 @@ class MetadataTxn(Protocol):
 
     async def insert(self, inode: Inode) -> bool:
         """Insert a new inode; ``False`` (and no change) when the path already exists."""
+        ...
+
+    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
+        """Lock the inodes at ``paths`` until the transaction ends, in path order; those that exist, by path.
+
+        Paths in ``exclusive`` are locked for update (PostgreSQL ``FOR UPDATE``), the others only against
+        being renamed or deleted (``FOR KEY SHARE``: many transactions share it, so writers of one directory
+        do not wait for each other). A row renamed or deleted by a transaction this one waited for is not
+        returned. Taking a transaction's row locks in one call, in one global order, rules out deadlocks
+        between transactions that do the same. SQLite serialises writers, so it only reads.
+        """
         ...
 
     async def update(self, inode: Inode) -> None:
@@ -57,7 +79,8 @@ class MetadataTxn(Protocol):
 
     async def rename_subtree(self, src: str, dst: str) -> int:
         """Re-key ``src`` and all descendants under ``dst`` (``dst`` must not exist), quotas set on them
-        included; return the number of inodes moved."""
+        included; return the number of inodes moved. Raises :class:`TargetExists` when ``dst`` or a path
+        below it exists, also when a concurrent transaction committed it meanwhile."""
         ...
 
     async def list_subtree(self, path: str) -> list[Inode]:

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from callfs.metadata.autocommit import AutocommitOperations
-from callfs.metadata.base import MetadataTxn, MetadataUnavailable
+from callfs.metadata.base import MetadataTxn, MetadataUnavailable, UniqueViolation
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
     SELECT_MIGRATIONS,
@@ -137,13 +137,16 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 @contextmanager
 def _connection_errors() -> Iterator[None]:
-    """Turn connection failures raised in the block into :class:`MetadataUnavailable`.
+    """Turn connection failures raised in the block into :class:`MetadataUnavailable`, and a duplicate key
+    into :class:`UniqueViolation`.
 
     A context manager rather than a wrapper of awaitables: asyncpg raises some of them while *building* the
     call (a detached pool connection), before there is anything to await.
     """
     try:
         yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(f"PostgreSQL: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):
             raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -159,6 +162,7 @@ class _Times:
     """Time columns are ``timestamptz``: asyncpg takes and returns aware datetimes."""
 
     for_update_suffix = " FOR UPDATE"
+    for_share_suffix = " FOR KEY SHARE"
 
     def encode_time(self, value: datetime) -> Any:
         return require_utc(value)

@@ -19,13 +19,14 @@ bytewise, so ``ORDER BY type, name`` is the listing order and the ``(parent, typ
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
 from callfs import paths
+from callfs.metadata.base import TargetExists, UniqueViolation
 from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink, utcnow
 
 ROOT_MODE = 0o1777
@@ -292,6 +293,14 @@ LIST_NODES = f"SELECT {NODE_COLUMNS} FROM cluster_nodes ORDER BY instance_id"  #
 
 
 @lru_cache(maxsize=64)
+def select_inodes(count: int) -> str:
+    """``SELECT`` of the inodes at ``count`` given paths (``$1..$count``), ordered by path (the order a
+    locking suffix locks them in)."""
+    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
+    return f"SELECT {INODE_SELECT} FROM inodes WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
+
+
+@lru_cache(maxsize=64)
 def select_quotas(count: int) -> str:
     """``SELECT`` of the quotas on ``count`` given paths (``$1..$count``), ordered by path."""
     placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
@@ -340,11 +349,14 @@ class Executor(Protocol):
 
     ``sql`` uses ``$n`` placeholders; ``params`` are positional. ``for_update_suffix`` is appended to a
     ``SELECT`` that locks its row (``" FOR UPDATE"`` on PostgreSQL, empty on SQLite whose ``BEGIN IMMEDIATE``
-    already serialises writers). Implementations raise
-    :class:`~callfs.metadata.base.MetadataUnavailable` when the database cannot be reached.
+    already serialises writers), ``for_share_suffix`` to one that only keeps its rows from being re-keyed or
+    deleted (``" FOR KEY SHARE"``; empty on SQLite). Implementations raise
+    :class:`~callfs.metadata.base.MetadataUnavailable` when the database cannot be reached and
+    :class:`~callfs.metadata.base.UniqueViolation` when a statement would duplicate a key.
     """
 
     for_update_suffix: str
+    for_share_suffix: str
 
     def encode_time(self, value: datetime) -> Any:
         """An aware datetime as the column value this database stores."""
@@ -388,6 +400,28 @@ class Queries:
         """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""
         return bool(await self._x.fetch(INSERT_INODE, inode_params(inode, self._x.encode_time)))
 
+    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
+        """Lock the inodes at ``paths`` in path order (``exclusive`` ones for update, the others against
+        re-keying and deletion) until the transaction ends; the ones that exist, by path.
+
+        Consecutive paths of one kind are locked by one statement (``ORDER BY path`` locks in that order).
+        """
+        wanted = sorted(set(paths) | set(exclusive))
+        found: dict[str, Inode] = {}
+        start = 0
+        while start < len(wanted):
+            strong = wanted[start] in exclusive
+            end = start + 1
+            while end < len(wanted) and (wanted[end] in exclusive) == strong:
+                end += 1
+            batch = wanted[start:end]
+            suffix = self._x.for_update_suffix if strong else self._x.for_share_suffix
+            for row in await self._x.fetch(select_inodes(len(batch)) + suffix, batch):
+                inode = self._inode(row)
+                found[inode.path] = inode
+            start = end
+        return found
+
     async def update(self, inode: Inode) -> None:
         """Replace every field of the inode at ``inode.path``.
 
@@ -423,23 +457,27 @@ class Queries:
         ``parent``, ``name`` and ``depth`` follow the new paths.
 
         Raises:
-            ValueError: ``src`` or ``dst`` is the root, ``dst`` lies within ``src``, or ``dst`` (or anything
-                below it) already exists.
+            ValueError: ``src`` or ``dst`` is the root, or ``dst`` lies within ``src``.
+            TargetExists: ``dst`` (or anything below it) already exists, or a concurrent transaction created
+                it first (a ``ValueError`` too; the transaction must be rolled back).
         """
         check_rename(src, dst)
         dst_low, dst_high = subtree_bounds(dst)
         if await self._x.fetch(SUBTREE_OCCUPIED, (dst, dst_low, dst_high)):
-            raise ValueError(f"rename target {dst!r} already exists")
-        moved = await self._x.fetch(
-            RENAME_TOP, (src, dst, paths.parent_of(dst), paths.name_of(dst), paths.depth_of(dst))
-        )
-        if not moved:
-            return 0
-        low, high = subtree_bounds(src)
-        shift = paths.depth_of(dst) - paths.depth_of(src)
-        await self._x.count(RENAME_QUOTA_TOP, (src, dst))
-        await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
-        return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
+            raise TargetExists(f"rename target {dst} already exists")
+        try:
+            moved = await self._x.fetch(
+                RENAME_TOP, (src, dst, paths.parent_of(dst), paths.name_of(dst), paths.depth_of(dst))
+            )
+            if not moved:
+                return 0
+            low, high = subtree_bounds(src)
+            shift = paths.depth_of(dst) - paths.depth_of(src)
+            await self._x.count(RENAME_QUOTA_TOP, (src, dst))
+            await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
+            return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
+        except UniqueViolation as exc:
+            raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name)."""

@@ -28,7 +28,7 @@ from typing import Any
 import aiosqlite
 
 from callfs.metadata.autocommit import AutocommitOperations
-from callfs.metadata.base import MetadataTxn, MetadataUnavailable
+from callfs.metadata.base import MetadataTxn, MetadataUnavailable, UniqueViolation
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
     SELECT_MIGRATIONS,
@@ -119,6 +119,9 @@ _UNAVAILABLE_CODES = frozenset(
     {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
 )
 
+# Extended result codes of a statement that would duplicate a primary key or unique index entry.
+_UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE})
+
 MAX_GROUP = 256
 """Most transactions sharing one ``COMMIT`` (bounds the latency the first member waits for)."""
 
@@ -133,6 +136,7 @@ class _Connection:
     """An :class:`~callfs.metadata.rows.Executor` on one aiosqlite connection (times: epoch microseconds)."""
 
     for_update_suffix = ""
+    for_share_suffix = ""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
@@ -149,6 +153,8 @@ class _Connection:
         except sqlite3.Error as exc:
             if _unavailable(exc):
                 raise MetadataUnavailable(f"SQLite: {exc}") from exc
+            if getattr(exc, "sqlite_errorcode", 0) in _UNIQUE_CODES:
+                raise UniqueViolation(f"SQLite: {exc}") from exc
             raise
         except ValueError as exc:  # aiosqlite: "no active connection" after close()
             raise MetadataUnavailable(f"SQLite: {exc}") from exc
@@ -162,6 +168,8 @@ class _Connection:
         except sqlite3.Error as exc:
             if _unavailable(exc):
                 raise MetadataUnavailable(f"SQLite: {exc}") from exc
+            if getattr(exc, "sqlite_errorcode", 0) in _UNIQUE_CODES:
+                raise UniqueViolation(f"SQLite: {exc}") from exc
             raise
         except ValueError as exc:
             raise MetadataUnavailable(f"SQLite: {exc}") from exc

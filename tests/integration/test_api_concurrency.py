@@ -1,0 +1,122 @@
+"""Concurrent requests on one path or one subtree: competing moves, writes racing a rename of their directory,
+writers of one path on different cluster nodes, and single-use links whose bytes sit on a node that is down.
+
+Each race runs many requests at once, for a few rounds, and checks the outcome every client could expect from
+some serial order: one winner and clean refusals, never a 500, never an entry left without its directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from support.app_node import AppNode
+from support.http import session
+from support.node import NodeProcess
+
+ROUNDS = 3
+
+
+async def _status(response: aiohttp.ClientResponse) -> tuple[int, str | None]:
+    """``(status, code)``: the error code of a JSON error body, ``None`` for a success."""
+    if response.status < 300:
+        await response.read()
+        return response.status, None
+    body = await response.json(content_type=None)
+    return response.status, body.get("code") if isinstance(body, dict) else None
+
+
+async def _tree(http: aiohttp.ClientSession, top: str) -> list[dict[str, Any]]:
+    async with http.get(f"/v1/directories{top}", params={"recursive": "true"}) as response:
+        assert response.status == 200, await response.text()
+        items: list[dict[str, Any]] = (await response.json())["items"]
+    return items
+
+
+def _orphans(top: str, items: list[dict[str, Any]]) -> list[str]:
+    """The entries below ``top`` whose parent directory is not in the listing: entries without a parent."""
+    directories = {top} | {item["path"] for item in items if item["type"] == "directory"}
+    return [item["path"] for item in items if item["path"].rsplit("/", 1)[0] not in directories]
+
+
+async def _move_all_to_one_destination(sessions: list[aiohttp.ClientSession], top: str, count: int) -> None:
+    """``count`` different files moved at once to one destination: one 200, the rest 409, nothing lost."""
+    first = sessions[0]
+    for i in range(count):
+        async with first.put(f"/v1/files{top}/src{i}", data=f"source {i}".encode()) as response:
+            assert response.status == 201
+
+    async def move(i: int) -> tuple[int, str | None]:
+        http = sessions[i % len(sessions)]
+        async with http.patch(f"/v1/files{top}/src{i}", json={"destination": f"{top}/dst"}) as response:
+            return await _status(response)
+
+    results = await asyncio.gather(*(move(i) for i in range(count)))
+    assert [status for status, _ in results].count(200) == 1, results
+    assert sorted(results).count((409, "FILE_ALREADY_EXISTS")) == count - 1, results
+    names = sorted(item["name"] for item in await _tree(first, top))
+    assert len(names) == count and "dst" in names, names
+    winner = next(i for i, (status, _) in enumerate(results) if status == 200)
+    async with first.get(f"/v1/files{top}/dst") as response:
+        assert await response.read() == f"source {winner}".encode()
+
+
+async def test_concurrent_moves_to_one_destination_have_one_winner(api_node: AppNode) -> None:
+    async with session(api_node) as http:
+        for round_ in range(ROUNDS):
+            await _move_all_to_one_destination([http], f"/moves{round_}", 10)
+
+
+async def test_concurrent_moves_to_one_destination_across_a_cluster(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    nodes: list[NodeProcess] = cluster_factory(3)
+    sessions = [aiohttp.ClientSession(n.url, headers={"Authorization": f"Bearer {n.api_key}"}) for n in nodes]
+    try:
+        for round_ in range(ROUNDS):
+            await _move_all_to_one_destination(sessions, f"/moves{round_}", 30)
+    finally:
+        for http in sessions:
+            await http.close()
+
+
+async def test_writes_racing_a_rename_of_their_directory_leave_no_orphan(api_node: AppNode) -> None:
+    writers = 30
+    async with session(api_node) as http:
+        for round_ in range(ROUNDS):
+            top = f"/race{round_}"
+            async with http.post(f"/v1/files{top}/a/deep/") as response:
+                assert response.status == 201
+
+            async def write(i: int, top: str = top) -> tuple[int, str | None]:
+                path = f"{top}/a/file{i}" if i % 2 else f"{top}/a/deep/file{i}"
+                async with http.put(f"/v1/files{path}", data=b"x" * i) as response:
+                    return await _status(response)
+
+            async def rename(top: str = top) -> list[tuple[int, str | None]]:
+                outcomes = []
+                for hop in range(6):
+                    src, dst = (f"{top}/a", f"{top}/b") if hop % 2 == 0 else (f"{top}/b", f"{top}/a")
+                    async with http.patch(f"/v1/files{src}", json={"destination": dst}) as response:
+                        outcomes.append(await _status(response))
+                return outcomes
+
+            written, renamed = await asyncio.gather(
+                asyncio.gather(*(write(i) for i in range(writers))), rename()
+            )
+            assert all(status in (200, 201) for status, _ in written), written
+            assert all(status in (200, 404, 409) for status, _ in renamed), renamed
+            items = await _tree(http, top)
+            assert _orphans(top, items) == [], items
+            # every file written is listed (under one name of its directory or the other)
+            files = [item["name"] for item in items if item["type"] == "file"]
+            assert sorted(files) == sorted(f"file{i}" for i in range(writers)), items
+            # the names the directory had are usable again as move targets
+            taken = {item["path"] for item in items}
+            for name in ("a", "b"):
+                if f"{top}/{name}" in taken:
+                    continue
+                async with http.post(f"/v1/files{top}/fresh/") as response:
+                    assert response.status == 201
+                async with http.patch(f"/v1/files{top}/fresh", json={"destination": f"{top}/{name}"}) as response:
+                    assert response.status == 200, await response.text()
