@@ -466,6 +466,11 @@ class Engine:
             raise BadRequest("the root directory cannot be deleted")
         inode = await self._get(path)
         if self.is_remote(inode):
+            # Refuse here what the owner would refuse, so that a caller without permission gets 403 whether or
+            # not the owner can be reached.
+            parent_path = paths.parent_of(path)
+            assert parent_path is not None
+            require_entry_change(caller, await self._get(parent_path), inode, "delete")
             raise RemoteBytes(inode)
         lock = f"file:{path}" if not inode.is_dir else f"dir:{path}"
         async with self._lock(lock):

@@ -13,6 +13,7 @@ import pytest
 
 from support.app_node import AppNode
 from support.http import session
+from support.node import NodeProcess
 
 # --- path depth ----------------------------------------------------------------------------------------------
 
@@ -133,3 +134,28 @@ async def test_requests_the_http_parser_rejects_get_a_json_400(
     assert error["code"] == "BAD_REQUEST"
     assert error["message"]
     assert not [r for r in caplog.records if r.exc_info]  # no traceback logged for a client's mistake
+
+
+# --- forwarding ----------------------------------------------------------------------------------------------
+
+
+async def test_permission_is_checked_before_forwarding_to_a_dead_owner(
+    cluster_factory: Callable[..., list[NodeProcess]],
+) -> None:
+    owner, other = cluster_factory(2)
+    async with session(owner, "alice") as http, http.put("/v1/files/alice/f.txt", data=b"alice's") as response:
+        assert response.status == 201
+    owner.kill()
+    async with session(other, "bob") as bob, session(other, "root") as root:
+        async with bob.delete("/v1/files/alice/f.txt") as response:
+            assert response.status == 403
+            assert (await response.json())["code"] == "PERMISSION_DENIED"
+        async with bob.put("/v1/files/alice/f.txt", data=b"bob's") as response:
+            assert response.status == 403
+        async with bob.patch("/v1/files/alice/f.txt",
+                             json={"destination": "/alice/f.txt", "backend": "localfs"}) as response:
+            assert response.status == 403
+        async with root.delete("/v1/files/alice/f.txt") as response:
+            assert response.status == 502  # allowed, but the owner is down
+        async with root.head("/v1/files/alice/f.txt") as response:
+            assert response.status == 200

@@ -25,7 +25,7 @@ from callfs.api.requests import (
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
 from callfs.models import Inode
-from callfs.permissions import parse_mode
+from callfs.permissions import WRITE, parse_mode, require
 
 PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
@@ -260,6 +260,8 @@ async def _relocate(request: web.Request, inode: Inode, backend: str | None, ins
         assert owner is not None
         if await node.membership.peer_url(owner) is None:
             raise BadRequest(f"unknown instance {owner!r}")
+        # The owner checks this too; checking first makes a refusal 403 even when the owner is down.
+        require(caller(request), inode, WRITE, "move the bytes of")
         await node.peers.relocate(owner, inode.path, target.name, caller(request).user)
         return
     await engine.relocate(caller(request), inode.path, target.name)
