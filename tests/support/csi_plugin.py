@@ -1,10 +1,11 @@
 """The CSI plugin (``callfs-csi``) as a real process on a unix socket, driven over gRPC, and helpers to look at
 what a pod would see through its target path.
 
-:class:`Plugin` starts ``python -m callfs_csi.main`` against a :class:`~support.node.NodeProcess` (``--mode all``
-unless told otherwise), :meth:`Plugin.kill` SIGKILLs it and :meth:`Plugin.start` restarts it on the same state
-directory. ``launcher`` is put in front of its command line (e.g. a shell that first moves itself into a cgroup),
-``mount_command`` is passed as ``--mount-command``. :func:`unmount_all_under` is the teardown for its mounts.
+:class:`Plugin` starts ``python -m callfs_csi.main`` against a :class:`~support.node.ServedNode` (an in-process
+node or a subprocess; ``--mode all`` unless told otherwise), :meth:`Plugin.kill` SIGKILLs it and
+:meth:`Plugin.start` restarts it on the same state directory. ``launcher`` is put in front of its command line
+(e.g. a shell that first moves itself into a cgroup), ``mount_command`` is passed as ``--mount-command``.
+:func:`unmount_all_under` is the teardown for its mounts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from callfs_csi import csi_pb2, csi_pb2_grpc
-from support.node import NodeProcess
+from support.node import ServedNode
 from support.waiting import wait_for
 
 START_TIMEOUT = 30.0  # seconds for the plugin to restore its state and open its socket
@@ -74,7 +75,7 @@ def mount_points_under(base: Path) -> list[str]:
 class Plugin:
     """One ``callfs-csi`` process; :meth:`start` again after :meth:`kill` to restart it on the same state."""
 
-    node: NodeProcess
+    node: ServedNode
     base: Path
     process: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None

@@ -3,7 +3,8 @@
 Fixture ``mount_factory(node, volume="/volumes/<name>", *, user="root", options=(), read_only=False,
 mount_command=MOUNT_COMMAND)`` creates the volume directory (as root), mounts it under the test's temporary
 directory with the daemonised ``callfs-mount`` (the CLI, as the CSI node plugin runs it; ``mount_command`` may
-add options in front, e.g. ``--via-service``) and returns a :class:`MountedVolume`. Teardown: ``fusermount3 -u``
+add options in front, e.g. ``--via-service``) and returns a :class:`MountedVolume`; ``node`` is any
+:class:`~support.node.ServedNode`, usually the in-process ``app_node``. Teardown: ``fusermount3 -u``
 every mountpoint (``umount -l`` when that fails, e.g. a busy or stale mount), then waits for each daemon to exit.
 """
 
@@ -24,7 +25,7 @@ import pytest
 
 from callfs.client import CallFSClient
 from support.machine import require_fuse
-from support.node import NodeProcess
+from support.node import ServedNode
 from support.waiting import wait_for
 
 STARTER = (
@@ -46,7 +47,7 @@ class MountedVolume:
 
     path: Path
     volume: str
-    node: NodeProcess
+    node: ServedNode
     pid_file: Path
     log_file: Path
     starter: subprocess.Popen[str] | None = None
@@ -61,7 +62,7 @@ class MountedVolume:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def mount_args(node: NodeProcess, volume: str, mountpoint: Path, key_file: Path, *, pid_file: Path,
+def mount_args(node: ServedNode, volume: str, mountpoint: Path, key_file: Path, *, pid_file: Path,
                log_file: Path, options: Sequence[str] = (), read_only: bool = False,
                mount_command: Sequence[str] = MOUNT_COMMAND) -> list[str]:
     """The ``callfs-mount`` command line for these arguments."""
@@ -106,7 +107,7 @@ def wait_for_exit(pid: int, timeout: float = 15.0, what: str = "") -> None:
     wait_for(lambda: has_exited(pid), timeout, what or f"process {pid} to exit", 0.05)
 
 
-def make_volume(node: NodeProcess, volume: str) -> None:
+def make_volume(node: ServedNode, volume: str) -> None:
     """Create ``volume`` on ``node`` as root."""
 
     async def create() -> None:
@@ -121,7 +122,7 @@ def mount_factory(tmp_path: Path) -> Iterator[Callable[..., MountedVolume]]:
     require_fuse()
     mounted: list[MountedVolume] = []
 
-    def make(node: NodeProcess, volume: str | None = None, *, user: str = "root", options: Sequence[str] = (),
+    def make(node: ServedNode, volume: str | None = None, *, user: str = "root", options: Sequence[str] = (),
              read_only: bool = False, create: bool = True, via_starter: bool = False,
              mount_command: Sequence[str] = MOUNT_COMMAND) -> MountedVolume:
         volume = volume or f"/volumes/pvc-{secrets.token_hex(4)}"

@@ -20,17 +20,16 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from support.ports import free_port
+from support.waiting import wait_for
 
 N = TypeVar("N", bound="NodeSpec")
 
@@ -57,6 +56,21 @@ class NodeSpec:
         return self.users[user]
 
 
+class ServedNode(Protocol):
+    """What a test needs of a running node, served in-process (:class:`support.app_node.AppNode`) or by a
+    subprocess (:class:`NodeProcess`): its URL and keys, and an outage (:meth:`stop`, then :meth:`start` on the
+    same port)."""
+
+    url: str
+    api_key: str
+
+    def key_for(self, user: str) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> object: ...
+
+
 @dataclass
 class NodeProcess(NodeSpec):
     """A storage node subprocess (``callfs server -c <config_path>``), logging to ``log_path``."""
@@ -73,18 +87,19 @@ class NodeProcess(NodeSpec):
             stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, env={**os.environ, **self.env},
         )
         log.close()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"node exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + self.ready_path, timeout=1, context=_no_verify()) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"node not ready after {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"node exited with {process.returncode}:\n{self.log_tail()}")
+            with urllib.request.urlopen(self.url + self.ready_path, timeout=1, context=_no_verify()) as response:
+                return response.status == 200
+
+        try:
+            # Refused connections and error statuses (urllib's HTTPError, e.g. 503) are OSErrors: not up yet.
+            wait_for(ready, STARTUP_TIMEOUT, f"{self.url}{self.ready_path} to answer 200", 0.05, ignoring=(OSError,))
+        except AssertionError as exc:
+            raise RuntimeError(f"node not ready after {STARTUP_TIMEOUT}s ({exc}):\n{self.log_tail()}") from exc
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send ``sig`` and wait for exit; returns the exit code (SIGKILL after ``timeout`` seconds)."""
