@@ -121,6 +121,14 @@ class QuotaExceeded(CallFSError):
     code = "QUOTA_EXCEEDED"
 
 
+class InsufficientStorage(CallFSError):
+    """The disk holding a backend's bytes is full (``ENOSPC``, ``EDQUOT``): nothing was written; retry once
+    space is freed. ``/ready`` reports the backend not ready meanwhile."""
+
+    status = 507
+    code = "INSUFFICIENT_STORAGE"
+
+
 class BadGateway(CallFSError):
     status = 502
     code = "BAD_GATEWAY"

@@ -4,16 +4,23 @@ and permission checks before forwarding to a dead node."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
+import shutil
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from support.app_node import AppNode
 from support.http import session
+from support.machine import require
 from support.node import NodeProcess
+from support.waiting import wait_for_async
 
 # --- path depth ----------------------------------------------------------------------------------------------
 
@@ -159,3 +166,66 @@ async def test_permission_is_checked_before_forwarding_to_a_dead_owner(
             assert response.status == 502  # allowed, but the owner is down
         async with root.head("/v1/files/alice/f.txt") as response:
             assert response.status == 200
+
+
+# --- a full disk ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted for the test (needs root and the right to mount)."""
+    require(os.geteuid() == 0 and shutil.which("mount"), "a size-limited tmpfs mount needs root and mount(8)")
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, check=False)
+    require(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until its filesystem has no space left."""
+    with path.open("wb", buffering=0) as out:
+        chunk = b"\0" * 4096
+        try:
+            while True:
+                out.write(chunk)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+async def test_a_full_disk_answers_507_writes_nothing_and_recovers_by_itself(
+    app_node_factory: Callable[..., AppNode], small_disk: Path
+) -> None:
+    node = app_node_factory(backend={"localfs_root_path": str(small_disk / "blobs")})
+    async with session(node) as http:
+        async with http.put("/v1/files/keep.txt", data=b"old content") as response:
+            assert response.status == 201
+        fill(small_disk / "filler")
+        for path in ("new.bin", "keep.txt"):
+            async with http.put(f"/v1/files/{path}", data=b"x" * (256 << 10)) as response:
+                assert response.status == 507, await response.text()
+                assert (await response.json())["code"] == "INSUFFICIENT_STORAGE"
+        async with http.get("/v1/files/keep.txt") as response:
+            assert await response.read() == b"old content"
+        async with http.get("/v1/files/new.bin") as response:
+            assert response.status == 404
+        assert os.listdir(small_disk / "blobs" / "tmp") == []  # no temp file left behind
+        async with http.get("/ready") as response:
+            assert response.status == 503
+            body = await response.json()
+            assert body["checks"]["backend:localfs"] is False
+            assert "full" in body["errors"]["backend:localfs"]
+
+        (small_disk / "filler").unlink()
+
+        async def ready() -> bool:
+            async with http.get("/ready") as response:
+                return response.status == 200
+
+        await wait_for_async(ready, 10, "the node ready again once space is freed", 0.1)
+        async with http.put("/v1/files/new.bin", data=b"x" * (256 << 10)) as response:
+            assert response.status == 201

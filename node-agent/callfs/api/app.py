@@ -105,7 +105,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                     raise
                 response = error_response(_from_http_exception(exc))
             except CallFSError as exc:
-                if exc.status >= 500 and exc.status != QuotaExceeded.status:  # the node failed, not the caller
+                if exc.status >= 500 and not isinstance(exc, QuotaExceeded):  # the node failed, not the caller
                     log.warning("%s: %s", exc.code, exc.message,
                                 extra={**fields, "status": exc.status, "code": exc.code})
                 response = error_response(exc)

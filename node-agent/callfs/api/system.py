@@ -22,13 +22,19 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 
 async def ready(request: web.Request) -> web.StreamResponse:
-    """200 when the metadata store, lock service and backends answer, else 503; body names each check."""
+    """200 when the metadata store, lock service and backends answer (and no local disk is full), else 503;
+    the body names each check, and ``errors`` says why a backend is not ready."""
     node = request.app[NODE]
     checks = await node.ready()
     ok = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
-    if node.engine.unavailable:
-        body["errors"] = {f"backend:{name}": reason for name, reason in node.engine.unavailable.items()}
+    errors = {f"backend:{name}": reason for name, reason in node.engine.unavailable.items()}
+    for name, backend in node.engine.backends.items():
+        full = getattr(backend, "storage_full", None)  # a local disk that ran out of space
+        if full and not checks.get(f"backend:{name}", True):
+            errors.setdefault(f"backend:{name}", full)
+    if errors:
+        body["errors"] = errors
     return web.json_response(body, status=200 if ok else 503)
 
 

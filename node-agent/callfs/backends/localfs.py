@@ -3,12 +3,18 @@
 Writes go to ``<root>/tmp/`` first, are fsynced, renamed into place and the directory fsynced, so a crash
 leaves either the complete blob or an unreferenced temp file that :meth:`LocalFSBackend.sweep_incomplete`
 removes at start. Reads hand out the open file so the HTTP layer can use ``sendfile``.
+
+A full disk (``ENOSPC``, ``EDQUOT``) fails the write with :class:`~callfs.errors.InsufficientStorage` (507) after
+removing the temp file, and marks the backend full: :meth:`LocalFSBackend.ping` (``/ready``) reports it not ready
+until a write succeeds again or the free space is back above :func:`recovery_free_bytes`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import secrets
 import time
@@ -17,9 +23,24 @@ from pathlib import Path
 from typing import BinaryIO
 
 from callfs.backends.base import BackendUnavailable
+from callfs.errors import InsufficientStorage
+
+log = logging.getLogger(__name__)
 
 # Body chunks are gathered up to this size before one write() system call.
 WRITE_BUFFER_BYTES = 1 << 20
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""``errno`` values of a full disk or an exhausted disk quota."""
+
+RECOVERY_FREE_BYTES = 64 << 20
+RECOVERY_FREE_FRACTION = 0.05
+
+
+def recovery_free_bytes(total_bytes: int) -> int:
+    """Free bytes a full backend's filesystem of ``total_bytes`` needs to count as usable again: 64 MiB, or 5%
+    of the filesystem when that is less."""
+    return min(RECOVERY_FREE_BYTES, int(total_bytes * RECOVERY_FREE_FRACTION))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,7 +78,13 @@ class LocalBlobWriter:
         if not self._pending or self._fd is None:
             return
         buffers, self._pending, self._pending_bytes = self._pending, [], 0
-        await asyncio.to_thread(_writev_all, self._fd, buffers)
+        try:
+            await asyncio.to_thread(_writev_all, self._fd, buffers)
+        except OSError as exc:
+            full = self._backend.no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
 
     async def commit(self) -> None:
         if self._fd is None:
@@ -67,9 +94,16 @@ class LocalBlobWriter:
         final = self._backend.blob_path(self._blob_id)
         try:
             await asyncio.to_thread(self._finish, fd, final)
+        except OSError as exc:
+            await asyncio.to_thread(_unlink_quietly, self._tmp_path)
+            full = self._backend.no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
         except BaseException:
             await asyncio.to_thread(_unlink_quietly, self._tmp_path)
             raise
+        self._backend.storage_full = None
 
     def _finish(self, fd: int, final: Path) -> None:
         try:
@@ -138,6 +172,23 @@ class LocalFSBackend:
         self.root = root
         self._objects = root / "objects"
         self._tmp = root / "tmp"
+        self.storage_full: str | None = None
+        """Why the last write failed for lack of space (``None``: not known to be full)."""
+
+    def no_space(self, exc: OSError) -> InsufficientStorage | None:
+        """When ``exc`` is ``ENOSPC``/``EDQUOT``: mark the backend full and return the
+        :class:`InsufficientStorage` to raise instead; else ``None``."""
+        if exc.errno not in NO_SPACE_ERRNOS:
+            return None
+        if self.storage_full is None:
+            log.warning("the disk of backend %s at %s is full (%s); writes answer 507 until space is freed",
+                        self.name, self.root, exc.strerror)
+        self.storage_full = f"the disk holding backend {self.name} is full ({exc.strerror})"
+        return InsufficientStorage(f"no space left on this node's disk for backend {self.name}; nothing was written")
+
+    def _space_recovered(self) -> bool:
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize >= recovery_free_bytes(stats.f_blocks * stats.f_frsize)
 
     def blob_path(self, blob_id: str) -> Path:
         """Where a committed blob lives; ``blob_id`` must be the engine's hex id (no separators)."""
@@ -159,12 +210,27 @@ class LocalFSBackend:
         return None
 
     async def ping(self) -> bool:
-        return self._objects.is_dir()
+        """True when the blob directory exists and the disk is not known to be full (a full disk counts as
+        usable again once its free space is back above :func:`recovery_free_bytes`)."""
+        if not self._objects.is_dir():
+            return False
+        if self.storage_full is not None:
+            if not await asyncio.to_thread(self._space_recovered):
+                return False
+            log.info("the disk of backend %s has free space again", self.name)
+            self.storage_full = None
+        return True
 
     async def create(self, blob_id: str) -> LocalBlobWriter:
         self.blob_path(blob_id)  # validates the id
         tmp_path = self._tmp / f"{blob_id}.{secrets.token_hex(4)}"
-        fd = await asyncio.to_thread(os.open, tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = await asyncio.to_thread(os.open, tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            full = self.no_space(exc)
+            if full is None:
+                raise
+            raise full from exc
         return LocalBlobWriter(self, blob_id, tmp_path, fd)
 
     async def open(self, blob_id: str) -> LocalBlobReader:
