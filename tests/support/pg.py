@@ -104,7 +104,6 @@ def start_server(base: Path) -> PostgresServer:
     """
     bin_dir = find_bin_dir()
     data = base / "data"
-    log = base / "server.log"
     if os.geteuid() == 0:
         shutil.chown(base, user="postgres", group="postgres")
     _run(
@@ -126,26 +125,38 @@ def start_server(base: Path) -> PostgresServer:
     )
     # The port is free when picked but may be taken before the server binds it: try a few.
     for attempt in range(3):
-        port = free_port()
-        options = " ".join(
-            [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={port}",
-                f"-c unix_socket_directories={base}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=300",
-            ]
-        )
-        argv = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w"]
+        server = PostgresServer(bin_dir=bin_dir, data_dir=data, port=free_port())
         try:
-            _run(_as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
+            start_again(server)
             break
         except RuntimeError:
             if attempt == 2:
                 raise
-    return PostgresServer(bin_dir=bin_dir, data_dir=data, port=port)
+    return server
+
+
+def start_again(server: PostgresServer) -> None:
+    """Start ``server`` (again, after :func:`stop_server`) on its data directory and port; the data is kept.
+
+    A server stopped with ``-m immediate`` recovers from its WAL, like after a crash: transactions committed
+    with ``synchronous_commit`` on are all there (it is off by default; ``ALTER DATABASE ... SET
+    synchronous_commit = on`` for a database whose commits must survive the stop).
+    """
+    base = server.data_dir.parent
+    log = base / "server.log"
+    options = " ".join(
+        [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={server.port}",
+            f"-c unix_socket_directories={base}",
+            "-c fsync=off",
+            "-c synchronous_commit=off",
+            "-c full_page_writes=off",
+            "-c max_connections=300",
+        ]
+    )
+    argv = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(log), "-o", options, "-w"]
+    _run(_as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
 
 
 def stop_server(server: PostgresServer) -> None:

@@ -349,4 +349,8 @@ class PostgresStore(AutocommitOperations):
             with _connection_errors():
                 await txn.commit()
         finally:
-            await pool.release(conn)
+            # Releasing resets the connection; on one the server dropped (a restart) that fails, and the pool
+            # has already discarded it. The failure must not replace the outcome of the transaction: after a
+            # commit it would make a committed write look failed (and its new bytes be deleted).
+            with suppress(Exception):
+                await pool.release(conn)
