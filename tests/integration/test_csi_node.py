@@ -1,6 +1,7 @@
 """The CSI node plugin as a real process with real FUSE mounts: lifecycle, and mounts that survive the plugin.
 
-``callfs-csi --mode all`` runs as a subprocess on a unix socket against a real CallFS node; tests talk gRPC to it,
+``callfs-csi --mode all`` runs as a subprocess on a unix socket against a real CallFS node (served in-process by
+``support.app_node``; a cluster outage is that node stopping and starting again on its port); tests talk gRPC to it,
 SIGKILL it or its FUSE daemons, restart it on the same state directory, and check what a pod would see through
 the target path.
 """
@@ -20,17 +21,17 @@ import grpc
 import pytest
 
 from callfs_csi import csi_pb2
+from support.app_node import AppNode
 from support.csi_plugin import Mode, Plugin, is_stale, mount_points_under, poll, readable, unmount_all_under
 from support.machine import require_fuse
-from support.node import NodeProcess
 
 
 @pytest.fixture
-def plugin(node: NodeProcess, tmp_path: Path) -> Iterator[Plugin]:
+def plugin(app_node: AppNode, tmp_path: Path) -> Iterator[Plugin]:
     require_fuse()  # the plugin mounts with callfs-mount
     base = tmp_path / "csi"
     base.mkdir()
-    started = Plugin(node, base, secrets={"apiKey": node.key_for("root")})
+    started = Plugin(app_node, base, secrets={"apiKey": app_node.key_for("root")})
     started.start()
     try:
         yield started
