@@ -310,8 +310,12 @@ class Engine:
         backend: str | None = None,
         precondition: Precondition | None = None,
         expected_size: int | None = None,
+        local: bool = False,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
+
+        ``local`` writes the new bytes on this node even when the current ones live on another (for a request
+        a peer forwarded here, which is never forwarded again); the file then moves to this node.
 
         Missing parents are created, owned by the caller. A second writer of the same path waits for the first
         (path lock). Raises ``IsADirectory`` (root or an existing directory), ``AlreadyExists`` (``create_only``
@@ -328,7 +332,7 @@ class Engine:
             current = await self.store.get(path)
         self._check_write(caller, path, current, create_only, precondition)
         target = self.backend(backend or (current.backend if current is not None else None))
-        if current is not None and target.node_local and self.is_remote(current):
+        if current is not None and target.node_local and self.is_remote(current) and not local:
             raise RemoteBytes(current)
         if current is None:  # fail fast, before reading any byte; the transaction checks again
             parent = await self.store.get(paths.parent_of(path) or paths.ROOT)

@@ -8,6 +8,7 @@ some serial order: one winner and clean refusals, never a 500, never an entry le
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import aiohttp
 from support.app_node import AppNode
 from support.http import session
 from support.node import NodeProcess
+from support.waiting import wait_for_async
 
 ROUNDS = 3
 
@@ -120,3 +122,48 @@ async def test_writes_racing_a_rename_of_their_directory_leave_no_orphan(api_nod
                     assert response.status == 201
                 async with http.patch(f"/v1/files{top}/fresh", json={"destination": f"{top}/{name}"}) as response:
                     assert response.status == 200, await response.text()
+
+
+async def test_concurrent_writers_of_one_path_on_different_nodes_never_loop(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """Writers that found no file write where they are, one after the other; each moves the bytes to its node.
+    Writers arriving meanwhile are forwarded to the owner they saw, which may no longer hold the bytes."""
+    nodes: list[NodeProcess] = cluster_factory(3)
+    sessions = [aiohttp.ClientSession(n.url, headers={"Authorization": f"Bearer {n.api_key}"}) for n in nodes]
+    count = 30
+    payloads = {bytes([i]) * 200_000 for i in range(2 * count)}
+    try:
+        for round_ in range(ROUNDS):
+            path = f"/v1/files/hot{round_}.bin"
+
+            async def put(i: int, path: str = path) -> tuple[int, str | None]:
+                async with sessions[i % 3].put(path, data=bytes([i]) * 200_000) as response:
+                    return await _status(response)
+
+            async def get(i: int, path: str = path) -> tuple[int, str | None]:
+                async with sessions[i % 3].get(path) as response:
+                    if response.status == 200:
+                        assert await response.read() in payloads
+                        return 200, None
+                    return await _status(response)
+
+            async def exists(path: str = path) -> bool:
+                async with sessions[0].head(path) as response:
+                    return response.status == 200
+
+            first = asyncio.gather(*(put(i) for i in range(count)))
+            await wait_for_async(exists, 10, f"{path} to be created", 0.01)
+            later = asyncio.gather(*(put(i) for i in range(count, 2 * count)), *(get(i) for i in range(count)))
+            written, (*rewritten_and_read,) = await asyncio.gather(first, later)
+            rewritten, read = rewritten_and_read[:count], rewritten_and_read[count:]
+            statuses = [status for status, _ in [*written, *rewritten]]
+            assert statuses.count(201) == 1 and statuses.count(200) == 2 * count - 1, Counter([*written, *rewritten])
+            assert all(status == 200 for status, _ in read), Counter(read)
+            contents = set()
+            for http in sessions:
+                async with http.get(path) as response:
+                    assert response.status == 200
+                    contents.add(await response.read())
+            assert len(contents) == 1 and contents <= payloads
+    finally:
+        for http in sessions:
+            await http.close()

@@ -12,7 +12,7 @@ from callfs import paths
 from callfs.api import render
 from callfs.api.conditional import evaluate_read, parse_range, range_applies, write_precondition
 from callfs.api.keys import NODE, caller
-from callfs.api.proxy import forward
+from callfs.api.proxy import arrived_forwarded, forward, serve_or_forward
 from callfs.api.quotas import quota_headers
 from callfs.api.requests import (
     body_chunks,
@@ -68,11 +68,11 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         response.headers.update(render.headers(directory))
         response.headers.update(await directory_quota_headers(request, path))
         return response
-    try:
-        opened = await engine.open_file(who, path)
-    except RemoteBytes as remote:
-        return await forward(request, remote.inode)
-    return await send_file(request, opened)
+
+    async def serve() -> web.StreamResponse:
+        return await send_file(request, await engine.open_file(who, path))
+
+    return await serve_or_forward(request, serve)
 
 
 async def send_file(request: web.Request, opened: OpenFile, extra: dict[str, str] | None = None) -> web.StreamResponse:
@@ -181,7 +181,7 @@ async def put_file(request: web.Request) -> web.StreamResponse:
         result = await request.app[NODE].engine.write_file(
             caller(request), target.path, body_chunks(request), create_only=False,
             backend=_backend_choice(request), precondition=write_precondition(conditions(request)),
-            expected_size=request.content_length,
+            expected_size=request.content_length, local=arrived_forwarded(request),
         )
     except RemoteBytes as remote:
         return await forward(request, remote.inode)
@@ -270,8 +270,9 @@ async def _relocate(request: web.Request, inode: Inode, backend: str | None, ins
 async def delete_file(request: web.Request) -> web.StreamResponse:
     """Delete a file or an empty directory (204); ``?recursive=true`` deletes a subtree."""
     target = request_path(request, PREFIX)
-    try:
+
+    async def serve() -> web.StreamResponse:
         await request.app[NODE].engine.delete(caller(request), target.path, recursive=flag(request, "recursive"))
-    except RemoteBytes as remote:
-        return await forward(request, remote.inode)
-    return web.Response(status=204)
+        return web.Response(status=204)
+
+    return await serve_or_forward(request, serve)

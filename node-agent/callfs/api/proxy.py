@@ -1,17 +1,60 @@
 """Forwarding a request to the node that owns a file's bytes, streaming both ways (docs/rest-api.md,
-"Cluster forwarding"). Never buffers a whole body; a peer that cannot be reached in time gives 502."""
+"Cluster forwarding"). Never buffers a whole body; a peer that cannot be reached in time gives 502.
+
+A request goes one hop at most. The owner may change between a node's decision and the forwarded request's
+arrival (a concurrent write on a third node took the file over): the receiving node then writes a forwarded
+upload itself, and refuses to forward a bodiless request again (508), which the first node answers by reading
+the metadata again and deciding anew (:func:`serve_or_forward`, a bounded number of times).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from callfs.api.keys import NODE, REQUEST_ID, caller
-from callfs.errors import BadGateway, LoopDetected
+from callfs.api.keys import INTERNAL, NODE, REQUEST_ID, caller
+from callfs.engine import RemoteBytes
+from callfs.errors import BadGateway, LoopDetected, ServiceUnavailable
 from callfs.models import Inode
 from callfs.peers import FORWARDED_HEADER, forward_headers, response_headers
 
 CHUNK_BYTES = 1 << 20
+
+FORWARD_ATTEMPTS = 3
+"""Times :func:`serve_or_forward` decides where a request is served before answering 503."""
+
+
+class OwnerMoved(Exception):
+    """The node a bodiless request was forwarded to no longer held the bytes (it answered 508 and consumed
+    nothing): decide again where the request is served."""
+
+
+def arrived_forwarded(request: web.Request) -> bool:
+    """True when a peer forwarded ``request`` here (internal credentials and a hop list): it is served on this
+    node and never forwarded again."""
+    return bool(request.get(INTERNAL, False)) and bool(request.headers.get(FORWARDED_HEADER))
+
+
+async def serve_or_forward(
+    request: web.Request, serve: Callable[[], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """``serve()`` the request here, or forward it to the node named by the :class:`RemoteBytes` it raises.
+
+    When that node no longer holds the bytes, ``serve`` runs again with fresh metadata, up to
+    :data:`FORWARD_ATTEMPTS` times; then ``ServiceUnavailable`` (503, retryable). Raises what ``serve`` and
+    :func:`forward` raise.
+    """
+    for _ in range(FORWARD_ATTEMPTS):
+        try:
+            return await serve()
+        except RemoteBytes as remote:
+            try:
+                return await forward(request, remote.inode)
+            except OwnerMoved:
+                continue
+    raise ServiceUnavailable("the bytes of this file keep moving between nodes; retry")
 
 
 async def forward(
@@ -20,8 +63,9 @@ async def forward(
 ) -> web.StreamResponse:
     """Relay ``request`` (or ``method`` on ``path_qs``) to the node holding ``inode``'s bytes; stream the answer.
 
-    Raises ``LoopDetected`` (508) when the request was already forwarded once and ``BadGateway`` (502) when the
-    owner is unknown or does not answer within the connect timeout.
+    Raises ``LoopDetected`` (508) when the request was already forwarded once, ``BadGateway`` (502) when the
+    owner is unknown or does not answer within the connect timeout, and :class:`OwnerMoved` when a bodiless
+    request reached a node that no longer holds the bytes (nothing was sent to the client yet).
     """
     node = request.app[NODE]
     hops = [h for h in request.headers.get(FORWARDED_HEADER, "").split(",") if h]
@@ -47,6 +91,8 @@ async def forward(
             verb, base + (path_qs or request.rel_url.raw_path_qs), headers=headers,
             data=request.content.iter_chunked(CHUNK_BYTES) if has_body else None, allow_redirects=False,
         ) as upstream:
+            if upstream.status == LoopDetected.status and not has_body:
+                raise OwnerMoved(f"node {inode.instance_id} no longer holds the bytes of {inode.path}")
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.update(response_headers(upstream.headers))
             response.headers.update(extra_headers or {})
