@@ -70,13 +70,11 @@ async def test_connections_beyond_the_cap_are_refused_and_service_resumes_when_i
     app_node_factory: Callable[..., AppNode], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    cap, extra, idle_timeout = 8, 40, 1.5
+    cap, extra, idle_timeout = 8, 20, 4.0
     node = app_node_factory(server={"max_connections": cap, "read_timeout": idle_timeout})
     port = int(node.url.rsplit(":", 1)[1])
     idle = []
     try:
-        async with session(node) as http, http.get("/health") as response:
-            assert response.status == 200
         for _ in range(cap):
             idle.append(await asyncio.open_connection("127.0.0.1", port))
         await asyncio.sleep(0.2)
