@@ -5,7 +5,8 @@ A container restart kills every task of the container's cgroup. Here the node pl
 and the mount service each run in a fresh cgroup of their own (cgroup v1 ``pids`` hierarchy, or cgroup v2 where
 that is all there is), entered by a shell that writes its pid to ``cgroup.procs`` and then execs the process, so
 that everything they start is born inside. Killing every pid of the plugin's cgroup with SIGKILL is the
-container restart; with the service the mounts keep serving, without it they go stale.
+container restart; with the service the mounts keep serving, without it they go stale. The storage node they
+mount is served in-process (``support.app_node``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ import pytest
 
 from callfs_csi import csi_pb2
 from callfs_csi.mount_service import MAX_REQUEST_BYTES, request_mount
+from support.app_node import AppNode
 from support.csi_plugin import Plugin, is_stale, mount_points_under, poll, unmount_all_under
 from support.machine import require, require_fuse
 from support.mount import MOUNT_COMMAND, MountedVolume, has_exited, wait_for_exit
-from support.node import NodeProcess
 from support.waiting import wait_for
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
@@ -97,7 +98,7 @@ class ServiceProcess:
 class Rig:
     """The processes and cgroups of one test, all stopped and removed by :meth:`close`."""
 
-    node: NodeProcess
+    node: AppNode
     base: Path
     plugins: list[Plugin] = field(default_factory=list)
     services: list[ServiceProcess] = field(default_factory=list)
@@ -167,9 +168,9 @@ def _make_cgroup_parent() -> Path | None:
 
 
 @pytest.fixture
-def rig(node: NodeProcess, tmp_path: Path) -> Iterator[Rig]:
+def rig(app_node: AppNode, tmp_path: Path) -> Iterator[Rig]:
     require_fuse()  # the service mounts with callfs-mount
-    made = Rig(node, tmp_path)
+    made = Rig(app_node, tmp_path)
     try:
         yield made
     finally:
