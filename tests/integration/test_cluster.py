@@ -1,5 +1,7 @@
 """Three storage nodes sharing one real PostgreSQL and one real Redis: membership, routing to the node that
-owns the bytes, coherence of reads after writes, failure of a node, and the node-to-node trust rules."""
+owns the bytes, coherence of reads after writes, failure of a node, and the node-to-node trust rules. The nodes of
+a cluster are subprocesses (``cluster_factory``); the one-node test of the peer listing serves its node in-process
+(``support.app_node``)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import asyncio
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
+from support.app_node import AppNode
 from support.http import session
 from support.node import NodeProcess
 from support.waiting import wait_for_async
@@ -226,9 +230,9 @@ async def test_quota_holds_under_concurrent_writers_on_different_nodes(cluster_f
     assert sum(blob_count(n) for n in nodes) == 10
 
 
-async def test_configured_and_discovered_peers_are_listed(node_factory) -> None:  # type: ignore[no-untyped-def]
-    node = node_factory(instance_discovery={"instance_id": "solo", "dns_name": "localhost",
-                                            "peer_endpoints": {"node-x": "http://127.0.0.1:9/"}})
+async def test_configured_and_discovered_peers_are_listed(app_node_factory: Callable[..., AppNode]) -> None:
+    node = app_node_factory(instance_discovery={"instance_id": "solo", "dns_name": "localhost",
+                                                "peer_endpoints": {"node-x": "http://127.0.0.1:9/"}})
     async with session(node) as http, http.get("/v1/cluster/nodes") as response:
         body = await response.json()
     by_source: dict[str, list[dict[str, object]]] = {}

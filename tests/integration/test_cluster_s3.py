@@ -1,13 +1,18 @@
 """S3-backed files in a three-node cluster, against real S3-compatible servers (SeaweedFS and moto):
 any node serves them directly, also while the node that wrote them is dead; a bad S3 setup is reported on
-``/ready`` instead of crashing the node."""
+``/ready`` instead of crashing the node. The clusters are subprocesses (``cluster_factory``); single nodes are
+served in-process (``support.app_node``)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
+from support.app_node import AppNode
 from support.http import session
 from support.node import NodeProcess
 from support.s3 import S3Server
@@ -64,8 +69,10 @@ async def test_s3_files_survive_the_death_of_their_writer(  # type: ignore[no-un
         assert await response.read() == b"local"
 
 
-async def test_s3_as_default_backend(node_factory, s3_server: S3Server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
-    node: NodeProcess = node_factory(backend=s3_section(s3_server, s3_bucket))
+async def test_s3_as_default_backend(
+    app_node_factory: Callable[..., AppNode], s3_server: S3Server, s3_bucket: str
+) -> None:
+    node = app_node_factory(backend=s3_section(s3_server, s3_bucket))
     big = bytes(range(256)) * 50_000  # 12.8 MB: several multipart parts
     async with session(node) as http:
         async with http.put("/v1/files/big.bin", data=big) as response:
@@ -80,12 +87,13 @@ async def test_s3_as_default_backend(node_factory, s3_server: S3Server, s3_bucke
     assert len(bucket_keys(s3_server, s3_bucket)) == 1
 
 
-async def test_bad_s3_settings_are_reported_not_crashed(  # type: ignore[no-untyped-def]
-    node_factory, s3_server: S3Server, s3_bucket: str
+async def test_bad_s3_settings_are_reported_not_crashed(
+    app_node_factory: Callable[..., AppNode], s3_server: S3Server, s3_bucket: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    wrong_key = node_factory(ready_path="/health", backend=s3_section(
+    caplog.set_level(logging.INFO)  # everything the nodes log at their level, tracebacks included
+    wrong_key = app_node_factory(backend=s3_section(
         s3_server, s3_bucket, default_backend="localfs", s3_secret_key="definitely-wrong-secret"))
-    missing = node_factory(ready_path="/health", backend=s3_section(
+    missing = app_node_factory(backend=s3_section(
         s3_server, "no-such-bucket-callfs", default_backend="localfs"))
     for node, expected in ((wrong_key, ""), (missing, "no-such-bucket-callfs")):
         async with aiohttp.ClientSession(node.url) as http, http.get("/ready") as response:
@@ -93,7 +101,7 @@ async def test_bad_s3_settings_are_reported_not_crashed(  # type: ignore[no-unty
             body = await response.json()
         assert body["checks"]["backend:s3"] is False and body["checks"]["metadata"] is True
         assert expected in body["errors"]["backend:s3"]
-        assert "Traceback" not in node.log_tail(200)
+        assert "Traceback" not in caplog.text
         async with session(node) as http:
             async with http.put("/v1/files/local.txt", data=b"fine") as response:
                 assert response.status == 201
