@@ -16,6 +16,7 @@ from callfs_operator import names
 from callfs_operator.node_report import NodeReporter, fetch, tls_context
 from callfs_operator.spec import parse_cluster
 from callfs_operator.status import Observed, Workload, compute
+from support.app_node import AppNode
 from support.node import NodeProcess, make_certificate
 from support.ports import free_port
 from support.waiting import wait_for
@@ -47,10 +48,10 @@ def test_a_dead_node_turns_the_status_degraded(cluster_factory: Callable[..., li
     assert (status["phase"], status["readyNodes"]) == ("Degraded", 1)
 
 
-def test_a_refused_key_gives_no_report(node: NodeProcess) -> None:
-    report = fetch(node.url, node.api_key)
+def test_a_refused_key_gives_no_report(app_node: AppNode) -> None:
+    report = fetch(app_node.url, app_node.api_key)
     assert report is not None and list(report.values()) == ["up"]
-    assert fetch(node.url, "not-a-key") is None
+    assert fetch(app_node.url, "not-a-key") is None
 
 
 @pytest.fixture
