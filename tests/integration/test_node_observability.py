@@ -1,5 +1,6 @@
-"""Request IDs in logs, ``metrics.enabled`` and ``server.read_timeout``, on an in-process node (SQLite, local
-disk, in-process locks) served over real TCP, with its logs captured as JSON lines."""
+"""Request IDs in logs, ``metrics.enabled`` and ``server.read_timeout``, on an in-process node (``support.app_node``:
+SQLite, local disk, in-process locks, or PostgreSQL + Redis) served over real TCP, with its logs captured as JSON
+lines."""
 
 from __future__ import annotations
 
@@ -8,38 +9,52 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 import aiohttp
 import pytest
 import structlog
-from aiohttp import web
 
-from callfs.api.app import build_app
-from callfs.config import Config
 from callfs.logs import configure_logging
 from callfs.node import Node
+from support.app_node import AppNode
 from support.node import postgres_redis_sections
+from support.waiting import wait_for_async
 
-API_KEY = "observability-test-key-0123456789"
 READ_TIMEOUT = 0.5
 
 
 @dataclass
 class LocalNode:
-    node: Node
-    url: str
-    port: int
+    """An in-process node and the JSON log lines of this process."""
+
+    served: AppNode
     logs: io.StringIO
+
+    @property
+    def node(self) -> Node:
+        assert self.served.node is not None, "the node is not running"
+        return self.served.node
+
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def api_key(self) -> str:
+        return self.served.api_key
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.logs.getvalue().splitlines()]
 
     def session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(self.url, headers={"Authorization": f"Bearer {API_KEY}"})
+        return aiohttp.ClientSession(self.url, headers={"Authorization": f"Bearer {self.api_key}"})
 
 
 @pytest.fixture
@@ -54,42 +69,23 @@ def json_logs() -> Iterator[io.StringIO]:
     structlog.reset_defaults()
 
 
-async def start_node(tmp_path: Path, logs: io.StringIO, **sections: Any) -> AsyncIterator[LocalNode]:
-    config = Config.model_validate({
-        "data_dir": str(tmp_path / "data"),
-        "auth": {"api_keys": [API_KEY]},
-        "server": {"read_timeout": READ_TIMEOUT},
-        "dlm": {"wait_timeout": 10},
-        **sections,
-    })
-    node = Node.from_config(config)
-    await node.start()
-    runner = web.AppRunner(build_app(node), access_log=None)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        yield LocalNode(node, f"http://127.0.0.1:{port}", port, logs)
-    finally:
-        await runner.cleanup()
-        await node.close()
+def start_node(app_node_factory: Callable[..., AppNode], logs: io.StringIO, **sections: Any) -> LocalNode:
+    """A node with ``server.read_timeout`` = :data:`READ_TIMEOUT` and ``sections``; ``app_node_factory`` stops it."""
+    return LocalNode(app_node_factory(server={"read_timeout": READ_TIMEOUT}, **sections), logs)
 
 
 @pytest.fixture
-async def local_node(tmp_path: Path, json_logs: io.StringIO) -> AsyncIterator[LocalNode]:
-    async for started in start_node(tmp_path, json_logs):
-        yield started
+def local_node(json_logs: io.StringIO, app_node_factory: Callable[..., AppNode]) -> LocalNode:
+    return start_node(app_node_factory, json_logs)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def stores_node(
-    request: pytest.FixtureRequest, tmp_path: Path, json_logs: io.StringIO
-) -> AsyncIterator[LocalNode]:
+def stores_node(
+    request: pytest.FixtureRequest, json_logs: io.StringIO, app_node_factory: Callable[..., AppNode]
+) -> LocalNode:
     """:func:`local_node` on SQLite + in-process locks, and on PostgreSQL + Redis (the Redis path lock)."""
     sections = postgres_redis_sections(request) if request.param == "postgres" else {}
-    async for started in start_node(tmp_path, json_logs, **sections):
-        yield started
+    return start_node(app_node_factory, json_logs, **sections)
 
 
 async def test_a_500_names_a_request_id_that_the_failure_log_line_carries(
@@ -147,11 +143,13 @@ async def test_metrics_are_served_when_enabled(local_node: LocalNode) -> None:
         assert "callfs" in await response.text()
 
 
-async def test_metrics_disabled_answers_404(tmp_path: Path, json_logs: io.StringIO) -> None:
-    async for started in start_node(tmp_path, json_logs, metrics={"enabled": False}):
-        async with started.session() as http, http.get("/metrics") as response:
-            assert response.status == 404
-            assert (await response.json())["code"] == "FILE_NOT_FOUND"
+async def test_metrics_disabled_answers_404(
+    json_logs: io.StringIO, app_node_factory: Callable[..., AppNode]
+) -> None:
+    started = start_node(app_node_factory, json_logs, metrics={"enabled": False})
+    async with started.session() as http, http.get("/metrics") as response:
+        assert response.status == 404
+        assert (await response.json())["code"] == "FILE_NOT_FOUND"
 
 
 async def stalled_put(node: LocalNode, path: str, declared: int, sent: bytes) -> tuple[asyncio.StreamReader,
@@ -159,7 +157,7 @@ async def stalled_put(node: LocalNode, path: str, declared: int, sent: bytes) ->
     """Start a PUT declaring ``declared`` body bytes, send only ``sent``, then go silent."""
     reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
     writer.write(
-        f"PUT /v1/files/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+        f"PUT /v1/files/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {node.api_key}\r\n"
         f"Content-Length: {declared}\r\n\r\n".encode() + sent
     )
     await writer.drain()
@@ -179,6 +177,12 @@ async def test_a_stalled_upload_times_out_writes_nothing_and_releases_the_lock(s
     reader, writer = await stalled_put(local_node, "big.bin", 1 << 20, b"x" * 1000)
     try:
         started = time.monotonic()
+
+        async def stalled_upload_streaming() -> bool:  # its temp file exists only while it holds the path lock
+            return any((local_node.served.data_dir / "blobs" / "tmp").iterdir())
+
+        # The node runs on a thread of its own: the stalled writer holds the lock before the second one comes.
+        await wait_for_async(stalled_upload_streaming, 5, "the stalled upload to take the lock", 0.01)
         async with local_node.session() as http:
             # A second writer of the same path waits for the stalled one's lock, and gets it once that times out.
             second = asyncio.create_task(http.put("/v1/files/big.bin", data=b"second writer"))
