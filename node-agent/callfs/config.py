@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from callfs.permissions import is_valid_name
+
 ENV_PREFIX = "CALLFS_"
 DEFAULT_CONFIG_FILE = "config.yaml"
 MIN_KEY_LENGTH = 16
@@ -58,7 +60,9 @@ class ServerConfig(_Section):
 
 
 class AuthConfig(_Section):
-    """API keys (``api_keys[i]`` → ``api-user-<i>``; ``api_key_users``: user → key), secrets, groups."""
+    """API keys (``api_keys[i]`` → ``api-user-<i>``; ``api_key_users``: user → key), secrets, groups.
+
+    User and group names must satisfy :data:`callfs.permissions.NAME_PATTERN`, the rule chown applies too."""
 
     api_keys: list[str] = Field(default_factory=list)
     api_key_users: dict[str, str] = Field(default_factory=dict)
@@ -81,6 +85,13 @@ class AuthConfig(_Section):
                 raise ValueError("internal_proxy_secret must not also be an API key")
         if self.single_use_link_secret is not None and len(self.single_use_link_secret) < MIN_KEY_LENGTH:
             raise ValueError(f"single_use_link_secret must be at least {MIN_KEY_LENGTH} characters")
+        names = [*self.api_key_users, *self.user_groups, *(g for gs in self.user_groups.values() for g in gs)]
+        for name in names:
+            if not is_valid_name(name):
+                raise ValueError(
+                    f"invalid user or group name {name!r}: use 1-64 ASCII letters, digits, '_', '.', '@' or '-', "
+                    "not starting with '.', '@' or '-'"
+                )
         return self
 
     def users_by_key(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ partial file, and :meth:`Engine.sweep_orphans` removes unreferenced blobs at sta
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -26,6 +27,7 @@ from callfs.errors import (
     Conflict,
     DirectoryNotEmpty,
     IsADirectory,
+    LinkContentChanged,
     LinkExpired,
     LockTimeout,
     NotADirectory,
@@ -33,6 +35,7 @@ from callfs.errors import (
     PayloadTooLarge,
     PermissionDenied,
     QuotaExceeded,
+    QuotaRootProtected,
     ServiceUnavailable,
 )
 from callfs.locks.base import Lease, LockService
@@ -42,13 +45,17 @@ from callfs.models import Inode, InodeType, Quota, SingleUseLink, utcnow
 from callfs.permissions import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
+    EXECUTE,
     READ,
     WRITE,
     Caller,
     allows,
+    check_mode,
     require,
+    require_chown,
     require_entry_change,
-    require_owner,
+    require_search,
+    validate_name,
 )
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,14 @@ Precondition = Callable[[Inode | None], None]
 
 # Times to re-read metadata when a blob vanished under a reader because an overwrite just replaced it.
 _OPEN_RETRIES = 3
+
+SYSTEM_DIRECTORIES = (
+    "/volumes", "/volumes/.csi", "/snapshots", "/snapshots/.csi", "/snapshots/.csi/groups", "/archive",
+)
+"""Directories the CSI driver writes in as root, parents first: volumes, snapshots, their records and the archive
+of retained volumes. Each node makes them ``root:root`` mode 0755 at start (docs/rest-api.md, "Permissions")."""
+
+SYSTEM_DIRECTORY_MODE = 0o755
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +91,33 @@ class OpenFile:
     reader: BlobReader
 
 
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A path looked up with its ancestors: ``ancestors`` are the existing ones, root first, up to the first
+    missing one or file; ``complete`` is true when they are all there and all directories; ``inode`` is the
+    entry at the path (``None``: absent)."""
+
+    ancestors: list[Inode]
+    complete: bool
+    inode: Inode | None
+
+    @property
+    def parent(self) -> Inode | None:
+        """The parent directory when every ancestor exists as a directory (``None`` for the root)."""
+        return self.ancestors[-1] if self.complete and self.ancestors else None
+
+
 class RemoteBytes(Exception):
-    """The bytes of ``inode`` live on another node's local disk: the request must be forwarded there."""
+    """The bytes of ``inode`` live on another node's local disk: the request must be forwarded there.
+
+    ``burn``, set for a single-use link, uses the link up: await it once the owner answered (the bytes are
+    reachable), before streaming; it raises ``LinkExpired`` when a concurrent download used the link first.
+    """
 
     def __init__(self, inode: Inode) -> None:
         super().__init__(f"the bytes of {inode.path} live on node {inode.instance_id}")
         self.inode = inode
+        self.burn: Callable[[], Awaitable[None]] | None = None
 
 
 RemoteFree = Callable[[str, str, str], Awaitable[None]]
@@ -151,6 +187,31 @@ class Engine:
         node_local = backend.node_local if backend is not None else inode.instance_id is not None
         return node_local and inode.instance_id not in (None, self.instance_id)
 
+    async def _resolve(self, caller: Caller, path: str, txn: MetadataTxn | None = None) -> Resolved:
+        """Read ``path`` and all its ancestors in one query and check search (``x``) permission on the ancestors
+        (POSIX path resolution). Raises ``PermissionDenied``."""
+        chain = paths.ancestors(path)
+        with self.metrics.time_metadata("get"):
+            found = {i.path: i for i in await (txn or self.store).get_many([*chain, path])}
+        ancestors: list[Inode] = []
+        for ancestor in chain:
+            inode = found.get(ancestor)
+            if inode is None:
+                break
+            ancestors.append(inode)
+            if not inode.is_dir:
+                break
+        require_search(caller, ancestors)
+        complete = len(ancestors) == len(chain) and (not ancestors or ancestors[-1].is_dir)
+        return Resolved(ancestors, complete, found.get(path) if complete else None)
+
+    async def _resolved(self, caller: Caller, path: str) -> Inode:
+        """The inode at ``path`` after :meth:`_resolve`; raises ``NotFound`` or ``PermissionDenied``."""
+        inode = (await self._resolve(caller, path)).inode
+        if inode is None:
+            raise NotFound(f"{path} does not exist")
+        return inode
+
     async def _get(self, path: str) -> Inode:
         with self.metrics.time_metadata("get"):
             inode = await self.store.get(path)
@@ -205,6 +266,7 @@ class Engine:
         # renamed), so no entry is ever inserted below a directory that is moving away: a rename committed
         # first leaves the old path absent here, and one waiting for this transaction moves the new entry too.
         held = await txn.lock([a for a in chain if a != paths.ROOT])
+        require_search(caller, [held[a] for a in chain if a in held])
         parent = held.get(parent_path) if parent_path != paths.ROOT else await txn.get(paths.ROOT)
         if parent is not None:
             if not parent.is_dir:
@@ -247,9 +309,9 @@ class Engine:
     # ---------------------------------------------------------------- reads
 
     async def stat(self, caller: Caller, path: str) -> Inode:
-        """The inode at ``path`` (like POSIX ``stat``, no read permission needed). Raises ``NotFound``."""
-        del caller
-        return await self._get(path)
+        """The inode at ``path`` (like POSIX ``stat``: no read permission on it, search permission on every
+        ancestor). Raises ``NotFound``, ``PermissionDenied``."""
+        return await self._resolved(caller, path)
 
     async def open_file(self, caller: Caller, path: str) -> OpenFile:
         """Open a file for reading (needs ``r``).
@@ -258,7 +320,7 @@ class Engine:
         live on another node (checked after the permission check).
         """
         for _ in range(_OPEN_RETRIES):
-            inode = await self._get(path)
+            inode = await self._resolved(caller, path)
             if inode.is_dir:
                 raise IsADirectory(f"{path} is a directory")
             require(caller, inode, READ, "read")
@@ -285,7 +347,7 @@ class Engine:
         contents of subdirectories the caller may not read. Raises ``NotFound``, ``NotADirectory``,
         ``PermissionDenied``.
         """
-        directory = await self._get(path)
+        directory = await self._resolved(caller, path)
         if not directory.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         require(caller, directory, READ, "list")
@@ -293,7 +355,9 @@ class Engine:
             if not recursive:
                 return directory, await self.store.list_children(path)
             entries = await self.store.list_tree(path, max_depth)
-        unreadable = [e.path for e in entries if e.is_dir and not allows(caller, e, READ)]
+        if not allows(caller, directory, EXECUTE):  # names of the children, but no way below them
+            return directory, [e for e in entries if e.depth == directory.depth + 1]
+        unreadable = [e.path for e in entries if e.is_dir and not allows(caller, e, READ | EXECUTE)]
         if unreadable:
             entries = [e for e in entries if not any(paths.is_within(e.path, u) and e.path != u for u in unreadable)]
         return directory, entries
@@ -328,14 +392,15 @@ class Engine:
         """
         if path == paths.ROOT:
             raise IsADirectory("the root is a directory")
-        with self.metrics.time_metadata("get"):
-            current = await self.store.get(path)
+        # Search permission is checked here, when the write starts (as POSIX checks it at open()).
+        resolved = await self._resolve(caller, path)
+        current = resolved.inode
         self._check_write(caller, path, current, create_only, precondition)
         target = self.backend(backend or (current.backend if current is not None else None))
         if current is not None and target.node_local and self.is_remote(current) and not local:
             raise RemoteBytes(current)
         if current is None:  # fail fast, before reading any byte; the transaction checks again
-            parent = await self.store.get(paths.parent_of(path) or paths.ROOT)
+            parent = resolved.parent
             if parent is not None:
                 if not parent.is_dir:
                     raise NotADirectory(f"{parent.path} is not a directory")
@@ -437,7 +502,7 @@ class Engine:
 
         Raises ``AlreadyExists`` (a file is there), ``NotADirectory``, ``PermissionDenied``.
         """
-        existing = await self.store.get(path)
+        existing = (await self._resolve(caller, path)).inode
         if existing is not None:
             if not existing.is_dir:
                 raise AlreadyExists(f"{path} exists and is a file")
@@ -468,7 +533,7 @@ class Engine:
         """
         if path == paths.ROOT:
             raise BadRequest("the root directory cannot be deleted")
-        inode = await self._get(path)
+        inode = await self._resolved(caller, path)
         if self.is_remote(inode):
             # Refuse here what the owner would refuse, so that a caller without permission gets 403 whether or
             # not the owner can be reached.
@@ -483,9 +548,12 @@ class Engine:
                     inode_now = await txn.get(path, for_update=True)
                     if inode_now is None:
                         raise NotFound(f"{path} does not exist")
-                    parent = await txn.get(paths.parent_of(path) or paths.ROOT)
-                    assert parent is not None
+                    resolved = await self._resolve(caller, path, txn)
+                    parent = resolved.parent
+                    if parent is None:
+                        raise NotFound(f"{path} does not exist")
                     require_entry_change(caller, parent, inode_now, "delete")
+                    await self._protect_quota_roots(txn, caller, inode_now, "delete")
                     if inode_now.is_dir and await txn.has_children(path):
                         if not recursive:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
@@ -502,7 +570,20 @@ class Engine:
         directories = {top.path: top} | {e.path: e for e in entries if e.is_dir}
         for entry in entries:
             parent = directories[paths.parent_of(entry.path) or paths.ROOT]
+            require(caller, parent, READ | EXECUTE, "descend into")
             require_entry_change(caller, parent, entry, action)
+
+    async def _protect_quota_roots(self, txn: MetadataTxn, caller: Caller, entry: Inode, action: str) -> None:
+        """Only a superuser may delete, move away or replace a directory that is or holds a quota root: its
+        owner could otherwise drop a quota by re-creating the directory. Raises ``QuotaRootProtected``."""
+        if caller.is_superuser or not entry.is_dir:
+            return
+        found = await txn.quotas_within(entry.path)
+        if found:
+            raise QuotaRootProtected(
+                f"only root may {action} {entry.path}: it holds the quota root {found[0].path}",
+                quota_path=found[0].path,
+            )
 
     async def move(
         self, caller: Caller, src: str, dst: str, *, overwrite: bool = False, create_parents: bool = False
@@ -536,7 +617,10 @@ class Engine:
                         return source
                     src_parent = await txn.get(paths.parent_of(src) or paths.ROOT)
                     assert src_parent is not None
+                    # Search on the ancestors of the source (the root is read here only as its parent).
+                    require_search(caller, [held[a] for a in paths.ancestors(src) if a in held] or [src_parent])
                     require_entry_change(caller, src_parent, source, "move")
+                    await self._protect_quota_roots(txn, caller, source, "move")
                     target = held.get(dst)
                     dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents)
                     require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
@@ -549,6 +633,7 @@ class Engine:
                             raise IsADirectory(f"cannot replace directory {dst} with a file")
                         if target.is_dir and await txn.has_children(dst):
                             raise DirectoryNotEmpty(f"{dst} is not empty")
+                        await self._protect_quota_roots(txn, caller, target, "replace")
                         replaced = await txn.delete_subtree(dst)
                         await self._charge(
                             txn, dst, -sum(e.size for e in replaced if not e.is_dir), -len(replaced)
@@ -581,9 +666,10 @@ class Engine:
     # ---------------------------------------------------------------- quotas
 
     async def get_quota(self, caller: Caller, path: str) -> Quota:
-        """The quota on directory ``path`` with its usage. Raises ``NotFound`` (no such directory or quota)."""
-        del caller
-        await self._require_directory(path)
+        """The quota on directory ``path`` with its usage. Raises ``NotFound`` (no such directory or quota),
+        ``NotADirectory``, ``PermissionDenied`` (no search permission on an ancestor)."""
+        if not (await self._resolved(caller, path)).is_dir:
+            raise NotADirectory(f"{path} is not a directory")
         found = await self.store.quotas_for([path])
         if not found:
             raise NotFound(f"no quota is set on {path}")
@@ -631,12 +717,6 @@ class Engine:
         if not caller.is_superuser:
             raise PermissionDenied(f"only root may {action}")
 
-    async def _require_directory(self, path: str) -> Inode:
-        inode = await self._get(path)
-        if not inode.is_dir:
-            raise NotADirectory(f"{path} is not a directory")
-        return inode
-
     async def relocate(self, caller: Caller, path: str, backend: str | None) -> Inode:
         """Move the bytes of the file at ``path`` to ``backend`` (``None``: its current one) on this node (or
         to the shared backend), then switch its metadata in one transaction and free the old bytes.
@@ -645,7 +725,7 @@ class Engine:
         ``BadRequest`` (a directory, an unknown backend), ``PermissionDenied``, ``Conflict`` (the file was
         rewritten meanwhile; nothing changed), ``BadGateway`` (the owning node cannot be read).
         """
-        inode = await self._get(path)
+        inode = await self._resolved(caller, path)
         if inode.is_dir:
             raise BadRequest("backend and instance apply to files, not directories")
         require(caller, inode, WRITE, "move the bytes of")
@@ -719,25 +799,36 @@ class Engine:
         return target
 
     async def change_attributes(
-        self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None
+        self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None,
+        group: str | None = None,
     ) -> Inode:
-        """chmod and/or chown (owner or superuser only). ``mode`` in ``0..0o7777``.
+        """chmod and/or chown (owner or superuser only). ``mode`` in ``0..0o7777`` without setuid/setgid.
 
-        Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (empty owner).
+        Only a superuser gives an entry to another user; the owner may set the group to its own name or to a
+        group it belongs to (POSIX ``chown``). Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (an
+        invalid user or group name, a setuid/setgid mode).
         """
-        if owner is not None and not owner.strip():
-            raise BadRequest("owner must be a non-empty user name")
+        if owner is not None:
+            validate_name(owner, "owner")
+        if group is not None:
+            validate_name(group, "group")
+        if mode is not None:
+            check_mode(mode)
         with self.metrics.time_metadata("setattr"):
             async with self.store.transaction() as txn:
+                if (await self._resolve(caller, path, txn)).inode is None:
+                    raise NotFound(f"{path} does not exist")
                 inode = await txn.get(path, for_update=True)
                 if inode is None:
                     raise NotFound(f"{path} does not exist")
-                require_owner(caller, inode, "change the mode or owner of")
+                require_chown(caller, inode, owner, group)
                 changes: dict[str, object] = {"ctime": utcnow()}
                 if mode is not None:
                     changes["mode"] = mode
                 if owner is not None:
                     changes["owner"] = owner
+                if group is not None:
+                    changes["group"] = group
                 updated = inode.evolve(**changes)
                 await txn.update(updated)
         return updated
@@ -781,17 +872,19 @@ class Engine:
             raise BadRequest(
                 f"expiry_seconds must be between {links.MIN_EXPIRY_SECONDS} and {links.MAX_EXPIRY_SECONDS}"
             )
-        inode = await self._get(path)
+        inode = await self._resolved(caller, path)
         if inode.is_dir:
             raise BadRequest(f"{path} is a directory; links are for files")
         require(caller, inode, READ, "read")
-        token_id, token = links.mint(self._link_secret, path)
+        assert inode.blob_id is not None
+        # The link serves these bytes only: the file's blob and version are stored with it and signed.
+        token_id, token = links.mint(self._link_secret, path, (inode.blob_id, inode.version))
         now = links.now(self.clock)
         expires = now + timedelta(seconds=expiry_seconds)
         with self.metrics.time_metadata("insert_link"):
             await self.store.insert_link(
                 SingleUseLink(token_id=token_id, path=path, created_by=caller.user, expires_at=expires,
-                              created_at=now)
+                              created_at=now, blob_id=inode.blob_id, version=inode.version)
             )
         self.metrics.links_generated.inc()
         return token, expires
@@ -800,8 +893,10 @@ class Engine:
         """Open the file of a single-use link and burn the link (compare-and-set ``active`` → ``used``).
 
         The file is opened before the link is burnt, so a link is never used up by a download that could not
-        start. Raises ``NotFound`` (unknown token or file gone), ``LinkExpired`` (bad signature, expired,
-        already used), and :class:`RemoteBytes` (after burning the link) when another node holds the bytes.
+        start. Only the content the link was minted for is served (same blob and version). Raises ``NotFound``
+        (unknown token or file gone), ``LinkExpired`` (bad signature, expired, already used),
+        ``LinkContentChanged`` (the file at the path is other content now; the link is not used up), and
+        :class:`RemoteBytes` (the link still unused: its ``burn`` uses it up) when another node holds the bytes.
         """
         result = "ok"
         try:
@@ -812,7 +907,10 @@ class Engine:
             link = await self.store.get_link(token_id)
             if link is None:
                 raise NotFound("unknown link")
-            if not links.verify(self._link_secret, token_id, signature, link.path):
+            if link.blob_id is None or link.version is None:
+                raise LinkContentChanged("link minted before links were bound to content; mint a new one")
+            content = (link.blob_id, link.version)
+            if not links.verify(self._link_secret, token_id, signature, link.path, content):
                 raise LinkExpired("invalid link signature")
             now = links.now(self.clock)
             if link.status != "active":
@@ -821,8 +919,14 @@ class Engine:
                 raise LinkExpired("link expired")
             try:
                 opened = await self.open_file(Caller("internal-proxy"), link.path)
-            except RemoteBytes:
-                await self._consume_link(token_id, now, client_ip)
+            except RemoteBytes as remote:
+                self._check_link_content(link, remote.inode)
+                remote.burn = functools.partial(self._consume_link, token_id, now, client_ip)
+                raise
+            try:
+                self._check_link_content(link, opened.inode)
+            except LinkContentChanged:
+                await opened.reader.close()
                 raise
             try:
                 await self._consume_link(token_id, now, client_ip)
@@ -836,6 +940,11 @@ class Engine:
         finally:
             self.metrics.links_consumed.labels(result).inc()
 
+    @staticmethod
+    def _check_link_content(link: SingleUseLink, inode: Inode) -> None:
+        if (inode.blob_id, inode.version) != (link.blob_id, link.version):
+            raise LinkContentChanged(f"{link.path} has changed since the link was minted; the link no longer applies")
+
     async def _consume_link(self, token_id: str, now: datetime, client_ip: str | None) -> None:
         with self.metrics.time_metadata("consume_link"):
             consumed = await self.store.consume_link(token_id, now=now, client_ip=client_ip)
@@ -847,6 +956,52 @@ class Engine:
         now = links.now(self.clock)
         with self.metrics.time_metadata("sweep_links"):
             return await self.store.sweep_links(now=now, used_before=now - timedelta(days=1))
+
+    # ---------------------------------------------------------------- system directories
+
+    async def ensure_system_directories(self) -> list[str]:
+        """Make every :data:`SYSTEM_DIRECTORIES` entry a ``root:root`` directory with mode 0755; idempotent.
+
+        Missing ones are created. One owned by another user, or with another mode, is taken back (owner, group
+        and mode reset; its contents untouched) and logged as a warning with the previous attributes, as are
+        entries directly inside it not owned by root. A *file* at a system path is left alone and logged as an
+        error (nothing below it is created): the CSI driver then fails on it instead of following a user's
+        path, and root can move it away. Returns the paths taken back.
+        """
+        taken: list[str] = []
+        skipped: list[str] = []
+        async with self.store.transaction() as txn:
+            for path in SYSTEM_DIRECTORIES:
+                if any(paths.is_within(path, s) for s in skipped):
+                    continue
+                current = await txn.get(path, for_update=True)
+                if current is None:
+                    now = utcnow()
+                    made = Inode(path=path, type=InodeType.DIRECTORY, mode=SYSTEM_DIRECTORY_MODE, owner="root",
+                                 group="root", mtime=now, ctime=now)
+                    if await txn.insert(made):
+                        await self._charge(txn, path, 0, 1)
+                        continue
+                    current = await txn.get(path, for_update=True)
+                    assert current is not None
+                if not current.is_dir:
+                    log.error("system path %s is a file owned by %s; move it away (as root) so that the node can "
+                              "create the directory at its next start", path, current.owner)
+                    skipped.append(path)
+                    continue
+                if (current.owner, current.group, current.mode) == ("root", "root", SYSTEM_DIRECTORY_MODE):
+                    continue
+                log.warning("taking back system directory %s: was %s:%s mode %04o, now root:root mode %04o",
+                            path, current.owner, current.group, current.mode, SYSTEM_DIRECTORY_MODE)
+                await txn.update(current.evolve(owner="root", group="root", mode=SYSTEM_DIRECTORY_MODE,
+                                                ctime=utcnow()))
+                taken.append(path)
+        for path in taken:
+            for child in await self.store.list_children(path):
+                if child.owner != "root" and child.path not in SYSTEM_DIRECTORIES:
+                    log.warning("%s inside system directory %s is owned by %s, not root; check it",
+                                child.path, path, child.owner)
+        return taken
 
     # ---------------------------------------------------------------- recovery
 

@@ -54,6 +54,12 @@ class PermissionDenied(CallFSError):
     code = "PERMISSION_DENIED"
 
 
+class QuotaRootProtected(PermissionDenied):
+    """A non-root caller tried to delete, move or replace a directory that is (or holds) a quota root."""
+
+    code = "QUOTA_ROOT_PROTECTED"
+
+
 class NotFound(CallFSError):
     status = 404
     code = "FILE_NOT_FOUND"
@@ -89,6 +95,13 @@ class Conflict(CallFSError):
 class LinkExpired(CallFSError):
     status = 410
     code = "LINK_EXPIRED"
+
+
+class LinkContentChanged(LinkExpired):
+    """The file at a link's path is no longer the content the link was minted for (deleted and re-created,
+    overwritten or its bytes moved): the link is refused rather than serving bytes its minter never read."""
+
+    code = "LINK_CONTENT_CHANGED"
 
 
 class PreconditionFailed(CallFSError):

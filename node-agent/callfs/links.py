@@ -1,8 +1,10 @@
 """Single-use link tokens (docs/rest-api.md, ``POST /v1/links/generate``). Pure functions.
 
-Token: ``base64url(16 random bytes)`` + ``.`` + ``base64url(HMAC-SHA256(secret, token_id + "\\n" + path))``,
-unpadded. The signature binds the token to the path it was minted for, so a token cannot be replayed for
-another file even by someone who can write the links table.
+Token: ``base64url(16 random bytes)`` + ``.`` + ``base64url(HMAC-SHA256(secret, message))``, unpadded, where
+``message`` is ``token_id + "\\n" + path``, followed by ``"\\n" + blob_id + "\\n" + version`` when the link is
+bound to content. The signature binds the token to the path and the file content it was minted for, so a token
+cannot be replayed for another file, or for other bytes at the same path, even by someone who can write the links
+table.
 """
 
 from __future__ import annotations
@@ -30,15 +32,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _signature(secret: str, token_id: str, path: str) -> str:
-    mac = hmac.new(secret.encode(), f"{token_id}\n{path}".encode(), hashlib.sha256)
+Content = tuple[str, int]
+"""``(blob_id, version)`` of a file: the exact bytes a link was minted for."""
+
+
+def _signature(secret: str, token_id: str, path: str, content: Content | None) -> str:
+    message = f"{token_id}\n{path}" if content is None else f"{token_id}\n{path}\n{content[0]}\n{content[1]}"
+    mac = hmac.new(secret.encode(), message.encode(), hashlib.sha256)
     return _b64(mac.digest())
 
 
-def mint(secret: str, path: str) -> tuple[str, str]:
-    """A new ``(token_id, token)`` for canonical ``path``."""
+def mint(secret: str, path: str, content: Content | None = None) -> tuple[str, str]:
+    """A new ``(token_id, token)`` for canonical ``path`` (and, when given, the file ``content``)."""
     token_id = _b64(secrets.token_bytes(16))
-    return token_id, f"{token_id}.{_signature(secret, token_id, path)}"
+    return token_id, f"{token_id}.{_signature(secret, token_id, path, content)}"
 
 
 def split(token: str) -> tuple[str, str] | None:
@@ -52,6 +59,19 @@ def split(token: str) -> tuple[str, str] | None:
     return token_id, signature
 
 
-def verify(secret: str, token_id: str, signature: str, path: str) -> bool:
-    """Constant-time check that ``signature`` was made by ``secret`` for ``token_id`` and ``path``."""
-    return hmac.compare_digest(signature, _signature(secret, token_id, path))
+def verify(secret: str, token_id: str, signature: str, path: str, content: Content | None = None) -> bool:
+    """Constant-time check that ``signature`` was made by ``secret`` for ``token_id``, ``path`` and ``content``."""
+    return hmac.compare_digest(signature, _signature(secret, token_id, path, content))
+
+
+def redact(token: str) -> str:
+    """A token as it may appear in logs: its first 6 characters and ``…`` (a token in full is a credential)."""
+    return token[:6] + "…"
+
+
+def redact_path(raw_path: str) -> str:
+    """``raw_path`` with the token of a ``/download/<token>`` path redacted; other paths unchanged."""
+    prefix = "/download/"
+    if raw_path.startswith(prefix) and len(raw_path) > len(prefix):
+        return prefix + redact(raw_path[len(prefix):])
+    return raw_path

@@ -72,6 +72,8 @@ class SingleUseLink:
 
     ``token_id`` is the random part of the token (base64url); ``status`` is ``active`` or ``used``.
     ``expires_at``/``created_at``/``used_at`` are UTC datetimes; ``used_by_ip`` records who consumed it.
+    ``blob_id`` and ``version`` are those of the file when the link was minted: the link serves only that
+    content (``None`` for links minted before links were bound to content; they are refused).
     """
 
     token_id: str
@@ -82,6 +84,8 @@ class SingleUseLink:
     status: str = "active"
     used_at: datetime | None = None
     used_by_ip: str | None = None
+    blob_id: str | None = None
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

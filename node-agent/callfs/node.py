@@ -27,6 +27,8 @@ from callfs.peers import PeerClient
 log = logging.getLogger(__name__)
 
 SECRETS_FILE = "secrets.json"
+DATA_DIR_MODE = 0o700
+"""The data directory holds secrets, the SQLite metadata and file bytes: only the node's user may enter it."""
 READY_TIMEOUT = 2.0
 """Seconds each readiness check may take before it counts as failed."""
 
@@ -40,6 +42,25 @@ class NodeSecrets:
     link_secret: str
     instance_id: str
     generated_api_key: str | None = None
+
+
+def secure_data_dir(config: Config) -> None:
+    """Create ``data_dir`` with mode 0700, or tighten an existing one to 0700 (it may have been made 0755 by an
+    older version). A directory the node cannot chmod (another user's) is logged, not fatal.
+
+    Raises:
+        ConfigError: the directory cannot be created.
+    """
+    try:
+        config.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data_dir {config.data_dir}: {exc.strerror}") from exc
+    try:
+        if config.data_dir.stat().st_mode & 0o777 != DATA_DIR_MODE:
+            config.data_dir.chmod(DATA_DIR_MODE)
+            log.info("data_dir %s tightened to mode %04o", config.data_dir, DATA_DIR_MODE)
+    except OSError as exc:
+        log.warning("cannot make data_dir %s mode %04o: %s", config.data_dir, DATA_DIR_MODE, exc.strerror)
 
 
 def load_or_generate_secrets(config: Config) -> NodeSecrets:
@@ -158,7 +179,10 @@ class Node:
 
     @classmethod
     def from_config(cls, config: Config, *, clock: Clock = time.time) -> Node:
-        """Assemble (without connecting) every component the config names; ``clock`` decides link expiry."""
+        """Assemble (without connecting) every component the config names; ``clock`` decides link expiry.
+
+        Creates (or tightens) the data directory with mode 0700 first."""
+        secure_data_dir(config)
         node_secrets = load_or_generate_secrets(config)
         store, locks, backends, metrics = open_store(config), open_locks(config), open_backends(config), Metrics()
         url = external_url(config)
@@ -181,12 +205,14 @@ class Node:
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
 
     async def start(self) -> int:
-        """Connect everything and sweep orphans; returns how many orphans were removed.
+        """Connect everything, make the system directories root's, and sweep orphans; returns how many orphans
+        were removed.
 
         Raises the component's own unavailability error (metadata, locks, backend) with a clear message.
         """
         await self.store.start()
         self.started.append("store")
+        await self.engine.ensure_system_directories()
         await self.locks.start()
         self.started.append("locks")
         self.started.append("backends")

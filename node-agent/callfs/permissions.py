@@ -1,15 +1,19 @@
 """The POSIX-style permission model (docs/rest-api.md, "Permissions"). Pure functions.
 
-Read a file or list a directory needs ``r``; overwrite a file needs ``w`` on it; create, delete or rename an
-entry needs ``w`` on its parent directory plus the sticky rule (in a sticky directory only the entry's owner,
-the directory's owner or a superuser may delete or rename it). chmod/chown: the owner or a superuser.
+Reaching any entry needs ``x`` on every ancestor directory. Read a file or list a directory needs ``r``;
+overwrite a file needs ``w`` on it; create, delete or rename an entry needs ``w`` on its parent directory plus
+the sticky rule (in a sticky directory only the entry's owner, the directory's owner or a superuser may delete or
+rename it). chmod and a change of group to one of the caller's groups: the owner or a superuser; giving an entry
+to another user: a superuser only.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from callfs.errors import PermissionDenied
+from callfs.errors import BadRequest, PermissionDenied
 from callfs.models import Inode
 
 READ = 4
@@ -17,6 +21,13 @@ WRITE = 2
 EXECUTE = 1
 STICKY = 0o1000
 SUPERUSERS = frozenset({"root", "internal-proxy"})
+
+SETUID = 0o4000
+SETGID = 0o2000
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}")
+"""User and group names: 1-64 characters of ASCII letters, digits, ``_``, ``.``, ``@``, ``-``, not starting
+with ``.``, ``@`` or ``-`` (no spaces, no control characters: names travel in HTTP headers and logs)."""
 
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_DIR_MODE = 0o755
@@ -54,6 +65,21 @@ def require(caller: Caller, inode: Inode, want: int, action: str) -> None:
         raise PermissionDenied(f"{caller.user} may not {action} {inode.path}")
 
 
+def require_search(caller: Caller, ancestors: Iterable[Inode]) -> None:
+    """Check search (``x``) permission on every directory of ``ancestors`` (the entries above a path, root
+    first), as POSIX path resolution does. Superusers pass. Resolution ends at the first file: nothing lies
+    below a file, and the caller reports that (404, or 400 ``NOT_A_DIRECTORY`` when creating).
+
+    Raises:
+        PermissionDenied: ``x`` is missing on an ancestor (the message names it).
+    """
+    for ancestor in ancestors:
+        if not ancestor.is_dir:
+            return
+        if not allows(caller, ancestor, EXECUTE):
+            raise PermissionDenied(f"{caller.user} may not search {ancestor.path}")
+
+
 def require_entry_change(caller: Caller, parent: Inode, entry: Inode | None, action: str) -> None:
     """Check creating, deleting or renaming ``entry`` (``None`` when it does not exist yet) in ``parent``.
 
@@ -74,6 +100,56 @@ def require_owner(caller: Caller, inode: Inode, action: str) -> None:
     """chmod/chown rule: only the owner or a superuser."""
     if not caller.is_superuser and caller.user != inode.owner:
         raise PermissionDenied(f"only the owner of {inode.path} may {action} it")
+
+
+def is_valid_name(name: str) -> bool:
+    """True when ``name`` is a valid user or group name (:data:`NAME_PATTERN`)."""
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
+def validate_name(name: str, what: str = "user name") -> str:
+    """``name`` when it is a valid user or group name.
+
+    Raises:
+        BadRequest: empty, longer than 64 characters, or holding anything but ASCII letters, digits and
+            ``_ . @ -`` (control characters such as CR, LF and NUL included).
+    """
+    if not is_valid_name(name):
+        shown = repr(name) if len(name) <= 70 else repr(name[:70]) + "..."
+        raise BadRequest(
+            f"{what} {shown} is invalid: use 1-64 ASCII letters, digits, '_', '.', '@' or '-', "
+            "not starting with '.', '@' or '-'"
+        )
+    return name
+
+
+def require_chown(caller: Caller, inode: Inode, owner: str | None, group: str | None) -> None:
+    """POSIX ``chown`` rules for changing ``inode`` to ``owner``/``group`` (``None``: unchanged).
+
+    Superusers may set any owner and group. The owner may keep itself as owner and may set the group to its
+    own name or to one of the groups it belongs to; it cannot give the entry away.
+
+    Raises:
+        PermissionDenied: not the owner, giving the entry away, or a group the caller is not a member of.
+    """
+    require_owner(caller, inode, "change the owner or group of")
+    if caller.is_superuser:
+        return
+    if owner is not None and owner != inode.owner:
+        raise PermissionDenied(f"only root may give {inode.path} to another user")
+    if group is not None and group != inode.group and group != caller.user and group not in caller.groups:
+        raise PermissionDenied(f"{caller.user} is not a member of group {group}")
+
+
+def check_mode(mode: int) -> int:
+    """``mode`` when it may be set by chmod: permission and sticky bits only.
+
+    Raises:
+        BadRequest: the setuid (4000) or setgid (2000) bit is set; CallFS does not carry them.
+    """
+    if mode & (SETUID | SETGID):
+        raise BadRequest(f"mode {format_mode(mode)} sets setuid/setgid bits, which CallFS does not allow")
+    return mode
 
 
 def parse_mode(text: str) -> int:

@@ -93,7 +93,24 @@ async def test_expired_link_is_410(api_node: AppNode) -> None:
             assert response.status == 410
 
 
-async def test_link_to_a_deleted_file_is_404_and_stays_unused(api_node: AppNode) -> None:
+async def test_link_to_a_missing_file_is_404_and_stays_unused(api_node: AppNode) -> None:
+    async with session(api_node) as http, session(api_node, None) as anonymous:
+        async with http.put("/v1/files/del.txt", data=b"x") as response:
+            assert response.status == 201
+        async with http.post("/v1/links/generate", json={"path": "/del.txt", "expiry_seconds": 60}) as r:
+            token = (await r.json())["token"]
+        async with http.patch("/v1/files/del.txt", json={"name": "away.txt"}) as response:
+            assert response.status == 200
+        async with anonymous.get(f"/download/{token}") as response:
+            assert response.status == 404
+        async with http.patch("/v1/files/away.txt", json={"name": "del.txt"}) as response:
+            assert response.status == 200
+        async with anonymous.get(f"/download/{token}") as response:
+            assert response.status == 200  # the failed attempt did not burn the link
+            assert await response.read() == b"x"
+
+
+async def test_link_to_a_deleted_and_recreated_file_is_410(api_node: AppNode) -> None:
     async with session(api_node) as http, session(api_node, None) as anonymous:
         async with http.put("/v1/files/del.txt", data=b"x") as response:
             assert response.status == 201
@@ -106,6 +123,6 @@ async def test_link_to_a_deleted_file_is_404_and_stays_unused(api_node: AppNode)
         async with http.put("/v1/files/del.txt", data=b"again") as response:
             assert response.status == 201
         async with anonymous.get(f"/download/{token}") as response:
-            assert response.status == 200  # the failed attempt did not burn the link
-            assert await response.read() == b"again"
+            assert response.status == 410  # other content now: never served through this link
+            assert (await response.json())["code"] == "LINK_CONTENT_CHANGED"
 

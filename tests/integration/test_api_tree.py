@@ -140,6 +140,10 @@ async def test_chmod_and_chown(api_node: AppNode) -> None:
             async with alice.patch("/v1/files/alice/private.txt", json={"mode": bad}) as response:
                 assert response.status == 400
         async with alice.patch("/v1/files/alice/private.txt", json={"owner": "bob"}) as response:
+            assert response.status == 403  # only root gives a file away
+        async with session(api_node, "root") as root, root.patch(
+            "/v1/files/alice/private.txt", json={"owner": "bob"}
+        ) as response:
             assert response.status == 200
         async with bob.get("/v1/files/alice/private.txt") as response:
             assert response.status == 200

@@ -233,7 +233,10 @@ async def test_chmod_and_chown_show_in_stat(fs: CallFSClient, app_node: AppNode)
     await fs.upload("/perm.txt", b"p")
     await fs.chmod("/perm.txt", 0o600)
     assert (await fs.stat("/perm.txt")).mode == 0o600
-    await fs.chown("/perm.txt", "alice")
+    with pytest.raises(errors.PermissionDenied):
+        await fs.chown("/perm.txt", "alice")  # only root gives a file away
+    async with CallFSClient(app_node.url, app_node.key_for("root")) as root:
+        await root.chown("/perm.txt", "alice")
     assert (await fs.stat("/perm.txt")).owner == "alice"
     with pytest.raises(errors.PermissionDenied):
         await fs.chmod("/perm.txt", 0o644)  # no longer the owner

@@ -233,6 +233,20 @@ def test_api_keys_shorter_than_16_characters_are_refused(tmp_path: Path, auth: d
         load_config(write(tmp_path, "c.json", json.dumps({"auth": auth})), {})
 
 
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"api_key_users": {"evil\r\nname": "k" * 16}},
+        {"api_key_users": {"a b": "k" * 16}},
+        {"user_groups": {"bob": ["staff\n"]}},
+        {"user_groups": {"-x": ["staff"]}},
+    ],
+)
+def test_user_and_group_names_must_be_valid(tmp_path: Path, auth: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=r"auth: .*invalid user or group name"):
+        load_config(write(tmp_path, "c.json", json.dumps({"auth": auth})), {})
+
+
 def test_api_key_of_exactly_16_characters_is_accepted(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "c.json", json.dumps({"auth": {"api_keys": ["x" * 16]}})), {})
 

@@ -105,3 +105,25 @@ def test_split_accepts_the_full_base64url_alphabet() -> None:
 def test_expiry_bounds_match_the_api() -> None:
     assert links.MIN_EXPIRY_SECONDS == 1
     assert links.MAX_EXPIRY_SECONDS == 86400
+
+
+def test_token_is_bound_to_the_content_it_was_minted_for() -> None:
+    content = ("0123456789abcdef0123456789abcdef", 3)
+    token_id, token = links.mint(SECRET, PATH, content)
+    message = f"{token_id}\n{PATH}\n{content[0]}\n{content[1]}".encode()
+    assert base64.urlsafe_b64decode(token.split(".")[1] + "=") == hmac.new(SECRET.encode(), message,
+                                                                          hashlib.sha256).digest()
+    parts = links.split(token)
+    assert parts is not None
+    assert links.verify(SECRET, *parts, PATH, content)
+    assert not links.verify(SECRET, *parts, PATH, (content[0], 4))
+    assert not links.verify(SECRET, *parts, PATH, ("f" * 32, 3))
+    assert not links.verify(SECRET, *parts, PATH)
+
+
+def test_download_paths_are_redacted_for_logs() -> None:
+    _, token = links.mint(SECRET, PATH)
+    assert links.redact_path(f"/download/{token}") == f"/download/{token[:6]}…"
+    assert links.redact(token) == token[:6] + "…"
+    assert links.redact_path("/v1/files/download/x") == "/v1/files/download/x"
+    assert links.redact_path("/download/") == "/download/"

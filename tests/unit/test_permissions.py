@@ -160,3 +160,78 @@ def test_format_mode_gives_four_octal_digits(mode: int, text: str) -> None:
 @pytest.mark.parametrize("mode", range(0, 0o10000, 0o123))
 def test_format_and_parse_round_trip(mode: int) -> None:
     assert parse_mode(format_mode(mode)) == mode
+
+
+# --- search permission, names, chown and chmod rules --------------------------------------------------------
+
+
+def _dir(path: str, mode: int, owner: str = "alice") -> Inode:
+    return Inode(path=path, type=InodeType.DIRECTORY, mode=mode, owner=owner, group=owner)
+
+
+def test_search_needs_x_on_every_ancestor_and_root_passes() -> None:
+    from callfs.permissions import require_search
+
+    chain = [_dir("/", ROOT_DIR_MODE, "root"), _dir("/private", 0o700), _dir("/private/open", 0o777)]
+    with pytest.raises(PermissionDenied, match="/private"):
+        require_search(Caller("bob"), chain)
+    require_search(Caller("alice"), chain)
+    require_search(Caller("root"), chain)
+    require_search(Caller("bob"), [*chain[:1], _dir("/private", 0o711), chain[2]])  # x without r is enough
+    # Resolution stops at a file: nothing lies below it, the caller reports that.
+    file = Inode(path="/f", type=InodeType.FILE, mode=0o600, owner="alice", group="alice")
+    require_search(Caller("bob"), [chain[0], file])
+
+
+@pytest.mark.parametrize("name", ["alice", "api-user-0", "internal-proxy", "a.b_c@d", "_svc", "x" * 64, "Root1"])
+def test_valid_user_names(name: str) -> None:
+    from callfs.permissions import is_valid_name, validate_name
+
+    assert is_valid_name(name)
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", " ", "a b", "evil\r\nX-Injected: 1", "bob\n", "nul\x00", "x" * 65, "-rf", ".hidden", "@x", "é",
+             "a/b", "tab\t"],
+)
+def test_invalid_user_names_are_bad_requests(name: str) -> None:
+    from callfs.errors import BadRequest
+    from callfs.permissions import is_valid_name, validate_name
+
+    assert not is_valid_name(name)
+    with pytest.raises(BadRequest):
+        validate_name(name, "owner")
+
+
+def test_chown_rules() -> None:
+    from callfs.permissions import require_chown
+
+    entry = Inode(path="/f", type=InodeType.FILE, owner="bob", group="bob")
+    bob = Caller("bob", frozenset({"alice"}))
+    require_chown(bob, entry, "bob", None)  # keeping itself as owner
+    require_chown(bob, entry, None, "alice")  # a group it belongs to
+    require_chown(bob, entry, None, "bob")  # its own name
+    with pytest.raises(PermissionDenied):
+        require_chown(bob, entry, "alice", None)  # giving it away
+    with pytest.raises(PermissionDenied):
+        require_chown(bob, entry, None, "root")  # a group it is not in
+    with pytest.raises(PermissionDenied):
+        require_chown(Caller("alice"), entry, None, "alice")  # not the owner
+    require_chown(Caller("root"), entry, "alice", "staff")
+
+
+@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o6777, 0o4000])
+def test_setuid_and_setgid_modes_are_refused(mode: int) -> None:
+    from callfs.errors import BadRequest
+    from callfs.permissions import check_mode
+
+    with pytest.raises(BadRequest):
+        check_mode(mode)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o1777, 0o0, 0o777])
+def test_permission_and_sticky_modes_are_accepted(mode: int) -> None:
+    from callfs.permissions import check_mode
+
+    assert check_mode(mode) == mode

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 from aiohttp import web
 
+from callfs import links as link_tokens
 from callfs.api import cluster, directories, files, links, openapi, quotas, system
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
@@ -94,7 +95,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     metrics.in_flight.inc()
     request.app[IN_FLIGHT].enter()
     status = 500
-    fields = {"request_id": request_id, "method": request.method, "path": request.rel_url.raw_path}
+    # SECURITY: a link token is a credential; logs only ever show its first characters.
+    logged_path = link_tokens.redact_path(request.rel_url.raw_path)
+    fields = {"request_id": request_id, "method": request.method, "path": logged_path}
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             try:
@@ -124,7 +127,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             metrics.requests.labels(route, request.method, str(status)).inc()
             metrics.request_seconds.labels(route, request.method).observe(elapsed)
             log.info(
-                "%s %s %s %.1fms", request.method, request.rel_url.raw_path, status, elapsed * 1000,
+                "%s %s %s %.1fms", request.method, logged_path, status, elapsed * 1000,
                 extra={**fields, "status": status, "duration_ms": round(elapsed * 1000, 3)},
             )
 

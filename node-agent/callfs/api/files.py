@@ -29,7 +29,7 @@ from callfs.permissions import WRITE, parse_mode, require
 
 PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
-_PATCH_KEYS = {"name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner"}
+_PATCH_KEYS = {"name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group"}
 
 
 def add_routes(app: web.Application) -> None:
@@ -203,7 +203,7 @@ def _str_field(body: dict[str, Any], key: str) -> str | None:
 
 
 async def patch_file(request: web.Request) -> web.StreamResponse:
-    """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``)."""
+    """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``/``group``)."""
     engine = request.app[NODE].engine
     who = caller(request)
     source = request_path(request, PREFIX).path
@@ -212,15 +212,15 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}; allowed: {sorted(_PATCH_KEYS)}")
     name, destination = _str_field(body, "name"), _str_field(body, "destination")
-    mode_text, owner = _str_field(body, "mode"), _str_field(body, "owner")
-    if mode_text is not None or owner is not None:
+    mode_text, owner, group = _str_field(body, "mode"), _str_field(body, "owner"), _str_field(body, "group")
+    if mode_text is not None or owner is not None or group is not None:
         if name is not None or destination is not None:
-            raise BadRequest("change mode/owner and rename in separate requests")
+            raise BadRequest("change mode/owner/group and rename in separate requests")
         try:
             mode = parse_mode(mode_text) if mode_text is not None else None
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
-        inode = await engine.change_attributes(who, source, mode=mode, owner=owner)
+        inode = await engine.change_attributes(who, source, mode=mode, owner=owner, group=group)
         return web.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")

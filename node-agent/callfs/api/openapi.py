@@ -201,8 +201,9 @@ def _file_paths() -> Json:
         [400, 403, 404, 409, 413, 500, 502, 503, 507],
         description=(
             "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
-            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner` change "
-            "attributes (never together with a move) and answer the entry as an `Item`."
+            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group` change "
+            "attributes (never together with a move) and answer the entry as an `Item`. 403 "
+            "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root."
         ),
         parameters=["Path"],
         request_body={"required": True, "content": _json(_schema("PatchRequest"))},
@@ -242,7 +243,10 @@ def _other_public_paths() -> Json:
             "304": _response("Not modified", None, "ETag", "Last-Modified"),
         },
         [403, 404, 410, 412, 416, 500, 502, 503, 508],
-        description="No HEAD: a HEAD must not burn the token. 410 `LINK_EXPIRED` once used, expired or forged.",
+        description=(
+            "No HEAD: a HEAD must not burn the token. 410 `LINK_EXPIRED` once used, expired or forged; 410 "
+            "`LINK_CONTENT_CHANGED` when the file at the path is no longer the content the link was minted for."
+        ),
         parameters=["Token", *_CONDITIONAL, "Range", "IfRange"],
         public=True,
     )
@@ -489,8 +493,10 @@ def _schemas_component() -> Json:
                 "create_parents": {"type": "boolean", "default": False},
                 "backend": {"type": "string", "description": "Move the file's bytes to this backend"},
                 "instance": {"type": "string", "description": "Move the file's bytes to this node"},
-                "mode": {"type": "string", "description": "Octal permission bits, e.g. `0640`"},
-                "owner": {"type": "string", "description": "New owning user"},
+                "mode": {"type": "string",
+                         "description": "Octal permission bits, e.g. `0640`; setuid/setgid are refused"},
+                "owner": {"type": "string", "description": "New owning user (root only)"},
+                "group": {"type": "string", "description": "New group (root, or the owner for one of its groups)"},
             },
         },
         "Moved": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},

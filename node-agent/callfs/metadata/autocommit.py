@@ -32,6 +32,10 @@ class AutocommitOperations:
         """The committed inode at ``path`` or ``None`` (``for_update`` is moot outside a transaction)."""
         return await self._autocommit_reader().get(path)
 
+    async def get_many(self, paths: Sequence[str]) -> list[Inode]:
+        """The committed inodes at any of ``paths``, root first (one query)."""
+        return await self._autocommit_reader().get_many(paths)
+
     async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
         """The committed inodes at ``paths`` and ``exclusive``, by path (locks are moot outside a transaction)."""
         return await self._autocommit_reader().lock([*paths, *exclusive])

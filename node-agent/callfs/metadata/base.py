@@ -45,6 +45,12 @@ class MetadataTxn(Protocol):
         """The inode at canonical ``path``, or ``None``."""
         ...
 
+    async def get_many(self, paths: Sequence[str]) -> list[Inode]:
+        """The inodes existing at any of the canonical ``paths``, ordered by path (a path's ancestors come root
+        first), in one round trip; paths without an inode are left out. Used to read a path's whole ancestor
+        chain at once."""
+        ...
+
     async def insert(self, inode: Inode) -> bool:
         """Insert a new inode; ``False`` (and no change) when the path already exists."""
         ...

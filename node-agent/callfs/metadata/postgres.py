@@ -94,6 +94,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        version=3,
+        description="single-use links bound to the content they were minted for",
+        statements=(
+            "ALTER TABLE single_use_links ADD COLUMN blob_id text",
+            "ALTER TABLE single_use_links ADD COLUMN version bigint",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -175,7 +175,7 @@ def root_inode() -> Inode:
 
 # --- Link rows ---------------------------------------------------------------------------------------------
 
-LINK_COLUMNS = "token_id, path, created_by, created_at, expires_at, status, used_at, used_by_ip"
+LINK_COLUMNS = "token_id, path, created_by, created_at, expires_at, status, used_at, used_by_ip, blob_id, version"
 """Columns of ``single_use_links`` in the order :func:`link_from_row` and :func:`link_params` use."""
 
 
@@ -190,6 +190,8 @@ def link_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> SingleUseLink
         status=row[5],
         used_at=None if row[6] is None else decode_time(row[6]),
         used_by_ip=row[7],
+        blob_id=row[8],
+        version=None if row[9] is None else int(row[9]),
     )
 
 
@@ -204,6 +206,8 @@ def link_params(link: SingleUseLink, encode_time: TimeEncoder) -> tuple[Any, ...
         link.status,
         None if link.used_at is None else encode_time(link.used_at),
         link.used_by_ip,
+        link.blob_id,
+        link.version,
     )
 
 
@@ -253,7 +257,9 @@ BLOB_IDS_PAGE_SHARED = (
     "AND blob_id IS NOT NULL AND path > $2 ORDER BY path LIMIT $3"
 )
 
-INSERT_LINK = f"INSERT INTO single_use_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"  # noqa: S608
+INSERT_LINK = (
+    f"INSERT INTO single_use_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"  # noqa: S608
+)
 SELECT_LINK = f"SELECT {LINK_COLUMNS} FROM single_use_links WHERE token_id = $1"  # noqa: S608
 CONSUME_LINK = (
     "UPDATE single_use_links SET status = 'used', used_at = $2, used_by_ip = $3 "  # noqa: S608
@@ -395,6 +401,14 @@ class Queries:
         sql = SELECT_INODE + self._x.for_update_suffix if for_update else SELECT_INODE
         rows = await self._x.fetch(sql, (path,))
         return self._inode(rows[0]) if rows else None
+
+    async def get_many(self, paths: Sequence[str]) -> list[Inode]:
+        """The inodes that exist at any of ``paths`` (typically a path and its ancestors), root first, in one
+        query; absent paths are simply missing from the result."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return []
+        return [self._inode(row) for row in await self._x.fetch(select_inodes(len(wanted)), wanted)]
 
     async def insert(self, inode: Inode) -> bool:
         """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
@@ -105,6 +106,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        version=3,
+        description="single-use links bound to the content they were minted for",
+        statements=(
+            "ALTER TABLE single_use_links ADD COLUMN blob_id TEXT",
+            "ALTER TABLE single_use_links ADD COLUMN version INTEGER",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
@@ -121,6 +130,9 @@ _UNAVAILABLE_CODES = frozenset(
 
 # Extended result codes of a statement that would duplicate a primary key or unique index entry.
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE})
+
+FILE_MODE = 0o600
+"""Mode of the database file and its ``-wal``/``-shm`` companions: metadata is for the node's user only."""
 
 MAX_GROUP = 256
 """Most transactions sharing one ``COMMIT`` (bounds the latency the first member waits for)."""
@@ -220,7 +232,7 @@ class SQLiteStore(AutocommitOperations):
         """
         try:
             if self._writer is None:
-                await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(self._secure_files)
                 writer = await self._connect()
                 try:
                     await self._enable_wal(writer)
@@ -244,6 +256,17 @@ class SQLiteStore(AutocommitOperations):
         except BaseException:
             await self.close()
             raise
+
+    def _secure_files(self) -> None:
+        """Create the database file (and a missing parent directory) private to the node's user: the file mode
+        0600, the directory 0700; tighten an existing file and its ``-wal``/``-shm`` companions to 0600. SQLite
+        gives the companions it creates the mode of the database file."""
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for path in (self._path, Path(f"{self._path}-wal"), Path(f"{self._path}-shm")):
+            with suppress(FileNotFoundError):
+                if path.stat().st_mode & 0o777 != FILE_MODE:
+                    path.chmod(FILE_MODE)
 
     async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
         """Switch the file to WAL (persistent). Retries until ``busy_timeout``: SQLite answers ``BUSY`` at
