@@ -896,7 +896,8 @@ class Engine:
         start. Only the content the link was minted for is served (same blob and version). Raises ``NotFound``
         (unknown token or file gone), ``LinkExpired`` (bad signature, expired, already used),
         ``LinkContentChanged`` (the file at the path is other content now; the link is not used up), and
-        :class:`RemoteBytes` (the link still unused: its ``burn`` uses it up) when another node holds the bytes.
+        :class:`RemoteBytes` (the link still unused: its ``burn``
+        uses it up) when another node holds the bytes.
         """
         result = "ok"
         try:

@@ -167,3 +167,52 @@ async def test_concurrent_writers_of_one_path_on_different_nodes_never_loop(clus
     finally:
         for http in sessions:
             await http.close()
+
+
+async def test_a_link_to_bytes_on_a_node_that_is_down_is_not_used_up(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = cluster_factory(3)
+    async with session(a) as http, http.put("/v1/files/kept.txt", data=b"kept bytes") as response:
+        assert response.status == 201
+    async with session(b) as http, http.post("/v1/links/generate", json={"path": "/kept.txt",
+                                                                         "expiry_seconds": 600}) as response:
+        token = (await response.json())["token"]
+    a.kill()
+    async with aiohttp.ClientSession(c.url) as anonymous:
+        for _ in range(2):
+            async with anonymous.get(f"/download/{token}") as response:
+                assert response.status in (502, 503), await response.text()
+    a.start()
+
+    async def a_is_up() -> bool:
+        async with session(c) as http, http.get("/v1/cluster/nodes") as response:
+            states = {n["instance_id"]: n["state"] for n in (await response.json())["nodes"]}
+        return states.get("node-0") == "up"
+
+    await wait_for_async(a_is_up, 10, "node-0 seen up again by the third node", 0.1)
+    async with aiohttp.ClientSession(c.url) as anonymous:
+        async with anonymous.get(f"/download/{token}") as response:
+            assert response.status == 200
+            assert await response.read() == b"kept bytes"
+        async with anonymous.get(f"/download/{token}") as response:
+            assert response.status == 410
+            assert (await response.json())["code"] == "LINK_EXPIRED"
+
+
+async def test_concurrent_downloads_of_a_link_on_another_node_stream_once(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    a, b = cluster_factory(2)
+    async with session(a) as http, http.put("/v1/files/once.bin", data=b"o" * 100_000) as response:
+        assert response.status == 201
+    for _ in range(ROUNDS):
+        async with session(b) as http, http.post("/v1/links/generate", json={"path": "/once.bin",
+                                                                             "expiry_seconds": 600}) as response:
+            token = (await response.json())["token"]
+        async with aiohttp.ClientSession(b.url) as anonymous:
+
+            async def download(anonymous: aiohttp.ClientSession = anonymous, token: str = token) -> int:
+                async with anonymous.get(f"/download/{token}") as response:
+                    if response.status == 200:
+                        assert await response.read() == b"o" * 100_000
+                    return response.status
+
+            statuses = await asyncio.gather(*(download() for _ in range(10)))
+        assert sorted(statuses) == [200] + [410] * 9, statuses

@@ -11,10 +11,10 @@ from callfs.api import files
 from callfs.api.conditional import rfc3339
 from callfs.api.files import send_file
 from callfs.api.keys import NODE, caller
-from callfs.api.proxy import forward
+from callfs.api.proxy import FORWARD_ATTEMPTS, OwnerMoved, forward
 from callfs.api.requests import json_object
 from callfs.engine import RemoteBytes
-from callfs.errors import BadRequest
+from callfs.errors import BadRequest, ServiceUnavailable
 from callfs.models import Inode
 
 
@@ -40,15 +40,25 @@ async def generate_link(request: web.Request) -> web.StreamResponse:
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    """Stream the linked file once, as an attachment."""
-    try:
-        opened = await request.app[NODE].engine.open_link(request.match_info["token"], request.remote)
-    except RemoteBytes as remote:  # the link is burnt; the owner streams the bytes
-        return await forward(
-            request, remote.inode, method="GET", user="internal-proxy",
-            path_qs=files.PREFIX + quote(remote.inode.path.lstrip("/")), extra_headers=_attachment(remote.inode),
-        )
-    return await send_file(request, opened, _attachment(opened.inode))
+    """Stream the linked file once, as an attachment.
+
+    Bytes on another node: the link is used up only once that node answered, so a download that cannot start
+    (502 when the node is down) leaves the link usable.
+    """
+    for _ in range(FORWARD_ATTEMPTS):
+        try:
+            opened = await request.app[NODE].engine.open_link(request.match_info["token"], request.remote)
+        except RemoteBytes as remote:  # the owner streams the bytes; the link is burnt when it answers
+            try:
+                return await forward(
+                    request, remote.inode, method="GET", user="internal-proxy",
+                    path_qs=files.PREFIX + quote(remote.inode.path.lstrip("/")),
+                    extra_headers=_attachment(remote.inode), before_relay=remote.burn,
+                )
+            except OwnerMoved:
+                continue
+        return await send_file(request, opened, _attachment(opened.inode))
+    raise ServiceUnavailable("the bytes of this file keep moving between nodes; retry")
 
 
 def _attachment(inode: Inode) -> dict[str, str]:

@@ -60,12 +60,15 @@ async def serve_or_forward(
 async def forward(
     request: web.Request, inode: Inode, *, path_qs: str | None = None, user: str | None = None,
     method: str | None = None, extra_headers: dict[str, str] | None = None,
+    before_relay: Callable[[], Awaitable[None]] | None = None,
 ) -> web.StreamResponse:
     """Relay ``request`` (or ``method`` on ``path_qs``) to the node holding ``inode``'s bytes; stream the answer.
 
     Raises ``LoopDetected`` (508) when the request was already forwarded once, ``BadGateway`` (502) when the
     owner is unknown or does not answer within the connect timeout, and :class:`OwnerMoved` when a bodiless
     request reached a node that no longer holds the bytes (nothing was sent to the client yet).
+    ``before_relay`` is awaited once the owner answered with a success, before anything is relayed; what it
+    raises is the answer instead (e.g. ``LinkExpired`` for a single-use link used meanwhile).
     """
     node = request.app[NODE]
     hops = [h for h in request.headers.get(FORWARDED_HEADER, "").split(",") if h]
@@ -93,6 +96,8 @@ async def forward(
         ) as upstream:
             if upstream.status == LoopDetected.status and not has_body:
                 raise OwnerMoved(f"node {inode.instance_id} no longer holds the bytes of {inode.path}")
+            if before_relay is not None and upstream.status < 300:
+                await before_relay()
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             response.headers.update(response_headers(upstream.headers))
             response.headers.update(extra_headers or {})
