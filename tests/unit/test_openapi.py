@@ -162,3 +162,23 @@ async def test_bodies_the_node_sends_match_their_schemas(
     quota = await client.put("/v1/quotas/", json={"bytes_limit": 1 << 20}, headers=auth)
     assert quota.status in (200, 201)
     _body_validator("Quota").validate(await quota.json())
+
+
+async def test_patch_answers_match_exactly_one_of_their_schemas(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    """A move answers ``Moved``, a chmod an ``Item``: each must match exactly one branch of the ``oneOf``."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    document = openapi.build_document()
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:callfs-openapi", Resource.from_contents(document, default_specification=DRAFT202012),
+    )
+    pointer = "/paths/~1v1~1files~1%7Bpath%7D/patch/responses/200/content/application~1json/schema"
+    validator = Draft202012Validator({"$ref": f"urn:callfs-openapi#{pointer}"}, registry=registry)
+    assert (await client.put("/v1/files/p.txt", data=b"x", headers=auth)).status == 201
+    chmod = await client.patch("/v1/files/p.txt", json={"mode": "0600"}, headers=auth)
+    assert chmod.status == 200
+    validator.validate(await chmod.json())
+    moved = await client.patch("/v1/files/p.txt", json={"name": "q.txt"}, headers=auth)
+    assert moved.status == 200
+    validator.validate(await moved.json())

@@ -499,7 +499,9 @@ def _schemas_component() -> Json:
                 "group": {"type": "string", "description": "New group (root, or the owner for one of its groups)"},
             },
         },
-        "Moved": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}}},
+        # Closed, so that an Item (which has a path too) is not also a Moved: the PATCH answer is oneOf both.
+        "Moved": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}},
+                  "additionalProperties": False},
         "LinkRequest": {
             "type": "object",
             "required": ["path", "expiry_seconds"],
