@@ -68,6 +68,7 @@ __all__ = [
     "directories_url_path",
     "files_url_path",
     "range_header",
+    "websocket_url_path",
 ]
 
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
@@ -136,6 +137,15 @@ def files_url_path(path: str, *, directory: bool = False) -> str:
     if directory and quoted:
         quoted += "/"
     return "/v1/files/" + quoted
+
+
+def websocket_url_path(path: str) -> str:
+    """The URL path of ``/v1/files/ws/{path}`` (WebSocket transfers), segments percent-encoded.
+
+    >>> websocket_url_path("/a b/c")
+    '/v1/files/ws/a%20b/c'
+    """
+    return "/v1/files/ws/" + _quoted_segments(path)
 
 
 def directories_url_path(path: str) -> str:
@@ -430,6 +440,46 @@ def _body_for(source: UploadSource, size: int | None, chunk_size: int) -> _Body:
 
         return _Body(from_fileobj, size, seekable)
     raise TypeError(f"cannot upload from {type(source).__name__}: expected bytes, a path, a file or chunks")
+
+
+async def _save(chunks: AsyncIterator[bytes], dest: str | os.PathLike[str], progress: ProgressCallback | None) -> int:
+    """Write ``chunks`` to a temporary file beside ``dest``, fsync, rename; returns the bytes written.
+
+    ``dest`` never holds a partial file; on any error the temporary file is removed.
+    """
+    target = Path(dest)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    # O_EXCL: never follow or clobber someone else's file; 0o666 lets the umask decide, like a plain open.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in chunks:
+                await asyncio.to_thread(out.write, chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            await asyncio.to_thread(out.flush)
+            await asyncio.to_thread(os.fsync, out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return written
+
+
+def _websocket_error(text: str, fallback_message: str) -> CallFSError:
+    """The error of a WebSocket transfer's ``{"ok": false, "status", "code", "message"}`` text message."""
+    try:
+        body = jsonlib.loads(text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return CallFSError(f"{fallback_message}: unexpected message {text[:200]!r}")
+    status = body.pop("status", 500)
+    body.pop("ok", None)
+    return error_from_body(status if isinstance(status, int) else 500, body, fallback_message)
 
 
 class _Progress:
@@ -769,26 +819,109 @@ class CallFSClient:
         Raises:
             as :meth:`iter_read`; OSError for local failures.
         """
-        target = Path(dest)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
-        # O_EXCL: never follow or clobber someone else's file; 0o666 lets the umask decide, like a plain open.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        written = 0
+        return await _save(self.iter_read(path), dest, progress)
+
+    # ---- WebSocket transfers ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _websocket(self, path: str, query: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """An open WebSocket to ``/v1/files/ws/{path}``; a refused handshake raises the error class of its
+        status (the body of a refused handshake is not readable), an unreachable node ``CallFSUnavailable``."""
+        url = self._url(websocket_url_path(path), query)
         try:
-            with os.fdopen(fd, "wb") as out:
-                async for chunk in self.iter_read(path):
-                    await asyncio.to_thread(out.write, chunk)
-                    written += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
-                await asyncio.to_thread(out.flush)
-                await asyncio.to_thread(os.fsync, out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        return written
+            ws = await self._http.ws_connect(url, autoclose=True, autoping=True)
+        except aiohttp.WSServerHandshakeError as exc:
+            subject = f"WebSocket transfer of {canonical(path)} refused with HTTP {exc.status}"
+            if exc.status == 409:
+                raise AlreadyExists(subject) from exc
+            raise error_from_body(exc.status, None, subject) from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise CallFSUnavailable(f"GET {url}: {exc or type(exc).__name__}", url=str(url)) from exc
+        try:
+            yield ws
+        finally:
+            await ws.close()
+
+    async def iter_read_websocket(self, path: str) -> AsyncIterator[bytes]:
+        """Stream a file over a WebSocket (``mode=download``): its binary frames (at most 1 MiB each).
+
+        Raises:
+            NotFound, PermissionDenied, IsADirectory, ...: refused (before or after the upgrade).
+            CallFSUnavailable: unreachable, or the connection ended without the normal close (1000).
+        """
+        async with self._websocket(path, {"mode": "download"}) as ws:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self._timeout)
+                except TimeoutError as exc:
+                    raise CallFSUnavailable(f"no frame from {ws._response.url} for {self._timeout:g} s") from exc
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    yield msg.data
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    raise _websocket_error(msg.data, f"download of {canonical(path)} failed")
+                elif msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.OK:
+                    return
+                else:
+                    raise CallFSUnavailable(f"download of {canonical(path)} ended early: {msg.type.name} {msg.data}")
+
+    async def download_websocket(
+        self, path: str, dest: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+    ) -> int:
+        """As :meth:`download`, over a WebSocket (:meth:`iter_read_websocket`). Returns the bytes written."""
+        return await _save(self.iter_read_websocket(path), dest, progress)
+
+    async def upload_websocket(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        overwrite: bool = True,
+        size: int | None = None,
+        progress: ProgressCallback | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> bool:
+        """As :meth:`upload`, over a WebSocket (``mode=upload``): ``source`` goes as binary frames of
+        ``chunk_size`` bytes (at most 4 MiB), then the text message ``end``. Returns ``True`` when the file was
+        created. Never retried. A known size is declared (``size=``) so a quota refuses it before any byte.
+
+        Raises:
+            AlreadyExists (``overwrite=False``), PermissionDenied, QuotaExceeded, PayloadTooLarge, ...
+            CallFSUnavailable: unreachable, or the connection ended without a result.
+        """
+        if not 0 < chunk_size <= 4 * 1024 * 1024:
+            raise ValueError("chunk_size must be between 1 byte and 4 MiB")
+        body = _body_for(source, size, chunk_size)
+        query = {"mode": "upload"}
+        if not overwrite:
+            query["overwrite"] = "false"
+        if body.size is not None:
+            query["size"] = str(body.size)
+        async with self._websocket(path, query) as ws:
+            # The node may refuse mid-way (quota, size): its message arrives while frames are still going out.
+            answer = asyncio.ensure_future(ws.receive())
+            try:
+                chunks = _Progress(progress).counting(body.make())
+                async for chunk in chunks:
+                    if answer.done():
+                        break
+                    await ws.send_bytes(chunk)
+                else:
+                    if not answer.done():
+                        await ws.send_str("end")
+                msg = await asyncio.wait_for(asyncio.shield(answer), self._timeout)
+            except (ConnectionError, aiohttp.ClientError):
+                msg = await asyncio.wait_for(asyncio.shield(answer), self._timeout)  # the node closed: why?
+            except TimeoutError as exc:
+                raise CallFSUnavailable(f"no result for the upload of {canonical(path)}") from exc
+            finally:
+                if not answer.done():
+                    answer.cancel()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise CallFSUnavailable(f"upload of {canonical(path)} ended without a result: {msg.type.name} {msg.data}")
+        result = jsonlib.loads(msg.data)
+        if not isinstance(result, dict) or result.get("ok") is not True:
+            raise _websocket_error(msg.data, f"upload of {canonical(path)} failed")
+        return bool(result.get("created"))
 
     # ---- writing ---------------------------------------------------------------------------------------
 

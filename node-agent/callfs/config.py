@@ -39,6 +39,8 @@ class ServerConfig(_Section):
     ``shutdown_timeout``: how long in-flight requests may run on after SIGTERM/SIGINT.
     ``max_connections``: the most connections open at once; one more is answered 503 and closed. Unset: the
     process's open-files limit (``ulimit -n``) less 128 descriptors kept for the node's own files.
+    ``http3_listen_addr``: ``host:port`` of an HTTP/3 (QUIC, UDP) listener serving the same API; empty (the
+    default) serves none. Needs TLS (``cert_file``/``key_file``).
     """
 
     listen_addr: str = "127.0.0.1:8443"
@@ -51,11 +53,19 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=1 << 40, gt=0)
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
     max_connections: int | None = Field(default=None, gt=0)
+    http3_listen_addr: str = ""
 
     @field_validator("listen_addr")
     @classmethod
     def _check_listen_addr(cls, value: str) -> str:
         split_host_port(value)
+        return value
+
+    @field_validator("http3_listen_addr")
+    @classmethod
+    def _check_http3_listen_addr(cls, value: str) -> str:
+        if value:
+            split_host_port(value)
         return value
 
 
@@ -212,6 +222,11 @@ class Config(_Section):
             raise ValueError(
                 f"refusing to serve plain HTTP on non-loopback address {host!r}: "
                 "configure TLS (server.cert_file/key_file) or set server.protocol: http explicitly"
+            )
+        if self.server.http3_listen_addr and (not has_tls or self.server.protocol == "http"):
+            raise ValueError(
+                "server.http3_listen_addr needs TLS: HTTP/3 always runs over TLS 1.3, so set server.cert_file and "
+                "server.key_file (and not server.protocol: http)"
             )
         return self
 

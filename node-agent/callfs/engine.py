@@ -39,7 +39,7 @@ from callfs.errors import (
     ServiceUnavailable,
 )
 from callfs.locks.base import Lease, LockService
-from callfs.metadata.base import MetadataStore, MetadataTxn
+from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn
 from callfs.metrics import Metrics
 from callfs.models import Inode, InodeType, Quota, SingleUseLink, utcnow
 from callfs.permissions import (
@@ -432,6 +432,8 @@ class Engine:
                     result, replaced = await self._commit_write(
                         caller, path, target, blob_id, writer.bytes_written, create_only, precondition
                     )
+            except CommitUncertain:
+                raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
                 await self._delete_blob(target.name, blob_id)
                 raise
@@ -757,6 +759,8 @@ class Engine:
                         instance_id=self.instance_id if target.node_local else None,
                     )
                     await txn.update(moved)
+            except CommitUncertain:
+                raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
                 await self._delete_blob(target.name, blob_id)
                 raise

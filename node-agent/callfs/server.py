@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from callfs.api.app import build_app
+from callfs.api.http3 import Http3Listener
 from callfs.api.keys import IN_FLIGHT
 from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, default_max_connections
 from callfs.config import Config, split_host_port
@@ -102,6 +103,9 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
         if orphans:
             log.info("removed %d orphaned blobs and temp files", orphans)
         app = build_app(node)
+        http3 = Http3Listener.for_config(config)
+        if http3 is not None:
+            http3.install(app)
         AcceptErrorFilter.install(asyncio.get_running_loop())
         runner = NodeRunner(app, max_connections=max_connections(config), handle_signals=False, access_log=None,
                             shutdown_timeout=config.server.shutdown_timeout)
@@ -109,6 +113,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
         host, port = split_host_port(config.server.listen_addr)
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context(config), reuse_address=True)
         await site.start()
+        if http3 is not None:
+            await http3.start(runner)
         jobs = _background_jobs(node)
         try:
             yield node
@@ -116,6 +122,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             # Stop accepting connections but keep reading open ones: aiohttp's own cleanup stops reading
             # request bodies at once, which would cut off uploads that are about to finish.
             await site.stop()
+            if http3 is not None:
+                http3.drain()
             if not await app[IN_FLIGHT].wait_idle(config.server.shutdown_timeout):
                 log.warning("%d requests still running after the shutdown timeout; cancelling them",
                             app[IN_FLIGHT].count)
@@ -123,6 +131,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+            if http3 is not None:
+                await http3.close()
             await runner.cleanup()
     finally:
         await node.close()

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+import pytest
 
 from support.app_node import AppNode
 from support.http import session
-from support.node import NodeProcess, NodeSpec
+from support.node import NodeProcess, NodeSpec, postgres_redis_sections
 from support.waiting import wait_for_async
 
 
@@ -120,3 +122,68 @@ async def test_sigterm_lets_an_inflight_upload_finish(node: NodeProcess) -> None
     node.start()
     async with session(node) as http, http.head("/v1/files/graceful.bin") as response:
         assert response.headers["X-CallFS-Size"] == str(40 * 256 * 1024)
+
+
+def break_connection_at_commit(monkeypatch: pytest.MonkeyPatch, *, after_commit: bool) -> list[int]:
+    """Make the next PostgreSQL COMMIT lose its connection, after the server committed (``after_commit``) or
+    before; returns a list that counts the faults injected (at most one)."""
+    original = asyncpg.transaction.Transaction.commit
+    injected: list[int] = []
+
+    async def commit(self: asyncpg.transaction.Transaction) -> None:
+        if injected:
+            return await original(self)
+        injected.append(1)
+        if after_commit:
+            await original(self)
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", commit)
+    return injected
+
+
+async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
+    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection breaks after the server committed an overwrite: the node cannot know, answers 503, and
+    must not delete the bytes the committed inode now points at."""
+    node = app_node_factory(**postgres_redis_sections(request))
+    async with session(node) as http:
+        async with http.put("/v1/files/doc.txt", data=b"old") as response:
+            assert response.status == 201
+        injected = break_connection_at_commit(monkeypatch, after_commit=True)
+        async with http.put("/v1/files/doc.txt", data=b"new content") as response:
+            assert response.status == 503, await response.text()
+            assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
+        assert injected == [1]
+        async with http.get("/v1/files/doc.txt") as response:
+            assert response.status == 200, await response.text()
+            assert await response.read() == b"new content"
+    assert len(blob_files(node)) == 2, "the new blob is kept; the replaced one waits for the sweep"
+    assert sweep_orphans(node) == 1
+    async with session(node) as http, http.get("/v1/files/doc.txt") as response:
+        assert await response.read() == b"new content"
+
+
+def sweep_orphans(node: AppNode) -> int:
+    """Run the node's orphan sweep (no minimum age) on its own loop; returns the number of blobs removed."""
+    assert node.node is not None and node._loop is not None
+    sweep = node.node.engine.sweep_orphans(at_start=False, min_age=0)
+    return asyncio.run_coroutine_threadsafe(sweep, node._loop).result(30)
+
+
+async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
+    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = app_node_factory(**postgres_redis_sections(request))
+    async with session(node) as http:
+        async with http.put("/v1/files/doc.txt", data=b"old") as response:
+            assert response.status == 201
+        break_connection_at_commit(monkeypatch, after_commit=False)
+        async with http.put("/v1/files/doc.txt", data=b"new content") as response:
+            assert response.status == 503
+        async with http.get("/v1/files/doc.txt") as response:
+            assert await response.read() == b"old"
+    assert len(blob_files(node)) == 2, "the uncommitted blob is kept until the sweep"
+    assert sweep_orphans(node) == 1
+    assert len(blob_files(node)) == 1

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from callfs import links as link_tokens
-from callfs.api import cluster, directories, files, links, openapi, quotas, system
+from callfs.api import cluster, directories, files, links, openapi, quotas, system, websocket
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
@@ -183,6 +183,7 @@ def build_app(node: Node) -> web.Application:
     app[IN_FLIGHT] = InFlight()
     app.on_response_prepare.append(_security_headers)
     system.add_routes(app)
+    websocket.add_routes(app)  # before files: /v1/files/{path} matches /v1/files/ws/... too
     files.add_routes(app)
     directories.add_routes(app)
     links.add_routes(app)

@@ -215,8 +215,32 @@ def _file_paths() -> Json:
         description="A directory must be empty (409 `DIRECTORY_NOT_EMPTY`) unless `recursive=true`.",
         parameters=["Path", "Recursive"],
     )
+    websocket = _operation(
+        "websocketTransfer", "Download or upload a file over a WebSocket", tags,
+        {
+            "101": _response("Switching to the WebSocket protocol (a download's answer carries the file's headers)",
+                             None, *_FILE_HEADERS),
+            "200": _response("Not a WebSocket handshake: the plain GET of the file at `/ws/{path}`", _octets()),
+        },
+        [400, 403, 404, 409, 412, 413, 500, 502, 503, 507, 508],
+        description=(
+            "A WebSocket handshake (`Upgrade: websocket`) authenticated with `Authorization: Bearer <key>`. "
+            "`mode=download` (the default): the node sends the file as binary frames of at most 1 MiB, then "
+            "closes with 1000. `mode=upload`: the client sends the bytes as binary frames (at most 4 MiB each), "
+            "then the text message `end`; the node writes them like PUT (create or overwrite; "
+            "`overwrite=false` creates only) and answers the text message "
+            "`{\"ok\": true, \"status\": 201|200, \"created\", ...Item}`, then closes with 1000. A close "
+            "before `end` abandons the upload: nothing is written. Refusals known before the upgrade are plain "
+            "JSON errors; after it, a text message `{\"ok\": false, \"status\", \"code\", \"message\"}` "
+            "then a close frame 1008 (the caller's fault, quotas included), 1009 (too big) or 1011 (the "
+            "node's fault). A request that is not a WebSocket handshake is a plain GET of the file at "
+            "`/ws/{path}`."
+        ),
+        parameters=["Path", "Mode", "Overwrite", "Size", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+    )
     return {"/v1/files/{path}": {"get": get, "head": head, "post": post, "put": put, "patch": patch,
-                                 "delete": delete}}
+                                 "delete": delete},
+            "/v1/files/ws/{path}": {"get": websocket}}
 
 
 def _other_public_paths() -> Json:
@@ -412,6 +436,15 @@ def _parameters_component() -> Json:
         "BlobId": {"name": "blob_id", "in": "path", "required": True, "description": "Blob ID in that backend",
                    "schema": {"type": "string"}},
         "Recursive": flag("recursive", "Include the whole subtree (DELETE: delete it)"),
+        "Mode": {"name": "mode", "in": "query", "required": False, "description": "The transfer's direction",
+                 "schema": {"type": "string", "enum": ["download", "upload"], "default": "download"}},
+        "Overwrite": {**flag("overwrite", "Uploads: replace an existing file (`false`: 409 when it exists)"),
+                      "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"],
+                                 "default": "true"}},
+        "Size": {"name": "size", "in": "query", "required": False,
+                 "description": "Uploads: the size in bytes, when known (a size over a quota or "
+                                "`server.max_body_bytes` is refused before the upgrade)",
+                 "schema": {"type": "integer", "minimum": 0}},
         "MaxDepth": {"name": "max_depth", "in": "query", "required": False,
                      "description": "How many levels a recursive listing descends",
                      "schema": {"type": "integer", "minimum": 0, "maximum": directories.MAX_MAX_DEPTH,

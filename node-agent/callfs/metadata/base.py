@@ -23,6 +23,14 @@ class MetadataUnavailable(ServiceUnavailable):
     """The store cannot be reached (connection refused, pool closed, timeout): HTTP 503."""
 
 
+class CommitUncertain(MetadataUnavailable):
+    """The connection broke while the store was committing: the transaction may or may not have committed.
+
+    A caller must not undo what it did before the transaction on the belief that it failed (the engine keeps
+    a new blob then; the orphan sweep removes it if the commit did not land). HTTP 503.
+    """
+
+
 class UniqueViolation(Exception):
     """A statement would give a key (a path) a second row: a concurrent transaction committed that key first."""
 

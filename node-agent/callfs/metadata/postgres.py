@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from callfs.metadata.autocommit import AutocommitOperations
-from callfs.metadata.base import MetadataTxn, MetadataUnavailable, UniqueViolation
+from callfs.metadata.base import CommitUncertain, MetadataTxn, MetadataUnavailable, UniqueViolation
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
     SELECT_MIGRATIONS,
@@ -337,7 +337,8 @@ class PostgresStore(AutocommitOperations):
         """A transaction on one pooled connection; commit on normal exit, roll back on any exception.
 
         Raises:
-            MetadataUnavailable: no connection could be had, or it broke before the commit completed.
+            MetadataUnavailable: no connection could be had, or it broke before COMMIT.
+            CommitUncertain: the connection broke during COMMIT (the outcome is unknown).
         """
         pool = self._require_pool()
         with _connection_errors():
@@ -354,8 +355,12 @@ class PostgresStore(AutocommitOperations):
                 with suppress(Exception):
                     await txn.rollback()
                 raise
-            with _connection_errors():
-                await txn.commit()
+            try:
+                with _connection_errors():
+                    await txn.commit()
+            except MetadataUnavailable as exc:
+                # COMMIT was sent, or was about to be, when the connection went: the server may have committed.
+                raise CommitUncertain(f"{exc.message}; the transaction may have committed") from exc
         finally:
             # Releasing resets the connection; on one the server dropped (a restart) that fails, and the pool
             # has already discarded it. The failure must not replace the outcome of the transaction: after a
