@@ -120,9 +120,28 @@ class LogConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    """``enabled``: serve Prometheus metrics at ``GET /metrics`` (authenticated); when false it answers 404."""
+    """``enabled``: serve Prometheus metrics at ``GET /metrics`` (authenticated); when false it answers 404.
+
+    ``listen_addr`` (``host:port``): also serve ``GET /metrics`` on a listener of its own (TLS when the API
+    listener has TLS), which asks for an API key like the API unless ``open`` is true. Needs ``enabled``.
+    """
 
     enabled: bool = True
+    listen_addr: str | None = None
+    open: bool = False
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_listen_addr(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_enabled(self) -> MetricsConfig:
+        if self.listen_addr is not None and not self.enabled:
+            raise ValueError("metrics.listen_addr needs metrics.enabled")
+        return self
 
 
 class BackendConfig(_Section):

@@ -221,18 +221,28 @@ class Engine:
 
     @asynccontextmanager
     async def _lock(self, key: str) -> AsyncIterator[Lease]:
-        """Hold the path lock ``key``; the wait goes to the lock-wait histogram (``acquired``/``timeout``)."""
+        """Hold the path lock ``key``; the acquisition (its wait) and the release go to the lock metrics."""
         start = time.perf_counter()
         acquired = False
+        failure: BaseException | None = None
         try:
             async with self.locks.hold(key) as lease:
                 acquired = True
-                self.metrics.lock_wait_seconds.labels("acquired").observe(time.perf_counter() - start)
-                yield lease
-        except LockTimeout:
+                self.metrics.lock_acquired(time.perf_counter() - start)
+                try:
+                    yield lease
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    start = time.perf_counter()  # the release starts
+        except BaseException as exc:
             if not acquired:
-                self.metrics.lock_wait_seconds.labels("timeout").observe(time.perf_counter() - start)
+                self.metrics.lock_failed(time.perf_counter() - start, timeout=isinstance(exc, LockTimeout))
+            else:  # the body failed (the release went well), or the release did
+                self.metrics.lock_released(time.perf_counter() - start, ok=exc is failure)
             raise
+        self.metrics.lock_released(time.perf_counter() - start, ok=True)
 
     @asynccontextmanager
     async def _lock_all(self, *keys: str) -> AsyncIterator[None]:
@@ -308,6 +318,10 @@ class Engine:
 
     # ---------------------------------------------------------------- reads
 
+    def _backend_type(self, inode: Inode) -> str:
+        """The backend ``inode`` is stored with (a directory: the default backend), for metrics."""
+        return inode.backend or self.default_backend
+
     async def stat(self, caller: Caller, path: str) -> Inode:
         """The inode at ``path`` (like POSIX ``stat``: no read permission on it, search permission on every
         ancestor). Raises ``NotFound``, ``PermissionDenied``."""
@@ -336,7 +350,9 @@ class Engine:
         backend = self.backend(inode.backend)
         assert inode.blob_id is not None
         with self.metrics.time_backend(backend.name, "open"):
-            return await backend.open(inode.blob_id)
+            reader = await backend.open(inode.blob_id)
+        self.metrics.file_operation("read", backend.name)
+        return reader
 
     async def list_directory(
         self, caller: Caller, path: str, *, recursive: bool = False, max_depth: int = 0
@@ -351,6 +367,7 @@ class Engine:
         if not directory.is_dir:
             raise NotADirectory(f"{path} is not a directory")
         require(caller, directory, READ, "list")
+        self.metrics.file_operation("list", self._backend_type(directory))
         with self.metrics.time_metadata("list"):
             if not recursive:
                 return directory, await self.store.list_children(path)
@@ -382,8 +399,9 @@ class Engine:
         a peer forwarded here, which is never forwarded again); the file then moves to this node.
 
         Missing parents are created, owned by the caller. A second writer of the same path waits for the first
-        (path lock). Raises ``IsADirectory`` (root or an existing directory), ``AlreadyExists`` (``create_only``
-        and the path exists), ``NotADirectory``, ``PermissionDenied``, ``PayloadTooLarge`` (more than
+        (path lock). Raises ``IsADirectory`` (root or an existing directory, without ``create_only``),
+        ``Conflict`` (the same with ``create_only``), ``AlreadyExists`` (``create_only`` and a file exists),
+        ``NotADirectory``, ``PermissionDenied``, ``PayloadTooLarge`` (more than
         ``max_file_bytes``), ``PreconditionFailed`` (from ``precondition``), ``LockTimeout``, ``QuotaExceeded``
         (checked against ``expected_size`` bytes before reading the body, while streaming, and finally in the
         metadata transaction — a refused write leaves no byte behind), and :class:`RemoteBytes` when an
@@ -391,6 +409,8 @@ class Engine:
         names another.
         """
         if path == paths.ROOT:
+            if create_only:
+                raise Conflict("the root is a directory; a file cannot be created there")
             raise IsADirectory("the root is a directory")
         # Search permission is checked here, when the write starts (as POSIX checks it at open()).
         resolved = await self._resolve(caller, path)
@@ -439,6 +459,7 @@ class Engine:
                 raise
         if replaced is not None:
             await self._free(replaced)
+        self.metrics.file_operation("create" if result.created else "update", target.name)
         return result
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
@@ -459,6 +480,8 @@ class Engine:
         if current is None:
             return
         if current.is_dir:
+            if create_only:
+                raise Conflict(f"{path} is a directory; a file cannot be created there")
             raise IsADirectory(f"{path} is a directory")
         if create_only:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
@@ -520,6 +543,7 @@ class Engine:
                 )
                 if await txn.insert(inode):
                     await self._charge(txn, path, 0, 1)
+                    self.metrics.file_operation("create", self._backend_type(inode))
                     return inode, True
                 found = await txn.get(path)
         if found is None or not found.is_dir:
@@ -564,6 +588,7 @@ class Engine:
                     await self._charge(txn, path, -sum(e.size for e in freed if not e.is_dir), -len(freed))
         for file in freed:
             await self._free(file)
+        self.metrics.file_operation("delete", self._backend_type(inode))
 
     def _check_subtree_change(self, caller: Caller, top: Inode, entries: list[Inode], action: str) -> None:
         """Removing every entry of a subtree needs ``w`` (and the sticky rule) on each entry's directory."""
@@ -646,6 +671,7 @@ class Engine:
         assert moved is not None
         for file in replaced:
             await self._free(file)
+        self.metrics.file_operation("move", self._backend_type(moved))
         return moved
 
     async def _move_usage(self, txn: MetadataTxn, source: Inode, dst: str) -> None:
@@ -890,7 +916,7 @@ class Engine:
                 SingleUseLink(token_id=token_id, path=path, created_by=caller.user, expires_at=expires,
                               created_at=now, blob_id=inode.blob_id, version=inode.version)
             )
-        self.metrics.links_generated.inc()
+        self.metrics.link_generated()
         return token, expires
 
     async def open_link(self, token: str, client_ip: str | None) -> OpenFile:
@@ -903,7 +929,7 @@ class Engine:
         :class:`RemoteBytes` (the link still unused: its ``burn``
         uses it up) when another node holds the bytes.
         """
-        result = "ok"
+        result, status = "ok", "success"
         try:
             parts = links.split(token)
             if parts is None:
@@ -921,6 +947,7 @@ class Engine:
             if link.status != "active":
                 raise LinkExpired("link already used")
             if link.expires_at <= now:
+                status = "expired"
                 raise LinkExpired("link expired")
             try:
                 opened = await self.open_file(Caller("internal-proxy"), link.path)
@@ -941,9 +968,11 @@ class Engine:
             return opened
         except (NotFound, LinkExpired) as exc:
             result = type(exc).__name__
+            if status == "success":
+                status = "not_found" if isinstance(exc, NotFound) else "invalid"
             raise
         finally:
-            self.metrics.links_consumed.labels(result).inc()
+            self.metrics.link_consumed(result, status)
 
     @staticmethod
     def _check_link_content(link: SingleUseLink, inode: Inode) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from callfs.api.app import build_app
+from callfs.api.app import build_app, build_metrics_app
 from callfs.api.http3 import Http3Listener
 from callfs.api.keys import IN_FLIGHT
 from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, default_max_connections
@@ -115,6 +115,13 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
         await site.start()
         if http3 is not None:
             await http3.start(runner)
+        metrics_runner: web.AppRunner | None = None
+        if config.metrics.listen_addr is not None:
+            metrics_runner = web.AppRunner(build_metrics_app(node), handle_signals=False, access_log=None)
+            await metrics_runner.setup()
+            metrics_host, metrics_port = split_host_port(config.metrics.listen_addr)
+            await web.TCPSite(metrics_runner, metrics_host, metrics_port, ssl_context=ssl_context(config),
+                              reuse_address=True).start()
         jobs = _background_jobs(node)
         try:
             yield node
@@ -131,6 +138,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             if http3 is not None:
                 await http3.close()
             await runner.cleanup()

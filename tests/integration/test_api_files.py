@@ -62,6 +62,19 @@ async def test_directory_create_is_idempotent_and_conflicts_with_files(api_node:
             assert response.status == 409
 
 
+async def test_post_of_a_file_on_a_directory_is_409(api_node: AppNode) -> None:
+    async with session(api_node) as http:
+        async with http.post("/v1/files/taken/") as response:
+            assert response.status == 201
+        async with http.post("/v1/files/taken", data=b"x") as response:
+            assert response.status == 409
+            body = await response.json()
+            assert body["code"] == "CONFLICT"
+            assert "is a directory" in body["message"]
+        async with http.get("/v1/files/taken") as response:
+            assert response.headers["X-CallFS-Type"] == "directory"
+
+
 async def test_put_on_directory_is_400(api_node: AppNode) -> None:
     async with session(api_node) as http:
         async with http.post("/v1/files/dir/") as response:

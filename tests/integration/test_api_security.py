@@ -44,6 +44,11 @@ async def test_every_response_has_request_id_and_security_headers(app_node: AppN
                 assert response.headers["X-Frame-Options"] == "DENY"
                 assert "default-src 'none'" in response.headers["Content-Security-Policy"]
                 assert response.headers["Referrer-Policy"] == "no-referrer"
+                for feature in ("camera", "microphone", "geolocation", "payment", "usb"):
+                    assert f"{feature}=()" in response.headers["Permissions-Policy"]
+                assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+                assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+                assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
                 assert "Strict-Transport-Security" not in response.headers  # plain HTTP
         async with http.get("/health", headers={"X-Request-ID": "trace-123"}) as response:
             assert response.headers["X-Request-ID"] == "trace-123"
@@ -101,6 +106,37 @@ async def test_oversized_bodies_are_413_and_nothing_is_written(app_node_factory)
     assert leftovers == []
 
 
+async def test_downloads_carry_the_security_headers_and_stay_downloads(app_node: AppNode) -> None:
+    """A file GET and a /download/{token} answer with the bytes and the full header set; the link download is
+    an attachment (a browser saves it; CSP ``sandbox`` and CORP ``same-origin`` do not stop a navigation)."""
+    async with session(app_node) as http:
+        async with http.put("/v1/files/report.pdf", data=b"%PDF-1.4") as response:
+            assert response.status == 201
+        async with http.get("/v1/files/report.pdf") as response:
+            assert await response.read() == b"%PDF-1.4"
+            assert "sandbox" in response.headers["Content-Security-Policy"]
+            assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+        async with http.post("/v1/links/generate", json={"path": "/report.pdf", "expiry_seconds": 60}) as response:
+            token = (await response.json())["token"]
+    async with aiohttp.ClientSession(app_node.url) as anonymous, anonymous.get(f"/download/{token}") as response:
+        assert response.status == 200
+        assert await response.read() == b"%PDF-1.4"
+        assert response.headers["Content-Disposition"].startswith("attachment; filename*=UTF-8''report.pdf")
+        assert response.headers["Permissions-Policy"].startswith("accelerometer=()")
+        assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+async def test_json_bodies_are_compact(app_node: AppNode) -> None:
+    async with session(app_node) as http:
+        async with http.get("/health") as response:
+            assert await response.text() == '{"status":"ok"}'
+        async with http.get("/v1/files/missing") as response:
+            text = await response.text()
+            assert text.startswith('{"code":"FILE_NOT_FOUND","message":')
+        async with http.put("/v1/files/c.txt", data=b"c") as response:
+            assert ", " not in await response.text() and '": ' not in await response.text()
+
+
 async def test_metrics_are_recorded(app_node: AppNode) -> None:
     async with session(app_node) as http:
         async with http.put("/v1/files/m.bin", data=b"m" * 5000) as response:
@@ -116,7 +152,7 @@ async def test_metrics_are_recorded(app_node: AppNode) -> None:
             text = await response.text()
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
                if line and not line.startswith("#")}
-    assert samples['callfs_http_requests_total{method="PUT",route="/v1/files/{tail}",status="201"}'] == 1
+    assert samples['callfs_http_requests_total{method="PUT",path="/v1/files/{tail}",status_code="201"}'] == 1
     assert samples["callfs_http_received_bytes_total"] >= 5000
     assert samples["callfs_http_sent_bytes_total"] >= 10000
     assert samples['callfs_lock_wait_seconds_count{result="acquired"}'] >= 1

@@ -174,6 +174,9 @@ def write_node_config(base: Path, node_type: type[N] = NodeProcess, /, **section
         "auth": auth,
         "log": {"level": "info", "format": "json"},
         "dlm": {"wait_timeout": 10},
+        # Rate limits (on by default) would refuse the rapid link and download bursts of most tests; the
+        # tests of the limits turn them on with a ``rate_limits`` section naming ``enabled: true``.
+        "rate_limits": {"enabled": False},
     }
     for section, values in sections.items():
         if isinstance(values, dict):

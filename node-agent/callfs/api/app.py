@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from callfs import links as link_tokens
-from callfs.api import cluster, directories, files, links, openapi, quotas, system, websocket
+from callfs.api import cluster, directories, files, links, openapi, quotas, render, system, websocket
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.errors import (
     AuthenticationFailed,
@@ -41,12 +41,22 @@ _SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
     "Referrer-Policy": "no-referrer",
+    # Powerful browser features are off for anything the node serves.
+    "Permissions-Policy": (
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), "
+        "payment=(), usb=()"
+    ),
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    # Other sites cannot embed the node's bytes (<img>, <script>, no-cors fetch); navigating to a file or a
+    # /download/{token} link (a download) is not affected.
+    "Cross-Origin-Resource-Policy": "same-origin",
 }
 
 
 def error_response(exc: CallFSError) -> web.Response:
     """The JSON body and headers for a deliberate error (``Retry-After`` on 503, ``Content-Range`` on 416)."""
-    response = web.json_response(exc.body(), status=exc.status)
+    response = render.json_response(exc.body(), status=exc.status)
     if exc.status == 503:
         response.headers["Retry-After"] = "1"
     if exc.status == 416 and "size" in exc.extra:
@@ -95,6 +105,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     metrics.in_flight.inc()
     request.app[IN_FLIGHT].enter()
     status = 500
+    error_code: str | None = None
     # SECURITY: a link token is a credential; logs only ever show its first characters.
     logged_path = link_tokens.redact_path(request.rel_url.raw_path)
     fields = {"request_id": request_id, "method": request.method, "path": logged_path}
@@ -106,8 +117,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 if exc.status < 400:
                     status = exc.status
                     raise
-                response = error_response(_from_http_exception(exc))
+                error = _from_http_exception(exc)
+                error_code = error.code
+                response = error_response(error)
             except CallFSError as exc:
+                error_code = exc.code
                 if exc.status >= 500 and not isinstance(exc, QuotaExceeded):  # the node failed, not the caller
                     log.warning("%s: %s", exc.code, exc.message,
                                 extra={**fields, "status": exc.status, "code": exc.code})
@@ -117,6 +131,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 raise
             except Exception:
                 log.exception("unhandled error", extra={**fields, "status": 500, "code": CallFSError.code})
+                error_code = CallFSError.code
                 response = error_response(CallFSError("internal error; see the server log for " + request_id))
             status = response.status
             return response
@@ -124,8 +139,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             elapsed = time.perf_counter() - start
             metrics.in_flight.dec()
             request.app[IN_FLIGHT].leave()
-            metrics.requests.labels(route, request.method, str(status)).inc()
-            metrics.request_seconds.labels(route, request.method).observe(elapsed)
+            metrics.requests.labels(method=request.method, path=route, status_code=str(status)).inc()
+            metrics.request_seconds.labels(method=request.method, path=route).observe(elapsed)
+            if error_code is not None:
+                metrics.error("http", error_code)
             log.info(
                 "%s %s %s %.1fms", request.method, logged_path, status, elapsed * 1000,
                 extra={**fields, "status": status, "duration_ms": round(elapsed * 1000, 3)},
@@ -190,4 +207,29 @@ def build_app(node: Node) -> web.Application:
     quotas.add_routes(app)
     cluster.add_routes(app)
     openapi.add_routes(app)
+    return app
+
+
+@web.middleware
+async def _metrics_listener_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ID and JSON error bodies for the metrics listener (it records no request metrics of its own)."""
+    request[REQUEST_ID] = request_id_of(request.headers) or uuid.uuid4().hex
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(exc))
+    except CallFSError as exc:
+        return error_response(exc)
+
+
+def build_metrics_app(node: Node) -> web.Application:
+    """The application of the metrics listener (``metrics.listen_addr``): ``GET /metrics`` only (other paths
+    404), behind the API keys (401 without a valid one) unless ``metrics.open``; same security headers."""
+    middlewares = [_metrics_listener_errors] if node.config.metrics.open else [_metrics_listener_errors, authenticate]
+    app = web.Application(middlewares=middlewares, handler_args={"keepalive_timeout": node.config.server.read_timeout})
+    app[NODE] = node
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/metrics", system.metrics)
     return app

@@ -35,7 +35,7 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
     """200 ``{"instance_id": <this node>, "count", "nodes": [...]}``."""
     node = request.app[NODE]
     views = await node.membership.nodes()
-    return web.json_response({
+    return render.json_response({
         "instance_id": node.credentials.instance_id, "count": len(views), "nodes": [render_peer(v) for v in views],
     })
 
@@ -76,4 +76,4 @@ async def relocate(request: web.Request) -> web.StreamResponse:
     if not isinstance(path, str) or not isinstance(backend, str):
         raise BadRequest("path and backend must be strings")
     moved = await request.app[NODE].engine.relocate(who, paths.canonicalize(path).path, backend)
-    return web.json_response(render.item(moved))
+    return render.json_response(render.item(moved))

@@ -42,7 +42,7 @@ async def list_directory(request: web.Request) -> web.StreamResponse:
         body["max_depth"] = max_depth
     body["count"] = len(entries)
     body["items"] = [render.item(e) for e in entries]
-    response = web.json_response(body)
+    response = render.json_response(body)
     response.headers["X-CallFS-Count"] = str(len(entries))
     response.headers["X-CallFS-Recursive"] = "true" if recursive else "false"
     response.headers.update(await directory_quota_headers(request, directory.path))

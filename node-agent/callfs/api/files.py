@@ -64,7 +64,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     inode = await engine.stat(who, path)
     if inode.is_dir:
         directory, entries = await engine.list_directory(who, path)
-        response = web.json_response([render.item(e) for e in entries])
+        response = render.json_response([render.item(e) for e in entries])
         response.headers.update(render.headers(directory))
         response.headers.update(await directory_quota_headers(request, path))
         return response
@@ -133,7 +133,7 @@ async def head_file(request: web.Request) -> web.StreamResponse:
 
 
 def _created(request: web.Request, inode: Inode, created: bool) -> web.Response:
-    response = web.json_response(render.item(inode), status=201 if created else 200)
+    response = render.json_response(render.item(inode), status=201 if created else 200)
     if created:
         response.headers["Location"] = PREFIX + quote(inode.path.lstrip("/")) + ("/" if inode.is_dir else "")
     if not inode.is_dir:
@@ -221,7 +221,7 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
         inode = await engine.change_attributes(who, source, mode=mode, owner=owner, group=group)
-        return web.json_response({"path": inode.path, **render.item(inode)})
+        return render.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")
     backend, instance = _str_field(body, "backend"), _str_field(body, "instance")
@@ -243,7 +243,7 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
             raise AlreadyExists(f"{target} already exists; set overwrite to replace it")
         await _relocate(request, await engine.stat(who, source), backend, instance)
     moved = await engine.move(who, source, target, overwrite=overwrite, create_parents=create_parents)
-    return web.json_response({"path": moved.path})
+    return render.json_response({"path": moved.path})
 
 
 async def _relocate(request: web.Request, inode: Inode, backend: str | None, instance: str | None) -> None:

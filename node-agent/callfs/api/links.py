@@ -7,7 +7,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from callfs import paths
-from callfs.api import files
+from callfs.api import files, render
 from callfs.api.conditional import rfc3339
 from callfs.api.files import send_file
 from callfs.api.keys import NODE, caller
@@ -36,7 +36,7 @@ async def generate_link(request: web.Request) -> web.StreamResponse:
     path = paths.canonicalize(raw_path).path
     token, expires = await node.engine.create_link(caller(request), path, expiry)
     url = f"{node.external_url}/download/{token}"
-    return web.json_response({"url": url, "token": token, "expires": rfc3339(expires)}, status=201)
+    return render.json_response({"url": url, "token": token, "expires": rfc3339(expires)}, status=201)
 
 
 async def download(request: web.Request) -> web.StreamResponse:

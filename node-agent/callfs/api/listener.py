@@ -23,7 +23,6 @@ aiohttp's documented extension points of its low-level server (aiohttp 3.14):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import resource
 import time
@@ -35,6 +34,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+
+from callfs.api import render
 
 log = logging.getLogger("callfs.http")
 
@@ -121,7 +122,7 @@ class AcceptErrorFilter:
 
 
 def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    response = web.json_response({"code": code, "message": message}, status=status, headers=headers)
+    response = render.json_response({"code": code, "message": message}, status=status, headers=headers)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Request-ID"] = uuid.uuid4().hex
@@ -189,7 +190,7 @@ class NodeServer(web.Server):
     def refuse(self, transport: asyncio.BaseTransport) -> None:
         """Answer a connection beyond the cap 503 ``SERVICE_UNAVAILABLE`` with ``Retry-After: 1`` and close it."""
         self.refused += 1
-        body = json.dumps({"code": "SERVICE_UNAVAILABLE",
+        body = render.dumps({"code": "SERVICE_UNAVAILABLE",
                            "message": "too many open connections; retry later"}).encode()
         head = (
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"

@@ -637,8 +637,10 @@ Every request but `/health`, `/ready`, `{PATH}` and `/download/{{token}}` needs 
 `Authorization: Bearer <key>` (a bare key in `Authorization` is accepted too). Errors are JSON bodies
 `{{"code", "message"}}` with the codes of the `ErrorCode` schema; an unknown route answers 404 `FILE_NOT_FOUND`
 and a known route with another method 405 `METHOD_NOT_ALLOWED`. A HEAD answer never has a body, errors
-included. Every response carries `X-Request-ID` and the security headers `X-Content-Type-Options`,
-`X-Frame-Options`, `Content-Security-Policy` and `Referrer-Policy` (plus `Strict-Transport-Security` over TLS).
+included. JSON bodies are compact (`{{"status":"ok"}}`). Every response carries `X-Request-ID` and the security
+headers `X-Content-Type-Options`, `X-Frame-Options`, `Content-Security-Policy`, `Referrer-Policy`,
+`Permissions-Policy`, `Cross-Origin-Opener-Policy`, `Cross-Origin-Embedder-Policy` and
+`Cross-Origin-Resource-Policy` (plus `Strict-Transport-Security` over TLS).
 
 Operations marked `x-internal: true` (tag `internal`) are for peer nodes only: they authenticate with the
 cluster's internal secret and name the acting user in `{USER_HEADER}`. Requests that a node forwards to a peer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from callfs import quota
+from callfs.api import render
 from callfs.api.keys import NODE, caller
 from callfs.api.requests import json_object, request_path
 from callfs.models import Quota
@@ -38,7 +39,7 @@ def quota_headers(q: Quota) -> dict[str, str]:
 async def get_quota(request: web.Request) -> web.StreamResponse:
     """200 with limits and usage; 404 when the directory has no quota."""
     found = await request.app[NODE].engine.get_quota(caller(request), request_path(request, PREFIX).path)
-    return web.json_response(render_quota(found))
+    return render.json_response(render_quota(found))
 
 
 async def put_quota(request: web.Request) -> web.StreamResponse:
@@ -46,7 +47,7 @@ async def put_quota(request: web.Request) -> web.StreamResponse:
     path = request_path(request, PREFIX).path
     bytes_limit, inodes_limit = quota.parse_limits(await json_object(request))
     found, created = await request.app[NODE].engine.set_quota(caller(request), path, bytes_limit, inodes_limit)
-    return web.json_response(render_quota(found), status=201 if created else 200)
+    return render.json_response(render_quota(found), status=201 if created else 200)
 
 
 async def delete_quota(request: web.Request) -> web.StreamResponse:

@@ -1,12 +1,28 @@
-"""Inodes rendered as CallFS v1 response headers and JSON items. Pure functions."""
+"""Inodes rendered as CallFS v1 response headers and JSON items, and the one JSON encoding of every response
+body (compact, as CallFS v1 writes it: ``{"status":"ok"}``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
+
+from aiohttp import web
 
 from callfs.api.conditional import etag, http_date, rfc3339
 from callfs.models import Inode
 from callfs.permissions import format_mode
+
+
+def dumps(value: Any) -> str:
+    """``value`` as compact JSON text: no whitespace between tokens (``{"status":"ok"}``), non-ASCII escaped.
+    Raises ``TypeError`` for a value JSON cannot hold."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A ``application/json; charset=utf-8`` response whose body is ``dumps(body)``."""
+    return web.json_response(body, status=status, headers=headers, dumps=dumps)
 
 
 def item(inode: Inode) -> dict[str, Any]:

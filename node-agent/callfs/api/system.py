@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from callfs.api import render
 from callfs.api.keys import NODE
 
 
@@ -18,7 +19,7 @@ def add_routes(app: web.Application) -> None:
 
 async def health(request: web.Request) -> web.StreamResponse:
     """200 ``{"status": "ok"}`` while the process serves requests."""
-    return web.json_response({"status": "ok"})
+    return render.json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.StreamResponse:
@@ -35,7 +36,7 @@ async def ready(request: web.Request) -> web.StreamResponse:
             errors.setdefault(f"backend:{name}", full)
     if errors:
         body["errors"] = errors
-    return web.json_response(body, status=200 if ok else 503)
+    return render.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
