@@ -214,6 +214,62 @@ class LinksConfig(_Section):
     sweep_interval: float = Field(default=300.0, gt=0)
 
 
+class RateLimitRule(_Section):
+    """One endpoint class's token bucket: ``rate`` requests per second refilled (0 turns the limit off), up to
+    ``burst`` requests at once, counted ``per`` client IP (``ip``) or per API key's user (``key``; requests
+    without a key, such as downloads, count per IP)."""
+
+    rate: float = Field(default=0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    burst: int = Field(default=1, ge=1, le=1_000_000)
+    per: Literal["ip", "key"] = "ip"
+
+
+RATE_LIMIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "links": {"rate": 100.0, "burst": 1, "per": "ip"},
+    "downloads": {"rate": 10.0, "burst": 5, "per": "ip"},
+    "writes": {"rate": 0.0, "burst": 100, "per": "key"},
+    "reads": {"rate": 0.0, "burst": 100, "per": "key"},
+}
+"""Each class's defaults; a class given in the config only changes the keys it names."""
+
+
+class RateLimitClasses(_Section):
+    """Buckets per endpoint class: ``links`` (``POST /v1/links/generate``), ``downloads`` (``/download/...``),
+    ``writes`` (PUT/POST/PATCH/DELETE on other ``/v1/...`` routes), ``reads`` (GET/HEAD on ``/v1/...``)."""
+
+    links: RateLimitRule = Field(default_factory=lambda: RateLimitRule(**RATE_LIMIT_DEFAULTS["links"]))
+    downloads: RateLimitRule = Field(default_factory=lambda: RateLimitRule(**RATE_LIMIT_DEFAULTS["downloads"]))
+    writes: RateLimitRule = Field(default_factory=lambda: RateLimitRule(**RATE_LIMIT_DEFAULTS["writes"]))
+    reads: RateLimitRule = Field(default_factory=lambda: RateLimitRule(**RATE_LIMIT_DEFAULTS["reads"]))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {name: {**RATE_LIMIT_DEFAULTS[name], **value}
+                    if name in RATE_LIMIT_DEFAULTS and isinstance(value, dict) else value
+                    for name, value in data.items()}
+        return data
+
+
+class RateLimitConfig(_Section):
+    """Per-endpoint rate limits (answer 429 ``RATE_LIMIT_EXCEEDED``). Shared by the cluster's nodes through
+    Redis when ``dlm.type`` is ``redis``, else kept per node. ``trusted_proxies``: CIDR networks whose
+    ``X-Forwarded-For`` is believed when they are the connection's peer; by default the peer is the client."""
+
+    enabled: bool = True
+    trusted_proxies: list[str] = Field(default_factory=list)
+    classes: RateLimitClasses = Field(default_factory=RateLimitClasses)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        from callfs.ratelimit import parse_networks
+
+        parse_networks(value)
+        return value
+
+
 class Config(_Section):
     """The whole node configuration. ``data_dir`` holds generated secrets, SQLite and local blobs."""
 
@@ -227,6 +283,7 @@ class Config(_Section):
     dlm: DLMConfig = Field(default_factory=DLMConfig)
     instance_discovery: InstanceDiscoveryConfig = Field(default_factory=InstanceDiscoveryConfig)
     links: LinksConfig = Field(default_factory=LinksConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
 
     @model_validator(mode="after")
     def _check_listener(self) -> Config:

@@ -17,6 +17,8 @@ from aiohttp import web
 from callfs import links as link_tokens
 from callfs.api import cluster, directories, files, links, openapi, quotas, render, system, websocket
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
+from callfs.api.ratelimit import install as install_rate_limits
+from callfs.api.ratelimit import rate_limit
 from callfs.errors import (
     AuthenticationFailed,
     CallFSError,
@@ -192,7 +194,7 @@ def build_app(node: Node) -> web.Application:
     headers are complete (a new connection, or an idle keep-alive one): aiohttp then closes it.
     """
     app = web.Application(
-        middlewares=[request_context, authenticate],
+        middlewares=[request_context, authenticate, rate_limit],
         client_max_size=node.config.server.max_json_bytes,
         handler_args={"keepalive_timeout": node.config.server.read_timeout},
     )
@@ -207,6 +209,7 @@ def build_app(node: Node) -> web.Application:
     quotas.add_routes(app)
     cluster.add_routes(app)
     openapi.add_routes(app)
+    install_rate_limits(app)
     return app
 
 
