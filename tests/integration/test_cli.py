@@ -70,6 +70,23 @@ def test_cp_remote_to_remote_and_to_stdout(callfs: Shell, tmp_path: Path) -> Non
     assert out.stdout_bytes == local.read_bytes()
 
 
+def test_cp_websocket_up_down_remote_and_stdio(callfs: Shell, tmp_path: Path) -> None:
+    local = tmp_path / "ws.bin"
+    local.write_bytes(os.urandom(3 * MiB + 5))
+    up = callfs("cp", "--websocket", "--progress", str(local), ":/wsc/")
+    assert up.exit_code == 0, up.output
+    down = callfs("cp", "--websocket", ":/wsc/ws.bin", str(tmp_path / "back.bin"))
+    assert down.exit_code == 0, down.output
+    assert _sha256(tmp_path / "back.bin") == _sha256(local)
+    assert callfs("cp", "--websocket", ":/wsc/ws.bin", ":/wsc/copy.bin").exit_code == 0
+    assert callfs("cp", ":/wsc/copy.bin", "-").stdout_bytes == local.read_bytes()
+    assert callfs("cp", "--websocket", "-", ":/wsc/in.txt", input=b"piped").exit_code == 0
+    assert callfs("cp", "--websocket", ":/wsc/in.txt", "-").stdout_bytes == b"piped"
+    refused = callfs("cp", "--websocket", "-n", str(local), ":/wsc/ws.bin")
+    assert refused.exit_code == 5 and "FILE_ALREADY_EXISTS" in refused.stderr
+    assert callfs("cp", "--websocket", ":/wsc/nothing", str(tmp_path / "x")).exit_code == 3
+
+
 def test_cp_from_stdin(callfs: Shell) -> None:
     assert callfs("cp", "-", ":/in.txt", input=b"from stdin").exit_code == 0
     assert callfs("cp", ":/in.txt", "-").stdout_bytes == b"from stdin"

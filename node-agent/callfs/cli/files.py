@@ -392,7 +392,12 @@ async def _remote_target(fs: CallFSClient, dst: Location, name: str) -> str:
     help=f"Show a progress bar (default: when stderr is a terminal and the file is >= "
     f"{PROGRESS_THRESHOLD // (1024 * 1024)} MiB).",
 )
-def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress: bool | None) -> None:
+@click.option(
+    "--websocket", is_flag=True, help="Transfer the bytes over a WebSocket (GET /v1/files/ws/...) instead of HTTP."
+)
+def cp_command(
+    conn: Connection, src: str, dst: str, no_clobber: bool, progress: bool | None, websocket: bool
+) -> None:
     """Copy one file: local → remote, remote → local or remote → remote.
 
     \b
@@ -403,6 +408,7 @@ def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress:
       callfs cp ./big.iso :/images/          upload
       callfs cp callfs:/images/big.iso .     download
       callfs cp :/a/report.pdf :/b/          copy on the server side
+      callfs cp --websocket ./big.iso :/images/   upload over a WebSocket
     """
     source = parse_location(src)
     dest = parse_location(dst)
@@ -426,16 +432,15 @@ def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress:
     local_dst_is_dir = not dest.remote and dest.path != "-" and (dest.dir_hint or local_dst.is_dir())
 
     async def upload(fs: CallFSClient) -> None:
+        send = fs.upload_websocket if websocket else fs.upload
         if source.path == "-":
-            await fs.upload(
-                await _remote_target(fs, dest, "stdin"), sys.stdin.buffer, overwrite=not no_clobber
-            )
+            await send(await _remote_target(fs, dest, "stdin"), sys.stdin.buffer, overwrite=not no_clobber)
             return
         local = local_src
         size = local_size
         target = await _remote_target(fs, dest, local.name)
         with _progress(progress, size, local.name) as callback:
-            await fs.upload(target, local, overwrite=not no_clobber, progress=callback)
+            await send(target, local, overwrite=not no_clobber, progress=callback)
 
     async def download(fs: CallFSClient) -> None:
         info = await fs.stat(source.path)
@@ -443,7 +448,7 @@ def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress:
             raise IsADirectory(f"{info.path} is a directory (copy files one by one)")
         if dest.path == "-":
             out: IO[bytes] = sys.stdout.buffer
-            async for chunk in fs.iter_read(source.path):
+            async for chunk in fs.iter_read_websocket(source.path) if websocket else fs.iter_read(source.path):
                 out.write(chunk)
             out.flush()
             return
@@ -451,7 +456,8 @@ def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress:
         if no_clobber and await asyncio.to_thread(local.exists):
             raise FileExistsError(17, "exists (--no-clobber)", str(local))
         with _progress(progress, info.size, info.name) as callback:
-            await fs.download(source.path, local, progress=callback)
+            fetch = fs.download_websocket if websocket else fs.download
+            await fetch(source.path, local, progress=callback)
 
     async def remote_copy(fs: CallFSClient) -> None:
         info = await fs.stat(source.path)
@@ -461,8 +467,9 @@ def cp_command(conn: Connection, src: str, dst: str, no_clobber: bool, progress:
         if target == info.path:
             raise BadRequest(f"{target}: source and destination are the same file")
         with _progress(progress, info.size, info.name) as callback:
-            chunks = fs.iter_read(source.path)
-            await fs.upload(target, chunks, overwrite=not no_clobber, size=info.size, progress=callback)
+            chunks = fs.iter_read_websocket(source.path) if websocket else fs.iter_read(source.path)
+            send = fs.upload_websocket if websocket else fs.upload
+            await send(target, chunks, overwrite=not no_clobber, size=info.size, progress=callback)
 
     if source.remote and dest.remote:
         run(conn, remote_copy)
