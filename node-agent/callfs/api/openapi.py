@@ -243,6 +243,29 @@ def _file_paths() -> Json:
             "/v1/files/ws/{path}": {"get": websocket}}
 
 
+_RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+_RATE_LIMITED_PREFIXES = ("/v1/", "/download/")
+
+
+def _rate_limited(paths: Json) -> Json:
+    """``paths`` with the rate limits' answers added to every operation under ``/v1/`` and ``/download/``:
+    the ``RateLimit-*`` headers on each of its own responses and a 429 error (in status order)."""
+    for path, item in paths.items():
+        if not path.startswith(_RATE_LIMITED_PREFIXES):
+            continue
+        for operation in item.values():
+            responses = operation["responses"]
+            for response in responses.values():
+                if "headers" in response:
+                    response["headers"].update(_headers(*_RATE_LIMIT_HEADERS))
+            entries = list(responses.items())
+            at = next((i for i, (status, _) in enumerate(entries) if status.isdigit() and int(status) > 429),
+                      len(entries))
+            entries.insert(at, ("429", _ref("responses", "Error429")))
+            operation["responses"] = dict(entries)
+    return paths
+
+
 def _other_public_paths() -> Json:
     listing = _operation(
         "listDirectory", "List a directory, optionally recursively", ["directories"],
@@ -393,6 +416,10 @@ def _headers_component() -> Json:
         "Cache-Control": _header("`no-store`"),
         "Location": _header("The created entry's URL path (ends in `/` for a directory)"),
         "Retry-After": _header("Seconds to wait before retrying", integer),
+        "RateLimit-Limit": _header("Rate limit: the size of the bucket the request was counted against, in "
+                                   "requests (only when a rate limit applies to the route)", integer),
+        "RateLimit-Remaining": _header("Rate limit: requests that could follow at once", integer),
+        "RateLimit-Reset": _header("Rate limit: seconds until the bucket is full again", integer),
         "WWW-Authenticate": _header('`Bearer realm="callfs"`'),
         "X-CallFS-Type": _header("`file` or `directory`", {"type": "string", "enum": ["file", "directory"]}),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
@@ -626,6 +653,8 @@ def _responses_component() -> Json:
             headers.append("Content-Range")
         if status == 503:
             headers.append("Retry-After")
+        if status == 429:
+            headers.extend(("Retry-After", *_RATE_LIMIT_HEADERS))
         codes = ", ".join(f"`{code}`" for code in by_status[status])
         out[f"Error{status}"] = _response(f"Error: {codes}", _json(_schema("Error")), *headers)
     return out
@@ -669,7 +698,7 @@ def build_document() -> Json:
             {"name": "system", "description": "Liveness, readiness, metrics and this document"},
             {"name": INTERNAL_TAG, "description": "For peer nodes only (internal secret)"},
         ],
-        "paths": {**_file_paths(), **_other_public_paths(), **_system_paths(), **_internal_paths()},
+        "paths": _rate_limited({**_file_paths(), **_other_public_paths(), **_system_paths(), **_internal_paths()}),
         "components": {
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `auth` in the config"},
