@@ -3,7 +3,8 @@
 Each request on a limited route is counted against the bucket of its endpoint class (``links``,
 ``downloads``, ``writes``, ``reads``; see :func:`endpoint_class`) and its client (IP address or API key's
 user, per class). Requests authenticated with the internal secret (a peer forwarding a request it already
-counted) are not counted. A refused request fails with :class:`~callfs.errors.RateLimitExceeded` (429).
+counted) are not counted. A refused request is answered 429 with the body of
+:class:`~callfs.errors.RateLimitExceeded` and is not handled further.
 
 Every answer on a limited route carries ``RateLimit-Limit`` (the bucket's size, requests),
 ``RateLimit-Remaining`` (requests that could follow at once) and ``RateLimit-Reset`` (seconds until the bucket
@@ -136,18 +137,26 @@ def install(app: web.Application) -> None:
 async def rate_limit(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Count the request against its limit; raise :class:`RateLimitExceeded` (429) when it is refused."""
+    """Count the request against its limit; a refusal is answered 429 ``RATE_LIMIT_EXCEEDED`` at once."""
     limits = request.app.get(RATE_LIMITS)
-    if limits is not None:
-        decision = await limits.check(request)
-        if decision is not None:
-            request[DECISION] = decision
-            if not decision.allowed:
-                raise RateLimitExceeded(
-                    f"rate limit exceeded: at most {decision.limit} requests at once; "
-                    f"retry in {retry_after(decision)} s"
-                )
-    return await handler(request)
+    decision = None if limits is None else await limits.check(request)
+    if decision is None:
+        return await handler(request)
+    request[DECISION] = decision
+    if not decision.allowed:
+        from callfs.api.app import error_response  # the one place errors become JSON bodies
+
+        refused = error_response(RateLimitExceeded(
+            f"rate limit exceeded: at most {decision.limit} requests at once; retry in {retry_after(decision)} s"
+        ))
+        _set_headers(refused, decision)
+        return refused
+    response = await handler(request)
+    # Also here, not only when the response is prepared: a response handed back unprepared may be prepared
+    # with another request object than this one (the HTTP/3 relay's clone), which the headers hook would miss.
+    if not response.prepared:
+        _set_headers(response, decision)
+    return response
 
 
 def retry_after(decision: Decision) -> int:
@@ -157,8 +166,11 @@ def retry_after(decision: Decision) -> int:
 
 async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
     decision = request.get(DECISION)
-    if decision is None:
-        return
+    if decision is not None:
+        _set_headers(response, decision)
+
+
+def _set_headers(response: web.StreamResponse, decision: Decision) -> None:
     values = (decision.limit, decision.remaining, max(0, math.ceil(decision.reset_after - 1e-6)))
     for name, value in zip(_HEADERS, values, strict=True):
         response.headers[name] = str(value)
