@@ -8,17 +8,17 @@ from support.http import session
 
 async def test_others_can_read_but_not_write_a_0644_file(api_node: AppNode) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "api-user-0") as other:
-        async with alice.put("/v1/files/shared/doc.txt", data=b"mine") as response:
+        async with alice.put("/v1/files/common/doc.txt", data=b"mine") as response:
             assert response.status == 201
-        async with other.get("/v1/files/shared/doc.txt") as response:
+        async with other.get("/v1/files/common/doc.txt") as response:
             assert response.status == 200
-        async with other.put("/v1/files/shared/doc.txt", data=b"theirs") as response:
+        async with other.put("/v1/files/common/doc.txt", data=b"theirs") as response:
             assert response.status == 403
-        async with other.put("/v1/files/shared/new.txt", data=b"x") as response:
+        async with other.put("/v1/files/common/new.txt", data=b"x") as response:
             assert response.status == 403  # /shared is 0755 and owned by alice
-        async with other.delete("/v1/files/shared/doc.txt") as response:
+        async with other.delete("/v1/files/common/doc.txt") as response:
             assert response.status == 403
-        async with alice.get("/v1/files/shared/doc.txt") as response:
+        async with alice.get("/v1/files/common/doc.txt") as response:
             assert await response.read() == b"mine"
 
 

@@ -46,33 +46,33 @@ async def test_bytes_are_served_by_any_node(cluster_factory) -> None:  # type: i
     a, b, c = cluster_factory(3)
     payload = random.randbytes(3 << 20)
     async with session(a) as on_a, session(b) as on_b, session(c) as on_c:
-        async with on_a.put("/v1/files/shared/data.bin", data=payload) as response:
+        async with on_a.put("/v1/files/common/data.bin", data=payload) as response:
             assert response.status == 201
-        async with on_b.head("/v1/files/shared/data.bin") as response:
+        async with on_b.head("/v1/files/common/data.bin") as response:
             assert response.headers["X-CallFS-Instance-ID"] == "node-0"
-        async with on_b.get("/v1/files/shared/data.bin") as response:
+        async with on_b.get("/v1/files/common/data.bin") as response:
             assert response.status == 200
             assert hashlib.sha256(await response.read()).digest() == hashlib.sha256(payload).digest()
-        async with on_c.get("/v1/files/shared/data.bin", headers={"Range": "bytes=10-19"}) as response:
+        async with on_c.get("/v1/files/common/data.bin", headers={"Range": "bytes=10-19"}) as response:
             assert response.status == 206
             assert await response.read() == payload[10:20]
             assert response.headers["Content-Range"] == f"bytes 10-19/{len(payload)}"
         # an overwrite through another node is written where the bytes live
-        async with on_c.put("/v1/files/shared/data.bin", data=b"v2") as response:
+        async with on_c.put("/v1/files/common/data.bin", data=b"v2") as response:
             assert response.status == 200
-        async with on_b.head("/v1/files/shared/data.bin") as response:
+        async with on_b.head("/v1/files/common/data.bin") as response:
             assert response.headers["X-CallFS-Instance-ID"] == "node-0"
-        async with on_b.get("/v1/files/shared/data.bin") as response:
+        async with on_b.get("/v1/files/common/data.bin") as response:
             assert await response.read() == b"v2"
         assert blob_count(a) == 1 and blob_count(b) == 0 and blob_count(c) == 0
         # creating an existing path elsewhere says where to update it
-        async with on_b.post("/v1/files/shared/data.bin", data=b"x") as response:
+        async with on_b.post("/v1/files/common/data.bin", data=b"x") as response:
             assert response.status == 409
             body = await response.json()
         assert body["code"] == "FILE_ALREADY_EXISTS" and body["instance_id"] == "node-0"
-        assert body["update_url"] == f"{a.url}/v1/files/shared/data.bin"
+        assert body["update_url"] == f"{a.url}/v1/files/common/data.bin"
         # moves are metadata: any node does them, the bytes stay with their owner
-        async with on_c.patch("/v1/files/shared/data.bin", json={"destination": "/moved/data.bin",
+        async with on_c.patch("/v1/files/common/data.bin", json={"destination": "/moved/data.bin",
                                                                  "create_parents": True}) as response:
             assert response.status == 200
         async with on_b.get("/v1/files/moved/data.bin") as response:

