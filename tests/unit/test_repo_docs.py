@@ -20,9 +20,9 @@ REQUIRED_DOCS = ("README.md", "rest-api.md", "architecture.md", "operations.md")
 EXCLUDED = {"uv.lock"}
 
 # Built from pieces so that this file does not match itself.
-_OUTSIDE_NOTES = re.compile(r"(?:\.\./" + r"shared\b|\bshared/[\w.-]+\.md\b)")
 _SHARED_DIR = "shared" + "/"
-"""No Python file names that folder at all (``grep -rn "shared/" --include=*.py .`` stays empty)."""
+"""The design-notes folder, which no Python file names at all (a ``grep`` of the tree for it stays empty)."""
+_OUTSIDE_NOTES = re.compile(r"(?:\.\./" + r"shared\b|\b" + _SHARED_DIR + r"[\w.-]+\.md\b)")
 _TRACKER_NUMBER = re.compile(r"\bissues?\s+#?\d", re.IGNORECASE)
 _MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _ANCHOR_LINK = re.compile(r"\]\(#([^)\s]+)\)")
@@ -87,7 +87,7 @@ def relative_links(markdown: str) -> list[str]:
 
 def test_reference_patterns() -> None:
     assert _OUTSIDE_NOTES.search("see ``shared" + "/ARCHITECTURE.md``")
-    assert _OUTSIDE_NOTES.search("../" + "shared/notes")
+    assert _OUTSIDE_NOTES.search("../" + _SHARED_DIR + "notes")
     assert not _OUTSIDE_NOTES.search("PUT /v1/files/" + _SHARED_DIR + "data.bin")
     assert _TRACKER_NUMBER.search("(FUSE client contract, iss" + "ue 6)")
     assert _TRACKER_NUMBER.search("fixed in Iss" + "ue #12")
