@@ -42,9 +42,58 @@ def _met(value: object, until: Callable[[Any], object] | None) -> bool:
     return value is not None and value is not False
 
 
-def _timed_out(what: str, timeout: float, value: object, error: BaseException | None) -> AssertionError:
-    last = f"last error: {error!r}" if error is not None else f"last value: {value!r}"
-    return AssertionError(f"timed out after {timeout} s waiting for {what} ({last})")
+class _Poll:
+    """The bookkeeping shared by :func:`wait_for` and :func:`wait_for_async`: the deadline, the last value or
+    exception the condition gave, and the ``AssertionError`` that ends a wait that timed out."""
+
+    def __init__(self, timeout: float, what: str, interval: float, until: Callable[[Any], object] | None) -> None:
+        self._timeout = timeout
+        self._what = what
+        self._interval = interval
+        self._until = until
+        self._deadline = time.monotonic() + timeout
+        self._started = 0.0
+        self._value: object = None
+        self._error: BaseException | None = None
+
+    def begin(self) -> None:
+        """Note the time of an evaluation that is about to start."""
+        self._started = time.monotonic()
+
+    def met(self, value: object, error: BaseException | None) -> bool:
+        """Record what an evaluation gave (its value, or the exception of the ``ignoring`` types it raised,
+        which means "not met yet"); tell whether it ends the wait."""
+        self._value, self._error = value, error
+        return error is None and _met(value, self._until)
+
+    def pause(self) -> float:
+        """Seconds to sleep before the next evaluation; raises the timeout ``AssertionError`` when the last
+        evaluation started at or after the deadline."""
+        if self._started >= self._deadline:
+            error = self._error
+            last = f"last error: {error!r}" if error is not None else f"last value: {self._value!r}"
+            raise AssertionError(f"timed out after {self._timeout} s waiting for {self._what} ({last})") from error
+        return max(0.0, min(self._interval, self._deadline - time.monotonic()))
+
+
+def _evaluate(
+    condition: Callable[[], T | None], ignoring: tuple[type[BaseException], ...]
+) -> tuple[T | None, BaseException | None]:
+    """Call ``condition``: its value, or ``None`` and the exception of the ``ignoring`` types it raised."""
+    try:
+        return condition(), None
+    except ignoring as exc:
+        return None, exc
+
+
+async def _evaluate_async(
+    condition: Callable[[], Awaitable[T | None]], ignoring: tuple[type[BaseException], ...]
+) -> tuple[T | None, BaseException | None]:
+    """:func:`_evaluate` for a coroutine function ``condition``."""
+    try:
+        return await condition(), None
+    except ignoring as exc:
+        return None, exc
 
 
 def wait_for(
@@ -65,22 +114,13 @@ def wait_for(
 
     Raises ``AssertionError`` when ``timeout`` seconds pass without the condition being met.
     """
-    deadline = time.monotonic() + timeout
-    value: T | None = None
-    error: BaseException | None = None
+    poll = _Poll(timeout, what, interval, until)
     while True:
-        started = time.monotonic()
-        try:
-            value = condition()
-        except ignoring as exc:
-            value, error = None, exc
-        else:
-            if _met(value, until):
-                return value  # type: ignore[return-value]
-            error = None
-        if started >= deadline:
-            raise _timed_out(what, timeout, value, error) from error
-        time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+        poll.begin()
+        value, error = _evaluate(condition, ignoring)
+        if poll.met(value, error):
+            return value  # type: ignore[return-value]
+        time.sleep(poll.pause())
 
 
 async def wait_for_async(
@@ -97,19 +137,10 @@ async def wait_for_async(
     Same arguments, return value and ``AssertionError`` on timeout as :func:`wait_for`; the condition is
     awaited on each evaluation.
     """
-    deadline = time.monotonic() + timeout
-    value: T | None = None
-    error: BaseException | None = None
+    poll = _Poll(timeout, what, interval, until)
     while True:
-        started = time.monotonic()
-        try:
-            value = await condition()
-        except ignoring as exc:
-            value, error = None, exc
-        else:
-            if _met(value, until):
-                return value  # type: ignore[return-value]
-            error = None
-        if started >= deadline:
-            raise _timed_out(what, timeout, value, error) from error
-        await asyncio.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+        poll.begin()
+        value, error = await _evaluate_async(condition, ignoring)
+        if poll.met(value, error):
+            return value  # type: ignore[return-value]
+        await asyncio.sleep(poll.pause())
