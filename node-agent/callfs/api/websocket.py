@@ -90,6 +90,19 @@ async def _fail(request: web.Request, ws: web.WebSocketResponse, exc: CallFSErro
     await ws.close(code=close_code(exc), message=exc.code.encode())
 
 
+async def _refuse(
+    request: web.Request, ws: web.WebSocketResponse, error: CallFSError, cause: BaseException | None = None
+) -> web.WebSocketResponse:
+    """Answer a failed upload with ``error``: raised (from ``cause``, if any) while the connection is not
+    upgraded yet, so that it is answered over HTTP; sent by :func:`_fail` once it is."""
+    if not ws.prepared:
+        if cause is not None:
+            raise error from cause
+        raise error
+    await _fail(request, ws, error)
+    return ws
+
+
 def _peer_error(status: int, raw: bytes) -> CallFSError:
     """The error a peer answered, rebuilt from its status and JSON body."""
     try:
@@ -317,10 +330,7 @@ async def _upload(request: web.Request, path: str) -> web.StreamResponse:
     except _ClientGone:
         return ws
     except CallFSError as exc:
-        if not ws.prepared:
-            raise
-        await _fail(request, ws, exc)
-        return ws
+        return await _refuse(request, ws, exc)
     except (ConnectionError, aiohttp.ClientConnectionResetError):
         return ws
     except Exception as exc:
@@ -352,23 +362,13 @@ async def _upload_to_peer(request: web.Request, ws: web.WebSocketResponse, inode
             return ws
         error = cause if isinstance(cause, CallFSError) else BadGateway(
             f"node {inode.instance_id} at {base} did not answer: {type(exc).__name__}")
-        if not ws.prepared:
-            raise error from exc
-        await _fail(request, ws, error)
-        return ws
+        return await _refuse(request, ws, error, exc)
     except _ClientGone:
         return ws
     except CallFSError as exc:
-        if not ws.prepared:
-            raise
-        await _fail(request, ws, exc)
-        return ws
+        return await _refuse(request, ws, exc)
     if upstream.status >= 300:
-        error = _peer_error(upstream.status, raw)
-        if not ws.prepared:
-            raise error
-        await _fail(request, ws, error)
-        return ws
+        return await _refuse(request, ws, _peer_error(upstream.status, raw))
     if not ws.prepared:
         await ws.prepare(request)
     await _succeed(ws, json.loads(raw), upstream.status == 201)
