@@ -8,8 +8,6 @@ import errno
 import json
 import logging
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 from support.app_node import AppNode
 from support.http import session
-from support.machine import require
+from support.machine import tmpfs_mount
 from support.node import NodeProcess
 from support.waiting import wait_for_async
 
@@ -172,16 +170,8 @@ async def test_permission_is_checked_before_forwarding_to_a_dead_owner(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted for the test (needs root and the right to mount)."""
-    require(os.geteuid() == 0 and shutil.which("mount"), "a size-limited tmpfs mount needs root and mount(8)")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, check=False)
-    require(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
+    with tmpfs_mount(tmp_path / "small-disk", "2m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def fill(path: Path) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ import pytest
 
 from support.app_node import AppNode
 from support.http import session
-from support.machine import require
+from support.machine import tmpfs_mount
 from support.node import NodeProcess, NodeSpec, postgres_redis_sections
 from support.pg import PostgresServer, create_database, start_again, start_server, stop_server
 from support.redis_server import RedisServer, running_redis_server
@@ -311,17 +310,8 @@ async def test_redis_restart_under_load_loses_nothing(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, unmounted after the test (needs root)."""
-    require(os.geteuid() == 0 and shutil.which("mount") is not None,
-            "the full-disk test mounts a 4 MiB tmpfs, which needs root and mount(8)")
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                             capture_output=True, text=True, check=False)
-    require(mounted.returncode == 0, f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs_mount(tmp_path / "small-disk", "4m") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True, check=False)
 
 
 async def put(http: aiohttp.ClientSession, path: str, data: Any) -> tuple[int, dict[str, Any]]:

@@ -8,8 +8,12 @@ Skips for other reasons (a server that cannot report what a test checks) stay pl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -52,3 +56,22 @@ def require_fuse() -> None:
     """:func:`require` what a real FUSE mount needs: the ``/dev/fuse`` device and ``fusermount3``."""
     missing = fuse_missing()
     require(missing is None, f"FUSE mounts need {missing}")
+
+
+@contextlib.contextmanager
+def tmpfs_mount(mount_point: Path, size: str) -> Iterator[Path]:
+    """Create the directory ``mount_point`` and mount a tmpfs of ``size`` (as ``mount -o size=``, e.g.
+    ``"2m"``) on it, for a test that must fill a disk; lazily unmounted on exit.
+
+    Needs (:func:`require`) root, ``mount(8)`` and a mount that succeeds.
+    """
+    require(os.geteuid() == 0 and shutil.which("mount") is not None,
+            f"a {size} tmpfs mount (a small disk to fill) needs root and mount(8)")
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True, check=False)
+    require(mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
