@@ -245,6 +245,14 @@ class Engine:
         self.metrics.lock_released(time.perf_counter() - start, ok=True)
 
     @asynccontextmanager
+    async def hold_file(self, path: str) -> AsyncIterator[None]:
+        """Hold the write lock of the file ``path`` for the ``async with`` body, waiting like a writer (up to
+        ``dlm.wait_timeout`` seconds): while it is held no write can change the file or move its bytes to
+        another node. Raises ``LockTimeout``."""
+        async with self._lock(f"file:{path}"):
+            yield
+
+    @asynccontextmanager
     async def _lock_all(self, *keys: str) -> AsyncIterator[None]:
         """Hold the path locks ``keys`` (duplicates once), taken in sorted order so that two holders of
         overlapping sets never wait for each other in a cycle."""

@@ -9,6 +9,7 @@ the metadata again and deciding anew (:func:`serve_or_forward`, a bounded number
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -43,17 +44,23 @@ async def serve_or_forward(
     """``serve()`` the request here, or forward it to the node named by the :class:`RemoteBytes` it raises.
 
     When that node no longer holds the bytes, ``serve`` runs again with fresh metadata, up to
-    :data:`FORWARD_ATTEMPTS` times; then ``ServiceUnavailable`` (503, retryable). Raises what ``serve`` and
-    :func:`forward` raise.
+    :data:`FORWARD_ATTEMPTS` times; then ``ServiceUnavailable`` (503, retryable). A read (GET, HEAD) that
+    missed the owner once waits for the file's write lock before deciding again and holds it until it is
+    answered, so that writers taking the file over one after another cannot keep moving the bytes away from
+    it. Raises what ``serve`` and :func:`forward` raise, and ``LockTimeout``.
     """
+    moved: str | None = None
     for _ in range(FORWARD_ATTEMPTS):
-        try:
-            return await serve()
-        except RemoteBytes as remote:
+        async with contextlib.AsyncExitStack() as settled:
+            if moved is not None and request.method in ("GET", "HEAD"):
+                await settled.enter_async_context(request.app[NODE].engine.hold_file(moved))
             try:
-                return await forward(request, remote.inode)
-            except OwnerMoved:
-                continue
+                return await serve()
+            except RemoteBytes as remote:
+                try:
+                    return await forward(request, remote.inode)
+                except OwnerMoved:
+                    moved = remote.inode.path
     raise ServiceUnavailable("the bytes of this file keep moving between nodes; retry")
 
 
