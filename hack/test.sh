@@ -10,6 +10,6 @@ export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
 python -m ruff check node-agent csi operator tests bench
 python -m mypy
 bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kubernetes tools (hack/tools.sh) failed" >&2; [ "${CI:-}" != true ]; }
-# One worker per core (CALLFS_TEST_WORKERS overrides; 0 runs in this process), a test file to a worker so that
+# One worker per core (PYTEST_WORKERS overrides; not CALLFS_*, which the node reads as its config; 0 runs in this process), a test file to a worker so that
 # module fixtures start once; the servers the fixtures start are per worker.
-python -m pytest -n "${CALLFS_TEST_WORKERS:-auto}" --dist loadfile "$@"
+python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
