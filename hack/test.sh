@@ -10,6 +10,8 @@ export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
 python -m ruff check node-agent csi operator tests bench
 python -m mypy
 bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kubernetes tools (hack/tools.sh) failed" >&2; [ "${CI:-}" != true ]; }
-# One worker per core (PYTEST_WORKERS overrides; not CALLFS_*, which the node reads as its config; 0 runs in this process), a test file to a worker so that
-# module fixtures start once; the servers the fixtures start are per worker.
-python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile "$@"
+# Workers: one more than the cores, as most of the suite waits on the servers and processes it starts
+# (PYTEST_WORKERS overrides it, 0 runs in this process; not a CALLFS_* name, which a node would read as its
+# configuration). A test file goes to one worker, so module fixtures start once; the servers the fixtures start
+# (PostgreSQL, Redis, S3, the Kubernetes control plane) are per worker.
+python -m pytest -n "${PYTEST_WORKERS:-$(( $(nproc) + 1 ))}" --dist loadfile "$@"

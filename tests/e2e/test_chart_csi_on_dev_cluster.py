@@ -19,6 +19,7 @@ unless it was already there) is deleted at the end; the namespace takes the rest
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,6 +43,15 @@ NODE_PLUGIN = "callfs-csi-node"
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver"}
 SET_BY_TEST_SIDECARS = ("--csi-address=", "--leader-election=", "--timeout=")
 """Sidecar flags ``support.csi_provisioning`` sets itself (a local socket, one replica, the same timeout)."""
+_REFUSED_NAMESPACE = re.compile(r'in the namespace "([^"]+)"')
+
+
+def _about_another_namespace(line: str, namespace: str) -> bool:
+    """True when an API refusal logged by a sidecar concerns a namespace other than ``namespace``."""
+    match = _REFUSED_NAMESPACE.search(line)
+    return match is not None and match.group(1) != namespace
+
+
 READY = 120  # seconds for the controllers and kwok to schedule the pods and report them Ready
 
 
@@ -219,6 +229,9 @@ def test_claim_of_the_chart_storage_class_binds_and_grows_with_the_chart_rbac(
             # csi-provisioner reads the provisioner secret again to delete the volume.
             provisioning.delete_claim("data")
             provisioning.wait_pv_gone(pv.metadata.name)
+    # A claim another test left in its own namespace may reach these sidecars too (same driver); the chart's
+    # RBAC rightly refuses them that namespace's secrets. Every other refusal is a gap in the chart's RBAC.
     denials = [line for name in ("csi-provisioner.log", "csi-resizer.log")
-               for line in (work_dir / name).read_text(errors="replace").splitlines() if "forbidden" in line]
+               for line in (work_dir / name).read_text(errors="replace").splitlines()
+               if "forbidden" in line and not _about_another_namespace(line, kube_namespace)]
     assert not denials, "\n".join(denials[:5])
