@@ -39,7 +39,7 @@ from callfs.errors import (
     ServiceUnavailable,
 )
 from callfs.locks.base import Lease, LockService
-from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn
+from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn, TransactionConflict
 from callfs.metrics import Metrics
 from callfs.models import Inode, InodeType, Quota, SingleUseLink, utcnow
 from callfs.permissions import (
@@ -65,6 +65,8 @@ Precondition = Callable[[Inode | None], None]
 
 # Times to re-read metadata when a blob vanished under a reader because an overwrite just replaced it.
 _OPEN_RETRIES = 3
+COMMIT_ATTEMPTS = 3
+"""Times a write's metadata transaction runs when the store keeps aborting it to break deadlocks."""
 
 SYSTEM_DIRECTORIES = (
     "/volumes", "/volumes/.csi", "/snapshots", "/snapshots/.csi", "/snapshots/.csi/groups", "/archive",
@@ -457,7 +459,7 @@ class Engine:
                 raise
             try:
                 with self.metrics.time_metadata("write_file"):
-                    result, replaced = await self._commit_write(
+                    result, replaced = await self._commit_write_retrying(
                         caller, path, target, blob_id, writer.bytes_written, create_only, precondition
                     )
             except CommitUncertain:
@@ -494,6 +496,20 @@ class Engine:
         if create_only:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
         require(caller, current, WRITE, "write")
+
+    async def _commit_write_retrying(
+        self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
+        precondition: Precondition | None,
+    ) -> tuple[WriteResult, Inode | None]:
+        """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
+        to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
+        reads everything it decides on afresh. Raises ``TransactionConflict`` when every attempt was aborted."""
+        for _ in range(COMMIT_ATTEMPTS - 1):
+            try:
+                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
+            except TransactionConflict:
+                log.info("metadata transaction for %s aborted by a conflict; running it again", path)
+        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
 
     async def _commit_write(
         self,

@@ -124,22 +124,31 @@ async def test_sigterm_lets_an_inflight_upload_finish(node: NodeProcess) -> None
         assert response.headers["X-CallFS-Size"] == str(40 * 256 * 1024)
 
 
-def break_connection_at_commit(monkeypatch: pytest.MonkeyPatch, *, after_commit: bool) -> list[int]:
-    """Make the next PostgreSQL COMMIT lose its connection, after the server committed (``after_commit``) or
-    before; returns a list that counts the faults injected (at most one)."""
+def fail_commits(monkeypatch: pytest.MonkeyPatch, error: Exception, *, after_commit: bool = False,
+                 times: int = 1) -> list[int]:
+    """Make the next ``times`` PostgreSQL COMMITs raise ``error``, after the server committed (``after_commit``)
+    or instead of committing; returns a list that counts the faults injected."""
     original = asyncpg.transaction.Transaction.commit
     injected: list[int] = []
 
     async def commit(self: asyncpg.transaction.Transaction) -> None:
-        if injected:
+        if len(injected) == times:
             return await original(self)
         injected.append(1)
         if after_commit:
             await original(self)
-        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        raise error
 
     monkeypatch.setattr(asyncpg.transaction.Transaction, "commit", commit)
     return injected
+
+
+def connection_lost() -> Exception:
+    return asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
+def serialization_failure() -> Exception:
+    return asyncpg.exceptions.SerializationError("could not serialize access due to concurrent update")
 
 
 async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
@@ -151,7 +160,7 @@ async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
     async with session(node) as http:
         async with http.put("/v1/files/doc.txt", data=b"old") as response:
             assert response.status == 201
-        injected = break_connection_at_commit(monkeypatch, after_commit=True)
+        injected = fail_commits(monkeypatch, connection_lost(), after_commit=True)
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 503, await response.text()
             assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
@@ -179,7 +188,7 @@ async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
     async with session(node) as http:
         async with http.put("/v1/files/doc.txt", data=b"old") as response:
             assert response.status == 201
-        break_connection_at_commit(monkeypatch, after_commit=False)
+        fail_commits(monkeypatch, connection_lost())
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 503
         async with http.get("/v1/files/doc.txt") as response:
@@ -187,3 +196,37 @@ async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
     assert len(blob_files(node)) == 2, "the uncommitted blob is kept until the sweep"
     assert sweep_orphans(node) == 1
     assert len(blob_files(node)) == 1
+
+
+async def test_a_write_aborted_by_a_conflict_runs_its_transaction_again(
+    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aborts a transaction to break a deadlock or a serialization conflict; the bytes are written
+    already, so the node runs the metadata transaction again instead of failing the upload."""
+    node = app_node_factory(**postgres_redis_sections(request))
+    async with session(node) as http:
+        async with http.put("/v1/files/doc.txt", data=b"old") as response:
+            assert response.status == 201
+        injected = fail_commits(monkeypatch, serialization_failure(), times=2)
+        async with http.put("/v1/files/doc.txt", data=b"new content") as response:
+            assert response.status == 200, await response.text()
+        assert injected == [1, 1]
+        async with http.get("/v1/files/doc.txt") as response:
+            assert await response.read() == b"new content"
+    assert len(blob_files(node)) == 1
+
+
+async def test_a_write_aborted_by_conflicts_every_time_is_503_and_writes_nothing(
+    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = app_node_factory(**postgres_redis_sections(request))
+    async with session(node) as http:
+        async with http.put("/v1/files/doc.txt", data=b"old") as response:
+            assert response.status == 201
+        fail_commits(monkeypatch, serialization_failure(), times=3)
+        async with http.put("/v1/files/doc.txt", data=b"new content") as response:
+            assert response.status == 503, await response.text()
+            assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
+        async with http.get("/v1/files/doc.txt") as response:
+            assert await response.read() == b"old"
+    assert len(blob_files(node)) == 1, "the refused write's blob is deleted at once"

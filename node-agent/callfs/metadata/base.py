@@ -31,6 +31,11 @@ class CommitUncertain(MetadataUnavailable):
     """
 
 
+class TransactionConflict(MetadataUnavailable):
+    """The store aborted the transaction to break a deadlock or a serialization conflict with a concurrent one:
+    nothing was committed, and running the transaction again may succeed. HTTP 503."""
+
+
 class UniqueViolation(Exception):
     """A statement would give a key (a path) a second row: a concurrent transaction committed that key first."""
 

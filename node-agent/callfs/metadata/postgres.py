@@ -21,7 +21,13 @@ from typing import Any
 import asyncpg
 
 from callfs.metadata.autocommit import AutocommitOperations
-from callfs.metadata.base import CommitUncertain, MetadataTxn, MetadataUnavailable, UniqueViolation
+from callfs.metadata.base import (
+    CommitUncertain,
+    MetadataTxn,
+    MetadataUnavailable,
+    TransactionConflict,
+    UniqueViolation,
+)
 from callfs.metadata.rows import (
     INSERT_MIGRATION,
     SELECT_MIGRATIONS,
@@ -145,8 +151,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 @contextmanager
 def _connection_errors() -> Iterator[None]:
-    """Turn connection failures raised in the block into :class:`MetadataUnavailable`, and a duplicate key
-    into :class:`UniqueViolation`.
+    """Turn connection failures raised in the block into :class:`MetadataUnavailable`, a duplicate key into
+    :class:`UniqueViolation`, and a deadlock or serialization failure into :class:`TransactionConflict`.
 
     A context manager rather than a wrapper of awaitables: asyncpg raises some of them while *building* the
     call (a detached pool connection), before there is anything to await.
@@ -155,6 +161,8 @@ def _connection_errors() -> Iterator[None]:
         yield
     except asyncpg.UniqueViolationError as exc:
         raise UniqueViolation(f"PostgreSQL: {exc}") from exc
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        raise TransactionConflict(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):
             raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
@@ -358,6 +366,8 @@ class PostgresStore(AutocommitOperations):
             try:
                 with _connection_errors():
                     await txn.commit()
+            except TransactionConflict:
+                raise  # the server refused to commit: nothing was
             except MetadataUnavailable as exc:
                 # COMMIT was sent, or was about to be, when the connection went: the server may have committed.
                 raise CommitUncertain(f"{exc.message}; the transaction may have committed") from exc
