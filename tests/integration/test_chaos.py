@@ -201,8 +201,12 @@ async def listed_files(http: aiohttp.ClientSession, root: str) -> dict[str, int]
 
 async def audit(node: NodeSpec, ledger: Ledger, root: str, blobs: Path | None, *, other_files: int = 0) -> None:
     """Nothing lost or half-written below ``root``, the listing agrees with the reads, and (``blobs``: the local
-    backend root of a node holding only these files and ``other_files`` more) no orphan blob or temp file."""
+    backend root of a node holding only these files and ``other_files`` more) no temp file, and no orphan blob
+    once the node's orphan sweep has run (a write whose COMMIT lost its connection keeps its blob, as the commit
+    may have landed; the sweep frees it otherwise)."""
     await wait_ready(node, 200, "the node to be ready")
+    if blobs is not None and isinstance(node, AppNode):
+        await asyncio.to_thread(node.sweep_orphans)  # a subprocess node swept at its restart
     async with session(node) as http:
         found = await read_all(http, sorted(ledger.candidates))
         listing = await listed_files(http, root)

@@ -169,16 +169,9 @@ async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
             assert response.status == 200, await response.text()
             assert await response.read() == b"new content"
     assert len(blob_files(node)) == 2, "the new blob is kept; the replaced one waits for the sweep"
-    assert sweep_orphans(node) == 1
+    assert node.sweep_orphans() == 1
     async with session(node) as http, http.get("/v1/files/doc.txt") as response:
         assert await response.read() == b"new content"
-
-
-def sweep_orphans(node: AppNode) -> int:
-    """Run the node's orphan sweep (no minimum age) on its own loop; returns the number of blobs removed."""
-    assert node.node is not None and node._loop is not None
-    sweep = node.node.engine.sweep_orphans(at_start=False, min_age=0)
-    return asyncio.run_coroutine_threadsafe(sweep, node._loop).result(30)
 
 
 async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
@@ -194,7 +187,7 @@ async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
         async with http.get("/v1/files/doc.txt") as response:
             assert await response.read() == b"old"
     assert len(blob_files(node)) == 2, "the uncommitted blob is kept until the sweep"
-    assert sweep_orphans(node) == 1
+    assert node.sweep_orphans() == 1
     assert len(blob_files(node)) == 1
 
 

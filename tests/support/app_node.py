@@ -116,6 +116,13 @@ class AppNode(NodeSpec):
         self.stop()
         self.start()
 
+    def sweep_orphans(self) -> int:
+        """Run the node's orphan sweep now (no minimum age) on its own loop; returns the blobs it removed."""
+        if self.node is None or self._loop is None:
+            raise RuntimeError(f"node at {self.url} is not running")
+        sweep = self.node.engine.sweep_orphans(at_start=False, min_age=0)
+        return asyncio.run_coroutine_threadsafe(sweep, self._loop).result(STOP_TIMEOUT)
+
 
 @pytest.fixture
 def app_node_factory(tmp_path: Path) -> Iterator[Callable[..., AppNode]]:
