@@ -262,14 +262,10 @@ async def serve(socket_path: str, service: MountService, stop: asyncio.Event) ->
     # SECURITY: whoever can connect has callfs-mount run as this service's user (root, with /dev/fuse and mount
     # propagation): the socket is born 0600, with no moment in which another user could connect.
     previous = os.umask(0o177)
-    # Bound and listening under a temporary name first, then renamed into place: a client that sees the socket
-    # file can connect (between bind and listen a connection would be refused).
-    pending = f"{socket_path}.{os.getpid()}.new"
     try:
-        server = await asyncio.start_unix_server(service.handle, path=pending)
+        server = await asyncio.start_unix_server(service.handle, path=socket_path)
     finally:
         os.umask(previous)
-    os.replace(pending, socket_path)
     log.info("listening on %s (callfs-mount: %s)", socket_path, " ".join(service.mount_command))
     try:
         async with server:

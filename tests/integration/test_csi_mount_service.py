@@ -94,6 +94,16 @@ class ServiceProcess:
         self.process.wait()
 
 
+def accepts_connections(path: Path) -> bool:
+    """True when a unix socket at ``path`` accepts a connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class Rig:
     """The processes and cgroups of one test, all stopped and removed by :meth:`close`."""
@@ -127,7 +137,8 @@ class Rig:
                  "--socket", str(sock)], stdout=out, stderr=subprocess.STDOUT)
         service = ServiceProcess(sock, log, process)
         self.services.append(service)
-        poll(lambda: sock.exists() or process.poll() is not None, START_TIMEOUT, "the service socket")
+        # Listening, not only bound: between bind and listen the socket file exists but refuses connections.
+        poll(lambda: accepts_connections(sock) or process.poll() is not None, START_TIMEOUT, "the service socket")
         assert process.poll() is None, service.log_text()
         return service
 
