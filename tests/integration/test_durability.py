@@ -151,15 +151,22 @@ def serialization_failure() -> Exception:
     return asyncpg.exceptions.SerializationError("could not serialize access due to concurrent update")
 
 
+@pytest.fixture
+async def pg_node(app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest) -> AppNode:
+    """A node on PostgreSQL + Redis holding ``/doc.txt`` = ``old``."""
+    node = app_node_factory(**postgres_redis_sections(request))
+    async with session(node) as http, http.put("/v1/files/doc.txt", data=b"old") as response:
+        assert response.status == 201
+    return node
+
+
 async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
-    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    pg_node: AppNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection breaks after the server committed an overwrite: the node cannot know, answers 503, and
     must not delete the bytes the committed inode now points at."""
-    node = app_node_factory(**postgres_redis_sections(request))
+    node = pg_node
     async with session(node) as http:
-        async with http.put("/v1/files/doc.txt", data=b"old") as response:
-            assert response.status == 201
         injected = fail_commits(monkeypatch, connection_lost(), after_commit=True)
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 503, await response.text()
@@ -175,12 +182,10 @@ async def test_a_commit_whose_outcome_is_unknown_keeps_the_new_bytes(
 
 
 async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
-    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    pg_node: AppNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node = app_node_factory(**postgres_redis_sections(request))
+    node = pg_node
     async with session(node) as http:
-        async with http.put("/v1/files/doc.txt", data=b"old") as response:
-            assert response.status == 201
         fail_commits(monkeypatch, connection_lost())
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 503
@@ -192,14 +197,12 @@ async def test_a_commit_that_did_not_land_leaves_an_orphan_the_sweep_removes(
 
 
 async def test_a_write_aborted_by_a_conflict_runs_its_transaction_again(
-    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    pg_node: AppNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL aborts a transaction to break a deadlock or a serialization conflict; the bytes are written
     already, so the node runs the metadata transaction again instead of failing the upload."""
-    node = app_node_factory(**postgres_redis_sections(request))
+    node = pg_node
     async with session(node) as http:
-        async with http.put("/v1/files/doc.txt", data=b"old") as response:
-            assert response.status == 201
         injected = fail_commits(monkeypatch, serialization_failure(), times=2)
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 200, await response.text()
@@ -210,12 +213,10 @@ async def test_a_write_aborted_by_a_conflict_runs_its_transaction_again(
 
 
 async def test_a_write_aborted_by_conflicts_every_time_is_503_and_writes_nothing(
-    app_node_factory: Callable[..., AppNode], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    pg_node: AppNode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node = app_node_factory(**postgres_redis_sections(request))
+    node = pg_node
     async with session(node) as http:
-        async with http.put("/v1/files/doc.txt", data=b"old") as response:
-            assert response.status == 201
         fail_commits(monkeypatch, serialization_failure(), times=3)
         async with http.put("/v1/files/doc.txt", data=b"new content") as response:
             assert response.status == 503, await response.text()
