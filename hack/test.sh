@@ -10,9 +10,10 @@ export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
 python -m ruff check node-agent csi operator tests bench
 python -m mypy
 bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kubernetes tools (hack/tools.sh) failed" >&2; [ "${CI:-}" != true ]; }
-# Workers: one per core; more starve the Kubernetes control planes each worker runs (PYTEST_WORKERS overrides
-# it, 0 runs in this process; not a CALLFS_* name, which a node would read as its configuration). Tests are
-# spread one by one and an idle worker takes over another's queue (worksteal), so one long file cannot hold up
-# the end of the run; the servers the fixtures start (PostgreSQL, Redis, S3, the Kubernetes control plane) are
-# per worker.
-python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
+# Workers: one more than the cores (much of a test's time is spent waiting on servers). Every test that uses
+# the Kubernetes control plane (all of tests/e2e) runs on one worker, since two control planes on a small
+# machine starve each other; the other workers share the rest, test by test (`--dist loadgroup` selects that
+# scheduling, defined in tests/support/kube.py). PYTEST_WORKERS overrides the count (0 runs in this process); it is not a CALLFS_* name, which a
+# node would read as its configuration. The servers the fixtures start (PostgreSQL, Redis, S3, the control
+# plane) are per worker.
+python -m pytest -n "${PYTEST_WORKERS:-$(($(nproc) + 1))}" --dist loadgroup "$@"

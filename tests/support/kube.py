@@ -27,11 +27,13 @@ import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
+from xdist.scheduler import LoadScopeScheduling
 
 from support.machine import in_ci, unavailable
 
@@ -49,6 +51,8 @@ NODE_COUNT = 3
 """Fake (kwok) nodes in the test cluster, named ``kwok-node-0`` .. ``kwok-node-2``."""
 
 UP_TIMEOUT = 240  # seconds for `dev-cluster.sh up` (the cluster is normally ready in well under a minute)
+KUBE_TEST_DIR = "tests/e2e/"  # every test that uses the control plane lives here (one xdist work unit)
+KUBE_GROUP = "kube-control-plane"
 DOWN_TIMEOUT = 120  # seconds for `dev-cluster.sh down`
 LOG_LINES = 200  # lines of each component log attached to a failing test
 
@@ -248,6 +252,33 @@ def kube_namespace(kube_api: kclient.ApiClient) -> Iterator[str]:
         except kclient.ApiException as e:
             if e.status != 404:  # a test may delete its namespace itself
                 raise
+
+
+class _OneControlPlaneScheduling(LoadScopeScheduling):
+    """pytest-xdist scheduling: every test under ``KUBE_TEST_DIR`` on one worker, every other test on its own.
+
+    Each worker that runs a control-plane test starts its own control plane (etcd, kube-apiserver,
+    controller-manager, scheduler, kwok); on a small machine two of them starve each other's controllers. One
+    work unit for all of them means one worker and one control plane, while the other workers share the rest
+    of the suite test by test. (xdist's own ``loadgroup`` cannot do this with pytest 9.2: it renames
+    ``item._nodeid``, which pytest no longer reads.)
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        return KUBE_GROUP if nodeid.startswith(KUBE_TEST_DIR) else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    """Use ``_OneControlPlaneScheduling`` for ``--dist loadgroup``; other modes keep pytest-xdist's own."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return _OneControlPlaneScheduling(config, log)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a control-plane test outside ``KUBE_TEST_DIR``: the scheduler would give it a second control plane."""
+    if "kube_cluster" in getattr(item, "fixturenames", ()) and not item.nodeid.startswith(KUBE_TEST_DIR):
+        pytest.fail(f"{item.nodeid} uses the Kubernetes control plane: move it under {KUBE_TEST_DIR}", pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True)
