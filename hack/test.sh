@@ -13,7 +13,7 @@ bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kube
 # Workers: one more than the cores (much of a test's time is spent waiting on servers). Every test that uses
 # the Kubernetes control plane (all of tests/e2e) runs on one worker, since two control planes on a small
 # machine starve each other; the other workers share the rest, test by test (`--dist loadgroup` selects that
-# scheduling, defined in tests/support/kube.py). PYTEST_WORKERS overrides the count (0 runs in this process); it is not a CALLFS_* name, which a
-# node would read as its configuration. The servers the fixtures start (PostgreSQL, Redis, S3, the control
-# plane) are per worker.
+# scheduling, defined in tests/support/kube.py). PYTEST_WORKERS overrides the count (0 runs in this
+# process); it is not a CALLFS_* name, which a node would read as its configuration. The servers the
+# fixtures start (PostgreSQL, Redis, S3, the control plane) are per worker.
 python -m pytest -n "${PYTEST_WORKERS:-$(($(nproc) + 1))}" --dist loadgroup "$@"
