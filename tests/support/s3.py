@@ -56,13 +56,15 @@ REGION = "us-east-1"
 
 @dataclass(frozen=True)
 class S3Server:
-    """A running server: ``endpoint`` is ``http://127.0.0.1:<port>``; the keys are accepted by it."""
+    """A running server: ``endpoint`` is ``http://127.0.0.1:<port>``; the keys are accepted by it.
+    ``filer_endpoint`` is SeaweedFS's filer HTTP API (``""`` for other kinds)."""
 
     kind: str
     endpoint: str
     access_key: str
     secret_key: str
     region: str = REGION
+    filer_endpoint: str = ""
 
     def client(self, *, secret_key: str | None = None) -> Any:
         """A synchronous boto3 S3 client for test setup and inspection (path-style, one attempt per call)."""
@@ -269,6 +271,7 @@ def running_seaweedfs(workdir: Path, *, port: int | None = None) -> Iterator[S3S
         endpoint=f"http://127.0.0.1:{ports.s3}",
         access_key="CALLFS" + secrets.token_hex(7).upper(),
         secret_key=secrets.token_urlsafe(30),
+        filer_endpoint=f"http://127.0.0.1:{ports.filer}",
     )
     identities = workdir / "s3-identities.json"
     _write_identities(identities, server.access_key, server.secret_key)
