@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callfs.errors import AlreadyExists, ServiceUnavailable
-from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
+from callfs.models import FileBlock, Inode, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(ServiceUnavailable):
@@ -104,6 +104,39 @@ class MetadataTxn(Protocol):
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` (not ``path`` itself), in listing order per depth."""
+        ...
+
+    async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
+        """The block list of the file numbered ``ino`` from index ``start`` on, by index (holes absent)."""
+        ...
+
+    async def replace_blocks(
+        self, inode: Inode, changed: Sequence[FileBlock], stored_sizes: dict[str, int], count: int
+    ) -> None:
+        """Put ``changed`` into the block list of ``inode`` and drop the blocks at index ``count`` and above,
+        moving block reference counts along (rows are created with ``stored_sizes[hash]`` stored bytes; a
+        count reaching zero records the time, for the garbage collector). Raises ``ValueError`` when a changed
+        block lies at or past ``count``."""
+        ...
+
+    async def release_blocks(self, inode: Inode) -> None:
+        """Drop the whole block list of ``inode`` (a no-op for the blob layout)."""
+        ...
+
+    async def unreferenced_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` hashes of blocks unreferenced since ``before`` or earlier, oldest first."""
+        ...
+
+    async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
+        """Delete a block's row if it is still unreferenced; ``True`` when deleted (its bytes may then go)."""
+        ...
+
+    async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
+        """True when the block has a row (referenced, or awaiting collection)."""
+        ...
+
+    async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
+        """``(blocks, plaintext bytes, stored bytes)`` over the block rows of ``backend``/``location``."""
         ...
 
     async def insert_link(self, link: SingleUseLink) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from callfs import paths
 from callfs.metadata.base import TargetExists, UniqueViolation
-from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink, utcnow
+from callfs.models import FileBlock, Inode, InodeType, Layout, NodeRecord, Quota, SingleUseLink, utcnow
 
 ROOT_MODE = 0o1777
 """Permission bits of the root directory created by ``start()`` (world-writable, sticky)."""
@@ -111,11 +111,14 @@ def check_rename(src: str, dst: str) -> None:
 
 # --- Inode rows --------------------------------------------------------------------------------------------
 
-INODE_SELECT = "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
+INODE_SELECT = (
+    "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout"
+)
 """Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
 
 INODE_WRITE = (
-    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
+    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, "
+    "ino, layout"
 )
 """Columns written by insert/update, in the order :func:`inode_params` produces."""
 
@@ -135,6 +138,8 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         backend=row[9],
         blob_id=row[10],
         instance_id=row[11],
+        ino=int(row[12]),
+        layout=Layout(row[13]),
     )
 
 
@@ -156,6 +161,8 @@ def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
         inode.backend,
         inode.blob_id,
         inode.instance_id,
+        inode.ino,
+        inode.layout.value,
     )
 
 
@@ -222,7 +229,8 @@ INSERT_INODE = (
 )
 UPDATE_INODE = (
     "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
-    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15 "
+    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15, "
+    "ino = $16, layout = $17 "
     "WHERE path = $1 RETURNING path"
 )
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
@@ -316,6 +324,42 @@ def select_quotas(count: int) -> str:
 def quota_from_row(row: Sequence[Any]) -> Quota:
     return Quota(path=row[0], bytes_limit=row[1], inodes_limit=row[2], bytes_used=int(row[3]),
                  inodes_used=int(row[4]))
+
+
+# Blocks: a file's block list (``file_blocks``, keyed by inode number) and one reference-counted row per stored
+# block (``blocks``, keyed by backend, location and SHA-256). ``location`` is the owning node's instance id for a
+# node-local backend and '' for a shared one; ``unreferenced_since`` is when ``refs`` last dropped to zero.
+SELECT_FILE_BLOCKS = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 ORDER BY idx"
+SELECT_FILE_BLOCKS_FROM = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 AND idx >= $2 ORDER BY idx"
+DELETE_FILE_BLOCK = "DELETE FROM file_blocks WHERE ino = $1 AND idx = $2"
+DELETE_FILE_BLOCKS_FROM = "DELETE FROM file_blocks WHERE ino = $1 AND idx >= $2"
+INSERT_FILE_BLOCK = "INSERT INTO file_blocks (ino, idx, hash, size) VALUES ($1, $2, $3, $4)"
+ACQUIRE_BLOCK = (
+    "INSERT INTO blocks (backend, location, hash, size, stored_size, refs, unreferenced_since) "
+    "VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (backend, location, hash) DO UPDATE SET "
+    "refs = blocks.refs + excluded.refs, unreferenced_since = NULL"
+)
+RELEASE_BLOCK = (
+    "UPDATE blocks SET refs = refs - $4, "
+    "unreferenced_since = CASE WHEN refs - $4 = 0 THEN $5 ELSE unreferenced_since END "
+    "WHERE backend = $1 AND location = $2 AND hash = $3"
+)
+SELECT_BLOCK_SIZES = "SELECT hash, stored_size FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
+UNREFERENCED_BLOCKS = (
+    "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND refs = 0 AND unreferenced_since <= $3 "
+    "ORDER BY unreferenced_since LIMIT $4"
+)
+FORGET_BLOCK = "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND refs = 0 RETURNING hash"
+BLOCK_KNOWN = "SELECT 1 FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
+BLOCK_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM blocks "
+    "WHERE backend = $1 AND location = $2"
+)
+
+
+def block_location(instance_id: str | None) -> str:
+    """The ``location`` column of a block: the owning node's instance id, ``''`` on a shared backend."""
+    return instance_id or ""
 
 
 INSERT_MIGRATION = "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
@@ -458,11 +502,14 @@ class Queries:
         (``path`` first).
 
         One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
-        transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here).
+        transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here). The block
+        lists of the deleted files are released in the same transaction.
         """
         low, high = subtree_bounds(path)
         deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
         await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
+        for inode in deleted:
+            await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
 
     async def rename_subtree(self, src: str, dst: str) -> int:
@@ -492,6 +539,73 @@ class Queries:
             return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
         except UniqueViolation as exc:
             raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
+
+    async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
+        """The block list of the file numbered ``ino`` from block index ``start`` on, ordered by index (holes,
+        which read as zeros, are simply absent)."""
+        sql, params = (SELECT_FILE_BLOCKS, (ino,)) if start == 0 else (SELECT_FILE_BLOCKS_FROM, (ino, start))
+        return [FileBlock(int(r[0]), r[1], int(r[2])) for r in await self._x.fetch(sql, params)]
+
+    async def replace_blocks(
+        self, inode: Inode, changed: Sequence[FileBlock], stored_sizes: dict[str, int], count: int
+    ) -> None:
+        """Make the block list of ``inode`` (by its ``ino``) hold ``changed`` and drop every block at index
+        ``count`` or above; other blocks stay. Each block entering the list gains a reference on the
+        ``blocks`` row of the inode's backend and location (created with ``stored_sizes[hash]`` bytes), each
+        leaving it loses one; a row whose count reaches zero records when, for the garbage collector.
+
+        Raises ``ValueError`` when a changed block lies at or past ``count``.
+        """
+        if any(b.index >= count for b in changed):
+            raise ValueError("a changed block lies past the new end of the file")
+        backend, location = inode.backend or "", block_location(inode.instance_id)
+        indexes = sorted({b.index for b in changed})
+        leaving: dict[str, int] = {}
+        for index in indexes:
+            for row in await self._x.fetch(DELETE_FILE_BLOCK + " RETURNING hash", (inode.ino, index)):
+                leaving[row[0]] = leaving.get(row[0], 0) + 1
+        for row in await self._x.fetch(DELETE_FILE_BLOCKS_FROM + " RETURNING hash", (inode.ino, count)):
+            leaving[row[0]] = leaving.get(row[0], 0) + 1
+        entering: dict[str, int] = {}
+        for block in sorted(changed, key=lambda b: b.index):
+            await self._x.count(INSERT_FILE_BLOCK, (inode.ino, block.index, block.hash, block.size))
+            entering[block.hash] = entering.get(block.hash, 0) + 1
+        sizes = {b.hash: b.size for b in changed}
+        for block_hash in sorted(entering):
+            net = entering[block_hash] - leaving.pop(block_hash, 0)
+            if net > 0:
+                await self._x.count(ACQUIRE_BLOCK, (
+                    backend, location, block_hash, sizes[block_hash], stored_sizes.get(block_hash, 0), net,
+                ))
+            elif net < 0:
+                leaving[block_hash] = -net
+        now = self._x.encode_time(utcnow())
+        for block_hash in sorted(leaving):
+            await self._x.count(RELEASE_BLOCK, (backend, location, block_hash, leaving[block_hash], now))
+
+    async def release_blocks(self, inode: Inode) -> None:
+        """Drop the whole block list of ``inode`` (its references go; the bytes stay until collected)."""
+        if inode.layout is Layout.BLOCKS:
+            await self.replace_blocks(inode, (), {}, 0)
+
+    async def unreferenced_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` blocks of ``backend``/``location`` unreferenced since ``before`` or earlier, oldest
+        first."""
+        rows = await self._x.fetch(UNREFERENCED_BLOCKS, (backend, location, self._x.encode_time(before), limit))
+        return [r[0] for r in rows]
+
+    async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
+        """Delete the row of a block if it is still unreferenced; ``True`` when deleted (its bytes may go)."""
+        return bool(await self._x.fetch(FORGET_BLOCK, (backend, location, block_hash)))
+
+    async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
+        """True when a ``blocks`` row exists for the block (referenced or awaiting collection)."""
+        return bool(await self._x.fetch(BLOCK_KNOWN, (backend, location, block_hash)))
+
+    async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
+        """``(blocks, plaintext bytes, stored bytes)`` of the block rows of ``backend``/``location``."""
+        rows = await self._x.fetch(BLOCK_TOTALS, (backend, location))
+        return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name)."""
