@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from callfs.metadata.base import MetadataStore
+from callfs.metadata.base import BlockNotReserved, MetadataStore
 from callfs.metadata.postgres import MIGRATIONS as PG_MIGRATIONS
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from callfs.models import FileBlock, Inode, InodeType, Layout, utcnow
@@ -113,64 +113,86 @@ async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
 # --- block lists and reference counts ------------------------------------------------------------------------
 
 
+async def reserve(store: MetadataStore, *names: str, size: int = 4) -> None:
+    for name in names:
+        assert await store.reserve_block("localfs", "node-a", name, size, size + 1) is not None
+
+
+async def claimable(store: MetadataStore) -> list[str]:
+    """What a collection with no grace left would claim now (claims them)."""
+    return await store.claim_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 100)
+
+
 async def test_block_lists_follow_the_inode_number_across_a_rename(metadata_store: MetadataStore) -> None:
     inode = blocks_file("/f", size=10)
     assert await metadata_store.insert(inode)
-    await metadata_store.replace_blocks(inode, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 6)],
-                                        {H["a"]: 5, H["b"]: 7}, 2)
+    await reserve(metadata_store, H["a"], H["b"])
+    await metadata_store.replace_blocks(inode, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 6)], 2)
     await metadata_store.rename_subtree("/f", "/g")
     moved = await metadata_store.get("/g")
     assert moved is not None and moved.ino == inode.ino
     assert await metadata_store.file_blocks(moved.ino) == [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 6)]
     assert await metadata_store.file_blocks(moved.ino, start=1) == [FileBlock(1, H["b"], 6)]
-    assert await metadata_store.block_totals("localfs", "node-a") == (2, 10, 12)
+    assert await metadata_store.block_totals("localfs", "node-a") == (2, 8, 10)
 
 
 async def test_reference_counts_free_a_block_only_when_its_last_file_lets_go(metadata_store: MetadataStore) -> None:
     one, two = blocks_file("/one"), blocks_file("/two")
     await metadata_store.insert(one)
     await metadata_store.insert(two)
-    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4)], {}, 2)
-    await metadata_store.replace_blocks(two, [FileBlock(0, H["b"], 4)], {}, 1)
-    later = utcnow() + timedelta(seconds=1)
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", later, 10) == []
+    await reserve(metadata_store, H["a"], H["b"], H["c"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4)], 2)
+    await metadata_store.replace_blocks(two, [FileBlock(0, H["b"], 4)], 1)
     # Overwriting block 1 of /one lets go of b once; /two still holds it.
-    await metadata_store.replace_blocks(one, [FileBlock(1, H["c"], 4)], {}, 2)
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", later, 10) == []
+    await metadata_store.replace_blocks(one, [FileBlock(1, H["c"], 4)], 2)
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == []  # nothing old enough
+    assert await claimable(metadata_store) == []
     # Deleting /two releases its list in the same transaction: b is now unreferenced, and only b.
     async with metadata_store.transaction() as txn:
         await txn.delete_subtree("/two")
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 10) == [
-        H["b"]
-    ]
-    # Not before its time: nothing unreferenced since before the release.
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", T0, 10) == []
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == []  # still within its grace
+    assert await claimable(metadata_store) == [H["b"]]
+    # Claimed: it can be neither reserved nor referenced any more, until its row is forgotten.
+    assert await metadata_store.reserve_block("localfs", "node-a", H["b"], 4, 5) is None
+    with pytest.raises(BlockNotReserved):
+        await metadata_store.replace_blocks(one, [FileBlock(1, H["b"], 4)], 2)
+    assert await metadata_store.file_blocks(one.ino) == [FileBlock(0, H["a"], 4), FileBlock(1, H["c"], 4)]
+    # A collection cut short is claimed again by the next one.
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == [H["b"]]
     assert await metadata_store.forget_block("localfs", "node-a", H["b"])
     assert not await metadata_store.block_known("localfs", "node-a", H["b"])
-    # A referenced block cannot be forgotten.
+    # A referenced block cannot be claimed nor forgotten.
     assert not await metadata_store.forget_block("localfs", "node-a", H["a"])
 
 
-async def test_a_block_referenced_again_before_collection_is_kept(metadata_store: MetadataStore) -> None:
+async def test_a_block_reserved_again_before_collection_is_kept(metadata_store: MetadataStore) -> None:
     one = blocks_file("/one")
     await metadata_store.insert(one)
-    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], {}, 1)
-    await metadata_store.replace_blocks(one, [], {}, 0)  # truncated to nothing: a is unreferenced
-    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], {}, 1)  # and referenced again
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 10) == []
-    assert not await metadata_store.forget_block("localfs", "node-a", H["a"])
+    await reserve(metadata_store, H["a"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], 1)
+    assert await metadata_store.reserve_block("localfs", "node-a", H["a"], 4, 5) == 1  # stored: skip the write
+    await metadata_store.replace_blocks(one, [], 0)  # truncated to nothing: a is unreferenced
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], 1)  # and referenced again
+    assert await claimable(metadata_store) == []
+
+
+async def test_a_block_never_reserved_cannot_be_referenced(metadata_store: MetadataStore) -> None:
+    one = blocks_file("/one")
+    await metadata_store.insert(one)
+    with pytest.raises(BlockNotReserved):
+        await metadata_store.replace_blocks(one, [FileBlock(0, H["f"], 4)], 1)
+    assert await metadata_store.file_blocks(one.ino) == []
 
 
 async def test_one_block_twice_in_a_file_counts_twice(metadata_store: MetadataStore) -> None:
     one = blocks_file("/zeros")
     await metadata_store.insert(one)
-    await metadata_store.replace_blocks(one, [FileBlock(0, H["d"], 4), FileBlock(1, H["d"], 4)], {}, 2)
-    await metadata_store.replace_blocks(one, [], {}, 1)  # drops index 1 only
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 10) == []
+    await reserve(metadata_store, H["d"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["d"], 4), FileBlock(1, H["d"], 4)], 2)
+    await metadata_store.replace_blocks(one, [], 1)  # drops index 1 only
+    assert await claimable(metadata_store) == []
     await metadata_store.release_blocks(one)
-    assert await metadata_store.unreferenced_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 10) == [
-        H["d"]
-    ]
+    assert await claimable(metadata_store) == [H["d"]]
     assert await metadata_store.file_blocks(one.ino) == []
 
 
@@ -178,4 +200,4 @@ async def test_a_changed_block_past_the_end_is_refused(metadata_store: MetadataS
     one = blocks_file("/short")
     await metadata_store.insert(one)
     with pytest.raises(ValueError, match="past the new end"):
-        await metadata_store.replace_blocks(one, [FileBlock(3, H["e"], 4)], {}, 3)
+        await metadata_store.replace_blocks(one, [FileBlock(3, H["e"], 4)], 3)

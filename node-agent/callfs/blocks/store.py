@@ -53,6 +53,11 @@ class BlockStore:
         if len(plaintext) > BLOCK_SIZE:
             raise ValueError(f"a block holds at most {BLOCK_SIZE} bytes, not {len(plaintext)}")
         encoded = await asyncio.to_thread(codec.encode, plaintext, compress=self.compress)
+        await self.write(encoded)
+        return StoredBlock(encoded.hash, encoded.size, len(encoded.stored))
+
+    async def write(self, encoded: codec.Encoded) -> None:
+        """Store an encoded block durably under its name (see :meth:`put`)."""
         name = self.backend.name
         with self.metrics.time_backend(name, "create"):
             writer = await self.backend.create(encoded.hash)
@@ -67,7 +72,6 @@ class BlockStore:
         self.metrics.block_plain_bytes.labels(name).inc(encoded.size)
         self.metrics.block_stored_bytes.labels(name).inc(len(encoded.stored))
         self.metrics.blocks_written.labels(name, codec.CODEC_NAMES[encoded.codec]).inc()
-        return StoredBlock(encoded.hash, encoded.size, len(encoded.stored))
 
     async def get(self, block_hash: str) -> bytes:
         """The verified plaintext of block ``block_hash`` (at most :data:`BLOCK_SIZE` bytes).

@@ -77,24 +77,29 @@ class AutocommitOperations:
         """The committed block list of the file numbered ``ino`` from index ``start`` on."""
         return await self._autocommit_reader().file_blocks(ino, start=start)
 
-    async def replace_blocks(
-        self, inode: Inode, changed: Sequence[FileBlock], stored_sizes: dict[str, int], count: int
-    ) -> None:
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block before writing its bytes (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.reserve_block(backend, location, block_hash, size, stored_size)
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
         """Change a block list and its reference counts in one transaction."""
         async with self.transaction() as txn:
-            await txn.replace_blocks(inode, changed, stored_sizes, count)
+            await txn.replace_blocks(inode, changed, count)
 
     async def release_blocks(self, inode: Inode) -> None:
         """Drop a file's block list in one transaction."""
         async with self.transaction() as txn:
             await txn.release_blocks(inode)
 
-    async def unreferenced_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
-        """Blocks unreferenced since ``before`` or earlier (oldest first, at most ``limit``)."""
-        return await self._autocommit_reader().unreferenced_blocks(backend, location, before, limit)
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim unreferenced blocks for collection (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.claim_blocks(backend, location, before, limit)
 
     async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
-        """Delete a block's row if still unreferenced (one statement)."""
+        """Delete the row of a claimed block (one statement)."""
         async with self._autocommit_writer() as ops:
             return await ops.forget_block(backend, location, block_hash)
 

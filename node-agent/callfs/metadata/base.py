@@ -47,6 +47,11 @@ class TargetExists(AlreadyExists, ValueError):
     """
 
 
+class BlockNotReserved(MetadataUnavailable):
+    """A block about to be referenced has no live row: never reserved, or claimed by the garbage collector
+    (its bytes may be gone). Nothing was committed; writing the blocks again succeeds. HTTP 503."""
+
+
 class MetadataTxn(Protocol):
     """Operations inside one transaction; all or nothing is committed.
 
@@ -110,25 +115,30 @@ class MetadataTxn(Protocol):
         """The block list of the file numbered ``ino`` from index ``start`` on, by index (holes absent)."""
         ...
 
-    async def replace_blocks(
-        self, inode: Inode, changed: Sequence[FileBlock], stored_sizes: dict[str, int], count: int
-    ) -> None:
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block before writing its bytes (row created unreferenced, or its time refreshed); the
+        references it already had (``> 0``: stored already), or ``None`` while the collector claims it."""
+        ...
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
         """Put ``changed`` into the block list of ``inode`` and drop the blocks at index ``count`` and above,
-        moving block reference counts along (rows are created with ``stored_sizes[hash]`` stored bytes; a
-        count reaching zero records the time, for the garbage collector). Raises ``ValueError`` when a changed
-        block lies at or past ``count``."""
+        moving block reference counts along (a count reaching zero records the time, for the collector).
+        Raises ``ValueError`` when a changed block lies at or past ``count``, :class:`BlockNotReserved` when an
+        entering block has no live row."""
         ...
 
     async def release_blocks(self, inode: Inode) -> None:
         """Drop the whole block list of ``inode`` (a no-op for the blob layout)."""
         ...
 
-    async def unreferenced_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
-        """Up to ``limit`` hashes of blocks unreferenced since ``before`` or earlier, oldest first."""
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim for collection up to ``limit`` blocks unreferenced since ``before`` or earlier (and those of a
+        collection cut short); their hashes."""
         ...
 
     async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
-        """Delete a block's row if it is still unreferenced; ``True`` when deleted (its bytes may then go)."""
+        """Delete the row of a claimed block (once its bytes are deleted); ``True`` when there was one."""
         ...
 
     async def block_known(self, backend: str, location: str, block_hash: str) -> bool:

@@ -133,6 +133,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 stored_size integer NOT NULL,
                 refs bigint NOT NULL CHECK (refs >= 0),
                 unreferenced_since timestamptz,
+                collecting integer NOT NULL DEFAULT 0 CHECK (collecting IN (0, 1)),
                 PRIMARY KEY (backend, location, hash)
             )""",
             "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",

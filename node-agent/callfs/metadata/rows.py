@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from callfs import paths
-from callfs.metadata.base import TargetExists, UniqueViolation
+from callfs.metadata.base import BlockNotReserved, TargetExists, UniqueViolation
 from callfs.models import FileBlock, Inode, InodeType, Layout, NodeRecord, Quota, SingleUseLink, utcnow
 
 ROOT_MODE = 0o1777
@@ -328,28 +328,38 @@ def quota_from_row(row: Sequence[Any]) -> Quota:
 
 # Blocks: a file's block list (``file_blocks``, keyed by inode number) and one reference-counted row per stored
 # block (``blocks``, keyed by backend, location and SHA-256). ``location`` is the owning node's instance id for a
-# node-local backend and '' for a shared one; ``unreferenced_since`` is when ``refs`` last dropped to zero.
+# node-local backend and '' for a shared one; ``unreferenced_since`` is when ``refs`` last dropped to zero (or a
+# writer reserved the block); ``collecting`` is 1 once the garbage collector has claimed the block: from then on
+# nobody may reference it, and its object and row are deleted (see callfs.blocks.collector).
 SELECT_FILE_BLOCKS = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 ORDER BY idx"
 SELECT_FILE_BLOCKS_FROM = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 AND idx >= $2 ORDER BY idx"
 DELETE_FILE_BLOCK = "DELETE FROM file_blocks WHERE ino = $1 AND idx = $2"
 DELETE_FILE_BLOCKS_FROM = "DELETE FROM file_blocks WHERE ino = $1 AND idx >= $2"
 INSERT_FILE_BLOCK = "INSERT INTO file_blocks (ino, idx, hash, size) VALUES ($1, $2, $3, $4)"
+RESERVE_BLOCK = (
+    "INSERT INTO blocks (backend, location, hash, size, stored_size, refs, unreferenced_since, collecting) "
+    "VALUES ($1, $2, $3, $4, $5, 0, $6, 0) ON CONFLICT (backend, location, hash) DO UPDATE SET "
+    "unreferenced_since = CASE WHEN blocks.refs = 0 THEN excluded.unreferenced_since "
+    "ELSE blocks.unreferenced_since END WHERE blocks.collecting = 0 RETURNING refs"
+)
+LIVE_BLOCK = "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 0"
 ACQUIRE_BLOCK = (
-    "INSERT INTO blocks (backend, location, hash, size, stored_size, refs, unreferenced_since) "
-    "VALUES ($1, $2, $3, $4, $5, $6, NULL) ON CONFLICT (backend, location, hash) DO UPDATE SET "
-    "refs = blocks.refs + excluded.refs, unreferenced_since = NULL"
+    "UPDATE blocks SET refs = refs + $4, unreferenced_since = NULL "
+    "WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 0"
 )
 RELEASE_BLOCK = (
     "UPDATE blocks SET refs = refs - $4, "
     "unreferenced_since = CASE WHEN refs - $4 = 0 THEN $5 ELSE unreferenced_since END "
     "WHERE backend = $1 AND location = $2 AND hash = $3"
 )
-SELECT_BLOCK_SIZES = "SELECT hash, stored_size FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
-UNREFERENCED_BLOCKS = (
-    "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND refs = 0 AND unreferenced_since <= $3 "
-    "ORDER BY unreferenced_since LIMIT $4"
+CLAIM_BLOCKS = (
+    "UPDATE blocks SET collecting = 1 WHERE backend = $1 AND location = $2 AND refs = 0 AND hash IN ("
+    "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND refs = 0 "
+    "AND (collecting = 1 OR unreferenced_since <= $3) ORDER BY hash LIMIT $4) RETURNING hash"
 )
-FORGET_BLOCK = "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND refs = 0 RETURNING hash"
+FORGET_BLOCK = (
+    "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 1 RETURNING hash"
+)
 BLOCK_KNOWN = "SELECT 1 FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
 BLOCK_TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM blocks "
@@ -546,15 +556,28 @@ class Queries:
         sql, params = (SELECT_FILE_BLOCKS, (ino,)) if start == 0 else (SELECT_FILE_BLOCKS_FROM, (ino, start))
         return [FileBlock(int(r[0]), r[1], int(r[2])) for r in await self._x.fetch(sql, params)]
 
-    async def replace_blocks(
-        self, inode: Inode, changed: Sequence[FileBlock], stored_sizes: dict[str, int], count: int
-    ) -> None:
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block about to be written (before its bytes): create its row unreferenced, or refresh
+        the time of an unreferenced one, so the collector leaves it alone for its grace period.
+
+        Returns the references the block already had (``> 0``: its bytes are stored and need not be written
+        again), or ``None`` when the collector has claimed it (wait for the collection to end and retry).
+        """
+        rows = await self._x.fetch(RESERVE_BLOCK, (
+            backend, location, block_hash, size, stored_size, self._x.encode_time(utcnow()),
+        ))
+        return int(rows[0][0]) if rows else None
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
         """Make the block list of ``inode`` (by its ``ino``) hold ``changed`` and drop every block at index
         ``count`` or above; other blocks stay. Each block entering the list gains a reference on the
-        ``blocks`` row of the inode's backend and location (created with ``stored_sizes[hash]`` bytes), each
-        leaving it loses one; a row whose count reaches zero records when, for the garbage collector.
+        ``blocks`` row of the inode's backend and location, each leaving it loses one; a row whose count
+        reaches zero records when, for the garbage collector.
 
-        Raises ``ValueError`` when a changed block lies at or past ``count``.
+        Raises ``ValueError`` when a changed block lies at or past ``count``, and :class:`BlockNotReserved`
+        when a block entering the list has no row (never reserved, or already collected) or is being
+        collected: its bytes may be gone, so the transaction must not commit.
         """
         if any(b.index >= count for b in changed):
             raise ValueError("a changed block lies past the new end of the file")
@@ -570,13 +593,14 @@ class Queries:
         for block in sorted(changed, key=lambda b: b.index):
             await self._x.count(INSERT_FILE_BLOCK, (inode.ino, block.index, block.hash, block.size))
             entering[block.hash] = entering.get(block.hash, 0) + 1
-        sizes = {b.hash: b.size for b in changed}
         for block_hash in sorted(entering):
             net = entering[block_hash] - leaving.pop(block_hash, 0)
             if net > 0:
-                await self._x.count(ACQUIRE_BLOCK, (
-                    backend, location, block_hash, sizes[block_hash], stored_sizes.get(block_hash, 0), net,
-                ))
+                # Locked until the transaction ends, so the collector cannot claim it before the commit.
+                live = await self._x.fetch(LIVE_BLOCK + self._x.for_update_suffix, (backend, location, block_hash))
+                if not live:
+                    raise BlockNotReserved(f"block {block_hash} is not reserved, or is being collected")
+                await self._x.count(ACQUIRE_BLOCK, (backend, location, block_hash, net))
             elif net < 0:
                 leaving[block_hash] = -net
         now = self._x.encode_time(utcnow())
@@ -586,16 +610,17 @@ class Queries:
     async def release_blocks(self, inode: Inode) -> None:
         """Drop the whole block list of ``inode`` (its references go; the bytes stay until collected)."""
         if inode.layout is Layout.BLOCKS:
-            await self.replace_blocks(inode, (), {}, 0)
+            await self.replace_blocks(inode, (), 0)
 
-    async def unreferenced_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
-        """Up to ``limit`` blocks of ``backend``/``location`` unreferenced since ``before`` or earlier, oldest
-        first."""
-        rows = await self._x.fetch(UNREFERENCED_BLOCKS, (backend, location, self._x.encode_time(before), limit))
-        return [r[0] for r in rows]
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim for collection up to ``limit`` blocks of ``backend``/``location`` unreferenced since ``before``
+        or earlier, plus those claimed by a collection that did not finish; their hashes. A claimed block can
+        no longer be reserved or referenced."""
+        rows = await self._x.fetch(CLAIM_BLOCKS, (backend, location, self._x.encode_time(before), limit))
+        return sorted(r[0] for r in rows)
 
     async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
-        """Delete the row of a block if it is still unreferenced; ``True`` when deleted (its bytes may go)."""
+        """Delete the row of a claimed block (after its bytes); ``True`` when there was one."""
         return bool(await self._x.fetch(FORGET_BLOCK, (backend, location, block_hash)))
 
     async def block_known(self, backend: str, location: str, block_hash: str) -> bool:

@@ -139,6 +139,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 stored_size INTEGER NOT NULL,
                 refs INTEGER NOT NULL CHECK (refs >= 0),
                 unreferenced_since INTEGER,
+                collecting INTEGER NOT NULL DEFAULT 0 CHECK (collecting IN (0, 1)),
                 PRIMARY KEY (backend, location, hash)
             ) WITHOUT ROWID""",
             "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",
