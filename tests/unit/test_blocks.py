@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callfs.blocks import codec
-from callfs.blocks.layout import BLOCK_SIZE, block_count, block_length, touched_blocks
+from callfs.blocks.layout import BLOCK_SIZE, block_count, block_length, plan_resize, plan_write, touched_blocks
 
 
 def test_block_count_rounds_up_and_an_empty_file_has_none() -> None:
@@ -91,3 +91,64 @@ def test_block_names_are_64_lowercase_hex_digits() -> None:
     assert codec.is_block_hash("ab" * 32)
     assert not codec.is_block_hash("AB" * 32)
     assert not codec.is_block_hash("ab" * 16)
+
+
+# --- plans of partial writes ---------------------------------------------------------------------------------
+
+B = BLOCK_SIZE
+
+
+def test_a_write_inside_one_block_rewrites_only_that_block() -> None:
+    plan = plan_write(3 * B, B + 10, 4096)
+    assert (plan.rewrite, plan.new_size, plan.count) == ((1,), 3 * B, 3)
+    assert not plan.covers(1)  # partial: its old bytes are read
+
+
+def test_an_append_rewrites_the_short_last_block_and_adds_new_ones() -> None:
+    plan = plan_write(B + 100, B + 100, B)
+    assert plan.rewrite == (1, 2)
+    assert plan.new_size == 2 * B + 100
+
+
+def test_a_gap_rewrites_the_block_holding_the_old_end_and_leaves_holes() -> None:
+    plan = plan_write(100, 5 * B + 1, 10)
+    assert plan.rewrite == (0, 5)  # blocks 1..4 are holes (zeros)
+    aligned = plan_write(B, 5 * B, 10)
+    assert aligned.rewrite == (5,)
+
+
+def test_a_whole_block_overwrite_needs_no_old_bytes() -> None:
+    plan = plan_write(4 * B, B, 2 * B)
+    assert plan.rewrite == (1, 2)
+    assert plan.covers(1) and plan.covers(2)
+
+
+def test_conversion_rewrites_every_old_block() -> None:
+    assert plan_write(2 * B + 1, 0, 1, convert=True).rewrite == (0, 1, 2)
+    assert plan_resize(2 * B + 1, B, convert=True).rewrite == (0,)
+
+
+def test_truncate_cuts_one_block_and_extend_pads_one() -> None:
+    assert plan_resize(3 * B, B + 5).rewrite == (1,)
+    assert plan_resize(3 * B, B).rewrite == ()
+    assert plan_resize(3 * B, B).count == 1
+    assert plan_resize(B + 5, 4 * B).rewrite == (1,)
+    assert plan_resize(B, 4 * B).rewrite == ()
+    assert plan_resize(10, 0).count == 0
+
+
+def test_plans_refuse_negative_numbers() -> None:
+    with pytest.raises(ValueError):
+        plan_write(0, -1, 1)
+    with pytest.raises(ValueError):
+        plan_resize(0, -1)
+
+
+@given(old=st.integers(0, 6 * B), offset=st.integers(0, 6 * B), length=st.integers(1, 2 * B))
+def test_every_block_whose_bytes_change_is_rewritten(old: int, offset: int, length: int) -> None:
+    plan = plan_write(old, offset, length)
+    changed = set(touched_blocks(offset, length))
+    if offset > old:  # zeros appear from the old end on; whole gap blocks past the old end are holes
+        changed |= {i for i in touched_blocks(old, offset - old) if i * B < old}
+    assert changed <= set(plan.rewrite)
+    assert all(i < plan.count for i in plan.rewrite)
