@@ -45,7 +45,7 @@ from callfs.locks.base import Lease, LockService
 from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn, TransactionConflict
 from callfs.metadata.rows import block_location
 from callfs.metrics import Metrics
-from callfs.models import FileBlock, Inode, InodeType, Layout, Quota, SingleUseLink, utcnow
+from callfs.models import FileBlock, Inode, InodeType, Layout, Quota, SingleUseLink, new_content_id, utcnow
 from callfs.permissions import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
@@ -672,7 +672,7 @@ class Engine:
                 raise Conflict(f"{path} was replaced while the write ran; nothing changed")
             moment = utcnow()
             updated = now.evolve(
-                size=plan.new_size, mtime=moment, ctime=moment, version=now.version + 1, blob_id=new_blob_id(),
+                size=plan.new_size, mtime=moment, ctime=moment, version=now.version + 1, blob_id=new_content_id(),
                 layout=Layout.BLOCKS,
             )
             await self._charge(txn, path, plan.new_size - now.size, 0)

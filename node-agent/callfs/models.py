@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +29,21 @@ def new_ino() -> int:
     return secrets.randbelow((1 << 63) - 1) + 1
 
 
+CONTENT_ID_PREFIX = "k"
+"""First character of the content id of a file stored in blocks; blob ids are hex, so never start with it."""
+
+
+def new_content_id() -> str:
+    """A fresh content id for a version of a file stored in blocks: :data:`CONTENT_ID_PREFIX` and 31 hex digits."""
+    return CONTENT_ID_PREFIX + secrets.token_hex(16)[:31]
+
+
+def path_ino(path: str) -> int:
+    """The inode number schema version 4 gives an existing row on PostgreSQL: 60 bits of the MD5 of its path,
+    plus one. Also used for a row a node of an earlier version inserted (no number) during a rolling upgrade."""
+    return int(hashlib.md5(path.encode(), usedforsecurity=False).hexdigest()[:15], 16) + 1
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC, truncated to microseconds (what both stores keep)."""
     return datetime.now(UTC)
@@ -47,7 +63,8 @@ class Inode:
     ``ino`` is the inode number: stable for the life of the entry, kept across renames and moves (block lists
     are keyed by it). ``layout`` says how the bytes are stored: :attr:`Layout.BLOB` (``blob_id`` names one
     object) or :attr:`Layout.BLOCKS` (the metadata store lists the file's blocks under ``ino``; ``blob_id`` is
-    then a fresh content id per version, naming no object, so that ETags and links still tell versions apart).
+    then a fresh content id per version (:func:`new_content_id`), naming no object, so that ETags and links
+    still tell versions apart).
     """
 
     path: str

@@ -13,7 +13,7 @@ import pytest
 from callfs.metadata.base import BlockNotReserved, MetadataStore
 from callfs.metadata.postgres import MIGRATIONS as PG_MIGRATIONS
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
-from callfs.models import FileBlock, Inode, InodeType, Layout, utcnow
+from callfs.models import FileBlock, Inode, InodeType, Layout, path_ino, utcnow
 from support.pg import new_store
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -23,7 +23,7 @@ PATH_KEYED_VERSION = 3
 
 
 def blocks_file(path: str, **changes: object) -> Inode:
-    return Inode(path=path, type=InodeType.FILE, size=0, mode=0o644, backend="localfs", blob_id="c" * 32,
+    return Inode(path=path, type=InodeType.FILE, size=0, mode=0o644, backend="localfs", blob_id="k" + "c" * 31,
                  instance_id="node-a", layout=Layout.BLOCKS, mtime=T0, ctime=T0).evolve(**changes)
 
 
@@ -100,12 +100,46 @@ async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
             assert inode.layout is Layout.BLOB  # existing bytes stay where they are, readable as before
         numbers = [i.ino for i in found.values()]
         assert all(n > 0 for n in numbers) and len(set(numbers)) == len(numbers)
+        if metadata_kind == "postgres":
+            assert all(i.ino == path_ino(i.path) for i in found.values())
         # The numbers are stable: a rename keeps them, a later start does not renumber.
         before = found["/docs/sub/b.bin"].ino
         assert await store.rename_subtree("/docs/sub", "/moved") == 2
         await store.start()
         moved = await store.get("/moved/b.bin")
         assert moved is not None and moved.ino == before
+    finally:
+        await store.close()
+
+
+async def test_rows_written_by_an_earlier_version_during_a_rolling_upgrade_read_as_written(
+    metadata_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = new_store(metadata_kind, request, tmp_path)
+    await store.start()
+    try:
+        # An earlier node inserts without a number, and overwrites a file stored in blocks with a blob id.
+        old_insert = (
+            "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
+            "backend, blob_id, instance_id) VALUES ('/old', '/', 'old', 1, 'file', 3, 420, 'a', 'a', $1, $1, 1, "
+            "'localfs', '0123456789abcdef0123456789abcdef', 'node-a')"
+        )
+        stale_layout = "UPDATE inodes SET layout = 'blocks' WHERE path = '/old'"
+        if metadata_kind == "postgres":
+            conn = await asyncpg.connect(request.getfixturevalue("postgres_dsn"))
+            try:
+                await conn.execute(old_insert, T0)
+                await conn.execute(stale_layout)
+            finally:
+                await conn.close()
+        else:
+            with sqlite3.connect(tmp_path / "metadata.db") as conn:
+                conn.execute(old_insert.replace("$1", "0"))
+                conn.execute(stale_layout)
+        old = await store.get("/old")
+        assert old is not None
+        assert old.ino == path_ino("/old")
+        assert old.layout is Layout.BLOB
     finally:
         await store.close()
 

@@ -115,6 +115,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             # Existing inodes get a number derived from the MD5 of their path (60 bits; unique index below);
             # new ones get theirs from the engine. Existing files keep the blob layout, readable as they are.
             "ALTER TABLE inodes ADD COLUMN ino bigint",
+            # The same number as callfs.models.path_ino.
             "UPDATE inodes SET ino = ('x' || substr(md5(path), 1, 15))::bit(60)::bigint + 1",
             "CREATE UNIQUE INDEX inodes_ino ON inodes (ino)",
             "ALTER TABLE inodes ADD COLUMN layout text NOT NULL DEFAULT 'blob' CHECK (layout IN ('blob', 'blocks'))",

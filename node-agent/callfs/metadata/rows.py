@@ -27,7 +27,18 @@ from typing import Any, Protocol
 
 from callfs import paths
 from callfs.metadata.base import BlockNotReserved, TargetExists, UniqueViolation
-from callfs.models import FileBlock, Inode, InodeType, Layout, NodeRecord, Quota, SingleUseLink, utcnow
+from callfs.models import (
+    CONTENT_ID_PREFIX,
+    FileBlock,
+    Inode,
+    InodeType,
+    Layout,
+    NodeRecord,
+    Quota,
+    SingleUseLink,
+    path_ino,
+    utcnow,
+)
 
 ROOT_MODE = 0o1777
 """Permission bits of the root directory created by ``start()`` (world-writable, sticky)."""
@@ -138,9 +149,17 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         backend=row[9],
         blob_id=row[10],
         instance_id=row[11],
-        ino=int(row[12]),
-        layout=Layout(row[13]),
+        # During a rolling upgrade a node of an earlier version inserts rows without a number, and overwrites a
+        # file stored in blocks with a blob id while the layout column still says blocks: both read as they
+        # were written (the number the upgrade would have given; a blob).
+        ino=path_ino(row[0]) if row[12] is None else int(row[12]),
+        layout=Layout.BLOCKS if row[13] == Layout.BLOCKS.value and is_content_id(row[10]) else Layout.BLOB,
     )
+
+
+def is_content_id(blob_id: str | None) -> bool:
+    """True for the content id of a file stored in blocks (see :func:`callfs.models.new_content_id`)."""
+    return blob_id is not None and blob_id.startswith(CONTENT_ID_PREFIX)
 
 
 def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
