@@ -208,3 +208,31 @@ async def test_a_whole_put_replaces_a_file_stored_in_blocks(app_node: AppNode) -
         assert await content(http, "w.bin") == b"whole again"
     app_node.sweep_orphans()
     assert block_files(app_node) == []
+
+
+async def test_a_write_failing_before_its_commit_leaves_the_old_version(app_node: AppNode) -> None:
+    assert app_node.node is not None
+    engine = app_node.node.engine
+    async with session(app_node) as http:
+        await put(http, "d.bin", b"0123456789")
+        before = await put_range(http, "d.bin", 0, b"ab")
+        assert len(block_files(app_node)) == 1
+
+        async def metadata_down(*args: object, **kwargs: object) -> None:
+            raise ConnectionResetError("metadata store went away")  # the fault: the commit never happens
+
+        engine._commit_blocks = metadata_down  # type: ignore[method-assign]
+        try:
+            failed = await put_range(http, "d.bin", 5, b"XYZ")
+            assert failed.status == 500
+        finally:
+            del engine._commit_blocks
+        async with http.head("/v1/files/d.bin") as response:
+            assert response.headers["ETag"] == before.headers["ETag"]
+        assert await content(http, "d.bin") == b"ab23456789"
+    assert len(block_files(app_node)) == 2  # the new block was stored but nothing references it
+    engine.block_files.grace = 0
+    assert app_node.sweep_orphans() == 1
+    assert len(block_files(app_node)) == 1
+    async with session(app_node) as http:
+        assert await content(http, "d.bin") == b"ab23456789"
