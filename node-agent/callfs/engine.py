@@ -21,6 +21,9 @@ from datetime import datetime, timedelta
 
 from callfs import links, paths, quota
 from callfs.backends.base import Backend, BlobReader
+from callfs.block_files import DEFAULT_GRACE, BlockFiles
+from callfs.blocks.codec import is_block_hash
+from callfs.blocks.layout import BlockPlan, plan_resize, plan_write
 from callfs.errors import (
     AlreadyExists,
     BadRequest,
@@ -40,8 +43,9 @@ from callfs.errors import (
 )
 from callfs.locks.base import Lease, LockService
 from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn, TransactionConflict
+from callfs.metadata.rows import block_location
 from callfs.metrics import Metrics
-from callfs.models import Inode, InodeType, Quota, SingleUseLink, utcnow
+from callfs.models import FileBlock, Inode, InodeType, Layout, Quota, SingleUseLink, new_content_id, utcnow
 from callfs.permissions import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
@@ -151,6 +155,7 @@ class Engine:
         remote_free: RemoteFree | None = None,
         remote_read: RemoteRead | None = None,
         clock: links.Clock = time.time,
+        block_grace: float = DEFAULT_GRACE,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -168,6 +173,8 @@ class Engine:
         """The time single-use links are created, expire and are swept by."""
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
+        self.block_files = BlockFiles(store, metrics, grace=block_grace)
+        """Block I/O of the files stored in blocks (partial writes store files that way)."""
 
     # ---------------------------------------------------------------- helpers
 
@@ -358,6 +365,13 @@ class Engine:
         if self.is_remote(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
+        if inode.layout is Layout.BLOCKS:
+            blocks = await self.block_files.open(backend, inode)
+            now = await self.store.get(inode.path)
+            if now is None or (now.ino, now.version) != (inode.ino, inode.version):
+                raise FileNotFoundError(inode.path)  # changed between the two reads: read both again
+            self.metrics.file_operation("read", backend.name)
+            return blocks
         assert inode.blob_id is not None
         with self.metrics.time_backend(backend.name, "open"):
             reader = await backend.open(inode.blob_id)
@@ -529,10 +543,11 @@ class Engine:
             if current is not None:
                 updated = current.evolve(
                     size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
-                    blob_id=blob_id, instance_id=instance,
+                    blob_id=blob_id, instance_id=instance, layout=Layout.BLOB,
                 )
                 await self._charge(txn, path, size - current.size, 0)
                 await txn.update(updated)
+                await txn.release_blocks(current)
                 return WriteResult(updated, created=False), current
             parent = await self._ensure_parents(txn, caller, path, create=True)
             require_entry_change(caller, parent, None, "create")
@@ -545,6 +560,125 @@ class Engine:
                 raise AlreadyExists(f"{path} already exists")
             await self._charge(txn, path, size, 1)
             return WriteResult(inode, created=True), None
+
+    async def write_range(
+        self,
+        caller: Caller,
+        path: str,
+        offset: int,
+        length: int,
+        body: AsyncIterator[bytes],
+        *,
+        precondition: Precondition | None = None,
+        local: bool = False,
+    ) -> WriteResult:
+        """Write ``length`` bytes of ``body`` at byte ``offset`` of the existing file ``path`` (a partial PUT,
+        RFC 9110 §14.5): at the current size it appends, past it the gap reads as zeros.
+
+        Only the blocks the range touches are written; a file still stored as one blob is converted to blocks
+        first (once). Same rules as an overwrite by :meth:`write_file`: ``w`` on the file, the path lock,
+        ``precondition`` (``If-Match``...), quotas on the growth, ``max_file_bytes``; the version (ETag)
+        changes. Raises ``NotFound``, ``IsADirectory``, ``PermissionDenied``, ``PreconditionFailed``,
+        ``PayloadTooLarge``, ``QuotaExceeded``, ``BadRequest`` (a body shorter or longer than ``length``),
+        ``Conflict`` (the file was replaced meanwhile), ``DataCorrupted``, ``LockTimeout`` and
+        :class:`RemoteBytes` (the file's bytes live on another node). Nothing changes unless it succeeds.
+        """
+        if offset < 0 or length < 0:
+            raise BadRequest("offset and length must be >= 0")
+        return await self._change_blocks(
+            caller, path, lambda inode: plan_write(inode.size, offset, length,
+                                                   convert=inode.layout is Layout.BLOB),
+            body, precondition=precondition, local=local,
+        )
+
+    async def resize_file(
+        self, caller: Caller, path: str, size: int, *, precondition: Precondition | None = None,
+        local: bool = False,
+    ) -> WriteResult:
+        """Truncate or extend the file ``path`` to ``size`` bytes (POSIX ``ftruncate``: new bytes read as
+        zeros). Rules and errors as :meth:`write_range`; a size equal to the current one changes nothing."""
+        if size < 0:
+            raise BadRequest("size must be >= 0")
+        return await self._change_blocks(
+            caller, path, lambda inode: plan_resize(inode.size, size, convert=inode.layout is Layout.BLOB),
+            None, precondition=precondition, local=local,
+        )
+
+    async def _change_blocks(
+        self,
+        caller: Caller,
+        path: str,
+        plan_for: Callable[[Inode], BlockPlan],
+        body: AsyncIterator[bytes] | None,
+        *,
+        precondition: Precondition | None,
+        local: bool,
+    ) -> WriteResult:
+        if path == paths.ROOT:
+            raise IsADirectory("the root is a directory")
+        current = (await self._resolve(caller, path)).inode
+        if current is None:
+            raise NotFound(f"{path} does not exist; a partial write needs an existing file")
+        self._check_write(caller, path, current, False, precondition)
+        if self.is_remote(current):
+            if local:
+                raise Conflict(f"the bytes of {path} moved to node {current.instance_id} meanwhile; retry")
+            raise RemoteBytes(current)
+        self._check_growth(path, plan_for(current).new_size, current, await self._write_headroom(path, current))
+        async with self._lock(f"file:{path}") as lease:
+            current = await self._get(path)
+            self._check_write(caller, path, current, False, precondition)
+            if self.is_remote(current):
+                raise Conflict(f"the bytes of {path} moved to node {current.instance_id} meanwhile; retry")
+            plan = plan_for(current)
+            if plan.new_size == current.size and not plan.length:
+                return WriteResult(current, created=False)
+            self._check_growth(path, plan.new_size, current, await self._write_headroom(path, current))
+            backend = self.backend(current.backend)
+            changed = await self.block_files.write_plan(backend, current, plan, body)
+            if self.locks.is_lost(lease):
+                raise ServiceUnavailable(f"lost the lock on {path} during the write; nothing was written")
+            with self.metrics.time_metadata("write_range"):
+                for attempt in range(COMMIT_ATTEMPTS):
+                    try:
+                        updated = await self._commit_blocks(caller, path, current, plan, changed, precondition)
+                        break
+                    except TransactionConflict:
+                        if attempt == COMMIT_ATTEMPTS - 1:
+                            raise
+                        log.info("metadata transaction for %s aborted by a conflict; running it again", path)
+        if current.layout is Layout.BLOB:
+            await self._free(current)  # converted: the blob is no longer referenced
+        self.metrics.file_operation("update", backend.name)
+        return WriteResult(updated, created=False)
+
+    def _check_growth(self, path: str, new_size: int, current: Inode, room: int | None) -> None:
+        if new_size > self.max_file_bytes:
+            raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
+        if room is not None and new_size > room:
+            raise QuotaExceeded(f"growing {path} to {new_size} bytes would exceed a quota ({room} bytes allowed)")
+
+    async def _commit_blocks(
+        self, caller: Caller, path: str, current: Inode, plan: BlockPlan, changed: list[FileBlock],
+        precondition: Precondition | None,
+    ) -> Inode:
+        """Commit a block change of ``current`` in one transaction: the inode (size, version, a new content
+        id), its block list and the block references, and the quota usage."""
+        async with self.store.transaction() as txn:
+            now = await txn.get(path, for_update=True)
+            self._check_write(caller, path, now, False, precondition)
+            assert now is not None
+            if (now.ino, now.version) != (current.ino, current.version):
+                raise Conflict(f"{path} was replaced while the write ran; nothing changed")
+            moment = utcnow()
+            updated = now.evolve(
+                size=plan.new_size, mtime=moment, ctime=moment, version=now.version + 1, blob_id=new_content_id(),
+                layout=Layout.BLOCKS,
+            )
+            await self._charge(txn, path, plan.new_size - now.size, 0)
+            await txn.update(updated)
+            await txn.replace_blocks(updated, changed, plan.count)
+        return updated
 
     async def make_directory(self, caller: Caller, path: str) -> tuple[Inode, bool]:
         """Create the directory ``path`` and missing parents; ``(inode, created)``; idempotent for directories.
@@ -806,9 +940,10 @@ class Engine:
                         raise Conflict(f"{path} was rewritten while its bytes were moved; nothing changed")
                     moved = now.evolve(
                         backend=target.name, blob_id=blob_id, version=now.version + 1, ctime=utcnow(),
-                        instance_id=self.instance_id if target.node_local else None,
+                        instance_id=self.instance_id if target.node_local else None, layout=Layout.BLOB,
                     )
                     await txn.update(moved)
+                    await txn.release_blocks(now)
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
@@ -820,6 +955,14 @@ class Engine:
     async def _read_blob(self, inode: Inode) -> AsyncIterator[bytes]:
         """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
         assert inode.blob_id is not None and inode.backend is not None
+        if inode.layout is Layout.BLOCKS:
+            if self.is_remote(inode):
+                raise Conflict(f"{inode.path} is stored in blocks on node {inode.instance_id}: move its bytes from "
+                               "that node")
+            blocks = await self.block_files.open(self.backend(inode.backend), inode)
+            async for chunk in blocks.iter_range(0, inode.size, 1 << 20):
+                yield chunk
+            return
         if self.is_remote(inode):
             if self.remote_read is None or inode.instance_id is None:
                 raise ServiceUnavailable(f"cannot reach node {inode.instance_id} holding {inode.path}")
@@ -888,8 +1031,9 @@ class Engine:
         return updated
 
     async def _free(self, inode: Inode) -> None:
-        """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep."""
-        if inode.blob_id is None or inode.backend is None:
+        """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep. A file
+        stored in blocks let go of them in its transaction: the collector frees them."""
+        if inode.blob_id is None or inode.backend is None or inode.layout is Layout.BLOCKS:
             return
         if self.is_remote(inode):
             if self.remote_free is not None and inode.instance_id is not None:
@@ -1075,10 +1219,21 @@ class Engine:
             swept = await backend.sweep_incomplete() if at_start else 0
             referenced = {b async for b in self.store.blob_ids(backend.name, self.instance_id)}
             async for blob_id in backend.list_blobs(min_age):
-                if blob_id not in referenced:
+                if blob_id not in referenced and not is_block_hash(blob_id):
                     with contextlib.suppress(FileNotFoundError):
                         await backend.delete(blob_id)
                     swept += 1
             self.metrics.orphans_swept.labels(backend.name).inc(swept)
             removed += swept
-        return removed
+        return removed + await self.collect_blocks()
+
+    async def collect_blocks(self) -> int:
+        """Delete the blocks no file has referenced for the grace period, on every started backend (this
+        node's blocks on node-local ones, everyone's on shared ones); returns how many."""
+        freed = 0
+        for name, backend in self.backends.items():
+            if name in self.unavailable:
+                continue
+            location = block_location(self.instance_id if backend.node_local else None)
+            freed += await self.block_files.collect(backend, location)
+        return freed

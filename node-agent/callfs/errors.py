@@ -134,6 +134,13 @@ class QuotaExceeded(CallFSError):
     code = "QUOTA_EXCEEDED"
 
 
+class DataCorrupted(CallFSError):
+    """Stored bytes of a file are missing or fail their SHA-256 check: the read is refused rather than served
+    wrong. HTTP 500."""
+
+    status = 500
+    code = "DATA_CORRUPTED"
+
 class InsufficientStorage(CallFSError):
     """The disk holding a backend's bytes is full (``ENOSPC``, ``EDQUOT``): nothing was written; retry once
     space is freed. ``/ready`` reports the backend not ready meanwhile."""

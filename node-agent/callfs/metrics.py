@@ -100,6 +100,24 @@ class Metrics:
             "callfs_file_operations", "File and directory operations", ["operation", "backend_type"], registry=r
         )
         self.errors = Counter("callfs_errors", "Errors by component", ["component", "error_type"], registry=r)
+        # Blocks: callfs_block_stored_bytes / callfs_block_plain_bytes is the compression ratio.
+        self.block_plain_bytes = Counter(
+            "callfs_block_plain_bytes", "Plaintext bytes of the blocks written", ["backend"], registry=r
+        )
+        self.block_stored_bytes = Counter(
+            "callfs_block_stored_bytes", "Bytes stored for the blocks written (after compression)", ["backend"],
+            registry=r,
+        )
+        self.blocks_written = Counter(
+            "callfs_blocks_written", "Blocks written, by stored codec", ["backend", "codec"], registry=r
+        )
+        self.block_read_errors = Counter(
+            "callfs_block_read_errors", "Block reads refused: missing, undecodable or failing their SHA-256 check",
+            ["backend"], registry=r,
+        )
+        self.blocks_freed = Counter(
+            "callfs_blocks_freed", "Blocks deleted because no file references them", ["backend"], registry=r
+        )
 
     @contextmanager
     def time_backend(self, backend: str, operation: str) -> Iterator[None]:

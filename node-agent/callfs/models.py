@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,6 +15,33 @@ from callfs import paths
 class InodeType(StrEnum):
     FILE = "file"
     DIRECTORY = "directory"
+
+
+class Layout(StrEnum):
+    """How a file's bytes are stored: one immutable ``blob``, or a list of content-addressed ``blocks``."""
+
+    BLOB = "blob"
+    BLOCKS = "blocks"
+
+
+def new_ino() -> int:
+    """A fresh inode number: random in ``1..2**63-1`` (fits a signed 64-bit column; unique index enforced)."""
+    return secrets.randbelow((1 << 63) - 1) + 1
+
+
+CONTENT_ID_PREFIX = "k"
+"""First character of the content id of a file stored in blocks; blob ids are hex, so never start with it."""
+
+
+def new_content_id() -> str:
+    """A fresh content id for a version of a file stored in blocks: :data:`CONTENT_ID_PREFIX` and 31 hex digits."""
+    return CONTENT_ID_PREFIX + secrets.token_hex(16)[:31]
+
+
+def path_ino(path: str) -> int:
+    """The inode number schema version 4 gives an existing row on PostgreSQL: 60 bits of the MD5 of its path,
+    plus one. Also used for a row a node of an earlier version inserted (no number) during a rolling upgrade."""
+    return int(hashlib.md5(path.encode(), usedforsecurity=False).hexdigest()[:15], 16) + 1
 
 
 def utcnow() -> datetime:
@@ -30,6 +59,12 @@ class Inode:
     change (it feeds the ETag and fences concurrent writers). For files, ``backend`` names the byte backend,
     ``blob_id`` the object holding the bytes there and ``instance_id`` the node that owns them (``None`` for
     backends every node can reach, such as S3).
+
+    ``ino`` is the inode number: stable for the life of the entry, kept across renames and moves (block lists
+    are keyed by it). ``layout`` says how the bytes are stored: :attr:`Layout.BLOB` (``blob_id`` names one
+    object) or :attr:`Layout.BLOCKS` (the metadata store lists the file's blocks under ``ino``; ``blob_id`` is
+    then a fresh content id per version (:func:`new_content_id`), naming no object, so that ETags and links
+    still tell versions apart).
     """
 
     path: str
@@ -44,6 +79,8 @@ class Inode:
     backend: str | None = None
     blob_id: str | None = None
     instance_id: str | None = None
+    ino: int = field(default_factory=new_ino)
+    layout: Layout = Layout.BLOB
 
     @property
     def parent(self) -> str | None:
@@ -64,6 +101,16 @@ class Inode:
     def evolve(self, **changes: Any) -> Inode:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class FileBlock:
+    """Block ``index`` of a file (bytes ``[index * BLOCK_SIZE, ...)``): its SHA-256 ``hash`` and plaintext
+    ``size`` in bytes."""
+
+    index: int
+    hash: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)

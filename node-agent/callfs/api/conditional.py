@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from callfs.errors import PreconditionFailed, RangeNotSatisfiable
+from callfs.errors import BadRequest, PreconditionFailed, RangeNotSatisfiable
 from callfs.models import Inode
 
 
@@ -149,6 +150,25 @@ def _digits(text: str) -> bool:
     """Empty, or ASCII digits only: RFC 9110 ``DIGIT`` is %x30-39, while ``str.isdigit`` also accepts
     superscripts and the digits of other scripts."""
     return all("0" <= c <= "9" for c in text)
+
+
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/(\*|[0-9]{1,19})")
+
+
+def parse_content_range(header: str) -> tuple[int, int]:
+    """``(offset, length)`` of a partial PUT's ``Content-Range: bytes FIRST-LAST/*`` (RFC 9110 §14.4, §14.5;
+    inclusive positions). A complete length instead of ``*`` is accepted when it is ``LAST + 1`` (the range
+    ends the file). Raises ``BadRequest`` for anything else (another unit, ``LAST < FIRST``, a length that
+    contradicts the range)."""
+    match = _CONTENT_RANGE.fullmatch(header.strip())
+    if match is None:
+        raise BadRequest(f"Content-Range must be 'bytes FIRST-LAST/*', not {header!r}")
+    first, last = int(match.group(1)), int(match.group(2))
+    if last < first:
+        raise BadRequest(f"Content-Range {header!r} ends before it starts")
+    if match.group(3) != "*" and int(match.group(3)) != last + 1:
+        raise BadRequest(f"Content-Range {header!r}: a complete length must be LAST + 1, or use '*'")
+    return first, last - first + 1
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:

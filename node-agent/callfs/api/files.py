@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -10,7 +11,13 @@ from aiohttp import web
 
 from callfs import paths
 from callfs.api import render
-from callfs.api.conditional import evaluate_read, parse_range, range_applies, write_precondition
+from callfs.api.conditional import (
+    evaluate_read,
+    parse_content_range,
+    parse_range,
+    range_applies,
+    write_precondition,
+)
 from callfs.api.keys import NODE, caller
 from callfs.api.proxy import arrived_forwarded, forward, serve_or_forward
 from callfs.api.quotas import quota_headers
@@ -29,7 +36,9 @@ from callfs.permissions import WRITE, parse_mode, require
 
 PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
-_PATCH_KEYS = {"name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group"}
+_PATCH_KEYS = {
+    "name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group", "size",
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -97,13 +106,20 @@ async def send_file(request: web.Request, opened: OpenFile, extra: dict[str, str
         if byte_range:
             response.headers["Content-Range"] = byte_range.content_range()
         response.content_length = length
-        await response.prepare(request)
         local = reader.local_file()
         transport = request.transport
         if length and local is not None and transport is not None:
+            await response.prepare(request)
             await asyncio.get_running_loop().sendfile(transport, local, offset, length)
         else:
-            async for chunk in reader.iter_range(offset, length, STREAM_CHUNK_BYTES):
+            chunks = aiter(reader.iter_range(offset, length, STREAM_CHUNK_BYTES))
+            # The first chunk is read before the status line goes out, so that a failure to read (a block that
+            # fails its check, an unreachable backend) is an error response rather than a cut-off body.
+            first = await anext(chunks, b"")
+            await response.prepare(request)
+            if first:
+                await response.write(first)
+            async for chunk in chunks:
                 await response.write(chunk)
         request.app[NODE].metrics.bytes_sent.inc(length)
         await response.write_eof()
@@ -172,11 +188,15 @@ async def post_file(request: web.Request) -> web.StreamResponse:
 
 
 async def put_file(request: web.Request) -> web.StreamResponse:
-    """Create (201) or overwrite (200) a file from the streamed body."""
+    """Create (201) or overwrite (200) a file from the streamed body; with ``Content-Range``, write that range
+    of an existing file (200)."""
     target = request_path(request, PREFIX)
     if target.is_dir_hint:
         raise IsADirectory("PUT writes files; the path names a directory (trailing slash)")
     check_body_size(request)
+    content_range = request.headers.get("Content-Range")
+    if content_range is not None:
+        return await _put_range(request, target.path, content_range)
     try:
         result = await request.app[NODE].engine.write_file(
             caller(request), target.path, body_chunks(request), create_only=False,
@@ -186,6 +206,21 @@ async def put_file(request: web.Request) -> web.StreamResponse:
     except RemoteBytes as remote:
         return await forward(request, remote.inode)
     return _created(request, result.inode, result.created)
+
+
+async def _put_range(request: web.Request, path: str, content_range: str) -> web.StreamResponse:
+    """A partial PUT: the body is bytes ``FIRST-LAST`` of the existing file (RFC 9110 §14.5)."""
+    offset, length = parse_content_range(content_range)
+    if request.content_length is not None and request.content_length != length:
+        raise BadRequest(f"Content-Length {request.content_length} differs from the {length} bytes of Content-Range")
+    try:
+        result = await request.app[NODE].engine.write_range(
+            caller(request), path, offset, length, body_chunks(request),
+            precondition=write_precondition(conditions(request)), local=arrived_forwarded(request),
+        )
+    except RemoteBytes as remote:
+        return await forward(request, remote.inode)
+    return _created(request, result.inode, False)
 
 
 def _bool_field(body: dict[str, Any], key: str) -> bool:
@@ -211,6 +246,8 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
     unknown = set(body) - _PATCH_KEYS
     if unknown:
         raise BadRequest(f"unknown fields {sorted(unknown)}; allowed: {sorted(_PATCH_KEYS)}")
+    if "size" in body:
+        return await _resize(request, source, body)
     name, destination = _str_field(body, "name"), _str_field(body, "destination")
     mode_text, owner, group = _str_field(body, "mode"), _str_field(body, "owner"), _str_field(body, "group")
     if mode_text is not None or owner is not None or group is not None:
@@ -244,6 +281,23 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         await _relocate(request, await engine.stat(who, source), backend, instance)
     moved = await engine.move(who, source, target, overwrite=overwrite, create_parents=create_parents)
     return render.json_response({"path": moved.path})
+
+
+async def _resize(request: web.Request, path: str, body: dict[str, Any]) -> web.StreamResponse:
+    """``{"size": N}``: truncate or extend the file to ``N`` bytes (zeros past the old end)."""
+    if set(body) != {"size"}:
+        raise BadRequest("size is changed alone, without other fields")
+    size = body["size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest("size must be a whole number of bytes >= 0")
+    try:
+        result = await request.app[NODE].engine.resize_file(
+            caller(request), path, size, precondition=write_precondition(conditions(request)),
+            local=arrived_forwarded(request),
+        )
+    except RemoteBytes as remote:
+        return await forward(request, remote.inode, body=json.dumps(body).encode())
+    return _created(request, result.inode, False)
 
 
 async def _relocate(request: web.Request, inode: Inode, backend: str | None, instance: str | None) -> None:

@@ -181,31 +181,36 @@ def _file_paths() -> Json:
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
-        "putFile", "Create or overwrite a file", tags,
+        "putFile", "Create or overwrite a file, or write a byte range of it", tags,
         {
             "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
-            "200": _response("Overwritten", _json(_schema("Item")), "ETag", "Last-Modified"),
+            "200": _response("Overwritten, or the range written", _json(_schema("Item")), "ETag", "Last-Modified"),
         },
         [400, 403, 404, 408, 409, 412, 413, 500, 502, 503, 507, 508],
         description=(
             "The body is streamed to the file's backend and replaces the file atomically. A path ending in `/` "
             "is refused with 400 `IS_A_DIRECTORY`. Overwriting a file whose bytes another node holds is "
-            "forwarded to that node."
+            "forwarded to that node. With `Content-Range: bytes FIRST-LAST/*` the body (exactly "
+            "`LAST - FIRST + 1` bytes) is written at that range of the existing file (404 when it does not "
+            "exist): at the current size it appends, past it the gap reads as zeros; only the blocks the range "
+            "touches are written. Same permission, lock, conditional, size and quota rules as an overwrite."
         ),
-        parameters=["Path", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "ContentRange", *_WRITE_CONDITIONAL],
         request_body={"required": True, "content": _octets()},
     )
     patch = _operation(
-        "patchFile", "Rename, move, relocate, chmod or chown", tags,
-        {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}))},
-        [400, 403, 404, 409, 413, 500, 502, 503, 507],
+        "patchFile", "Rename, move, relocate, chmod, chown, truncate or extend", tags,
+        {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}), "ETag")},
+        [400, 403, 404, 409, 412, 413, 500, 502, 503, 507, 508],
         description=(
             "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
             "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group` change "
             "attributes (never together with a move) and answer the entry as an `Item`. 403 "
-            "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root."
+            "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root. `size` alone "
+            "truncates or extends a file (zeros past the old end) and answers the entry as an `Item` with its "
+            "`ETag`; it follows the rules of a partial write (conditional headers included)."
         ),
-        parameters=["Path"],
+        parameters=["Path", *_WRITE_CONDITIONAL],
         request_body={"required": True, "content": _json(_schema("PatchRequest"))},
     )
     delete = _operation(
@@ -486,6 +491,10 @@ def _parameters_component() -> Json:
         "IfUnmodifiedSince": header("If-Unmodified-Since", "HTTP date; 412 when modified since"),
         "Range": header("Range", "One range `bytes=<first>-[<last>]` or `bytes=-<suffix>`"),
         "IfRange": header("If-Range", "Entity tag or HTTP date: honour `Range` only while it matches"),
+        "ContentRange": header(
+            "Content-Range",
+            "`bytes <first>-<last>/*` (inclusive): write the body at that range of the existing file",
+        ),
         "User": {"name": USER_HEADER, "in": "header", "required": True,
                  "description": "The user the peer acts for", "schema": {"type": "string"}},
     }
@@ -557,6 +566,8 @@ def _schemas_component() -> Json:
                          "description": "Octal permission bits, e.g. `0640`; setuid/setgid are refused"},
                 "owner": {"type": "string", "description": "New owning user (root only)"},
                 "group": {"type": "string", "description": "New group (root, or the owner for one of its groups)"},
+                "size": {"type": "integer", "minimum": 0,
+                         "description": "Truncate or extend the file to this many bytes (alone in the body)"},
             },
         },
         # Closed, so that an Item (which has a path too) is not also a Moved: the PATCH answer is oneOf both.

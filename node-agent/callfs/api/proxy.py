@@ -67,9 +67,12 @@ async def serve_or_forward(
 async def forward(
     request: web.Request, inode: Inode, *, path_qs: str | None = None, user: str | None = None,
     method: str | None = None, extra_headers: dict[str, str] | None = None,
-    before_relay: Callable[[], Awaitable[None]] | None = None,
+    before_relay: Callable[[], Awaitable[None]] | None = None, body: bytes | None = None,
 ) -> web.StreamResponse:
     """Relay ``request`` (or ``method`` on ``path_qs``) to the node holding ``inode``'s bytes; stream the answer.
+
+    ``body`` replaces the request body already read by the handler (a JSON body); otherwise the body streams
+    through.
 
     Raises ``LoopDetected`` (508) when the request was already forwarded once, ``BadGateway`` (502) when the
     owner is unknown or does not answer within the connect timeout, and :class:`OwnerMoved` when a bodiless
@@ -99,7 +102,8 @@ async def forward(
     try:
         async with node.peers.session.request(
             verb, base + (path_qs or request.rel_url.raw_path_qs), headers=headers,
-            data=request.content.iter_chunked(CHUNK_BYTES) if has_body else None, allow_redirects=False,
+            data=body if body is not None else request.content.iter_chunked(CHUNK_BYTES) if has_body else None,
+            allow_redirects=False,
         ) as upstream:
             if upstream.status == LoopDetected.status and not has_body:
                 raise OwnerMoved(f"node {inode.instance_id} no longer holds the bytes of {inode.path}")

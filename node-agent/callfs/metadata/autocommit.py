@@ -13,7 +13,7 @@ from datetime import datetime
 
 from callfs.metadata.base import MetadataTxn
 from callfs.metadata.rows import Queries
-from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
+from callfs.models import FileBlock, Inode, NodeRecord, Quota, SingleUseLink
 
 
 class AutocommitOperations:
@@ -72,6 +72,44 @@ class AutocommitOperations:
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
         return await self._autocommit_reader().list_subtree(path)
+
+    async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
+        """The committed block list of the file numbered ``ino`` from index ``start`` on."""
+        return await self._autocommit_reader().file_blocks(ino, start=start)
+
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block before writing its bytes (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.reserve_block(backend, location, block_hash, size, stored_size)
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
+        """Change a block list and its reference counts in one transaction."""
+        async with self.transaction() as txn:
+            await txn.replace_blocks(inode, changed, count)
+
+    async def release_blocks(self, inode: Inode) -> None:
+        """Drop a file's block list in one transaction."""
+        async with self.transaction() as txn:
+            await txn.release_blocks(inode)
+
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim unreferenced blocks for collection (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.claim_blocks(backend, location, before, limit)
+
+    async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
+        """Delete the row of a claimed block (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.forget_block(backend, location, block_hash)
+
+    async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
+        """True when the block has a committed row."""
+        return await self._autocommit_reader().block_known(backend, location, block_hash)
+
+    async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
+        """``(blocks, plaintext bytes, stored bytes)`` of the committed block rows."""
+        return await self._autocommit_reader().block_totals(backend, location)
 
     async def list_children(self, path: str) -> list[Inode]:
         """Direct children of ``path`` in listing order."""

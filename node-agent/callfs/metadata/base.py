@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callfs.errors import AlreadyExists, ServiceUnavailable
-from callfs.models import Inode, NodeRecord, Quota, SingleUseLink
+from callfs.models import FileBlock, Inode, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(ServiceUnavailable):
@@ -45,6 +45,11 @@ class TargetExists(AlreadyExists, ValueError):
 
     A ``ValueError`` too, as :meth:`MetadataTxn.rename_subtree` documents.
     """
+
+
+class BlockNotReserved(MetadataUnavailable):
+    """A block about to be referenced has no live row: never reserved, or claimed by the garbage collector
+    (its bytes may be gone). Nothing was committed; writing the blocks again succeeds. HTTP 503."""
 
 
 class MetadataTxn(Protocol):
@@ -104,6 +109,44 @@ class MetadataTxn(Protocol):
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` (not ``path`` itself), in listing order per depth."""
+        ...
+
+    async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
+        """The block list of the file numbered ``ino`` from index ``start`` on, by index (holes absent)."""
+        ...
+
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block before writing its bytes (row created unreferenced, or its time refreshed); the
+        references it already had (``> 0``: stored already), or ``None`` while the collector claims it."""
+        ...
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
+        """Put ``changed`` into the block list of ``inode`` and drop the blocks at index ``count`` and above,
+        moving block reference counts along (a count reaching zero records the time, for the collector).
+        Raises ``ValueError`` when a changed block lies at or past ``count``, :class:`BlockNotReserved` when an
+        entering block has no live row."""
+        ...
+
+    async def release_blocks(self, inode: Inode) -> None:
+        """Drop the whole block list of ``inode`` (a no-op for the blob layout)."""
+        ...
+
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim for collection up to ``limit`` blocks unreferenced since ``before`` or earlier (and those of a
+        collection cut short); their hashes."""
+        ...
+
+    async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
+        """Delete the row of a claimed block (once its bytes are deleted); ``True`` when there was one."""
+        ...
+
+    async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
+        """True when the block has a row (referenced, or awaiting collection)."""
+        ...
+
+    async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
+        """``(blocks, plaintext bytes, stored bytes)`` over the block rows of ``backend``/``location``."""
         ...
 
     async def insert_link(self, link: SingleUseLink) -> None:

@@ -108,6 +108,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE single_use_links ADD COLUMN version bigint",
         ),
     ),
+    Migration(
+        version=4,
+        description="inode numbers, block lists and block reference counts",
+        statements=(
+            # Existing inodes get a number derived from the MD5 of their path (60 bits; unique index below);
+            # new ones get theirs from the engine. Existing files keep the blob layout, readable as they are.
+            "ALTER TABLE inodes ADD COLUMN ino bigint",
+            # The same number as callfs.models.path_ino.
+            "UPDATE inodes SET ino = ('x' || substr(md5(path), 1, 15))::bit(60)::bigint + 1",
+            "CREATE UNIQUE INDEX inodes_ino ON inodes (ino)",
+            "ALTER TABLE inodes ADD COLUMN layout text NOT NULL DEFAULT 'blob' CHECK (layout IN ('blob', 'blocks'))",
+            """CREATE TABLE file_blocks (
+                ino bigint NOT NULL,
+                idx bigint NOT NULL CHECK (idx >= 0),
+                hash text NOT NULL,
+                size integer NOT NULL CHECK (size >= 0),
+                PRIMARY KEY (ino, idx)
+            )""",
+            """CREATE TABLE blocks (
+                backend text NOT NULL,
+                location text NOT NULL,
+                hash text NOT NULL,
+                size integer NOT NULL,
+                stored_size integer NOT NULL,
+                refs bigint NOT NULL CHECK (refs >= 0),
+                unreferenced_since timestamptz,
+                collecting integer NOT NULL DEFAULT 0 CHECK (collecting IN (0, 1)),
+                PRIMARY KEY (backend, location, hash)
+            )""",
+            "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -26,8 +26,19 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from callfs import paths
-from callfs.metadata.base import TargetExists, UniqueViolation
-from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink, utcnow
+from callfs.metadata.base import BlockNotReserved, TargetExists, UniqueViolation
+from callfs.models import (
+    CONTENT_ID_PREFIX,
+    FileBlock,
+    Inode,
+    InodeType,
+    Layout,
+    NodeRecord,
+    Quota,
+    SingleUseLink,
+    path_ino,
+    utcnow,
+)
 
 ROOT_MODE = 0o1777
 """Permission bits of the root directory created by ``start()`` (world-writable, sticky)."""
@@ -111,11 +122,14 @@ def check_rename(src: str, dst: str) -> None:
 
 # --- Inode rows --------------------------------------------------------------------------------------------
 
-INODE_SELECT = "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
+INODE_SELECT = (
+    "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout"
+)
 """Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
 
 INODE_WRITE = (
-    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id"
+    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, "
+    "ino, layout"
 )
 """Columns written by insert/update, in the order :func:`inode_params` produces."""
 
@@ -135,7 +149,17 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         backend=row[9],
         blob_id=row[10],
         instance_id=row[11],
+        # During a rolling upgrade a node of an earlier version inserts rows without a number, and overwrites a
+        # file stored in blocks with a blob id while the layout column still says blocks: both read as they
+        # were written (the number the upgrade would have given; a blob).
+        ino=path_ino(row[0]) if row[12] is None else int(row[12]),
+        layout=Layout.BLOCKS if row[13] == Layout.BLOCKS.value and is_content_id(row[10]) else Layout.BLOB,
     )
+
+
+def is_content_id(blob_id: str | None) -> bool:
+    """True for the content id of a file stored in blocks (see :func:`callfs.models.new_content_id`)."""
+    return blob_id is not None and blob_id.startswith(CONTENT_ID_PREFIX)
 
 
 def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
@@ -156,6 +180,8 @@ def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
         inode.backend,
         inode.blob_id,
         inode.instance_id,
+        inode.ino,
+        inode.layout.value,
     )
 
 
@@ -222,7 +248,8 @@ INSERT_INODE = (
 )
 UPDATE_INODE = (
     "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
-    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15 "
+    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15, "
+    "ino = $16, layout = $17 "
     "WHERE path = $1 RETURNING path"
 )
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
@@ -316,6 +343,52 @@ def select_quotas(count: int) -> str:
 def quota_from_row(row: Sequence[Any]) -> Quota:
     return Quota(path=row[0], bytes_limit=row[1], inodes_limit=row[2], bytes_used=int(row[3]),
                  inodes_used=int(row[4]))
+
+
+# Blocks: a file's block list (``file_blocks``, keyed by inode number) and one reference-counted row per stored
+# block (``blocks``, keyed by backend, location and SHA-256). ``location`` is the owning node's instance id for a
+# node-local backend and '' for a shared one; ``unreferenced_since`` is when ``refs`` last dropped to zero (or a
+# writer reserved the block); ``collecting`` is 1 once the garbage collector has claimed the block: from then on
+# nobody may reference it, and its object and row are deleted (see callfs.blocks.collector).
+SELECT_FILE_BLOCKS = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 ORDER BY idx"
+SELECT_FILE_BLOCKS_FROM = "SELECT idx, hash, size FROM file_blocks WHERE ino = $1 AND idx >= $2 ORDER BY idx"
+DELETE_FILE_BLOCK = "DELETE FROM file_blocks WHERE ino = $1 AND idx = $2"
+DELETE_FILE_BLOCKS_FROM = "DELETE FROM file_blocks WHERE ino = $1 AND idx >= $2"
+INSERT_FILE_BLOCK = "INSERT INTO file_blocks (ino, idx, hash, size) VALUES ($1, $2, $3, $4)"
+RESERVE_BLOCK = (
+    "INSERT INTO blocks (backend, location, hash, size, stored_size, refs, unreferenced_since, collecting) "
+    "VALUES ($1, $2, $3, $4, $5, 0, $6, 0) ON CONFLICT (backend, location, hash) DO UPDATE SET "
+    "unreferenced_since = CASE WHEN blocks.refs = 0 THEN excluded.unreferenced_since "
+    "ELSE blocks.unreferenced_since END WHERE blocks.collecting = 0 RETURNING refs"
+)
+LIVE_BLOCK = "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 0"
+ACQUIRE_BLOCK = (
+    "UPDATE blocks SET refs = refs + $4, unreferenced_since = NULL "
+    "WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 0"
+)
+RELEASE_BLOCK = (
+    "UPDATE blocks SET refs = refs - $4, "
+    "unreferenced_since = CASE WHEN refs - $4 = 0 THEN $5 ELSE unreferenced_since END "
+    "WHERE backend = $1 AND location = $2 AND hash = $3"
+)
+CLAIM_BLOCKS = (
+    "UPDATE blocks SET collecting = 1 WHERE backend = $1 AND location = $2 AND refs = 0 AND hash IN ("
+    "SELECT hash FROM blocks WHERE backend = $1 AND location = $2 AND refs = 0 "
+    "AND (collecting = 1 OR unreferenced_since <= $3) ORDER BY hash LIMIT $4) RETURNING hash"
+)
+FORGET_BLOCK = (
+    "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 1 RETURNING hash"
+)
+BLOCK_KNOWN = "SELECT 1 FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
+BLOCK_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM blocks "
+    "WHERE backend = $1 AND location = $2"
+)
+
+
+def block_location(instance_id: str | None) -> str:
+    """The ``location`` column of a block: the owning node's instance id, ``''`` on a shared backend."""
+    return instance_id or ""
 
 
 INSERT_MIGRATION = "INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)"
@@ -458,11 +531,14 @@ class Queries:
         (``path`` first).
 
         One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
-        transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here).
+        transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here). The block
+        lists of the deleted files are released in the same transaction.
         """
         low, high = subtree_bounds(path)
         deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
         await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
+        for inode in deleted:
+            await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
 
     async def rename_subtree(self, src: str, dst: str) -> int:
@@ -492,6 +568,88 @@ class Queries:
             return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
         except UniqueViolation as exc:
             raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
+
+    async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
+        """The block list of the file numbered ``ino`` from block index ``start`` on, ordered by index (holes,
+        which read as zeros, are simply absent)."""
+        sql, params = (SELECT_FILE_BLOCKS, (ino,)) if start == 0 else (SELECT_FILE_BLOCKS_FROM, (ino, start))
+        return [FileBlock(int(r[0]), r[1], int(r[2])) for r in await self._x.fetch(sql, params)]
+
+    async def reserve_block(self, backend: str, location: str, block_hash: str, size: int,
+                            stored_size: int) -> int | None:
+        """Announce a block about to be written (before its bytes): create its row unreferenced, or refresh
+        the time of an unreferenced one, so the collector leaves it alone for its grace period.
+
+        Returns the references the block already had (``> 0``: its bytes are stored and need not be written
+        again), or ``None`` when the collector has claimed it (wait for the collection to end and retry).
+        """
+        rows = await self._x.fetch(RESERVE_BLOCK, (
+            backend, location, block_hash, size, stored_size, self._x.encode_time(utcnow()),
+        ))
+        return int(rows[0][0]) if rows else None
+
+    async def replace_blocks(self, inode: Inode, changed: Sequence[FileBlock], count: int) -> None:
+        """Make the block list of ``inode`` (by its ``ino``) hold ``changed`` and drop every block at index
+        ``count`` or above; other blocks stay. Each block entering the list gains a reference on the
+        ``blocks`` row of the inode's backend and location, each leaving it loses one; a row whose count
+        reaches zero records when, for the garbage collector.
+
+        Raises ``ValueError`` when a changed block lies at or past ``count``, and :class:`BlockNotReserved`
+        when a block entering the list has no row (never reserved, or already collected) or is being
+        collected: its bytes may be gone, so the transaction must not commit.
+        """
+        if any(b.index >= count for b in changed):
+            raise ValueError("a changed block lies past the new end of the file")
+        backend, location = inode.backend or "", block_location(inode.instance_id)
+        indexes = sorted({b.index for b in changed})
+        leaving: dict[str, int] = {}
+        for index in indexes:
+            for row in await self._x.fetch(DELETE_FILE_BLOCK + " RETURNING hash", (inode.ino, index)):
+                leaving[row[0]] = leaving.get(row[0], 0) + 1
+        for row in await self._x.fetch(DELETE_FILE_BLOCKS_FROM + " RETURNING hash", (inode.ino, count)):
+            leaving[row[0]] = leaving.get(row[0], 0) + 1
+        entering: dict[str, int] = {}
+        for block in sorted(changed, key=lambda b: b.index):
+            await self._x.count(INSERT_FILE_BLOCK, (inode.ino, block.index, block.hash, block.size))
+            entering[block.hash] = entering.get(block.hash, 0) + 1
+        for block_hash in sorted(entering):
+            net = entering[block_hash] - leaving.pop(block_hash, 0)
+            if net > 0:
+                # Locked until the transaction ends, so the collector cannot claim it before the commit.
+                live = await self._x.fetch(LIVE_BLOCK + self._x.for_update_suffix, (backend, location, block_hash))
+                if not live:
+                    raise BlockNotReserved(f"block {block_hash} is not reserved, or is being collected")
+                await self._x.count(ACQUIRE_BLOCK, (backend, location, block_hash, net))
+            elif net < 0:
+                leaving[block_hash] = -net
+        now = self._x.encode_time(utcnow())
+        for block_hash in sorted(leaving):
+            await self._x.count(RELEASE_BLOCK, (backend, location, block_hash, leaving[block_hash], now))
+
+    async def release_blocks(self, inode: Inode) -> None:
+        """Drop the whole block list of ``inode`` (its references go; the bytes stay until collected)."""
+        if inode.layout is Layout.BLOCKS:
+            await self.replace_blocks(inode, (), 0)
+
+    async def claim_blocks(self, backend: str, location: str, before: datetime, limit: int) -> list[str]:
+        """Claim for collection up to ``limit`` blocks of ``backend``/``location`` unreferenced since ``before``
+        or earlier, plus those claimed by a collection that did not finish; their hashes. A claimed block can
+        no longer be reserved or referenced."""
+        rows = await self._x.fetch(CLAIM_BLOCKS, (backend, location, self._x.encode_time(before), limit))
+        return sorted(r[0] for r in rows)
+
+    async def forget_block(self, backend: str, location: str, block_hash: str) -> bool:
+        """Delete the row of a claimed block (after its bytes); ``True`` when there was one."""
+        return bool(await self._x.fetch(FORGET_BLOCK, (backend, location, block_hash)))
+
+    async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
+        """True when a ``blocks`` row exists for the block (referenced or awaiting collection)."""
+        return bool(await self._x.fetch(BLOCK_KNOWN, (backend, location, block_hash)))
+
+    async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
+        """``(blocks, plaintext bytes, stored bytes)`` of the block rows of ``backend``/``location``."""
+        rows = await self._x.fetch(BLOCK_TOTALS, (backend, location))
+        return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
     async def list_subtree(self, path: str) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name)."""

@@ -114,6 +114,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE single_use_links ADD COLUMN version INTEGER",
         ),
     ),
+    Migration(
+        version=4,
+        description="inode numbers, block lists and block reference counts",
+        statements=(
+            # Existing inodes get a number derived from random bits (unique index below); new ones get theirs
+            # from the engine. Existing files keep the blob layout and stay readable as they are.
+            "ALTER TABLE inodes ADD COLUMN ino INTEGER",
+            "UPDATE inodes SET ino = (random() & 4611686018427387903) + 1",
+            "CREATE UNIQUE INDEX inodes_ino ON inodes (ino)",
+            "ALTER TABLE inodes ADD COLUMN layout TEXT NOT NULL DEFAULT 'blob' CHECK (layout IN ('blob', 'blocks'))",
+            """CREATE TABLE file_blocks (
+                ino INTEGER NOT NULL,
+                idx INTEGER NOT NULL CHECK (idx >= 0),
+                hash TEXT NOT NULL,
+                size INTEGER NOT NULL CHECK (size >= 0),
+                PRIMARY KEY (ino, idx)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE blocks (
+                backend TEXT NOT NULL,
+                location TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                stored_size INTEGER NOT NULL,
+                refs INTEGER NOT NULL CHECK (refs >= 0),
+                unreferenced_since INTEGER,
+                collecting INTEGER NOT NULL DEFAULT 0 CHECK (collecting IN (0, 1)),
+                PRIMARY KEY (backend, location, hash)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 

@@ -1,0 +1,136 @@
+"""The bytes of files stored in blocks: reading them, writing changed blocks, collecting unreferenced ones.
+
+The engine decides *what* changes (permissions, locks, the metadata transaction); this module does the block
+I/O around it. Durability rule for a block write (:meth:`BlockFiles.store_block`):
+
+1. the block is named (SHA-256 of its plaintext) and encoded;
+2. its row is **reserved** in the metadata store (created unreferenced, or its time refreshed), which keeps
+   the garbage collector away from it for ``grace`` seconds; a block that already has references is stored
+   and is not written again;
+3. its bytes are written and made durable (local disk: temp file, ``fsync``, rename, directory ``fsync``;
+   S3: the PUT returned);
+4. the write's metadata transaction references it; that commit fails (nothing changes) if the block is no
+   longer reserved or is being collected, so no committed file ever lists a block whose bytes may be gone.
+
+Collection (:meth:`BlockFiles.collect`): a block unreferenced for ``grace`` seconds is *claimed* (from then on
+it cannot be reserved or referenced), its bytes are deleted, then its row. A collection cut short by a crash
+is finished by the next one (claimed rows are claimed again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from callfs.backends.base import Backend
+from callfs.blocks import codec
+from callfs.blocks.layout import BLOCK_SIZE, BlockPlan
+from callfs.blocks.patch import build_blocks
+from callfs.blocks.reader import BlockFileReader
+from callfs.blocks.store import BlockStore
+from callfs.errors import ServiceUnavailable
+from callfs.metadata.base import MetadataStore
+from callfs.metadata.rows import block_location
+from callfs.metrics import Metrics
+from callfs.models import FileBlock, Inode, Layout, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 3600.0
+"""Seconds an unreferenced block is kept before collection (default): covers a write between reserving its
+blocks and committing, and a read between listing a file's blocks and fetching them."""
+
+RESERVE_ATTEMPTS = 50
+RESERVE_WAIT = 0.1
+"""A block being collected is reserved again after the collection ends: tries, and seconds between them."""
+
+COLLECT_BATCH = 500
+"""Blocks claimed per round of a collection."""
+
+
+class BlockFiles:
+    """Block I/O of the files of one node. ``grace`` in seconds (see the module docstring)."""
+
+    def __init__(self, store: MetadataStore, metrics: Metrics, *, grace: float = DEFAULT_GRACE,
+                 compress: bool = True) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.grace = grace
+        self.compress = compress
+        self._stores: dict[str, BlockStore] = {}
+
+    def blocks_of(self, backend: Backend) -> BlockStore:
+        """The :class:`BlockStore` on ``backend``."""
+        found = self._stores.get(backend.name)
+        if found is None or found.backend is not backend:
+            found = self._stores[backend.name] = BlockStore(backend, self.metrics, compress=self.compress)
+        return found
+
+    async def open(self, backend: Backend, inode: Inode) -> BlockFileReader:
+        """A reader of the block-layout file ``inode`` (its block list as committed now)."""
+        assert inode.layout is Layout.BLOCKS
+        return BlockFileReader(self.blocks_of(backend), await self.store.file_blocks(inode.ino), inode.size)
+
+    async def store_block(self, backend: Backend, location: str, plaintext: bytes) -> tuple[str, int]:
+        """Reserve and durably store one block (steps 1-3 of the module's rule); ``(hash, size)``.
+
+        Raises ``ServiceUnavailable`` when the block stays claimed by a collection, and what the backend
+        raises (``InsufficientStorage``...).
+        """
+        blocks = self.blocks_of(backend)
+        encoded = await asyncio.to_thread(codec.encode, plaintext, compress=self.compress)
+        for _ in range(RESERVE_ATTEMPTS):
+            refs = await self.store.reserve_block(backend.name, location, encoded.hash, encoded.size,
+                                                  len(encoded.stored))
+            if refs is not None:
+                break
+            await asyncio.sleep(RESERVE_WAIT)
+        else:
+            raise ServiceUnavailable(f"block {encoded.hash} is being collected; retry")
+        if refs == 0:
+            await blocks.write(encoded)
+        return encoded.hash, encoded.size
+
+    async def write_plan(
+        self, backend: Backend, current: Inode, plan: BlockPlan, body: AsyncIterator[bytes] | None,
+    ) -> list[FileBlock]:
+        """Store the blocks ``plan`` rewrites in the file ``current`` (either layout) on ``backend``; the new
+        block list entries. Old bytes come from the current blocks, or from the blob of a file being converted.
+        Raises ``BadRequest`` (body length), ``DataCorrupted`` (an old block fails its check)."""
+        location = block_location(current.instance_id if backend.node_local else None)
+        if current.layout is Layout.BLOCKS:
+            reader = await self.open(backend, current)
+
+            async def old_block(index: int) -> bytes:
+                return await reader.block(index)
+
+            return await build_blocks(plan, old_block, body, lambda data: self.store_block(backend, location, data))
+        assert current.blob_id is not None
+        blob = await backend.open(current.blob_id)
+        try:
+            async def old_blob_block(index: int) -> bytes:
+                start = index * BLOCK_SIZE
+                length = max(0, min(BLOCK_SIZE, blob.size - start))
+                return b"".join([c async for c in blob.iter_range(start, length, BLOCK_SIZE)])
+
+            return await build_blocks(plan, old_blob_block, body,
+                                      lambda data: self.store_block(backend, location, data))
+        finally:
+            await blob.close()
+
+    async def collect(self, backend: Backend, location: str) -> int:
+        """Delete the blocks of ``backend``/``location`` unreferenced for ``grace`` seconds; how many."""
+        blocks = self.blocks_of(backend)
+        freed = 0
+        while True:
+            claimed = await self.store.claim_blocks(backend.name, location, utcnow() - timedelta(seconds=self.grace),
+                                                    COLLECT_BATCH)
+            for block_hash in claimed:
+                await blocks.delete(block_hash)
+                await self.store.forget_block(backend.name, location, block_hash)
+            freed += len(claimed)
+            self.metrics.blocks_freed.labels(backend.name).inc(len(claimed))
+            if len(claimed) < COLLECT_BATCH:
+                return freed

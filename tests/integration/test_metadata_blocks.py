@@ -1,0 +1,237 @@
+"""Inode numbers, block lists and block reference counts in the metadata store, and the upgrade of a store
+written before them; run identically on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from callfs.metadata.base import BlockNotReserved, MetadataStore
+from callfs.metadata.postgres import MIGRATIONS as PG_MIGRATIONS
+from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from callfs.models import FileBlock, Inode, InodeType, Layout, path_ino, utcnow
+from support.pg import new_store
+
+T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+H = {name: name * 64 for name in "abcdef"}  # block names (64 hex digits)
+PATH_KEYED_VERSION = 3
+"""The last schema version before inode numbers and blocks."""
+
+
+def blocks_file(path: str, **changes: object) -> Inode:
+    return Inode(path=path, type=InodeType.FILE, size=0, mode=0o644, backend="localfs", blob_id="k" + "c" * 31,
+                 instance_id="node-a", layout=Layout.BLOCKS, mtime=T0, ctime=T0).evolve(**changes)
+
+
+
+
+# --- the upgrade of a path-keyed store -----------------------------------------------------------------------
+
+OLD_ROWS = [
+    # path, parent, name, depth, type, size, blob_id
+    ("/docs", "/", "docs", 1, "directory", 0, None),
+    ("/docs/a.txt", "/docs", "a.txt", 2, "file", 5, "0123456789abcdef0123456789abcdef"),
+    ("/docs/sub", "/docs", "sub", 2, "directory", 0, None),
+    ("/docs/sub/b.bin", "/docs/sub", "b.bin", 3, "file", 9, "fedcba9876543210fedcba9876543210"),
+]
+
+
+def _build_old_sqlite(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
+                     "description TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+        for migration in SQLITE_MIGRATIONS[:PATH_KEYED_VERSION]:
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, migration.description))
+        for path_, parent, name, depth, kind, size, blob in [("/", None, "", 0, "directory", 0, None), *OLD_ROWS]:
+            conn.execute(
+                "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, "
+                "version, backend, blob_id, instance_id) VALUES (?, ?, ?, ?, ?, ?, 493, 'alice', 'alice', 0, 0, 2, "
+                "?, ?, ?)",
+                (path_, parent, name, depth, kind, size, "localfs" if blob else None, blob,
+                 "node-a" if blob else None),
+            )
+
+
+async def _build_old_postgres(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, description text NOT NULL, "
+                           "applied_at timestamptz NOT NULL)")
+        for migration in PG_MIGRATIONS[:PATH_KEYED_VERSION]:
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, now())", migration.version,
+                               migration.description)
+        for path_, parent, name, depth, kind, size, blob in [("/", None, "", 0, "directory", 0, None), *OLD_ROWS]:
+            await conn.execute(
+                "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, "
+                "version, backend, blob_id, instance_id) VALUES ($1, $2, $3, $4, $5, $6, 493, 'alice', 'alice', "
+                "$7, $7, 2, $8, $9, $10)",
+                path_, parent, name, depth, kind, size, T0, "localfs" if blob else None, blob,
+                "node-a" if blob else None,
+            )
+    finally:
+        await conn.close()
+
+
+async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
+    metadata_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if metadata_kind == "postgres":
+        await _build_old_postgres(request.getfixturevalue("postgres_dsn"))
+    else:
+        _build_old_sqlite(tmp_path / "metadata.db")
+    store = new_store(metadata_kind, request, tmp_path)
+    await store.start()
+    try:
+        found = {i.path: i for i in await store.list_subtree("/")}
+        assert sorted(found) == sorted(row[0] for row in OLD_ROWS)
+        for path_, _parent, _name, _depth, kind, size, blob in OLD_ROWS:
+            inode = found[path_]
+            assert (inode.type.value, inode.size, inode.blob_id, inode.owner, inode.version) == (
+                kind, size, blob, "alice", 2
+            )
+            assert inode.layout is Layout.BLOB  # existing bytes stay where they are, readable as before
+        numbers = [i.ino for i in found.values()]
+        assert all(n > 0 for n in numbers) and len(set(numbers)) == len(numbers)
+        if metadata_kind == "postgres":
+            assert all(i.ino == path_ino(i.path) for i in found.values())
+        # The numbers are stable: a rename keeps them, a later start does not renumber.
+        before = found["/docs/sub/b.bin"].ino
+        assert await store.rename_subtree("/docs/sub", "/moved") == 2
+        await store.start()
+        moved = await store.get("/moved/b.bin")
+        assert moved is not None and moved.ino == before
+    finally:
+        await store.close()
+
+
+async def test_rows_written_by_an_earlier_version_during_a_rolling_upgrade_read_as_written(
+    metadata_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = new_store(metadata_kind, request, tmp_path)
+    await store.start()
+    try:
+        # An earlier node inserts without a number, and overwrites a file stored in blocks with a blob id.
+        old_insert = (
+            "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
+            "backend, blob_id, instance_id) VALUES ('/old', '/', 'old', 1, 'file', 3, 420, 'a', 'a', $1, $1, 1, "
+            "'localfs', '0123456789abcdef0123456789abcdef', 'node-a')"
+        )
+        stale_layout = "UPDATE inodes SET layout = 'blocks' WHERE path = '/old'"
+        if metadata_kind == "postgres":
+            conn = await asyncpg.connect(request.getfixturevalue("postgres_dsn"))
+            try:
+                await conn.execute(old_insert, T0)
+                await conn.execute(stale_layout)
+            finally:
+                await conn.close()
+        else:
+            with sqlite3.connect(tmp_path / "metadata.db") as conn:
+                conn.execute(old_insert.replace("$1", "0"))
+                conn.execute(stale_layout)
+        old = await store.get("/old")
+        assert old is not None
+        assert old.ino == path_ino("/old")
+        assert old.layout is Layout.BLOB
+    finally:
+        await store.close()
+
+
+# --- block lists and reference counts ------------------------------------------------------------------------
+
+
+async def reserve(store: MetadataStore, *names: str, size: int = 4) -> None:
+    for name in names:
+        assert await store.reserve_block("localfs", "node-a", name, size, size + 1) is not None
+
+
+async def claimable(store: MetadataStore) -> list[str]:
+    """What a collection with no grace left would claim now (claims them)."""
+    return await store.claim_blocks("localfs", "node-a", utcnow() + timedelta(seconds=1), 100)
+
+
+async def test_block_lists_follow_the_inode_number_across_a_rename(metadata_store: MetadataStore) -> None:
+    inode = blocks_file("/f", size=10)
+    assert await metadata_store.insert(inode)
+    await reserve(metadata_store, H["a"], H["b"])
+    await metadata_store.replace_blocks(inode, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 6)], 2)
+    await metadata_store.rename_subtree("/f", "/g")
+    moved = await metadata_store.get("/g")
+    assert moved is not None and moved.ino == inode.ino
+    assert await metadata_store.file_blocks(moved.ino) == [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 6)]
+    assert await metadata_store.file_blocks(moved.ino, start=1) == [FileBlock(1, H["b"], 6)]
+    assert await metadata_store.block_totals("localfs", "node-a") == (2, 8, 10)
+
+
+async def test_reference_counts_free_a_block_only_when_its_last_file_lets_go(metadata_store: MetadataStore) -> None:
+    one, two = blocks_file("/one"), blocks_file("/two")
+    await metadata_store.insert(one)
+    await metadata_store.insert(two)
+    await reserve(metadata_store, H["a"], H["b"], H["c"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4)], 2)
+    await metadata_store.replace_blocks(two, [FileBlock(0, H["b"], 4)], 1)
+    # Overwriting block 1 of /one lets go of b once; /two still holds it.
+    await metadata_store.replace_blocks(one, [FileBlock(1, H["c"], 4)], 2)
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == []  # nothing old enough
+    assert await claimable(metadata_store) == []
+    # Deleting /two releases its list in the same transaction: b is now unreferenced, and only b.
+    async with metadata_store.transaction() as txn:
+        await txn.delete_subtree("/two")
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == []  # still within its grace
+    assert await claimable(metadata_store) == [H["b"]]
+    # Claimed: it can be neither reserved nor referenced any more, until its row is forgotten.
+    assert await metadata_store.reserve_block("localfs", "node-a", H["b"], 4, 5) is None
+    with pytest.raises(BlockNotReserved):
+        await metadata_store.replace_blocks(one, [FileBlock(1, H["b"], 4)], 2)
+    assert await metadata_store.file_blocks(one.ino) == [FileBlock(0, H["a"], 4), FileBlock(1, H["c"], 4)]
+    # A collection cut short is claimed again by the next one.
+    assert await metadata_store.claim_blocks("localfs", "node-a", T0, 10) == [H["b"]]
+    assert await metadata_store.forget_block("localfs", "node-a", H["b"])
+    assert not await metadata_store.block_known("localfs", "node-a", H["b"])
+    # A referenced block cannot be claimed nor forgotten.
+    assert not await metadata_store.forget_block("localfs", "node-a", H["a"])
+
+
+async def test_a_block_reserved_again_before_collection_is_kept(metadata_store: MetadataStore) -> None:
+    one = blocks_file("/one")
+    await metadata_store.insert(one)
+    await reserve(metadata_store, H["a"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], 1)
+    assert await metadata_store.reserve_block("localfs", "node-a", H["a"], 4, 5) == 1  # stored: skip the write
+    await metadata_store.replace_blocks(one, [], 0)  # truncated to nothing: a is unreferenced
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4)], 1)  # and referenced again
+    assert await claimable(metadata_store) == []
+
+
+async def test_a_block_never_reserved_cannot_be_referenced(metadata_store: MetadataStore) -> None:
+    one = blocks_file("/one")
+    await metadata_store.insert(one)
+    with pytest.raises(BlockNotReserved):
+        await metadata_store.replace_blocks(one, [FileBlock(0, H["f"], 4)], 1)
+    assert await metadata_store.file_blocks(one.ino) == []
+
+
+async def test_one_block_twice_in_a_file_counts_twice(metadata_store: MetadataStore) -> None:
+    one = blocks_file("/zeros")
+    await metadata_store.insert(one)
+    await reserve(metadata_store, H["d"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["d"], 4), FileBlock(1, H["d"], 4)], 2)
+    await metadata_store.replace_blocks(one, [], 1)  # drops index 1 only
+    assert await claimable(metadata_store) == []
+    await metadata_store.release_blocks(one)
+    assert await claimable(metadata_store) == [H["d"]]
+    assert await metadata_store.file_blocks(one.ino) == []
+
+
+async def test_a_changed_block_past_the_end_is_refused(metadata_store: MetadataStore) -> None:
+    one = blocks_file("/short")
+    await metadata_store.insert(one)
+    with pytest.raises(ValueError, match="past the new end"):
+        await metadata_store.replace_blocks(one, [FileBlock(3, H["e"], 4)], 3)
