@@ -166,7 +166,8 @@ def test_chart_installs_the_driver_with_a_node_plugin_on_every_node(
 ) -> None:
     storage_class = f"callfs-{kube_namespace}"
     apps, core, storage = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api), kclient.StorageV1Api(kube_api)
-    with installed_chart(kube_cluster, kube_api, kube_namespace, {"csi.storageClass.name": storage_class}):
+    values = {"csi.storageClass.name": storage_class, "csi.storageClass.cluster": f"{kube_namespace}/demo"}
+    with installed_chart(kube_cluster, kube_api, kube_namespace, values):
         driver = storage.read_csi_driver(DRIVER).spec
         assert (driver.attach_required, driver.fs_group_policy) == (False, "File")
         assert storage.read_storage_class(storage_class).provisioner == DRIVER
