@@ -72,9 +72,11 @@ def test_full_example_creates_every_secret_it_refers_to_with_the_keys_read() -> 
     assert header_secrets(FULL) == wanted
 
 
-def test_full_example_defines_the_storage_classes_it_names() -> None:
+def test_full_example_defines_the_storage_and_priority_classes_it_names() -> None:
     docs = [d for d in yaml.safe_load_all(FULL.read_text()) if d]
     spec = callfs_cluster(FULL)["spec"]
     named = {spec["storage"]["storageClassName"], spec["metadata"]["storage"]["storageClassName"]}
     defined = {d["metadata"]["name"] for d in docs if d["kind"] == "StorageClass"}
     assert named <= defined
+    priority_classes = {d["metadata"]["name"] for d in docs if d["kind"] == "PriorityClass"}
+    assert spec["priorityClassName"] in priority_classes
