@@ -172,3 +172,28 @@ def test_uninstall_hook_releases_clusters_an_absent_operator_would_hold_for_ever
             return False
 
         wait_for(gone, 30, "the CallFSCluster deleted")
+
+
+def test_storage_class_changes_by_deleting_it_then_upgrading(
+    kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str
+) -> None:
+    """The README's "Changing the StorageClass": parameters are immutable, so an upgrade that changes them fails
+    until the class is deleted; then the same upgrade creates it anew."""
+    wait_for(lambda: csi_driver_gone(kube_api), 60, f"CSIDriver {DRIVER} absent")
+    storage = kclient.StorageV1Api(kube_api)
+    name = f"callfs-{kube_namespace}"
+    common = ("operator.enabled=false", f"csi.storageClass.name={name}")
+    with namespaces(kube_api, 1) as (apps,), \
+            release(kube_cluster, "callfs", kube_namespace, *common, f"csi.storageClass.cluster={apps}/one") as notes:
+        assert f"StorageClass {name} become volumes on {apps}/one" in notes
+        upgrade = ("upgrade", "callfs", str(CHART), "-n", kube_namespace, "--reuse-values",
+                   "--set", f"csi.storageClass.cluster={apps}/two")
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            helm(kube_cluster, *upgrade)
+        assert "StorageClass" in refused.value.stderr and "field is immutable" in refused.value.stderr
+        assert storage.read_storage_class(name).parameters["cluster"] == f"{apps}/one"
+        kube_cluster.kubectl("delete", "storageclass", name)
+        helm(kube_cluster, *upgrade)
+        sc = storage.read_storage_class(name)
+        assert sc.parameters["cluster"] == f"{apps}/two"
+        assert sc.parameters["csi.storage.k8s.io/node-stage-secret-name"] == "two-api-key"
