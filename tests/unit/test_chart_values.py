@@ -5,6 +5,9 @@ exactly the release's workloads (rendered by helm; nothing here needs a cluster)
 
 from __future__ import annotations
 
+import itertools
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,21 @@ def test_manifests_start_with_their_namespace() -> None:
     namespaces = {d["metadata"].get("namespace") for d in docs[1:] if d["kind"] not in CLUSTER_SCOPED}
     assert namespaces == {"callfs-system"}
     assert not [d for d in docs if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+
+
+def readme_helm_commands() -> list[list[str]]:
+    """Every ``helm install|upgrade ... charts/callfs`` command of the chart README (continued lines joined)."""
+    text = (REPO / "charts" / "callfs" / "README.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line.strip()) for line in text.splitlines()
+            if re.match(r"\s*helm (install|upgrade) \S+ charts/callfs\b", line)]
+
+
+def test_readme_helm_commands_render_with_a_storage_class_where_they_promise_one() -> None:
+    commands = readme_helm_commands()
+    assert len(commands) >= 3
+    for argv in commands:
+        values = {k: v for a, b in itertools.pairwise(argv) if a == "--set" for k, v in [b.split("=", 1)]}
+        docs = render(values)  # refused values (schema, fail) raise here
+        if "csi.storageClass.cluster" in values:
+            (sc,) = find(docs, "StorageClass")
+            assert sc["parameters"]["cluster"] == values["csi.storageClass.cluster"]
