@@ -288,3 +288,27 @@ def test_node_plugin_is_not_preempted_and_every_sidecar_has_resources() -> None:
     for kind, name, _ in PLUGINS:
         for c in pod_spec(kind, name)["containers"]:
             assert c.get("resources", {}).get("requests"), f"{name}/{c['name']} requests nothing"
+
+
+def test_snapshots_add_the_pinned_snapshotter_on_the_plugin_socket_and_a_class_of_the_driver() -> None:
+    snap_docs = render({"csi.storageClass.cluster": CLUSTER, "csi.snapshots.enabled": "true"})
+    (deployment,) = [d for d in snap_docs
+                     if d["kind"] == "Deployment" and d["metadata"]["name"] == "callfs-csi-controller"]
+    spec = deployment["spec"]["template"]["spec"]
+    snapshotter = container(spec, "csi-snapshotter")
+    version = pinned_version("EXTERNAL_SNAPSHOTTER_VERSION")
+    assert snapshotter["image"] == f"registry.k8s.io/sig-storage/csi-snapshotter:{version}"
+    assert volume_path(spec, snapshotter, flag(snapshotter, "csi-address")) == volume_path(
+        spec, container(spec, "callfs-csi"), "/csi/csi.sock")
+    assert csi_pb2.ControllerServiceCapability.RPC.CREATE_DELETE_SNAPSHOT in CONTROLLER_CAPABILITIES
+    (vsc,) = [d for d in snap_docs if d["kind"] == "VolumeSnapshotClass"]
+    assert vsc["driver"] == DRIVER_NAME
+    sc_parameters = storage_class()["parameters"]
+    for part in ("name", "namespace"):
+        assert vsc["parameters"][f"csi.storage.k8s.io/snapshotter-secret-{part}"] == sc_parameters[
+            f"csi.storage.k8s.io/provisioner-secret-{part}"]
+    (role,) = [d for d in snap_docs
+               if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "callfs-csi-controller"]
+    granted = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"volumesnapshotclasses", "volumesnapshotcontents", "volumesnapshotcontents/status"} <= granted
+    assert not [d for d in docs() if d["kind"] == "VolumeSnapshotClass"]  # off by default: CRDs may be absent
