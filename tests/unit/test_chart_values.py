@@ -77,7 +77,8 @@ def test_two_releases_claim_no_cluster_scoped_name_twice() -> None:
 def test_namespace_scoped_install_gets_roles_in_the_watched_namespaces_only() -> None:
     docs = render({"operator.allNamespaces": "false", "operator.watchNamespaces": "{a,b}"})
     (cluster_role,) = find(docs, "ClusterRole", "callfs-operator")
-    assert resources_of(cluster_role) == {"persistentvolumes", "storageclasses", "customresourcedefinitions"}
+    assert resources_of(cluster_role) == {"persistentvolumes", "storageclasses", "customresourcedefinitions",
+                                          "namespaces"}
     for rule in cluster_role["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
     roles = find(docs, "Role", "callfs-operator")
