@@ -10,7 +10,8 @@
 #                                    from the versions below; run it after changing one and commit the result
 #
 # Tools: kube-apiserver kube-controller-manager kube-scheduler kubectl (one build: "kubernetes"),
-# etcd, kwok, csi-sanity, helm, csi-provisioner, csi-resizer.
+# etcd, kwok, csi-sanity, helm, csi-provisioner, csi-resizer, csi-snapshotter and snapshot-controller (one build:
+# "external-snapshotter", which also writes the snapshot CRDs of that release to snapshot-crds.yaml).
 #
 # Cache: ${CALLFS_TOOLS_CACHE:-~/.cache/callfs-tools}/<pin set id>/bin, where the id is a hash of the pins
 # below, so changing a pin builds into a new directory. Every binary has a stamp (version + hash of its
@@ -23,6 +24,7 @@
 # kwok 3, etcd 1.5, csi-sanity 0.7); relinking everything from a warm Go cache after a recipe change 26 s
 # (65 s when csi-resizer was added, with other builds running); a warm "install" (all stamps match) about 0.05 s.
 # csi-resizer alone, cold, module downloads included: 4 minutes; 4 s once csi-provisioner's libraries are built.
+# external-snapshotter (both binaries), module downloads included, after the others: about 2 minutes.
 set -euo pipefail
 
 # ---- Pinned versions: the one place to change them -------------------------------------------------------
@@ -43,17 +45,22 @@ CSI_PROVISIONER_VERSION=v6.3.0
 # libraries and CSI spec v1.12.0 (those pinned above); v2.3.0 moved to Kubernetes 1.37 and CSI v1.13. Its go.mod
 # has no replace block, so it is installed like csi-sanity, without a wrapper module.
 CSI_RESIZER_VERSION=v2.2.0
+# external-snapshotter: csi-snapshotter (VolumeSnapshotContent -> CreateSnapshot/DeleteSnapshot), snapshot-controller
+# (VolumeSnapshot -> VolumeSnapshotContent) and the snapshot CRDs. v8.6.0 is built against Kubernetes 1.36 and CSI
+# spec v1.12.0; v8.7.0 moved to 1.37. Its go.mod replaces k8s.io modules: built through a wrapper module.
+EXTERNAL_SNAPSHOTTER_VERSION=v8.6.0
 # -----------------------------------------------------------------------------------------------------------
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODS="$ROOT/hack/kube/tools"
 CACHE_ROOT="${CALLFS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-tools}"
 PIN_ID=$(printf '%s\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" \
-    "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION" | sha256sum | cut -c1-12)
+    "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION" "$EXTERNAL_SNAPSHOTTER_VERSION" \
+    | sha256sum | cut -c1-12)
 TOOLS_DIR="$CACHE_ROOT/$PIN_ID"
 BIN_DIR="$TOOLS_DIR/bin"
 STAMP_DIR="$TOOLS_DIR/stamps"
-ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer)
+ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer external-snapshotter)
 
 # Never let a module's "toolchain" line download another Go: fail with the installed one instead.
 export GOTOOLCHAIN=local
@@ -67,6 +74,7 @@ binaries_of() {
     case "$1" in
         kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
         kwok) echo kwok kwok-stages.yaml ;;
+        external-snapshotter) echo csi-snapshotter snapshot-controller snapshot-crds.yaml ;;
         *) echo "$1" ;;
     esac
 }
@@ -83,6 +91,7 @@ stamp_of() {
         kwok) version=$KWOK_VERSION ;;
         csi-sanity) version=$CSI_TEST_VERSION ;;
         csi-resizer) version=$CSI_RESIZER_VERSION ;;
+        external-snapshotter) version=$EXTERNAL_SNAPSHOTTER_VERSION; mod=external-snapshotter ;;
         helm) version=$HELM_VERSION ;;
         *) die "unknown tool '$tool' (known: ${ALL_TOOLS[*]})" ;;
     esac
@@ -163,6 +172,24 @@ build_tool() {
         csi-resizer)
             (cd "$out" && GOBIN="$out" go install -ldflags "-s -w -X main.version=$CSI_RESIZER_VERSION" \
                 "github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer@$CSI_RESIZER_VERSION")
+            ;;
+        external-snapshotter)
+            require_wrapper external-snapshotter github.com/kubernetes-csi/external-snapshotter/v8 \
+                "$EXTERNAL_SNAPSHOTTER_VERSION"
+            (cd "$MODS/external-snapshotter" && go build -o "$out/" \
+                -ldflags "-s -w -X main.version=$EXTERNAL_SNAPSHOTTER_VERSION" \
+                github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter \
+                github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller)
+            # The VolumeSnapshot CRDs of the same release (Apache-2.0), as its client module ships them.
+            local crds f
+            crds=$(cd "$MODS/external-snapshotter" && go mod download -json \
+                "github.com/kubernetes-csi/external-snapshotter/client/v8@$EXTERNAL_SNAPSHOTTER_VERSION" \
+                | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')/config/crd
+            for f in volumesnapshotclasses volumesnapshotcontents volumesnapshots; do
+                [[ -f $crds/snapshot.storage.k8s.io_$f.yaml ]] || die "no $f CRD in $crds"
+                printf -- '---\n'
+                cat "$crds/snapshot.storage.k8s.io_$f.yaml"
+            done >"$out/snapshot-crds.yaml"
             ;;
         helm)
             (cd "$out" && GOBIN="$out" go install \
@@ -271,14 +298,32 @@ pin_csi_provisioner() {
     } >"$MODS/csi-provisioner/go.mod"
 }
 
+pin_external_snapshotter() {
+    local gomod v=$EXTERNAL_SNAPSHOTTER_VERSION
+    gomod=$(module_gomod "github.com/kubernetes-csi/external-snapshotter/v8@$v")
+    {
+        header "builds csi-snapshotter and snapshot-controller with the replace block of their go.mod (its
+// ./client replacement becomes the published client module of the same release)." external-snapshotter
+        printf 'require (\n\tgithub.com/kubernetes-csi/external-snapshotter/v8 %s\n' "$v"
+        printf '\tgithub.com/kubernetes-csi/external-snapshotter/client/v8 %s\n)\n\nreplace (\n' "$v"
+        { sed -n 's/^replace \(.* => .*\)$/\1/p' "$gomod"
+          sed -n '/^replace (/,/^)/p' "$gomod" | awk '$2 == "=>" {print $1, $2, $3, $4}'; } \
+            | sed 's/^[[:space:]]*//' | grep -v ' => \./' | sort -u | sed 's/^/\t/'
+        printf ')\n\ntool (\n'
+        printf '\tgithub.com/kubernetes-csi/external-snapshotter/v8/cmd/%s\n' csi-snapshotter snapshot-controller
+        printf ')\n'
+    } >"$MODS/external-snapshotter/go.mod"
+}
+
 cmd_pin() {
     local mod
-    mkdir -p "$MODS/kubernetes" "$MODS/etcd" "$MODS/csi-provisioner"
+    mkdir -p "$MODS/kubernetes" "$MODS/etcd" "$MODS/csi-provisioner" "$MODS/external-snapshotter"
     cd "$MODS"
     pin_kubernetes
     pin_etcd
     pin_csi_provisioner
-    for mod in kubernetes etcd csi-provisioner; do
+    pin_external_snapshotter
+    for mod in kubernetes etcd csi-provisioner external-snapshotter; do
         log "go mod tidy in hack/kube/tools/$mod"
         (cd "$MODS/$mod" && rm -f go.sum && go mod tidy)
     done
@@ -292,6 +337,7 @@ case "${1:-}" in
         printf 'kubernetes %s\netcd %s\nkwok %s\ncsi-sanity %s\nhelm %s\ncsi-provisioner %s\ncsi-resizer %s\n' \
             "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" "$HELM_VERSION" \
             "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION"
+        printf 'external-snapshotter %s\n' "$EXTERNAL_SNAPSHOTTER_VERSION"
         ;;
     pin) cmd_pin ;;
     *) echo "usage: $0 install [TOOL...] | bin-dir | check [TOOL...] | versions | pin" >&2; exit 2 ;;

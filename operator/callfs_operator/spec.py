@@ -205,6 +205,8 @@ class ClusterSpec(_Model):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
     affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = Field(default=None, min_length=1)
+    topology_spread_constraints: tuple[dict[str, Any], ...] = ()
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
 
     @property

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "callfs"
 CONTROLLER = "callfs-csi-controller"
 NODE_PLUGIN = "callfs-csi-node"
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "StorageClass", "CSIDriver", "VolumeSnapshotClass"}
 SET_BY_TEST_SIDECARS = ("--csi-address=", "--leader-election=", "--timeout=")
 """Sidecar flags ``support.csi_provisioning`` sets itself (a local socket, one replica, the same timeout)."""
 _REFUSED_NAMESPACE = re.compile(r'in the namespace "([^"]+)"')
@@ -68,11 +69,11 @@ def _csi_driver_exists(api: kclient.ApiClient) -> bool:
 @contextlib.contextmanager
 def installed_chart(kube_cluster: KubeCluster, api: kclient.ApiClient, namespace: str,
                     values: Mapping[str, str]) -> Iterator[list[dict[str, Any]]]:
-    """Render the chart's CSI part into ``namespace`` with ``values`` (``--set-string``), apply it server-side,
-    yield the rendered objects, and delete the cluster-scoped ones on exit."""
+    """Render the chart's CSI part into ``namespace`` with ``values`` (``--set-string``, ``--set`` for ``true`` and
+    ``false``), apply it server-side, yield the rendered objects, and delete the cluster-scoped ones on exit."""
     args = ["template", "callfs", str(CHART), "--namespace", namespace, "--set", "operator.enabled=false"]
     for key, value in values.items():
-        args += ["--set-string", f"{key}={value}"]
+        args += ["--set" if value in ("true", "false") else "--set-string", f"{key}={value}"]
     rendered = kube_cluster.helm(*args)
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     driver_existed = _csi_driver_exists(api)
@@ -166,7 +167,8 @@ def test_chart_installs_the_driver_with_a_node_plugin_on_every_node(
 ) -> None:
     storage_class = f"callfs-{kube_namespace}"
     apps, core, storage = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api), kclient.StorageV1Api(kube_api)
-    with installed_chart(kube_cluster, kube_api, kube_namespace, {"csi.storageClass.name": storage_class}):
+    values = {"csi.storageClass.name": storage_class, "csi.storageClass.cluster": f"{kube_namespace}/demo"}
+    with installed_chart(kube_cluster, kube_api, kube_namespace, values):
         driver = storage.read_csi_driver(DRIVER).spec
         assert (driver.attach_required, driver.fs_group_policy) == (False, "File")
         assert storage.read_storage_class(storage_class).provisioner == DRIVER
@@ -232,6 +234,112 @@ def test_claim_of_the_chart_storage_class_binds_and_grows_with_the_chart_rbac(
     # A claim another test left in its own namespace may reach these sidecars too (same driver); the chart's
     # RBAC rightly refuses them that namespace's secrets. Every other refusal is a gap in the chart's RBAC.
     denials = [line for name in ("csi-provisioner.log", "csi-resizer.log")
+               for line in (work_dir / name).read_text(errors="replace").splitlines()
+               if "forbidden" in line and not _about_another_namespace(line, kube_namespace)]
+    assert not denials, "\n".join(denials[:5])
+
+
+SNAPSHOT_GROUP, SNAPSHOT_VERSION = "snapshot.storage.k8s.io", "v1"
+SNAPSHOT_CRDS = ("volumesnapshotclasses", "volumesnapshotcontents", "volumesnapshots")
+
+
+@contextlib.contextmanager
+def running_snapshot_controller(kube_cluster: KubeCluster, log_path: Path) -> Iterator[None]:
+    """The snapshot CRDs of the pinned external-snapshotter applied, and its snapshot-controller running (as the
+    admin: it is the cluster's, not the driver's) until exit."""
+    for tool in ("csi-snapshotter", "snapshot-controller", "snapshot-crds.yaml"):
+        if not (kube_cluster.bin_dir / tool).exists():
+            pytest.fail(f"{kube_cluster.bin_dir / tool} is not built (bash hack/tools.sh install external-snapshotter)",
+                        pytrace=False)
+    kube_cluster.kubectl("apply", "--server-side", "-f", str(kube_cluster.bin_dir / "snapshot-crds.yaml"))
+    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                         *(f"crd/{plural}.{SNAPSHOT_GROUP}" for plural in SNAPSHOT_CRDS))
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(kube_cluster.bin_dir / "snapshot-controller"), f"--kubeconfig={kube_cluster.kubeconfig}",
+             "--leader-election=false", "--v=4"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _put(node: NodeProcess, path: str, data: bytes) -> None:
+    request = urllib.request.Request(f"{node.url}/v1/files{path}", data=data, method="PUT",
+                                     headers={"Authorization": f"Bearer {node.key_for('root')}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status in (200, 201), answer.status
+
+
+def _get(node: NodeProcess, path: str) -> bytes:
+    request = urllib.request.Request(f"{node.url}/v1/files{path}",
+                                     headers={"Authorization": f"Bearer {node.key_for('root')}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return bytes(answer.read())
+
+
+def test_snapshot_of_a_claim_restores_into_a_new_claim_with_the_chart_rbac(
+    kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str, node: NodeProcess, tmp_path: Path
+) -> None:
+    storage_class = f"callfs-{kube_namespace}"
+    snapshot_class = f"callfs-snap-{kube_namespace}"
+    values = {"csi.storageClass.name": storage_class, "csi.storageClass.server": node.url,
+              "csi.secret.name": ROOT_SECRET, "csi.snapshots.enabled": "true",
+              "csi.snapshots.volumeSnapshotClass.name": snapshot_class}
+    work_dir = tmp_path / "csi"
+    work_dir.mkdir()
+    custom = kclient.CustomObjectsApi(kube_api)
+    with running_snapshot_controller(kube_cluster, work_dir / "snapshot-controller.log"), \
+            installed_chart(kube_cluster, kube_api, kube_namespace, values) as docs:
+        identity = kube_cluster.service_account_kubeconfig(kube_namespace, CONTROLLER, tmp_path / "kubeconfig")
+        (vsc,) = (d for d in docs if d["kind"] == "VolumeSnapshotClass")
+        assert (vsc["driver"], vsc["parameters"]["csi.storage.k8s.io/snapshotter-secret-name"]) == (DRIVER, ROOT_SECRET)
+        with running_provisioning(kube_api, identity, kube_cluster.bin_dir, node, kube_namespace, work_dir,
+                                  provisioner_flags=_chart_flags(docs, "csi-provisioner"),
+                                  snapshotter=True, snapshotter_flags=_chart_flags(docs, "csi-snapshotter")
+                                  ) as provisioning:
+            provisioning.claim("data", storage_class, "1Gi")
+            source = provisioning.bound_volume("data").metadata.name
+            _put(node, f"/volumes/{source}/hello.txt", b"kept by the snapshot")
+            custom.create_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, kube_namespace,
+                                                   "volumesnapshots", {
+                "apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshot",
+                "metadata": {"name": "snap"},
+                "spec": {"volumeSnapshotClassName": snapshot_class,
+                         "source": {"persistentVolumeClaimName": "data"}}})
+
+            def ready() -> Any:
+                snap: Any = custom.get_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, kube_namespace,
+                                                                "volumesnapshots", "snap")
+                return snap if (snap.get("status") or {}).get("readyToUse") else None
+
+            wait_for(ready, BIND_TIMEOUT, "VolumeSnapshot snap ready to use")
+            _put(node, f"/volumes/{source}/hello.txt", b"changed after the snapshot")
+            kclient.CoreV1Api(kube_api).create_namespaced_persistent_volume_claim(kube_namespace, {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "restored"},
+                "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteMany"],
+                         "resources": {"requests": {"storage": "1Gi"}},
+                         "dataSource": {"apiGroup": SNAPSHOT_GROUP, "kind": "VolumeSnapshot", "name": "snap"}}})
+            restored = provisioning.bound_volume("restored").metadata.name
+            assert _get(node, f"/volumes/{restored}/hello.txt") == b"kept by the snapshot"
+            custom.delete_namespaced_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION, kube_namespace,
+                                                   "volumesnapshots", "snap")
+
+            def snapshot_gone() -> bool:
+                contents: Any = custom.list_cluster_custom_object(SNAPSHOT_GROUP, SNAPSHOT_VERSION,
+                                                                  "volumesnapshotcontents")
+                return not [c for c in contents["items"]
+                            if c["spec"]["volumeSnapshotRef"].get("namespace") == kube_namespace]
+
+            wait_for(snapshot_gone, BIND_TIMEOUT, "the VolumeSnapshotContent deleted (DeleteSnapshot)")
+            for claim in ("restored", "data"):
+                provisioning.delete_claim(claim)
+    denials = [line for name in ("csi-provisioner.log", "csi-snapshotter.log")
                for line in (work_dir / name).read_text(errors="replace").splitlines()
                if "forbidden" in line and not _about_another_namespace(line, kube_namespace)]
     assert not denials, "\n".join(denials[:5])

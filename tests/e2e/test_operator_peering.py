@@ -46,7 +46,8 @@ def rendered(kube_cluster: KubeCluster, namespace: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def peered_identity(kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Path) -> Iterator[Path]:
     """The chart's CRDs and the peering object applied; a kubeconfig of a ServiceAccount bound to the chart's operator
-    ClusterRole (copied under a unique name). The cluster-scoped copies are deleted afterwards."""
+    ClusterRole (copied under a unique name) and to its Role in the watched namespace (a namespace-scoped install).
+    The cluster-scoped copies are deleted afterwards."""
     docs = rendered(kube_cluster, kube_namespace)
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert {d["metadata"]["name"] for d in crds} == {"callfsclusters.callfs.io", "kopfpeerings.kopf.dev",
@@ -71,7 +72,10 @@ def peered_identity(kube_cluster: KubeCluster, kube_namespace: str, tmp_path: Pa
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": kube_namespace}]}
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": kube_namespace}}
-    kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding, sa, peering]))
+    namespaced = [d for d in docs
+                  if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["name"] == "callfs-operator"]
+    assert [d["metadata"]["namespace"] for d in namespaced] == [kube_namespace] * 2
+    kube_cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding, sa, peering, *namespaced]))
     try:
         yield kube_cluster.service_account_kubeconfig(kube_namespace, account, tmp_path / "kubeconfig")
     finally:

@@ -164,18 +164,20 @@ def _sidecar(binary: Path, socket: Path, kubeconfig: Path, log_path: Path, *flag
 def running_provisioning(
     api: kclient.ApiClient, kubeconfig: Path, bin_dir: Path, node: NodeProcess, namespace: str, work_dir: Path,
     *, resizer: bool = False, provisioner_flags: Sequence[str] = (), resizer_flags: Sequence[str] = (),
+    snapshotter: bool = False, snapshotter_flags: Sequence[str] = (),
 ) -> Iterator[Provisioning]:
-    """Start our controller and csi-provisioner (plus csi-resizer when ``resizer``) against ``node``.
+    """Start our controller and csi-provisioner (plus csi-resizer when ``resizer``, csi-snapshotter when
+    ``snapshotter``: it needs the snapshot CRDs and a snapshot-controller) against ``node``.
 
     ``namespace`` must exist (the root key Secret :data:`ROOT_SECRET` is created in it); ``work_dir`` receives the
     socket, key file, controller state and the logs (``controller.log``, ``csi-provisioner.log``,
-    ``csi-resizer.log``). csi-provisioner runs with 4 worker threads and its client-go defaults (5 API
-    requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say otherwise;
-    ``resizer_flags`` are appended to csi-resizer's. ``kubeconfig`` is the sidecars' identity (an admin, or a
-    ServiceAccount whose RBAC is under test), given as ``KUBECONFIG`` and ``--kubeconfig`` (:func:`sidecar_env`;
-    the test process's own ``KUBECONFIG`` is not passed on). Raises
-    ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller
-    socket does not appear within 30 s. Everything started is stopped on exit.
+    ``csi-resizer.log``, ``csi-snapshotter.log``). csi-provisioner runs with 4 worker threads and its client-go
+    defaults (5 API requests/s, bursts of 10) unless ``provisioner_flags`` (appended to its command line) say
+    otherwise; ``resizer_flags`` are appended to csi-resizer's, ``snapshotter_flags`` to csi-snapshotter's.
+    ``kubeconfig`` is the sidecars' identity (an admin, or a ServiceAccount whose RBAC is under test), given as
+    ``KUBECONFIG`` and ``--kubeconfig`` (:func:`sidecar_env`; the test process's own ``KUBECONFIG`` is not passed
+    on). Raises ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the
+    controller socket does not appear within 30 s. Everything started is stopped on exit.
     """
     socket = work_dir / "controller.sock"
     key_file = work_dir / "root.key"
@@ -193,7 +195,8 @@ def running_provisioning(
     kclient.CoreV1Api(api).create_namespaced_secret(namespace, kclient.V1Secret(
         metadata=kclient.V1ObjectMeta(name=secret), string_data={"apiKey": node.key_for("root")}))
     provisioning = Provisioning(node, socket, namespace, secret, api)
-    logs = ["controller.log", "csi-provisioner.log"] + (["csi-resizer.log"] if resizer else [])
+    logs = ["controller.log", "csi-provisioner.log"] + (["csi-resizer.log"] if resizer else []) + (
+        ["csi-snapshotter.log"] if snapshotter else [])
     try:
         with (work_dir / "controller.log").open("ab") as log:
             processes.append(subprocess.Popen(
@@ -206,6 +209,9 @@ def running_provisioning(
         if resizer:
             processes.append(_sidecar(bin_dir / "csi-resizer", socket, kubeconfig, work_dir / "csi-resizer.log",
                                       *resizer_flags))
+        if snapshotter:
+            processes.append(_sidecar(bin_dir / "csi-snapshotter", socket, kubeconfig,
+                                      work_dir / "csi-snapshotter.log", *snapshotter_flags))
         yield provisioning
     finally:
         for process in reversed(processes):

@@ -1,21 +1,22 @@
-"""The CSI objects of the chart, as rendered in ``manifests/callfs.yaml``, agree with the driver itself.
+"""The CSI objects of the chart, as helm renders them for a StorageClass of CallFSCluster ``apps/demo``, agree
+with the driver itself.
 
 The plugin's command lines parse with ``callfs-csi``'s own parser, the driver name is the one the plugin reports,
 every sidecar talks to the socket the plugin listens on, the node plugin mounts through the socket the mount
 service listens on (and the service sees the plugin's paths), the StorageClass parameters are accepted by
-``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That the manifest is
-the chart rendered is checked by tests/e2e/test_operator_cluster.py, where helm is at hand.)
+``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That
+``manifests/callfs.yaml`` is the chart rendered is checked by tests/e2e/test_operator_cluster.py.)
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-import yaml
 
 from callfs_csi import csi_pb2
 from callfs_csi.config import DRIVER_NAME, Mode
@@ -26,24 +27,30 @@ from callfs_csi.mount_service import parser as mount_service_parser
 from callfs_csi.node import NODE_CAPABILITIES
 from callfs_csi.params import parse_parameters
 from callfs_csi.server import grpc_address
+from support.chart import render
 
 REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO / "manifests" / "callfs.yaml"
 TOOLS_SH = REPO / "hack" / "tools.sh"
-DOCS: list[dict[str, Any]] = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d]
+CLUSTER = "apps/demo"
 SECRET_KINDS = ("provisioner", "controller-expand", "node-stage")
 
 PLUGINS = [("Deployment", "callfs-csi-controller", Mode.CONTROLLER), ("DaemonSet", "callfs-csi-node", Mode.NODE)]
 MOUNT_SERVICE = "callfs-mount-service"
 
 
+@cache
+def docs() -> list[dict[str, Any]]:
+    """The chart's objects with a StorageClass of CallFSCluster :data:`CLUSTER` (and its generated key)."""
+    return render({"csi.storageClass.cluster": CLUSTER})
+
+
 def objects(kind: str) -> list[dict[str, Any]]:
-    return [d for d in DOCS if d["kind"] == kind]
+    return [d for d in docs() if d["kind"] == kind]
 
 
 def one(kind: str, name: str) -> dict[str, Any]:
     found = [d for d in objects(kind) if d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind} {name}: {len(found)} in {MANIFESTS.name}"
+    assert len(found) == 1, f"{kind} {name}: {len(found)} rendered"
     return found[0]
 
 
@@ -264,3 +271,44 @@ def test_csi_driver_object_promises_what_the_driver_advertises() -> None:
     assert spec["fsGroupPolicy"] == "File"
     assert spec["volumeLifecycleModes"] == ["Persistent"]
     assert spec["podInfoOnMount"] is False
+
+
+def test_storage_class_of_a_cluster_hands_out_the_key_its_operator_generated() -> None:
+    parameters = storage_class()["parameters"]
+    assert parameters["cluster"] == CLUSTER
+    namespace, name = CLUSTER.split("/")
+    for kind in SECRET_KINDS:
+        assert parameters[f"csi.storage.k8s.io/{kind}-secret-namespace"] == namespace
+        assert parameters[f"csi.storage.k8s.io/{kind}-secret-name"] == f"{name}-api-key"
+
+
+def test_node_plugin_is_not_preempted_and_every_sidecar_has_resources() -> None:
+    node = pod_spec("DaemonSet", "callfs-csi-node")
+    assert node["priorityClassName"] == "system-node-critical"
+    for kind, name, _ in PLUGINS:
+        for c in pod_spec(kind, name)["containers"]:
+            assert c.get("resources", {}).get("requests"), f"{name}/{c['name']} requests nothing"
+
+
+def test_snapshots_add_the_pinned_snapshotter_on_the_plugin_socket_and_a_class_of_the_driver() -> None:
+    snap_docs = render({"csi.storageClass.cluster": CLUSTER, "csi.snapshots.enabled": "true"})
+    (deployment,) = [d for d in snap_docs
+                     if d["kind"] == "Deployment" and d["metadata"]["name"] == "callfs-csi-controller"]
+    spec = deployment["spec"]["template"]["spec"]
+    snapshotter = container(spec, "csi-snapshotter")
+    version = pinned_version("EXTERNAL_SNAPSHOTTER_VERSION")
+    assert snapshotter["image"] == f"registry.k8s.io/sig-storage/csi-snapshotter:{version}"
+    assert volume_path(spec, snapshotter, flag(snapshotter, "csi-address")) == volume_path(
+        spec, container(spec, "callfs-csi"), "/csi/csi.sock")
+    assert csi_pb2.ControllerServiceCapability.RPC.CREATE_DELETE_SNAPSHOT in CONTROLLER_CAPABILITIES
+    (vsc,) = [d for d in snap_docs if d["kind"] == "VolumeSnapshotClass"]
+    assert vsc["driver"] == DRIVER_NAME
+    sc_parameters = storage_class()["parameters"]
+    for part in ("name", "namespace"):
+        assert vsc["parameters"][f"csi.storage.k8s.io/snapshotter-secret-{part}"] == sc_parameters[
+            f"csi.storage.k8s.io/provisioner-secret-{part}"]
+    (role,) = [d for d in snap_docs
+               if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "callfs-csi-controller"]
+    granted = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"volumesnapshotclasses", "volumesnapshotcontents", "volumesnapshotcontents/status"} <= granted
+    assert not [d for d in docs() if d["kind"] == "VolumeSnapshotClass"]  # off by default: CRDs may be absent

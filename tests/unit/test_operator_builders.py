@@ -209,9 +209,9 @@ def test_node_container_runs_callfs_server_with_the_mounted_config() -> None:
     container = nodes()["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["callfs", "server", "-c", "/etc/callfs/config.yaml"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {"config": "/etc/callfs", "data": "/var/lib/callfs"}
+    assert mounts == {"config": "/etc/callfs", "data": "/var/lib/callfs", "tmp": "/tmp"}
     volumes = nodes()["spec"]["template"]["spec"]["volumes"]
-    assert volumes == [{"name": "config", "configMap": {"name": "demo-config"}}]
+    assert volumes == [{"name": "config", "configMap": {"name": "demo-config"}}, {"name": "tmp", "emptyDir": {}}]
 
 
 def test_node_probes_use_ready_and_health() -> None:
@@ -294,7 +294,56 @@ def test_scheduling_fields_are_passed_through() -> None:
 def test_resources_are_strings() -> None:
     container = nodes(resources={"requests": {"cpu": 1, "memory": "1Gi"}})["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}}
-    assert "resources" not in nodes()["spec"]["template"]["spec"]["containers"][0]
+
+
+
+def managed_pod_specs(**spec: Any) -> dict[str, dict[str, Any]]:
+    """The pod template spec of each managed StatefulSet (nodes, PostgreSQL, Redis) by its component label."""
+    return {o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["spec"]
+            for o in children(cluster(**spec), {}, counter()) if o["kind"] == "StatefulSet"}
+
+
+def test_every_managed_pod_meets_the_restricted_pod_security_profile() -> None:
+    specs = managed_pod_specs()
+    assert set(specs) == {"node", "postgres", "redis"}
+    users = {"node": 65532, "postgres": 70, "redis": 999}
+    for component, pod in specs.items():
+        context = pod["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == users[component], component
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+            writable = {m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")}
+            assert "/tmp" in writable
+            empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+            assert {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"} <= empty_dirs
+    postgres_dirs = {m["mountPath"] for m in specs["postgres"]["containers"][0]["volumeMounts"]}
+    assert "/var/run/postgresql" in postgres_dirs  # its socket and lock file
+
+
+def test_managed_pods_get_default_resources_unless_the_spec_sets_them() -> None:
+    for component, pod in managed_pod_specs().items():
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"], component
+        assert resources["limits"]["memory"], component  # Burstable, not BestEffort
+    pods = managed_pod_specs(resources={"limits": {"memory": "3Gi"}},
+                             metadata={"resources": {"requests": {"memory": "2Gi"}}})
+    assert pods["node"]["containers"][0]["resources"] == {"limits": {"memory": "3Gi"}}
+    assert pods["postgres"]["containers"][0]["resources"] == {"requests": {"memory": "2Gi"}}
+
+
+def test_priority_class_goes_to_every_managed_pod_and_spread_to_the_nodes() -> None:
+    constraint = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}
+    pods = managed_pod_specs(priorityClassName="storage", topologySpreadConstraints=[constraint])
+    assert {c: p.get("priorityClassName") for c, p in pods.items()} == dict.fromkeys(pods, "storage")
+    (spread,) = pods["node"]["topologySpreadConstraints"]
+    node_pods = {"app.kubernetes.io/name": "callfs", "app.kubernetes.io/instance": "demo",
+                 "app.kubernetes.io/component": "node"}
+    assert spread == {**constraint, "labelSelector": {"matchLabels": node_pods}}
+    assert "topologySpreadConstraints" not in pods["postgres"]
+    assert "priorityClassName" not in managed_pod_specs()["node"]
 
 
 def test_image_and_pull_policy() -> None:

@@ -96,6 +96,7 @@ def test_every_crd_field_is_known_to_the_typed_spec(crd: dict[str, Any]) -> None
         "locks": {"externalSecret": {"name": "r", "addressKey": "a", "passwordKey": "p"}},
         "tls": {"secretName": "t"}, "auth": {"apiKeysSecret": "k"}, "resources": {"requests": {"cpu": "1"}},
         "nodeSelector": {"a": "b"}, "tolerations": [{"key": "k"}], "affinity": {}, "deletionPolicy": "Delete",
+        "priorityClassName": "p", "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}],
     }
     schema = spec_schema(crd)
     assert set(spec) == set(schema["properties"])

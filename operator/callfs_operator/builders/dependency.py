@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
+from callfs_operator.builders import security
 from callfs_operator.builders.statefulset import claim_template, retention_policy, scheduling
 from callfs_operator.spec import Cluster, Storage
 
 
 def dependency_statefulset(
-    cluster: Cluster, component: str, name: str, container: dict[str, Any], storage: Storage
+    cluster: Cluster, component: str, name: str, container: dict[str, Any], storage: Storage,
+    user: security.RunAs, writable: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A one-replica StatefulSet ``name`` running ``container`` with its own PVC of ``storage``."""
+    """A one-replica StatefulSet ``name`` running ``container`` as ``user`` with its own PVC of ``storage`` and
+    an ``emptyDir`` for each ``{volume name: path}`` of ``writable`` (see :func:`.security.harden`)."""
+    pod_spec = {"containers": [container], "enableServiceLinks": False, **scheduling(cluster)}
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -24,7 +28,7 @@ def dependency_statefulset(
             "selector": {"matchLabels": names.selector(cluster, component)},
             "template": {
                 "metadata": {"labels": names.labels(cluster, component)},
-                "spec": {"containers": [container], "enableServiceLinks": False, **scheduling(cluster)},
+                "spec": security.harden(pod_spec, user, writable),
             },
             "volumeClaimTemplates": [claim_template(cluster, component, storage)],
         },

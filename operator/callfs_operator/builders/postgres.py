@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
+from callfs_operator.builders import security
 from callfs_operator.builders.dependency import dependency_service, dependency_statefulset
 from callfs_operator.builders.statefulset import DATA_VOLUME
-from callfs_operator.spec import Cluster
+from callfs_operator.spec import Cluster, Resources
 
 DATA_PATH = "/var/lib/postgresql/data"
+DEFAULT_POSTGRES_RESOURCES = Resources(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "1Gi"})
 
 
 def postgres_statefulset(cluster: Cluster) -> dict[str, Any]:
@@ -46,10 +48,9 @@ def postgres_statefulset(cluster: Cluster) -> dict[str, Any]:
             "failureThreshold": 6,
         },
     }
-    resources = meta.resources.manifest()
-    if resources:
-        container["resources"] = resources
-    return dependency_statefulset(cluster, names.POSTGRES, names.postgres(cluster), container, meta.effective_storage)
+    container["resources"] = security.resources(meta.resources, DEFAULT_POSTGRES_RESOURCES)
+    return dependency_statefulset(cluster, names.POSTGRES, names.postgres(cluster), container, meta.effective_storage,
+                                  security.POSTGRES_USER, {"run": "/var/run/postgresql"})
 
 
 def postgres_service(cluster: Cluster) -> dict[str, Any]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
+from callfs_operator.builders import security
 from callfs_operator.builders.dependency import dependency_service, dependency_statefulset
 from callfs_operator.builders.statefulset import DATA_VOLUME
-from callfs_operator.spec import Cluster
+from callfs_operator.spec import Cluster, Resources
 
 DATA_PATH = "/data"
+DEFAULT_REDIS_RESOURCES = Resources(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"})
 # The password is read from the environment by the shell, never written into the pod spec.
 _SERVE = 'exec redis-server --requirepass "$REDIS_PASSWORD" --appendonly yes --dir /data --port 6379'
 _PING = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p 6379 ping | grep -q PONG'
@@ -43,10 +45,9 @@ def redis_statefulset(cluster: Cluster) -> dict[str, Any]:
             "failureThreshold": 6,
         },
     }
-    resources = locks.resources.manifest()
-    if resources:
-        container["resources"] = resources
-    return dependency_statefulset(cluster, names.REDIS, names.redis(cluster), container, locks.effective_storage)
+    container["resources"] = security.resources(locks.resources, DEFAULT_REDIS_RESOURCES)
+    return dependency_statefulset(cluster, names.REDIS, names.redis(cluster), container, locks.effective_storage,
+                                  security.REDIS_USER)
 
 
 def redis_service(cluster: Cluster) -> dict[str, Any]:

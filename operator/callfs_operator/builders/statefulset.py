@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from callfs_operator import names
-from callfs_operator.spec import Cluster, Storage
+from callfs_operator.builders import security
+from callfs_operator.spec import Cluster, Resources, Storage
 
 DATA_VOLUME = "data"
 CONFIG_VOLUME = "config"
 TLS_VOLUME = "tls"
 TERMINATION_GRACE_SECONDS = 30
+DEFAULT_NODE_RESOURCES = Resources(requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "2Gi"})
+"""A node's resources when ``spec.resources`` sets none."""
 
 
 def claim_template(cluster: Cluster, component: str, storage: Storage) -> dict[str, Any]:
@@ -38,9 +41,12 @@ def retention_policy(cluster: Cluster) -> dict[str, str]:
 
 
 def scheduling(cluster: Cluster) -> dict[str, Any]:
-    """The pod-spec fields from ``nodeSelector``, ``tolerations``, ``affinity`` and ``imagePullSecrets``."""
+    """The pod-spec fields from ``nodeSelector``, ``tolerations``, ``affinity``, ``priorityClassName`` and
+    ``imagePullSecrets`` (every managed pod's)."""
     spec = cluster.spec
     out: dict[str, Any] = {}
+    if spec.priority_class_name:
+        out["priorityClassName"] = spec.priority_class_name
     if spec.node_selector:
         out["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
@@ -121,10 +127,15 @@ def node_container(cluster: Cluster) -> dict[str, Any]:
             "failureThreshold": 6,
         },
     }
-    resources = spec.resources.manifest()
-    if resources:
-        container["resources"] = resources
+    container["resources"] = security.resources(spec.resources, DEFAULT_NODE_RESOURCES)
     return container
+
+
+def topology_spread(cluster: Cluster) -> list[dict[str, Any]]:
+    """``spec.topologySpreadConstraints`` of the node pods; a constraint without ``labelSelector`` counts the
+    cluster's node pods (the usual intent: spread *these* pods)."""
+    selector = {"matchLabels": names.selector(cluster, names.NODE)}
+    return [{"labelSelector": selector, **c} for c in cluster.spec.topology_spread_constraints]
 
 
 def nodes_statefulset(cluster: Cluster, config_hash: str, replicas: int | None = None) -> dict[str, Any]:
@@ -145,6 +156,9 @@ def nodes_statefulset(cluster: Cluster, config_hash: str, replicas: int | None =
         "enableServiceLinks": False,
         **scheduling(cluster),
     }
+    if spec.topology_spread_constraints:
+        pod_spec["topologySpreadConstraints"] = topology_spread(cluster)
+    pod_spec = security.harden(pod_spec, security.NODE_USER)
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
