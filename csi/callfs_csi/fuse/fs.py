@@ -27,6 +27,7 @@ Semantics (the FUSE client contract, docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import logging
@@ -48,6 +49,7 @@ from .bridge import Bridge
 from .cache import AttrCache
 from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
+from .kernel import negotiate, set_read_ahead
 from .options import MountSettings
 from .readahead import BlockReader
 from .spool import Spool
@@ -61,8 +63,6 @@ DEFAULT_FILE_MODE: Final = 0o644
 """Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
-FUSE_CAP_ATOMIC_O_TRUNC: Final = 1 << 3
-"""libfuse 3 capability bit: ``open`` receives ``O_TRUNC`` instead of a separate truncate."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
 
@@ -96,7 +96,7 @@ def _fuse_errors(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
         except mfusepy.FuseOSError:
             raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # a BaseException escaping would stop the mount
             code = errno_for(exc)
             if code == errno.EIO:
                 log.warning("%s%r failed: %r", method.__name__, args[1:3], exc)
@@ -251,10 +251,21 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     # ---- lifecycle ---------------------------------------------------------------------------------
 
     def init_with_config(self, conn_info: Any, config_3: Any) -> None:
-        """libfuse ``init``: ask for atomic ``O_TRUNC`` and signal readiness (the mount is live)."""
-        if conn_info is not None and conn_info.capable & FUSE_CAP_ATOMIC_O_TRUNC:
-            conn_info.want |= FUSE_CAP_ATOMIC_O_TRUNC
+        """libfuse ``init``: capabilities and 1 MiB requests (:func:`.kernel.negotiate`); then, in a thread once
+        the kernel has the answer, the mount's read-ahead and the readiness signal (the mount is live)."""
+        if conn_info is not None:
+            wanted = negotiate(conn_info.capable, conn_info.want, writeback_cache=self._settings.writeback_cache)
+            conn_info.want = wanted.want
+            conn_info.max_write = wanted.max_write
+            conn_info.max_readahead = wanted.max_readahead
+            log.info("FUSE init: capable=%#x want=%#x", conn_info.capable, conn_info.want)
         log.info("mounted %s at %s", self._settings.fsname, self._settings.mountpoint)
+        threading.Thread(target=self._after_init, name="callfs-init", daemon=True).start()
+
+    def _after_init(self) -> None:
+        if self._settings.kernel_read_ahead:
+            set_read_ahead(self._settings.mountpoint, self._settings.kernel_read_ahead)
+            self._quota = None  # its statfs probe is not an answer a caller saw: the first df asks again
         if self._on_ready is not None:
             self._on_ready()
 
