@@ -47,6 +47,7 @@ from callfs.errors import NotFound
 from .attrs import stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
+from .dirty import UploadKind, plan_upload
 from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
 from .kernel import negotiate, set_read_ahead
@@ -205,17 +206,23 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 file.remote_size = self._bridge.call(fetch)
             else:
                 spool.truncate(0)
+                file.ranges.truncate(0)
             file.loaded = True
         return spool
 
     def _upload(self, file: OpenFile) -> None:
-        """Send ``file``'s spool to the server when it has unsaved bytes (one streamed PUT), then apply a
-        pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay dirty on failure."""
+        """Send ``file``'s unsaved changes as :func:`.dirty.plan_upload` decides (today one streamed PUT of
+        the spool), then apply a pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay
+        dirty on failure."""
         with file.lock:
-            if not file.dirty or file.unlinked or file.spool is None:
+            if file.unlinked or file.spool is None:
+                return
+            plan = plan_upload(file.ranges, changed=file.dirty, size=file.spool.size(),
+                               exists_remotely=file.remote)
+            if plan.kind is UploadKind.NONE:
                 return
             path = file.path
-            size = file.spool.size()
+            size = plan.size
             reader = file.spool.reader()
             try:
                 async def put(client: CallFSClient) -> bool:
@@ -226,6 +233,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             finally:
                 reader.close()
             file.dirty = False
+            file.ranges.clear()
             file.remote = True
             file.remote_size = size
             if file.mode is not None:
@@ -419,6 +427,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             with file.lock:
                 spool = self._ensure_spool(file, keep_content=length > 0)
                 spool.truncate(length)
+                file.ranges.truncate(length)
                 file.dirty = True
             return
         if length == 0:
@@ -526,6 +535,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                         and growth > quota.bytes_limit - quota.bytes_used):
                     raise _fail(errno.ENOSPC)
             written = spool.write(data, offset)
+            file.ranges.add(offset, written)
             file.dirty = True
         if handle.reader is not None:
             handle.reader.forget()
