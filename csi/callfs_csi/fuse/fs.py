@@ -9,8 +9,12 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Attributes: cached ``attr_timeout`` seconds (HEAD answers and directory listings), invalidated by our own
   changes; ``open`` always revalidates with a HEAD (close-to-open consistency, as NFS), and keeps the kernel
   page cache (``keep_cache``) only when the file's ETag did not change since the last open here.
-* Reads: 1 MiB blocks with read-ahead for sequential readers (:mod:`.readahead`).
-* Writes: buffered in a local spool file per open file (:mod:`.spool`) and uploaded with one streamed PUT on
+* Kernel: 1 MiB read and write requests, asynchronous reads, the mount's read-ahead raised after ``init``
+  (:mod:`.kernel`); the write-back cache only with ``writeback_cache`` (single-writer volumes).
+* Reads: 1 MiB blocks with concurrent read-ahead for sequential readers (:mod:`.readahead`); a cancellation
+  inside the client is retried, never answered with ``EIO``.
+* Writes: buffered in a local spool file per open file (:mod:`.spool`), the changed ranges recorded
+  (:mod:`.dirty`), and uploaded as :func:`.dirty.plan_upload` decides (one streamed PUT) on
   ``flush`` (every ``close``), ``fsync`` and ``release``; upload errors surface on ``close`` (e.g. ENOSPC for
   a 507 answer). A file created here exists on the server from its first ``close``; other mounts see it
   then. ``open(O_TRUNC)`` is atomic (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request.
