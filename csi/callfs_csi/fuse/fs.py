@@ -68,6 +68,8 @@ DEFAULT_FILE_MODE: Final = 0o644
 """Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
+SMALL_UPLOAD: Final = 1024 * 1024
+"""Files up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
 
@@ -227,15 +229,20 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 return
             path = file.path
             size = plan.size
-            reader = file.spool.reader()
-            try:
-                async def put(client: CallFSClient) -> bool:
-                    reader.seek(0)  # a retry starts again from the first byte
-                    return await client.upload(path, reader, size=size)
+            if size <= SMALL_UPLOAD:
+                # One read here instead of a file object read chunk by chunk on worker threads of the loop.
+                body = file.spool.read(0, size)
+                self._bridge.call(lambda c: c.upload(path, body, size=size))
+            else:
+                reader = file.spool.reader()
+                try:
+                    async def put(client: CallFSClient) -> bool:
+                        reader.seek(0)  # a retry starts again from the first byte
+                        return await client.upload(path, reader, size=size)
 
-                self._bridge.call(put)
-            finally:
-                reader.close()
+                    self._bridge.call(put)
+                finally:
+                    reader.close()
             file.dirty = False
             file.ranges.clear()
             file.remote = True
