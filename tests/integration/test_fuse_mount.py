@@ -225,6 +225,43 @@ def test_two_mounts_see_each_others_writes(app_node: AppNode, mount_factory: Mou
     wait_for(lambda: not (first.path / "from-first").exists(), 10, "the second mount's delete on the first", 0.05)
 
 
+def test_own_changes_are_seen_at_once_despite_kernel_caches(app_node: AppNode,
+                                                            mount_factory: MountFactory) -> None:
+    """Attributes and pages the kernel caches (``attr_timeout``, ``keep_cache``) never hide this mount's own
+    writes: a rewrite through the mount shows its new size and bytes immediately."""
+    mount = mount_factory(app_node, options=["attr_timeout=30"])
+    target = mount.path / "f"
+    target.write_bytes(b"first version")
+    assert target.read_bytes() == b"first version"
+    assert target.stat().st_size == 13
+    target.write_bytes(b"second, longer version")
+    assert target.stat().st_size == 22
+    assert target.read_bytes() == b"second, longer version"
+    with target.open("r+b") as out:
+        out.seek(0)
+        out.write(b"SECOND")
+    assert target.read_bytes() == b"SECOND, longer version"
+    os.truncate(target, 6)
+    assert (target.stat().st_size, target.read_bytes()) == (6, b"SECOND")
+
+
+def test_another_clients_change_shows_at_the_next_open_and_within_the_attribute_timeout(
+        app_node: AppNode, mount_factory: MountFactory) -> None:
+    """Close-to-open: a same-size change made elsewhere is read by the next open (the open's HEAD sees a new
+    ETag, so the kernel drops its cached pages); a size change shows once ``attr_timeout`` has passed."""
+    mount = mount_factory(app_node, options=["attr_timeout=2"])
+    target = mount.path / "f"
+    target.write_bytes(b"aaaaaaaa")
+    assert target.read_bytes() == b"aaaaaaaa"  # now in the kernel's page cache
+    server(app_node, lambda c: c.upload(f"{mount.volume}/f", b"bbbbbbbb"))
+    assert target.read_bytes() == b"bbbbbbbb"  # the next open, no waiting
+    assert target.read_bytes() == b"bbbbbbbb"
+    server(app_node, lambda c: c.upload(f"{mount.volume}/f", b"a longer text from elsewhere"))
+    started = time.monotonic()
+    wait_for(lambda: target.read_bytes() == b"a longer text from elsewhere", 10, "the new size and bytes", 0.05)
+    assert time.monotonic() - started < 2 + 1.5
+
+
 # ---- quotas -------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -78,11 +80,81 @@ def test_sequential_reads_use_whole_blocks_with_read_ahead() -> None:
 
 def test_random_reads_fetch_exactly_the_range() -> None:
     remote = MemoryFile(os.urandom(4 * MiB))
-    reader = BlockReader(remote.fetch, window=4, file_size=len(remote.data))
-    reader.read(0, 10)  # offset 0 starts a stream
+    reader = BlockReader(remote.fetch, window=2, file_size=len(remote.data))
+    reader.read(0, 10)  # offset 0 starts a stream: blocks 0-2 fetched
     remote.fetches.clear()
     assert reader.read(3 * MiB + 5, 4096) == remote.data[3 * MiB + 5 : 3 * MiB + 5 + 4096]
     assert remote.fetches == [(3 * MiB + 5, 4096)]
+
+
+def test_a_read_inside_a_prefetched_block_uses_it() -> None:
+    """Reads of one stream arrive out of order (several kernel requests at once): a read landing in a block
+    already fetched is served from it, not with a request of its own."""
+    remote = MemoryFile(os.urandom(4 * MiB))
+    reader = BlockReader(remote.fetch, window=3, file_size=len(remote.data))
+    reader.read(0, MiB)
+    remote.fetches.clear()
+    assert reader.read(3 * MiB, MiB) == remote.data[3 * MiB :]
+    assert reader.read(2 * MiB, MiB) == remote.data[2 * MiB : 3 * MiB]
+    assert remote.fetches == []
+
+
+def test_a_whole_block_read_is_the_block_itself() -> None:
+    block = os.urandom(MiB)
+    assert assemble({0: block}, 0, MiB) is block
+    assert assemble({0: b"end"}, 0, MiB) == b"end"
+
+
+def test_reads_waiting_on_a_block_survive_a_concurrent_window_move() -> None:
+    """A read waiting for a block that a later read drops from the window still gets its bytes: dropped
+    blocks are not cancelled (a cancelled block once became EIO under concurrent readers)."""
+    data = os.urandom(8 * MiB)
+    gate = threading.Event()
+    pending: list[concurrent.futures.Future[bytes]] = []
+
+    def slow(offset: int, length: int) -> concurrent.futures.Future[bytes]:
+        return POOL.submit(lambda: (gate.wait(5), data[offset : offset + length])[1])
+
+    reader = BlockReader(slow, window=1, file_size=len(data))
+    first = POOL.submit(reader.read, 0, 4096)
+    time.sleep(0.05)
+    pending.append(POOL.submit(reader.read, 5 * MiB, 4096))  # not sequential: a direct read
+    pending.append(POOL.submit(reader.read, 5 * MiB + 4096, 4096))  # continues it: moves the window past 0
+    gate.set()
+    assert first.result(timeout=5) == data[:4096]
+    assert [p.result(timeout=5) for p in pending] == [data[5 * MiB : 5 * MiB + 4096],
+                                                      data[5 * MiB + 4096 : 5 * MiB + 8192]]
+
+
+def test_a_cancelled_block_is_fetched_again_not_an_error() -> None:
+    data = os.urandom(2 * MiB)
+    calls: list[int] = []
+
+    def cancelling(offset: int, length: int) -> concurrent.futures.Future[bytes]:
+        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        calls.append(offset)
+        if calls.count(offset) == 1:
+            future.cancel()  # as the I/O loop does to a task it cancels
+        else:
+            future.set_result(data[offset : offset + length])
+        return future
+
+    reader = BlockReader(cancelling, window=0, file_size=len(data))
+    assert reader.read(0, 100) == data[:100]
+    far = MiB + MiB // 2
+    assert reader.read(far, 50) == data[far : far + 50]  # a direct (non-sequential) read too
+    assert calls == [0, 0, far, far]
+
+
+def test_a_block_cancelled_every_time_gives_up_with_cancelled_error() -> None:
+    def always_cancelled(offset: int, length: int) -> concurrent.futures.Future[bytes]:
+        future: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+        future.cancel()
+        return future
+
+    reader = BlockReader(always_cancelled, window=0, file_size=MiB)
+    with pytest.raises(concurrent.futures.CancelledError):
+        reader.read(0, 10)
 
 
 def test_a_failed_block_is_fetched_again() -> None:

@@ -9,6 +9,8 @@ Modules, one concern each:
 * :mod:`.retry` — backoff schedule and deadlines for requests (pure).
 * :mod:`.readahead` — 1 MiB block planning and sequential read-ahead per open handle.
 * :mod:`.spool` — write buffering in a local temporary file per open file.
+* :mod:`.dirty` — the byte ranges an open file changed, and what ``flush`` uploads for them (pure).
+* :mod:`.kernel` — capabilities and request sizes asked of the kernel at ``init``; the mount's read-ahead.
 * :mod:`.bridge` — one asyncio loop in its own thread driving :class:`callfs.client.CallFSClient`.
 * :mod:`.fs` — the mfusepy ``Operations`` class mapping POSIX calls onto the API.
 * :mod:`.daemon` — daemonisation (own session, double fork) and the readiness pipe.

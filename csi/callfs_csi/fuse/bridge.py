@@ -10,6 +10,12 @@ Never a hang (a process blocked in a syscall on a dead mount cannot be killed): 
 the client's socket timeouts (connect and between two reads), so a call ends within roughly
 ``request_deadline + socket_timeout`` seconds with the last error (mapped to ``EIO`` by :mod:`.errors`).
 Transfers are not cut by the deadline while bytes keep flowing.
+
+Cancellation: a ``CancelledError`` raised inside an operation while nobody cancelled the call (a library
+cancelling its own internal task, e.g. a connection closed under a pooled request) is a transient failure
+and retried like one; :meth:`Bridge.call` also starts a call again when its future was cancelled while the
+bridge is open. Only :meth:`Bridge.close` ends calls with a cancellation (``errno`` ``EINTR`` at the edge,
+never ``EIO``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from callfs.client import CallFSClient
 
@@ -31,6 +37,14 @@ Operation = Callable[[CallFSClient], Awaitable[T]]
 """A request to make: receives the client, returns an awaitable of the result."""
 
 log = logging.getLogger(__name__)
+
+CANCELLED_RESUBMITS: Final = 3
+"""Times :meth:`Bridge.call` starts a call again after its future was cancelled while the bridge is open."""
+
+
+class CancelledCall(Exception):
+    """A request cancelled inside the client and not retried (``retry=False`` or past the deadline); the
+    FUSE edge answers ``EINTR`` (:mod:`.errors`): the operation may be repeated, the mount is fine."""
 
 
 class Bridge:
@@ -79,6 +93,19 @@ class Bridge:
         while True:
             try:
                 return await operation(self._client)
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if not self._started or task is None or task.cancelling():
+                    raise  # this call itself was cancelled (the bridge is closing)
+                # A stray cancellation from inside a library: transient, retried when the call allows it.
+                if not retry:
+                    raise CancelledCall("the request was cancelled inside the client") from exc
+                attempt += 1
+                delay = next_delay(attempt, time.monotonic(), deadline)
+                if delay is None:
+                    raise CancelledCall("the request was cancelled inside the client") from exc
+                log.warning("request cancelled inside the client (attempt %d), retrying in %.1fs", attempt, delay)
+                await asyncio.sleep(delay)
             except Exception as exc:
                 if not retry or not is_transient(exc):
                     raise
@@ -102,4 +129,11 @@ class Bridge:
         Raises:
             whatever the operation raises last (``CallFSError`` subclasses, ``CallFSUnavailable``...).
         """
+        for _ in range(CANCELLED_RESUBMITS):
+            try:
+                return self.submit(operation, retry=retry).result()
+            except concurrent.futures.CancelledError:
+                if not self._started or not retry:
+                    raise
+                log.warning("a call was cancelled while the mount is live; starting it again")
         return self.submit(operation, retry=retry).result()

@@ -6,6 +6,8 @@ reached within the request deadline is ``EIO`` (after retries, :mod:`callfs_csi.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import errno
 from typing import Final
 
@@ -27,6 +29,8 @@ from callfs.errors import (
     RateLimitExceeded,
 )
 
+from .bridge import CancelledCall
+
 # Most specific first: IsADirectory/NotADirectory are BadRequest subclasses, DirectoryNotEmpty shares 409.
 _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (NotFound, errno.ENOENT),
@@ -42,6 +46,9 @@ _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (PreconditionFailed, errno.ESTALE),
     (Conflict, errno.EBUSY),
     (BadRequest, errno.EINVAL),
+    (CancelledCall, errno.EINTR),
+    (concurrent.futures.CancelledError, errno.EINTR),
+    (asyncio.CancelledError, errno.EINTR),
     (CallFSUnavailable, errno.EIO),
     (TimeoutError, errno.EIO),
 )
@@ -53,7 +60,9 @@ def errno_for(exc: BaseException) -> int:
     ``NotFound``→ENOENT, ``AlreadyExists``→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY, ``PermissionDenied`` and
     ``AuthenticationFailed``→EACCES, ``NotADirectory``→ENOTDIR, ``IsADirectory``→EISDIR, ``QuotaExceeded``
     (507)→ENOSPC, ``PayloadTooLarge``→EFBIG, ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file
-    changed under a pinned read)→ESTALE, other 409→EBUSY, other 400→EINVAL; unreachable server, deadline
+    changed under a pinned read)→ESTALE, other 409→EBUSY, other 400→EINVAL; a request cancelled inside the
+    client and not recovered (:class:`.bridge.CancelledCall`, a cancelled future: the mount is stopping)→EINTR,
+    never EIO; unreachable server, deadline
     passed, or any other server error (5xx)→EIO. An ``OSError`` carrying an errno keeps it.
     """
     for cls, code in _ERRNO_BY_CLASS:

@@ -9,8 +9,12 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Attributes: cached ``attr_timeout`` seconds (HEAD answers and directory listings), invalidated by our own
   changes; ``open`` always revalidates with a HEAD (close-to-open consistency, as NFS), and keeps the kernel
   page cache (``keep_cache``) only when the file's ETag did not change since the last open here.
-* Reads: 1 MiB blocks with read-ahead for sequential readers (:mod:`.readahead`).
-* Writes: buffered in a local spool file per open file (:mod:`.spool`) and uploaded with one streamed PUT on
+* Kernel: 1 MiB read and write requests, asynchronous reads, the mount's read-ahead raised after ``init``
+  (:mod:`.kernel`); the write-back cache only with ``writeback_cache`` (single-writer volumes).
+* Reads: 1 MiB blocks with concurrent read-ahead for sequential readers (:mod:`.readahead`); a cancellation
+  inside the client is retried, never answered with ``EIO``.
+* Writes: buffered in a local spool file per open file (:mod:`.spool`), the changed ranges recorded
+  (:mod:`.dirty`), and uploaded as :func:`.dirty.plan_upload` decides (one streamed PUT) on
   ``flush`` (every ``close``), ``fsync`` and ``release``; upload errors surface on ``close`` (e.g. ENOSPC for
   a 507 answer). A file created here exists on the server from its first ``close``; other mounts see it
   then. ``open(O_TRUNC)`` is atomic (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request.
@@ -27,6 +31,7 @@ Semantics (the FUSE client contract, docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import logging
@@ -46,8 +51,10 @@ from callfs.errors import NotFound
 from .attrs import stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
+from .dirty import UploadKind, plan_upload
 from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
+from .kernel import negotiate, set_read_ahead
 from .options import MountSettings
 from .readahead import BlockReader
 from .spool import Spool
@@ -61,8 +68,8 @@ DEFAULT_FILE_MODE: Final = 0o644
 """Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
-FUSE_CAP_ATOMIC_O_TRUNC: Final = 1 << 3
-"""libfuse 3 capability bit: ``open`` receives ``O_TRUNC`` instead of a separate truncate."""
+SMALL_UPLOAD: Final = 1024 * 1024
+"""Files up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
 
@@ -96,7 +103,7 @@ def _fuse_errors(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
         except mfusepy.FuseOSError:
             raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:  # a BaseException escaping would stop the mount
             code = errno_for(exc)
             if code == errno.EIO:
                 log.warning("%s%r failed: %r", method.__name__, args[1:3], exc)
@@ -205,27 +212,39 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 file.remote_size = self._bridge.call(fetch)
             else:
                 spool.truncate(0)
+                file.ranges.truncate(0)
             file.loaded = True
         return spool
 
     def _upload(self, file: OpenFile) -> None:
-        """Send ``file``'s spool to the server when it has unsaved bytes (one streamed PUT), then apply a
-        pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay dirty on failure."""
+        """Send ``file``'s unsaved changes as :func:`.dirty.plan_upload` decides (today one streamed PUT of
+        the spool), then apply a pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay
+        dirty on failure."""
         with file.lock:
-            if not file.dirty or file.unlinked or file.spool is None:
+            if file.unlinked or file.spool is None:
+                return
+            plan = plan_upload(file.ranges, changed=file.dirty, size=file.spool.size(),
+                               exists_remotely=file.remote)
+            if plan.kind is UploadKind.NONE:
                 return
             path = file.path
-            size = file.spool.size()
-            reader = file.spool.reader()
-            try:
-                async def put(client: CallFSClient) -> bool:
-                    reader.seek(0)  # a retry starts again from the first byte
-                    return await client.upload(path, reader, size=size)
+            size = plan.size
+            if size <= SMALL_UPLOAD:
+                # One read here instead of a file object read chunk by chunk on worker threads of the loop.
+                body = file.spool.read(0, size)
+                self._bridge.call(lambda c: c.upload(path, body, size=size))
+            else:
+                reader = file.spool.reader()
+                try:
+                    async def put(client: CallFSClient) -> bool:
+                        reader.seek(0)  # a retry starts again from the first byte
+                        return await client.upload(path, reader, size=size)
 
-                self._bridge.call(put)
-            finally:
-                reader.close()
+                    self._bridge.call(put)
+                finally:
+                    reader.close()
             file.dirty = False
+            file.ranges.clear()
             file.remote = True
             file.remote_size = size
             if file.mode is not None:
@@ -251,10 +270,21 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     # ---- lifecycle ---------------------------------------------------------------------------------
 
     def init_with_config(self, conn_info: Any, config_3: Any) -> None:
-        """libfuse ``init``: ask for atomic ``O_TRUNC`` and signal readiness (the mount is live)."""
-        if conn_info is not None and conn_info.capable & FUSE_CAP_ATOMIC_O_TRUNC:
-            conn_info.want |= FUSE_CAP_ATOMIC_O_TRUNC
+        """libfuse ``init``: capabilities and 1 MiB requests (:func:`.kernel.negotiate`); then, in a thread once
+        the kernel has the answer, the mount's read-ahead and the readiness signal (the mount is live)."""
+        if conn_info is not None:
+            wanted = negotiate(conn_info.capable, conn_info.want, writeback_cache=self._settings.writeback_cache)
+            conn_info.want = wanted.want
+            conn_info.max_write = wanted.max_write
+            conn_info.max_readahead = wanted.max_readahead
+            log.info("FUSE init: capable=%#x want=%#x", conn_info.capable, conn_info.want)
         log.info("mounted %s at %s", self._settings.fsname, self._settings.mountpoint)
+        threading.Thread(target=self._after_init, name="callfs-init", daemon=True).start()
+
+    def _after_init(self) -> None:
+        if self._settings.kernel_read_ahead:
+            set_read_ahead(self._settings.mountpoint, self._settings.kernel_read_ahead)
+            self._quota = None  # its statfs probe is not an answer a caller saw: the first df asks again
         if self._on_ready is not None:
             self._on_ready()
 
@@ -408,6 +438,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             with file.lock:
                 spool = self._ensure_spool(file, keep_content=length > 0)
                 spool.truncate(length)
+                file.ranges.truncate(length)
                 file.dirty = True
             return
         if length == 0:
@@ -515,6 +546,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                         and growth > quota.bytes_limit - quota.bytes_used):
                     raise _fail(errno.ENOSPC)
             written = spool.write(data, offset)
+            file.ranges.add(offset, written)
             file.dirty = True
         if handle.reader is not None:
             handle.reader.forget()

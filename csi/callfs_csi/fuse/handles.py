@@ -12,6 +12,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
+from .dirty import DirtyRanges
 from .readahead import BlockReader
 from .spool import Spool
 
@@ -25,8 +26,8 @@ class OpenFile:
     ``dirty``: the spool has bytes the server has not. ``remote``: the file exists on the server (``False``
     for a file created here and not uploaded yet). ``mode``: permission bits to apply after the upload of a
     file created here (``None``: server default). ``unlinked``: deleted while open — never uploaded again.
-    ``remote_size``: bytes on the server when last seen. ``lock`` serialises spool fills, truncates and
-    uploads.
+    ``remote_size``: bytes on the server when last seen. ``ranges``: the bytes changed since the last
+    upload (:mod:`.dirty`). ``lock`` serialises spool fills, truncates and uploads.
     """
 
     path: str
@@ -38,6 +39,7 @@ class OpenFile:
     mode: int | None = None
     unlinked: bool = False
     refs: int = 0
+    ranges: DirtyRanges = field(default_factory=DirtyRanges)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def local_size(self) -> int | None:

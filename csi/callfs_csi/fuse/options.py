@@ -6,8 +6,13 @@
   and directory entries are trusted, in the kernel and here), ``negative_timeout`` (seconds a "no such file"
   answer is trusted, default 1.0), ``request_deadline`` (seconds a call retries a briefly unreachable server
   before failing with EIO, default 30), ``read_ahead`` (number of 1 MiB blocks fetched ahead of a sequential
-  reader, default 4), ``spool_dir`` (where write buffers live, default the system temp dir), ``quiet``
-  (chown/chmod that cannot be represented succeed silently, as vfat's ``quiet``);
+  reader, default 8), ``kernel_read_ahead`` (KiB the kernel reads ahead of a sequential reader and so the
+  size of its read requests, default 1024; 0 keeps the kernel's default of 128), ``writeback_cache`` (the
+  kernel buffers writes in its page cache and sends them in large batches; default false: with it the kernel
+  trusts its own file sizes and stops taking size changes made by other clients, so enable it only for a
+  volume that one mount writes — see docs/architecture.md), ``spool_dir`` (where write buffers live,
+  default the system temp dir), ``quiet`` (chown/chmod that cannot be represented succeed silently, as
+  vfat's ``quiet``);
 * anything else is passed to FUSE as a mount option (``-o KEY[=VALUE]``), e.g. ``max_read=1048576``.
 """
 
@@ -21,13 +26,18 @@ from dataclasses import dataclass, field
 from typing import Final
 
 TUNING_KEYS: Final = frozenset(
-    {"attr_timeout", "negative_timeout", "request_deadline", "read_ahead", "spool_dir", "quiet"}
+    {"attr_timeout", "negative_timeout", "request_deadline", "read_ahead", "kernel_read_ahead", "writeback_cache",
+     "spool_dir", "quiet"}
 )
 """``--option`` keys this client consumes itself; the others become FUSE mount options."""
 
 FORBIDDEN_FUSE_KEYS: Final = frozenset({"fsname", "subtype"})
 """FUSE options the client sets itself (``fsname=callfs:<VOLUME_PATH>``, ``subtype=callfs``): the CSI node
 plugin finds its mounts by them, so a caller may not change them."""
+
+
+MAX_KERNEL_READ_AHEAD: Final = 16 * 1024
+"""Largest ``kernel_read_ahead`` in KiB (the kernel splits reads at its 1 MiB request size anyway)."""
 
 
 class OptionError(ValueError):
@@ -40,6 +50,7 @@ class MountSettings:
 
     ``server_url`` the CallFS base URL; ``volume_path`` the canonical API directory mounted as the root;
     ``uid``/``gid`` the owner every inode appears to have; times in seconds; ``read_ahead`` in 1 MiB blocks;
+    ``kernel_read_ahead`` in KiB (0: the kernel's default); ``writeback_cache`` the kernel's write-back mode;
     ``fuse_options`` extra FUSE ``-o`` options (value ``None`` for a bare flag).
     """
 
@@ -52,7 +63,9 @@ class MountSettings:
     attr_timeout: float = 1.0
     negative_timeout: float = 1.0
     request_deadline: float = 30.0
-    read_ahead: int = 4
+    read_ahead: int = 8
+    kernel_read_ahead: int = 1024
+    writeback_cache: bool = False
     spool_dir: str = field(default_factory=tempfile.gettempdir)
     quiet: bool = False
     fuse_options: Mapping[str, str | None] = field(default_factory=dict)
@@ -133,9 +146,13 @@ def build_settings(
             if not value:
                 raise OptionError("--option spool_dir: expected a directory")
             tuning[key] = value
-        elif key == "quiet":
+        elif key == "kernel_read_ahead":
+            if value is None or not value.isdigit() or int(value) > MAX_KERNEL_READ_AHEAD:
+                raise OptionError(f"--option kernel_read_ahead: expected 0..{MAX_KERNEL_READ_AHEAD} KiB, got {value!r}")
+            tuning[key] = int(value)
+        elif key in ("quiet", "writeback_cache"):
             if value not in (None, "true", "false", "1", "0"):
-                raise OptionError(f"--option quiet: expected true/false, got {value!r}")
+                raise OptionError(f"--option {key}: expected true/false, got {value!r}")
             tuning[key] = value in (None, "true", "1")
         elif key == "ro":
             read_only = True

@@ -1,10 +1,17 @@
 """Reads of a remote file in 1 MiB blocks, with read-ahead for sequential readers.
 
-The kernel sends reads of at most 128 KiB; each would be one HTTP request. A handle instead fetches whole
-1 MiB blocks (``BLOCK_SIZE``, the client's streaming piece size) and, once the access pattern
-looks sequential, keeps the next ``window`` blocks in flight, so the next kernel reads find their bytes
-already here. Random readers (e.g. ``fio --rw=randread``) get exactly the range they asked for, one request
-each. At most ``window + 2`` blocks (bytes) are held per handle: memory stays bounded.
+The kernel sends reads of at most its read-ahead size (the mount raises it to 1 MiB); each would be one HTTP
+request. A handle instead fetches whole 1 MiB blocks (``BLOCK_SIZE``, the client's streaming piece size) and,
+once the access pattern looks sequential, keeps the next ``window`` blocks in flight as concurrent ranged GETs
+on the mount's pooled connections, so the next kernel reads find their bytes already here. Random readers
+(e.g. ``fio --rw=randread``) get exactly the range they asked for, one request each. At most ``window + 2``
+blocks (bytes) are kept per handle: memory stays bounded.
+
+Concurrency: the kernel sends several reads of one handle at once (asynchronous read-ahead, several libfuse
+threads), slightly out of order. A block some read waits for is never cancelled: blocks that fall out of the
+window are only dropped from the table (their transfer ends on its own), and a block whose future was
+cancelled anyway (the I/O loop shutting down a task) is fetched again for the waiting read — a cancellation
+inside the client never reaches the application as ``EIO``.
 
 :func:`plan_blocks` holds the decisions (pure, unit-tested); :class:`BlockReader` runs them against the loop.
 """
@@ -64,8 +71,9 @@ def plan_blocks(offset: int, size: int, file_size: int | None, window: int,
 
 def assemble(blocks: dict[int, bytes], offset: int, size: int, block_size: int = BLOCK_SIZE) -> bytes:
     """The ``size`` bytes at ``offset`` cut out of whole ``blocks`` (index → bytes, a short block is the end
-    of the file): fewer bytes when the file ends first."""
-    out = bytearray()
+    of the file): fewer bytes when the file ends first. A read of exactly one whole block returns that block
+    without a copy."""
+    pieces: list[memoryview] = []
     position = offset
     end = offset + size
     while position < end:
@@ -74,18 +82,25 @@ def assemble(blocks: dict[int, bytes], offset: int, size: int, block_size: int =
         if data is None:
             break  # past a short block: the file ended
         start = position - index * block_size
-        piece = data[start : min(len(data), start + end - position)]
-        out += piece
+        if start == 0 and not pieces and len(data) <= end - position and (len(data) == end - position
+                                                                           or len(data) < block_size):
+            return data  # the whole block is the answer (the common 1 MiB read)
+        piece = memoryview(data)[start : min(len(data), start + end - position)]
+        pieces.append(piece)
         position += len(piece)
         if len(data) < block_size and start + len(piece) >= len(data):
             break  # end of file
         if not piece:
             break
-    return bytes(out)
+    return b"".join(pieces)
 
 
 Fetch = Callable[[int, int], "concurrent.futures.Future[bytes]"]
 """``fetch(offset, length)`` starts a ranged read and returns its future (bytes, shorter at end of file)."""
+
+
+CANCELLED_RETRIES: Final = 3
+"""Times a read fetches a block again after finding its transfer cancelled, before giving up (``EINTR``)."""
 
 
 class BlockReader:
@@ -108,43 +123,67 @@ class BlockReader:
     def read(self, offset: int, size: int) -> bytes:
         """``size`` bytes at ``offset`` (fewer at the end of the file); blocks the calling thread.
 
+        A read is sequential when it continues the previous one (:func:`looks_sequential`) or starts in a
+        block already in flight (reads of one stream arriving out of order).
+
         Raises:
-            whatever the fetch raised (a failed block is forgotten, so the next read retries it).
+            whatever the fetch raised (a failed block is forgotten, so the next read retries it);
+            ``concurrent.futures.CancelledError`` only when a block was cancelled
+            :data:`CANCELLED_RETRIES` times in a row (the mount is shutting down).
         """
         if size <= 0:
             return b""
         with self._lock:
-            sequential = looks_sequential(offset, self._last_end)
+            sequential = (looks_sequential(offset, self._last_end)
+                          or offset // BLOCK_SIZE in self._blocks)
             self._last_end = offset + size
             if not sequential:
-                direct = self._fetch(offset, size)
+                waiting = {-1: self._fetch(offset, size)}
             else:
                 plan = plan_blocks(offset, size, self._file_size, self._window)
-                for index in [i for i in self._blocks if i < plan.keep_from or i > plan.needed[-1] + self._window]:
-                    self._blocks.pop(index).cancel()
+                # Keep one block behind the read: a slightly earlier read of the same stream may still need it.
+                # Dropped blocks are not cancelled: a concurrent read may be waiting for them.
+                horizon = plan.needed[-1] + self._window
+                for index in [i for i in self._blocks if i < plan.keep_from - 1 or i > horizon]:
+                    del self._blocks[index]
                 for index in plan.needed + plan.prefetch:
                     if index not in self._blocks:
                         self._blocks[index] = self._fetch(index * BLOCK_SIZE, BLOCK_SIZE)
                 waiting = {index: self._blocks[index] for index in plan.needed}
         if not sequential:
-            return direct.result()
+            return self._result(waiting[-1], None, offset, size)
         done: dict[int, bytes] = {}
         for index, future in waiting.items():
-            try:
-                done[index] = future.result()
-            except BaseException:
-                with self._lock:
-                    if self._blocks.get(index) is future:
-                        del self._blocks[index]
-                raise
+            done[index] = self._result(future, index, index * BLOCK_SIZE, BLOCK_SIZE)
             if len(done[index]) < BLOCK_SIZE:
                 break  # end of file: later blocks are empty
         return assemble(done, offset, size)
 
+    def _result(self, future: concurrent.futures.Future[bytes], index: int | None, offset: int,
+                length: int) -> bytes:
+        """The bytes of ``future`` (block ``index``, or a direct read when ``None``); a cancelled transfer
+        is started again, a failed block is dropped from the table so the next read retries it."""
+        for _ in range(CANCELLED_RETRIES):
+            try:
+                return future.result()
+            except concurrent.futures.CancelledError:
+                retry = self._fetch(offset, length)
+                if index is not None:
+                    with self._lock:
+                        if self._blocks.get(index) is future:
+                            self._blocks[index] = retry
+                future = retry
+            except BaseException:
+                if index is not None:
+                    with self._lock:
+                        if self._blocks.get(index) is future:
+                            del self._blocks[index]
+                raise
+        return future.result()
+
     def forget(self) -> None:
-        """Drop every block (the file changed: written through this mount, or truncated)."""
+        """Drop every block (the file changed: written through this mount, or truncated). Transfers in
+        flight are not cancelled: a read may be waiting for one; it gets the bytes it asked for."""
         with self._lock:
-            for future in self._blocks.values():
-                future.cancel()
             self._blocks.clear()
             self._last_end = None
