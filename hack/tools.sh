@@ -43,17 +43,25 @@ CSI_PROVISIONER_VERSION=v6.3.0
 # libraries and CSI spec v1.12.0 (those pinned above); v2.3.0 moved to Kubernetes 1.37 and CSI v1.13. Its go.mod
 # has no replace block, so it is installed like csi-sanity, without a wrapper module.
 CSI_RESIZER_VERSION=v2.2.0
+# The real-node lane (hack/real-node.sh): kubelet and kube-proxy come from the Kubernetes release above (their own
+# wrapper module, so the control-plane build is not touched); CoreDNS serves the cluster's Service names; the CNI
+# reference plugins (bridge, host-local, loopback, portmap) give pods their network.
+COREDNS_VERSION=v1.14.7
+CNI_PLUGINS_VERSION=v1.9.1
 # -----------------------------------------------------------------------------------------------------------
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODS="$ROOT/hack/kube/tools"
 CACHE_ROOT="${CALLFS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-tools}"
 PIN_ID=$(printf '%s\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" \
-    "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION" | sha256sum | cut -c1-12)
+    "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION" "$COREDNS_VERSION" "$CNI_PLUGINS_VERSION" \
+    | sha256sum | cut -c1-12)
 TOOLS_DIR="$CACHE_ROOT/$PIN_ID"
 BIN_DIR="$TOOLS_DIR/bin"
 STAMP_DIR="$TOOLS_DIR/stamps"
-ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer)
+ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer kubelet coredns cni-plugins)
+# The CNI plugins, in the bin dir's cni/ subdirectory (the directory containerd's CNI configuration names).
+CNI_PLUGINS=(bridge host-local loopback portmap)
 
 # Never let a module's "toolchain" line download another Go: fail with the installed one instead.
 export GOTOOLCHAIN=local
@@ -67,6 +75,8 @@ binaries_of() {
     case "$1" in
         kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
         kwok) echo kwok kwok-stages.yaml ;;
+        kubelet) echo kubelet kube-proxy ;;
+        cni-plugins) printf 'cni/%s ' "${CNI_PLUGINS[@]}" ;;
         *) echo "$1" ;;
     esac
 }
@@ -78,6 +88,9 @@ stamp_of() {
     recipe=$(declare -f build_tool binaries_of version_ldflags | sha256sum | cut -c1-12)
     case "$tool" in
         kubernetes) version=$KUBERNETES_VERSION; mod=kubernetes ;;
+        kubelet) version=$KUBERNETES_VERSION; mod=kubelet ;;
+        coredns) version=$COREDNS_VERSION ;;
+        cni-plugins) version=$CNI_PLUGINS_VERSION ;;
         etcd) version=$ETCD_VERSION; mod=etcd ;;
         csi-provisioner) version=$CSI_PROVISIONER_VERSION; mod=csi-provisioner ;;
         kwok) version=$KWOK_VERSION ;;
@@ -130,6 +143,27 @@ build_tool() {
             (cd "$MODS/kubernetes" && go build -o "$out/" -ldflags "$ldflags" \
                 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
                 k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+            ;;
+        kubelet)
+            require_wrapper kubelet k8s.io/kubernetes "$KUBERNETES_VERSION"
+            ldflags="-s -w $(version_ldflags k8s.io/component-base/version "$KUBERNETES_VERSION")"
+            (cd "$MODS/kubelet" && go build -o "$out/" -ldflags "$ldflags" \
+                k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+            ;;
+        coredns)
+            (cd "$out" && GOBIN="$out" go install \
+                -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+                "github.com/coredns/coredns@$COREDNS_VERSION")
+            ;;
+        cni-plugins)
+            local p pkgs=()
+            for p in main/bridge ipam/host-local main/loopback meta/portmap; do
+                pkgs+=("github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION")
+            done
+            mkdir -p "$out/cni"
+            (cd "$out" && GOBIN="$out/cni" go install \
+                -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+                "${pkgs[@]}")
             ;;
         etcd)
             require_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
@@ -192,6 +226,7 @@ cmd_install() {
         fi
         for b in $(binaries_of "$tool"); do
             [[ -f "$tmp/$b" ]] || { rm -rf "$tmp"; die "building $tool produced no $b"; }
+            mkdir -p "$(dirname "$BIN_DIR/$b")"
             mv -f "$tmp/$b" "$BIN_DIR/$b"
         done
         rm -rf "$tmp"
@@ -245,6 +280,14 @@ pin_kubernetes() {
     } >"$MODS/kubernetes/go.mod"
 }
 
+# pin_kubelet: the kubelet's wrapper module has the control plane's replace block and requires, and its own tools.
+pin_kubelet() {
+    sed -e 's#^// Wrapper module: builds the Kubernetes control-plane binaries and kubectl;#// Wrapper module: builds the kubelet and kube-proxy;#' \
+        -e 's#^module callfs.invalid/hack/kube/tools/kubernetes$#module callfs.invalid/hack/kube/tools/kubelet#' \
+        -e '/^tool (/,$d' "$MODS/kubernetes/go.mod" >"$MODS/kubelet/go.mod"
+    printf 'tool (\n\tk8s.io/kubernetes/cmd/kubelet\n\tk8s.io/kubernetes/cmd/kube-proxy\n)\n' >>"$MODS/kubelet/go.mod"
+}
+
 pin_etcd() {
     local gomod
     gomod=$(module_gomod "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
@@ -273,12 +316,13 @@ pin_csi_provisioner() {
 
 cmd_pin() {
     local mod
-    mkdir -p "$MODS/kubernetes" "$MODS/etcd" "$MODS/csi-provisioner"
+    mkdir -p "$MODS/kubernetes" "$MODS/kubelet" "$MODS/etcd" "$MODS/csi-provisioner"
     cd "$MODS"
     pin_kubernetes
+    pin_kubelet
     pin_etcd
     pin_csi_provisioner
-    for mod in kubernetes etcd csi-provisioner; do
+    for mod in kubernetes kubelet etcd csi-provisioner; do
         log "go mod tidy in hack/kube/tools/$mod"
         (cd "$MODS/$mod" && rm -f go.sum && go mod tidy)
     done
@@ -292,6 +336,7 @@ case "${1:-}" in
         printf 'kubernetes %s\netcd %s\nkwok %s\ncsi-sanity %s\nhelm %s\ncsi-provisioner %s\ncsi-resizer %s\n' \
             "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" "$HELM_VERSION" \
             "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION"
+        printf 'kubelet %s\ncoredns %s\ncni-plugins %s\n' "$KUBERNETES_VERSION" "$COREDNS_VERSION" "$CNI_PLUGINS_VERSION"
         ;;
     pin) cmd_pin ;;
     *) echo "usage: $0 install [TOOL...] | bin-dir | check [TOOL...] | versions | pin" >&2; exit 2 ;;
