@@ -377,7 +377,10 @@ load_images() {
     while read -r archive ref alias; do
         ctr images import "$archive" >/dev/null
         # An OCI archive names its image by the reference given at export; make sure it carries that name.
-        ctr images ls -q | grep -qxF "$ref" || die "importing $archive did not create image $ref"
+        # (The list is read whole: `grep -q` closing the pipe early would fail the pipeline under pipefail.)
+        local names
+        names=$(ctr images ls -q)
+        grep -qxF "$ref" <<<"$names" || die "importing $archive did not create image $ref"
         if [[ -n ${alias:-} ]]; then
             ctr images rm "$alias" >/dev/null 2>&1 || true
             ctr images tag "$ref" "$alias" >/dev/null

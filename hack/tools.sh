@@ -10,7 +10,8 @@
 #                                    from the versions below; run it after changing one and commit the result
 #
 # Tools: kube-apiserver kube-controller-manager kube-scheduler kubectl (one build: "kubernetes"),
-# etcd, kwok, csi-sanity, helm, csi-provisioner, csi-resizer.
+# etcd, kwok, csi-sanity, helm, csi-provisioner, csi-resizer; for a real node (hack/real-node.sh): kubelet and
+# kube-proxy (one build: "kubelet"), coredns, cni-plugins (bridge, host-local, loopback, portmap in bin/cni/).
 #
 # Cache: ${CALLFS_TOOLS_CACHE:-~/.cache/callfs-tools}/<pin set id>/bin, where the id is a hash of the pins
 # below, so changing a pin builds into a new directory. Every binary has a stamp (version + hash of its
@@ -23,6 +24,8 @@
 # kwok 3, etcd 1.5, csi-sanity 0.7); relinking everything from a warm Go cache after a recipe change 26 s
 # (65 s when csi-resizer was added, with other builds running); a warm "install" (all stamps match) about 0.05 s.
 # csi-resizer alone, cold, module downloads included: 4 minutes; 4 s once csi-provisioner's libraries are built.
+# coredns cold, module downloads included: 6 minutes (352 s, beside other builds); the CNI plugins 15 s; kubelet and
+# kube-proxy 52 s from the control plane's warm Go cache (about 6 minutes cold).
 set -euo pipefail
 
 # ---- Pinned versions: the one place to change them -------------------------------------------------------
