@@ -6,7 +6,8 @@
 image names), all scheduled onto the real node (the kwok nodes are cordoned): each pod must be Running with its
 containers really started by containerd, and the CallFSCluster must reach Ready=True, which the operator
 computes from the nodes' own ``/v1/cluster/nodes`` reached through the cluster's Service. The test also asks a
-node itself, through that Service's ClusterIP (kube-proxy's rules), who the cluster members are.
+node itself, through that Service's ClusterIP (kube-proxy's rules), who the cluster members are, writes a file
+through it, deletes a storage node's pod and reads the file back once the StatefulSet has replaced the pod.
 """
 
 from __future__ import annotations
@@ -146,6 +147,31 @@ def test_chart_and_minimal_example_run_as_real_pods(
     # the headless Service's DNS records as peers of unknown identity: the same nodes, found by IP.)
     named = {n["instance_id"] for n in members["nodes"] if n.get("instance_id")}
     assert named == {f"{name}-node-{i}" for i in range(replicas)}, members
+    # Data survives the loss of a storage node's pod: a file written through the Service, the pod deleted, the
+    # StatefulSet's replacement (a new container on the same volume) Running and the cluster Ready again, the file
+    # read back through the Service.
+    base = f"http://{client['spec']['clusterIP']}:{client['spec']['ports'][0]['port']}/v1/files/realnode/kept.txt"
+    auth = {"Authorization": f"Bearer {api_key}"}
+    body = b"written before the pod was deleted\n" * 100
+    put = urllib.request.Request(base, data=body, method="PUT", headers=auth)
+    with urllib.request.urlopen(put, timeout=30) as response:
+        assert response.status == 201
+    victim = f"{name}-node-0"
+    old_uid = next(p["metadata"]["uid"] for p in pods if p["metadata"]["name"] == victim)
+    cluster.kubectl("delete", "pod", victim, "-n", kube_namespace, "--wait=true", timeout=120)
+
+    def replaced() -> bool:
+        pod = kube_api.sanitize_for_serialization(kclient.CoreV1Api(kube_api).read_namespaced_pod(victim,
+                                                                                                   kube_namespace))
+        return pod["metadata"]["uid"] != old_uid and _really_running(pod, real_node.name) and ready() is not None
+
+    try:
+        wait_for(replaced, CLUSTER_READY, f"{victim} replaced, Running, and the cluster Ready again",
+                 ignoring=(kclient.ApiException,))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_describe(kube_api, kube_namespace)}") from None
+    with urllib.request.urlopen(urllib.request.Request(base, headers=auth), timeout=30) as response:
+        assert response.read() == body
     print(f"\nreal node: operator Running {operator_up:.1f} s after helm install; "
           f"minimal example Ready {to_ready:.1f} s after kubectl apply")
 
