@@ -3,11 +3,14 @@
 # -> kube-scheduler -> kwok, which runs N fake nodes (pods scheduled to them go Running and Ready; no container
 # ever runs). The binaries come from hack/tools.sh (built once per machine from the Go module proxy).
 #
-#   hack/dev-cluster.sh up [--dir DIR] [--nodes N] [--volumes N]
-#                                                    start it, wait until it is ready, print `export KUBECONFIG=...`
+#   hack/dev-cluster.sh up [--dir DIR] [--nodes N] [--volumes N] [--real-node]
+#                                                    start it, wait until it is ready, print `export KUBECONFIG=...`;
+#                                                    --real-node adds one real node (hack/real-node.sh: containerd,
+#                                                    kubelet, kube-proxy, CoreDNS; our images from hack/images.sh)
 #   hack/dev-cluster.sh env [--dir DIR]              print the export lines again (KUBECONFIG, PATH with kubectl)
 #   hack/dev-cluster.sh status [--dir DIR]           list the components and whether their process is alive
-#   hack/dev-cluster.sh down [--dir DIR]             stop every process `up` started (by PID) and remove DIR
+#   hack/dev-cluster.sh down [--dir DIR]             take the real node down (if any), stop every process `up`
+#                                                    started (by PID) and remove DIR
 #
 # DIR (default ${CALLFS_DEV_CLUSTER_DIR:-~/.local/state/callfs-dev-cluster}) holds everything: pki/ (a throwaway
 # CA, the API server's serving certificate, client certificates), the kubeconfigs, etcd's data, pids/, logs/
@@ -27,6 +30,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="${CALLFS_DEV_CLUSTER_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/callfs-dev-cluster}"
 NODES=3
+REAL_NODE=false
 # Pre-created PersistentVolumes of the default StorageClass, and the capacity of each.
 VOLUMES=${CALLFS_DEV_CLUSTER_VOLUMES:-32}
 VOLUME_SIZE=100Gi
@@ -41,7 +45,7 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 log() { printf 'dev-cluster: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ---- processes ---------------------------------------------------------------------------------------------
 
@@ -54,7 +58,8 @@ pid_alive() {
     # Guard against a recycled PID: the process must still be the binary we started (argv[0] is $BIN/NAME).
     local argv0
     argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    [[ ${argv0##*/} == "$1" ]]
+    # (setsid: the process has not exec'd the binary yet.)
+    [[ ${argv0##*/} == "$1" || ${argv0##*/} == setsid ]]
 }
 
 # start NAME ARGS...: start a component in the background, in its own session, logging to logs/NAME.log.
@@ -137,6 +142,8 @@ make_pki() {
     issue kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok-controller" "$client"
+    # The API server's identity towards kubelets (logs, exec, port-forward on a real node).
+    issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
     # The API server's identity towards aggregated API servers (and the request-header CA the controller
     # manager and scheduler read from kube-system/extension-apiserver-authentication).
     issue front-proxy-client "/CN=front-proxy-client" "$client"
@@ -283,6 +290,8 @@ cmd_up() {
         --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
         --requestheader-extra-headers-prefix=X-Remote-Extra- \
         --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key" \
+        --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-preferred-address-types=InternalIP \
+        --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
         --endpoint-reconciler-type=none --profiling=false
     wait_for kube-apiserver "kube-apiserver /readyz" "$BIN/kubectl" --kubeconfig "$kc" get --raw /readyz
 
@@ -313,8 +322,11 @@ cmd_up() {
     # Pods need their namespace's default service account, which the controller manager creates.
     wait_for kube-controller-manager "the default service account" \
         "$BIN/kubectl" --kubeconfig "$kc" get serviceaccount default --namespace default
+    if $REAL_NODE; then
+        bash "$ROOT/hack/real-node.sh" up --dir "$DIR"
+    fi
     trap - EXIT
-    log "ready in $((SECONDS - started)) s: $NODES kwok nodes, default StorageClass $DEFAULT_STORAGE_CLASS with $VOLUMES volumes, API server https://127.0.0.1:$API_PORT, state in $DIR"
+    log "ready in $((SECONDS - started)) s: $NODES kwok nodes$($REAL_NODE && echo ' and real node callfs-real-node'), default StorageClass $DEFAULT_STORAGE_CLASS with $VOLUMES volumes, API server https://127.0.0.1:$API_PORT, state in $DIR"
     print_env
 }
 
@@ -327,6 +339,9 @@ cmd_down() {
     [[ -d $DIR ]] || { log "nothing to stop: $DIR does not exist"; return 0; }
     # Refuse to delete a directory that is not a dev cluster's.
     [[ -f $DIR/ports.env || -d $DIR/pids ]] || die "$DIR does not look like a dev cluster directory"
+    if [[ -d $DIR/real-node ]]; then
+        bash "$ROOT/hack/real-node.sh" down --dir "$DIR"
+    fi
     stop_all
     rm -rf "$DIR"
     log "stopped; removed $DIR"
@@ -353,6 +368,7 @@ main() {
             --nodes=*) NODES=${1#*=}; shift ;;
             --volumes) VOLUMES=$2; shift 2 ;;
             --volumes=*) VOLUMES=${1#*=}; shift ;;
+            --real-node) REAL_NODE=true; shift ;;
             *) usage ;;
         esac
     done

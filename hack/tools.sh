@@ -11,7 +11,9 @@
 #
 # Tools: kube-apiserver kube-controller-manager kube-scheduler kubectl (one build: "kubernetes"),
 # etcd, kwok, csi-sanity, helm, csi-provisioner, csi-resizer, csi-snapshotter and snapshot-controller (one build:
-# "external-snapshotter", which also writes the snapshot CRDs of that release to snapshot-crds.yaml).
+# "external-snapshotter", which also writes the snapshot CRDs of that release to snapshot-crds.yaml); for a real
+# node (hack/real-node.sh): kubelet and kube-proxy (one build: "kubelet"), coredns, cni-plugins (bridge,
+# host-local, loopback, portmap in bin/cni/).
 #
 # Cache: ${CALLFS_TOOLS_CACHE:-~/.cache/callfs-tools}/<pin set id>/bin, where the id is a hash of the pins
 # below, so changing a pin builds into a new directory. Every binary has a stamp (version + hash of its
@@ -25,6 +27,8 @@
 # (65 s when csi-resizer was added, with other builds running); a warm "install" (all stamps match) about 0.05 s.
 # csi-resizer alone, cold, module downloads included: 4 minutes; 4 s once csi-provisioner's libraries are built.
 # external-snapshotter (both binaries), module downloads included, after the others: about 2 minutes.
+# coredns cold, module downloads included: 6 minutes (352 s, beside other builds); the CNI plugins 15 s; kubelet and
+# kube-proxy 52 s from the control plane's warm Go cache (about 6 minutes cold).
 set -euo pipefail
 
 # ---- Pinned versions: the one place to change them -------------------------------------------------------
@@ -49,6 +53,11 @@ CSI_RESIZER_VERSION=v2.2.0
 # (VolumeSnapshot -> VolumeSnapshotContent) and the snapshot CRDs. v8.6.0 is built against Kubernetes 1.36 and CSI
 # spec v1.12.0; v8.7.0 moved to 1.37. Its go.mod replaces k8s.io modules: built through a wrapper module.
 EXTERNAL_SNAPSHOTTER_VERSION=v8.6.0
+# The real-node lane (hack/real-node.sh): kubelet and kube-proxy come from the Kubernetes release above (their own
+# wrapper module, so the control-plane build is not touched); CoreDNS serves the cluster's Service names; the CNI
+# reference plugins (bridge, host-local, loopback, portmap) give pods their network.
+COREDNS_VERSION=v1.14.7
+CNI_PLUGINS_VERSION=v1.9.1
 # -----------------------------------------------------------------------------------------------------------
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -56,11 +65,15 @@ MODS="$ROOT/hack/kube/tools"
 CACHE_ROOT="${CALLFS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-tools}"
 PIN_ID=$(printf '%s\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" \
     "$HELM_VERSION" "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION" "$EXTERNAL_SNAPSHOTTER_VERSION" \
+    "$COREDNS_VERSION" "$CNI_PLUGINS_VERSION" \
     | sha256sum | cut -c1-12)
 TOOLS_DIR="$CACHE_ROOT/$PIN_ID"
 BIN_DIR="$TOOLS_DIR/bin"
 STAMP_DIR="$TOOLS_DIR/stamps"
-ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer external-snapshotter)
+ALL_TOOLS=(kubernetes etcd kwok csi-sanity helm csi-provisioner csi-resizer external-snapshotter kubelet coredns
+    cni-plugins)
+# The CNI plugins, in the bin dir's cni/ subdirectory (the directory containerd's CNI configuration names).
+CNI_PLUGINS=(bridge host-local loopback portmap)
 
 # Never let a module's "toolchain" line download another Go: fail with the installed one instead.
 export GOTOOLCHAIN=local
@@ -75,6 +88,8 @@ binaries_of() {
         kubernetes) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
         kwok) echo kwok kwok-stages.yaml ;;
         external-snapshotter) echo csi-snapshotter snapshot-controller snapshot-crds.yaml ;;
+        kubelet) echo kubelet kube-proxy ;;
+        cni-plugins) printf 'cni/%s ' "${CNI_PLUGINS[@]}" ;;
         *) echo "$1" ;;
     esac
 }
@@ -86,6 +101,9 @@ stamp_of() {
     recipe=$(declare -f build_tool binaries_of version_ldflags | sha256sum | cut -c1-12)
     case "$tool" in
         kubernetes) version=$KUBERNETES_VERSION; mod=kubernetes ;;
+        kubelet) version=$KUBERNETES_VERSION; mod=kubelet ;;
+        coredns) version=$COREDNS_VERSION ;;
+        cni-plugins) version=$CNI_PLUGINS_VERSION ;;
         etcd) version=$ETCD_VERSION; mod=etcd ;;
         csi-provisioner) version=$CSI_PROVISIONER_VERSION; mod=csi-provisioner ;;
         kwok) version=$KWOK_VERSION ;;
@@ -139,6 +157,27 @@ build_tool() {
             (cd "$MODS/kubernetes" && go build -o "$out/" -ldflags "$ldflags" \
                 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
                 k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+            ;;
+        kubelet)
+            require_wrapper kubelet k8s.io/kubernetes "$KUBERNETES_VERSION"
+            ldflags="-s -w $(version_ldflags k8s.io/component-base/version "$KUBERNETES_VERSION")"
+            (cd "$MODS/kubelet" && go build -o "$out/" -ldflags "$ldflags" \
+                k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
+            ;;
+        coredns)
+            (cd "$out" && GOBIN="$out" go install \
+                -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+                "github.com/coredns/coredns@$COREDNS_VERSION")
+            ;;
+        cni-plugins)
+            local p pkgs=()
+            for p in main/bridge ipam/host-local main/loopback meta/portmap; do
+                pkgs+=("github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION")
+            done
+            mkdir -p "$out/cni"
+            (cd "$out" && GOBIN="$out/cni" go install \
+                -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION" \
+                "${pkgs[@]}")
             ;;
         etcd)
             require_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
@@ -219,6 +258,7 @@ cmd_install() {
         fi
         for b in $(binaries_of "$tool"); do
             [[ -f "$tmp/$b" ]] || { rm -rf "$tmp"; die "building $tool produced no $b"; }
+            mkdir -p "$(dirname "$BIN_DIR/$b")"
             mv -f "$tmp/$b" "$BIN_DIR/$b"
         done
         rm -rf "$tmp"
@@ -272,6 +312,14 @@ pin_kubernetes() {
     } >"$MODS/kubernetes/go.mod"
 }
 
+# pin_kubelet: the kubelet's wrapper module has the control plane's replace block and requires, and its own tools.
+pin_kubelet() {
+    sed -e 's#^// Wrapper module: builds the Kubernetes control-plane binaries and kubectl;#// Wrapper module: builds the kubelet and kube-proxy;#' \
+        -e 's#^module callfs.invalid/hack/kube/tools/kubernetes$#module callfs.invalid/hack/kube/tools/kubelet#' \
+        -e '/^tool (/,$d' "$MODS/kubernetes/go.mod" >"$MODS/kubelet/go.mod"
+    printf 'tool (\n\tk8s.io/kubernetes/cmd/kubelet\n\tk8s.io/kubernetes/cmd/kube-proxy\n)\n' >>"$MODS/kubelet/go.mod"
+}
+
 pin_etcd() {
     local gomod
     gomod=$(module_gomod "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
@@ -317,13 +365,14 @@ pin_external_snapshotter() {
 
 cmd_pin() {
     local mod
-    mkdir -p "$MODS/kubernetes" "$MODS/etcd" "$MODS/csi-provisioner" "$MODS/external-snapshotter"
+    mkdir -p "$MODS/kubernetes" "$MODS/kubelet" "$MODS/etcd" "$MODS/csi-provisioner" "$MODS/external-snapshotter"
     cd "$MODS"
     pin_kubernetes
+    pin_kubelet
     pin_etcd
     pin_csi_provisioner
     pin_external_snapshotter
-    for mod in kubernetes etcd csi-provisioner external-snapshotter; do
+    for mod in kubernetes kubelet etcd csi-provisioner external-snapshotter; do
         log "go mod tidy in hack/kube/tools/$mod"
         (cd "$MODS/$mod" && rm -f go.sum && go mod tidy)
     done
@@ -338,6 +387,7 @@ case "${1:-}" in
             "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION" "$CSI_TEST_VERSION" "$HELM_VERSION" \
             "$CSI_PROVISIONER_VERSION" "$CSI_RESIZER_VERSION"
         printf 'external-snapshotter %s\n' "$EXTERNAL_SNAPSHOTTER_VERSION"
+        printf 'kubelet %s\ncoredns %s\ncni-plugins %s\n' "$KUBERNETES_VERSION" "$COREDNS_VERSION" "$CNI_PLUGINS_VERSION"
         ;;
     pin) cmd_pin ;;
     *) echo "usage: $0 install [TOOL...] | bin-dir | check [TOOL...] | versions | pin" >&2; exit 2 ;;

@@ -120,7 +120,10 @@ def connection_info(api: kclient.ApiClient) -> kopf.ConnectionInfo:
     token = None
     auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     if auth:
-        token = auth.removeprefix("Bearer ").strip()
+        # The in-cluster loader writes "bearer <token>", a kubeconfig "Bearer <token>" (RFC 6750: the scheme is
+        # case-insensitive); kopf wants the token alone.
+        scheme, _, value = auth.strip().partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" and value.strip() else auth.strip()
     return kopf.ConnectionInfo(
         server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
         certificate_path=cfg.cert_file, private_key_path=cfg.key_file, token=token,

@@ -51,7 +51,8 @@ NODE_COUNT = 3
 """Fake (kwok) nodes in the test cluster, named ``kwok-node-0`` .. ``kwok-node-2``."""
 
 UP_TIMEOUT = 240  # seconds for `dev-cluster.sh up` (the cluster is normally ready in well under a minute)
-KUBE_TEST_DIR = "tests/e2e/"  # every test that uses the control plane lives here (one xdist work unit)
+KUBE_TEST_DIRS = ("tests/e2e/", "tests/realnode/")
+"""Where every test that uses the control plane lives (one xdist work unit; tests/realnode runs on its own)."""
 KUBE_GROUP = "kube-control-plane"
 DOWN_TIMEOUT = 120  # seconds for `dev-cluster.sh down`
 LOG_LINES = 200  # lines of each component log attached to a failing test
@@ -255,7 +256,7 @@ def kube_namespace(kube_api: kclient.ApiClient) -> Iterator[str]:
 
 
 class _OneControlPlaneScheduling(LoadScopeScheduling):
-    """pytest-xdist scheduling: every test under ``KUBE_TEST_DIR`` on one worker, every other test on its own.
+    """pytest-xdist scheduling: every test under ``KUBE_TEST_DIRS`` on one worker, every other test on its own.
 
     Each worker that runs a control-plane test starts its own control plane (etcd, kube-apiserver,
     controller-manager, scheduler, kwok); on a small machine two of them starve each other's controllers. One
@@ -265,7 +266,7 @@ class _OneControlPlaneScheduling(LoadScopeScheduling):
     """
 
     def _split_scope(self, nodeid: str) -> str:
-        return KUBE_GROUP if nodeid.startswith(KUBE_TEST_DIR) else nodeid
+        return KUBE_GROUP if nodeid.startswith(KUBE_TEST_DIRS) else nodeid
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
@@ -276,9 +277,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail a control-plane test outside ``KUBE_TEST_DIR``: the scheduler would give it a second control plane."""
-    if "kube_cluster" in getattr(item, "fixturenames", ()) and not item.nodeid.startswith(KUBE_TEST_DIR):
-        pytest.fail(f"{item.nodeid} uses the Kubernetes control plane: move it under {KUBE_TEST_DIR}", pytrace=False)
+    """Fail a control-plane test outside ``KUBE_TEST_DIRS``: the scheduler would give it a second control plane."""
+    if "kube_cluster" in getattr(item, "fixturenames", ()) and not item.nodeid.startswith(KUBE_TEST_DIRS):
+        where = " or ".join(KUBE_TEST_DIRS)
+        pytest.fail(f"{item.nodeid} uses the Kubernetes control plane: move it under {where}", pytrace=False)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -33,7 +33,7 @@ from support.waiting import wait_for
 
 N = TypeVar("N", bound="NodeSpec")
 
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0
 """Seconds to wait for ``/ready`` after launching a node."""
 
 

@@ -45,6 +45,14 @@ def test_connection_info_mirrors_the_client_configuration() -> None:
     assert info.token == "tok-123" and info.insecure is False
 
 
+@pytest.mark.parametrize("header", ["Bearer tok-123", "bearer tok-123", "tok-123"])
+def test_connection_info_takes_the_token_alone_whatever_the_scheme_case(header: str) -> None:
+    """The in-cluster loader of the kubernetes client stores "bearer <token>" (lower case)."""
+    cfg = kclient.Configuration()
+    cfg.api_key = {"authorization": header}
+    assert connection_info(kclient.ApiClient(cfg)).token == "tok-123"
+
+
 def test_metrics_record_reconciles() -> None:
     metrics = OperatorMetrics()
     metrics.reconciled("ok", 0.25)
