@@ -18,8 +18,8 @@ from typing import Any, cast
 import kopf
 from kubernetes import client as kclient
 
-from callfs_operator import builders, diagnosis, expansion, names, pruning, scaling, status
-from callfs_operator.apply import ApplyError, Children
+from callfs_operator import builders, diagnosis, expansion, names, pruning, rollout, scaling, status
+from callfs_operator.apply import ApplyError, Children, Snapshot
 from callfs_operator.deletion import blocked_message
 from callfs_operator.metrics import OperatorMetrics
 from callfs_operator.node_report import PROBE_TIMEOUT, NodeReporter
@@ -93,6 +93,7 @@ class Reconciler:
         built = builders.children(cluster, self.children.owned_secret_data(cluster), node_replicas=replicas.replicas)
         objs = expansion.keep_claim_templates(built, {
             sts["metadata"]["name"]: sts["spec"].get("volumeClaimTemplates") or [] for sts in snapshot.statefulsets})
+        objs = self._gate_rollout(cluster, objs, snapshot)
         # Under deletionPolicy Retain the Secrets outlive the cluster with the data they open: not owned, so
         # the garbage collector leaves them, and a re-created cluster of the same name finds them.
         retain = cluster.spec.deletion_policy == "Retain"
@@ -118,6 +119,23 @@ class Reconciler:
                       lambda previous: status.compute(cluster, generation, observed, previous))
         self.metrics.reconciled("degraded" if observed.problems or observed.faults else "ok",
                                 time.monotonic() - started)
+
+    def _gate_rollout(self, cluster: Cluster, objs: list[dict[str, Any]], snapshot: Snapshot) -> list[dict[str, Any]]:
+        """The node StatefulSet in ``objs`` with the partition of :mod:`.rollout` (the nodes' own report is
+        asked only while a rollout waits on it)."""
+        name = names.nodes_statefulset(cluster)
+        live = next((s for s in snapshot.statefulsets if s["metadata"]["name"] == name), None)
+        pods = [p for p in snapshot.pods if _has_labels(p, {"app.kubernetes.io/component": names.NODE})]
+        out = []
+        for obj in objs:
+            if obj["kind"] == "StatefulSet" and obj["metadata"]["name"] == name:
+                value = rollout.partition(obj, live, pods, None)
+                if value != rollout.partition(obj, live, pods, {}):
+                    # The pods are ready: the next step waits on the nodes' own word that they are up.
+                    value = rollout.partition(obj, live, pods, self.reporter(cluster))
+                obj = rollout.gated(obj, value)
+            out.append(obj)
+        return out
 
     def _prune(self, body: kopf.Body, cluster: Cluster, objs: list[dict[str, Any]],
                logger: logging.Logger | kopf.Logger) -> None:

@@ -396,8 +396,9 @@ def test_switching_to_an_external_database_prunes_the_managed_one(
     # deletionPolicy Retain (the default): the database's data and its password stay.
     core.read_namespaced_secret("demo-postgres", kube_namespace)
     core.read_namespaced_persistent_volume_claim("data-demo-postgres-0", kube_namespace)
-    obj = wait_condition(kube_api, kube_namespace, "MetadataReady", "True", "External")
-    assert condition(obj, "Ready")["status"] == "True"
+    wait_condition(kube_api, kube_namespace, "MetadataReady", "True", "External")
+    # The nodes roll to the new DSN, then serve again.
+    wait_condition(kube_api, kube_namespace, "Ready", "True")
 
 
 def test_growing_storage_expands_the_claims(
@@ -450,6 +451,42 @@ def test_nodes_follow_the_operators_image_unless_pinned(
         operator.stop()
         operator.extra = tuple(a for a in operator.extra if a not in ("--node-image", f"{NODE_IMAGE}:9.9.9"))
         operator.start()
+
+
+def test_a_rollout_holds_at_a_node_that_does_not_become_healthy(
+    kube_api: kclient.ApiClient, kube_namespace: str, ready: Callable[..., dict[str, Any]]
+) -> None:
+    ready(replicas=2)
+    apps, core = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api)
+    old_image = core.read_namespaced_pod("demo-node-0", kube_namespace).spec.containers[0].image
+    # The new node template fits on no node: demo-node-1 is replaced first and never becomes ready.
+    patch_spec(kube_api, kube_namespace, {"resources": {"requests": {"cpu": "1000"}}})
+
+    def held() -> bool:
+        sts = apps.read_namespaced_stateful_set("demo-node", kube_namespace)
+        pods = {p.metadata.name: p for p in core.list_namespaced_pod(kube_namespace).items}
+        return bool(sts.spec.update_strategy.rolling_update.partition == 1 and "demo-node-1" in pods
+                    and pods["demo-node-1"].spec.containers[0].resources.requests)
+
+    wait_for(held, CONVERGE, "the rollout started at demo-node-1 with partition 1")
+    wait_for(lambda: "cannot be scheduled" in condition(get(kube_api, kube_namespace), "Progressing").get(
+        "message", ""), CONVERGE, "Progressing saying why the rollout waits")
+    assert condition(get(kube_api, kube_namespace), "Progressing")["reason"] == "RollingUpdate"
+    time.sleep(6)  # three resyncs: the partition stays, demo-node-0 is untouched
+    assert apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.update_strategy.rolling_update \
+        .partition == 1
+    node0 = core.read_namespaced_pod("demo-node-0", kube_namespace)
+    assert node0.spec.containers[0].image == old_image and not node0.spec.containers[0].resources.requests
+    # Undo, and replace the stuck pod (a StatefulSet does not replace a pod that never became ready).
+    patch_spec(kube_api, kube_namespace, {"resources": None})
+    wait_for(lambda: not apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.template.spec
+             .containers[0].resources.requests, CONVERGE, "the template reverted")
+    core.delete_namespaced_pod("demo-node-1", kube_namespace)
+    wait_condition(kube_api, kube_namespace, "Ready", "True")
+    wait_condition(kube_api, kube_namespace, "Progressing", "False", "Reconciled")
+    # Nothing is left to roll: the next reconciles bring the partition back to 0.
+    wait_for(lambda: apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.update_strategy
+             .rolling_update.partition == 0, CONVERGE, "partition 0")
 
 
 def test_operator_log_has_no_permission_errors(operator: OperatorProcess) -> None:
