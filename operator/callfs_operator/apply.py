@@ -7,9 +7,11 @@ fields we never set (added by other controllers) stay. An unchanged object is no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as kclient
@@ -29,6 +31,17 @@ _PATHS = {
     ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}",
 }
 """API path of each kind the builders produce."""
+
+
+@dataclass
+class Snapshot:
+    """What :meth:`Children.observe` read: API dicts of the cluster's StatefulSets, pods, claims and the Events
+    that may explain their faults."""
+
+    statefulsets: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    claims: list[dict[str, Any]]
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 class ApplyError(Exception):
@@ -126,12 +139,14 @@ class Children:
         for field, name, keys in wanted:
             data = self.secret_data(cluster.namespace, name)
             if data is None:
-                out.append(Problem("SecretNotFound", f"{field}: Secret {cluster.namespace}/{name} does not exist"))
+                out.append(Problem("SecretNotFound", f"{field}: Secret {cluster.namespace}/{name} does not exist",
+                                   field=field))
                 continue
             missing = [k for k in keys if not data.get(k)]
             if missing:
                 out.append(Problem("SecretKeyMissing",
-                                   f"{field}: Secret {cluster.namespace}/{name} has no key {', '.join(missing)}"))
+                                   f"{field}: Secret {cluster.namespace}/{name} has no key {', '.join(missing)}",
+                                   field=field))
         classes = [("spec.storage.storageClassName", spec.storage.storage_class_name)]
         if spec.metadata.managed:
             classes.append(("spec.metadata.storage.storageClassName",
@@ -146,8 +161,76 @@ class Children:
             except kclient.ApiException as exc:
                 if exc.status != 404:
                     raise
-                out.append(Problem("StorageClassNotFound", f"{field}: StorageClass {class_name} does not exist"))
+                out.append(Problem("StorageClassNotFound", f"{field}: StorageClass {class_name} does not exist",
+                                   field=field))
         return out
+
+    def observe(self, cluster: Cluster) -> Snapshot:
+        """The cluster's StatefulSets, pods and claims (API dicts), plus the Events of those that may explain a
+        fault (Pending claims, StatefulSets short of pods); see :mod:`callfs_operator.diagnosis`."""
+        selector = _cluster_selector(cluster)
+        ns = cluster.namespace
+        snap = Snapshot(
+            statefulsets=self._plain(self.apps.list_namespaced_stateful_set(ns, label_selector=selector).items),
+            pods=self._plain(self.core.list_namespaced_pod(ns, label_selector=selector).items),
+            claims=self._plain(self.core.list_namespaced_persistent_volume_claim(ns, label_selector=selector).items),
+        )
+        kinds = []
+        if any((c.get("status") or {}).get("phase") == "Pending" for c in snap.claims):
+            kinds.append("PersistentVolumeClaim")
+        if any(int((s.get("status") or {}).get("replicas") or 0) < int(s["spec"].get("replicas", 1))
+               for s in snap.statefulsets):
+            kinds.append("StatefulSet")
+        for kind in kinds:
+            snap.events += self._plain(self.core.list_namespaced_event(
+                ns, field_selector=f"involvedObject.kind={kind}").items)
+        return snap
+
+    def live_children(self, cluster: Cluster) -> list[tuple[str, dict[str, Any]]]:
+        """``(kind, API dict)`` of every object of :data:`.pruning.PRUNABLE_KINDS` labelled as this cluster's
+        child by the operator."""
+        selector = f"{_cluster_selector(cluster)},app.kubernetes.io/managed-by={names.MANAGER}"
+        ns = cluster.namespace
+        policy = kclient.PolicyV1Api(self.api)
+        lists = (
+            ("StatefulSet", self.apps.list_namespaced_stateful_set),
+            ("Service", self.core.list_namespaced_service),
+            ("ConfigMap", self.core.list_namespaced_config_map),
+            ("Secret", self.core.list_namespaced_secret),
+            ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget),
+        )
+        return [(kind, item) for kind, list_fn in lists
+                for item in self._plain(list_fn(ns, label_selector=selector).items)]
+
+    def delete(self, namespace: str, kind: str, name: str) -> bool:
+        """Delete child ``kind``/``name`` (a kind of :data:`.pruning.PRUNABLE_KINDS`); ``False`` when it was
+        already gone."""
+        policy = kclient.PolicyV1Api(self.api)
+        delete = {
+            "StatefulSet": self.apps.delete_namespaced_stateful_set,
+            "Service": self.core.delete_namespaced_service,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+            "Secret": self.core.delete_namespaced_secret,
+            "PodDisruptionBudget": policy.delete_namespaced_pod_disruption_budget,
+        }[kind]
+        try:
+            delete(name, namespace)
+        except kclient.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def expand_claim(self, namespace: str, name: str, size: str) -> None:
+        """Set the storage request of claim ``name`` to ``size``. Raises :class:`ApplyError` with the API
+        server's reason when refused (e.g. its StorageClass does not allow volume expansion)."""
+        try:
+            self.core.patch_namespaced_persistent_volume_claim(
+                name, namespace, {"spec": {"resources": {"requests": {"storage": size}}}})
+        except kclient.ApiException as exc:
+            if exc.status in (403, 404) or exc.status is None or exc.status >= 500:
+                raise
+            raise ApplyError(f"PersistentVolumeClaim {name}: {_message(exc.body or b'', exc.status)}") from exc
 
     def volumes_using(self, cluster: Cluster) -> list[str]:
         """PersistentVolumes of the CSI driver that still use ``cluster`` (see :mod:`.deletion`)."""
@@ -157,7 +240,7 @@ class Children:
 
     def delete_data_claims(self, cluster: Cluster) -> list[str]:
         """Delete every PVC of the cluster's StatefulSets (nodes, PostgreSQL, Redis); returns their names."""
-        selector = f"app.kubernetes.io/name=callfs,app.kubernetes.io/instance={cluster.name}"
+        selector = _cluster_selector(cluster)
         claims = self.core.list_namespaced_persistent_volume_claim(cluster.namespace, label_selector=selector).items
         deleted: list[str] = []
         for claim in self._plain(claims):
@@ -171,7 +254,11 @@ class Children:
         return sorted(deleted)
 
 
-def _message(data: bytes, code: int) -> str:
+def _cluster_selector(cluster: Cluster) -> str:
+    return f"app.kubernetes.io/name=callfs,app.kubernetes.io/instance={cluster.name}"
+
+
+def _message(data: bytes | str, code: int) -> str:
     """The ``message`` of a Kubernetes ``Status`` body, else the HTTP status code."""
     try:
         body = json.loads(data or b"{}")

@@ -11,6 +11,8 @@ a priority, so the default priority is drawn at random per process. Without ``--
 standalone and must be a single replica.
 Status conditions also weigh the nodes' own ``GET /v1/cluster/nodes`` when the client Service is reachable
 (``--no-node-probe`` turns that off, e.g. for an operator running outside the cluster network).
+Clusters that pin no ``spec.image`` run ``--node-image``, by default the node release of the operator's own
+version: upgrading the operator rolls their nodes to the matching version.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_operator.handlers import Reconciler, register
 from callfs_operator.metrics import OperatorMetrics
 from callfs_operator.node_report import PROBE_TIMEOUT
+from callfs_operator.spec import DEFAULT_NODE_IMAGE
 
 DEFAULT_RESYNC_SECONDS = 30.0
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class Options:
     peering_priority: int = 0
     node_probe: bool = True
     node_probe_timeout: float = PROBE_TIMEOUT
+    node_image: str = DEFAULT_NODE_IMAGE
     log_level: str = "info"
     log_format: str = "console"
 
@@ -80,6 +84,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help="do not read the nodes' own /v1/cluster/nodes for the status conditions")
     parser.add_argument("--node-probe-timeout", type=float, default=PROBE_TIMEOUT,
                         help=f"seconds allowed to reach a cluster's client Service (default {PROBE_TIMEOUT:g})")
+    parser.add_argument("--node-image", default=DEFAULT_NODE_IMAGE,
+                        help="node image of clusters whose spec.image is unset (default: the node release of this "
+                             f"operator's version, {DEFAULT_NODE_IMAGE})")
     parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info",
                         help="lowest level logged (default info)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="console",
@@ -99,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                    listen_address=ns.listen_address, health_port=ns.health_port, metrics_port=ns.metrics_port,
                    resync_interval=ns.resync_interval,
                    peering=ns.peering, peering_priority=priority,
-                   node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout,
+                   node_probe=ns.node_probe, node_probe_timeout=ns.node_probe_timeout, node_image=ns.node_image,
                    log_level="debug" if ns.verbose else ns.log_level, log_format=ns.log_format)
 
 
@@ -136,7 +143,7 @@ async def run(options: Options, api: kclient.ApiClient, metrics: OperatorMetrics
     """Run the operator until ``stop_flag`` is set (or forever); ``ready_flag`` is set once it watches."""
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(api, metrics, node_probe=options.node_probe,
-                            node_probe_timeout=options.node_probe_timeout)
+                            node_probe_timeout=options.node_probe_timeout, default_node_image=options.node_image)
     register(registry, reconciler, connection_info(api), options.resync_interval)
     if options.peering is not None:
         # A follower starts paused and stays so silently while a higher priority is alive: say which it is.

@@ -52,4 +52,5 @@ def plan(cluster: Cluster, current: int | None, drained: Collection[str]) -> Rep
         f"files on local disk; move them to other nodes or to S3, then list the drained pods in the annotation "
         f"{DRAINED_ANNOTATION}"
     )
-    return ReplicaPlan(current, Problem("ScaleDownBlocked", message))
+    # The cluster still serves on its current nodes: the held scale-down needs a human, it does not stop serving.
+    return ReplicaPlan(current, Problem("ScaleDownBlocked", message, field="spec.replicas", blocking=False))

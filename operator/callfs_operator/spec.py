@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from importlib import metadata
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-DEFAULT_NODE_IMAGE = "ghcr.io/callfs/callfs-node:0.1.0"
+NODE_IMAGE_REPOSITORY = "ghcr.io/callfs/callfs-node"
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("callfs")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+DEFAULT_NODE_IMAGE = f"{NODE_IMAGE_REPOSITORY}:{_own_version()}"
+"""The node image when ``spec.image`` is unset: the node release of the operator's own version, so that
+upgrading the operator upgrades the nodes (``callfs-operator --node-image`` overrides it)."""
+DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_POSTGRES_IMAGE = "docker.io/library/postgres:16-alpine"
 DEFAULT_REDIS_IMAGE = "docker.io/library/redis:7-alpine"
 DEFAULT_NODE_STORAGE = "10Gi"
@@ -190,7 +204,8 @@ class ClusterSpec(_Model):
 
     replicas: int = Field(default=3, ge=1, le=64)
     port: int = Field(default=8443, ge=1, le=65535)
-    image: str = DEFAULT_NODE_IMAGE
+    image: str | None = Field(default=None, min_length=1)
+    """Pinned node image; ``None`` follows the operator (:attr:`Cluster.default_node_image`)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -208,6 +223,8 @@ class ClusterSpec(_Model):
     priority_class_name: str | None = Field(default=None, min_length=1)
     topology_spread_constraints: tuple[dict[str, Any], ...] = ()
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    progress_deadline_seconds: int = Field(default=DEFAULT_PROGRESS_DEADLINE, ge=1)
+    """Seconds a change may take before ``Progressing`` turns ``False`` (reason ``ProgressDeadlineExceeded``)."""
 
     @property
     def scheme(self) -> str:
@@ -221,6 +238,13 @@ class Cluster(_Model):
     name: str
     namespace: str
     spec: ClusterSpec
+    default_node_image: str = DEFAULT_NODE_IMAGE
+    """The operator's node image, used unless ``spec.image`` pins one."""
+
+    @property
+    def node_image(self) -> str:
+        """The image the storage nodes run."""
+        return self.spec.image or self.default_node_image
 
     @field_validator("name")
     @classmethod
@@ -233,15 +257,18 @@ class Cluster(_Model):
         return value
 
 
-def parse_cluster(name: str, namespace: str, spec: Mapping[str, Any] | None) -> Cluster:
-    """Parse a ``CallFSCluster``'s ``metadata.name``, namespace and ``spec`` dict.
+def parse_cluster(name: str, namespace: str, spec: Mapping[str, Any] | None,
+                  default_node_image: str = DEFAULT_NODE_IMAGE) -> Cluster:
+    """Parse a ``CallFSCluster``'s ``metadata.name``, namespace and ``spec`` dict; ``default_node_image`` is
+    the image of nodes whose spec pins none.
 
     Raises:
         SpecError: an invalid field; the message lists each one as ``spec.<camelCase path>: <problem>``
             (``metadata.name: ...`` for the name).
     """
     try:
-        return Cluster.model_validate({"name": name, "namespace": namespace, "spec": dict(spec or {})})
+        return Cluster.model_validate({"name": name, "namespace": namespace, "spec": dict(spec or {}),
+                                       "default_node_image": default_node_image})
     except ValidationError as exc:
         raise SpecError(describe(exc)) from exc
 

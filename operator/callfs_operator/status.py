@@ -72,6 +72,10 @@ class Problem:
 
     reason: str
     message: str
+    field: str | None = None
+    """The spec field at fault (``spec.locks.externalSecret``...), when one is."""
+    blocking: bool = True
+    """Whether the cluster cannot serve because of it; a held-back scale-down, say, does not stop serving."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,18 @@ class Observed:
     reported: Mapping[str, str] | None = None
     """The nodes' own view, ``{instance_id: "up"|"down"|"unknown"}`` (:mod:`callfs_operator.node_report`);
     ``None`` when the cluster could not be asked."""
+    faults: tuple[Problem, ...] = ()
+    """Why pods do not run (:mod:`callfs_operator.diagnosis`): a Pending claim, a refused pod, a crashing
+    container. They degrade the cluster but do not stop progress before the progress deadline."""
+    waits: tuple[str, ...] = ()
+    """What pods wait for that may resolve itself (:func:`callfs_operator.diagnosis.waits`): said in the
+    ``Progressing`` message, hence in ``ProgressDeadlineExceeded``'s."""
+    target_nodes: int | None = None
+    """The node count the operator applies (``spec.replicas`` unless a scale-down is held back)."""
+    capacity: str | None = None
+    """Provisioned storage of the node claims (a quantity such as ``30Gi``)."""
+    version: str | None = None
+    """The version the ready nodes run (see :func:`callfs_operator.diagnosis.running_version`)."""
 
 
 def unhealthy_nodes(cluster: Cluster, observed: Observed) -> list[str]:
@@ -104,14 +120,101 @@ def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]
     return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
-def _store_condition(kind: str, label: str, managed: bool, workload: Workload | None) -> dict[str, Any]:
+def _store_condition(kind: str, label: str, managed: bool, workload: Workload | None,
+                     problems: Sequence[Problem], field: str) -> dict[str, Any]:
+    """``MetadataReady``/``LocksReady``: an external store is ready when its Secret (``field``) is usable, a
+    managed one when its pod is ready."""
+    mine = [p for p in problems if p.field == field]
+    if mine:
+        return _condition(kind, False, mine[0].reason, "; ".join(p.message for p in mine))
     if not managed:
-        return _condition(kind, True, "External", f"using the external {label} from its Secret")
+        return _condition(kind, True, "External", f"using the external {label} named by {field}")
     if workload is None:
         return _condition(kind, False, "Creating", f"the managed {label} StatefulSet does not exist yet")
     if workload.ready >= 1:
         return _condition(kind, True, "Ready", f"the managed {label} is ready")
     return _condition(kind, False, "NotReady", f"the managed {label} pod is not ready yet")
+
+
+def _nodes_condition(cluster: Cluster, observed: Observed, target: int, ready_nodes: int,
+                     down: Sequence[str]) -> dict[str, Any]:
+    nodes = observed.nodes
+    desired = cluster.spec.replicas
+    if nodes is None:
+        return _condition(NODES_READY, False, "Creating", "the storage node StatefulSet does not exist yet")
+    held = f" (spec.replicas is {desired}: the scale-down is held back)" if target != desired else ""
+    if down:
+        return _condition(
+            NODES_READY, False, "NodesDown",
+            f"{ready_nodes}/{target} storage nodes ready: the cluster reports {', '.join(down)} down "
+            "(heartbeats not reaching the metadata store) although the pods are ready")
+    if nodes.settled and nodes.replicas == target:
+        seen = "; the cluster reports every node up" if observed.reported is not None else ""
+        return _condition(NODES_READY, True, "AllNodesReady", f"{ready_nodes}/{target} storage nodes ready{seen}{held}")
+    rolling = nodes.update_revision is not None and nodes.current_revision != nodes.update_revision
+    if rolling and nodes.replicas == target:
+        return _condition(NODES_READY, False, "RollingUpdate",
+                          f"{ready_nodes}/{target} storage nodes ready, {nodes.updated}/{target} running the new "
+                          "revision (rolling update, one node at a time)")
+    return _condition(NODES_READY, False, "NodesNotReady", f"{ready_nodes}/{target} storage nodes ready{held}")
+
+
+def _progress(cluster: Cluster, observed: Observed, target: int, stores_ready: bool) -> dict[str, Any]:
+    """``Progressing`` before the deadline is applied."""
+    nodes = observed.nodes
+    blocking = [p for p in observed.problems if p.blocking]
+    if observed.deletion_blocked is not None:
+        return _condition(PROGRESSING, False, "DeletionBlocked", observed.deletion_blocked)
+    if blocking:
+        return _condition(PROGRESSING, False, blocking[0].reason, blocking[0].message)
+    if nodes is None:
+        return _condition(PROGRESSING, True, "Creating", "creating the cluster's children")
+    if nodes.replicas != target:
+        return _condition(PROGRESSING, True, "Scaling", f"scaling to {target} storage nodes")
+    if nodes.observed_generation < nodes.generation:
+        return _condition(PROGRESSING, True, "Applying",
+                          "the StatefulSet controller has not seen the latest node spec yet")
+    if nodes.update_revision is not None and nodes.current_revision != nodes.update_revision:
+        return _condition(PROGRESSING, True, "RollingUpdate",
+                          f"{nodes.updated}/{target} storage nodes updated, one at a time")
+    if not nodes.settled or not stores_ready:
+        return _condition(PROGRESSING, True, "WaitingForPods", "waiting for pods to become ready")
+    if observed.problems:
+        return _condition(PROGRESSING, False, observed.problems[0].reason, observed.problems[0].message)
+    return _condition(PROGRESSING, False, "Reconciled", "every child matches the spec")
+
+
+def _with_waits(progressing: dict[str, Any], observed: Observed) -> dict[str, Any]:
+    if progressing["status"] != "True" or not observed.waits:
+        return progressing
+    return {**progressing, "message": f"{progressing['message']}: {'; '.join(observed.waits)}"}
+
+
+def _deadline(cluster: Cluster, progressing: dict[str, Any], previous: Sequence[Mapping[str, Any]],
+              generation: int, now: datetime) -> dict[str, Any]:
+    """``progressing`` turned into ``False``/``ProgressDeadlineExceeded`` once it has been ``True`` for longer
+    than ``spec.progressDeadlineSeconds`` within one generation (as a Deployment's ``progressDeadlineSeconds``);
+    it stays so until progress ends or the spec changes."""
+    if progressing["status"] != "True":
+        return progressing
+    before = next((c for c in previous if c.get("type") == PROGRESSING), None)
+    if before is None or before.get("observedGeneration") != generation:
+        return progressing
+    deadline = cluster.spec.progress_deadline_seconds
+    message = (f"no progress within spec.progressDeadlineSeconds ({deadline} s): {progressing['message']}")
+    if before.get("reason") == "ProgressDeadlineExceeded" and before.get("status") == "False":
+        return _condition(PROGRESSING, False, "ProgressDeadlineExceeded", message)
+    since = _parse_time(before.get("lastTransitionTime")) if before.get("status") == "True" else None
+    if since is not None and (now - since).total_seconds() > deadline:
+        return _condition(PROGRESSING, False, "ProgressDeadlineExceeded", message)
+    return progressing
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def compute(
@@ -121,69 +224,48 @@ def compute(
     previous: Sequence[Mapping[str, Any]] = (),
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The status dict: ``observedGeneration``, ``phase``, ``readyNodes``, ``nodes`` (``"ready/desired"``),
-    ``endpoint`` and ``conditions``.
+    """The status dict: ``observedGeneration``, ``phase``, ``message`` (the first condition that is not as it
+    should be, else the Ready message), ``readyNodes``, ``nodes`` (``"ready/target"``), ``endpoint``,
+    ``capacity`` and ``version`` when known, and ``conditions``.
 
     ``previous`` are the current conditions: a condition whose ``status`` did not change keeps its
-    ``lastTransitionTime``. ``now`` (timezone-aware) stamps the others.
+    ``lastTransitionTime``, and the progress deadline counts from ``Progressing``'s. ``now`` (timezone-aware)
+    stamps the others.
     """
-    desired = cluster.spec.replicas
+    now = now or datetime.now().astimezone()
     nodes = observed.nodes
+    target = observed.target_nodes if observed.target_nodes is not None else cluster.spec.replicas
     down = unhealthy_nodes(cluster, observed)
     ready_nodes = nodes.ready - len(down) if nodes is not None else 0
-    metadata = _store_condition(METADATA_READY, "PostgreSQL", cluster.spec.metadata.managed, observed.metadata)
-    locks = _store_condition(LOCKS_READY, "Redis", cluster.spec.locks.managed, observed.locks)
+    metadata = _store_condition(METADATA_READY, "PostgreSQL", cluster.spec.metadata.managed, observed.metadata,
+                                observed.problems, "spec.metadata.externalSecret")
+    locks = _store_condition(LOCKS_READY, "Redis", cluster.spec.locks.managed, observed.locks,
+                             observed.problems, "spec.locks.externalSecret")
+    nodes_ready = _nodes_condition(cluster, observed, target, ready_nodes, down)
+    stores_ready = metadata["status"] == "True" and locks["status"] == "True"
+    progressing = _deadline(cluster, _with_waits(_progress(cluster, observed, target, stores_ready), observed),
+                            previous, generation, now)
 
-    if nodes is None:
-        nodes_ready = _condition(NODES_READY, False, "Creating", "the storage node StatefulSet does not exist yet")
-    elif down:
-        nodes_ready = _condition(
-            NODES_READY, False, "NodesDown",
-            f"{ready_nodes}/{desired} storage nodes ready: the cluster reports {', '.join(down)} down "
-            "(heartbeats not reaching the metadata store) although the pods are ready")
-    elif nodes.settled and nodes.replicas == desired:
-        seen = "; the cluster reports every node up" if observed.reported is not None else ""
-        nodes_ready = _condition(NODES_READY, True, "AllNodesReady",
-                                 f"{ready_nodes}/{desired} storage nodes ready{seen}")
-    else:
-        nodes_ready = _condition(NODES_READY, False, "NodesNotReady", f"{ready_nodes}/{desired} storage nodes ready")
-
-    if observed.deletion_blocked is not None:
-        progressing = _condition(PROGRESSING, False, "DeletionBlocked", observed.deletion_blocked)
-    elif observed.problems:
-        first = observed.problems[0]
-        progressing = _condition(PROGRESSING, False, first.reason, first.message)
-    elif nodes is None:
-        progressing = _condition(PROGRESSING, True, "Creating", "creating the cluster's children")
-    elif nodes.replicas != desired:
-        progressing = _condition(PROGRESSING, True, "Scaling", f"scaling to {desired} storage nodes")
-    elif nodes.observed_generation < nodes.generation:
-        progressing = _condition(PROGRESSING, True, "Applying",
-                                 "the StatefulSet controller has not seen the latest node spec yet")
-    elif nodes.update_revision is not None and nodes.current_revision != nodes.update_revision:
-        progressing = _condition(
-            PROGRESSING, True, "RollingUpdate", f"{nodes.updated}/{desired} storage nodes updated, one at a time"
-        )
-    elif not nodes.settled or metadata["status"] != "True" or locks["status"] != "True":
-        progressing = _condition(PROGRESSING, True, "WaitingForPods", "waiting for pods to become ready")
-    else:
-        progressing = _condition(PROGRESSING, False, "Reconciled", "every child matches the spec")
-
-    if observed.problems:
-        degraded = _condition(DEGRADED, True, observed.problems[0].reason,
-                              "; ".join(p.message for p in observed.problems))
+    blocking = [p for p in observed.problems if p.blocking]
+    troubles = [*observed.problems, *observed.faults]
+    if troubles:
+        degraded = _condition(DEGRADED, True, troubles[0].reason, "; ".join(p.message for p in troubles))
     elif down:
         degraded = _condition(DEGRADED, True, "NodesDown", nodes_ready["message"])
+    elif progressing["reason"] == "ProgressDeadlineExceeded":
+        degraded = _condition(DEGRADED, True, "ProgressDeadlineExceeded", progressing["message"])
     else:
         degraded = _condition(DEGRADED, False, "AsExpected", "no problems found")
 
     parts = [metadata, locks, nodes_ready]
     not_ready = [c for c in parts if c["status"] != "True"]
-    if observed.problems:
-        ready = _condition(READY, False, observed.problems[0].reason, observed.problems[0].message)
+    if blocking:
+        ready = _condition(READY, False, blocking[0].reason, blocking[0].message)
     elif not_ready:
-        ready = _condition(READY, False, not_ready[0]["type"].replace("Ready", "NotReady"),
-                           "; ".join(c["message"] for c in not_ready))
+        reason = observed.faults[0].reason if observed.faults else \
+            not_ready[0]["type"].replace("Ready", "NotReady")
+        ready = _condition(READY, False, reason,
+                           "; ".join([c["message"] for c in not_ready] + [p.message for p in observed.faults]))
     else:
         ready = _condition(READY, True, "ClusterReady", f"{ready_nodes} storage nodes serving at "
                            f"{names.endpoint(cluster)}")
@@ -192,7 +274,7 @@ def compute(
         phase = "Deleting"
     elif ready["status"] == "True":
         phase = "Running"
-    elif observed.problems or down:
+    elif blocking or down or observed.faults or progressing["reason"] == "ProgressDeadlineExceeded":
         phase = "Degraded"
     elif ready_nodes > 0 and progressing["status"] == "True":
         phase = "Updating"
@@ -200,15 +282,27 @@ def compute(
         phase = "Pending"
 
     conditions = [ready, progressing, degraded, metadata, locks, nodes_ready]
-    stamped = stamp(conditions, previous, generation, now or datetime.now().astimezone())
-    return {
+    stamped = stamp(conditions, previous, generation, now)
+    if observed.deletion_blocked is not None:
+        message = progressing["message"]
+    elif degraded["status"] == "True":
+        message = degraded["message"]
+    else:
+        message = ready["message"]
+    out: dict[str, Any] = {
         "observedGeneration": generation,
         "phase": phase,
+        "message": message,
         "readyNodes": ready_nodes,
-        "nodes": f"{ready_nodes}/{desired}",
+        "nodes": f"{ready_nodes}/{target}",
         "endpoint": names.endpoint(cluster),
         "conditions": stamped,
     }
+    if observed.capacity is not None:
+        out["capacity"] = observed.capacity
+    if observed.version is not None:
+        out["version"] = observed.version
+    return out
 
 
 def stamp(

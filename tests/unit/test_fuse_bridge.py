@@ -56,9 +56,15 @@ def test_a_cancelled_future_while_open_is_started_again(bridge: Bridge) -> None:
     started: list[concurrent.futures.Future[bytes]] = []
     submit = bridge.submit
 
+    async def parked(client: CallFSClient) -> bytes:
+        await asyncio.Event().wait()  # never finishes: the cancellation below always lands
+        return b""
+
     def cancel_first(operation, *, retry=True):  # type: ignore[no-untyped-def]
-        future = submit(operation, retry=retry)
-        if not started:
+        if started:
+            future = submit(operation, retry=retry)
+        else:
+            future = submit(parked, retry=retry)
             future.cancel()
         started.append(future)
         return future

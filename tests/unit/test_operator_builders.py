@@ -39,8 +39,20 @@ def test_default_cluster_has_every_child() -> None:
         ("Secret", "demo-redis"), ("ConfigMap", "demo-config"), ("Service", "demo-postgres"),
         ("StatefulSet", "demo-postgres"), ("Service", "demo-redis"), ("StatefulSet", "demo-redis"),
         ("Service", "demo-nodes"), ("Service", "demo"), ("StatefulSet", "demo-node"),
-        ("PodDisruptionBudget", "demo-node"),
+        ("PodDisruptionBudget", "demo-node"), ("PodDisruptionBudget", "demo-postgres"),
+        ("PodDisruptionBudget", "demo-redis"),
     }
+
+
+def test_managed_stores_cannot_be_evicted_by_a_drain() -> None:
+    objs = by_kind_name(children(cluster(), {}, counter()))
+    for component in ("postgres", "redis"):
+        budget = objs[("PodDisruptionBudget", f"demo-{component}")]
+        assert budget["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/name": "callfs", "app.kubernetes.io/instance": "demo",
+            "app.kubernetes.io/component": component}}}
+        pods = objs[("StatefulSet", f"demo-{component}")]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= pods.items()
 
 
 def test_every_child_is_in_the_clusters_namespace_with_its_labels() -> None:

@@ -60,9 +60,18 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
         "Nodes": ".status.nodes",
         "Phase": ".status.phase",
+        "Capacity": ".status.capacity",
+        "Version": ".status.version",
+        "Message": ".status.message",
         "Endpoint": ".status.endpoint",
         "Age": ".metadata.creationTimestamp",
     }
+    # Every column but the endpoint shows by default; each reads a field the operator writes.
+    status_fields = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for column in crd["spec"]["versions"][0]["additionalPrinterColumns"]:
+        assert column.get("priority", 0) == (1 if column["name"] == "Endpoint" else 0)
+        if column["jsonPath"].startswith(".status.") and "[" not in column["jsonPath"]:
+            assert column["jsonPath"].removeprefix(".status.") in status_fields
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -97,6 +106,7 @@ def test_every_crd_field_is_known_to_the_typed_spec(crd: dict[str, Any]) -> None
         "tls": {"secretName": "t"}, "auth": {"apiKeysSecret": "k"}, "resources": {"requests": {"cpu": "1"}},
         "nodeSelector": {"a": "b"}, "tolerations": [{"key": "k"}], "affinity": {}, "deletionPolicy": "Delete",
         "priorityClassName": "p", "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone"}],
+        "progressDeadlineSeconds": 300,
     }
     schema = spec_schema(crd)
     assert set(spec) == set(schema["properties"])

@@ -80,3 +80,19 @@ def test_full_example_defines_the_storage_and_priority_classes_it_names() -> Non
     assert named <= defined
     priority_classes = {d["metadata"]["name"] for d in docs if d["kind"] == "PriorityClass"}
     assert spec["priorityClassName"] in priority_classes
+
+
+def test_ha_example_brings_its_own_stores() -> None:
+    path = next(p for p in EXAMPLES if p.name == "ha-external.yaml")
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(path.read_text()) if d}
+    cluster = parse_cluster("prod-ha", "default", callfs_cluster(path)["spec"])
+    assert not cluster.spec.metadata.managed and not cluster.spec.locks.managed
+    objs = children(cluster, {})
+    assert not [o for o in objs if o["metadata"]["name"] in ("prod-ha-postgres", "prod-ha-redis")]
+    # The DSN comes from the Secret CloudNativePG writes for the Cluster of the example (<cluster>-app, key uri).
+    db = docs[("Cluster", "callfs-db")]
+    assert db["apiVersion"] == "postgresql.cnpg.io/v1" and db["spec"]["instances"] >= 3
+    external = cluster.spec.metadata.external_secret
+    assert external is not None and (external.name, external.key) == ("callfs-db-app", "uri")
+    redis = cluster.spec.locks.external_secret
+    assert redis is not None and set(docs[("Secret", redis.name)]["stringData"]) == {"address", "password"}

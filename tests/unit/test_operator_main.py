@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from kubernetes import client as kclient
 
 from callfs_operator.main import connection_info, parse_args
 from callfs_operator.metrics import OperatorMetrics
+from callfs_operator.spec import DEFAULT_NODE_IMAGE
 
 
 def test_namespaces_are_repeatable() -> None:
@@ -86,3 +88,9 @@ def test_peered_replicas_get_distinct_priorities_unless_told(capsys: pytest.Capt
 def test_listen_address_defaults_to_every_interface() -> None:
     assert parse_args(["-A"]).listen_address == "0.0.0.0"  # the kubelet probes the pod IP
     assert parse_args(["-A", "--listen-address", "127.0.0.1"]).listen_address == "127.0.0.1"
+
+
+def test_node_image_defaults_to_the_operators_own_release() -> None:
+    assert parse_args(["-A"]).node_image == DEFAULT_NODE_IMAGE
+    assert DEFAULT_NODE_IMAGE.endswith(":" + metadata.version("callfs"))
+    assert parse_args(["-A", "--node-image", "reg.example/node:2"]).node_image == "reg.example/node:2"

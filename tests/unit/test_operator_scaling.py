@@ -22,6 +22,7 @@ def test_scale_down_of_undrained_nodes_keeps_the_current_size() -> None:
     result = plan(cluster(2), 4, ())
     assert result.replicas == 4
     assert result.problem is not None and result.problem.reason == "ScaleDownBlocked"
+    assert not result.problem.blocking  # the cluster keeps serving on the nodes it has
     assert result.problem.message.startswith("spec.replicas: scaling from 4 to 2 would remove demo-node-2, demo-node-3")
     assert DRAINED_ANNOTATION in result.problem.message
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ def test_empty_spec_gets_the_crd_defaults() -> None:
     spec = parse_cluster("demo", "ns", {}).spec
     assert spec.replicas == 3
     assert spec.port == 8443
-    assert spec.image == DEFAULT_NODE_IMAGE
+    assert spec.image is None and spec.progress_deadline_seconds == 600
     assert spec.image_pull_policy == "IfNotPresent"
     assert spec.storage.size == "10Gi" and spec.storage.storage_class_name is None
     assert spec.backend.type == "localfs"
@@ -128,3 +129,11 @@ def test_parsed_spec_is_immutable() -> None:
     cluster = parse_cluster("demo", "ns", {})
     with pytest.raises(ValueError, match="frozen"):
         cluster.spec.replicas = 5  # type: ignore[misc]
+
+
+def test_node_image_follows_the_operator_unless_pinned() -> None:
+    assert f"ghcr.io/callfs/callfs-node:{metadata.version('callfs')}" == DEFAULT_NODE_IMAGE
+    assert parse_cluster("demo", "ns", {}).node_image == DEFAULT_NODE_IMAGE
+    assert parse_cluster("demo", "ns", {}, default_node_image="reg.example/node:9").node_image == "reg.example/node:9"
+    pinned = parse_cluster("demo", "ns", {"image": "reg.example/node:1"}, default_node_image="reg.example/node:9")
+    assert pinned.node_image == "reg.example/node:1"

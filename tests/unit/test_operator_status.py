@@ -220,3 +220,83 @@ def test_the_nodes_view_is_not_weighed_while_pods_are_still_changing() -> None:
     assert summary(status)["NodesReady"] == ("False", "NodesNotReady")
     assert summary(status)["Degraded"] == ("False", "AsExpected")
     assert status["readyNodes"] == 2
+
+
+def test_a_held_scale_down_keeps_a_serving_cluster_running() -> None:
+    held = Problem("ScaleDownBlocked", "spec.replicas: scaling from 3 to 2 would remove demo-node-2", blocking=False)
+    observed = Observed(nodes=sts(), metadata=ONE, locks=ONE, problems=(held,), target_nodes=3)
+    status = compute(cluster(replicas=2), 2, observed, now=NOW)
+    s = summary(status)
+    assert (status["phase"], status["nodes"], status["readyNodes"]) == ("Running", "3/3", 3)
+    assert s["Ready"] == ("True", "ClusterReady") and s["NodesReady"] == ("True", "AllNodesReady")
+    assert "spec.replicas is 2: the scale-down is held back" in conditions(status)["NodesReady"]["message"]
+    assert s["Degraded"] == ("True", "ScaleDownBlocked") and s["Progressing"] == ("False", "ScaleDownBlocked")
+    assert status["message"] == held.message
+
+
+def test_rolling_update_message_agrees_with_the_counts() -> None:
+    rolling = sts(replicas=1, ready=1, updated=0, current="r1", update="r2")
+    status = compute(cluster(replicas=1), 2, Observed(nodes=rolling, metadata=ONE, locks=ONE), now=NOW)
+    nodes = conditions(status)["NodesReady"]
+    assert (nodes["status"], nodes["reason"]) == ("False", "RollingUpdate")
+    assert nodes["message"] == ("1/1 storage nodes ready, 0/1 running the new revision "
+                                "(rolling update, one node at a time)")
+    assert conditions(status)["Ready"]["message"] == nodes["message"]
+
+
+@pytest.mark.parametrize(("kind", "field"), [("LocksReady", "spec.locks.externalSecret"),
+                                             ("MetadataReady", "spec.metadata.externalSecret")])
+def test_an_external_store_is_not_ready_while_its_secret_is_missing(kind: str, field: str) -> None:
+    spec = {"metadata": {"externalSecret": {"name": "db"}}, "locks": {"externalSecret": {"name": "r"}}}
+    missing = Problem("SecretNotFound", f"{field}: Secret ns1/x does not exist", field=field)
+    status = compute(cluster(**spec), 1, Observed(nodes=sts(), metadata=None, locks=None, problems=(missing,)),
+                     now=NOW)
+    c = conditions(status)[kind]
+    assert (c["status"], c["reason"], c["message"]) == ("False", "SecretNotFound", missing.message)
+    other = "MetadataReady" if kind == "LocksReady" else "LocksReady"
+    assert summary(status)[other] == ("True", "External")
+
+
+def test_faults_degrade_and_explain_not_ready_but_progress_continues() -> None:
+    crash = Problem("CrashLoopBackOff", "pod ns1/demo-node-1 container callfs: CrashLoopBackOff, restarted 3 times")
+    observed = Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE, faults=(crash,))
+    status = compute(cluster(), 1, observed, now=NOW)
+    s = summary(status)
+    assert s["Degraded"] == ("True", "CrashLoopBackOff") and s["Ready"] == ("False", "CrashLoopBackOff")
+    assert crash.message in conditions(status)["Ready"]["message"]
+    assert "2/3 storage nodes ready" in conditions(status)["Ready"]["message"]
+    assert s["Progressing"] == ("True", "WaitingForPods")
+    assert status["phase"] == "Degraded" and status["message"] == crash.message
+
+
+def test_progress_deadline() -> None:
+    waiting = Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE)
+    first = compute(cluster(progressDeadlineSeconds=300), 1, waiting, now=NOW)
+    assert summary(first)["Progressing"] == ("True", "WaitingForPods")
+    # 5 minutes later, exactly at the deadline: still progressing.
+    at = compute(cluster(progressDeadlineSeconds=300), 1, waiting, first["conditions"], now=LATER)
+    assert summary(at)["Progressing"] == ("True", "WaitingForPods")
+    stuck = Observed(nodes=sts(ready=2), metadata=ONE, locks=ONE, waits=("PersistentVolumeClaim ns1/c is Pending",))
+    late = compute(cluster(progressDeadlineSeconds=299), 1, stuck, first["conditions"], now=LATER)
+    p = conditions(late)["Progressing"]
+    assert (p["status"], p["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert p["message"] == ("no progress within spec.progressDeadlineSeconds (299 s): waiting for pods to become "
+                            "ready: PersistentVolumeClaim ns1/c is Pending")
+    assert summary(late)["Degraded"] == ("True", "ProgressDeadlineExceeded") and late["phase"] == "Degraded"
+    # It sticks until progress ends ...
+    again = compute(cluster(progressDeadlineSeconds=299), 1, waiting, late["conditions"], now=LATER)
+    assert summary(again)["Progressing"] == ("False", "ProgressDeadlineExceeded")
+    done = compute(cluster(), 1, Observed(nodes=sts(), metadata=ONE, locks=ONE), late["conditions"], now=LATER)
+    assert summary(done)["Progressing"] == ("False", "Reconciled")
+    # ... or the spec changes (a new generation restarts the clock).
+    newer = compute(cluster(progressDeadlineSeconds=299), 2, waiting, late["conditions"], now=LATER)
+    assert summary(newer)["Progressing"] == ("True", "WaitingForPods")
+
+
+def test_capacity_version_and_message_are_reported() -> None:
+    observed = Observed(nodes=sts(), metadata=ONE, locks=ONE, capacity="30Gi", version="0.2.0")
+    status = compute(cluster(), 1, observed, now=NOW)
+    assert (status["capacity"], status["version"]) == ("30Gi", "0.2.0")
+    assert status["message"] == "3 storage nodes serving at http://demo.ns1.svc.cluster.local:8443"
+    bare = compute(cluster(), 1, Observed(nodes=None, metadata=None, locks=None), now=NOW)
+    assert "capacity" not in bare and "version" not in bare

@@ -83,7 +83,7 @@ namespace, so that the operator can read no Secret and delete no claim anywhere 
   - apiGroups: [callfs.io]
     resources: [callfsclusters]
     verbs: [get, list, watch, patch]
-  # Status conditions.
+  # Status conditions (the current status is read from the CallFSCluster itself before it is written).
   - apiGroups: [callfs.io]
     resources: [callfsclusters/status]
     verbs: [patch]
@@ -91,29 +91,34 @@ namespace, so that the operator can read no Secret and delete no claim anywhere 
   - apiGroups: [callfs.io]
     resources: [callfsclusters/finalizers]
     verbs: [update]
-  # Children, applied server-side (create-or-patch); Secrets are read to keep generated values and to check
-  # the ones a spec references.
+  # Children, applied server-side (create-or-patch), listed and deleted when the spec no longer wants them;
+  # Secrets are read to keep generated values and to check the ones a spec references.
   - apiGroups: [""]
     resources: [secrets]
-    verbs: [get, create, patch]
+    verbs: [get, list, create, patch, delete]
   - apiGroups: [""]
     resources: [configmaps, services]
-    verbs: [create, patch]
+    verbs: [list, create, patch, delete]
   # StatefulSets are also watched: their status changes refresh the cluster's status at once.
   - apiGroups: [apps]
     resources: [statefulsets]
-    verbs: [get, list, watch, create, patch]
+    verbs: [get, list, watch, create, patch, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
-    verbs: [create, patch]
-  # deletionPolicy Delete removes the data claims.
+    verbs: [list, create, patch, delete]
+  # Claims: listed for the status (Pending, capacity), patched to grow them; deletionPolicy Delete removes them.
   - apiGroups: [""]
     resources: [persistentvolumeclaims]
-    verbs: [list, delete]
-  # Events on CallFSClusters (kopf posts them through the core API).
+    verbs: [list, patch, delete]
+  # Pods are read for the status: containers that crash or cannot pull their image, pods that cannot be scheduled.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list]
+  # Events on CallFSClusters (kopf posts them through the core API); the Events of claims and StatefulSets are
+  # read to say why a claim is Pending or a pod cannot be created.
   - apiGroups: [""]
     resources: [events]
-    verbs: [create]
+    verbs: [list, create]
 {{- if .Values.operator.peering }}
   # kopf peering between operator replicas.
   - apiGroups: [kopf.dev]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from callfs_operator import names
 from callfs_operator.builders import configmap, pdb, postgres, redis, secrets, services, statefulset
 from callfs_operator.spec import Cluster
 
@@ -28,9 +29,11 @@ def children(
     out = secrets.owned_secrets(cluster, existing_secrets, token)
     out.append(configmap.configmap(cluster))
     if cluster.spec.metadata.managed:
-        out += [postgres.postgres_service(cluster), postgres.postgres_statefulset(cluster)]
+        out += [postgres.postgres_service(cluster), postgres.postgres_statefulset(cluster),
+                pdb.dependency_pdb(cluster, names.POSTGRES, names.postgres(cluster))]
     if cluster.spec.locks.managed:
-        out += [redis.redis_service(cluster), redis.redis_statefulset(cluster)]
+        out += [redis.redis_service(cluster), redis.redis_statefulset(cluster),
+                pdb.dependency_pdb(cluster, names.REDIS, names.redis(cluster))]
     out += [
         services.headless_service(cluster),
         services.client_service(cluster),

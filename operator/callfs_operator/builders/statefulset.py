@@ -109,7 +109,7 @@ def node_container(cluster: Cluster) -> dict[str, Any]:
         mounts.append({"name": TLS_VOLUME, "mountPath": names.TLS_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": "callfs",
-        "image": spec.image,
+        "image": cluster.node_image,
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["callfs", "server", "-c", f"{names.CONFIG_DIR}/{names.CONFIG_FILE}"],
         "env": node_env(cluster),
