@@ -833,6 +833,33 @@ class Engine:
         finally:
             await reader.close()
 
+    async def read_range(self, inode: Inode, offset: int, length: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """``length`` bytes from ``offset`` of the file ``inode`` (opened or stat-ed by a caller allowed to read
+        it), wherever its bytes are: this node's backends, the shared backend, or a peer (streamed from the
+        start and skipped to ``offset``: the peer protocol serves whole blobs). Pieces of at most
+        ``chunk_bytes``. Raises ``ServiceUnavailable`` (the owner cannot be reached), ``FileNotFoundError``
+        (the blob was replaced meanwhile)."""
+        if not self.is_remote(inode):
+            reader = await self._open_blob(inode)
+            try:
+                async for chunk in reader.iter_range(offset, length, chunk_bytes):
+                    yield chunk
+            finally:
+                await reader.close()
+            return
+        skip, left = offset, length
+        async for chunk in self._read_blob(inode):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            piece = chunk[skip:skip + left]
+            skip = 0
+            left -= len(piece)
+            for start in range(0, len(piece), chunk_bytes):
+                yield piece[start:start + chunk_bytes]
+            if left <= 0:
+                return
+
     async def open_local_blob(self, caller: Caller, backend: str, blob_id: str) -> BlobReader:
         """Open one of this node's blobs for a peer (internal only). Raises ``PermissionDenied``,
         ``BadRequest`` (bad id or shared backend), ``NotFound``."""
