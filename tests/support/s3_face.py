@@ -47,7 +47,8 @@ def client(node: AppNode, user: str = "alice", **config: Any) -> Any:
     return boto3.client(
         "s3", endpoint_url=s3_url(node), aws_access_key_id=access_key, aws_secret_access_key=secret,
         region_name=REGION,
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
+        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, signature_version="s3v4",
+                          **config),
     )
 
 
