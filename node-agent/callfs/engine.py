@@ -402,6 +402,7 @@ class Engine:
         precondition: Precondition | None = None,
         expected_size: int | None = None,
         local: bool = False,
+        attributes: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
 
@@ -416,7 +417,8 @@ class Engine:
         (checked against ``expected_size`` bytes before reading the body, while streaming, and finally in the
         metadata transaction — a refused write leaves no byte behind), and :class:`RemoteBytes` when an
         overwrite targets bytes on another node. An overwrite keeps the file's backend unless ``backend``
-        names another.
+        names another. ``attributes`` (string names and values) are committed with the new content in the same
+        transaction (:meth:`attributes` reads them back); a later write of the file starts without them.
         """
         if path == paths.ROOT:
             if create_only:
@@ -460,7 +462,7 @@ class Engine:
             try:
                 with self.metrics.time_metadata("write_file"):
                     result, replaced = await self._commit_write_retrying(
-                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition
+                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes
                     )
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
@@ -499,17 +501,18 @@ class Engine:
 
     async def _commit_write_retrying(
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
-        precondition: Precondition | None,
+        precondition: Precondition | None, attributes: Mapping[str, str] | None = None,
     ) -> tuple[WriteResult, Inode | None]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
         reads everything it decides on afresh. Raises ``TransactionConflict`` when every attempt was aborted."""
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
-                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
+                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
+                                                attributes)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
-        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
+        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes)
 
     async def _commit_write(
         self,
@@ -520,10 +523,13 @@ class Engine:
         size: int,
         create_only: bool,
         precondition: Precondition | None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[WriteResult, Inode | None]:
         now = utcnow()
         instance = self.instance_id if target.node_local else None
         async with self.store.transaction() as txn:
+            if attributes:
+                await txn.put_attributes(blob_id, attributes)
             current = await txn.get(path, for_update=True)
             self._check_write(caller, path, current, create_only, precondition)
             if current is not None:
@@ -809,6 +815,10 @@ class Engine:
                         instance_id=self.instance_id if target.node_local else None,
                     )
                     await txn.update(moved)
+                    assert now.blob_id is not None
+                    kept = await txn.get_attributes(now.blob_id)
+                    if kept:
+                        await txn.put_attributes(blob_id, kept)
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
@@ -914,10 +924,22 @@ class Engine:
                 await txn.update(updated)
         return updated
 
+    async def attributes(self, inode: Inode) -> dict[str, str]:
+        """The attributes committed with the content of the file ``inode`` (see :meth:`write_file`)."""
+        if inode.blob_id is None:
+            return {}
+        with self.metrics.time_metadata("get_attributes"):
+            return await self.store.get_attributes(inode.blob_id)
+
     async def _free(self, inode: Inode) -> None:
-        """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep."""
+        """Delete the bytes of a file whose metadata is gone, and their attributes; failures leave an orphan for
+        the sweep."""
         if inode.blob_id is None or inode.backend is None:
             return
+        try:
+            await self.store.delete_attributes(inode.blob_id)
+        except Exception:
+            log.warning("could not delete the attributes of blob %s", inode.blob_id, exc_info=True)
         if self.is_remote(inode):
             if self.remote_free is not None and inode.instance_id is not None:
                 await self.remote_free(inode.instance_id, inode.backend, inode.blob_id)

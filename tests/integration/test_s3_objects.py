@@ -176,3 +176,40 @@ def test_md5_of_get_matches(s3_node_sqlite: AppNode) -> None:
     s3.put_object(Bucket="big", Key="blob", Body=body)
     assert hashlib.sha256(s3.get_object(Bucket="big", Key="blob")["Body"].read()).digest() == \
         hashlib.sha256(body).digest()
+
+
+def test_user_metadata_and_content_type(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    s3.create_bucket(Bucket="meta")
+    s3.put_object(Bucket="meta", Key="doc", Body=b"{}", ContentType="application/json",
+                  Metadata={"Color": "blue", "owner-team": "storage"})
+    head = s3.head_object(Bucket="meta", Key="doc")
+    assert head["ContentType"] == "application/json"
+    assert head["Metadata"] == {"color": "blue", "owner-team": "storage"}
+    assert s3.get_object(Bucket="meta", Key="doc")["Metadata"] == {"color": "blue", "owner-team": "storage"}
+    s3.copy_object(Bucket="meta", Key="copy", CopySource={"Bucket": "meta", "Key": "doc"})
+    assert s3.head_object(Bucket="meta", Key="copy")["Metadata"] == {"color": "blue", "owner-team": "storage"}
+    s3.copy_object(Bucket="meta", Key="doc", CopySource={"Bucket": "meta", "Key": "doc"},
+                   MetadataDirective="REPLACE", Metadata={"color": "red"}, ContentType="text/plain")
+    replaced = s3.head_object(Bucket="meta", Key="doc")
+    assert (replaced["Metadata"], replaced["ContentType"]) == ({"color": "red"}, "text/plain")
+    s3.put_object(Bucket="meta", Key="doc", Body=b"new")
+    assert s3.head_object(Bucket="meta", Key="doc")["Metadata"] == {}
+
+
+def test_too_much_metadata_is_refused(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="meta")
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="meta", Key="big", Body=b"x", Metadata={"m": "v" * 3000})
+    assert error_code(info) == "MetadataTooLarge"
+
+
+def test_conditional_put(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="cput")
+    s3.put_object(Bucket="cput", Key="once", Body=b"1", IfNoneMatch="*")
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="cput", Key="once", Body=b"2", IfNoneMatch="*")
+    assert error_code(info) == "PreconditionFailed"
+    assert s3.get_object(Bucket="cput", Key="once")["Body"].read() == b"1"

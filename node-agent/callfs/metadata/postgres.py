@@ -108,6 +108,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE single_use_links ADD COLUMN version bigint",
         ),
     ),
+    Migration(
+        version=4,
+        description="attributes stored with a file's content (S3 content type and user metadata)",
+        statements=(
+            """CREATE TABLE blob_attributes (
+                blob_id text PRIMARY KEY,
+                attributes text NOT NULL
+            )""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -29,7 +29,14 @@ from callfs.permissions import EXECUTE, WRITE, Caller, allows
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
 from callfs.s3.errors import S3Error, access_denied, invalid_argument
-from callfs.s3.objects import CHUNK_BYTES, read_source, require_bucket, write_object, xml_response
+from callfs.s3.objects import (
+    CHUNK_BYTES,
+    object_attributes,
+    read_source,
+    require_bucket,
+    write_object,
+    xml_response,
+)
 
 STAGING = "/.multipart"
 """Where uploads in progress are staged."""
@@ -49,13 +56,14 @@ def _no_such_upload(upload_id: str) -> S3Error:
 @dataclass(frozen=True, slots=True)
 class Upload:
     """A multipart upload in progress: ``upload_id`` (32 hex digits), ``bucket``, ``key``, the ``initiator``
-    (user) and when it was ``initiated``."""
+    (user), when it was ``initiated`` and the ``attributes`` the object gets."""
 
     upload_id: str
     bucket: str
     key: str
     initiator: str
     initiated: datetime
+    attributes: dict[str, str]
 
     @property
     def directory(self) -> str:
@@ -113,7 +121,7 @@ async def load_upload(ctx: Context, upload_id: str) -> Upload:
     except errors.NotFound:
         raise _no_such_upload(upload_id) from None
     upload = Upload(upload_id, record["bucket"], record["key"], record["initiator"],
-                    datetime.fromisoformat(record["initiated"]))
+                    datetime.fromisoformat(record["initiated"]), record.get("attributes", {}))
     if (upload.bucket, upload.key) != (ctx.bucket, ctx.key):
         raise _no_such_upload(upload_id)
     if upload.initiator != ctx.caller.user and not ctx.caller.is_superuser:
@@ -136,7 +144,8 @@ async def create_upload(ctx: Context) -> web.StreamResponse:
     await ensure_staging(ctx)
     upload_id = secrets.token_hex(16)
     record = {"bucket": ctx.bucket, "key": ctx.key, "initiator": ctx.caller.user,
-              "initiated": datetime.now().astimezone().isoformat()}
+              "initiated": datetime.now().astimezone().isoformat(),
+              "attributes": object_attributes(ctx.request.headers)}
     await ctx.engine.write_file(ROOT, f"{STAGING}/{upload_id}/upload.json", _one(json.dumps(record).encode()),
                                 create_only=True)
     return xml_response(messages.initiate_upload(ctx.bucket, ctx.key, upload_id))
@@ -236,8 +245,8 @@ async def complete_upload(ctx: Context) -> web.StreamResponse:
             async for chunk in ctx.engine.read_range(part.inode, 0, part.inode.size, CHUNK_BYTES):
                 yield chunk
 
-    inode = await write_object(ctx, upload.key, joined(), total, caller=Caller(upload.initiator,
-                                                                                ctx.caller.groups))
+    initiator = Caller(upload.initiator, ctx.caller.groups)
+    inode = await write_object(ctx, upload.key, joined(), total, caller=initiator, attributes=upload.attributes)
     await ctx.engine.delete(ROOT, upload.directory, recursive=True)
     location = f"/{ctx.bucket}/{ctx.key}"
     return xml_response(messages.complete_upload(location, ctx.bucket, ctx.key, etag(inode)))
@@ -299,7 +308,7 @@ async def list_uploads(ctx: Context) -> web.StreamResponse:
         except (errors.NotFound, errors.NotADirectory, ValueError):
             continue
         upload = Upload(entry.name, record["bucket"], record["key"], record["initiator"],
-                        datetime.fromisoformat(record["initiated"]))
+                        datetime.fromisoformat(record["initiated"]), record.get("attributes", {}))
         if upload.bucket != ctx.bucket or not upload.key.startswith(prefix):
             continue
         if upload.initiator != ctx.caller.user and not ctx.caller.is_superuser:

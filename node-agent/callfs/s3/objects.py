@@ -4,7 +4,7 @@ does: the same permissions, quotas, path locks and bytes-first durability."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -18,10 +18,32 @@ from callfs.models import Inode
 from callfs.permissions import READ, Caller, require
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
-from callfs.s3.errors import S3Error, from_engine, no_such_key
+from callfs.s3.errors import S3Error, from_engine, invalid_argument, no_such_key
 
 CHUNK_BYTES = 1 << 20
 """Bytes per piece streamed to a client."""
+
+STORED_HEADERS = ("Content-Type", "Content-Disposition", "Content-Language", "Cache-Control", "Expires")
+"""Representation headers kept with an object and sent back on GET/HEAD (Content-Encoding too, less
+``aws-chunked``)."""
+MAX_USER_METADATA_BYTES = 2048
+"""The most bytes of ``x-amz-meta-*`` names and values one object may carry (S3: ``MetadataTooLarge``)."""
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+
+def object_attributes(headers: Mapping[str, str]) -> dict[str, str]:
+    """The attributes stored with an object from its write request: :data:`STORED_HEADERS`, Content-Encoding
+    (less ``aws-chunked``) and the ``x-amz-meta-*`` user metadata (names lower-case). Raises
+    :class:`S3Error` ``MetadataTooLarge`` (over 2 KiB of user metadata)."""
+    out = {name: headers[name] for name in STORED_HEADERS if name in headers}
+    encoding = ",".join(e.strip() for e in headers.get("Content-Encoding", "").split(",")
+                        if e.strip() and e.strip() != "aws-chunked")
+    if encoding:
+        out["Content-Encoding"] = encoding
+    user = {name.lower(): value for name, value in headers.items() if name.lower().startswith("x-amz-meta-")}
+    if sum(len(k) - len("x-amz-meta-") + len(v.encode()) for k, v in user.items()) > MAX_USER_METADATA_BYTES:
+        raise S3Error("MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size.")
+    return out | user
 
 
 def object_headers(inode: Inode) -> dict[str, str]:
@@ -77,7 +99,10 @@ async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
     byte_range = parse_range(ctx.request.headers.get("Range"), size) if not inode.is_dir else None
     response = web.StreamResponse(status=206 if byte_range else 200)
     response.headers.update(object_headers(inode))
-    response.content_type = "application/octet-stream" if not inode.is_dir else "application/x-directory"
+    attributes = await ctx.engine.attributes(inode) if not inode.is_dir else {}
+    response.headers.update({k: v for k, v in attributes.items() if k != "Content-Type"})
+    response.content_type = (attributes.get("Content-Type", DEFAULT_CONTENT_TYPE) if not inode.is_dir
+                             else "application/x-directory")
     offset, length = (byte_range.start, byte_range.length) if byte_range else (0, size)
     if byte_range:
         response.headers["Content-Range"] = byte_range.content_range()
@@ -109,7 +134,7 @@ def _write_conditions(ctx: Context) -> tuple[bool, Conditions]:
 
 
 async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
-                       caller: Caller | None = None) -> Inode:
+                       caller: Caller | None = None, attributes: Mapping[str, str] | None = None) -> Inode:
     """Write ``body`` (``size`` bytes when known) to ``key`` of ``ctx.bucket`` through the engine, creating
     missing folders; returns the committed inode. The bytes go to this node (a file whose bytes lived on
     another node moves here, its old bytes freed there). Raises :class:`S3Error` (``NoSuchBucket``,
@@ -121,6 +146,7 @@ async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size:
         result = await ctx.engine.write_file(
             caller or ctx.caller, target.path, body, create_only=create_only,
             precondition=write_precondition(write_conditions), expected_size=size, local=True,
+            attributes=attributes,
         )
     except errors.AlreadyExists:
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold",
@@ -146,8 +172,9 @@ async def put_object(ctx: Context) -> web.StreamResponse:
         except errors.AlreadyExists:
             raise S3Error("InvalidRequest", 409, f"{ctx.key} is an object, not a folder") from None
         return web.Response(status=200, headers=object_headers(inode))
+    attributes = object_attributes(ctx.request.headers)
     body, size = ctx.body()
-    inode = await write_object(ctx, ctx.key, body, size)
+    inode = await write_object(ctx, ctx.key, body, size, attributes=attributes)
     return web.Response(status=200, headers={"ETag": etag(inode)})
 
 
@@ -259,17 +286,23 @@ async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Inod
 
 
 async def copy_object(ctx: Context) -> web.StreamResponse:
-    """CopyObject: stream the source's bytes into the destination key (any size; bytes are copied). Copying
-    an object onto itself is refused, as S3 does when no metadata changes."""
+    """CopyObject: stream the source's bytes into the destination key (any size; bytes are copied) with the
+    source's attributes (``x-amz-metadata-directive: COPY``, the default) or the request's (``REPLACE``).
+    Copying an object onto itself is refused unless its metadata is replaced, as S3 does."""
     bucket, key = copy_source(ctx)
-    if (bucket, key) == (ctx.bucket, ctx.key):
+    directive = ctx.request.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise invalid_argument("Unknown metadata directive.")
+    if (bucket, key) == (ctx.bucket, ctx.key) and directive == "COPY":
         raise S3Error("InvalidRequest", 400, "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location or "
                       "encryption attributes.")
     if names.object_path(ctx.bucket, ctx.key).is_folder:
         raise S3Error("InvalidRequest", 400, "a key ending in '/' names a folder; copy objects to object keys")
-    _, chunks, size = await read_source(ctx)
-    inode = await write_object(ctx, ctx.key, chunks, size)
+    source, chunks, size = await read_source(ctx)
+    attributes = (await ctx.engine.attributes(source) if directive == "COPY"
+                  else object_attributes(ctx.request.headers))
+    inode = await write_object(ctx, ctx.key, chunks, size, attributes=attributes)
     return xml_response(messages.copy_result(etag(inode), inode.mtime))
 
 
