@@ -21,7 +21,7 @@ from callfs.permissions import is_valid_name
 ENV_PREFIX = "CALLFS_"
 DEFAULT_CONFIG_FILE = "config.yaml"
 MIN_KEY_LENGTH = 16
-S3_ACCESS_KEY_PATTERN = re.compile(r"[A-Za-z0-9]{3,128}")
+S3_ACCESS_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{3,128}")
 
 
 class ConfigError(Exception):
@@ -109,7 +109,7 @@ class AuthConfig(_Section):
             raise ValueError(f"single_use_link_secret must be at least {MIN_KEY_LENGTH} characters")
         for access_key, credential in self.s3_credentials.items():
             if not S3_ACCESS_KEY_PATTERN.fullmatch(access_key):
-                raise ValueError(f"invalid S3 access key id {access_key!r}: use 3-128 ASCII letters and digits")
+                raise ValueError(f"invalid S3 access key id {access_key!r}: use 3-128 ASCII letters, digits, '-', '_'")
             if len(credential.secret) < MIN_KEY_LENGTH:
                 raise ValueError(f"S3 secrets must be at least {MIN_KEY_LENGTH} characters")
         names = [*self.api_key_users, *self.user_groups, *(g for gs in self.user_groups.values() for g in gs),

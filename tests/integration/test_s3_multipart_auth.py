@@ -88,17 +88,17 @@ def test_upload_part_copy(s3_node_sqlite: AppNode) -> None:
 
 def test_s3_and_rest_see_the_same_files(s3_node: AppNode) -> None:
     s3 = client(s3_node)
-    s3.create_bucket(Bucket="shared")
-    s3.put_object(Bucket="shared", Key="docs/readme.txt", Body=b"from s3")
+    s3.create_bucket(Bucket="common")
+    s3.put_object(Bucket="common", Key="docs/readme.txt", Body=b"from s3")
     headers = {"Authorization": f"Bearer {s3_node.key_for('alice')}"}
-    rest = requests.get(f"{s3_node.url}/v1/files/shared/docs/readme.txt", headers=headers, timeout=10)
+    rest = requests.get(f"{s3_node.url}/v1/files/common/docs/readme.txt", headers=headers, timeout=10)
     assert rest.status_code == 200 and rest.content == b"from s3"
     assert rest.headers["X-CallFS-Owner"] == "alice"
-    assert rest.headers["ETag"] == s3.head_object(Bucket="shared", Key="docs/readme.txt")["ETag"]
-    put = requests.put(f"{s3_node.url}/v1/files/shared/docs/from-rest.txt", data=b"from rest", headers=headers,
+    assert rest.headers["ETag"] == s3.head_object(Bucket="common", Key="docs/readme.txt")["ETag"]
+    put = requests.put(f"{s3_node.url}/v1/files/common/docs/from-rest.txt", data=b"from rest", headers=headers,
                        timeout=10)
     assert put.status_code == 201
-    assert s3.get_object(Bucket="shared", Key="docs/from-rest.txt")["Body"].read() == b"from rest"
+    assert s3.get_object(Bucket="common", Key="docs/from-rest.txt")["Body"].read() == b"from rest"
 
 
 def test_presigned_urls(s3_node: AppNode) -> None:
