@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -101,6 +102,25 @@ class PeerClient:
                     yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+
+    async def delete_file(self, instance_id: str, path: str, user: str) -> None:
+        """Ask node ``instance_id``, which holds the bytes of the file ``path``, to delete it on behalf of
+        ``user`` (its REST API, marked forwarded: never relayed further). An absent file is no error; the
+        node's other errors are raised as their CallFS classes, ``BadGateway`` when it does not answer."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.delete(
+                f"{url}/v1/files{quote(path, safe='/')}",
+                headers={"Authorization": f"Bearer {self.secret}", USER_HEADER: user, FORWARDED_HEADER: "s3"},
+            ) as response:
+                if response.status in (204, 404):
+                    return
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+        code = body.get("code", "") if isinstance(body, dict) else ""
+        message = body.get("message", f"HTTP {response.status}") if isinstance(body, dict) else str(body)
+        raise error_class_for(code, response.status)(f"node {instance_id}: {message}")
 
     async def relocate(self, instance_id: str, path: str, backend: str, user: str) -> dict[str, Any]:
         """Ask node ``instance_id`` to take the bytes of ``path`` onto its ``backend`` on behalf of ``user``;

@@ -4,6 +4,8 @@ Fixtures:
 - ``s3_node``: an in-process node (:mod:`support.app_node`) serving S3 on a free port, parametrised over
   ``sqlite`` (SQLite + in-process locks) and ``postgres`` (PostgreSQL + Redis).
 - ``s3_node_sqlite``: the same on SQLite only (for tests whose subject is not the metadata store).
+- ``s3_cluster``: three in-process nodes sharing one PostgreSQL database, one Redis and one ``auth`` section,
+  each serving S3 (file bytes on each node's own disk, so most reads and deletes cross nodes).
 
 :func:`client` builds a boto3 S3 client for a user of the node (access keys ``S3ALICE``, ``S3BOB``,
 ``S3ROOT`` from :func:`support.node.new_auth_section`).
@@ -20,7 +22,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from support.app_node import AppNode
-from support.node import postgres_redis_sections
+from support.node import new_auth_section, postgres_redis_sections
 from support.ports import free_port
 
 REGION = "us-east-1"
@@ -66,3 +68,15 @@ def s3_node(request: pytest.FixtureRequest, app_node_factory: Callable[..., AppN
 @pytest.fixture
 def s3_node_sqlite(app_node_factory: Callable[..., AppNode]) -> AppNode:
     return _start(app_node_factory)
+
+
+@pytest.fixture
+def s3_cluster(request: pytest.FixtureRequest, app_node_factory: Callable[..., AppNode]) -> list[AppNode]:
+    shared = {"auth": new_auth_section(), **postgres_redis_sections(request)}
+    nodes = []
+    for i in range(3):
+        discovery = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 2,
+                     "instance_id": f"s3node-{i}"}
+        own = {k: dict(v) for k, v in shared.items()}
+        nodes.append(_start(app_node_factory, instance_discovery=discovery, **own))
+    return nodes

@@ -11,7 +11,6 @@ from aiohttp import web
 
 from callfs import errors
 from callfs.api.conditional import Conditions, etag, evaluate_read, http_date, parse_range, write_precondition
-from callfs.api.proxy import forward
 from callfs.api.requests import conditions
 from callfs.engine import RemoteBytes
 from callfs.models import Inode
@@ -179,7 +178,8 @@ async def put_object(ctx: Context) -> web.StreamResponse:
 
 
 async def delete_key(ctx: Context, key: str) -> None:
-    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only."""
+    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only. A file
+    whose bytes another node holds is deleted by that node, asked as the same user."""
     target = names.object_path(ctx.bucket, key)
     try:
         inode = await ctx.engine.stat(ctx.caller, target.path)
@@ -192,28 +192,17 @@ async def delete_key(ctx: Context, key: str) -> None:
         await ctx.engine.delete(ctx.caller, target.path)
     except errors.NotFound:
         return
+    except RemoteBytes as remote:
+        assert remote.inode.instance_id is not None
+        await ctx.node.peers.delete_file(remote.inode.instance_id, target.path, ctx.caller.user)
     except errors.DirectoryNotEmpty:
         raise S3Error("InvalidRequest", 409, f"the folder {key} is not empty", f"/{ctx.bucket}/{key}") from None
 
 
 async def delete_object(ctx: Context) -> web.StreamResponse:
-    """DeleteObject: 204 whether or not the key existed. A file whose bytes another node holds is deleted
-    there (the request is relayed to that node's REST API as the same user)."""
-    try:
-        await delete_key(ctx, ctx.key)
-    except RemoteBytes as remote:
-        path = names.object_path(ctx.bucket, ctx.key).path
-        relayed = await forward(ctx.request, remote.inode, path_qs="/v1/files" + _quote(path), method="DELETE",
-                                user=ctx.caller.user)
-        if relayed.status not in (204, 404):
-            raise S3Error("ServiceUnavailable", 503, "the node holding the object could not delete it") from None
+    """DeleteObject: 204 whether or not the key existed."""
+    await delete_key(ctx, ctx.key)
     return web.Response(status=204)
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="/")
 
 
 async def delete_objects(ctx: Context) -> web.StreamResponse:
@@ -228,9 +217,6 @@ async def delete_objects(ctx: Context) -> web.StreamResponse:
             deleted.append(key)
         except S3Error as exc:
             failed.append((key, exc))
-        except RemoteBytes:
-            failed.append((key, S3Error("ServiceUnavailable", 503, "the object's bytes are held by another node; "
-                                                                   "delete it with DeleteObject")))
         except errors.CallFSError as exc:
             failed.append((key, from_engine(exc, bucket=ctx.bucket, key=key)))
     return xml_response(messages.delete_result(deleted, failed, quiet=quiet))

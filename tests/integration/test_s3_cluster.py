@@ -1,0 +1,54 @@
+"""The S3 face of a three-node cluster (PostgreSQL + Redis, bytes on each node's disk): any node serves any
+object, whichever node holds its bytes."""
+
+from __future__ import annotations
+
+import os
+
+from support.app_node import AppNode
+from support.s3_face import client
+from support.waiting import wait_for
+
+PART = 5 * 1024 * 1024
+
+
+def _peers_known(nodes: list[AppNode]) -> bool:
+    import requests
+
+    for node in nodes:
+        answer = requests.get(f"{node.url}/v1/cluster/nodes", timeout=5,
+                              headers={"Authorization": f"Bearer {node.key_for('root')}"})
+        up = [n for n in answer.json()["nodes"] if n["state"] == "up"]
+        if len({n["instance_id"] for n in up}) < len(nodes):
+            return False
+    return True
+
+
+def test_any_node_serves_any_object(s3_cluster: list[AppNode]) -> None:
+    wait_for(lambda: _peers_known(s3_cluster), 15, "every node sees its peers up")
+    first, second, third = (client(n) for n in s3_cluster)
+    first.create_bucket(Bucket="spread")
+    first.put_object(Bucket="spread", Key="a/one", Body=b"written on node 0", Metadata={"k": "v"})
+    got = second.get_object(Bucket="spread", Key="a/one")
+    assert (got["Body"].read(), got["Metadata"]) == (b"written on node 0", {"k": "v"})
+    assert third.get_object(Bucket="spread", Key="a/one", Range="bytes=11-16")["Body"].read() == b"node 0"
+    second.put_object(Bucket="spread", Key="a/one", Body=b"rewritten on node 1")
+    assert first.get_object(Bucket="spread", Key="a/one")["Body"].read() == b"rewritten on node 1"
+    assert [o["Key"] for o in third.list_objects_v2(Bucket="spread")["Contents"]] == ["a/one"]
+    third.delete_object(Bucket="spread", Key="a/one")
+    assert "Contents" not in first.list_objects_v2(Bucket="spread")
+
+
+def test_multipart_parts_on_different_nodes(s3_cluster: list[AppNode]) -> None:
+    wait_for(lambda: _peers_known(s3_cluster), 15, "every node sees its peers up")
+    clients = [client(n) for n in s3_cluster]
+    clients[0].create_bucket(Bucket="parts")
+    upload = clients[0].create_multipart_upload(Bucket="parts", Key="joined")["UploadId"]
+    chunks = [os.urandom(PART), os.urandom(PART), b"tail"]
+    parts = []
+    for number, (chunk, s3) in enumerate(zip(chunks, clients, strict=True), start=1):
+        tag = s3.upload_part(Bucket="parts", Key="joined", UploadId=upload, PartNumber=number, Body=chunk)["ETag"]
+        parts.append({"PartNumber": number, "ETag": tag})
+    clients[1].complete_multipart_upload(Bucket="parts", Key="joined", UploadId=upload,
+                                         MultipartUpload={"Parts": parts})
+    assert clients[2].get_object(Bucket="parts", Key="joined")["Body"].read() == b"".join(chunks)
