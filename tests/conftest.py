@@ -2,4 +2,4 @@
 control plane."""
 
 pytest_plugins = ["support.pg", "support.redis_server", "support.s3", "support.node", "support.app_node",
-                  "support.mount", "support.kube", "support.csi_controller"]
+                  "support.s3_face", "support.mount", "support.kube", "support.csi_controller"]
