@@ -2,5 +2,5 @@
 control plane and a real node beside it."""
 
 pytest_plugins = ["support.pg", "support.redis_server", "support.s3", "support.node", "support.app_node",
-                  "support.mount", "support.kube", "support.csi_controller",
+                  "support.s3_face", "support.mount", "support.kube", "support.csi_controller",
                   "support.realnode"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from callfs.permissions import is_valid_name
 ENV_PREFIX = "CALLFS_"
 DEFAULT_CONFIG_FILE = "config.yaml"
 MIN_KEY_LENGTH = 16
+S3_ACCESS_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{3,128}")
 
 
 class ConfigError(Exception):
@@ -69,9 +71,18 @@ class ServerConfig(_Section):
         return value
 
 
+class S3Credential(_Section):
+    """One S3 access key's ``secret`` (the secret access key requests are signed with, AWS Signature Version 4)
+    and the CallFS ``user`` its requests act as."""
+
+    secret: str
+    user: str
+
+
 class AuthConfig(_Section):
     """API keys (``api_keys[i]`` → ``api-user-<i>``; ``api_key_users``: user → key), secrets, groups.
 
+    ``s3_credentials``: S3 access key id → :class:`S3Credential` (secret and user) for the S3 listener.
     User and group names must satisfy :data:`callfs.permissions.NAME_PATTERN`, the rule chown applies too."""
 
     api_keys: list[str] = Field(default_factory=list)
@@ -79,6 +90,7 @@ class AuthConfig(_Section):
     internal_proxy_secret: str | None = None
     single_use_link_secret: str | None = None
     user_groups: dict[str, list[str]] = Field(default_factory=dict)
+    s3_credentials: dict[str, S3Credential] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_keys(self) -> AuthConfig:
@@ -95,7 +107,13 @@ class AuthConfig(_Section):
                 raise ValueError("internal_proxy_secret must not also be an API key")
         if self.single_use_link_secret is not None and len(self.single_use_link_secret) < MIN_KEY_LENGTH:
             raise ValueError(f"single_use_link_secret must be at least {MIN_KEY_LENGTH} characters")
-        names = [*self.api_key_users, *self.user_groups, *(g for gs in self.user_groups.values() for g in gs)]
+        for access_key, credential in self.s3_credentials.items():
+            if not S3_ACCESS_KEY_PATTERN.fullmatch(access_key):
+                raise ValueError(f"invalid S3 access key id {access_key!r}: use 3-128 ASCII letters, digits, '-', '_'")
+            if len(credential.secret) < MIN_KEY_LENGTH:
+                raise ValueError(f"S3 secrets must be at least {MIN_KEY_LENGTH} characters")
+        names = [*self.api_key_users, *self.user_groups, *(g for gs in self.user_groups.values() for g in gs),
+                 *(c.user for c in self.s3_credentials.values())]
         for name in names:
             if not is_valid_name(name):
                 raise ValueError(
@@ -142,6 +160,23 @@ class MetricsConfig(_Section):
         if self.listen_addr is not None and not self.enabled:
             raise ValueError("metrics.listen_addr needs metrics.enabled")
         return self
+
+
+class S3Config(_Section):
+    """The S3-compatible listener (docs/s3.md). ``listen_addr``: ``host:port`` it serves on; empty (the
+    default) serves none. ``region``: the region name clients sign requests for (any region is accepted when
+    empty). ``max_keys``: the most keys one listing returns (clients may ask for fewer)."""
+
+    listen_addr: str = ""
+    region: str = ""
+    max_keys: int = Field(default=1000, gt=0, le=100_000)
+
+    @field_validator("listen_addr")
+    @classmethod
+    def _check_listen_addr(cls, value: str) -> str:
+        if value:
+            split_host_port(value)
+        return value
 
 
 class BackendConfig(_Section):
@@ -284,6 +319,7 @@ class Config(_Section):
     instance_discovery: InstanceDiscoveryConfig = Field(default_factory=InstanceDiscoveryConfig)
     links: LinksConfig = Field(default_factory=LinksConfig)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    s3: S3Config = Field(default_factory=S3Config)
 
     @model_validator(mode="after")
     def _check_listener(self) -> Config:
@@ -299,6 +335,14 @@ class Config(_Section):
                 f"refusing to serve plain HTTP on non-loopback address {host!r}: "
                 "configure TLS (server.cert_file/key_file) or set server.protocol: http explicitly"
             )
+        if self.s3.listen_addr and self.server.protocol == "auto" and not has_tls:
+            s3_host, _ = split_host_port(self.s3.listen_addr)
+            # SECURITY: signed requests keep the secret, not the bytes: plain HTTP only on loopback implicitly.
+            if not is_loopback(s3_host):
+                raise ValueError(
+                    f"refusing to serve S3 over plain HTTP on non-loopback address {s3_host!r}: "
+                    "configure TLS (server.cert_file/key_file) or set server.protocol: http explicitly"
+                )
         if self.server.http3_listen_addr and (not has_tls or self.server.protocol == "http"):
             raise ValueError(
                 "server.http3_listen_addr needs TLS: HTTP/3 always runs over TLS 1.3, so set server.cert_file and "
@@ -322,6 +366,7 @@ class Config(_Section):
         auth = data["auth"]
         auth["api_keys"] = ["***" for _ in auth["api_keys"]]
         auth["api_key_users"] = {user: "***" for user in auth["api_key_users"]}
+        auth["s3_credentials"] = {key: {**value, "secret": "***"} for key, value in auth["s3_credentials"].items()}
         for key in ("internal_proxy_secret", "single_use_link_secret"):
             if auth[key] is not None:
                 auth[key] = "***"

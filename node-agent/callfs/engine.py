@@ -132,6 +132,10 @@ RemoteFree = Callable[[str, str, str], Awaitable[None]]
 RemoteRead = Callable[[str, str, str], AsyncIterator[bytes]]
 """``(instance_id, backend, blob_id)`` → stream a blob from the node that owns it."""
 
+RemoteReadRange = Callable[[Inode, int, int], AsyncIterator[bytes]]
+"""``(inode, offset, length)`` → stream ``length`` bytes from ``offset`` of a file stored in blocks on another
+node, from that node; raises ``FileNotFoundError`` when the file there is no longer that version."""
+
 
 def new_blob_id() -> str:
     """A fresh, unguessable blob id (32 hex characters)."""
@@ -154,6 +158,7 @@ class Engine:
         max_file_bytes: int,
         remote_free: RemoteFree | None = None,
         remote_read: RemoteRead | None = None,
+        remote_read_range: RemoteReadRange | None = None,
         clock: links.Clock = time.time,
         block_grace: float = DEFAULT_GRACE,
     ) -> None:
@@ -169,6 +174,7 @@ class Engine:
         self.max_file_bytes = max_file_bytes
         self.remote_free = remote_free
         self.remote_read = remote_read
+        self.remote_read_range = remote_read_range
         self.clock = clock
         """The time single-use links are created, expire and are swept by."""
         self.unavailable: dict[str, str] = {}
@@ -416,6 +422,7 @@ class Engine:
         precondition: Precondition | None = None,
         expected_size: int | None = None,
         local: bool = False,
+        attributes: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
 
@@ -430,7 +437,9 @@ class Engine:
         (checked against ``expected_size`` bytes before reading the body, while streaming, and finally in the
         metadata transaction — a refused write leaves no byte behind), and :class:`RemoteBytes` when an
         overwrite targets bytes on another node. An overwrite keeps the file's backend unless ``backend``
-        names another.
+        names another. ``attributes`` (string names and values) are committed with the new content in the same
+        transaction (:meth:`attributes` reads them back); a later whole write of the file starts without them,
+        a partial one (:meth:`write_range`, :meth:`resize_file`) keeps them.
         """
         if path == paths.ROOT:
             if create_only:
@@ -474,7 +483,7 @@ class Engine:
             try:
                 with self.metrics.time_metadata("write_file"):
                     result, replaced = await self._commit_write_retrying(
-                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition
+                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes
                     )
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
@@ -513,17 +522,18 @@ class Engine:
 
     async def _commit_write_retrying(
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
-        precondition: Precondition | None,
+        precondition: Precondition | None, attributes: Mapping[str, str] | None = None,
     ) -> tuple[WriteResult, Inode | None]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
         reads everything it decides on afresh. Raises ``TransactionConflict`` when every attempt was aborted."""
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
-                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
+                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
+                                                attributes)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
-        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition)
+        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes)
 
     async def _commit_write(
         self,
@@ -534,10 +544,13 @@ class Engine:
         size: int,
         create_only: bool,
         precondition: Precondition | None,
+        attributes: Mapping[str, str] | None = None,
     ) -> tuple[WriteResult, Inode | None]:
         now = utcnow()
         instance = self.instance_id if target.node_local else None
         async with self.store.transaction() as txn:
+            if attributes:
+                await txn.put_attributes(blob_id, attributes)
             current = await txn.get(path, for_update=True)
             self._check_write(caller, path, current, create_only, precondition)
             if current is not None:
@@ -663,7 +676,9 @@ class Engine:
         precondition: Precondition | None,
     ) -> Inode:
         """Commit a block change of ``current`` in one transaction: the inode (size, version, a new content
-        id), its block list and the block references, and the quota usage."""
+        id), its block list and the block references, the quota usage, and the attributes of the content, which
+        move to the new content id (a partial write keeps them, as S3 changes an object's metadata only on a
+        whole PUT or copy)."""
         async with self.store.transaction() as txn:
             now = await txn.get(path, for_update=True)
             self._check_write(caller, path, now, False, precondition)
@@ -678,6 +693,12 @@ class Engine:
             await self._charge(txn, path, plan.new_size - now.size, 0)
             await txn.update(updated)
             await txn.replace_blocks(updated, changed, plan.count)
+            if now.blob_id is not None:
+                kept = await txn.get_attributes(now.blob_id)
+                if kept:
+                    assert updated.blob_id is not None
+                    await txn.put_attributes(updated.blob_id, kept)
+                    await txn.delete_attributes(now.blob_id)
         return updated
 
     async def make_directory(self, caller: Caller, path: str) -> tuple[Inode, bool]:
@@ -944,6 +965,10 @@ class Engine:
                     )
                     await txn.update(moved)
                     await txn.release_blocks(now)
+                    assert now.blob_id is not None
+                    kept = await txn.get_attributes(now.blob_id)
+                    if kept:
+                        await txn.put_attributes(blob_id, kept)
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
@@ -975,6 +1000,44 @@ class Engine:
                 yield chunk
         finally:
             await reader.close()
+
+    async def read_range(self, inode: Inode, offset: int, length: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """``length`` bytes from ``offset`` of the file ``inode`` (opened or stat-ed by a caller allowed to read
+        it), wherever its bytes are, in pieces of at most ``chunk_bytes``: this node's backends or the shared
+        backend (a file in blocks through the block reader, which fetches only the blocks the range overlaps), or
+        a peer: a blob is streamed from its start and skipped to ``offset`` (the peer protocol serves whole
+        blobs); a file in blocks is read by range from its owner (which reads only those blocks). Raises
+        ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
+        was replaced meanwhile), ``DataCorrupted``."""
+        if not self.is_remote(inode):
+            reader = await self._open_blob(inode)
+            try:
+                async for chunk in reader.iter_range(offset, length, chunk_bytes):
+                    yield chunk
+            finally:
+                await reader.close()
+            return
+        if length <= 0:
+            return
+        if inode.layout is Layout.BLOCKS:
+            if self.remote_read_range is None:
+                raise ServiceUnavailable(f"cannot reach node {inode.instance_id} holding {inode.path}")
+            source = self.remote_read_range(inode, offset, length)
+            skip = 0
+        else:
+            source, skip = self._read_blob(inode), offset
+        left = length
+        async for chunk in source:
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            piece = chunk[skip:skip + left]
+            skip = 0
+            left -= len(piece)
+            for start in range(0, len(piece), chunk_bytes):
+                yield piece[start:start + chunk_bytes]
+            if left <= 0:
+                return
 
     async def open_local_blob(self, caller: Caller, backend: str, blob_id: str) -> BlobReader:
         """Open one of this node's blobs for a peer (internal only). Raises ``PermissionDenied``,
@@ -1030,10 +1093,24 @@ class Engine:
                 await txn.update(updated)
         return updated
 
+    async def attributes(self, inode: Inode) -> dict[str, str]:
+        """The attributes committed with the content of the file ``inode`` (see :meth:`write_file`)."""
+        if inode.blob_id is None:
+            return {}
+        with self.metrics.time_metadata("get_attributes"):
+            return await self.store.get_attributes(inode.blob_id)
+
     async def _free(self, inode: Inode) -> None:
-        """Delete the bytes of a file whose metadata is gone; failures leave an orphan for the sweep. A file
-        stored in blocks let go of them in its transaction: the collector frees them."""
-        if inode.blob_id is None or inode.backend is None or inode.layout is Layout.BLOCKS:
+        """Delete the bytes of a file whose metadata is gone, and the attributes of that content; failures leave
+        an orphan for the sweep. A file stored in blocks let go of them in its transaction: the collector frees
+        them (its attributes are keyed by its content id, never by a block, so the two never meet)."""
+        if inode.blob_id is None:
+            return
+        try:
+            await self.store.delete_attributes(inode.blob_id)
+        except Exception:
+            log.warning("could not delete the attributes of blob %s", inode.blob_id, exc_info=True)
+        if inode.backend is None or inode.layout is Layout.BLOCKS:
             return
         if self.is_remote(inode):
             if self.remote_free is not None and inode.instance_id is not None:

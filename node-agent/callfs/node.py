@@ -200,7 +200,8 @@ class Node:
             store=store, locks=locks, backends=backends, default_backend=config.backend.default_backend,
             instance_id=node_secrets.instance_id, metrics=metrics, link_secret=node_secrets.link_secret,
             max_file_bytes=config.server.max_body_bytes, remote_free=peers.free_blob,
-            remote_read=peers.read_blob, clock=clock,
+            remote_read=peers.read_blob,
+            remote_read_range=peers.read_file_range, clock=clock,
         )
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
 

@@ -1,4 +1,5 @@
-"""Node-to-node HTTP: forwarding API requests to the node that owns a file's bytes, and freeing blobs there.
+"""Node-to-node HTTP: forwarding API requests to the node that owns a file's bytes, reading and freeing its
+bytes there.
 
 Forwarded requests authenticate with the internal secret and name the original user in ``X-CallFS-User``, so
 the owning node applies the permission model to the real caller. ``X-CallFS-Forwarded-By`` lists the nodes a
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
+from callfs.api.conditional import etag
 from callfs.errors import BadGateway, CallFSError, error_class_for
 from callfs.membership import Membership
+from callfs.models import Inode
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,54 @@ class PeerClient:
                     yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+
+    async def read_file_range(self, inode: Inode, offset: int, length: int) -> AsyncIterator[bytes]:
+        """Stream ``length`` (> 0) bytes from ``offset`` of the file ``inode`` from the node holding its bytes:
+        a ranged ``GET`` of its REST API (RFC 9110 §14) as the internal user, marked forwarded (never relayed
+        further), with ``If-Match`` the inode's ETag so that only this version is served. Raises
+        ``FileNotFoundError`` (the file there is gone or another version), ``BadGateway`` (no answer, another
+        status, or a short answer)."""
+        assert inode.instance_id is not None
+        url = await self.url_of(inode.instance_id)
+        headers = {"Authorization": f"Bearer {self.secret}", FORWARDED_HEADER: "range-read",
+                   "Range": f"bytes={offset}-{offset + length - 1}", "If-Match": etag(inode)}
+        left = length
+        try:
+            async with self.session.get(f"{url}/v1/files{quote(inode.path, safe='/')}", headers=headers) as response:
+                if response.status in (404, 412):
+                    raise FileNotFoundError(inode.path)
+                whole = response.status == 200 and offset == 0 and length == inode.size
+                if response.status != 206 and not whole:
+                    raise BadGateway(f"node {inode.instance_id} could not serve {inode.path}: "
+                                     f"HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    piece = chunk[:left]
+                    left -= len(piece)
+                    yield piece
+                    if left <= 0:
+                        return
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(f"node {inode.instance_id} did not answer: {type(exc).__name__}") from exc
+        raise BadGateway(f"node {inode.instance_id} sent {length - left} of {length} bytes of {inode.path}")
+
+    async def delete_file(self, instance_id: str, path: str, user: str) -> None:
+        """Ask node ``instance_id``, which holds the bytes of the file ``path``, to delete it on behalf of
+        ``user`` (its REST API, marked forwarded: never relayed further). An absent file is no error; the
+        node's other errors are raised as their CallFS classes, ``BadGateway`` when it does not answer."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.delete(
+                f"{url}/v1/files{quote(path, safe='/')}",
+                headers={"Authorization": f"Bearer {self.secret}", USER_HEADER: user, FORWARDED_HEADER: "s3"},
+            ) as response:
+                if response.status in (204, 404):
+                    return
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+        code = body.get("code", "") if isinstance(body, dict) else ""
+        message = body.get("message", f"HTTP {response.status}") if isinstance(body, dict) else str(body)
+        raise error_class_for(code, response.status)(f"node {instance_id}: {message}")
 
     async def relocate(self, instance_id: str, path: str, backend: str, user: str) -> dict[str, Any]:
         """Ask node ``instance_id`` to take the bytes of ``path`` onto its ``backend`` on behalf of ``user``;

@@ -20,6 +20,7 @@ from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, defau
 from callfs.config import Config, split_host_port
 from callfs.links import Clock
 from callfs.node import Node
+from callfs.s3.app import build_s3_app
 
 log = logging.getLogger("callfs.server")
 
@@ -122,6 +123,15 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             metrics_host, metrics_port = split_host_port(config.metrics.listen_addr)
             await web.TCPSite(metrics_runner, metrics_host, metrics_port, ssl_context=ssl_context(config),
                               reuse_address=True).start()
+        s3_runner: web.AppRunner | None = None
+        s3_site: web.TCPSite | None = None
+        if config.s3.listen_addr:
+            s3_runner = web.AppRunner(build_s3_app(node), handle_signals=False, access_log=None,
+                                      shutdown_timeout=config.server.shutdown_timeout)
+            await s3_runner.setup()
+            s3_host, s3_port = split_host_port(config.s3.listen_addr)
+            s3_site = web.TCPSite(s3_runner, s3_host, s3_port, ssl_context=ssl_context(config), reuse_address=True)
+            await s3_site.start()
         jobs = _background_jobs(node)
         try:
             yield node
@@ -129,6 +139,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             # Stop accepting connections but keep reading open ones: aiohttp's own cleanup stops reading
             # request bodies at once, which would cut off uploads that are about to finish.
             await site.stop()
+            if s3_site is not None:
+                await s3_site.stop()
             if http3 is not None:
                 http3.drain()
             if not await app[IN_FLIGHT].wait_idle(config.server.shutdown_timeout):
@@ -140,6 +152,8 @@ async def running(config: Config, *, clock: Clock = time.time) -> AsyncIterator[
             await asyncio.gather(*jobs, return_exceptions=True)
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
+            if s3_runner is not None:
+                await s3_runner.cleanup()
             if http3 is not None:
                 await http3.close()
             await runner.cleanup()

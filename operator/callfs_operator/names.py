@@ -34,6 +34,10 @@ API_KEY = "api-key"
 # Secret keys, not secrets:
 INTERNAL_PROXY_SECRET = "internal-proxy-secret"  # noqa: S105
 LINK_SECRET = "single-use-link-secret"  # noqa: S105
+S3_ROOT_ACCESS_KEY_ID = "root"
+"""The S3 access key id of the ``root`` user in clusters the operator builds."""
+S3_ROOT_SECRET = "s3-root-secret-access-key"  # noqa: S105
+"""Key of the internal Secret holding the S3 secret access key of the ``root`` user."""
 PASSWORD = "password"  # noqa: S105
 DSN = "dsn"
 ADDRESS = "address"

@@ -199,11 +199,16 @@ class LocalObjectReference(_Model):
     name: str = Field(min_length=1)
 
 
+DEFAULT_S3_PORT = 9000
+"""The port of the nodes' S3 listener unless ``spec.s3Port`` says otherwise."""
+
+
 class ClusterSpec(_Model):
     """The whole ``spec`` of a ``CallFSCluster`` (see the CRD for each field's documentation)."""
 
     replicas: int = Field(default=3, ge=1, le=64)
     port: int = Field(default=8443, ge=1, le=65535)
+    s3_port: int | None = Field(default=None, ge=0, le=65535)
     image: str | None = Field(default=None, min_length=1)
     """Pinned node image; ``None`` follows the operator (:attr:`Cluster.default_node_image`)."""
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -225,6 +230,20 @@ class ClusterSpec(_Model):
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     progress_deadline_seconds: int = Field(default=DEFAULT_PROGRESS_DEADLINE, ge=1)
     """Seconds a change may take before ``Progressing`` turns ``False`` (reason ``ProgressDeadlineExceeded``)."""
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> ClusterSpec:
+        if self.s3_port == self.port:
+            raise ValueError("s3Port must differ from port")
+        return self
+
+    @property
+    def s3_listen_port(self) -> int:
+        """The port of the S3 listener: ``s3Port``, by default :data:`DEFAULT_S3_PORT` (or the next port when the
+        REST API has that one); 0 serves none."""
+        if self.s3_port is not None:
+            return self.s3_port
+        return DEFAULT_S3_PORT if self.port != DEFAULT_S3_PORT else DEFAULT_S3_PORT + 1
 
     @property
     def scheme(self) -> str:

@@ -108,6 +108,12 @@ async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
         await store.start()
         moved = await store.get("/moved/b.bin")
         assert moved is not None and moved.ino == before
+        # The migrations after the blocks (attributes kept with a content) ran too.
+        assert moved.blob_id is not None
+        await store.put_attributes(moved.blob_id, {"Content-Type": "text/plain"})
+        assert await store.get_attributes(moved.blob_id) == {"Content-Type": "text/plain"}
+        migrations = PG_MIGRATIONS if metadata_kind == "postgres" else SQLITE_MIGRATIONS
+        assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     finally:
         await store.close()
 

@@ -149,11 +149,14 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 def new_auth_section() -> dict[str, Any]:
-    """An ``auth`` section with users api-user-0, alice, bob (in group alice) and root, and fresh secrets."""
+    """An ``auth`` section with users api-user-0, alice, bob (in group alice) and root, and fresh secrets; S3
+    access keys ``S3ALICE``, ``S3BOB`` and ``S3ROOT`` act as alice, bob and root."""
     users = {"api-user-0": secrets.token_urlsafe(24), "alice": secrets.token_urlsafe(24),
              "bob": secrets.token_urlsafe(24), "root": secrets.token_urlsafe(24)}
+    s3 = {f"S3{user.upper()}": {"secret": secrets.token_urlsafe(30), "user": user} for user in ("alice", "bob", "root")}
     return {"api_key_users": users, "internal_proxy_secret": secrets.token_urlsafe(24),
-            "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]}}
+            "single_use_link_secret": secrets.token_urlsafe(24), "user_groups": {"bob": ["alice"]},
+            "s3_credentials": s3}
 
 
 def write_node_config(base: Path, node_type: type[N] = NodeProcess, /, **sections: Any) -> N:

@@ -423,3 +423,37 @@ def test_masked_keeps_absent_secrets_null() -> None:
     assert masked["dlm"]["redis_password"] is None
     assert masked["metadata_store"]["dsn"] is None
     json.dumps(masked)
+
+
+# --- s3 ----------------------------------------------------------------------------------------------------
+
+
+def test_s3_listener_is_off_by_default(tmp_path: Path) -> None:
+    config = load_yaml(tmp_path, "{}\n")
+    assert config.s3.listen_addr == "" and config.auth.s3_credentials == {}
+
+
+def test_s3_credentials_map_access_keys_to_users(tmp_path: Path) -> None:
+    config = load_yaml(tmp_path, "s3: {listen_addr: '127.0.0.1:9000'}\n"
+                                 "auth: {s3_credentials: {AKALICE1: {secret: s3-secret-0123456789, user: alice}}}\n")
+    assert config.auth.s3_credentials["AKALICE1"].user == "alice"
+    assert config.masked()["auth"]["s3_credentials"] == {"AKALICE1": {"secret": "***", "user": "alice"}}
+
+
+@pytest.mark.parametrize(("credentials", "message"), [
+    ("{AK/1: {secret: s3-secret-0123456789, user: alice}}", "invalid S3 access key id"),
+    ("{AKALICE1: {secret: short, user: alice}}", "S3 secrets must be at least 16"),
+    ("{AKALICE1: {secret: s3-secret-0123456789, user: -bad}}", "invalid user or group name"),
+    ("{AKALICE1: {secret: s3-secret-0123456789}}", "user"),
+])
+def test_bad_s3_credentials_are_refused(tmp_path: Path, credentials: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_yaml(tmp_path, f"auth: {{s3_credentials: {credentials}}}\n")
+
+
+def test_plain_http_s3_on_a_non_loopback_address_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="refusing to serve S3 over plain HTTP"):
+        load_yaml(tmp_path, "s3: {listen_addr: '0.0.0.0:9000'}\n")
+    config = load_yaml(tmp_path, "server: {listen_addr: '0.0.0.0:8443', protocol: http}\n"
+                                 "s3: {listen_addr: '0.0.0.0:9000'}\n")
+    assert config.s3.listen_addr == "0.0.0.0:9000"

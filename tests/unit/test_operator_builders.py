@@ -411,3 +411,25 @@ def test_node_replicas_override_holds_the_statefulset_size() -> None:
     assert objs[("StatefulSet", "demo-node")]["spec"]["replicas"] == 4
     assert by_kind_name(children(cluster(replicas=2), {}, counter()))[("StatefulSet", "demo-node")]["spec"][
         "replicas"] == 2
+
+
+# --- S3 listener -----------------------------------------------------------------------------------------------
+
+
+def test_s3_listener_is_on_by_default_on_port_9000() -> None:
+    config = configmap.node_config(cluster())
+    assert config["s3"] == {"listen_addr": "0.0.0.0:9000"}
+    assert config["auth"] == {"s3_credentials": {"root": {"user": "root"}}}
+    ports = services.client_service(cluster())["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in ports] == [("http", 8443), ("s3", 9000)]
+    env = env_of(nodes())
+    assert env["CALLFS_AUTH__S3_CREDENTIALS__ROOT__SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "demo-internal", "key": "s3-root-secret-access-key"}
+
+
+def test_s3_port_moves_aside_from_the_api_port_and_turns_off_with_zero() -> None:
+    assert configmap.node_config(cluster(port=9000))["s3"] == {"listen_addr": "0.0.0.0:9001"}
+    off = cluster(s3Port=0)
+    assert configmap.node_config(off)["s3"] == {}
+    assert [p["name"] for p in services.client_service(off)["spec"]["ports"]] == ["http"]
+    assert "CALLFS_AUTH__S3_CREDENTIALS__ROOT__SECRET" not in env_of(nodes(s3Port=0))

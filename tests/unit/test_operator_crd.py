@@ -96,7 +96,8 @@ def test_crd_defaults_equal_the_typed_spec_defaults(crd: dict[str, Any]) -> None
 def test_every_crd_field_is_known_to_the_typed_spec(crd: dict[str, Any]) -> None:
     """A CR using every property the schema allows parses (the typed spec forbids unknown fields)."""
     spec = {
-        "replicas": 2, "port": 9443, "image": "i:1", "imagePullPolicy": "Never", "imagePullSecrets": [{"name": "r"}],
+        "replicas": 2, "port": 9443, "s3Port": 9444, "image": "i:1", "imagePullPolicy": "Never",
+        "imagePullSecrets": [{"name": "r"}],
         "logLevel": "debug", "clusterDomain": "c.local", "storage": {"size": "1Gi", "storageClassName": "s"},
         "backend": {"type": "s3", "bucket": "bkt", "endpoint": "http://e", "region": "r", "forcePathStyle": False,
                     "credentialsSecret": "c"},

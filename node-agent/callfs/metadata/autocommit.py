@@ -7,7 +7,7 @@ this mixin maps every protocol method onto them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
@@ -123,6 +123,20 @@ class AutocommitOperations:
         """Store a new single-use link."""
         async with self._autocommit_writer() as ops:
             await ops.insert_link(link)
+
+    async def put_attributes(self, blob_id: str, attributes: Mapping[str, str]) -> None:
+        """Store ``attributes`` with the content ``blob_id``, replacing any."""
+        async with self._autocommit_writer() as ops:
+            await ops.put_attributes(blob_id, attributes)
+
+    async def get_attributes(self, blob_id: str) -> dict[str, str]:
+        """The committed attributes of the content ``blob_id`` (none: empty)."""
+        return await self._autocommit_reader().get_attributes(blob_id)
+
+    async def delete_attributes(self, blob_id: str) -> None:
+        """Forget the attributes of the content ``blob_id``."""
+        async with self._autocommit_writer() as ops:
+            await ops.delete_attributes(blob_id)
 
     async def get_link(self, token_id: str) -> SingleUseLink | None:
         """The link with ``token_id`` in any state, or ``None``."""

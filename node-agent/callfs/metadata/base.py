@@ -10,7 +10,7 @@ Ordering rule for every listing: directories before files, then by name in byte 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
@@ -151,6 +151,19 @@ class MetadataTxn(Protocol):
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new single-use link."""
+        ...
+
+    async def put_attributes(self, blob_id: str, attributes: Mapping[str, str]) -> None:
+        """Store ``attributes`` (string names and values, e.g. an S3 object's content type and user metadata)
+        with the content ``blob_id``, replacing any: they live and die with that content."""
+        ...
+
+    async def get_attributes(self, blob_id: str) -> dict[str, str]:
+        """The attributes stored with the content ``blob_id`` (none: empty)."""
+        ...
+
+    async def delete_attributes(self, blob_id: str) -> None:
+        """Forget the attributes of the content ``blob_id`` (none: no-op)."""
         ...
 
     async def quotas_for(self, paths: Sequence[str], *, for_update: bool = False) -> list[Quota]:

@@ -18,8 +18,9 @@ bytewise, so ``ORDER BY type, name`` is the listing order and the ``(parent, typ
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -287,6 +288,12 @@ BLOB_IDS_PAGE_SHARED = (
 INSERT_LINK = (
     f"INSERT INTO single_use_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"  # noqa: S608
 )
+UPSERT_ATTRIBUTES = (
+    "INSERT INTO blob_attributes (blob_id, attributes) VALUES ($1, $2) "
+    "ON CONFLICT (blob_id) DO UPDATE SET attributes = excluded.attributes"
+)
+SELECT_ATTRIBUTES = "SELECT attributes FROM blob_attributes WHERE blob_id = $1"
+DELETE_ATTRIBUTES = "DELETE FROM blob_attributes WHERE blob_id = $1"
 SELECT_LINK = f"SELECT {LINK_COLUMNS} FROM single_use_links WHERE token_id = $1"  # noqa: S608
 CONSUME_LINK = (
     "UPDATE single_use_links SET status = 'used', used_at = $2, used_by_ip = $3 "  # noqa: S608
@@ -671,6 +678,19 @@ class Queries:
         low, high = subtree_bounds(path)
         limit = paths.depth_of(path) + 1 + max_depth
         return [self._inode(row) for row in await self._x.fetch(LIST_TREE, (low, high, limit))]
+
+    async def put_attributes(self, blob_id: str, attributes: Mapping[str, str]) -> None:
+        """Store ``attributes`` (names and values: strings) with the content ``blob_id``, replacing any."""
+        await self._x.fetch(UPSERT_ATTRIBUTES, (blob_id, json.dumps(dict(attributes), sort_keys=True)))
+
+    async def get_attributes(self, blob_id: str) -> dict[str, str]:
+        """The attributes stored with the content ``blob_id`` (none: empty)."""
+        rows = await self._x.fetch(SELECT_ATTRIBUTES, (blob_id,))
+        return dict(json.loads(rows[0][0])) if rows else {}
+
+    async def delete_attributes(self, blob_id: str) -> None:
+        """Forget the attributes of the content ``blob_id`` (none: no-op)."""
+        await self._x.count(DELETE_ATTRIBUTES, (blob_id,))
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new link (a duplicate ``token_id`` is an integrity error of the database driver)."""

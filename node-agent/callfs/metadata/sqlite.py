@@ -145,6 +145,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",
         ),
     ),
+    Migration(
+        version=5,
+        description="attributes stored with a file's content (S3 content type and user metadata)",
+        statements=(
+            """CREATE TABLE blob_attributes (
+                blob_id TEXT NOT NULL PRIMARY KEY,
+                attributes TEXT NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 

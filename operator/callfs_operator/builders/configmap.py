@@ -40,9 +40,14 @@ def node_config(cluster: Cluster) -> dict[str, Any]:
         backend["s3_force_path_style"] = spec.backend.force_path_style
         if spec.backend.endpoint:
             backend["s3_endpoint"] = spec.backend.endpoint
+    s3 = {"listen_addr": f"0.0.0.0:{spec.s3_listen_port}"} if spec.s3_listen_port else {}
+    # The root user's S3 access key id; its secret comes from the environment (the internal Secret).
+    auth = {"s3_credentials": {names.S3_ROOT_ACCESS_KEY_ID: {"user": "root"}}} if spec.s3_listen_port else {}
     return {
         "data_dir": names.DATA_DIR,
         "server": server,
+        "s3": s3,
+        "auth": auth,
         "log": {"level": spec.log_level, "format": "json"},
         "metrics": {"enabled": True},
         "backend": backend,

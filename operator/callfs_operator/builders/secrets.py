@@ -63,8 +63,10 @@ def api_key_secret(cluster: Cluster, existing: Mapping[str, str] | None, token: 
 
 
 def internal_secret(cluster: Cluster, existing: Mapping[str, str] | None, token: Token = new_token) -> dict[str, Any]:
-    """``<name>-internal``: the secret nodes sign forwarded requests with and the single-use-link secret."""
-    values = complete(existing, [names.INTERNAL_PROXY_SECRET, names.LINK_SECRET], token)
+    """``<name>-internal``: the secret nodes sign forwarded requests with, the single-use-link secret, and the
+    ``root`` user's S3 secret access key."""
+    keys = [names.INTERNAL_PROXY_SECRET, names.LINK_SECRET, names.S3_ROOT_SECRET]
+    values = complete(existing, keys, token)
     return _secret(cluster, names.internal_secret(cluster), None, values)
 
 

@@ -7,10 +7,21 @@ from typing import Any
 from callfs_operator import names
 from callfs_operator.spec import Cluster
 
+S3_PORT_NAME = "s3"
+
 
 def _port(cluster: Cluster) -> dict[str, Any]:
     return {"name": cluster.spec.scheme, "port": cluster.spec.port, "targetPort": cluster.spec.scheme,
             "protocol": "TCP"}
+
+
+def _client_ports(cluster: Cluster) -> list[dict[str, Any]]:
+    """The REST API port, and the S3 port unless ``spec.s3Port`` is 0."""
+    ports = [_port(cluster)]
+    if cluster.spec.s3_listen_port:
+        ports.append({"name": S3_PORT_NAME, "port": cluster.spec.s3_listen_port, "targetPort": S3_PORT_NAME,
+                      "protocol": "TCP"})
+    return ports
 
 
 def headless_service(cluster: Cluster) -> dict[str, Any]:
@@ -34,7 +45,8 @@ def headless_service(cluster: Cluster) -> dict[str, Any]:
 
 
 def client_service(cluster: Cluster) -> dict[str, Any]:
-    """``<name>``: the ClusterIP Service clients (and the CSI driver) use; only ready nodes receive traffic."""
+    """``<name>``: the ClusterIP Service clients (and the CSI driver) use, REST API and S3 (``spec.s3Port``); only
+    ready nodes receive traffic."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -46,6 +58,6 @@ def client_service(cluster: Cluster) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": names.selector(cluster, names.NODE),
-            "ports": [_port(cluster)],
+            "ports": _client_ports(cluster),
         },
     }

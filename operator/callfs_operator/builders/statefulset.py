@@ -77,6 +77,11 @@ def node_env(cluster: Cluster) -> list[dict[str, Any]]:
         _secret_env("CALLFS_AUTH__INTERNAL_PROXY_SECRET", names.internal_secret(cluster), names.INTERNAL_PROXY_SECRET),
         _secret_env("CALLFS_AUTH__SINGLE_USE_LINK_SECRET", names.internal_secret(cluster), names.LINK_SECRET),
     ]
+    if spec.s3_listen_port:
+        # The root user's S3 secret; its access key id and user are in the ConfigMap.
+        key = names.S3_ROOT_ACCESS_KEY_ID.upper()
+        env.append(_secret_env(f"CALLFS_AUTH__S3_CREDENTIALS__{key}__SECRET", names.internal_secret(cluster),
+                               names.S3_ROOT_SECRET))
     db = spec.metadata.external_secret
     if db is None:
         env.append(_secret_env("CALLFS_METADATA_STORE__DSN", names.postgres(cluster), names.DSN))
@@ -113,7 +118,8 @@ def node_container(cluster: Cluster) -> dict[str, Any]:
         "imagePullPolicy": spec.image_pull_policy,
         "command": ["callfs", "server", "-c", f"{names.CONFIG_DIR}/{names.CONFIG_FILE}"],
         "env": node_env(cluster),
-        "ports": [{"name": spec.scheme, "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": [{"name": spec.scheme, "containerPort": spec.port, "protocol": "TCP"}]
+        + ([{"name": "s3", "containerPort": spec.s3_listen_port, "protocol": "TCP"}] if spec.s3_listen_port else []),
         "volumeMounts": mounts,
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": spec.scheme, "scheme": scheme},
