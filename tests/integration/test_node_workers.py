@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from support.node import NodeProcess, postgres_redis_sections
+from support.ports import free_port
 from support.waiting import wait_for, wait_for_async
 
 WORKERS = 2
@@ -25,7 +26,9 @@ JOBS = ("heartbeat", "link_sweep", "backend_retry", "orphan_sweep")
 @pytest.fixture
 def workers_node(request: pytest.FixtureRequest, node_factory: Callable[..., NodeProcess]) -> NodeProcess:
     sections = postgres_redis_sections(request)
-    node = node_factory(server={"workers": WORKERS, "shutdown_timeout": 10}, **sections)
+    metrics_port = free_port()
+    node = node_factory(server={"workers": WORKERS, "shutdown_timeout": 10},
+                        metrics={"listen_addr": f"127.0.0.1:{metrics_port}", "open": True}, **sections)
     # /ready answers once the primary serves; the supervisor announces the node once every worker does.
     wait_for(lambda: "serving at" in node.log_path.read_text(errors="replace"), 30, "every worker to serve")
     return node
@@ -88,6 +91,10 @@ def test_requests_spread_over_every_worker_and_metrics_sum(workers_node: NodePro
 def test_background_jobs_run_in_one_worker(workers_node: NodeProcess) -> None:
     for job in JOBS:
         assert metric(workers_node, "callfs_background_jobs", f'job="{job}"') == 1
+    # The metrics listener (served by the primary) shows the node's totals too.
+    listen_addr = json.loads(workers_node.config_path.read_text())["metrics"]["listen_addr"]
+    with urllib.request.urlopen(f"http://{listen_addr}/metrics", timeout=10) as response:
+        assert f'callfs_background_jobs{{job="{JOBS[0]}"}} 1.0' in response.read().decode()
     status, body = get(workers_node, "/v1/cluster/nodes")
     assert status == 200
     assert sum(1 for n in json.loads(body)["nodes"] if n.get("self")) == 1
