@@ -30,7 +30,7 @@ Every phase must succeed in full (status 2xx on every request) or the script say
 The last table gives, per row, ``ours / peer`` as a speed ratio (> 1: we are faster), and our node's peak RSS.
 
 Usage: ``python3 bench/peers.py [--rounds 3] [--ops 2000] [--concurrency 16,64] [--store postgres]
-[--large-size 1G] [--peer go=http://127.0.0.1:8444,KEY]``
+[--large-size 1G] [--workers N] [--peer go=http://127.0.0.1:8444,KEY]``
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from figures import parse_int_list, parse_size, table
-from process_memory import resident_bytes
+from process_memory import child_pids, resident_bytes
 from services import running_node, running_postgres_and_redis
 from support.s3 import running_seaweedfs
 
@@ -285,6 +285,7 @@ def report(bench: Bench, systems: Sequence[System]) -> str:
 def running_systems(args: argparse.Namespace, work: Path) -> Iterator[list[System]]:
     with ExitStack() as stack:
         sections = stack.enter_context(running_postgres_and_redis(work / "deps")) if args.store == "postgres" else {}
+        sections["server"] = {"workers": args.workers}  # None: the node's default
         node = stack.enter_context(running_node(work / "callfs", **sections))
         pid = node.process.pid if node.process else None
         systems = [System("callfs", "callfs", node.url, node.api_key, pid=pid)]
@@ -308,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list-size", type=int, default=10_000)
     parser.add_argument("--large-size", type=lambda t: 0 if t == "0" else parse_size(t), default=1 << 30)
     parser.add_argument("--store", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server.workers of our node (default: the node's, one per core on postgres)")
     parser.add_argument("--peer", action="append", default=[], metavar="NAME=URL,KEY")
     parser.add_argument("--dir", default=None, help="where the throwaway directory goes")
     args = parser.parse_args(argv)
@@ -326,8 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{os.cpu_count()} cores shared by servers and load generator\n")  # fmt: skip
             print(report(bench, systems))
             if systems[0].pid is not None:
-                _, peak = resident_bytes(systems[0].pid)
-                print(f"\ncallfs node peak RSS: {peak / (1 << 20):.0f} MiB")
+                pids = [systems[0].pid, *child_pids(systems[0].pid)]
+                peaks = [resident_bytes(pid)[1] for pid in pids]
+                print(f"\ncallfs node peak RSS: {max(peaks) / (1 << 20):.0f} MiB per process, "
+                      f"{len(pids)} processes (supervisor and workers)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -35,3 +35,18 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (``/proc/<pid>/task/<tid>/children``, Linux >= 3.5); ``[]`` when gone."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out

@@ -43,6 +43,9 @@ class ServerConfig(_Section):
     process's open-files limit (``ulimit -n``) less 128 descriptors kept for the node's own files.
     ``http3_listen_addr``: ``host:port`` of an HTTP/3 (QUIC, UDP) listener serving the same API; empty (the
     default) serves none. Needs TLS (``cert_file``/``key_file``).
+    ``workers``: how many processes serve the API (see :mod:`callfs.workers`). Unset: one per CPU the process
+    may run on when the metadata store and locks are shared services (PostgreSQL and Redis), else 1. More than
+    1 needs PostgreSQL and Redis: SQLite metadata and in-process locks belong to one process.
     """
 
     listen_addr: str = "127.0.0.1:8443"
@@ -56,6 +59,7 @@ class ServerConfig(_Section):
     max_json_bytes: int = Field(default=64 * 1024, gt=0)
     max_connections: int | None = Field(default=None, gt=0)
     http3_listen_addr: str = ""
+    workers: int | None = Field(default=None, ge=1, le=256)
 
     @field_validator("listen_addr")
     @classmethod
@@ -349,6 +353,29 @@ class Config(_Section):
                 "server.key_file (and not server.protocol: http)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> Config:
+        if (self.server.workers or 1) > 1 and not self.shares_state:
+            raise ValueError(
+                f"server.workers {self.server.workers} needs metadata_store.type postgres and dlm.type redis: "
+                "SQLite metadata and in-process locks live in one process, so use server.workers: 1 with them"
+            )
+        return self
+
+    @property
+    def shares_state(self) -> bool:
+        """True when metadata and locks are shared services (PostgreSQL and Redis) that several processes of one
+        node can use at once."""
+        return self.metadata_store.type == "postgres" and self.dlm.type == "redis"
+
+    @property
+    def workers(self) -> int:
+        """Processes serving the API: ``server.workers``, or when unset one per CPU this process may run on
+        (its affinity mask) if :attr:`shares_state`, else 1."""
+        if self.server.workers is not None:
+            return self.server.workers
+        return max(1, len(os.sched_getaffinity(0))) if self.shares_state else 1
 
     @property
     def uses_tls(self) -> bool:

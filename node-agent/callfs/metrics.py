@@ -1,5 +1,11 @@
 """Prometheus metrics of one storage node, in a registry of its own (one per application).
 
+A node served by several worker processes (``server.workers``) runs prometheus-client in its multiprocess mode:
+the supervisor gives every worker the same per-node directory in ``PROMETHEUS_MULTIPROC_DIR``, each worker's
+values live in memory-mapped files there, and :meth:`Metrics.render` sums them over the workers (counters and
+histograms over every worker that ever ran, gauges over the live ones), so ``/metrics`` of any worker shows the
+node's totals.
+
 Every metric declared here is recorded somewhere: HTTP middleware (requests, latency, bytes, in-flight, errors),
 the engine (file operations, backend and metadata latency, locks), and the link handlers.
 
@@ -15,11 +21,13 @@ node's own series for the same event.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from callfs.errors import CallFSError
 
@@ -28,6 +36,9 @@ V1_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 LINK_STATUSES = ("success", "expired", "invalid", "not_found")
 """Values of ``status`` on ``callfs_single_use_link_consumptions_total``."""
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable that switches prometheus-client to its multiprocess mode (read when it is imported)."""
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -45,7 +56,9 @@ class Metrics:
             "callfs_http_request_duration_seconds", "HTTP request latency", ["method", "path"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )
-        self.in_flight = Gauge("callfs_http_requests_in_flight", "HTTP requests being served", registry=r)
+        # Gauges of a multi-worker node are the sum over its live workers.
+        self.in_flight = Gauge("callfs_http_requests_in_flight", "HTTP requests being served", registry=r,
+                               multiprocess_mode="livesum")
         self.bytes_received = Counter("callfs_http_received_bytes", "Request body bytes received", registry=r)
         self.bytes_sent = Counter("callfs_http_sent_bytes", "File bytes sent in responses", registry=r)
         self.backend_seconds = Histogram(
@@ -95,7 +108,8 @@ class Metrics:
             "callfs_lock_operation_duration_seconds", "Lock operation duration in seconds", ["operation"],
             buckets=V1_BUCKETS, registry=r,
         )
-        self.active_locks = Gauge("callfs_active_locks", "Path locks held by this node", registry=r)
+        self.active_locks = Gauge("callfs_active_locks", "Path locks held by this node", registry=r,
+                                  multiprocess_mode="livesum")
         self.file_operations = Counter(
             "callfs_file_operations", "File and directory operations", ["operation", "backend_type"], registry=r
         )
@@ -117,6 +131,10 @@ class Metrics:
         )
         self.blocks_freed = Counter(
             "callfs_blocks_freed", "Blocks deleted because no file references them", ["backend"], registry=r
+        )
+        self.background_jobs = Gauge(
+            "callfs_background_jobs", "Background jobs running on this node (1 each: they run in one worker)",
+            ["job"], registry=r, multiprocess_mode="livesum",
         )
 
     @contextmanager
@@ -193,5 +211,11 @@ class Metrics:
         self.errors.labels(component, error_type).inc()
 
     def render(self) -> bytes:
-        """The Prometheus text exposition (format 0.0.4)."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition (format 0.0.4): this registry's values, or in multiprocess mode the
+        node's totals over its workers (read from the files in ``PROMETHEUS_MULTIPROC_DIR``)."""
+        directory = os.environ.get(MULTIPROC_DIR_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

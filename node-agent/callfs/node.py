@@ -205,9 +205,13 @@ class Node:
         )
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
 
-    async def start(self) -> int:
-        """Connect everything, make the system directories root's, and sweep orphans; returns how many orphans
-        were removed.
+    async def start(self, *, primary: bool = True, fresh: bool = True) -> int:
+        """Connect everything and make the system directories root's; returns how many orphans were removed.
+
+        ``primary``: this process runs the node's background jobs (of several workers, one does), so it also
+        sweeps orphans and registers the node. ``fresh``: the node is starting, nothing of it is in flight, so
+        leftovers of interrupted writes may be removed too; false for a worker restarted beside running ones,
+        whose uploads must not lose their temp files (the periodic sweep then removes only old orphans).
 
         Raises the component's own unavailability error (metadata, locks, backend) with a clear message.
         """
@@ -227,7 +231,9 @@ class Node:
                 # report it on /ready, and retry in the background.
                 log.error("backend %s unavailable: %s", name, exc)
                 self.engine.unavailable[name] = str(exc)
-        swept = await self.engine.sweep_orphans()
+        if not primary:
+            return 0
+        swept = await self.engine.sweep_orphans() if fresh else 0
         await self.membership.heartbeat()
         return swept
 

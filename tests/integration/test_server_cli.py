@@ -100,3 +100,24 @@ def test_unreachable_postgres_fails_start_with_one_clear_line(tmp_path: Path) ->
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_workers_on_sqlite_are_refused_by_config_validate(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("server:\n  workers: 2\n")
+    result = run_callfs("config", "validate", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "server.workers 2 needs metadata_store.type postgres and dlm.type redis" in result.stderr
+
+
+def test_a_worker_that_cannot_start_fails_the_node_with_one_clear_line(tmp_path: Path) -> None:
+    result = run_callfs(
+        "server", cwd=tmp_path,
+        env={"CALLFS_METADATA_STORE__TYPE": "postgres", "CALLFS_METADATA_STORE__DSN": "postgresql://x@127.0.0.1:9/x",
+             "CALLFS_DLM__TYPE": "redis", "CALLFS_SERVER__WORKERS": "2"},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot start: WorkerFailed: worker 0" in result.stderr
+    assert "MetadataUnavailable" in result.stderr
+    assert "Traceback" not in result.stderr

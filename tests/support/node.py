@@ -173,7 +173,9 @@ def write_node_config(base: Path, node_type: type[N] = NodeProcess, /, **section
     internal = auth["internal_proxy_secret"]
     config: dict[str, Any] = {
         "data_dir": str(base / "data"),
-        "server": {"listen_addr": f"127.0.0.1:{port}", "shutdown_timeout": 10},
+        # One process per node unless a test asks for workers (tests/integration/test_node_workers.py): on
+        # PostgreSQL + Redis the default is one per core, which would double every cluster test's start-up.
+        "server": {"listen_addr": f"127.0.0.1:{port}", "shutdown_timeout": 10, "workers": 1},
         "auth": auth,
         "log": {"level": "info", "format": "json"},
         "dlm": {"wait_timeout": 10},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -457,3 +458,42 @@ def test_plain_http_s3_on_a_non_loopback_address_is_refused(tmp_path: Path) -> N
     config = load_yaml(tmp_path, "server: {listen_addr: '0.0.0.0:8443', protocol: http}\n"
                                  "s3: {listen_addr: '0.0.0.0:9000'}\n")
     assert config.s3.listen_addr == "0.0.0.0:9000"
+
+
+# --- workers -----------------------------------------------------------------------------------------------
+
+
+SHARED = {"metadata_store": {"type": "postgres", "dsn": "postgresql://u@127.0.0.1/db"}, "dlm": {"type": "redis"}}
+
+
+@pytest.mark.parametrize("sections", [
+    {},
+    {"metadata_store": SHARED["metadata_store"]},
+    {"dlm": SHARED["dlm"]},
+], ids=["sqlite-local", "postgres-local", "sqlite-redis"])
+def test_more_than_one_worker_without_postgres_and_redis_is_a_config_error(
+    tmp_path: Path, sections: dict[str, object]
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**sections, "server": {"workers": 2}}))
+    with pytest.raises(ConfigError, match=r"server\.workers 2 needs metadata_store\.type postgres and dlm\.type redis"):
+        load_config(path, {})
+
+
+def test_one_worker_by_default_on_sqlite_or_local_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, {}).workers == 1
+    assert load_config(None, {"CALLFS_METADATA_STORE__TYPE": "postgres",
+                              "CALLFS_METADATA_STORE__DSN": "postgresql://u@h/d"}).workers == 1
+
+
+def test_one_worker_per_usable_cpu_by_default_on_postgres_and_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "shared.json"
+    path.write_text(json.dumps(SHARED))
+    assert load_config(path, {}).workers == len(os.sched_getaffinity(0))
+    assert load_config(path, {"CALLFS_SERVER__WORKERS": "3"}).workers == 3
+    with pytest.raises(ConfigError, match=r"server\.workers"):
+        load_config(path, {"CALLFS_SERVER__WORKERS": "0"})

@@ -3,7 +3,6 @@ with files on a node (``ls``, ``cp``, ``mv``, ``rm``, ``mkdir``, ``stat``, ``lin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ def main() -> None:
 @CONFIG_OPTION
 def server(config_path: Path | None) -> None:
     """Run a storage node (embedded defaults: SQLite, local disk under ./callfs-data, 127.0.0.1:8443)."""
-    from callfs.server import serve
+    from callfs.workers import serve_node
 
     try:
         config = load_config(config_path)
@@ -39,9 +38,10 @@ def server(config_path: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
     configure_logging(config.log.level, config.log.format)
     try:
-        asyncio.run(serve(config))
+        status = serve_node(config)
     except Exception as exc:  # a dependency that cannot be reached at start: one clear line, exit 1
         raise click.ClickException(f"cannot start: {type(exc).__name__}: {exc}") from exc
+    sys.exit(status)
 
 
 @main.group()
