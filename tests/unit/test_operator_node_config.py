@@ -52,6 +52,20 @@ def test_generated_config_loads_with_the_generated_secrets(tmp_path: Path) -> No
     assert config.log.format == "json"
 
 
+@pytest.mark.parametrize(("resources", "workers"), [
+    ({}, 1),
+    ({"requests": {"cpu": "250m"}}, 1),
+    ({"requests": {"cpu": "1500m"}}, 2),
+    ({"requests": {"cpu": "1"}, "limits": {"cpu": "4"}}, 4),
+    ({"limits": {"cpu": 3}}, 3),
+    ({"limits": {"cpu": "1e3"}}, 256),
+    ({"limits": {"cpu": "2k"}}, 1),
+])
+def test_node_workers_follow_the_pod_cpu_not_the_host(tmp_path: Path, resources: dict[str, Any], workers: int) -> None:
+    config, _ = load(tmp_path, {"resources": resources} if resources else {})
+    assert config.server.workers == workers
+
+
 def test_tls_config_loads(tmp_path: Path) -> None:
     config, _ = load(tmp_path, {"tls": {"secretName": "certs"}, "port": 443})
     assert config.server.protocol == "https" and config.uses_tls

@@ -8,6 +8,7 @@ ConfigMap serves every node and no secret lands in a ConfigMap.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import yaml
@@ -19,6 +20,30 @@ SHUTDOWN_TIMEOUT = 25.0
 """Seconds a node drains in-flight requests on SIGTERM; under the pod's 30 s termination grace period."""
 
 
+MAX_WORKERS = 256
+"""The node's upper bound on ``server.workers``."""
+
+
+def cpu_cores(quantity: str | int) -> float:
+    """Cores of a Kubernetes CPU quantity (``"500m"`` → 0.5, ``"2"`` → 2.0). Raises ``ValueError`` otherwise."""
+    text = str(quantity)
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def node_workers(cluster: Cluster) -> int:
+    """Worker processes per node (``server.workers``): the node container's CPU limit, else its CPU request,
+    rounded up, between 1 and :data:`MAX_WORKERS` (1 when neither is set). Without it a node would start one
+    worker per CPU of the host, whatever the pod may use (memory grows with each worker)."""
+    resources = cluster.spec.resources
+    cpu = resources.limits.get("cpu", resources.requests.get("cpu"))
+    if cpu is None:
+        return 1
+    try:
+        return min(MAX_WORKERS, max(1, math.ceil(cpu_cores(cpu))))
+    except ValueError:  # a quantity form not parsed here ("2k"): the API server judges it; one worker is safe
+        return 1
+
+
 def node_config(cluster: Cluster) -> dict[str, Any]:
     """The config file as data (section → settings), before the environment's overrides."""
     spec = cluster.spec
@@ -28,6 +53,7 @@ def node_config(cluster: Cluster) -> dict[str, Any]:
         # the node refuses implicit plain HTTP on a non-loopback address, so say it explicitly.
         "protocol": "http",
         "shutdown_timeout": SHUTDOWN_TIMEOUT,
+        "workers": node_workers(cluster),
     }
     if spec.tls is not None:
         server["protocol"] = "https"
