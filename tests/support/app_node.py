@@ -21,10 +21,10 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -32,6 +32,8 @@ from callfs.config import Config, load_config
 from callfs.node import Node
 from callfs.server import running
 from support.node import STARTUP_TIMEOUT, NodeSpec, postgres_redis_sections, write_node_config
+
+T = TypeVar("T")
 
 STOP_TIMEOUT = 30.0
 """Seconds :meth:`AppNode.stop` waits for the node to drain and close."""
@@ -115,6 +117,13 @@ class AppNode(NodeSpec):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` (a coroutine using the node's engine or store) on the node's own loop; its result."""
+        if self.node is None or self._loop is None:
+            work.close()
+            raise RuntimeError(f"node at {self.url} is not running")
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(STOP_TIMEOUT)
 
     def sweep_orphans(self) -> int:
         """Run the node's orphan sweep now (no minimum age) on its own loop; returns the blobs it removed."""

@@ -128,6 +128,17 @@ class MetadataTxn(Protocol):
         entering block has no live row."""
         ...
 
+    async def share_blocks(self, source: Inode, target: Inode) -> int:
+        """Give the new file ``target`` the block list of ``source`` and one more reference on each of its
+        blocks (copy-on-write); the number of entries shared (0 for the blob layout). Raises
+        :class:`BlockNotReserved` when a block of ``source`` has no live row, ``ValueError`` when the two files
+        are on different backends or locations."""
+        ...
+
+    async def blob_referenced(self, backend: str, blob_id: str) -> bool:
+        """True when a file still names the blob ``blob_id`` on ``backend`` (copies share blobs)."""
+        ...
+
     async def release_blocks(self, inode: Inode) -> None:
         """Drop the whole block list of ``inode`` (a no-op for the blob layout)."""
         ...

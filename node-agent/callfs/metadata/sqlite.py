@@ -145,6 +145,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX blocks_unreferenced ON blocks (backend, location, unreferenced_since) WHERE refs = 0",
         ),
     ),
+    Migration(
+        version=5,
+        description="files sharing a blob (copies): find whether any file still names a blob",
+        statements=("CREATE INDEX inodes_blob_refs ON inodes (backend, blob_id) WHERE type = 'file'",),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
