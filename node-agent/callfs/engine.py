@@ -870,25 +870,19 @@ class Engine:
 
     async def _commit_copy(self, caller: Caller, src: str, dst: str, *, recursive: bool, into: bool) -> CopyResult:
         async with self.store.transaction() as txn:
-            top = await txn.get(src)
-            if top is None:
-                raise NotFound(f"{src} does not exist")
-            if top.is_dir and not recursive:
-                raise BadRequest(f"{src} is a directory; copying it needs recursive")
-            if into and not top.is_dir:
-                raise BadRequest(f"{src} is a file; into copies the entries of a directory")
-            entries = await txn.list_subtree(src) if top.is_dir else []
             # Every source row is locked against a writer (who locks it for update) and a rename or delete
             # until the commit, so each file's block list and blob stay the ones copied here.
-            held = await txn.lock(
-                {*paths.ancestors(src), src, *(e.path for e in entries), *paths.ancestors(dst)} - {paths.ROOT},
-                exclusive={dst},
-            )
+            held = await txn.lock({*paths.ancestors(src), src, *paths.ancestors(dst)} - {paths.ROOT},
+                                  exclusive={dst})
             top = held.get(src)
             if top is None:
                 raise NotFound(f"{src} does not exist")
             require_search(caller, [held[a] for a in paths.ancestors(src) if a in held])
-            entries = [held[e.path] for e in entries if e.path in held]
+            if top.is_dir and not recursive:
+                raise BadRequest(f"{src} is a directory; copying it needs recursive")
+            if into and not top.is_dir:
+                raise BadRequest(f"{src} is a file; into copies the entries of a directory")
+            entries = await txn.list_subtree(src, lock=True) if top.is_dir else []
             for entry in [top, *entries]:
                 require(caller, entry, (READ | EXECUTE) if entry.is_dir else READ, "copy")
             target = held.get(dst)

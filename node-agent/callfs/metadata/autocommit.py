@@ -69,8 +69,9 @@ class AutocommitOperations:
         async with self.transaction() as txn:
             return await txn.rename_subtree(src, dst)
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every committed descendant of ``path`` ordered by (depth, directories first, name) (``lock`` is moot
+        outside a transaction)."""
         return await self._autocommit_reader().list_subtree(path)
 
     async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:

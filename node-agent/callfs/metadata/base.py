@@ -107,8 +107,10 @@ class MetadataTxn(Protocol):
         below it exists, also when a concurrent transaction committed it meanwhile."""
         ...
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every descendant of ``path`` (not ``path`` itself), in listing order per depth."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every descendant of ``path`` (not ``path`` itself), in listing order per depth. ``lock`` locks them
+        until the transaction ends against being renamed, deleted or rewritten (PostgreSQL ``FOR KEY SHARE``,
+        which a writer's ``FOR UPDATE`` waits for), in one statement whatever their number."""
         ...
 
     async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:

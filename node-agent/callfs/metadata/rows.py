@@ -688,10 +688,12 @@ class Queries:
         rows = await self._x.fetch(BLOCK_TOTALS, (backend, location))
         return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every descendant of ``path`` ordered by (depth, directories first, name)."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every descendant of ``path`` ordered by (depth, directories first, name); ``lock`` locks them against
+        a rename, a delete or a writer until the transaction ends."""
         low, high = subtree_bounds(path)
-        return [self._inode(row) for row in await self._x.fetch(LIST_SUBTREE, (low, high))]
+        sql = LIST_SUBTREE + self._x.for_share_suffix if lock else LIST_SUBTREE
+        return [self._inode(row) for row in await self._x.fetch(sql, (low, high))]
 
     async def list_children(self, path: str) -> list[Inode]:
         """Direct children of ``path``: directories first, then by name (bytewise)."""
