@@ -12,17 +12,17 @@ async def test_a_copy_made_on_another_node_shares_the_owners_bytes(cluster_facto
     a, b = cluster_factory(2)
     blocks = bytes(range(256)) * (BLOCK // 256) + b"tail"
     async with session(a, "root") as on_a, session(b, "root") as on_b:
-        async with on_a.put("/v1/files/shared/blob.txt", data=b"one blob") as response:
+        async with on_a.put("/v1/files/common/blob.txt", data=b"one blob") as response:
             assert response.status == 201
-        async with on_a.put("/v1/files/shared/blocks.bin", data=b"") as response:
+        async with on_a.put("/v1/files/common/blocks.bin", data=b"") as response:
             assert response.status == 201
         headers = {"Content-Range": f"bytes 0-{len(blocks) - 1}/*"}
-        async with on_a.put("/v1/files/shared/blocks.bin", data=blocks, headers=headers) as response:
+        async with on_a.put("/v1/files/common/blocks.bin", data=blocks, headers=headers) as response:
             assert response.status == 200, await response.text()
-        async with on_b.post("/v1/copies", json={"source": "/shared", "destination": "/copy",
+        async with on_b.post("/v1/copies", json={"source": "/common", "destination": "/copy",
                                                  "recursive": True}) as response:
             assert response.status == 201, await response.text()
-        async with on_b.delete("/v1/files/shared", params={"recursive": "true"}) as response:
+        async with on_b.delete("/v1/files/common", params={"recursive": "true"}) as response:
             assert response.status == 204, await response.text()
         for http in (on_a, on_b):
             async with http.get("/v1/files/copy/blob.txt") as response:
