@@ -141,7 +141,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        version=5,
+        version=6,
         description="files sharing a blob (copies): find whether any file still names a blob",
         statements=("CREATE INDEX inodes_blob_refs ON inodes (backend, blob_id) WHERE type = 'file'",),
     ),
