@@ -1,8 +1,11 @@
-"""Copying one volume's tree into another on the same cluster (``CreateVolume`` from a volume source).
+"""Copying one volume's tree into another on the same cluster (clones and snapshots).
 
-The REST API has no server-side copy, so the controller streams each file (``iter_read`` → ``upload``, 1 MiB
-pieces, bounded memory) and recreates directories, modes and owners. Every step overwrites, so a copy cut short
-by a crash is finished by running it again (the volume's record stays ``complete: false`` until then).
+:func:`share_tree` asks the server for a copy-on-write copy (``POST /v1/copies``): one metadata transaction that
+shares the source's blocks and blobs, whatever the volume's size; it is all or nothing. It falls back to
+:func:`copy_tree` — streaming each file (``iter_read`` → ``upload``, 1 MiB pieces, bounded memory) and recreating
+directories, modes and owners — when the server has no copies (an older node), and to finish a streamed copy
+cut short earlier (the destination is not empty then). Every step of a streamed copy overwrites, so one cut
+short by a crash is finished by running it again (the volume's record stays ``complete: false`` until then).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from callfs import errors as fs_errors
 from callfs.client import CallFSClient, FileInfo
 
-__all__ = ["copy_tree", "relative_to"]
+__all__ = ["copy_tree", "relative_to", "share_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,33 @@ def relative_to(path: str, root: str) -> str:
     if not path.startswith(prefix):
         raise ValueError(f"{path} is not below {root}")
     return path[len(prefix):]
+
+
+async def share_tree(fs: CallFSClient, source: str, destination: str) -> tuple[int, int]:
+    """Copy everything below directory ``source`` into the existing directory ``destination``, copy-on-write
+    on the server; ``(files, bytes)`` copied. Falls back to :func:`copy_tree` (see the module docstring).
+
+    Raises:
+        NotFound: ``source`` vanished.  QuotaExceeded: the destination's quota is too small (nothing copied).
+        CallFSUnavailable: the cluster went away (run again to finish).
+    """
+    try:
+        copied = await fs.copy(source, destination, recursive=True, into=True)
+    except (fs_errors.NotFound, fs_errors.MethodNotAllowed) as exc:
+        if isinstance(exc, fs_errors.NotFound) and not await _copies_unsupported(fs, source):
+            raise
+        log.info("the server has no copy-on-write copies; streaming %s to %s", source, destination)
+        return await copy_tree(fs, source, destination)
+    except fs_errors.DirectoryNotEmpty:
+        log.info("%s holds part of an earlier copy; finishing it by streaming %s", destination, source)
+        return await copy_tree(fs, source, destination)
+    log.info("shared %s into %s: %d files, %d bytes", source, destination, copied.files, copied.bytes)
+    return copied.files, copied.bytes
+
+
+async def _copies_unsupported(fs: CallFSClient, source: str) -> bool:
+    """After a 404 from ``POST /v1/copies``: true when it was the route that is missing (the source exists)."""
+    return await fs.exists(source)
 
 
 async def copy_tree(fs: CallFSClient, source: str, destination: str) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from callfs import errors as fs_errors
 from callfs.client import CallFSClient, QuotaInfo
 from callfs_csi import csi_pb2, csi_pb2_grpc, snapshot
 from callfs_csi.capabilities import check_capabilities, check_well_formed, unsupported_reason
-from callfs_csi.clone import copy_tree
+from callfs_csi.clone import share_tree
 from callfs_csi.cluster import client_for, cluster_free_bytes
 from callfs_csi.config import DriverConfig
 from callfs_csi.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, rpc
@@ -168,7 +168,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         # mid-copy fails this call, and the CO's retry (the record still says incomplete) reports NOT_FOUND.
         if not await fs.exists(source.path):
             raise NotFound(f"source {source.id} does not exist")
-        await copy_tree(fs, source.path, ref.path)
+        await share_tree(fs, source.path, ref.path)
         record["complete"] = True
         await _write_record(fs, ref, record)
 
@@ -429,7 +429,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                                                        group_snapshot_id=group_snapshot_id)
             await snapshot.write_record(fs, record)
             await fs.mkdir(snapshot_path(ref))
-            _, record.size_bytes = await copy_tree(fs, source.path, snapshot_path(ref))
+            _, record.size_bytes = await share_tree(fs, source.path, snapshot_path(ref))
             record.ready = True
             await snapshot.write_record(fs, record)
             log.info("snapshot %s of %s: %d bytes", ref.volume_id, source_volume_id, record.size_bytes)

@@ -1,20 +1,23 @@
 """CSI GroupController service: volume group snapshots (spec, "Group Controller Service RPCs", CSI v1.12).
 
-A group snapshot is one ordinary snapshot per source volume (:meth:`ControllerService.take_snapshot`, a full copy
-under ``/snapshots``) plus a group record ``/snapshots/.csi/groups/<name>.json`` (:class:`snapshot.GroupRecord`)
-listing the sources and members. Member ``i`` is the snapshot :func:`snapshot.member_name` of the group name and
-source ``i``; its record and every ``Snapshot`` reported for it carry the group's ID in ``group_snapshot_id``, and
-``DeleteSnapshot`` refuses it while the group exists. Group IDs follow the volume ID grammar
-(:func:`callfs_csi.volume.parse_volume_id`): the name, plus ``@<server>`` off the default cluster.
+A group snapshot is one ordinary snapshot per source volume (:meth:`ControllerService.take_snapshot`, a
+copy-on-write copy under ``/snapshots``) plus a group record ``/snapshots/.csi/groups/<name>.json``
+(:class:`snapshot.GroupRecord`) listing the sources and members. Member ``i`` is the snapshot
+:func:`snapshot.member_name` of the group name and source ``i``; its record and every ``Snapshot`` reported for it
+carry the group's ID in ``group_snapshot_id``, and ``DeleteSnapshot`` refuses it while the group exists. Group IDs
+follow the volume ID grammar (:func:`callfs_csi.volume.parse_volume_id`): the name, plus ``@<server>`` off the
+default cluster.
 
 What the group guarantees — less than the spec asks. The spec wants the members "taken at the same point-in-time
-relative to a stream of write traffic" (write-order consistency). CallFS cannot freeze a directory against the
-pods writing to it, and a snapshot is a streamed copy, so the members are copied one after the other, each from
-its volume as it is while that copy runs. While copying, this service holds the group's lock and the snapshot
-lock of every member (taken in sorted order), so no other ``CreateSnapshot``/``DeleteSnapshot``/group RPC of this
-controller touches the members meanwhile; those locks do not stop writes to the source volumes. The set is
-therefore consistent only when the application does not write to the volumes for the duration of the call
-(quiesced or frozen by the user or a hook), exactly as for a single snapshot (:mod:`callfs_csi.snapshot`).
+relative to a stream of write traffic" (write-order consistency). CallFS cannot freeze a directory against the pods
+writing to it, and the members are copied one after the other: each is its volume at one instant (one metadata
+transaction; while that copy runs, if the server has no copy-on-write copies and it is streamed), but the instants
+differ by the time between them (milliseconds with copy-on-write). While copying, this service holds the group's
+lock and the snapshot lock of every member (taken in sorted order), so no other
+``CreateSnapshot``/``DeleteSnapshot``/group RPC of this controller touches the members meanwhile; those locks do not
+stop writes to the source volumes. The set is therefore consistent only when the application does not write to the
+volumes for the duration of the call (quiesced or frozen by the user or a hook), exactly as for a single snapshot
+(:mod:`callfs_csi.snapshot`).
 """
 
 from __future__ import annotations

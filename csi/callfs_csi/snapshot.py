@@ -1,8 +1,10 @@
-"""Snapshots as full copies: ``/snapshots/<name>`` holds a copy of the source volume's tree.
+"""Snapshots as copies: ``/snapshots/<name>`` holds a copy of the source volume's tree.
 
-CallFS has no copy-on-write, so a snapshot is a streamed copy (:func:`callfs_csi.clone.copy_tree`) taken when
-``CreateSnapshot`` runs; writes to the volume during the copy may or may not be in it (the CO is expected to
-quiesce the application, as for any crash-consistent snapshot). Layout on the cluster:
+A snapshot is a copy-on-write copy made by the server when ``CreateSnapshot`` runs
+(:func:`callfs_csi.clone.share_tree`): one metadata transaction that shares the volume's blocks and blobs, so it
+costs O(files), adds no stored byte, and holds the volume as it was at one instant (a crash-consistent
+snapshot; the CO is expected to quiesce the application for more). Against a server without copies it is a
+streamed copy, and writes to the volume during that copy may or may not be in it. Layout on the cluster:
 
 * ``/snapshots/<name>``: the copy (no quota: it never grows);
 * ``/snapshots/.csi/<name>.json``: its record ``{name, source_volume_id, creation_time, size_bytes, ready,

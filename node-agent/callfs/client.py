@@ -175,6 +175,21 @@ class QuotaInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyInfo:
+    """What a server-side copy created: the copy's ``path``, ``files`` and ``directories`` created, and the
+    ``bytes`` those files hold (shared with the source, not copied)."""
+
+    path: str
+    files: int
+    directories: int
+    bytes: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> CopyInfo:
+        return cls(str(body["path"]), int(body["files"]), int(body["directories"]), int(body["bytes"]))
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """One storage node as ``GET /v1/cluster/nodes`` reports it.
 
@@ -1018,6 +1033,21 @@ class CallFSClient:
         """
         payload = {"destination": canonical(dst), "overwrite": overwrite, "create_parents": create_parents}
         return str((await self._patch(src, payload))["path"])
+
+    async def copy(self, src: str, dst: str, *, recursive: bool = False, into: bool = False) -> CopyInfo:
+        """Copy ``src`` to ``dst`` on the server (``POST /v1/copies``), sharing its bytes (copy-on-write): one
+        metadata transaction, no byte sent. ``recursive`` copies a directory; ``into`` copies its entries into
+        the existing, empty directory ``dst``. Not retried (a retry could find its first attempt applied).
+
+        Raises:
+            NotFound: ``src`` missing (or, from a server without copies, the route).
+            MethodNotAllowed: a server without copies.
+            AlreadyExists: ``dst`` exists.  DirectoryNotEmpty: ``into`` a non-empty directory.
+            BadRequest: a directory without ``recursive``, ``into`` with a file, into itself.
+            QuotaExceeded: the destination's quota is too small (nothing copied).  PermissionDenied.
+        """
+        payload = {"source": canonical(src), "destination": canonical(dst), "recursive": recursive, "into": into}
+        return CopyInfo.from_json(await self._json("POST", self._url("/v1/copies"), json=payload, retry=False))
 
     async def rename(self, path: str, new_name: str) -> str:
         """Rename in place (PATCH ``{"name"}``); ``new_name`` is one segment. Returns the new path.

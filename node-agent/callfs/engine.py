@@ -19,11 +19,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from callfs import links, paths, quota
+from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
 from callfs.block_files import DEFAULT_GRACE, BlockFiles
 from callfs.blocks.codec import is_block_hash
 from callfs.blocks.layout import BlockPlan, plan_resize, plan_write
+from callfs.copies import CopyResult
 from callfs.errors import (
     AlreadyExists,
     BadRequest,
@@ -698,7 +699,9 @@ class Engine:
                 if kept:
                     assert updated.blob_id is not None
                     await txn.put_attributes(updated.blob_id, kept)
-                    await txn.delete_attributes(now.blob_id)
+                    shared = now.backend is not None and await txn.blob_referenced(now.backend, now.blob_id)
+                    if not shared:  # a copy naming the same blob keeps its attributes
+                        await txn.delete_attributes(now.blob_id)
         return updated
 
     async def make_directory(self, caller: Caller, path: str) -> tuple[Inode, bool]:
@@ -852,6 +855,93 @@ class Engine:
             await self._free(file)
         self.metrics.file_operation("move", self._backend_type(moved))
         return moved
+
+    async def copy(
+        self, caller: Caller, src: str, dst: str, *, recursive: bool = False, into: bool = False
+    ) -> CopyResult:
+        """Copy the file or subtree ``src`` to ``dst`` without copying bytes (copy-on-write, see
+        :mod:`callfs.copies`): one metadata transaction whatever the sizes, O(entries) statements.
+
+        ``recursive`` is required to copy a directory (as ``cp -r``). ``into`` copies the entries of the
+        directory ``src`` into the existing, empty directory ``dst``, which keeps its own attributes and quota;
+        otherwise ``dst`` must not exist and missing parents are created (as for a new file). Copies keep mode
+        and times; their owner and group are the caller's unless the caller is a superuser (who preserves them).
+
+        Rules: search permission on both paths, ``r`` on every file and ``r``/``x`` on every directory copied,
+        the right to create entries in the destination's directory; the quotas governing the destination are
+        charged for every entry and byte created (all or nothing); the same path locks as a move. Raises
+        ``BadRequest`` (the root, into itself, a directory without ``recursive``, ``into`` with a file),
+        ``NotFound``, ``AlreadyExists`` (``dst`` exists), ``NotADirectory``, ``DirectoryNotEmpty`` (``into``
+        a non-empty directory), ``PermissionDenied``, ``QuotaExceeded``, ``LockTimeout``.
+        """
+        if paths.ROOT in (src, dst):
+            raise BadRequest("the root directory cannot be copied, nor replaced by a copy")
+        if paths.is_within(dst, src):
+            raise BadRequest(f"cannot copy {src} into itself ({dst})")
+        async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
+            with self.metrics.time_metadata("copy"):
+                for attempt in range(COMMIT_ATTEMPTS):
+                    try:
+                        result = await self._commit_copy(caller, src, dst, recursive=recursive, into=into)
+                        break
+                    except TransactionConflict:
+                        if attempt == COMMIT_ATTEMPTS - 1:
+                            raise
+                        log.info("copy of %s aborted by a conflict; running it again", src)
+        self.metrics.file_operation("copy", self._backend_type(result.inode))
+        return result
+
+    async def _commit_copy(self, caller: Caller, src: str, dst: str, *, recursive: bool, into: bool) -> CopyResult:
+        async with self.store.transaction() as txn:
+            # Every source row is locked against a writer (who locks it for update) and a rename or delete
+            # until the commit, so each file's block list and blob stay the ones copied here.
+            held = await txn.lock({*paths.ancestors(src), src, *paths.ancestors(dst)} - {paths.ROOT},
+                                  exclusive={dst})
+            top = held.get(src)
+            if top is None:
+                raise NotFound(f"{src} does not exist")
+            require_search(caller, [held[a] for a in paths.ancestors(src) if a in held])
+            if top.is_dir and not recursive:
+                raise BadRequest(f"{src} is a directory; copying it needs recursive")
+            if into and not top.is_dir:
+                raise BadRequest(f"{src} is a file; into copies the entries of a directory")
+            entries = await txn.list_subtree(src, lock=True) if top.is_dir else []
+            for entry in [top, *entries]:
+                require(caller, entry, (READ | EXECUTE) if entry.is_dir else READ, "copy")
+            target = held.get(dst)
+            if into:
+                if target is None:
+                    raise NotFound(f"{dst} does not exist")
+                if not target.is_dir:
+                    raise NotADirectory(f"{dst} is not a directory")
+                require_search(caller, [held[a] for a in paths.ancestors(dst) if a in held])
+                if await txn.has_children(dst):
+                    raise DirectoryNotEmpty(f"{dst} is not empty")
+                require_entry_change(caller, target, None, "create")
+            else:
+                if target is not None:
+                    raise AlreadyExists(f"{dst} already exists")
+                parent = await self._ensure_parents(txn, caller, dst, create=True)
+                require_entry_change(caller, parent, None, "create")
+            plan = copies.plan_copy(top, entries, dst, into=into,
+                                    owner=None if caller.is_superuser else caller.user, now=utcnow())
+            files = [p.copy for p in plan if not p.copy.is_dir]
+            copied_bytes = sum(f.size for f in files)
+            for step in plan:
+                if not await txn.insert(step.copy):
+                    raise AlreadyExists(f"{step.copy.path} already exists")
+                await txn.share_blocks(step.source, step.copy)
+                if step.copy.blob_id is not None and step.copy.blob_id != step.source.blob_id:
+                    # A copy in blocks has a content id of its own: its attributes go with it.
+                    assert step.source.blob_id is not None
+                    kept = await txn.get_attributes(step.source.blob_id)
+                    if kept:
+                        await txn.put_attributes(step.copy.blob_id, kept)
+            if plan:
+                await self._charge(txn, plan[0].copy.path, copied_bytes, len(plan))
+            made = target if into else plan[0].copy
+            assert made is not None
+        return CopyResult(made, files=len(files), directories=len(plan) - len(files), bytes=copied_bytes)
 
     async def _move_usage(self, txn: MetadataTxn, source: Inode, dst: str) -> None:
         """Move the usage of the subtree at ``source`` from the quotas it leaves to the ones it enters."""
@@ -1106,6 +1196,8 @@ class Engine:
         them (its attributes are keyed by its content id, never by a block, so the two never meet)."""
         if inode.blob_id is None:
             return
+        if inode.backend is not None and await self.store.blob_referenced(inode.backend, inode.blob_id):
+            return  # a copy still names it, with its attributes (copies share blobs)
         try:
             await self.store.delete_attributes(inode.blob_id)
         except Exception:
@@ -1125,6 +1217,8 @@ class Engine:
         Raises ``PermissionDenied`` (not the internal user), ``BadRequest`` (unknown or shared backend).
         """
         self._internal_blob_access(caller, backend, blob_id)
+        if await self.store.blob_referenced(backend, blob_id):
+            return  # a copy still names it (copies share blobs)
         await self._delete_blob(backend, blob_id)
 
     async def _delete_blob(self, backend_name: str, blob_id: str) -> None:

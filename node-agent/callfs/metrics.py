@@ -191,8 +191,8 @@ class Metrics:
         self.active_locks.dec()
 
     def file_operation(self, operation: str, backend: str) -> None:
-        """One file-system operation (``create``, ``read``, ``update``, ``delete``, ``move``, ``list``) on an
-        entry stored with ``backend``."""
+        """One file-system operation (``create``, ``read``, ``update``, ``delete``, ``move``, ``copy``, ``list``)
+        on an entry stored with ``backend``."""
         self.file_operations.labels(operation, backend).inc()
 
     def link_generated(self) -> None:

@@ -6,11 +6,19 @@ through the CallFS REST client.
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
 
+from callfs import errors as fs_errors
+from callfs.blocks.layout import BLOCK_SIZE
+from callfs.client import CallFSClient
 from callfs_csi import csi_pb2
+from support.app_node import AppNode
 from support.csi_controller import AccessMode, Controller, GiB, capability, code_of, create_request
+from support.http import session
+from support.node import NodeSpec
 
 
 async def test_create_volume_makes_a_directory_with_a_quota_of_the_capacity(controller: Controller) -> None:
@@ -242,6 +250,74 @@ async def test_clone_copies_the_source_tree_modes_and_owners(controller: Control
         assert await fs.read("/volumes/pvc-src/top.txt") == b"top"
     again = await controller.stub.CreateVolume(request)
     assert again.volume.volume_id == "pvc-clone"
+
+
+def block_totals(node: NodeSpec) -> tuple[int, int, int]:
+    """``(blocks, bytes, stored bytes)`` of the blocks the node stores."""
+    assert isinstance(node, AppNode) and node.node is not None
+    engine = node.node.engine
+    return node.run(lambda _: engine.store.block_totals(engine.default_backend, engine.instance_id))
+
+
+def blob_of(node: NodeSpec, path: str) -> str | None:
+    """The blob id of the file at ``path``."""
+    assert isinstance(node, AppNode) and node.node is not None
+    inode = node.run(lambda served: served.engine.store.get(path))
+    assert inode is not None
+    return inode.blob_id
+
+
+async def test_snapshots_and_clones_share_the_volume_bytes(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-cow", GiB))
+    blocks = os.urandom(2 * BLOCK_SIZE + 5)
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-cow/blob.txt", b"one blob")
+        await fs.upload("/volumes/pvc-cow/d/blocks.bin", b"")
+    async with session(controller.node, "root") as http:  # a partial write stores the file in blocks
+        headers = {"Content-Range": f"bytes 0-{len(blocks) - 1}/*"}
+        async with http.put("/v1/files/volumes/pvc-cow/d/blocks.bin", data=blocks, headers=headers) as response:
+            assert response.status == 200, await response.text()
+    blocks_before, blob = block_totals(controller.node), blob_of(controller.node, "/volumes/pvc-cow/blob.txt")
+    snap = (await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(
+        name="snap-cow", source_volume_id="pvc-cow"))).snapshot
+    assert snap.size_bytes == len(blocks) + len(b"one blob")
+    clone = create_request("pvc-cow-clone", GiB)
+    clone.volume_content_source.volume.volume_id = "pvc-cow"
+    await controller.stub.CreateVolume(clone)
+    restored = create_request("pvc-cow-restored", GiB)
+    restored.volume_content_source.snapshot.snapshot_id = "snap-cow"
+    await controller.stub.CreateVolume(restored)
+    assert block_totals(controller.node) == blocks_before
+    for copy in ("/snapshots/snap-cow", "/volumes/pvc-cow-clone", "/volumes/pvc-cow-restored"):
+        assert blob_of(controller.node, f"{copy}/blob.txt") == blob
+    async with controller.fs() as fs:
+        for volume in ("pvc-cow-clone", "pvc-cow-restored"):
+            assert await fs.read(f"/volumes/{volume}/d/blocks.bin") == blocks
+            assert await fs.read(f"/volumes/{volume}/blob.txt") == b"one blob"
+            assert (await fs.get_quota(f"/volumes/{volume}")).bytes_used == snap.size_bytes
+        await fs.upload("/volumes/pvc-cow-clone/d/blocks.bin", b"diverged")
+        await fs.delete("/volumes/pvc-cow", recursive=True)
+        assert await fs.read("/snapshots/snap-cow/d/blocks.bin") == blocks
+        assert await fs.read("/volumes/pvc-cow-restored/blob.txt") == b"one blob"
+
+
+async def test_clone_streams_the_tree_from_a_server_without_copies(
+    controller: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_copies(*args: object, **kwargs: object) -> None:
+        raise fs_errors.MethodNotAllowed("method not allowed; allowed: GET, HEAD")  # an older node's answer
+
+    await controller.stub.CreateVolume(create_request("pvc-old", GiB))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-old/f.txt", b"streamed")
+    monkeypatch.setattr(CallFSClient, "copy", no_copies)
+    request = create_request("pvc-old-clone", GiB)
+    request.volume_content_source.volume.volume_id = "pvc-old"
+    await controller.stub.CreateVolume(request)
+    async with controller.fs() as fs:
+        assert await fs.read("/volumes/pvc-old-clone/f.txt") == b"streamed"
+    copied, source = (blob_of(controller.node, f"/volumes/{v}/f.txt") for v in ("pvc-old-clone", "pvc-old"))
+    assert copied != source
 
 
 async def test_clone_of_a_missing_volume_is_not_found(controller: Controller) -> None:

@@ -241,3 +241,52 @@ async def test_a_changed_block_past_the_end_is_refused(metadata_store: MetadataS
     await metadata_store.insert(one)
     with pytest.raises(ValueError, match="past the new end"):
         await metadata_store.replace_blocks(one, [FileBlock(3, H["e"], 4)], 3)
+
+
+async def test_sharing_a_block_list_adds_one_reference_per_entry(metadata_store: MetadataStore) -> None:
+    source, copy = blocks_file("/src", size=12), blocks_file("/copy", size=12)
+    await metadata_store.insert(source)
+    await metadata_store.insert(copy)
+    await reserve(metadata_store, H["a"], H["b"])
+    await metadata_store.replace_blocks(
+        source, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4), FileBlock(2, H["a"], 4)], 3)
+    async with metadata_store.transaction() as txn:
+        assert await txn.share_blocks(source, copy) == 3
+    assert await metadata_store.file_blocks(copy.ino) == await metadata_store.file_blocks(source.ino)
+    await metadata_store.release_blocks(source)
+    assert await claimable(metadata_store) == []  # the copy holds every block still
+    await metadata_store.replace_blocks(copy, [FileBlock(0, H["b"], 4)], 3)  # "a" keeps the reference at 2
+    assert await claimable(metadata_store) == []
+    await metadata_store.release_blocks(copy)
+    assert await claimable(metadata_store) == [H["a"], H["b"]]
+
+
+async def test_sharing_blocks_without_live_rows_fails_and_commits_nothing(metadata_store: MetadataStore) -> None:
+    source = blocks_file("/src", size=4)
+    await metadata_store.insert(source)
+    await reserve(metadata_store, H["c"])
+    await metadata_store.replace_blocks(source, [FileBlock(0, H["c"], 4)], 1)
+    elsewhere = source.evolve(instance_id="node-b")  # the same list read as another node's: no block rows there
+    copy = blocks_file("/copy", size=4, instance_id="node-b")
+    with pytest.raises(BlockNotReserved):
+        async with metadata_store.transaction() as txn:
+            await txn.insert(copy)
+            await txn.share_blocks(elsewhere, copy)
+    assert await metadata_store.get("/copy") is None
+    assert await metadata_store.file_blocks(copy.ino) == []
+    with pytest.raises(ValueError, match="same backend"):
+        async with metadata_store.transaction() as txn:
+            await txn.share_blocks(source, copy)
+
+
+async def test_a_blob_is_referenced_while_any_file_names_it(metadata_store: MetadataStore) -> None:
+    blob = "0123456789abcdef" * 2
+    one = Inode(path="/one", type=InodeType.FILE, size=3, backend="localfs", blob_id=blob, instance_id="node-a")
+    await metadata_store.insert(one)
+    await metadata_store.insert(one.evolve(path="/two", ino=one.ino + 1))
+    assert await metadata_store.blob_referenced("localfs", blob)
+    await metadata_store.delete("/one")
+    assert await metadata_store.blob_referenced("localfs", blob)
+    assert not await metadata_store.blob_referenced("s3", blob)
+    await metadata_store.delete("/two")
+    assert not await metadata_store.blob_referenced("localfs", blob)

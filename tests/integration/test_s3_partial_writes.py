@@ -100,3 +100,31 @@ async def test_deleting_an_object_in_blocks_drops_its_metadata_and_its_blocks_ar
     assert attributes_of(node, blob_id) == {}
     node.sweep_orphans()
     assert [p for p in node.data_dir.rglob("objects/*/*") if len(p.name) == 64] == []
+
+
+async def test_server_side_copies_keep_the_metadata_of_both_layouts(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    s3.create_bucket(Bucket="copies")
+    s3.put_object(Bucket="copies", Key="blob.bin", Body=b"one blob", ContentType="text/x-a", Metadata=META)
+    s3.put_object(Bucket="copies", Key="blocks.bin", Body=b"to be blocks", ContentType="text/x-b", Metadata=META)
+    await put_range(s3_node, "/copies/blocks.bin", 0, b"T")  # now stored in blocks
+    async with session(s3_node, "alice") as http:
+        for name in ("blob.bin", "blocks.bin"):
+            body = {"source": f"/copies/{name}", "destination": f"/copies/copy-{name}"}
+            async with http.post("/v1/copies", json=body) as response:
+                assert response.status == 201, await response.text()
+            async with http.delete(f"/v1/files/copies/{name}") as response:
+                assert response.status == 204, await response.text()
+    for name, content_type in (("blob.bin", "text/x-a"), ("blocks.bin", "text/x-b")):
+        head = s3.head_object(Bucket="copies", Key=f"copy-{name}")
+        assert (head["ContentType"], head["Metadata"]) == (content_type, META), name
+    # A partial write of the copy that shares the source's blob keeps the metadata of both.
+    s3.put_object(Bucket="copies", Key="shared.bin", Body=b"shared", ContentType="text/x-c", Metadata=META)
+    async with session(s3_node, "alice") as http, http.post(
+        "/v1/copies", json={"source": "/copies/shared.bin", "destination": "/copies/shared-copy.bin"}
+    ) as response:
+        assert response.status == 201, await response.text()
+    await put_range(s3_node, "/copies/shared-copy.bin", 0, b"S")
+    for key in ("shared.bin", "shared-copy.bin"):
+        head = s3.head_object(Bucket="copies", Key=key)
+        assert (head["ContentType"], head["Metadata"]) == ("text/x-c", META), key

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from callfs import links as link_tokens
-from callfs.api import cluster, directories, files, links, openapi, quotas, render, system, websocket
+from callfs.api import cluster, copies, directories, files, links, openapi, quotas, render, system, websocket
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.api.ratelimit import install as install_rate_limits
 from callfs.api.ratelimit import rate_limit
@@ -204,6 +204,7 @@ def build_app(node: Node) -> web.Application:
     system.add_routes(app)
     websocket.add_routes(app)  # before files: /v1/files/{path} matches /v1/files/ws/... too
     files.add_routes(app)
+    copies.add_routes(app)
     directories.add_routes(app)
     links.add_routes(app)
     quotas.add_routes(app)

@@ -23,11 +23,13 @@ from callfs.api.proxy import arrived_forwarded, forward, serve_or_forward
 from callfs.api.quotas import quota_headers
 from callfs.api.requests import (
     body_chunks,
+    bool_field,
     check_body_size,
     conditions,
     flag,
     json_object,
     request_path,
+    str_field,
 )
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
@@ -223,20 +225,6 @@ async def _put_range(request: web.Request, path: str, content_range: str) -> web
     return _created(request, result.inode, False)
 
 
-def _bool_field(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise BadRequest(f"{key} must be true or false")
-    return value
-
-
-def _str_field(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string")
-    return value
-
-
 async def patch_file(request: web.Request) -> web.StreamResponse:
     """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``/``group``)."""
     engine = request.app[NODE].engine
@@ -248,8 +236,8 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f"unknown fields {sorted(unknown)}; allowed: {sorted(_PATCH_KEYS)}")
     if "size" in body:
         return await _resize(request, source, body)
-    name, destination = _str_field(body, "name"), _str_field(body, "destination")
-    mode_text, owner, group = _str_field(body, "mode"), _str_field(body, "owner"), _str_field(body, "group")
+    name, destination = str_field(body, "name"), str_field(body, "destination")
+    mode_text, owner, group = str_field(body, "mode"), str_field(body, "owner"), str_field(body, "group")
     if mode_text is not None or owner is not None or group is not None:
         if name is not None or destination is not None:
             raise BadRequest("change mode/owner/group and rename in separate requests")
@@ -261,7 +249,7 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         return render.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")
-    backend, instance = _str_field(body, "backend"), _str_field(body, "instance")
+    backend, instance = str_field(body, "backend"), str_field(body, "instance")
     if name is not None:
         parent = paths.parent_of(source)
         if parent is None:
@@ -272,7 +260,7 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         if not destination.startswith("/"):
             raise BadRequest("destination must be an absolute path")
         target = paths.canonicalize(destination).path
-    overwrite, create_parents = _bool_field(body, "overwrite"), _bool_field(body, "create_parents")
+    overwrite, create_parents = bool_field(body, "overwrite"), bool_field(body, "create_parents")
     if backend is not None or instance is not None:
         # Bytes move first, at the old path: every check runs before anything changes, and a peer that
         # fails mid-way leaves the file as it was.

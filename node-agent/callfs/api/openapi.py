@@ -302,6 +302,20 @@ def _other_public_paths() -> Json:
         parameters=["Token", *_CONDITIONAL, "Range", "IfRange"],
         public=True,
     )
+    copy = _operation(
+        "createCopy", "Copy a file or subtree on the server, sharing its bytes (copy-on-write)", ["files"],
+        {"201": _response("The copy", _json(_schema("Copy")), "Location")},
+        [400, 403, 404, 409, 413, 500, 503, 507],
+        description=(
+            "No byte is copied: the copy shares the source's blocks and blobs, and a later write to either changes "
+            "only that one. A directory needs `recursive: true`; `into: true` copies its entries into the existing, "
+            "empty directory `destination`. Needs `r` on every file and `r`/`x` on every directory copied and the "
+            "right to create entries at the destination, whose quotas are charged for every entry and byte "
+            "(507 `QUOTA_EXCEEDED` and nothing copied when they do not fit). 409 `FILE_ALREADY_EXISTS` when "
+            "`destination` exists, `DIRECTORY_NOT_EMPTY` when copying into a non-empty directory."
+        ),
+        request_body={"required": True, "content": _json(_schema("CopyRequest"))},
+    )
     quota_tags = ["quotas"]
     get_quota = _operation(
         "getQuota", "A directory's quota: limits and usage", quota_tags,
@@ -330,6 +344,7 @@ def _other_public_paths() -> Json:
     )
     return {
         "/v1/directories/{path}": {"get": listing},
+        "/v1/copies": {"post": copy},
         "/v1/links/generate": {"post": generate},
         "/download/{token}": {"get": download},
         "/v1/quotas/{path}": {"get": get_quota, "put": put_quota, "delete": delete_quota},
@@ -573,6 +588,29 @@ def _schemas_component() -> Json:
         # Closed, so that an Item (which has a path too) is not also a Moved: the PATCH answer is oneOf both.
         "Moved": {"type": "object", "required": ["path"], "properties": {"path": {"type": "string"}},
                   "additionalProperties": False},
+        "CopyRequest": {
+            "type": "object",
+            "required": ["source", "destination"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"type": "string", "description": "Absolute path of the file or directory to copy"},
+                "destination": {"type": "string", "description": "Absolute path of the copy"},
+                "recursive": {"type": "boolean", "default": False, "description": "Copy a directory and its tree"},
+                "into": {"type": "boolean", "default": False,
+                         "description": "Copy the entries of the directory `source` into the existing, empty "
+                                        "directory `destination`"},
+            },
+        },
+        "Copy": {
+            "type": "object",
+            "required": ["path", "files", "directories", "bytes"],
+            "properties": {
+                "path": {"type": "string", "description": "The copy (the destination directory with `into`)"},
+                "files": {"type": "integer", "description": "Files created"},
+                "directories": {"type": "integer", "description": "Directories created"},
+                "bytes": {"type": "integer", "description": "Bytes the created files hold (shared, not copied)"},
+            },
+        },
         "LinkRequest": {
             "type": "object",
             "required": ["path", "expiry_seconds"],

@@ -115,3 +115,19 @@ async def body_chunks(request: web.Request, size: int = UPLOAD_CHUNK_BYTES) -> A
 
 def _stalled(timeout: float) -> RequestTimeout:
     return RequestTimeout(f"no request body bytes received for {timeout:g} seconds (server.read_timeout)")
+
+
+def bool_field(body: dict[str, Any], key: str) -> bool:
+    """The boolean ``key`` of a JSON request body (absent: ``False``); raises ``BadRequest`` for another type."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} must be true or false")
+    return value
+
+
+def str_field(body: dict[str, Any], key: str) -> str | None:
+    """The string ``key`` of a JSON request body (absent: ``None``); raises ``BadRequest`` for another type."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value

@@ -69,8 +69,9 @@ class AutocommitOperations:
         async with self.transaction() as txn:
             return await txn.rename_subtree(src, dst)
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every committed descendant of ``path`` ordered by (depth, directories first, name)."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every committed descendant of ``path`` ordered by (depth, directories first, name) (``lock`` is moot
+        outside a transaction)."""
         return await self._autocommit_reader().list_subtree(path)
 
     async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
@@ -106,6 +107,15 @@ class AutocommitOperations:
     async def block_known(self, backend: str, location: str, block_hash: str) -> bool:
         """True when the block has a committed row."""
         return await self._autocommit_reader().block_known(backend, location, block_hash)
+
+    async def share_blocks(self, source: Inode, target: Inode) -> int:
+        """Share the block list of ``source`` with ``target`` in one short transaction."""
+        async with self._autocommit_writer() as ops:
+            return await ops.share_blocks(source, target)
+
+    async def blob_referenced(self, backend: str, blob_id: str) -> bool:
+        """True when a committed file names the blob ``blob_id`` on ``backend``."""
+        return await self._autocommit_reader().blob_referenced(backend, blob_id)
 
     async def block_totals(self, backend: str, location: str) -> tuple[int, int, int]:
         """``(blocks, plaintext bytes, stored bytes)`` of the committed block rows."""

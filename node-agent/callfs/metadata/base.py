@@ -107,8 +107,10 @@ class MetadataTxn(Protocol):
         below it exists, also when a concurrent transaction committed it meanwhile."""
         ...
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every descendant of ``path`` (not ``path`` itself), in listing order per depth."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every descendant of ``path`` (not ``path`` itself), in listing order per depth. ``lock`` locks them
+        until the transaction ends against being renamed, deleted or rewritten (PostgreSQL ``FOR KEY SHARE``,
+        which a writer's ``FOR UPDATE`` waits for), in one statement whatever their number."""
         ...
 
     async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
@@ -126,6 +128,17 @@ class MetadataTxn(Protocol):
         moving block reference counts along (a count reaching zero records the time, for the collector).
         Raises ``ValueError`` when a changed block lies at or past ``count``, :class:`BlockNotReserved` when an
         entering block has no live row."""
+        ...
+
+    async def share_blocks(self, source: Inode, target: Inode) -> int:
+        """Give the new file ``target`` the block list of ``source`` and one more reference on each of its
+        blocks (copy-on-write); the number of entries shared (0 for the blob layout). Raises
+        :class:`BlockNotReserved` when a block of ``source`` has no live row, ``ValueError`` when the two files
+        are on different backends or locations."""
+        ...
+
+    async def blob_referenced(self, backend: str, blob_id: str) -> bool:
+        """True when a file still names the blob ``blob_id`` on ``backend`` (copies share blobs)."""
         ...
 
     async def release_blocks(self, inode: Inode) -> None:

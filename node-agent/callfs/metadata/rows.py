@@ -386,6 +386,16 @@ CLAIM_BLOCKS = (
 FORGET_BLOCK = (
     "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 1 RETURNING hash"
 )
+SHARE_FILE_BLOCKS = (
+    "INSERT INTO file_blocks (ino, idx, hash, size) SELECT $2, idx, hash, size FROM file_blocks WHERE ino = $1"
+)
+ACQUIRE_FILE_BLOCKS = (
+    "UPDATE blocks SET refs = refs + (SELECT COUNT(*) FROM file_blocks f WHERE f.ino = $3 AND f.hash = blocks.hash), "
+    "unreferenced_since = NULL WHERE backend = $1 AND location = $2 AND collecting = 0 "
+    "AND hash IN (SELECT hash FROM file_blocks WHERE ino = $3)"
+)
+COUNT_FILE_BLOCK_HASHES = "SELECT COUNT(DISTINCT hash) FROM file_blocks WHERE ino = $1"
+BLOB_REFERENCED = "SELECT 1 FROM inodes WHERE backend = $1 AND blob_id = $2 AND type = 'file' LIMIT 1"
 BLOCK_KNOWN = "SELECT 1 FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
 BLOCK_TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM blocks "
@@ -633,6 +643,33 @@ class Queries:
         for block_hash in sorted(leaving):
             await self._x.count(RELEASE_BLOCK, (backend, location, block_hash, leaving[block_hash], now))
 
+    async def share_blocks(self, source: Inode, target: Inode) -> int:
+        """Give the new file ``target`` the block list of ``source`` (same backend and location) and one more
+        reference on each of its blocks: two statements, whatever the file's size. Returns the number of block
+        entries shared.
+
+        Raises :class:`BlockNotReserved` when a block of ``source`` has no live row (a broken invariant: a
+        referenced block is never collected); nothing must then commit. Needs ``source`` locked against
+        changes of its block list until the transaction ends (its inode row, as a writer locks it).
+        """
+        if source.layout is not Layout.BLOCKS:
+            return 0
+        if (source.backend, source.instance_id) != (target.backend, target.instance_id):
+            raise ValueError("a file shares blocks only with a file on the same backend and location")
+        backend, location = source.backend or "", block_location(source.instance_id)
+        shared = await self._x.count(SHARE_FILE_BLOCKS, (source.ino, target.ino))
+        if not shared:
+            return 0
+        distinct = int((await self._x.fetch(COUNT_FILE_BLOCK_HASHES, (target.ino,)))[0][0])
+        acquired = await self._x.count(ACQUIRE_FILE_BLOCKS, (backend, location, target.ino))
+        if acquired != distinct:
+            raise BlockNotReserved(f"a block of {source.path} has no live row; nothing was copied")
+        return shared
+
+    async def blob_referenced(self, backend: str, blob_id: str) -> bool:
+        """True when a file still names the blob ``blob_id`` on ``backend`` (copies share blobs)."""
+        return bool(await self._x.fetch(BLOB_REFERENCED, (backend, blob_id)))
+
     async def release_blocks(self, inode: Inode) -> None:
         """Drop the whole block list of ``inode`` (its references go; the bytes stay until collected)."""
         if inode.layout is Layout.BLOCKS:
@@ -658,10 +695,12 @@ class Queries:
         rows = await self._x.fetch(BLOCK_TOTALS, (backend, location))
         return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
-    async def list_subtree(self, path: str) -> list[Inode]:
-        """Every descendant of ``path`` ordered by (depth, directories first, name)."""
+    async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
+        """Every descendant of ``path`` ordered by (depth, directories first, name); ``lock`` locks them against
+        a rename, a delete or a writer until the transaction ends."""
         low, high = subtree_bounds(path)
-        return [self._inode(row) for row in await self._x.fetch(LIST_SUBTREE, (low, high))]
+        sql = LIST_SUBTREE + self._x.for_share_suffix if lock else LIST_SUBTREE
+        return [self._inode(row) for row in await self._x.fetch(sql, (low, high))]
 
     async def list_children(self, path: str) -> list[Inode]:
         """Direct children of ``path``: directories first, then by name (bytewise)."""
