@@ -250,7 +250,8 @@ def test_a_crash_looping_node_pod_is_reported(
     assert condition(obj, "Degraded")["message"] == (
         f"pod {kube_namespace}/demo-node-0 container callfs: CrashLoopBackOff, restarted 4 times, last exit Error "
         "(code 2)")
-    assert condition(obj, "Ready")["reason"] == "CrashLoopBackOff"
+    # Ready follows once the StatefulSet controller has counted the pod as not ready (its own pace).
+    obj = wait_condition(kube_api, kube_namespace, "Ready", "False", "CrashLoopBackOff")
     assert obj["status"]["phase"] == "Degraded"
     event = wait_event(kube_api, kube_namespace, "CrashLoopBackOff")
     assert event["type"] == "Warning"
@@ -300,7 +301,9 @@ def test_minimal_example_reports_each_transition_once(
     for kind, changes in history.items():
         c = condition(obj, kind)
         assert changes[-1] == (c["status"], c["reason"]), (kind, changes, c)
-    assert len(events) <= 12, [(e["reason"], e["message"]) for e in events]
+    # A handful per condition (each moving forward only, checked above), against 22 with repeats and flapping
+    # before events were tied to real transitions.
+    assert len(events) <= 16, [(e["reason"], e["message"]) for e in events]
 
 
 def test_printer_columns_show_phase_capacity_version_and_message(
@@ -458,7 +461,8 @@ def test_a_rollout_holds_at_a_node_that_does_not_become_healthy(
 ) -> None:
     ready(replicas=2)
     apps, core = kclient.AppsV1Api(kube_api), kclient.CoreV1Api(kube_api)
-    old_image = core.read_namespaced_pod("demo-node-0", kube_namespace).spec.containers[0].image
+    old = core.read_namespaced_pod("demo-node-0", kube_namespace).spec.containers[0]
+    old_image, old_requests = old.image, old.resources.requests  # the operator's default resources
     # The new node template fits on no node: demo-node-1 is replaced first and never becomes ready.
     patch_spec(kube_api, kube_namespace, {"resources": {"requests": {"cpu": "1000"}}})
 
@@ -466,7 +470,7 @@ def test_a_rollout_holds_at_a_node_that_does_not_become_healthy(
         sts = apps.read_namespaced_stateful_set("demo-node", kube_namespace)
         pods = {p.metadata.name: p for p in core.list_namespaced_pod(kube_namespace).items}
         return bool(sts.spec.update_strategy.rolling_update.partition == 1 and "demo-node-1" in pods
-                    and pods["demo-node-1"].spec.containers[0].resources.requests)
+                    and pods["demo-node-1"].spec.containers[0].resources.requests != old_requests)
 
     wait_for(held, CONVERGE, "the rollout started at demo-node-1 with partition 1")
     wait_for(lambda: "cannot be scheduled" in condition(get(kube_api, kube_namespace), "Progressing").get(
@@ -476,11 +480,11 @@ def test_a_rollout_holds_at_a_node_that_does_not_become_healthy(
     assert apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.update_strategy.rolling_update \
         .partition == 1
     node0 = core.read_namespaced_pod("demo-node-0", kube_namespace)
-    assert node0.spec.containers[0].image == old_image and not node0.spec.containers[0].resources.requests
+    assert node0.spec.containers[0].image == old_image and node0.spec.containers[0].resources.requests == old_requests
     # Undo, and replace the stuck pod (a StatefulSet does not replace a pod that never became ready).
     patch_spec(kube_api, kube_namespace, {"resources": None})
-    wait_for(lambda: not apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.template.spec
-             .containers[0].resources.requests, CONVERGE, "the template reverted")
+    wait_for(lambda: apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.template.spec
+             .containers[0].resources.requests == old_requests, CONVERGE, "the template reverted")
     core.delete_namespaced_pod("demo-node-1", kube_namespace)
     wait_condition(kube_api, kube_namespace, "Ready", "True")
     wait_condition(kube_api, kube_namespace, "Progressing", "False", "Reconciled")

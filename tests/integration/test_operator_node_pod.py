@@ -102,12 +102,14 @@ def node_pod(tmp_path: Path, postgres_dsn: str, redis_url: str, redis_server: Re
     host_dirs: dict[str, Path] = {}
     for mount in container["volumeMounts"]:
         host = tmp_path / "volumes" / mount["name"]
-        host.mkdir(parents=True)
         volume = volumes.get(mount["name"])
+        host.mkdir(parents=True)
         if volume is not None and "configMap" in volume:
             assert volume["configMap"]["name"] == config_map["metadata"]["name"]
             for key, text in config_map["data"].items():
                 (host / key).write_text(text)
+        elif volume is not None and "emptyDir" in volume:
+            continue  # scratch space (/tmp) for a read-only root; the host's own is writable here
         else:  # the claim template's PVC: an empty directory
             assert mount["name"] in {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
         host_dirs[mount["mountPath"]] = host
