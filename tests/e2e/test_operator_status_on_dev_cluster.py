@@ -422,8 +422,13 @@ def test_growing_storage_expands_the_claims(
     assert sts.spec.volume_claim_templates[0].spec.resources.requests["storage"] == "1Gi"
     assert wait_event(kube_api, kube_namespace, "ClaimExpanding")["message"].startswith(
         "PersistentVolumeClaim data-demo-")
-    obj = wait_condition(kube_api, kube_namespace, "Degraded", "False")
-    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    # Degraded was already False before the patch: wait for the status that reports the new generation.
+
+    def settled() -> dict[str, Any] | None:
+        obj = wait_condition(kube_api, kube_namespace, "Degraded", "False")
+        return obj if obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+
+    wait_for(settled, CONVERGE, "Degraded=False at the patched generation")
 
 
 def test_nodes_follow_the_operators_image_unless_pinned(
