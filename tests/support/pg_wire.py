@@ -54,7 +54,7 @@ class PgWireCounter:
 
     @property
     def round_trips(self) -> int:
-        """``Sync`` + ``Flush`` + simple ``Query`` messages since :meth:`reset`: times a client waited for the server."""
+        """``Sync``, ``Flush`` and simple ``Query`` messages since :meth:`reset`: times the client waited."""
         with self._lock:
             return self._round_trips
 
