@@ -140,9 +140,20 @@ RemoteReadRange = Callable[[Inode, int, int], AsyncIterator[bytes]]
 node, from that node; raises ``FileNotFoundError`` when the file there is no longer that version."""
 
 
-def new_blob_id() -> str:
-    """A fresh, unguessable blob id (32 hex characters)."""
-    return secrets.token_hex(16)
+BLOB_ID_WINDOW = 1.0
+"""Seconds during which new blob ids share their first two hex characters (see :func:`new_blob_id`)."""
+
+
+def new_blob_id(now: float | None = None) -> str:
+    """A fresh, unguessable blob id: 32 hex characters, the first two naming the :data:`BLOB_ID_WINDOW` of
+    ``now`` (default: the wall clock) modulo 256, the other 30 random (120 bits).
+
+    The local backend stores a blob in the directory named by those two characters, so the blobs written close
+    together in time share one directory and the fsync of that directory after their renames (group commit);
+    over 256 windows the directories are used in turn.
+    """
+    window = int((time.time() if now is None else now) / BLOB_ID_WINDOW) % 256
+    return f"{window:02x}{secrets.token_hex(15)}"
 
 
 class Engine:
