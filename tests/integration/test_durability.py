@@ -266,3 +266,15 @@ async def test_concurrent_blob_commits_share_directory_fsyncs_that_cover_their_r
         assert backend.blob_path(blob_id).read_bytes() == b"x" * 4096
         assert any(blob_id in names and ended < answered for names, ended in syncs), blob_id
     assert len(syncs) < len(blob_ids) / 2, f"{len(syncs)} directory fsyncs for {len(blob_ids)} blobs"
+
+
+async def test_the_blob_directories_exist_from_the_start(tmp_path: Path) -> None:
+    backend = LocalFSBackend(tmp_path / "blobs")
+    await backend.start()
+    shards = sorted(p.name for p in (tmp_path / "blobs" / "objects").iterdir())
+    assert shards == [f"{n:02x}" for n in range(256)]
+    (tmp_path / "blobs" / "objects" / "7f").rmdir()  # removed by hand: a commit recreates it
+    writer = await backend.create("7f" + "0" * 30)
+    await writer.write(b"x")
+    await writer.commit()
+    assert backend.blob_path("7f" + "0" * 30).read_bytes() == b"x"

@@ -4,7 +4,8 @@ Writes go to ``<root>/tmp/`` first, are fsynced, renamed into place and the dire
 leaves either the complete blob or an unreferenced temp file that :meth:`LocalFSBackend.sweep_incomplete`
 removes at start. Concurrent commits into one directory share its fsync (:mod:`callfs.backends.dirsync`), and
 new blob ids written close together in time share their directory (:func:`callfs.engine.new_blob_id`), so under
-load a small file costs its own fsync plus a share of a directory fsync. Reads hand out the open file so the HTTP
+load a small file costs its own fsync plus a share of a directory fsync. The 256 blob directories are created
+(and their names fsynced) at start, so a commit has no other directory to sync. Reads hand out the open file so the HTTP
 layer can use ``sendfile``.
 
 A full disk (``ENOSPC``, ``EDQUOT``) fails the write with :class:`~callfs.errors.InsufficientStorage` (507) after
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from callfs.backends.base import BackendUnavailable
-from callfs.backends.dirsync import DirectorySyncs
+from callfs.backends.dirsync import DirectorySyncs, fsync_directory
 from callfs.errors import InsufficientStorage
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,10 @@ class LocalBlobWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-        final.parent.mkdir(exist_ok=True)
+        if not final.parent.is_dir():
+            with contextlib.suppress(FileExistsError):
+                final.parent.mkdir()
+            fsync_directory(final.parent.parent)  # removed since start(): its name must survive a crash too
         os.rename(self._tmp_path, final)
 
     async def abort(self) -> None:
@@ -197,12 +201,24 @@ class LocalFSBackend:
     async def start(self) -> None:
         try:
             self._objects.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self._make_shards)
             self._tmp.mkdir(parents=True, exist_ok=True)
             probe = self._tmp / f".probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise BackendUnavailable(f"local backend root {self.root} is not writable: {exc.strerror}") from exc
+
+    def _make_shards(self) -> None:
+        """Create the 256 directories blobs go to (``00``..``ff``) that are missing, and make their names durable,
+        so that a commit only ever has to fsync the directory it renames into."""
+        existing = set(os.listdir(self._objects))
+        missing = [f"{n:02x}" for n in range(256) if f"{n:02x}" not in existing]
+        for name in missing:
+            (self._objects / name).mkdir(exist_ok=True)
+        if missing:
+            fsync_directory(self._objects)
+            fsync_directory(self.root)  # the name ``objects`` itself, created with the first shards
 
     async def close(self) -> None:
         return None
