@@ -14,9 +14,9 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from callfs import copies, links, paths, quota
@@ -117,6 +117,8 @@ class Resolved:
     ancestors: list[Inode]
     complete: bool
     inode: Inode | None
+    quotas: list[Quota] = field(default_factory=list)
+    """The quotas set on the ancestors (those governing the path), when asked for."""
 
     @property
     def parent(self) -> Inode | None:
@@ -148,9 +150,20 @@ RemoteReadRange = Callable[[Inode, int, int], AsyncIterator[bytes]]
 node, from that node; raises ``FileNotFoundError`` when the file there is no longer that version."""
 
 
-def new_blob_id() -> str:
-    """A fresh, unguessable blob id (32 hex characters)."""
-    return secrets.token_hex(16)
+BLOB_ID_WINDOW = 1.0
+"""Seconds during which new blob ids share their first two hex characters (see :func:`new_blob_id`)."""
+
+
+def new_blob_id(now: float | None = None) -> str:
+    """A fresh, unguessable blob id: 32 hex characters, the first two naming the :data:`BLOB_ID_WINDOW` of
+    ``now`` (default: the wall clock) modulo 256, the other 30 random (120 bits).
+
+    The local backend stores a blob in the directory named by those two characters, so the blobs written close
+    together in time share one directory and the fsync of that directory after their renames (group commit);
+    over 256 windows the directories are used in turn.
+    """
+    window = int((time.time() if now is None else now) / BLOB_ID_WINDOW) % 256
+    return f"{window:02x}{secrets.token_hex(15)}"
 
 
 class Engine:
@@ -213,12 +226,27 @@ class Engine:
         node_local = backend.node_local if backend is not None else inode.instance_id is not None
         return node_local and inode.instance_id not in (None, self.instance_id)
 
-    async def _resolve(self, caller: Caller, path: str, txn: MetadataTxn | None = None) -> Resolved:
-        """Read ``path`` and all its ancestors in one query and check search (``x``) permission on the ancestors
-        (POSIX path resolution). Raises ``PermissionDenied``."""
+    async def _resolve(
+        self, caller: Caller, path: str, txn: MetadataTxn | None = None, *, with_quotas: bool = False
+    ) -> Resolved:
+        """Read ``path`` and all its ancestors in one query (``with_quotas``: and the quotas governing it, from the
+        same query) and check search (``x``) permission on the ancestors (POSIX path resolution). Raises
+        ``PermissionDenied``."""
         chain = paths.ancestors(path)
+        quotas: list[Quota] = []
         with self.metrics.time_metadata("get"):
-            found = {i.path: i for i in await (txn or self.store).get_many([*chain, path])}
+            if with_quotas:
+                inodes, quotas = await (txn or self.store).get_chain([*chain, path])
+                quotas = [q for q in quotas if q.path != path]
+            else:
+                inodes = await (txn or self.store).get_many([*chain, path])
+        return self._resolved_chain(caller, path, {i.path: i for i in inodes}, quotas)
+
+    @staticmethod
+    def _resolved_chain(caller: Caller, path: str, found: Mapping[str, Inode], quotas: list[Quota]) -> Resolved:
+        """:class:`Resolved` from the inodes ``found`` at ``path`` and its ancestors, after checking search
+        permission on the ancestors. Raises ``PermissionDenied``."""
+        chain = paths.ancestors(path)
         ancestors: list[Inode] = []
         for ancestor in chain:
             inode = found.get(ancestor)
@@ -229,7 +257,7 @@ class Engine:
                 break
         require_search(caller, ancestors)
         complete = len(ancestors) == len(chain) and (not ancestors or ancestors[-1].is_dir)
-        return Resolved(ancestors, complete, found.get(path) if complete else None)
+        return Resolved(ancestors, complete, found.get(path) if complete else None, quotas)
 
     async def _resolved(self, caller: Caller, path: str) -> Inode:
         """The inode at ``path`` after :meth:`_resolve`; raises ``NotFound`` or ``PermissionDenied``."""
@@ -287,21 +315,33 @@ class Engine:
                 await stack.enter_async_context(self._lock(key))
             yield
 
-    async def _charge(self, txn: MetadataTxn, path: str, bytes_delta: int, inodes_delta: int) -> None:
-        """Account a change at ``path`` to every quota governing it; raises ``QuotaExceeded`` on growth past a
-        limit (the transaction then rolls back, so nothing is half-written)."""
-        if not bytes_delta and not inodes_delta:
-            return
-        quotas = await txn.quotas_for(quota.governing_paths(path), for_update=True)
-        quota.check(quotas, bytes_delta, inodes_delta)
-        for q in quotas:
-            await txn.add_usage(q.path, bytes_delta, inodes_delta)
+    async def _charge(
+        self, txn: MetadataTxn, path: str, bytes_delta: int, inodes_delta: int, released: Sequence[Inode] = ()
+    ) -> list[Inode]:
+        """Account a change at ``path`` to every quota governing it, and let go of the content of the files in
+        ``released`` (:meth:`MetadataTxn.settle`, one statement); the released files whose bytes are to be freed
+        once the transaction commits (no copy names their blob). Raises ``QuotaExceeded`` on growth past a limit
+        (the transaction then rolls back, so nothing is half-written)."""
+        charged, unnamed = await txn.settle(quota.governing_paths(path), bytes_delta, inodes_delta, released)
+        quota.check_charged(charged, bytes_delta, inodes_delta)
+        return unnamed
 
-    async def _ensure_parents(self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool) -> Inode:
+    @staticmethod
+    def _chain_locks(path: str, *, exclusive: bool) -> tuple[list[str], list[str], list[str]]:
+        """``(shared, exclusive, read)`` arguments of :meth:`MetadataTxn.lock` for a change at ``path``: its
+        ancestors locked against a rename or delete (the root, never renamed, only read), and ``path`` itself
+        locked for update when ``exclusive``."""
+        chain = paths.ancestors(path)
+        return [a for a in chain if a != paths.ROOT], [path] if exclusive else [], [paths.ROOT]
+
+    async def _ensure_parents(
+        self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool, held: Mapping[str, Inode] | None = None
+    ) -> Inode:
         """The parent directory of ``path``, creating missing ancestors (owned by ``caller``) when ``create``.
 
-        Checks ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not
-        ``create``) or ``NotADirectory`` (an ancestor is a file).
+        ``held`` is what the transaction's :meth:`_chain_locks` statement returned, when it ran already. Checks
+        ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not ``create``)
+        or ``NotADirectory`` (an ancestor is a file).
         """
         parent_path = paths.parent_of(path)
         assert parent_path is not None
@@ -309,9 +349,11 @@ class Engine:
         # The ancestors stay locked against a rename or delete until the transaction ends (the root is never
         # renamed), so no entry is ever inserted below a directory that is moving away: a rename committed
         # first leaves the old path absent here, and one waiting for this transaction moves the new entry too.
-        held = await txn.lock([a for a in chain if a != paths.ROOT])
+        if held is None:
+            shared, _, read = self._chain_locks(path, exclusive=False)
+            held = await txn.lock(shared, read=read)
         require_search(caller, [held[a] for a in chain if a in held])
-        parent = held.get(parent_path) if parent_path != paths.ROOT else await txn.get(paths.ROOT)
+        parent = held.get(parent_path)
         if parent is not None:
             if not parent.is_dir:
                 raise NotADirectory(f"{parent_path} is not a directory")
@@ -321,7 +363,7 @@ class Engine:
         existing: Inode | None = None
         missing: list[str] = []
         for ancestor in reversed(chain):
-            found = held.get(ancestor) if ancestor != paths.ROOT else await txn.get(paths.ROOT)
+            found = held.get(ancestor)
             if found is not None:
                 existing = found
                 break
@@ -361,14 +403,16 @@ class Engine:
         ancestor). Raises ``NotFound``, ``PermissionDenied``."""
         return await self._resolved(caller, path)
 
-    async def open_file(self, caller: Caller, path: str) -> OpenFile:
-        """Open a file for reading (needs ``r``).
+    async def open_file(self, caller: Caller, path: str, *, resolved: Inode | None = None) -> OpenFile:
+        """Open a file for reading (needs ``r``). ``resolved`` is the inode :meth:`stat` just returned for
+        ``path`` to this caller, if any: it is used instead of reading it again (once; a blob replaced meanwhile
+        is read again).
 
         Raises ``NotFound``, ``IsADirectory``, ``PermissionDenied``, and :class:`RemoteBytes` when the bytes
         live on another node (checked after the permission check).
         """
         for _ in range(_OPEN_RETRIES):
-            inode = await self._resolved(caller, path)
+            inode, resolved = resolved or await self._resolved(caller, path), None
             if inode.is_dir:
                 raise IsADirectory(f"{path} is a directory")
             require(caller, inode, READ, "read")
@@ -495,7 +539,7 @@ class Engine:
                 raise Conflict("the root is a directory; a file cannot be created there")
             raise IsADirectory("the root is a directory")
         # Search permission is checked here, when the write starts (as POSIX checks it at open()).
-        resolved = await self._resolve(caller, path)
+        resolved = await self._resolve(caller, path, with_quotas=True)
         current = resolved.inode
         self._check_write(caller, path, current, create_only, precondition)
         target = self.backend(backend or (current.backend if current is not None else None))
@@ -507,7 +551,7 @@ class Engine:
                 if not parent.is_dir:
                     raise NotADirectory(f"{parent.path} is not a directory")
                 require_entry_change(caller, parent, None, "create")
-        room = await self._write_headroom(path, current)
+        room = self._headroom(current, resolved.quotas)
         if expected_size is not None and room is not None and expected_size > room:
             raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
         async with self._lock(f"file:{path}") as lease:
@@ -531,24 +575,30 @@ class Engine:
                 raise
             try:
                 with self.metrics.time_metadata("write_file"):
-                    result, replaced = await self._commit_write_retrying(
-                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes
+                    result, unnamed = await self._commit_write_retrying(
+                        caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes,
+                        existing=current is not None,
                     )
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
             except BaseException:
                 await self._delete_blob(target.name, blob_id)
                 raise
-        if replaced is not None:
-            await self._free(replaced)
+        for replaced in unnamed:
+            await self._free_bytes(replaced)
         self.metrics.file_operation("create" if result.created else "update", target.name)
         return result
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
-        """Bytes a write of ``path`` may hold under the governing quotas (``None``: unlimited). Advisory:
-        the transaction re-checks with the quota rows locked."""
+        """Bytes a write of ``path`` may hold under the governing quotas (``None``: unlimited), read now.
+        Advisory: the transaction charges the quotas and checks them again."""
         with self.metrics.time_metadata("quotas"):
             quotas = await self.store.quotas_for(quota.governing_paths(path))
+        return self._headroom(current, quotas)
+
+    @staticmethod
+    def _headroom(current: Inode | None, quotas: list[Quota]) -> int | None:
+        """Bytes a write replacing ``current`` may hold under the governing ``quotas`` (``None``: unlimited)."""
         room = quota.headroom_bytes(quotas)
         if room is None:
             return None
@@ -571,18 +621,19 @@ class Engine:
 
     async def _commit_write_retrying(
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
-        precondition: Precondition | None, attributes: Mapping[str, str] | None = None,
-    ) -> tuple[WriteResult, Inode | None]:
+        precondition: Precondition | None, attributes: Mapping[str, str] | None = None, *, existing: bool,
+    ) -> tuple[WriteResult, list[Inode]]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
         reads everything it decides on afresh. Raises ``TransactionConflict`` when every attempt was aborted."""
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
                 return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
-                                                attributes)
+                                                attributes, existing=existing)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
-        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes)
+        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
+                                        existing=existing)
 
     async def _commit_write(
         self,
@@ -594,24 +645,35 @@ class Engine:
         create_only: bool,
         precondition: Precondition | None,
         attributes: Mapping[str, str] | None = None,
-    ) -> tuple[WriteResult, Inode | None]:
+        *,
+        existing: bool,
+    ) -> tuple[WriteResult, list[Inode]]:
+        """One transaction: lock (the file for update; for a new file its ancestors too, in the same statement),
+        write the inode, then charge the quotas and let go of the replaced content (one statement). ``existing``:
+        the file was there when the write started (its ancestors need no lock then: the row lock on the file
+        keeps a rename from moving it). Returns the result and the replaced files whose bytes to free."""
         now = utcnow()
         instance = self.instance_id if target.node_local else None
         async with self.store.transaction() as txn:
             if attributes:
                 await txn.put_attributes(blob_id, attributes)
-            current = await txn.get(path, for_update=True)
+            if existing:
+                held = await txn.lock((), exclusive=[path])
+            else:
+                shared, exclusive, read = self._chain_locks(path, exclusive=True)
+                held = await txn.lock(shared, exclusive=exclusive, read=read)
+            current = held.get(path)
             self._check_write(caller, path, current, create_only, precondition)
             if current is not None:
                 updated = current.evolve(
                     size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
                     blob_id=blob_id, instance_id=instance, layout=Layout.BLOB,
                 )
-                await self._charge(txn, path, size - current.size, 0)
                 await txn.update(updated)
                 await txn.release_blocks(current)
-                return WriteResult(updated, created=False), current
-            parent = await self._ensure_parents(txn, caller, path, create=True)
+                unnamed = await self._charge(txn, path, size - current.size, 0, [current])
+                return WriteResult(updated, created=False), unnamed
+            parent = await self._ensure_parents(txn, caller, path, create=True, held=None if existing else held)
             require_entry_change(caller, parent, None, "create")
             inode = Inode(
                 path=path, type=InodeType.FILE, size=size, mode=DEFAULT_FILE_MODE, owner=caller.user,
@@ -621,7 +683,7 @@ class Engine:
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
             await self._charge(txn, path, size, 1)
-            return WriteResult(inode, created=True), None
+            return WriteResult(inode, created=True), []
 
     async def write_range(
         self,
@@ -801,11 +863,12 @@ class Engine:
         async with self._lock(lock):
             with self.metrics.time_metadata("delete"):
                 async with self.store.transaction() as txn:
-                    inode_now = await txn.get(path, for_update=True)
+                    shared, exclusive, read = self._chain_locks(path, exclusive=True)
+                    held = await txn.lock(shared, exclusive=exclusive, read=read)
+                    inode_now = held.get(path)
                     if inode_now is None:
                         raise NotFound(f"{path} does not exist")
-                    resolved = await self._resolve(caller, path, txn)
-                    parent = resolved.parent
+                    parent = self._resolved_chain(caller, path, held, []).parent
                     if parent is None:
                         raise NotFound(f"{path} does not exist")
                     require_entry_change(caller, parent, inode_now, "delete")
@@ -815,9 +878,10 @@ class Engine:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
                         self._check_subtree_change(caller, inode_now, await txn.list_subtree(path), "delete")
                     freed = await txn.delete_subtree(path)
-                    await self._charge(txn, path, -sum(e.size for e in freed if not e.is_dir), -len(freed))
-        for file in freed:
-            await self._free(file)
+                    files = [e for e in freed if not e.is_dir]
+                    unnamed = await self._charge(txn, path, -sum(e.size for e in files), -len(freed), files)
+        for file in unnamed:
+            await self._free_bytes(file)
         self.metrics.file_operation("delete", self._backend_type(inode))
 
     def _check_subtree_change(self, caller: Caller, top: Inode, entries: list[Inode], action: str) -> None:
@@ -1250,7 +1314,13 @@ class Engine:
             await self.store.delete_attributes(inode.blob_id)
         except Exception:
             log.warning("could not delete the attributes of blob %s", inode.blob_id, exc_info=True)
-        if inode.backend is None or inode.layout is Layout.BLOCKS:
+        await self._free_bytes(inode)
+
+    async def _free_bytes(self, inode: Inode) -> None:
+        """Delete the blob of a file whose metadata is gone and that no file names any more (its attributes gone
+        too): on this node, or by asking the node that holds it. Failures leave an orphan for the sweep; a file
+        stored in blocks has nothing to free here (the collector frees unreferenced blocks)."""
+        if inode.backend is None or inode.blob_id is None or inode.layout is Layout.BLOCKS:
             return
         if self.is_remote(inode):
             if self.remote_free is not None and inode.instance_id is not None:

@@ -7,6 +7,7 @@ of entries (inodes). Quotas nest: a change below several quota roots is checked 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from callfs import paths
 from callfs.errors import BadRequest, QuotaExceeded
@@ -38,6 +39,16 @@ def check(quotas: Iterable[Quota], bytes_delta: int, inodes_delta: int) -> None:
                 f"quota on {q.path} exceeded: {q.inodes_used} + {inodes_delta} inodes > limit {q.inodes_limit}",
                 quota_path=q.path,
             )
+
+
+def check_charged(quotas: Iterable[Quota], bytes_delta: int, inodes_delta: int) -> None:
+    """:func:`check` on ``quotas`` read back after the deltas were added to their usage (as one ``UPDATE ...
+    RETURNING`` does). Raises ``QuotaExceeded`` as :func:`check` would have before the change."""
+    check(
+        (replace(q, bytes_used=q.bytes_used - bytes_delta, inodes_used=q.inodes_used - inodes_delta) for q in quotas),
+        bytes_delta,
+        inodes_delta,
+    )
 
 
 def headroom_bytes(quotas: Iterable[Quota]) -> int | None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +16,9 @@ import aiohttp
 import asyncpg
 import pytest
 
+from callfs.backends.dirsync import DirectorySyncs, fsync_directory
+from callfs.backends.localfs import LocalFSBackend
+from callfs.engine import new_blob_id
 from support.app_node import AppNode
 from support.http import session
 from support.node import NodeProcess, NodeSpec, postgres_redis_sections
@@ -224,3 +231,50 @@ async def test_a_write_aborted_by_conflicts_every_time_is_503_and_writes_nothing
         async with http.get("/v1/files/doc.txt") as response:
             assert await response.read() == b"old"
     assert len(blob_files(node)) == 1, "the refused write's blob is deleted at once"
+
+
+async def test_concurrent_blob_commits_share_directory_fsyncs_that_cover_their_renames(tmp_path: Path) -> None:
+    """Group commit keeps the local backend's promise: a blob's commit returns only after an fsync of its
+    directory that began once the blob was renamed into it (the directory already named it), and concurrent
+    commits share those fsyncs. The fsync is slowed (a slow disk) so that commits overlap."""
+    backend = LocalFSBackend(tmp_path / "blobs")
+    await backend.start()
+    clock = itertools.count()
+    guard = threading.Lock()
+    syncs: list[tuple[set[str], int]] = []  # (names in the directory when the fsync began, when it ended)
+
+    def slow_fsync(directory: Path) -> None:
+        names = set(os.listdir(directory))
+        fsync_directory(directory)
+        time.sleep(0.03)
+        with guard:
+            syncs.append((names, next(clock)))
+
+    backend.directory_syncs = DirectorySyncs(slow_fsync)
+
+    async def commit(blob_id: str) -> int:
+        writer = await backend.create(blob_id)
+        await writer.write(b"x" * 4096)
+        await writer.commit()
+        with guard:
+            return next(clock)
+
+    now = time.time()
+    blob_ids = [new_blob_id(now) for _ in range(24)]
+    returned = await asyncio.gather(*(commit(blob_id) for blob_id in blob_ids))
+    for blob_id, answered in zip(blob_ids, returned, strict=True):
+        assert backend.blob_path(blob_id).read_bytes() == b"x" * 4096
+        assert any(blob_id in names and ended < answered for names, ended in syncs), blob_id
+    assert len(syncs) < len(blob_ids) / 2, f"{len(syncs)} directory fsyncs for {len(blob_ids)} blobs"
+
+
+async def test_the_blob_directories_exist_from_the_start(tmp_path: Path) -> None:
+    backend = LocalFSBackend(tmp_path / "blobs")
+    await backend.start()
+    shards = sorted(p.name for p in (tmp_path / "blobs" / "objects").iterdir())
+    assert shards == [f"{n:02x}" for n in range(256)]
+    (tmp_path / "blobs" / "objects" / "7f").rmdir()  # removed by hand: a commit recreates it
+    writer = await backend.create("7f" + "0" * 30)
+    await writer.write(b"x")
+    await writer.commit()
+    assert backend.blob_path("7f" + "0" * 30).read_bytes() == b"x"

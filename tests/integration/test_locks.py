@@ -21,9 +21,10 @@ from callfs.errors import LockTimeout
 from callfs.locks import redis as redis_locks
 from callfs.locks.base import Lease, LockService, LockUnavailable
 from callfs.locks.local import KeyedFifoLock, LocalLockService
-from callfs.locks.redis import FENCE_KEY, LOCK_KEY_PREFIX, RedisLockService
+from callfs.locks.redis import FENCE_KEY, LOCK_KEY_PREFIX, WAITING_KEY_PREFIX, RedisLockService
 from support.ports import free_port
 from support.redis_server import RedisServer, running_redis_server
+from support.waiting import wait_for_async
 
 TTL = 0.3
 """Lease time-to-live for the tests, seconds: short so expiry and renewal are observable quickly."""
@@ -336,7 +337,7 @@ async def test_redis_lock_lives_under_its_documented_key_and_is_renewed(
 
 
 @pytest.mark.redis
-async def test_redis_uncontended_hold_is_one_round_trip_each_way(
+async def test_redis_uncontended_hold_is_one_round_trip_each_way_and_publishes_nothing(
     make_locks: MakeLocks, redis_client: redis.Redis
 ) -> None:
     locks: RedisLockService = await make_locks("redis", lease_ttl=30.0)
@@ -349,8 +350,59 @@ async def test_redis_uncontended_hold_is_one_round_trip_each_way(
     calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
     calls.pop("config|resetstat", None)
     calls.pop("info", None)
-    # Two scripts sent; the rest are the commands they ran inside Redis (commandstats counts those too).
-    assert calls == {"evalsha": 2, "set": 1, "exists": 1, "incr": 1, "get": 1, "del": 1, "publish": 1}
+    # Two scripts sent; the rest are the commands they ran inside Redis (commandstats counts those too): no
+    # release message when nobody waits.
+    assert calls == {"evalsha": 2, "set": 1, "incr": 1, "get": 1, "del": 1}
+
+
+@pytest.mark.redis
+async def test_redis_release_announces_itself_only_when_someone_waits(
+    make_locks: MakeLocks, redis_client: redis.Redis
+) -> None:
+    holder: RedisLockService = await make_locks("redis", lease_ttl=30.0)
+    waiter: RedisLockService = await make_locks("redis", lease_ttl=30.0)
+    mark = WAITING_KEY_PREFIX + "file:/wanted"
+
+    async def take_in_turn() -> None:
+        async with waiter.hold("file:/wanted"):
+            pass
+
+    async def marked() -> bool | None:
+        return redis_client.exists(mark) == 1 or None
+
+    async with holder.hold("file:/wanted"):
+        task = asyncio.create_task(take_in_turn())
+        await wait_for_async(marked, 5.0, "the waiter to mark the key")
+        redis_client.config_resetstat()
+    await asyncio.wait_for(task, timeout=5.0)
+    # The holder's release found the mark and announced itself; the waiter's, with nobody behind it, did not.
+    assert redis_client.info("commandstats")["cmdstat_publish"]["calls"] == 1
+    assert redis_client.exists(mark) == 0
+
+
+@pytest.mark.redis
+async def test_redis_every_waiter_across_nodes_is_woken_in_turn(
+    make_locks: MakeLocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release consumes the waiter mark; a waiter that lost the race to the woken one marks the key again,
+    so the next release wakes it too, without waiting for a poll."""
+    monkeypatch.setattr(redis_locks, "_MAX_POLL", 5.0)  # polling alone would now take seconds
+    holder, first, second = [await make_locks("redis", lease_ttl=30.0) for _ in range(3)]
+    loop = asyncio.get_running_loop()
+    acquired: list[float] = []
+
+    async def wait_for_it(service: RedisLockService) -> None:
+        async with service.hold("file:/queue"):
+            acquired.append(loop.time())
+            await asyncio.sleep(0.3)
+
+    async with holder.hold("file:/queue"):
+        tasks = [asyncio.create_task(wait_for_it(service)) for service in (first, second)]
+        await asyncio.sleep(0.5)  # both waiters are in poll intervals of seconds
+        released_at = loop.time()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=3.0)
+    assert acquired[0] - released_at < 0.1
+    assert acquired[1] - acquired[0] < 0.3 + 0.1
 
 
 @pytest.mark.redis

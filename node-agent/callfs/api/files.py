@@ -80,8 +80,12 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         response.headers.update(await directory_quota_headers(request, path))
         return response
 
+    first: Inode | None = inode  # resolved by stat() just now; a forwarded retry reads it afresh
+
     async def serve() -> web.StreamResponse:
-        return await send_file(request, await engine.open_file(who, path))
+        nonlocal first
+        resolved, first = first, None
+        return await send_file(request, await engine.open_file(who, path, resolved=resolved))
 
     return await serve_or_forward(request, serve)
 

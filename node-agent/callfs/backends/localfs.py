@@ -2,7 +2,11 @@
 
 Writes go to ``<root>/tmp/`` first, are fsynced, renamed into place and the directory fsynced, so a crash
 leaves either the complete blob or an unreferenced temp file that :meth:`LocalFSBackend.sweep_incomplete`
-removes at start. Reads hand out the open file so the HTTP layer can use ``sendfile``.
+removes at start. Concurrent commits into one directory share its fsync (:mod:`callfs.backends.dirsync`), and
+new blob ids written close together in time share their directory (:func:`callfs.engine.new_blob_id`), so under
+load a small file costs its own fsync plus a share of a directory fsync. The 256 blob directories are created
+(and their names fsynced) at start, so a commit has no other directory to sync. Reads hand out the open file so the HTTP
+layer can use ``sendfile``.
 
 A full disk (``ENOSPC``, ``EDQUOT``) fails the write with :class:`~callfs.errors.InsufficientStorage` (507) after
 removing the temp file, and marks the backend full: :meth:`LocalFSBackend.ping` (``/ready``) reports it not ready
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from callfs.backends.base import BackendUnavailable
+from callfs.backends.dirsync import DirectorySyncs, fsync_directory
 from callfs.errors import InsufficientStorage
 
 log = logging.getLogger(__name__)
@@ -41,14 +46,6 @@ def recovery_free_bytes(total_bytes: int) -> int:
     """Free bytes a full backend's filesystem of ``total_bytes`` needs to count as usable again: 64 MiB, or 5%
     of the filesystem when that is less."""
     return min(RECOVERY_FREE_BYTES, int(total_bytes * RECOVERY_FREE_FRACTION))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalBlobWriter:
@@ -94,6 +91,7 @@ class LocalBlobWriter:
         final = self._backend.blob_path(self._blob_id)
         try:
             await asyncio.to_thread(self._finish, fd, final)
+            await self._backend.directory_syncs.sync(final.parent)
         except OSError as exc:
             await asyncio.to_thread(_unlink_quietly, self._tmp_path)
             full = self._backend.no_space(exc)
@@ -110,9 +108,11 @@ class LocalBlobWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-        final.parent.mkdir(exist_ok=True)
+        if not final.parent.is_dir():
+            with contextlib.suppress(FileExistsError):
+                final.parent.mkdir()
+            fsync_directory(final.parent.parent)  # removed since start(): its name must survive a crash too
         os.rename(self._tmp_path, final)
-        _fsync_dir(final.parent)
 
     async def abort(self) -> None:
         self._pending, self._pending_bytes = [], 0
@@ -174,6 +174,8 @@ class LocalFSBackend:
         self._tmp = root / "tmp"
         self.storage_full: str | None = None
         """Why the last write failed for lack of space (``None``: not known to be full)."""
+        self.directory_syncs = DirectorySyncs()
+        """The fsyncs of blob directories after a rename into them (group commit)."""
 
     def no_space(self, exc: OSError) -> InsufficientStorage | None:
         """When ``exc`` is ``ENOSPC``/``EDQUOT``: mark the backend full and return the
@@ -199,12 +201,24 @@ class LocalFSBackend:
     async def start(self) -> None:
         try:
             self._objects.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(self._make_shards)
             self._tmp.mkdir(parents=True, exist_ok=True)
             probe = self._tmp / f".probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
             raise BackendUnavailable(f"local backend root {self.root} is not writable: {exc.strerror}") from exc
+
+    def _make_shards(self) -> None:
+        """Create the 256 directories blobs go to (``00``..``ff``) that are missing, and make their names durable,
+        so that a commit only ever has to fsync the directory it renames into."""
+        existing = set(os.listdir(self._objects))
+        missing = [f"{n:02x}" for n in range(256) if f"{n:02x}" not in existing]
+        for name in missing:
+            (self._objects / name).mkdir(exist_ok=True)
+        if missing:
+            fsync_directory(self._objects)
+            fsync_directory(self.root)  # the name ``objects`` itself, created with the first shards
 
     async def close(self) -> None:
         return None

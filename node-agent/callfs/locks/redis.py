@@ -3,13 +3,17 @@
 Redis layout:
 
 - ``callfs:lock:<key>``: the lock; value = the holder's random owner token, expiry = ``lease_ttl``.
+- ``callfs:lock-waiting:<key>``: set (expiring after ``lease_ttl``) by every attempt that found ``<key>`` held,
+  so that the release knows whether anyone waits.
 - ``callfs:fence``: one cluster-wide counter the fencing tokens are drawn from (see :data:`FENCE_KEY`).
-- channel ``callfs:lock-released:<key>``: a message is published on it whenever ``<key>`` is released.
+- channel ``callfs:lock-released:<key>``: a message is published on it when ``<key>`` is released while a
+  waiter is marked.
 
-Cost: an uncontended :meth:`RedisLockService.hold` is one round trip to acquire (a Lua script does
-``SET NX PX`` and ``INCR`` of the fencing counter atomically) and one to release (compare-and-delete plus
-``PUBLISH``); renewal of all leases a node holds is one round trip every ``lease_ttl / 3`` seconds. Only a
-task that has to wait subscribes to the release channel.
+Cost: an uncontended :meth:`RedisLockService.hold` is two round trips and four commands: one script to acquire
+(``SET NX PX`` and ``INCR`` of the fencing counter, atomically) and one to release (``GET`` and ``DEL`` of
+the lock and the waiter mark: a compare-and-delete). Only when the ``DEL`` found a waiter mark does the release
+``PUBLISH``; only a task that has to wait subscribes to the release channel. Renewal of all leases a node holds
+is one round trip every ``lease_ttl / 3`` seconds.
 """
 
 from __future__ import annotations
@@ -37,14 +41,17 @@ log = logging.getLogger(__name__)
 LOCK_KEY_PREFIX = "callfs:lock:"
 """Redis key of a lock is this prefix + the lock key (``file:<path>`` / ``dir:<path>``)."""
 
+WAITING_KEY_PREFIX = "callfs:lock-waiting:"
+"""Redis key marking that an attempt found a lock held is this prefix + the lock key."""
+
 RELEASE_CHANNEL_PREFIX = "callfs:lock-released:"
 """Pub/sub channel announcing the release of a lock key is this prefix + the lock key."""
 
 FENCE_KEY = "callfs:fence"
 """The counter fencing tokens are drawn from. One counter for all keys: a token that increases for every
 acquisition in the cluster increases strictly per key too, and unlike a counter per key it does not leave a
-Redis key behind for every path ever locked. It is seeded from the Redis server clock (microseconds) when
-missing, so tokens keep increasing even if a Redis without persistence restarts empty."""
+Redis key behind for every path ever locked. When missing (``INCR`` answers 1) it is seeded from the Redis server
+clock (microseconds), so tokens keep increasing even if a Redis without persistence restarts empty."""
 
 IO_TIMEOUT = 2.0
 """Seconds to connect to Redis or wait for one reply before the service counts as unavailable."""
@@ -56,26 +63,32 @@ release message normally wakes it first; polling covers a missed message and a l
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
+  local token = redis.call('INCR', KEYS[2])
+  if token == 1 then
     local now = redis.call('TIME')
-    redis.call('SET', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+    token = tonumber(now[1] .. string.format('%06d', tonumber(now[2])))
+    redis.call('SET', KEYS[2], token)
   end
-  return {1, redis.call('INCR', KEYS[2])}
+  return {1, token}
 end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 return {0, redis.call('PTTL', KEYS[1])}
 """
-"""KEYS: lock, fence counter; ARGV: owner, ttl ms. Returns ``{1, fencing token}`` or ``{0, holder's PTTL}``
-(ms)."""
+"""KEYS: lock, fence counter, waiter mark; ARGV: owner, ttl ms. Returns ``{1, fencing token}`` or, after marking
+that someone waits, ``{0, holder's PTTL}`` (ms). A counter that was missing starts at the server clock in
+microseconds (the seed is taken as the token itself)."""
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[1])
+  if redis.call('DEL', KEYS[1], KEYS[2]) > 1 then
+    redis.call('PUBLISH', ARGV[2], ARGV[1])
+  end
   return 1
 end
 return 0
 """
-"""KEYS: lock; ARGV: owner, release channel. Deletes only the caller's own lock: 1 released, 0 not ours."""
+"""KEYS: lock, waiter mark; ARGV: owner, release channel. Deletes only the caller's own lock (and the mark), and
+announces the release only when a waiter had marked the key: 1 released, 0 not ours."""
 
 _RENEW = """
 local renewed = {}
@@ -90,6 +103,11 @@ end
 return renewed
 """
 """KEYS: locks; ARGV: ttl ms, then one owner per key. Extends each lock still owned: 1 per key, 0 if lost."""
+
+
+def _waiting_key(lock_key: str) -> str:
+    """The waiter mark of the Redis lock key ``lock_key``."""
+    return WAITING_KEY_PREFIX + lock_key.removeprefix(LOCK_KEY_PREFIX)
 
 
 class _ReleaseNotices:
@@ -335,7 +353,7 @@ class RedisLockService:
         assert self._acquire_script is not None
         try:
             granted, value = await self._acquire_script(
-                keys=[lock_key, FENCE_KEY], args=[owner, self._ttl_ms]
+                keys=[lock_key, FENCE_KEY, _waiting_key(lock_key)], args=[owner, self._ttl_ms]
             )
         except BaseException as exc:
             # Redis may have granted the lock before the reply got lost (cancellation, timeout): free it now
@@ -366,7 +384,7 @@ class RedisLockService:
     async def _delete_if_owner(self, lock_key: str, owner: str) -> bool:
         assert self._release_script is not None
         channel = RELEASE_CHANNEL_PREFIX + lock_key.removeprefix(LOCK_KEY_PREFIX)
-        return bool(await self._release_script(keys=[lock_key], args=[owner, channel]))
+        return bool(await self._release_script(keys=[lock_key, _waiting_key(lock_key)], args=[owner, channel]))
 
     async def _renew_forever(self) -> None:
         while True:

@@ -36,9 +36,16 @@ class AutocommitOperations:
         """The committed inodes at any of ``paths``, root first (one query)."""
         return await self._autocommit_reader().get_many(paths)
 
-    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
-        """The committed inodes at ``paths`` and ``exclusive``, by path (locks are moot outside a transaction)."""
-        return await self._autocommit_reader().lock([*paths, *exclusive])
+    async def get_chain(self, paths: Sequence[str]) -> tuple[list[Inode], list[Quota]]:
+        """The committed inodes at any of ``paths`` and their quotas, root first (one query)."""
+        return await self._autocommit_reader().get_chain(paths)
+
+    async def lock(
+        self, paths: Collection[str], *, exclusive: Collection[str] = (), read: Collection[str] = ()
+    ) -> dict[str, Inode]:
+        """The committed inodes at ``paths``, ``exclusive`` and ``read``, by path (locks are moot outside a
+        transaction)."""
+        return await self._autocommit_reader().lock([*paths, *exclusive, *read])
 
     async def insert(self, inode: Inode) -> bool:
         """Insert ``inode``; ``False`` when its path exists."""
@@ -185,6 +192,13 @@ class AutocommitOperations:
         """Add deltas to a quota's usage."""
         async with self._autocommit_writer() as ops:
             await ops.add_usage(path, bytes_delta, inodes_delta)
+
+    async def settle(
+        self, quota_paths: Sequence[str], bytes_delta: int, inodes_delta: int, released: Sequence[Inode] = ()
+    ) -> tuple[list[Quota], list[Inode]]:
+        """Charge quotas and let go of released content in one transaction (see ``MetadataTxn.settle``)."""
+        async with self.transaction() as txn:
+            return await txn.settle(quota_paths, bytes_delta, inodes_delta, released)
 
     async def subtree_usage(self, path: str) -> tuple[int, int]:
         """``(bytes, inodes)`` strictly below ``path``."""

@@ -69,12 +69,20 @@ class MetadataTxn(Protocol):
         chain at once."""
         ...
 
+    async def get_chain(self, paths: Sequence[str]) -> tuple[list[Inode], list[Quota]]:
+        """Like :meth:`get_many`, with the quotas set on those of the ``paths`` that have one (ordered by path) from
+        the same query: a path's ancestors and the quotas governing it in one round trip."""
+        ...
+
     async def insert(self, inode: Inode) -> bool:
         """Insert a new inode; ``False`` (and no change) when the path already exists."""
         ...
 
-    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
+    async def lock(
+        self, paths: Collection[str], *, exclusive: Collection[str] = (), read: Collection[str] = ()
+    ) -> dict[str, Inode]:
         """Lock the inodes at ``paths`` until the transaction ends, in path order; those that exist, by path.
+        Paths only in ``read`` are read in the same statement without a lock (e.g. the root, never renamed).
 
         Paths in ``exclusive`` are locked for update (PostgreSQL ``FOR UPDATE``), the others only against
         being renamed or deleted (``FOR KEY SHARE``: many transactions share it, so writers of one directory
@@ -201,6 +209,15 @@ class MetadataTxn(Protocol):
 
     async def add_usage(self, path: str, bytes_delta: int, inodes_delta: int) -> None:
         """Add the deltas (may be negative) to the usage of the quota at ``path``."""
+        ...
+
+    async def settle(
+        self, quota_paths: Sequence[str], bytes_delta: int, inodes_delta: int, released: Sequence[Inode] = ()
+    ) -> tuple[list[Quota], list[Inode]]:
+        """The end of a write, in one round trip where the database allows: add the deltas to the quotas on
+        ``quota_paths`` and return them as they are now (by path; the caller checks their limits), and return
+        the files of ``released`` whose blob no file names any more (their attributes deleted), whose bytes the
+        caller frees after the commit. Runs after the statements that changed the inodes."""
         ...
 
     async def subtree_usage(self, path: str) -> tuple[int, int]:

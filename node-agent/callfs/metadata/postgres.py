@@ -226,6 +226,7 @@ class _Times:
 
     for_update_suffix = " FOR UPDATE"
     for_share_suffix = " FOR KEY SHARE"
+    writable_ctes = True
 
     def encode_time(self, value: datetime) -> Any:
         return require_utc(value)

@@ -356,6 +356,86 @@ def select_quotas(count: int) -> str:
     return f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
 
 
+@lru_cache(maxsize=64)
+def select_chain(count: int) -> str:
+    """``SELECT`` of the inodes at ``count`` given paths (``$1..$count``) with the quota set on each, if any
+    (:data:`QUOTA_COLUMNS` after the inode's, ``NULL`` without a quota), ordered by path: a path's ancestors,
+    the quotas governing it and the path itself in one query. Quotas only exist on existing directories."""
+    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
+    return (
+        f"SELECT {INODE_SELECT}, q.bytes_limit, q.inodes_limit, q.bytes_used, q.inodes_used "  # noqa: S608
+        f"FROM inodes LEFT JOIN quotas q USING (path) WHERE path IN ({placeholders}) ORDER BY path"
+    )
+
+
+@lru_cache(maxsize=64)
+def lock_runs(kinds: tuple[str, ...], sizes: tuple[int, ...]) -> str:
+    """One statement locking consecutive runs of paths in path order, each run with its own row lock (``kinds``:
+    a locking suffix such as ``" FOR UPDATE"``, or ``""`` for a plain read), ``sizes[i]`` paths per run,
+    placeholders numbered across the runs in order.
+
+    Each run is a ``WITH`` query and their results are appended in order (``UNION ALL``), which PostgreSQL
+    executes run after run: rows are locked in the order of the runs, as by one statement per run.
+    """
+    ctes, selects, first = [], [], 1
+    for i, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
+        placeholders = ", ".join(f"${n}" for n in range(first, first + size))
+        ctes.append(
+            f"r{i} AS MATERIALIZED (SELECT {INODE_SELECT} FROM inodes WHERE path IN ({placeholders}) "  # noqa: S608
+            f"ORDER BY path{kind})"
+        )
+        selects.append(f"SELECT * FROM r{i}")  # noqa: S608
+        first += size
+    return "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
+
+
+def _numbered(first: int, count: int) -> str:
+    return ", ".join(f"${n}" for n in range(first, first + count))
+
+
+@lru_cache(maxsize=64)
+def charge_quotas(count: int) -> str:
+    """``UPDATE`` adding ``$1`` bytes and ``$2`` inodes to the usage of the quotas on ``count`` paths
+    (``$3``...), returning each changed quota as it is now (:data:`QUOTA_COLUMNS`). Locks the rows it changes."""
+    return (
+        "UPDATE quotas SET bytes_used = bytes_used + $1, inodes_used = inodes_used + $2 "  # noqa: S608
+        f"WHERE path IN ({_numbered(3, count)}) RETURNING {QUOTA_COLUMNS}"
+    )
+
+
+@lru_cache(maxsize=64)
+def unnamed_blobs(count: int, first: int = 1) -> str:
+    """``SELECT`` of the ``count`` (backend, blob id) pairs given as parameters from ``$first`` on that no file
+    names any more, as ``backend, blob_id``."""
+    pairs = ", ".join(f"(CAST(${n} AS TEXT), CAST(${n + 1} AS TEXT))" for n in range(first, first + 2 * count, 2))
+    return (
+        f"WITH g (backend, blob_id) AS (VALUES {pairs}) SELECT g.backend, g.blob_id FROM g "  # noqa: S608
+        "WHERE NOT EXISTS (SELECT 1 FROM inodes i WHERE i.backend = g.backend AND i.blob_id = g.blob_id "
+        "AND i.type = 'file')"
+    )
+
+
+@lru_cache(maxsize=64)
+def settle_all(quota_count: int, blob_count: int) -> str:
+    """PostgreSQL's one statement for :meth:`Queries.settle`: :func:`charge_quotas` on ``quota_count`` paths and
+    :func:`unnamed_blobs` of ``blob_count`` pairs (after the paths), whose attributes it deletes.
+
+    Rows: ``(0, quota columns, NULL)`` per charged quota, then ``(1, backend, NULL, NULL, NULL, NULL, blob_id)``
+    per blob no file names any more.
+    """
+    parts, selects = [], []
+    if quota_count:
+        parts.append(f"usage AS ({charge_quotas(quota_count)})")
+        selects.append(
+            "SELECT 0, path, bytes_limit, inodes_limit, bytes_used, inodes_used, CAST(NULL AS TEXT) FROM usage"
+        )
+    if blob_count:
+        parts.append(f"unnamed AS MATERIALIZED ({unnamed_blobs(blob_count, 3 + quota_count if quota_count else 1)})")
+        parts.append("dropped AS (DELETE FROM blob_attributes WHERE blob_id IN (SELECT blob_id FROM unnamed))")
+        selects.append("SELECT 1, backend, NULL, NULL, NULL, NULL, blob_id FROM unnamed")
+    return "WITH " + ", ".join(parts) + " " + " UNION ALL ".join(selects)
+
+
 def quota_from_row(row: Sequence[Any]) -> Quota:
     return Quota(path=row[0], bytes_limit=row[1], inodes_limit=row[2], bytes_used=int(row[3]),
                  inodes_used=int(row[4]))
@@ -462,6 +542,9 @@ class Executor(Protocol):
 
     for_update_suffix: str
     for_share_suffix: str
+    writable_ctes: bool
+    """True when the database runs data-changing ``WITH`` queries (PostgreSQL): :meth:`Queries.settle` is then one
+    statement; SQLite runs its parts one after the other."""
 
     def encode_time(self, value: datetime) -> Any:
         """An aware datetime as the column value this database stores."""
@@ -509,31 +592,46 @@ class Queries:
             return []
         return [self._inode(row) for row in await self._x.fetch(select_inodes(len(wanted)), wanted)]
 
+    async def get_chain(self, paths: Sequence[str]) -> tuple[list[Inode], list[Quota]]:
+        """The inodes at any of ``paths`` (root first) and the quotas set on them, ordered by path, in one query."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return [], []
+        rows = await self._x.fetch(select_chain(len(wanted)), wanted)
+        width = INODE_SELECT.count(",") + 1
+        quotas = [quota_from_row((row[0], *row[width:])) for row in rows if row[width + 2] is not None]
+        return [self._inode(row) for row in rows], quotas
+
     async def insert(self, inode: Inode) -> bool:
         """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""
         return bool(await self._x.fetch(INSERT_INODE, inode_params(inode, self._x.encode_time)))
 
-    async def lock(self, paths: Collection[str], *, exclusive: Collection[str] = ()) -> dict[str, Inode]:
+    async def lock(
+        self, paths: Collection[str], *, exclusive: Collection[str] = (), read: Collection[str] = ()
+    ) -> dict[str, Inode]:
         """Lock the inodes at ``paths`` in path order (``exclusive`` ones for update, the others against
-        re-keying and deletion) until the transaction ends; the ones that exist, by path.
-
-        Consecutive paths of one kind are locked by one statement (``ORDER BY path`` locks in that order).
-        """
-        wanted = sorted(set(paths) | set(exclusive))
-        found: dict[str, Inode] = {}
-        start = 0
-        while start < len(wanted):
-            strong = wanted[start] in exclusive
-            end = start + 1
-            while end < len(wanted) and (wanted[end] in exclusive) == strong:
-                end += 1
-            batch = wanted[start:end]
-            suffix = self._x.for_update_suffix if strong else self._x.for_share_suffix
-            for row in await self._x.fetch(select_inodes(len(batch)) + suffix, batch):
-                inode = self._inode(row)
-                found[inode.path] = inode
-            start = end
-        return found
+        re-keying and deletion) until the transaction ends, and read those at ``read`` without a lock; the ones
+        that exist, by path. One statement (:func:`lock_runs` when the kinds of lock differ)."""
+        runs: list[tuple[str, list[str]]] = []
+        for path in sorted(set(paths) | set(exclusive) | set(read)):
+            if path in exclusive:
+                kind = self._x.for_update_suffix
+            elif path in paths:
+                kind = self._x.for_share_suffix
+            else:
+                kind = ""
+            if runs and runs[-1][0] == kind:
+                runs[-1][1].append(path)
+            else:
+                runs.append((kind, [path]))
+        if not runs:
+            return {}
+        params = [path for _, run in runs for path in run]
+        if len(runs) == 1:
+            sql = select_inodes(len(params)) + runs[0][0]
+        else:
+            sql = lock_runs(tuple(kind for kind, _ in runs), tuple(len(run) for _, run in runs))
+        return {inode.path: inode for inode in map(self._inode, await self._x.fetch(sql, params))}
 
     async def update(self, inode: Inode) -> None:
         """Replace every field of the inode at ``inode.path``.
@@ -562,7 +660,8 @@ class Queries:
         """
         low, high = subtree_bounds(path)
         deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
-        await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
+        if any(inode.is_dir for inode in deleted):  # quotas are set on directories only
+            await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
         for inode in deleted:
             await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
@@ -799,6 +898,42 @@ class Queries:
     async def add_usage(self, path: str, bytes_delta: int, inodes_delta: int) -> None:
         """Add (possibly negative) deltas to the usage of the quota at ``path``."""
         await self._x.count(ADD_USAGE, (path, bytes_delta, inodes_delta))
+
+    async def settle(
+        self, quota_paths: Sequence[str], bytes_delta: int, inodes_delta: int, released: Sequence[Inode] = ()
+    ) -> tuple[list[Quota], list[Inode]]:
+        """Finish a write in one statement (PostgreSQL; SQLite: one per part): add the deltas to the usage of the
+        quotas on ``quota_paths`` and return them as they are now (ordered by path; the caller checks the limits
+        and rolls back), and of the files in ``released`` (whose content the transaction let go) return those
+        whose blob no file names any more, after deleting the attributes of that content. A blob a copy still
+        names keeps its bytes and attributes.
+
+        Nothing is sent when there are no deltas and nothing released. Must run after the statements that
+        changed the inodes, in their transaction: it sees them.
+        """
+        paths = sorted(set(quota_paths)) if bytes_delta or inodes_delta else []
+        blobs = sorted({(i.backend, i.blob_id) for i in released if i.backend is not None and i.blob_id is not None})
+        if not paths and not blobs:
+            return [], []
+        flat = [value for pair in blobs for value in pair]
+        charged: list[Quota] = []
+        unnamed: set[tuple[str, str]] = set()
+        if self._x.writable_ctes:
+            params = [bytes_delta, inodes_delta, *paths, *flat] if paths else flat
+            for row in await self._x.fetch(settle_all(len(paths), len(blobs)), params):
+                if row[0] == 0:
+                    charged.append(quota_from_row(row[1:6]))
+                else:
+                    unnamed.add((row[1], row[6]))
+        else:
+            if paths:
+                charged = [quota_from_row(row) for row in
+                           await self._x.fetch(charge_quotas(len(paths)), [bytes_delta, inodes_delta, *paths])]
+            if blobs:
+                unnamed = {(row[0], row[1]) for row in await self._x.fetch(unnamed_blobs(len(blobs)), flat)}
+                for _, blob_id in sorted(unnamed):
+                    await self._x.count(DELETE_ATTRIBUTES, (blob_id,))
+        return sorted(charged, key=lambda q: q.path), [i for i in released if (i.backend, i.blob_id) in unnamed]
 
     async def subtree_usage(self, path: str) -> tuple[int, int]:
         """``(bytes, inodes)`` strictly below ``path``."""

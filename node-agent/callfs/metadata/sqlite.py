@@ -195,6 +195,7 @@ class _Connection:
 
     for_update_suffix = ""
     for_share_suffix = ""
+    writable_ctes = False
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
