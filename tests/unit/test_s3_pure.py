@@ -11,6 +11,7 @@ import pytest
 
 from callfs.s3 import listing, messages, names
 from callfs.s3.errors import S3Error
+from callfs.s3.objects import quoted_etags
 from callfs.s3.payload import Integrity
 
 # --- names -------------------------------------------------------------------------------------------------
@@ -166,3 +167,11 @@ def test_malformed_content_md5_is_invalid_digest() -> None:
     with pytest.raises(S3Error) as info:
         Integrity({"Content-MD5": "short"})
     assert info.value.code == "InvalidDigest"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"abc"', '"abc"'), ("abc", '"abc"'), ("*", "*"), ('W/"abc"', 'W/"abc"'), ('abc, "def"', '"abc", "def"'),
+    (None, None),
+])
+def test_bare_etags_are_quoted(value: str | None, expected: str | None) -> None:
+    assert quoted_etags(value) == expected

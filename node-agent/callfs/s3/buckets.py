@@ -12,7 +12,7 @@ from callfs.models import Inode
 from callfs.permissions import EXECUTE, READ, allows
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
-from callfs.s3.errors import S3Error, invalid_argument, no_such_bucket
+from callfs.s3.errors import S3Error, invalid_argument, no_such_bucket, not_implemented
 from callfs.s3.listing import decode_token, encode_token, page
 from callfs.s3.objects import require_bucket, xml_response
 
@@ -34,8 +34,12 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
 
 async def create_bucket(ctx: Context) -> web.StreamResponse:
     """CreateBucket: make ``/bucket`` (mode 0700). An existing bucket is ``BucketAlreadyOwnedByYou`` (the
-    caller owns it) or ``BucketAlreadyExists``."""
+    caller owns it) or ``BucketAlreadyExists``. A bucket with object lock
+    (``x-amz-bucket-object-lock-enabled: true``) is ``NotImplemented``: making it without the lock would let a
+    client believe its objects are protected."""
     names.check_bucket(ctx.bucket)
+    if ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+        raise not_implemented("Object lock")
     body = await ctx.xml_body()
     if body.strip():
         messages.parse_create_bucket(body)  # the location constraint is accepted whatever it names
