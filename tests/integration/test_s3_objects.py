@@ -248,3 +248,14 @@ def test_object_lock_bucket_is_not_implemented(s3_node_sqlite: AppNode) -> None:
         s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
     assert error_code(info) == "NotImplemented"
     assert s3.list_buckets()["Buckets"] == []
+
+
+def test_if_none_match_with_entity_tags_on_put(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="inm")
+    s3.put_object(Bucket="inm", Key="new", Body=b"1", IfNoneMatch='"some-etag"')
+    tag = s3.put_object(Bucket="inm", Key="new", Body=b"2", IfNoneMatch="other")["ETag"]
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="inm", Key="new", Body=b"3", IfNoneMatch=tag.strip('"'))
+    assert error_code(info) == "PreconditionFailed"
+    assert s3.get_object(Bucket="inm", Key="new")["Body"].read() == b"2"

@@ -143,24 +143,24 @@ async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
 
 
 def _write_conditions(ctx: Context, key: str) -> tuple[bool, Precondition | None]:
-    """``If-None-Match: *`` (create only) and ``If-Match`` of a conditional PutObject or
-    CompleteMultipartUpload: ``(create_only, precondition)``. ``If-Match`` on a missing key is ``NoSuchKey``
-    (404), as S3 answers, not ``PreconditionFailed``."""
+    """The conditional headers of a PutObject, CopyObject or CompleteMultipartUpload: ``(create_only,
+    precondition)``. ``If-None-Match: *`` writes only a new key; ``If-None-Match`` with entity tags refuses to
+    replace an object having one of them; ``If-Match`` replaces only an object having one of them, and on a
+    missing key is ``NoSuchKey`` (404), as S3 answers, not ``PreconditionFailed``."""
     headers = ctx.request.headers
-    if_none_match = headers.get("If-None-Match")
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", 501, "If-None-Match on a write only supports '*'")
+    if_none_match = quoted_etags(headers.get("If-None-Match"))
+    create_only = if_none_match is not None and if_none_match.strip() == "*"
     if_match = quoted_etags(headers.get("If-Match"))
-    check = write_precondition(Conditions(if_match=if_match))
+    check = write_precondition(Conditions(if_match=if_match, if_none_match=None if create_only else if_none_match))
     if check is None:
-        return if_none_match is not None, None
+        return create_only, None
 
     def precondition(current: Inode | None) -> None:
-        if current is None or current.is_dir:
+        if if_match is not None and (current is None or current.is_dir):
             raise errors.NotFound(f"{key} does not exist")  # NoSuchKey at the edge
         check(current)
 
-    return if_none_match is not None, precondition
+    return create_only, precondition
 
 
 async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
