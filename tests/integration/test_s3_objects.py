@@ -259,3 +259,19 @@ def test_if_none_match_with_entity_tags_on_put(s3_node_sqlite: AppNode) -> None:
         s3.put_object(Bucket="inm", Key="new", Body=b"3", IfNoneMatch=tag.strip('"'))
     assert error_code(info) == "PreconditionFailed"
     assert s3.get_object(Bucket="inm", Key="new")["Body"].read() == b"2"
+
+
+def test_bucket_left_with_empty_folders_is_empty(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    s3.create_bucket(Bucket="folders")
+    s3.put_object(Bucket="folders", Key="a/b/c.txt", Body=b"1")
+    s3.put_object(Bucket="folders", Key="a/d.txt", Body=b"2")
+    s3.delete_object(Bucket="folders", Key="a/b/c.txt")
+    with pytest.raises(ClientError) as busy:
+        s3.delete_bucket(Bucket="folders")
+    assert error_code(busy) == "BucketNotEmpty"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="folders")["Contents"]] == ["a/d.txt"]
+    s3.delete_object(Bucket="folders", Key="a/d.txt")
+    assert "Contents" not in s3.list_objects_v2(Bucket="folders")
+    s3.delete_bucket(Bucket="folders")
+    assert s3.list_buckets()["Buckets"] == []

@@ -59,12 +59,24 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
 
 
 async def delete_bucket(ctx: Context) -> web.StreamResponse:
-    """DeleteBucket: remove an empty bucket directory (``BucketNotEmpty`` otherwise)."""
+    """DeleteBucket: remove a bucket holding no objects (``BucketNotEmpty`` otherwise). Folders left empty by
+    deleted keys are not objects (listings without a delimiter skip them): they are removed with the bucket,
+    deepest first and each only while empty, so that a file written meanwhile keeps the bucket."""
     await require_bucket(ctx, ctx.bucket)
+    bucket = names.bucket_path(ctx.bucket)
+    not_empty = S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty", f"/{ctx.bucket}")
     try:
-        await ctx.engine.delete(ctx.caller, names.bucket_path(ctx.bucket))
+        try:
+            await ctx.engine.delete(ctx.caller, bucket)
+        except errors.DirectoryNotEmpty:
+            _, entries = await ctx.engine.list_directory(ctx.caller, bucket, recursive=True, max_depth=LIST_DEPTH)
+            if any(not e.is_dir for e in entries):
+                raise not_empty from None
+            for folder in sorted((e.path for e in entries), key=lambda p: p.count("/"), reverse=True):
+                await ctx.engine.delete(ctx.caller, folder)
+            await ctx.engine.delete(ctx.caller, bucket)
     except errors.DirectoryNotEmpty:
-        raise S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty", f"/{ctx.bucket}") from None
+        raise not_empty from None
     except errors.NotFound:
         raise no_such_bucket(ctx.bucket) from None
     return web.Response(status=204)
