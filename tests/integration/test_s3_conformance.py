@@ -54,7 +54,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "testPresignedPostPolicy": "POST-form (browser) uploads are not served (docs/s3.md, out of scope)",
     "testPresignedPostPolicyEmptyFileName": "POST-form (browser) uploads are not served",
     "testPresignedPostPolicyWrongFile": "POST-form (browser) uploads are not served",
-    "testStorageClassInvalidMetadataPutObject": "storage classes are ignored, so an invalid one is not refused",
     "testListUnsorted": "asks for MinIO's ListObjects extension with user metadata (metadata=true), which S3 "
                         "does not define",
 }

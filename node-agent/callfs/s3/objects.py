@@ -29,10 +29,21 @@ MAX_USER_METADATA_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
 
+STORAGE_CLASSES = frozenset({
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE",
+    "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE",
+})
+"""The ``x-amz-storage-class`` values S3 defines (API reference, PutObject); all are stored alike here."""
+
+
 def object_attributes(headers: Mapping[str, str]) -> dict[str, str]:
     """The attributes stored with an object from its write request: :data:`STORED_HEADERS`, Content-Encoding
     (less ``aws-chunked``) and the ``x-amz-meta-*`` user metadata (names lower-case). Raises
-    :class:`S3Error` ``MetadataTooLarge`` (over 2 KiB of user metadata)."""
+    :class:`S3Error` ``MetadataTooLarge`` (over 2 KiB of user metadata), ``InvalidStorageClass`` (an
+    ``x-amz-storage-class`` not in :data:`STORAGE_CLASSES`)."""
+    storage_class = headers.get("x-amz-storage-class")
+    if storage_class is not None and storage_class not in STORAGE_CLASSES:
+        raise S3Error("InvalidStorageClass", 400, "The storage class you specified is not valid")
     out = {name: headers[name] for name in STORED_HEADERS if name in headers}
     encoding = ",".join(e.strip() for e in headers.get("Content-Encoding", "").split(",")
                         if e.strip() and e.strip() != "aws-chunked")
