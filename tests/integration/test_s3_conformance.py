@@ -3,7 +3,7 @@
 The suite runs in full mode with ``RUN_ON_FAIL=1``: every test runs whatever failed before it, and a test whose
 server answered ``NotImplemented`` (or that found a feature missing) is reported ``NA`` (not applicable). A test
 counts as passed when it logged a PASS and no FAIL. This test asserts that every test of the suite ran and
-ended as expected:
+ended as expected, and that the node never answered it with a 500 (``InternalError``):
 
 - NA only for the tests in :data:`KNOWN_NA`, each naming the feature docs/s3.md lists as not served;
 - FAIL only for the tests in :data:`KNOWN_FAILURES`, each with the reason it fails here;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -134,10 +135,14 @@ def test_minio_go_functional_suite(suite_binary: Path, s3_node_sqlite: AppNode, 
         # The suite writes its scratch files (FPutObject/FGetObject) to its working directory.
         subprocess.run([str(suite_binary)], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
                        timeout=RUN_TIMEOUT, check=False)
-    results = outcomes(log.read_text().splitlines())
+    text = log.read_text()
+    results = outcomes(text.splitlines())
     counts = {status: sum(o.status == status for o in results.values()) for status in ("PASS", "FAIL", "NA")}
     summary = f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['NA']} not applicable of {len(results)}"
     print(f"minio-go functional suite: {summary}")
+    # minio-go logs an error's message (ours: "We encountered an internal error"), or the status of a HEAD.
+    assert not re.search(r"internal ?error|internal server error", text, re.IGNORECASE), \
+        f"the node answered a request of the suite with a 500; see {log}"
     assert len(results) >= SUITE_SIZE, f"the suite stopped early ({summary}); its log is in {log}"
     expected = {name: "FAIL" for name in KNOWN_FAILURES} | {name: "NA" for name in KNOWN_NA}
     wrong = {name: o for name, o in results.items() if o.status != expected.get(name, "PASS")}
