@@ -24,8 +24,11 @@ MINIO_GO_VERSION=v7.4.1
 CACHE="${CALLFS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-tools}/s3-conformance/minio-go-$MINIO_GO_VERSION"
 BINARY="$CACHE/minio-go-functional"
 
-# Never let a module's "toolchain" line download another Go: fail with the installed one instead.
-export GOTOOLCHAIN=local CGO_ENABLED=0
+# Never let a module's "toolchain" line download another Go: fail with the installed one instead. Modules come
+# from the Go module proxy only (no "direct" fallback to version control).
+GOPROXY=$(go env GOPROXY 2>/dev/null || true)
+GOPROXY=${GOPROXY//,direct/}
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOPROXY=${GOPROXY:-https://proxy.golang.org}
 
 log() { printf 's3-conformance.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
