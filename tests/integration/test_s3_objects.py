@@ -213,3 +213,65 @@ def test_conditional_put(s3_node_sqlite: AppNode) -> None:
         s3.put_object(Bucket="cput", Key="once", Body=b"2", IfNoneMatch="*")
     assert error_code(info) == "PreconditionFailed"
     assert s3.get_object(Bucket="cput", Key="once")["Body"].read() == b"1"
+
+
+def test_if_match_on_a_missing_key_is_no_such_key(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="cput")
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="cput", Key="absent", Body=b"1", IfMatch='"some-etag"')
+    assert error_code(info) == "NoSuchKey"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="cput", Key="absent")
+
+
+def test_unquoted_etags_match_in_conditions(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="bare")
+    tag = s3.put_object(Bucket="bare", Key="k", Body=b"v")["ETag"]
+    bare = tag.strip('"')
+    assert s3.get_object(Bucket="bare", Key="k", IfMatch=bare)["Body"].read() == b"v"
+    s3.copy_object(Bucket="bare", Key="copy", CopySource={"Bucket": "bare", "Key": "k"}, CopySourceIfMatch=bare)
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket="bare", Key="copy2", CopySource={"Bucket": "bare", "Key": "k"},
+                       CopySourceIfNoneMatch=bare)
+    assert error_code(info) == "PreconditionFailed"
+    s3.put_object(Bucket="bare", Key="k", Body=b"w", IfMatch=bare)
+    with pytest.raises(ClientError) as stale:
+        s3.put_object(Bucket="bare", Key="k", Body=b"x", IfMatch=bare)
+    assert error_code(stale) == "PreconditionFailed"
+
+
+def test_object_lock_bucket_is_not_implemented(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+    assert error_code(info) == "NotImplemented"
+    assert s3.list_buckets()["Buckets"] == []
+
+
+def test_if_none_match_with_entity_tags_on_put(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="inm")
+    s3.put_object(Bucket="inm", Key="new", Body=b"1", IfNoneMatch='"some-etag"')
+    tag = s3.put_object(Bucket="inm", Key="new", Body=b"2", IfNoneMatch="other")["ETag"]
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="inm", Key="new", Body=b"3", IfNoneMatch=tag.strip('"'))
+    assert error_code(info) == "PreconditionFailed"
+    assert s3.get_object(Bucket="inm", Key="new")["Body"].read() == b"2"
+
+
+def test_bucket_left_with_empty_folders_is_empty(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    s3.create_bucket(Bucket="folders")
+    s3.put_object(Bucket="folders", Key="a/b/c.txt", Body=b"1")
+    s3.put_object(Bucket="folders", Key="a/d.txt", Body=b"2")
+    s3.delete_object(Bucket="folders", Key="a/b/c.txt")
+    with pytest.raises(ClientError) as busy:
+        s3.delete_bucket(Bucket="folders")
+    assert error_code(busy) == "BucketNotEmpty"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="folders")["Contents"]] == ["a/d.txt"]
+    s3.delete_object(Bucket="folders", Key="a/d.txt")
+    assert "Contents" not in s3.list_objects_v2(Bucket="folders")
+    s3.delete_bucket(Bucket="folders")
+    assert s3.list_buckets()["Buckets"] == []

@@ -108,3 +108,39 @@ def test_unsigned_chunks_with_trailing_checksum(s3_node_sqlite: AppNode) -> None
     good = put(zlib.crc32(data).to_bytes(4, "big"))
     assert good.status_code == 200, good.text
     assert s3.get_object(Bucket="stream", Key="trailer.bin")["Body"].read() == data
+
+
+def _signed_trailer_upload(node: AppNode, key: str, data: bytes, line_end: bytes, *, forge: bool = False
+                           ) -> requests.Response:
+    """A ``STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`` upload whose trailing CRC32 line ends in ``line_end``
+    (the AWS SDKs send ``\\r\\n``, the MinIO SDKs ``\\n\\r\\n``); ``forge`` sends a wrong trailer signature."""
+    url = f"{s3_url(node)}/stream/{key}"
+    headers = {"Host": url.split("/")[2], "Content-Encoding": "aws-chunked",
+               "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+               "x-amz-decoded-content-length": str(len(data)), "x-amz-trailer": "x-amz-checksum-crc32"}
+    signed, seed, when = _sign(node, url, headers)
+    chunks = _signed_chunks(node, [data], seed, when)
+    last_signature = chunks.rsplit(b"chunk-signature=", 1)[1].split(b"\r\n", 1)[0].decode()
+    trailer = f"x-amz-checksum-crc32:{base64.b64encode(zlib.crc32(data).to_bytes(4, 'big')).decode()}"
+    _, secret = credentials(node, "alice")
+    to_sign = "\n".join(["AWS4-HMAC-SHA256-TRAILER", when, f"{when[:8]}/{REGION}/s3/aws4_request", last_signature,
+                         hashlib.sha256(trailer.encode() + b"\n").hexdigest()])
+    signature = hmac.new(_signing_key(secret, when[:8]), to_sign.encode(), hashlib.sha256).hexdigest()
+    if forge:
+        signature = "0" * 64
+    body = chunks.removesuffix(b"\r\n") + trailer.encode() + line_end + \
+        f"x-amz-trailer-signature:{signature}\r\n\r\n".encode()
+    return requests.put(url, data=body, headers=signed, timeout=30)
+
+
+def test_signed_chunks_with_signed_trailer(s3_node_sqlite: AppNode) -> None:
+    s3 = client(s3_node_sqlite)
+    s3.create_bucket(Bucket="stream")
+    data = b"signed trailer bytes" * 200
+    for key, line_end in (("crlf.bin", b"\r\n"), ("lf-crlf.bin", b"\n\r\n")):
+        answer = _signed_trailer_upload(s3_node_sqlite, key, data, line_end)
+        assert answer.status_code == 200, answer.text
+        assert s3.get_object(Bucket="stream", Key=key)["Body"].read() == data
+    forged = _signed_trailer_upload(s3_node_sqlite, "forged.bin", data, b"\r\n", forge=True)
+    assert forged.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in forged.text
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="stream")["Contents"]] == ["crlf.bin", "lf-crlf.bin"]

@@ -11,6 +11,7 @@ import pytest
 
 from callfs.s3 import listing, messages, names
 from callfs.s3.errors import S3Error
+from callfs.s3.objects import object_attributes, quoted_etags
 from callfs.s3.payload import Integrity
 
 # --- names -------------------------------------------------------------------------------------------------
@@ -166,3 +167,18 @@ def test_malformed_content_md5_is_invalid_digest() -> None:
     with pytest.raises(S3Error) as info:
         Integrity({"Content-MD5": "short"})
     assert info.value.code == "InvalidDigest"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ('"abc"', '"abc"'), ("abc", '"abc"'), ("*", "*"), ('W/"abc"', 'W/"abc"'), ('abc, "def"', '"abc", "def"'),
+    (None, None),
+])
+def test_bare_etags_are_quoted(value: str | None, expected: str | None) -> None:
+    assert quoted_etags(value) == expected
+
+
+def test_storage_classes_s3_defines_are_accepted_others_refused() -> None:
+    assert object_attributes({"x-amz-storage-class": "STANDARD_IA"}) == {}
+    with pytest.raises(S3Error) as info:
+        object_attributes({"x-amz-storage-class": "INVALID_STORAGE_CLASS"})
+    assert (info.value.code, info.value.status) == ("InvalidStorageClass", 400)

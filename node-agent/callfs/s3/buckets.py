@@ -12,7 +12,7 @@ from callfs.models import Inode
 from callfs.permissions import EXECUTE, READ, allows
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
-from callfs.s3.errors import S3Error, invalid_argument, no_such_bucket
+from callfs.s3.errors import S3Error, invalid_argument, no_such_bucket, not_implemented
 from callfs.s3.listing import decode_token, encode_token, page
 from callfs.s3.objects import require_bucket, xml_response
 
@@ -34,8 +34,12 @@ async def list_buckets(ctx: Context) -> web.StreamResponse:
 
 async def create_bucket(ctx: Context) -> web.StreamResponse:
     """CreateBucket: make ``/bucket`` (mode 0700). An existing bucket is ``BucketAlreadyOwnedByYou`` (the
-    caller owns it) or ``BucketAlreadyExists``."""
+    caller owns it) or ``BucketAlreadyExists``. A bucket with object lock
+    (``x-amz-bucket-object-lock-enabled: true``) is ``NotImplemented``: making it without the lock would let a
+    client believe its objects are protected."""
     names.check_bucket(ctx.bucket)
+    if ctx.request.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+        raise not_implemented("Object lock")
     body = await ctx.xml_body()
     if body.strip():
         messages.parse_create_bucket(body)  # the location constraint is accepted whatever it names
@@ -55,12 +59,24 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
 
 
 async def delete_bucket(ctx: Context) -> web.StreamResponse:
-    """DeleteBucket: remove an empty bucket directory (``BucketNotEmpty`` otherwise)."""
+    """DeleteBucket: remove a bucket holding no objects (``BucketNotEmpty`` otherwise). Folders left empty by
+    deleted keys are not objects (listings without a delimiter skip them): they are removed with the bucket,
+    deepest first and each only while empty, so that a file written meanwhile keeps the bucket."""
     await require_bucket(ctx, ctx.bucket)
+    bucket = names.bucket_path(ctx.bucket)
+    not_empty = S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty", f"/{ctx.bucket}")
     try:
-        await ctx.engine.delete(ctx.caller, names.bucket_path(ctx.bucket))
+        try:
+            await ctx.engine.delete(ctx.caller, bucket)
+        except errors.DirectoryNotEmpty:
+            _, entries = await ctx.engine.list_directory(ctx.caller, bucket, recursive=True, max_depth=LIST_DEPTH)
+            if any(not e.is_dir for e in entries):
+                raise not_empty from None
+            for folder in sorted((e.path for e in entries), key=lambda p: p.count("/"), reverse=True):
+                await ctx.engine.delete(ctx.caller, folder)
+            await ctx.engine.delete(ctx.caller, bucket)
     except errors.DirectoryNotEmpty:
-        raise S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty", f"/{ctx.bucket}") from None
+        raise not_empty from None
     except errors.NotFound:
         raise no_such_bucket(ctx.bucket) from None
     return web.Response(status=204)

@@ -11,8 +11,7 @@ from aiohttp import web
 
 from callfs import errors
 from callfs.api.conditional import Conditions, etag, evaluate_read, http_date, parse_range, write_precondition
-from callfs.api.requests import conditions
-from callfs.engine import RemoteBytes
+from callfs.engine import Precondition, RemoteBytes
 from callfs.models import Inode
 from callfs.permissions import READ, Caller, require
 from callfs.s3 import messages, names
@@ -30,10 +29,21 @@ MAX_USER_METADATA_BYTES = 2048
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"
 
 
+STORAGE_CLASSES = frozenset({
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE",
+    "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE",
+})
+"""The ``x-amz-storage-class`` values S3 defines (API reference, PutObject); all are stored alike here."""
+
+
 def object_attributes(headers: Mapping[str, str]) -> dict[str, str]:
     """The attributes stored with an object from its write request: :data:`STORED_HEADERS`, Content-Encoding
     (less ``aws-chunked``) and the ``x-amz-meta-*`` user metadata (names lower-case). Raises
-    :class:`S3Error` ``MetadataTooLarge`` (over 2 KiB of user metadata)."""
+    :class:`S3Error` ``MetadataTooLarge`` (over 2 KiB of user metadata), ``InvalidStorageClass`` (an
+    ``x-amz-storage-class`` not in :data:`STORAGE_CLASSES`)."""
+    storage_class = headers.get("x-amz-storage-class")
+    if storage_class is not None and storage_class not in STORAGE_CLASSES:
+        raise S3Error("InvalidStorageClass", 400, "The storage class you specified is not valid")
     out = {name: headers[name] for name in STORED_HEADERS if name in headers}
     encoding = ",".join(e.strip() for e in headers.get("Content-Encoding", "").split(",")
                         if e.strip() and e.strip() != "aws-chunked")
@@ -43,6 +53,26 @@ def object_attributes(headers: Mapping[str, str]) -> dict[str, str]:
     if sum(len(k) - len("x-amz-meta-") + len(v.encode()) for k, v in user.items()) > MAX_USER_METADATA_BYTES:
         raise S3Error("MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size.")
     return out | user
+
+
+def quoted_etags(value: str | None) -> str | None:
+    """An ``If-Match``/``If-None-Match`` list with every bare entity tag quoted: S3 clients send ETags with or
+    without their quotes (the MinIO SDKs strip them), and S3 compares them either way. ``*`` and weak tags stay."""
+    if value is None:
+        return None
+    tags = [part.strip() for part in value.split(",") if part.strip()]
+    return ", ".join(t if t == "*" or t.startswith(('"', "W/")) else f'"{t}"' for t in tags)
+
+
+def s3_conditions(headers: Mapping[str, str], prefix: str = "") -> Conditions:
+    """The conditional headers of a request (``prefix`` ``x-amz-copy-source-``: a copy's source conditions),
+    entity tags quoted (:func:`quoted_etags`)."""
+    return Conditions(
+        if_match=quoted_etags(headers.get(f"{prefix}If-Match")),
+        if_none_match=quoted_etags(headers.get(f"{prefix}If-None-Match")),
+        if_modified_since=headers.get(f"{prefix}If-Modified-Since"),
+        if_unmodified_since=headers.get(f"{prefix}If-Unmodified-Since"),
+    )
 
 
 def object_headers(inode: Inode) -> dict[str, str]:
@@ -89,7 +119,7 @@ async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
     inode = await stat_object(ctx, ctx.bucket, ctx.key)
     if not inode.is_dir:
         require(ctx.caller, inode, READ, "read")
-    verdict = evaluate_read(conditions(ctx.request), inode) if not inode.is_dir else None
+    verdict = evaluate_read(s3_conditions(ctx.request.headers), inode) if not inode.is_dir else None
     if verdict is not None:
         response = _refuse_read(verdict)
         response.headers.update(object_headers(inode))
@@ -123,13 +153,25 @@ async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
     return response
 
 
-def _write_conditions(ctx: Context) -> tuple[bool, Conditions]:
-    """``If-None-Match: *`` (create only) and ``If-Match`` of a conditional PutObject."""
+def _write_conditions(ctx: Context, key: str) -> tuple[bool, Precondition | None]:
+    """The conditional headers of a PutObject, CopyObject or CompleteMultipartUpload: ``(create_only,
+    precondition)``. ``If-None-Match: *`` writes only a new key; ``If-None-Match`` with entity tags refuses to
+    replace an object having one of them; ``If-Match`` replaces only an object having one of them, and on a
+    missing key is ``NoSuchKey`` (404), as S3 answers, not ``PreconditionFailed``."""
     headers = ctx.request.headers
-    if_none_match = headers.get("If-None-Match")
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", 501, "If-None-Match on a write only supports '*'")
-    return if_none_match is not None, Conditions(if_match=headers.get("If-Match"))
+    if_none_match = quoted_etags(headers.get("If-None-Match"))
+    create_only = if_none_match is not None and if_none_match.strip() == "*"
+    if_match = quoted_etags(headers.get("If-Match"))
+    check = write_precondition(Conditions(if_match=if_match, if_none_match=None if create_only else if_none_match))
+    if check is None:
+        return create_only, None
+
+    def precondition(current: Inode | None) -> None:
+        if if_match is not None and (current is None or current.is_dir):
+            raise errors.NotFound(f"{key} does not exist")  # NoSuchKey at the edge
+        check(current)
+
+    return create_only, precondition
 
 
 async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
@@ -140,11 +182,11 @@ async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size:
     ``PreconditionFailed``, ``AccessDenied``, what the body's checks raise)."""
     await require_bucket(ctx, ctx.bucket)
     target = names.object_path(ctx.bucket, key)
-    create_only, write_conditions = _write_conditions(ctx)
+    create_only, precondition = _write_conditions(ctx, key)
     try:
         result = await ctx.engine.write_file(
             caller or ctx.caller, target.path, body, create_only=create_only,
-            precondition=write_precondition(write_conditions), expected_size=size, local=True,
+            precondition=precondition, expected_size=size, local=True,
             attributes=attributes,
         )
     except errors.AlreadyExists:
@@ -238,13 +280,7 @@ def copy_source(ctx: Context) -> tuple[str, str]:
 
 def source_conditions(ctx: Context) -> Conditions:
     """The ``x-amz-copy-source-if-*`` conditions of a copy."""
-    h = ctx.request.headers
-    return Conditions(
-        if_match=h.get("x-amz-copy-source-if-match"),
-        if_none_match=h.get("x-amz-copy-source-if-none-match"),
-        if_modified_since=h.get("x-amz-copy-source-if-modified-since"),
-        if_unmodified_since=h.get("x-amz-copy-source-if-unmodified-since"),
-    )
+    return s3_conditions(ctx.request.headers, "x-amz-copy-source-")
 
 
 async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Inode, AsyncIterator[bytes], int]:

@@ -236,7 +236,8 @@ class ChunkedBody:
             if key == "x-amz-trailer-signature":
                 trailer_signature = value.strip().decode("ascii", "replace")
                 continue
-            raw += line + b"\n"
+            # Signed as "name:value\n" per header; some clients end the line "\n\r\n", others "\r\n".
+            raw += line.rstrip(b"\n") + b"\n"
             self.trailers[key] = value.strip().decode("ascii", "replace")
         if self._chain is not None and raw and (
             trailer_signature is None or trailer_signature != self._chain.expected_trailer(raw)
