@@ -19,10 +19,11 @@ Semantics (the FUSE client contract, docs/architecture.md):
   changes go as :func:`.dirty.plan_upload` decides: one streamed PUT for a new or rewritten file, else size
   PATCHes and ranged PUTs of the changed spans only, each conditional on the ETag of the version the mount
   read (``If-Match``): a file changed elsewhere meanwhile is not overwritten, the ``close`` fails with
-  ESTALE. Upload errors surface on ``close`` (e.g. ENOSPC for a 507 answer). A file created here exists on
+  ESTALE. Upload errors surface on ``close`` (e.g. ENOSPC for a 507 answer); changes refused for good
+  (ESTALE, EACCES) are reported once and dropped. A file created here exists on
   the server from its first ``close``; other mounts see it then. ``open(O_TRUNC)`` is atomic
-  (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request. ``truncate`` of a file not open here is one
-  ``PATCH {"size"}``.
+  (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request. ``truncate`` by path of a file not open here,
+  or open without unsent changes, is one ``PATCH {"size"}``.
 * ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
   ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
 * Ownership: every inode appears owned by the mount's ``uid``/``gid``. ``chown`` to those ids (or -1) succeeds
@@ -51,7 +52,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 import mfusepy
 
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
-from callfs.errors import NotFound, PreconditionFailed
+from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
 
 from .attrs import stat_of, statfs_of
 from .bridge import Bridge
@@ -225,42 +226,80 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
         Every request of a file the server has is conditional on the ETag of the version the mount's view
         stands on (``If-Match``), which each answer advances; progress is recorded request by request, so a
-        failed upload leaves exactly the unsent changes dirty. Raises the mapped error (ENOSPC for 507, ESTALE
-        when the file changed elsewhere: 412).
+        failed upload leaves exactly the unsent changes dirty for a retry (ENOSPC for 507, EIO when the server
+        stays unreachable). Changes to a file the server has that it refuses for good — ESTALE (412: the
+        version they were made on is gone) and EACCES (403) — are dropped once reported (:meth:`_drop_changes`).
         """
         with file.lock:
             if file.unlinked or file.spool is None:
                 return
-            spool = file.spool
-            plan = plan_upload(file.ranges, changed=file.dirty, size=spool.size(),
-                               base_size=(file.remote_size or 0) if file.remote else None)
-            path = file.path
-            if plan.kind is UploadKind.WHOLE:
-                answer = self._send_span(file, (0, plan.size), whole=True)
-                file.remote, file.remote_size, file.etag = True, plan.size, answer.etag
-            elif plan.kind is UploadKind.RANGES:
-                self._fill(file, plan.fills)
-                if plan.cut_to is not None:
-                    self._resize(file, plan.cut_to)
-                    file.ranges.cut_to = None  # the server's size now says where its bytes end
-                for span in plan.spans:
-                    file.etag = self._send_span(file, span, whole=False).etag
-                    file.ranges.discard(*span)
-                    file.remote_size = max(file.remote_size or 0, span[1])
-                if plan.extend_to is not None:
-                    self._resize(file, plan.extend_to)
-            file.dirty = False
-            file.ranges.clear()
-            if plan.kind is UploadKind.NONE:
-                return
-            if file.mode is not None:
-                mode = file.mode
-                if mode != DEFAULT_FILE_MODE:
-                    self._bridge.call(lambda c: c.chmod(path, mode))
-                file.mode = None
-            self._changed(path)
-            with self._etags_lock:
-                self._etags.pop(path, None)
+            try:
+                self._send_changes(file)
+            except (PreconditionFailed, PermissionDenied):
+                if file.remote:
+                    self._drop_changes(file)
+                raise
+
+    def _send_changes(self, file: OpenFile) -> None:
+        """The requests of :meth:`_upload`. Caller holds ``file.lock``; ``file.spool`` is set."""
+        assert file.spool is not None
+        spool = file.spool
+        plan = plan_upload(file.ranges, changed=file.dirty, size=spool.size(),
+                           base_size=(file.remote_size or 0) if file.remote else None)
+        path = file.path
+        if plan.kind is UploadKind.WHOLE:
+            answer = self._send_span(file, (0, plan.size), whole=True)
+            file.remote, file.remote_size, file.etag = True, plan.size, answer.etag
+        elif plan.kind is UploadKind.RANGES:
+            self._fill(file, plan.fills)
+            if plan.cut_to is not None:
+                self._resize(file, plan.cut_to)
+                file.ranges.cut_to = None  # the server's size now says where its bytes end
+            for span in plan.spans:
+                file.etag = self._send_span(file, span, whole=False).etag
+                file.ranges.discard(*span)
+                file.remote_size = max(file.remote_size or 0, span[1])
+            if plan.extend_to is not None:
+                self._resize(file, plan.extend_to)
+        file.dirty = False
+        file.ranges.clear()
+        if plan.kind is UploadKind.NONE:
+            return
+        if file.mode is not None:
+            mode = file.mode
+            if mode != DEFAULT_FILE_MODE:
+                self._bridge.call(lambda c: c.chmod(path, mode))
+            file.mode = None
+        self._changed(path)
+        with self._etags_lock:
+            self._etags.pop(path, None)
+
+    def _drop_changes(self, file: OpenFile) -> None:
+        """Forget the unsent changes of ``file`` (the server has it) after the server refused them for good.
+
+        The error reaches the process that closes or syncs once, as a local disk reports a failed write-back
+        once (fsync(2)); after it the open file stands on the server's current version again, so that a later
+        open here (the kernel releases a closed handle asynchronously) or another handle does not inherit bytes
+        that will never land. The kernel's cached pages of the file are not kept at the next open. Caller holds
+        ``file.lock``.
+        """
+        size: int | None = None
+        etag: str | None = None
+        try:
+            info = self._stat(file.path, fresh=True)
+            size, etag = info.size, info.etag
+        except (CallFSError, OSError):
+            pass  # gone or unreachable: the next write or truncate asks again (_ensure_spool)
+        file.dirty = False
+        file.ranges.clear()
+        file.mode = None
+        if size is None and file.spool is not None:
+            file.spool.close()
+            file.spool = None
+        self._rebase(file, size, etag)  # a spool kept sends reads past any read-ahead blocks, to the server
+        self._changed(file.path)
+        with self._etags_lock:
+            self._etags.pop(file.path, None)
 
     def _send_span(self, file: OpenFile, span: Range, *, whole: bool) -> WriteAnswer:
         """One PUT of the spool's bytes ``span``: the whole file (``whole``), else with ``Content-Range``;
@@ -481,13 +520,22 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def truncate(self, path: str, length: int, fh: Any = None) -> None:
-        """Cut or extend a file: in the open file's spool when it is open here (uploaded on close), else
-        directly with one ``PATCH {"size"}``."""
+        """Cut or extend a file: in the open file's spool when it is open here with changes, or when ``fh``
+        names a handle (``ftruncate``; uploaded on close); else directly with one ``PATCH {"size"}`` (errors
+        such as EACCES or ENOSPC return here), an open file here then standing on the new version."""
         self._writable()
         api = self._api(path)
         file = self._handles.file(api)
         if file is not None:
             with file.lock:
+                if fh is None and file.remote and not file.dirty:
+                    answer = self._bridge.call(lambda c: c.resize(api, length))
+                    self._rebase(file, length, answer.etag)
+                    self._ensure_spool(file)  # reads go to the server, past blocks read ahead before the cut
+                    self._changed(api)
+                    with self._etags_lock:
+                        self._etags.pop(api, None)
+                    return
                 spool = self._ensure_spool(file)
                 spool.truncate(length)
                 file.ranges.truncate(length)
