@@ -41,7 +41,7 @@ import aiohttp
 
 from callfs.client import CallFSClient, files_url_path
 from figures import human_bytes, mib_per_second, parse_size, ratio, table
-from services import running_node
+from services import mounted_volume, running_node
 
 SMALL_FILE = 128 * 1024
 
@@ -123,25 +123,13 @@ def main() -> int:
         print("fio is not installed (Debian package fio)", file=sys.stderr)
         return 1
     base = Path(tempfile.mkdtemp(prefix="callfs-fuse-fio-", dir=args.dir))
-    mountpoint = base / "mnt"
-    mountpoint.mkdir()
     raw = base / "raw"
     raw.mkdir()
     try:
         with running_node(base / "node") as node:
-            key_file = base / "key"
-            key_file.write_text(node.key_for("root"))
             asyncio.run(make_volume(node.url, node.key_for("root"), "/volumes/bench"))
-            pid_file = base / "mount.pid"
-            subprocess.run([sys.executable, "-m", "callfs_csi.mount_main", node.url, "/volumes/bench",
-                            str(mountpoint), "--key-file", str(key_file), "--log-file", str(base / "mount.log"),
-                            "--pid-file", str(pid_file)],
-                           check=True, timeout=120)
-            try:
-                meter = CpuMeter(int(pid_file.read_text().strip()))
-                return run(args, node.url, node.key_for("root"), mountpoint, raw, meter)
-            finally:
-                subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False, timeout=60)
+            with mounted_volume(node, "/volumes/bench", base / "mount") as mount:
+                return run(args, node.url, node.key_for("root"), mount.path, raw, CpuMeter(mount.pid))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

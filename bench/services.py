@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +31,10 @@ from support.pg import create_database, start_server, stop_server  # noqa: E402
 from support.redis_server import RedisServer, running_redis_server  # noqa: E402
 
 __all__ = [
+    "MountedVolume",
     "NodeProcess",
     "RedisServer",
+    "mounted_volume",
     "running_cluster",
     "running_node",
     "running_postgres",
@@ -53,6 +56,33 @@ def running_node(base: Path, **sections: Any) -> Iterator[NodeProcess]:
         yield node
     finally:
         node.stop(timeout=30)
+
+
+class MountedVolume:
+    """A live ``callfs-mount``: ``path`` the mountpoint, ``pid`` the daemon's process id."""
+
+    def __init__(self, path: Path, pid: int) -> None:
+        self.path = path
+        self.pid = pid
+
+
+@contextmanager
+def mounted_volume(node: NodeProcess, volume: str, base: Path) -> Iterator[MountedVolume]:
+    """``volume`` of ``node`` mounted with the daemonised ``callfs-mount`` (as the CSI node plugin mounts it) at
+    ``base/mnt``, key, pid file and log under ``base``; unmounted (``fusermount3 -u``) on exit. The volume
+    directory must exist."""
+    mountpoint = base / "mnt"
+    mountpoint.mkdir(parents=True)
+    key_file = base / "key"
+    key_file.write_text(node.key_for("root"))
+    pid_file = base / "mount.pid"
+    subprocess.run([sys.executable, "-m", "callfs_csi.mount_main", node.url, volume, str(mountpoint),
+                    "--key-file", str(key_file), "--log-file", str(base / "mount.log"), "--pid-file", str(pid_file)],
+                   check=True, timeout=120)
+    try:
+        yield MountedVolume(mountpoint, int(pid_file.read_text().strip()))
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False, timeout=60)
 
 
 @contextmanager

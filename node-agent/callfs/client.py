@@ -20,7 +20,9 @@ Errors:
 Retries: idempotent requests (GET, HEAD, DELETE, and PUT of a replayable source: bytes, a file path or a
 seekable file object) are retried on connection errors and on 502/503 answers, with exponential backoff, at
 most ``retries`` times and never past ``timeout`` seconds after the first attempt. POST and PATCH are never
-retried (a lost answer may hide a change that happened).
+retried (a lost answer may hide a change that happened), except a ``PATCH {"size"}`` (:meth:`CallFSClient.resize`:
+setting a size twice is setting it once). A conditional write (``If-Match``) replayed after its first attempt
+was applied but its answer lost fails with ``PreconditionFailed``: the version it names is gone.
 
 The pure parts (path quoting, :class:`FileInfo` parsing, range headers) sit at the top of this module and are
 unit-tested without a server.
@@ -64,6 +66,7 @@ __all__ = [
     "NodeInfo",
     "ProgressCallback",
     "UploadSource",
+    "WriteAnswer",
     "canonical",
     "directories_url_path",
     "files_url_path",
@@ -247,6 +250,15 @@ def _parse_mtime(value: object) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"bad mtime {value!r}: no time zone")
     return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAnswer:
+    """The server's answer to a write: ``created`` (201: a new file) and the file's new ``etag`` as sent
+    (``None`` when the answer had none)."""
+
+    created: bool
+    etag: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -773,17 +785,20 @@ class CallFSClient:
 
     # ---- reading ---------------------------------------------------------------------------------------
 
-    async def read(self, path: str, *, offset: int = 0, length: int | None = None) -> bytes:
+    async def read(self, path: str, *, offset: int = 0, length: int | None = None,
+                   if_match: str | None = None) -> bytes:
         """Read ``length`` bytes (``None``: to the end) from ``offset`` with one ranged GET; for small reads.
 
         Reading at or past the end of the file returns ``b""`` (POSIX ``read`` semantics; the server's 416 is
-        taken as end of file). Fewer bytes than ``length`` come back near the end of the file.
+        taken as end of file). Fewer bytes than ``length`` come back near the end of the file. ``if_match``
+        (an ETag as the server sent it) pins the read to that version.
 
         Raises:
             NotFound: no such file.  IsADirectory: ``path`` is a directory.
+            PreconditionFailed: ``if_match`` is not the file's current ETag.
             CallFSUnavailable: unreachable, or the connection broke and could not be resumed.
         """
-        parts = [chunk async for chunk in self.iter_read(path, offset=offset, length=length)]
+        parts = [chunk async for chunk in self.iter_read(path, offset=offset, length=length, if_match=if_match)]
         return b"".join(parts)
 
     async def iter_read(
@@ -793,12 +808,14 @@ class CallFSClient:
         offset: int = 0,
         length: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        if_match: str | None = None,
     ) -> AsyncIterator[bytes]:
         """Stream ``length`` bytes (``None``: to the end) from ``offset`` in chunks of at most ``chunk_size``.
 
         When the connection breaks mid-stream the read resumes where it stopped with a new ranged GET pinned
         to the same version (``If-Match`` with the first answer's ETag), within the retry budget; a file
-        changed in between raises ``PreconditionFailed`` instead of mixing two versions.
+        changed in between raises ``PreconditionFailed`` instead of mixing two versions. ``if_match`` pins
+        the first request already (``PreconditionFailed`` when the file is no longer that version).
 
         Raises:
             as :meth:`read`.
@@ -807,7 +824,7 @@ class CallFSClient:
             return
         url = self._url(files_url_path(path))
         delivered = 0
-        etag: str | None = None
+        etag = if_match
         failures = 0
         while True:
             start = offset + delivered
@@ -986,13 +1003,65 @@ class CallFSClient:
             BadRequest / IsADirectory: ``path`` is a directory.  PermissionDenied, QuotaExceeded, ...
             CallFSUnavailable: unreachable or the connection broke.
         """
-        body = _body_for(source, size, chunk_size)
         method = "PUT" if overwrite else "POST"
-        headers = {"Content-Type": "application/octet-stream"}
+        answer = await self._send(method, path, _body_for(source, size, chunk_size), progress=progress)
+        return answer.created
+
+    async def put_file(self, path: str, source: UploadSource, *, size: int | None = None,
+                       if_match: str | None = None) -> WriteAnswer:
+        """Create or replace the remote file ``path`` with ``source`` (as :meth:`upload` with ``PUT``), only
+        while it is still the version ``if_match`` names when given (an ETag as the server sent it).
+
+        Raises:
+            PreconditionFailed: the file is not (or no longer) that version; nothing changed.
+            as :meth:`upload` otherwise.
+        """
+        body = _body_for(source, size, DEFAULT_CHUNK_SIZE)
+        return await self._send("PUT", path, body, if_match=if_match)
+
+    async def write_range(self, path: str, source: UploadSource, offset: int, length: int, *,
+                          if_match: str | None = None) -> WriteAnswer:
+        """Write ``length`` bytes of ``source`` at byte ``offset`` of the existing file ``path``
+        (``PUT`` with ``Content-Range: bytes FIRST-LAST/*``, docs/rest-api.md "Partial writes"); at the
+        file's size it appends, past it the gap reads as zeros. ``source`` as for :meth:`upload`, holding
+        exactly ``length`` bytes (a file object is read from its current position). ``if_match`` as for
+        :meth:`put_file`. Retried like an upload (the same bytes at the same place).
+
+        Raises:
+            ValueError: ``offset`` < 0 or ``length`` < 1 (a range has at least one byte).
+            NotFound: no such file (create it with :meth:`upload` first).  PreconditionFailed: ``if_match``.
+            BadRequest: the body is not ``length`` bytes.  QuotaExceeded, PayloadTooLarge, PermissionDenied...
+        """
+        if offset < 0 or length < 1:
+            raise ValueError(f"bad range: offset={offset} length={length}")
+        body = _body_for(source, length, DEFAULT_CHUNK_SIZE)
+        headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/*"}
+        return await self._send("PUT", path, body, headers=headers, if_match=if_match)
+
+    async def resize(self, path: str, size: int, *, if_match: str | None = None) -> WriteAnswer:
+        """Truncate or extend the existing file ``path`` to ``size`` bytes (``PATCH {"size"}``; new bytes read
+        as zeros); ``if_match`` as for :meth:`put_file`. Retried on transient failures (setting a size twice
+        is the same as once).
+
+        Raises:
+            ValueError: ``size`` < 0.  NotFound, IsADirectory, PreconditionFailed, QuotaExceeded...
+        """
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        headers = {"If-Match": if_match} if if_match is not None else {}
+        async with self._request("PATCH", self._url(files_url_path(path)), headers=headers, json={"size": size},
+                                 retry=True) as resp:
+            return WriteAnswer(created=False, etag=resp.headers.get("ETag"))
+
+    async def _send(self, method: str, path: str, body: _Body, *, headers: Mapping[str, str] | None = None,
+                    if_match: str | None = None, progress: ProgressCallback | None = None) -> WriteAnswer:
+        send_headers = {"Content-Type": "application/octet-stream", **(headers or {})}
+        if if_match is not None:
+            send_headers["If-Match"] = if_match
         async with self._request(
-            method, self._url(files_url_path(path)), headers=headers, body=body, progress=progress
+            method, self._url(files_url_path(path)), headers=send_headers, body=body, progress=progress
         ) as resp:
-            return resp.status == 201
+            return WriteAnswer(created=resp.status == 201, etag=resp.headers.get("ETag"))
 
     async def mkdir(self, path: str, *, exist_ok: bool = True, parents: bool = True) -> bool:
         """Create a directory (``POST /v1/files/{path}/``); returns ``True`` when it was created (201).

@@ -13,11 +13,17 @@ Semantics (the FUSE client contract, docs/architecture.md):
   (:mod:`.kernel`); the write-back cache only with ``writeback_cache`` (single-writer volumes).
 * Reads: 1 MiB blocks with concurrent read-ahead for sequential readers (:mod:`.readahead`); a cancellation
   inside the client is retried, never answered with ``EIO``.
-* Writes: buffered in a local spool file per open file (:mod:`.spool`), the changed ranges recorded
-  (:mod:`.dirty`), and uploaded as :func:`.dirty.plan_upload` decides (one streamed PUT) on
-  ``flush`` (every ``close``), ``fsync`` and ``release``; upload errors surface on ``close`` (e.g. ENOSPC for
-  a 507 answer). A file created here exists on the server from its first ``close``; other mounts see it
-  then. ``open(O_TRUNC)`` is atomic (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request.
+* Writes: buffered in a sparse local spool file per open file (:mod:`.spool`; nothing is fetched to
+  write), the changed ranges recorded (:mod:`.dirty`); reads of a file with changes take written bytes from
+  the spool and the rest from the server. On ``flush`` (every ``close``), ``fsync`` and ``release`` the
+  changes go as :func:`.dirty.plan_upload` decides: one streamed PUT for a new or rewritten file, else size
+  PATCHes and ranged PUTs of the changed spans only, each conditional on the ETag of the version the mount
+  read (``If-Match``): a file changed elsewhere meanwhile is not overwritten, the ``close`` fails with
+  ESTALE. Upload errors surface on ``close`` (e.g. ENOSPC for a 507 answer); changes refused for good
+  (ESTALE, EACCES) are reported once and dropped. A file created here exists on
+  the server from its first ``close``; other mounts see it then. ``open(O_TRUNC)`` is atomic
+  (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request. ``truncate`` by path of a file not open here,
+  or open without unsent changes, is one ``PATCH {"size"}``.
 * ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
   ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
 * Ownership: every inode appears owned by the mount's ``uid``/``gid``. ``chown`` to those ids (or -1) succeeds
@@ -45,13 +51,13 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import mfusepy
 
-from callfs.client import CallFSClient, FileInfo, QuotaInfo
-from callfs.errors import NotFound
+from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
+from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
 
 from .attrs import stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
-from .dirty import UploadKind, plan_upload
+from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
 from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
 from .kernel import negotiate, set_read_ahead
@@ -69,7 +75,7 @@ DEFAULT_FILE_MODE: Final = 0o644
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
 SMALL_UPLOAD: Final = 1024 * 1024
-"""Files up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
+"""Spans up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
 
@@ -192,69 +198,154 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
                        mtime_ns=time.time_ns() if file.dirty else None)
 
-    def _ensure_spool(self, file: OpenFile, *, keep_content: bool = True) -> Spool:
-        """The spool of ``file`` holding its whole current content; the remote bytes are fetched on first use
-        unless ``keep_content`` is false (the caller truncates to 0). Caller holds ``file.lock``."""
+    def _ensure_spool(self, file: OpenFile) -> Spool:
+        """The spool of ``file``, created on first use as long as the server version (sparse: nothing is
+        fetched). Caller holds ``file.lock``."""
         if file.spool is None:
-            file.spool = Spool(self._settings.spool_dir)
-        spool = file.spool
-        if not file.loaded:
-            if keep_content and file.remote:
-                path = file.path
+            size = 0
+            if file.remote:
+                if file.remote_size is None:
+                    info = self._stat(file.path, fresh=True)
+                    file.remote_size, file.etag = info.size, info.etag
+                size = file.remote_size or 0
+            spool = Spool(self._settings.spool_dir)
+            spool.truncate(size)
+            file.spool = spool
+        return file.spool
 
-                async def fetch(client: CallFSClient) -> int:
-                    offset = 0
-                    spool.truncate(0)
-                    async for chunk in client.iter_read(path):
-                        offset += spool.write(chunk, offset)
-                    return offset
-
-                file.remote_size = self._bridge.call(fetch)
-            else:
-                spool.truncate(0)
-                file.ranges.truncate(0)
-            file.loaded = True
-        return spool
+    def _rebase(self, file: OpenFile, size: int | None, etag: str | None) -> None:
+        """A clean open file now stands on the server version ``size``/``etag`` (a later open saw it); its
+        spool, if any, starts again from nothing. Caller holds ``file.lock``."""
+        file.remote_size, file.etag = size, etag
+        if file.spool is not None and size is not None:
+            file.spool.truncate(0)
+            file.spool.truncate(size)
 
     def _upload(self, file: OpenFile) -> None:
-        """Send ``file``'s unsaved changes as :func:`.dirty.plan_upload` decides (today one streamed PUT of
-        the spool), then apply a pending mode. Raises the mapped error (e.g. ENOSPC for 507); the bytes stay
-        dirty on failure."""
+        """Send ``file``'s unsaved changes as :func:`.dirty.plan_upload` decides, then apply a pending mode.
+
+        Every request of a file the server has is conditional on the ETag of the version the mount's view
+        stands on (``If-Match``), which each answer advances; progress is recorded request by request, so a
+        failed upload leaves exactly the unsent changes dirty for a retry (ENOSPC for 507, EIO when the server
+        stays unreachable). Changes to a file the server has that it refuses for good — ESTALE (412: the
+        version they were made on is gone) and EACCES (403) — are dropped once reported (:meth:`_drop_changes`).
+        """
         with file.lock:
             if file.unlinked or file.spool is None:
                 return
-            plan = plan_upload(file.ranges, changed=file.dirty, size=file.spool.size(),
-                               exists_remotely=file.remote)
-            if plan.kind is UploadKind.NONE:
-                return
-            path = file.path
-            size = plan.size
-            if size <= SMALL_UPLOAD:
-                # One read here instead of a file object read chunk by chunk on worker threads of the loop.
-                body = file.spool.read(0, size)
-                self._bridge.call(lambda c: c.upload(path, body, size=size))
-            else:
-                reader = file.spool.reader()
-                try:
-                    async def put(client: CallFSClient) -> bool:
-                        reader.seek(0)  # a retry starts again from the first byte
-                        return await client.upload(path, reader, size=size)
+            try:
+                self._send_changes(file)
+            except (PreconditionFailed, PermissionDenied):
+                if file.remote:
+                    self._drop_changes(file)
+                raise
 
-                    self._bridge.call(put)
-                finally:
-                    reader.close()
-            file.dirty = False
-            file.ranges.clear()
-            file.remote = True
-            file.remote_size = size
-            if file.mode is not None:
-                mode = file.mode
-                if mode != DEFAULT_FILE_MODE:
-                    self._bridge.call(lambda c: c.chmod(path, mode))
-                file.mode = None
-            self._changed(path)
-            with self._etags_lock:
-                self._etags.pop(path, None)
+    def _send_changes(self, file: OpenFile) -> None:
+        """The requests of :meth:`_upload`. Caller holds ``file.lock``; ``file.spool`` is set."""
+        assert file.spool is not None
+        spool = file.spool
+        plan = plan_upload(file.ranges, changed=file.dirty, size=spool.size(),
+                           base_size=(file.remote_size or 0) if file.remote else None)
+        path = file.path
+        if plan.kind is UploadKind.WHOLE:
+            answer = self._send_span(file, (0, plan.size), whole=True)
+            file.remote, file.remote_size, file.etag = True, plan.size, answer.etag
+        elif plan.kind is UploadKind.RANGES:
+            self._fill(file, plan.fills)
+            if plan.cut_to is not None:
+                self._resize(file, plan.cut_to)
+                file.ranges.cut_to = None  # the server's size now says where its bytes end
+            for span in plan.spans:
+                file.etag = self._send_span(file, span, whole=False).etag
+                file.ranges.discard(*span)
+                file.remote_size = max(file.remote_size or 0, span[1])
+            if plan.extend_to is not None:
+                self._resize(file, plan.extend_to)
+        file.dirty = False
+        file.ranges.clear()
+        if plan.kind is UploadKind.NONE:
+            return
+        if file.mode is not None:
+            mode = file.mode
+            if mode != DEFAULT_FILE_MODE:
+                self._bridge.call(lambda c: c.chmod(path, mode))
+            file.mode = None
+        self._changed(path)
+        with self._etags_lock:
+            self._etags.pop(path, None)
+
+    def _drop_changes(self, file: OpenFile) -> None:
+        """Forget the unsent changes of ``file`` (the server has it) after the server refused them for good.
+
+        The error reaches the process that closes or syncs once, as a local disk reports a failed write-back
+        once (fsync(2)); after it the open file stands on the server's current version again, so that a later
+        open here (the kernel releases a closed handle asynchronously) or another handle does not inherit bytes
+        that will never land. The kernel's cached pages of the file are not kept at the next open. Caller holds
+        ``file.lock``.
+        """
+        size: int | None = None
+        etag: str | None = None
+        try:
+            info = self._stat(file.path, fresh=True)
+            size, etag = info.size, info.etag
+        except (CallFSError, OSError):
+            pass  # gone or unreachable: the next write or truncate asks again (_ensure_spool)
+        file.dirty = False
+        file.ranges.clear()
+        file.mode = None
+        if size is None and file.spool is not None:
+            file.spool.close()
+            file.spool = None
+        self._rebase(file, size, etag)  # a spool kept sends reads past any read-ahead blocks, to the server
+        self._changed(file.path)
+        with self._etags_lock:
+            self._etags.pop(file.path, None)
+
+    def _send_span(self, file: OpenFile, span: Range, *, whole: bool) -> WriteAnswer:
+        """One PUT of the spool's bytes ``span``: the whole file (``whole``), else with ``Content-Range``;
+        conditional on ``file.etag`` when the server has the file. Caller holds ``file.lock``."""
+        assert file.spool is not None
+        path, (start, end) = file.path, span
+        etag = file.etag if file.remote else None
+        length = end - start
+        if length <= SMALL_UPLOAD:
+            # One read here instead of a file object read chunk by chunk on worker threads of the loop.
+            body = file.spool.read(start, length)
+            if whole:
+                return self._bridge.call(lambda c: c.put_file(path, body, size=length, if_match=etag))
+            return self._bridge.call(lambda c: c.write_range(path, body, start, length, if_match=etag))
+        source = file.spool.slice(start, length)
+        try:
+            async def put(client: CallFSClient) -> WriteAnswer:
+                source.seek(0)  # a retry starts again from the first byte
+                if whole:
+                    return await client.put_file(path, source, size=length, if_match=etag)
+                return await client.write_range(path, source, start, length, if_match=etag)
+
+            return self._bridge.call(put)
+        finally:
+            source.close()
+
+    def _resize(self, file: OpenFile, size: int) -> None:
+        """``PATCH {"size"}`` of the server version (conditional on ``file.etag``). Caller holds the lock."""
+        path, etag = file.path, file.etag
+        file.etag = self._bridge.call(lambda c: c.resize(path, size, if_match=etag)).etag
+        file.remote_size = size
+
+    def _fill(self, file: OpenFile, fills: tuple[Range, ...]) -> None:
+        """Copy the server version's bytes ``fills`` into the spool (a GET pinned to ``file.etag``), so that
+        spans joined across them send what the server holds there. Caller holds ``file.lock``."""
+        assert file.spool is not None
+        spool, path, etag = file.spool, file.path, file.etag
+        for start, end in fills:
+            async def fetch(client: CallFSClient, start: int = start, end: int = end) -> int:
+                offset = start
+                async for chunk in client.iter_read(path, offset=start, length=end - start, if_match=etag):
+                    offset += spool.write(chunk, offset)
+                return offset
+
+            if self._bridge.call(fetch) != end:
+                raise PreconditionFailed(f"{path} is shorter on the server than the version this mount read")
 
     def _quota_info(self) -> QuotaInfo | None:
         now = time.monotonic()
@@ -429,31 +520,28 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def truncate(self, path: str, length: int, fh: Any = None) -> None:
-        """Cut or extend a file: in the open file's spool when it is open here (uploaded on close), else
-        directly (``length`` 0: PUT of nothing; otherwise fetch, cut, upload)."""
+        """Cut or extend a file: in the open file's spool when it is open here with changes, or when ``fh``
+        names a handle (``ftruncate``; uploaded on close); else directly with one ``PATCH {"size"}`` (errors
+        such as EACCES or ENOSPC return here), an open file here then standing on the new version."""
         self._writable()
         api = self._api(path)
         file = self._handles.file(api)
         if file is not None:
             with file.lock:
-                spool = self._ensure_spool(file, keep_content=length > 0)
+                if fh is None and file.remote and not file.dirty:
+                    answer = self._bridge.call(lambda c: c.resize(api, length))
+                    self._rebase(file, length, answer.etag)
+                    self._ensure_spool(file)  # reads go to the server, past blocks read ahead before the cut
+                    self._changed(api)
+                    with self._etags_lock:
+                        self._etags.pop(api, None)
+                    return
+                spool = self._ensure_spool(file)
                 spool.truncate(length)
                 file.ranges.truncate(length)
                 file.dirty = True
             return
-        if length == 0:
-            self._bridge.call(lambda c: c.upload(api, b""))
-        else:
-            temp = OpenFile(path=api, remote=True)
-            try:
-                with temp.lock:
-                    spool = self._ensure_spool(temp)
-                    spool.truncate(length)
-                    temp.dirty = True
-                    self._upload(temp)
-            finally:
-                if temp.spool is not None:
-                    temp.spool.close()
+        self._bridge.call(lambda c: c.resize(api, length))
         self._changed(api)
 
     # ---- files -------------------------------------------------------------------------------------
@@ -468,22 +556,28 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         api = self._api(path)
         file = self._handles.file(api)
         keep_cache = False
+        fresh: FileInfo | None = None
         if file is not None and (not file.remote or file.dirty):
             keep_cache = True  # the kernel cache and the spool were written together
-            size = file.local_size()
+            size, etag = file.local_size(), file.etag
         else:
-            info = self._stat(api, fresh=True)
-            if info.is_dir:
+            fresh = self._stat(api, fresh=True)
+            if fresh.is_dir:
                 raise _fail(errno.EISDIR)
             with self._etags_lock:
-                keep_cache = info.etag is not None and self._etags.get(api) == info.etag
-                self._etags[api] = info.etag
-            size = info.size
-        fh, handle = self._handles.open(api, writable=writable, remote=True, remote_size=size)
+                keep_cache = fresh.etag is not None and self._etags.get(api) == fresh.etag
+                self._etags[api] = fresh.etag
+            size, etag = fresh.size, fresh.etag
+        fh, handle = self._handles.open(api, writable=writable, remote=True, remote_size=size, etag=etag)
+        if fresh is not None:
+            with handle.file.lock:
+                if handle.file.remote and not handle.file.dirty:
+                    self._rebase(handle.file, fresh.size, fresh.etag)  # close-to-open: the version seen now
         if writable and flags & os.O_TRUNC:
             try:
                 with handle.file.lock:
-                    self._ensure_spool(handle.file, keep_content=False)
+                    self._ensure_spool(handle.file).truncate(0)
+                    handle.file.ranges.truncate(0)
                     handle.file.dirty = True
             except BaseException:
                 self._release_handle(fh)
@@ -501,7 +595,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         fh, handle = self._handles.open(api, writable=True, remote=False, remote_size=0)
         file = handle.file
         with file.lock:
-            self._ensure_spool(file, keep_content=file.remote)
+            self._ensure_spool(file)
             file.dirty = True
             if not file.remote:
                 file.mode = mode & 0o7777
@@ -511,15 +605,35 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
-        """From the spool when this mount has the file's bytes, else from the server in 1 MiB blocks."""
+        """A file with a spool (written here): written bytes from the spool, the rest from the server
+        (:func:`.dirty.read_sources`); otherwise from the server in 1 MiB blocks with read-ahead."""
         handle = self._handles.get(fi.fh)
         file = handle.file
-        if file.loaded and file.spool is not None:
-            return file.spool.read(offset, size)
+        if file.spool is not None:
+            return self._read_changed(file, offset, size)
         reader = handle.reader
         if reader is None:
             reader = handle.reader = BlockReader(self._fetcher(file), self._settings.read_ahead, file.remote_size)
         return reader.read(offset, size)
+
+    def _read_changed(self, file: OpenFile, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` of a file with a spool: the spool's pieces are read under the lock, the
+        server's afterwards (one ranged GET each; zeros where the server's file turned out shorter)."""
+        with file.lock:
+            spool = file.spool
+            if spool is None:
+                return b""  # the last handle went meanwhile: nothing reads through it any more
+            limit = server_limit(file.ranges, file.remote_size or 0) if file.remote else 0
+            pieces = read_sources(file.ranges, limit=limit, size=spool.size(), offset=offset, length=size)
+            parts: list[bytes | None] = [spool.read(p.start, p.end - p.start) if p.local else None for p in pieces]
+            path = file.path
+        for index, piece in enumerate(pieces):
+            if parts[index] is None:
+                async def fetch(client: CallFSClient, start: int = piece.start, end: int = piece.end) -> bytes:
+                    return await client.read(path, offset=start, length=end - start)
+
+                parts[index] = self._bridge.call(fetch).ljust(piece.end - piece.start, b"\0")
+        return b"".join(part or b"" for part in parts)
 
     def _fetcher(self, file: OpenFile) -> Callable[[int, int], Any]:
         def fetch(offset: int, length: int) -> Any:
@@ -530,8 +644,9 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
-        """Into the spool (fetched first for a partial overwrite); ENOSPC early when the volume quota
-        cannot hold the growth (the server still decides on upload)."""
+        """Into the spool, the range recorded; ENOSPC early when the volume quota cannot hold the growth (the
+        server still decides on upload). A file with more than :data:`.dirty.MAX_RANGES` changed ranges is
+        uploaded at once (the record stays bounded)."""
         handle = self._handles.get(fi.fh)
         file = handle.file
         with file.lock:
@@ -548,6 +663,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             written = spool.write(data, offset)
             file.ranges.add(offset, written)
             file.dirty = True
+            if len(file.ranges) > MAX_RANGES:
+                self._upload(file)
         if handle.reader is not None:
             handle.reader.forget()
         return written
@@ -580,7 +697,6 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if last and handle.file.spool is not None:
             handle.file.spool.close()
             handle.file.spool = None
-            handle.file.loaded = False
         return handle
 
 

@@ -21,20 +21,21 @@ from .spool import Spool
 class OpenFile:
     """The shared state of one open path.
 
-    ``path``: current API path. ``spool``: local copy when the file is being written (``None`` while only
-    read). ``loaded``: the spool holds the whole current content (remote bytes fetched, or truncated).
-    ``dirty``: the spool has bytes the server has not. ``remote``: the file exists on the server (``False``
-    for a file created here and not uploaded yet). ``mode``: permission bits to apply after the upload of a
-    file created here (``None``: server default). ``unlinked``: deleted while open — never uploaded again.
-    ``remote_size``: bytes on the server when last seen. ``ranges``: the bytes changed since the last
-    upload (:mod:`.dirty`). ``lock`` serialises spool fills, truncates and uploads.
+    ``path``: current API path. ``remote``: the file exists on the server (``False`` for a file created here
+    and not uploaded yet). ``remote_size`` and ``etag``: size in bytes and ETag of the server version the
+    mount's view is based on (from the ``open`` HEAD, then from the answer to each upload; ``etag`` ``None``:
+    unknown, writes go unconditionally). ``spool``: the file's changed bytes (:mod:`.spool`; ``None`` until
+    the first write or truncate), as long as the file. ``ranges``: what changed since the last upload
+    (:mod:`.dirty`). ``dirty``: the mount has something the server has not. ``mode``: permission bits to apply
+    after the upload of a file created here (``None``: server default). ``unlinked``: deleted while open —
+    never uploaded again. ``lock`` serialises writes, truncates, spool reads and uploads.
     """
 
     path: str
     remote: bool
     remote_size: int | None = None
+    etag: str | None = None
     spool: Spool | None = None
-    loaded: bool = False
     dirty: bool = False
     mode: int | None = None
     unlinked: bool = False
@@ -44,7 +45,7 @@ class OpenFile:
 
     def local_size(self) -> int | None:
         """Bytes the file has as seen through this mount, when the spool decides it; else ``None``."""
-        if self.spool is not None and self.loaded:
+        if self.spool is not None:
             return self.spool.size()
         return None
 
@@ -68,13 +69,14 @@ class HandleTable:
         self._files: dict[str, OpenFile] = {}
         self._numbers = itertools.count(1)
 
-    def open(self, path: str, *, writable: bool, remote: bool, remote_size: int | None) -> tuple[int, Handle]:
-        """A new handle on ``path``, joining the path's OpenFile or creating it (with ``remote`` and
-        ``remote_size`` as given); returns ``(fh, handle)``."""
+    def open(self, path: str, *, writable: bool, remote: bool, remote_size: int | None,
+             etag: str | None = None) -> tuple[int, Handle]:
+        """A new handle on ``path``, joining the path's OpenFile or creating it (with ``remote``,
+        ``remote_size`` and ``etag`` as given); returns ``(fh, handle)``."""
         with self._lock:
             file = self._files.get(path)
             if file is None:
-                file = OpenFile(path=path, remote=remote, remote_size=remote_size)
+                file = OpenFile(path=path, remote=remote, remote_size=remote_size, etag=etag)
                 self._files[path] = file
             file.refs += 1
             fh = next(self._numbers)
