@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds per CallFS request")
     p.add_argument("--repair-interval", type=float, default=30.0,
                    help="seconds between checks for stale mounts, which are re-mounted (0: only at start-up)")
+    p.add_argument("--volume-secret-namespace", default=env("CALLFS_CSI_VOLUME_SECRET_NAMESPACE"),
+                   help="controller: write each volume's key into Secret callfs-volume-<name> of this Kubernetes "
+                        "namespace, for the StorageClass to name as the node-stage secret (default: none)")
     p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=env("CALLFS_CSI_LOG_LEVEL", "info"),
                    help="lowest level logged (default info); env CALLFS_CSI_LOG_LEVEL")
     p.add_argument("--log-format", choices=LOG_FORMATS, default=env("CALLFS_CSI_LOG_FORMAT", "console"),
@@ -81,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
         raise InvalidArgument("--repair-interval must not be negative")
     return DriverConfig(node_id=args.node_id, mode=Mode(args.mode), state_dir=args.state_dir, default=default,
                         default_capacity=args.default_capacity, max_volumes_per_node=args.max_volumes_per_node,
-                        request_timeout=args.request_timeout, repair_interval=args.repair_interval)
+                        request_timeout=args.request_timeout, repair_interval=args.repair_interval,
+                        volume_secret_namespace=args.volume_secret_namespace or None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
