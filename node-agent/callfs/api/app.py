@@ -17,7 +17,19 @@ from aiohttp import web
 
 from callfs import links as link_tokens
 from callfs import paths
-from callfs.api import access_keys, cluster, copies, directories, files, links, openapi, quotas, render, system, websocket
+from callfs.api import (
+    access_keys,
+    cluster,
+    copies,
+    directories,
+    files,
+    links,
+    openapi,
+    quotas,
+    render,
+    system,
+    websocket,
+)
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.api.ratelimit import install as install_rate_limits
 from callfs.api.ratelimit import rate_limit
@@ -26,8 +38,8 @@ from callfs.errors import (
     CallFSError,
     MethodNotAllowed,
     NotFound,
-    PermissionDenied,
     PayloadTooLarge,
+    PermissionDenied,
     QuotaExceeded,
 )
 from callfs.node import Node

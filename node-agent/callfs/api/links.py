@@ -17,7 +17,6 @@ from callfs.engine import RemoteBytes
 from callfs.errors import BadRequest, ServiceUnavailable
 from callfs.models import Inode
 
-
 GENERATE_ROUTE = "/v1/links/generate"
 
 
