@@ -195,7 +195,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         await fs.chown(ref.path, user)
         await fs.register_key(user, key, ref.path)
         if self.volume_secrets is not None:
-            await self.volume_secrets.put(secret_name(ref.name), ref.name, secret_data(creds.server, key))
+            data = secret_data(creds.server, key, creds.ca_bundle)
+            await self.volume_secrets.put(secret_name(ref.name), ref.name, data)
 
     async def _take_key(self, fs: CallFSClient, ref: VolumeRef) -> None:
         """Revoke the volume's key (at once, on every node of the cluster) and delete its Secret."""

@@ -23,6 +23,8 @@ Secret's data in each request's ``secrets`` field):
   must hold a key of user ``root``; the node-stage secret's key is the identity the mount acts as (root too,
   unless a narrower user owns the volumes).
 * ``serverURL`` (optional): the cluster's URL when the StorageClass names none.
+* ``caBundle`` (or ``ca.crt``, optional): PEM certificates to trust for an ``https://`` cluster whose certificate
+  no public CA signed (a ``CallFSCluster`` with ``spec.tls``); else the driver's ``--ca-file``, else the system's.
 
 Pure functions; errors are :class:`~callfs_csi.errors.InvalidArgument` with the offending key in the message.
 """
@@ -56,6 +58,8 @@ __all__ = [
 API_KEY_SECRET: Final = "apiKey"  # noqa: S105 - the name of a secret key, not a secret
 OPERATOR_API_KEY_SECRET: Final = "api-key"  # noqa: S105 - the key in a CallFSCluster's generated Secret
 SERVER_SECRET: Final = "serverURL"  # noqa: S105
+CA_SECRET: Final = "caBundle"  # noqa: S105 - the name of a secret key
+CA_CRT_SECRET: Final = "ca.crt"  # noqa: S105 - the key of a kubernetes.io/tls Secret's CA
 CLIENT_SERVICE_PORT: Final = 8443
 """Port of a ``CallFSCluster``'s client Service."""
 KUBERNETES_PREFIX: Final = "csi.storage.k8s.io/"
@@ -93,10 +97,12 @@ class MutableParameters:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """How to reach a cluster: ``server`` URL (no trailing slash) and ``api_key``."""
+    """How to reach a cluster: ``server`` URL (no trailing slash), ``api_key``, and the PEM certificates to trust
+    for it (``ca_bundle``; ``None``: the system's)."""
 
     server: str
     api_key: str
+    ca_bundle: str | None = None
 
 
 def validate_server_url(url: str, what: str = "server") -> str:
@@ -189,7 +195,7 @@ def credentials(
 ) -> Credentials:
     """The credentials of a request: the volume's ``server`` (else the secret's ``serverURL``, else the
     default's) with the secret's ``apiKey`` (else its ``api-key``, else the default key, when the server is the
-    default one).
+    default one), trusting the secret's ``caBundle`` (else its ``ca.crt``, else the default's CA bundle).
 
     Raises:
         InvalidArgument: no server can be determined, or no key for it (spec: missing secrets are
@@ -208,4 +214,5 @@ def credentials(
         if default is None or default.server.rstrip("/") != server.rstrip("/"):
             raise InvalidArgument(f"secret {API_KEY_SECRET} (or {OPERATOR_API_KEY_SECRET}) is required for {server}")
         key = default.api_key
-    return Credentials(server.rstrip("/"), key)
+    ca_bundle = secrets.get(CA_SECRET) or secrets.get(CA_CRT_SECRET) or (default.ca_bundle if default else None)
+    return Credentials(server.rstrip("/"), key, ca_bundle or None)

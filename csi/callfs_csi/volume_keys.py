@@ -26,7 +26,7 @@ from typing import Final
 
 from callfs.permissions import is_valid_name
 from callfs_csi.errors import InvalidArgument
-from callfs_csi.params import API_KEY_SECRET, SERVER_SECRET
+from callfs_csi.params import API_KEY_SECRET, CA_SECRET, SERVER_SECRET
 
 __all__ = [
     "SECRET_PREFIX",
@@ -81,7 +81,10 @@ def secret_name(name: str) -> str:
     return secret
 
 
-def secret_data(server: str, key: str) -> dict[str, str]:
-    """The data of a volume's Secret: ``apiKey`` and ``serverURL`` (what ``NodeStageVolume`` reads from
-    ``secrets``, :func:`callfs_csi.params.credentials`)."""
-    return {API_KEY_SECRET: key, SERVER_SECRET: server}
+def secret_data(server: str, key: str, ca_bundle: str | None = None) -> dict[str, str]:
+    """The data of a volume's Secret: ``apiKey``, ``serverURL`` and, for a cluster with a private CA,
+    ``caBundle`` (what ``NodeStageVolume`` reads from ``secrets``, :func:`callfs_csi.params.credentials`)."""
+    data = {API_KEY_SECRET: key, SERVER_SECRET: server}
+    if ca_bundle:
+        data[CA_SECRET] = ca_bundle
+    return data
