@@ -134,7 +134,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         max_inodes = mutable.max_inodes or params.max_inodes
         required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
         capacity = requested_capacity(required, limit, self.config.default_capacity)
-        creds = credentials(request.secrets, params.server, self.config.default)
+        creds = credentials(request.secrets, params.server_for(request.secrets), self.config.default)
         ref = VolumeRef.on(name, creds.server, self.default_server())
         if source is not None and source.ref.server != ref.server:
             raise InvalidArgument(f"source {source.id} is on another cluster than {ref.volume_id}")

@@ -4,8 +4,11 @@ StorageClass ``parameters`` (passed to ``CreateVolume``; Kubernetes strips its o
 and we ignore any that remain):
 
 * ``server``: the cluster's URL, e.g. ``https://callfs.example:8443``; or
-* ``cluster``: ``<namespace>/<name>`` of a ``CallFSCluster`` resource, resolved to its client Service
-  ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`);
+* ``cluster``: ``<namespace>/<name>`` of a ``CallFSCluster`` resource: the endpoint it advertises, which its
+  operator writes as ``serverURL`` into the ``<name>-api-key`` Secret (``https://`` for a TLS cluster, with the
+  CA as ``ca.crt``), when the request's secret holds one; else its client Service
+  ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`, e.g. ``GetCapacity``, which has no
+  secrets);
 * neither: the driver's default cluster (``callfs-csi --server``), else the secret's ``serverURL``.
 * ``onDelete``: ``delete`` (default) | ``retain`` | ``archive`` — what ``DeleteVolume`` does with the directory.
 * ``maxInodes``: a positive integer, the volume quota's inode limit (default: none).
@@ -79,12 +82,20 @@ class OnDelete(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VolumeParameters:
-    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named), the ``on_delete`` policy and the
-    inode limit ``max_inodes`` (``None``: unlimited)."""
+    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named), the ``on_delete`` policy, the
+    inode limit ``max_inodes`` (``None``: unlimited) and the ``cluster`` reference ``server`` came from."""
 
     server: str | None = None
     on_delete: OnDelete = OnDelete.DELETE
     max_inodes: int | None = None
+    cluster: str | None = None
+
+    def server_for(self, secrets: Mapping[str, str]) -> str | None:
+        """The server of a request with ``secrets``: for a ``cluster`` reference, the secret's ``serverURL`` (the
+        endpoint the cluster advertises) when it has one; else :attr:`server`."""
+        if self.cluster is not None and secrets.get(SERVER_SECRET):
+            return None  # credentials() takes the secret's serverURL
+        return self.server
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +169,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> VolumeParameters:
         server = cluster_service_url(parameters["cluster"])
     on_delete = _on_delete(parameters.get("onDelete", OnDelete.DELETE.value))
     max_inodes = _max_inodes(parameters["maxInodes"]) if "maxInodes" in parameters else None
-    return VolumeParameters(server, on_delete, max_inodes)
+    return VolumeParameters(server, on_delete, max_inodes, parameters.get("cluster"))
 
 
 def parse_mutable_parameters(parameters: Mapping[str, str]) -> MutableParameters:

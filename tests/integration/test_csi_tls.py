@@ -83,6 +83,21 @@ async def test_the_controller_trusts_the_secret_ca_bundle_and_passes_it_on(
         await fs.upload("/volumes/pvc-tls/f", b"over tls")
 
 
+async def test_a_cluster_reference_uses_the_advertised_https_endpoint_and_ca_of_the_operator_secret(
+    tls_node: tuple[NodeProcess, str], controller: tuple[csi_pb2_grpc.ControllerStub, RecordedSecrets]
+) -> None:
+    node, ca = tls_node
+    stub, recorded = controller
+    request = create_request("pvc-ref", GiB, cluster="storage/main")
+    # The <name>-api-key Secret as the operator writes it for a TLS cluster (operator/callfs_operator/builders/
+    # secrets.py): its Service name does not resolve here, so the advertised endpoint is this node's URL.
+    request.secrets.update({"api-key": node.key_for("root"), "serverURL": node.url, "ca.crt": ca})
+    response = await stub.CreateVolume(request)
+    assert response.volume.volume_context["server"] == node.url
+    assert response.volume.volume_id == f"pvc-ref@{node.url}"
+    assert recorded.secrets["callfs-volume-pvc-ref"]["caBundle"] == ca
+
+
 async def test_without_the_ca_the_certificate_is_refused(
     tls_node: tuple[NodeProcess, str], controller: tuple[csi_pb2_grpc.ControllerStub, RecordedSecrets]
 ) -> None:
