@@ -33,24 +33,28 @@ def relative_to(path: str, root: str) -> str:
     return path[len(prefix):]
 
 
-async def share_tree(fs: CallFSClient, source: str, destination: str) -> tuple[int, int]:
+async def share_tree(
+    fs: CallFSClient, source: str, destination: str, *, owner: str | None = None
+) -> tuple[int, int]:
     """Copy everything below directory ``source`` into the existing directory ``destination``, copy-on-write
     on the server; ``(files, bytes)`` copied. Falls back to :func:`copy_tree` (see the module docstring).
+    ``owner`` (a root key only): every copy belongs to that user (a clone belongs to its volume's user);
+    ``None`` keeps the owners.
 
     Raises:
         NotFound: ``source`` vanished.  QuotaExceeded: the destination's quota is too small (nothing copied).
         CallFSUnavailable: the cluster went away (run again to finish).
     """
     try:
-        copied = await fs.copy(source, destination, recursive=True, into=True)
+        copied = await fs.copy(source, destination, recursive=True, into=True, owner=owner)
     except (fs_errors.NotFound, fs_errors.MethodNotAllowed) as exc:
         if isinstance(exc, fs_errors.NotFound) and not await _copies_unsupported(fs, source):
             raise
         log.info("the server has no copy-on-write copies; streaming %s to %s", source, destination)
-        return await copy_tree(fs, source, destination)
+        return await copy_tree(fs, source, destination, owner=owner)
     except fs_errors.DirectoryNotEmpty:
         log.info("%s holds part of an earlier copy; finishing it by streaming %s", destination, source)
-        return await copy_tree(fs, source, destination)
+        return await copy_tree(fs, source, destination, owner=owner)
     log.info("shared %s into %s: %d files, %d bytes", source, destination, copied.files, copied.bytes)
     return copied.files, copied.bytes
 
@@ -60,12 +64,14 @@ async def _copies_unsupported(fs: CallFSClient, source: str) -> bool:
     return await fs.exists(source)
 
 
-async def copy_tree(fs: CallFSClient, source: str, destination: str) -> tuple[int, int]:
+async def copy_tree(
+    fs: CallFSClient, source: str, destination: str, *, owner: str | None = None
+) -> tuple[int, int]:
     """Copy everything below directory ``source`` into existing directory ``destination``.
 
     Directories come before their contents (the listing is ordered by path depth first here), files are streamed;
-    modes and owners are copied (the caller's key must be root's to give entries to their owners). Returns
-    ``(files, bytes)`` copied.
+    modes and owners are copied, or every entry is given to ``owner`` (the caller's key must be root's to give
+    entries to anyone). Returns ``(files, bytes)`` copied.
 
     Raises:
         NotFound: ``source`` vanished.  QuotaExceeded: the destination's quota is too small.
@@ -82,7 +88,7 @@ async def copy_tree(fs: CallFSClient, source: str, destination: str) -> tuple[in
             await fs.upload(target, _stream(fs, item), size=item.size)
             files += 1
             copied += item.size
-        await _copy_attributes(fs, item, target)
+        await _copy_attributes(fs, item, target, owner or item.owner)
     log.info("copied %s to %s: %d files, %d bytes", source, destination, files, copied)
     return files, copied
 
@@ -92,9 +98,9 @@ async def _stream(fs: CallFSClient, item: FileInfo) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _copy_attributes(fs: CallFSClient, item: FileInfo, target: str) -> None:
+async def _copy_attributes(fs: CallFSClient, item: FileInfo, target: str, owner: str) -> None:
     info = await fs.stat(target)
     if info.mode != item.mode:
         await fs.chmod(target, item.mode)
-    if info.owner != item.owner:
-        await fs.chown(target, item.owner)
+    if info.owner != owner:
+        await fs.chown(target, owner)

@@ -7,20 +7,41 @@ cluster). Quotas are limits, not reservations, so volumes may together promise m
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
 
 from callfs.client import CallFSClient, CallFSUnavailable, error_from_body
+from callfs_csi.errors import InvalidArgument
 from callfs_csi.params import Credentials
 
-__all__ = ["client_for", "cluster_free_bytes", "free_bytes_of"]
+__all__ = ["client_for", "cluster_free_bytes", "free_bytes_of", "ssl_context"]
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
+    """A client context that verifies servers against the PEM certificates ``ca_bundle`` (and host names);
+    ``None`` for ``None`` (the system's trust store then).
+
+    Raises:
+        InvalidArgument: ``ca_bundle`` holds no usable certificate (spec: a bad secret is ``INVALID_ARGUMENT``).
+    """
+    if ca_bundle is None:
+        return None
+    try:
+        return ssl.create_default_context(cadata=ca_bundle)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InvalidArgument(f"the CA bundle holds no usable PEM certificate: {exc}") from exc
 
 
 def client_for(creds: Credentials, timeout: float = 30.0) -> CallFSClient:
-    """A (not yet entered) :class:`CallFSClient` for ``creds``; use it as ``async with``."""
-    return CallFSClient(creds.server, creds.api_key, timeout=timeout, retries=2)
+    """A (not yet entered) :class:`CallFSClient` for ``creds`` (trusting its CA bundle); use it as ``async with``.
+
+    Raises:
+        InvalidArgument: a CA bundle without a usable certificate.
+    """
+    return CallFSClient(creds.server, creds.api_key, timeout=timeout, retries=2, ssl=ssl_context(creds.ca_bundle))
 
 
 def free_bytes_of(nodes: Iterable[Mapping[str, Any]]) -> int:
@@ -43,7 +64,8 @@ async def cluster_free_bytes(creds: Credentials, request_timeout: float = 30.0) 
     url = creds.server.rstrip("/") + "/v1/cluster/nodes"
     client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     try:
-        async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(
+        connector = aiohttp.TCPConnector(ssl=ssl_context(creds.ca_bundle) or True)
+        async with aiohttp.ClientSession(timeout=client_timeout, connector=connector) as session, session.get(
             url, headers={"Authorization": f"Bearer {creds.api_key}"}
         ) as resp:
             body = await resp.json(content_type=None)

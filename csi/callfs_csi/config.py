@@ -59,3 +59,5 @@ class DriverConfig:
     """Seconds a CallFS request may take (connect and between reads) before the RPC fails ``UNAVAILABLE``."""
     repair_interval: float = 30.0
     """Seconds between two checks of the node's mounts for stale ones (0: only the pass at start-up)."""
+    volume_secret_namespace: str | None = None
+    """Kubernetes namespace where the controller writes each volume's key Secret (``None``: it writes none)."""

@@ -1,11 +1,14 @@
 """CSI Controller service: volumes as quota-limited directories on a CallFS cluster (spec, "Controller Service RPC").
 
 * ``CreateVolume`` → record ``/volumes/.csi/<name>.json``, directory ``/volumes/<name>``, quota of the requested
-  capacity on it. Idempotent by name: an existing volume whose quota satisfies the capacity range is returned
-  as is; one that does not → ``ALREADY_EXISTS``.
+  capacity on it; the directory belongs to the volume's own user, whose key reaches that directory only
+  (:mod:`callfs_csi.volume_keys`), written for the nodes into a Secret when the driver runs with
+  ``--volume-secret-namespace`` (:mod:`callfs_csi.volume_secrets`). Idempotent by name: an existing volume
+  whose quota satisfies the capacity range is returned as is; one that does not → ``ALREADY_EXISTS``.
 * ``DeleteVolume`` → by the volume's ``onDelete`` policy (from its record): remove, keep, or move to
-  ``/archive``, then drop the record; an unknown or already deleted volume is success, and a directory without
-  a record is never removed (so a retried delete of a retained volume keeps it).
+  ``/archive``, then drop the record, revoke the volume's key and delete its Secret; an unknown or already
+  deleted volume is success, and a directory without a record is never removed (so a retried delete of a
+  retained volume keeps it).
 * ``CreateVolume`` with a ``volume_content_source`` copies that volume or snapshot (:mod:`callfs_csi.clone`).
 * Snapshots are full copies under ``/snapshots`` (:mod:`callfs_csi.snapshot`); a volume can be made from one.
 * ``ControllerExpandVolume`` raises the quota; nothing is needed on the node (FUSE ``statfs`` reads the quota).
@@ -57,6 +60,8 @@ from callfs_csi.volume import (
     requested_capacity,
     validate_name,
 )
+from callfs_csi.volume_keys import secret_data, secret_name, volume_key, volume_user
+from callfs_csi.volume_secrets import KubernetesVolumeSecrets, VolumeSecrets
 
 __all__ = ["ControllerService", "check_snapshot_parameters"]
 
@@ -87,9 +92,15 @@ def volume_context(ref: VolumeRef, server: str) -> dict[str, str]:
 class ControllerService(csi_pb2_grpc.ControllerServicer):
     """The controller of ``csi.callfs.io`` over the CallFS REST API."""
 
-    def __init__(self, config: DriverConfig) -> None:
+    def __init__(self, config: DriverConfig, volume_secrets: VolumeSecrets | None = None) -> None:
+        """``volume_secrets``: where each volume's key goes for the nodes; ``None``: Kubernetes Secrets in
+        ``config.volume_secret_namespace`` when that is set, else nowhere (the node-stage secret of the
+        StorageClass is then what nodes mount with)."""
         self.config = config
         self.locks = KeyedLocks()
+        if volume_secrets is None and config.volume_secret_namespace:
+            volume_secrets = KubernetesVolumeSecrets(config.volume_secret_namespace)
+        self.volume_secrets = volume_secrets
 
     def client(self, creds: Credentials) -> CallFSClient:
         """A REST client of the cluster ``creds`` name, with the driver's request timeout (seconds)."""
@@ -113,6 +124,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.CreateVolumeRequest, context: grpc.aio.ServicerContext
     ) -> csi_pb2.CreateVolumeResponse:
         name = validate_name(request.name)
+        if self.volume_secrets is not None:
+            secret_name(name)  # a name no Secret can have is refused before anything is made
         check_capabilities(request.volume_capabilities)
         source = _volume_source(request)
         params = parse_parameters(request.parameters)
@@ -121,7 +134,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         max_inodes = mutable.max_inodes or params.max_inodes
         required, limit = request.capacity_range.required_bytes, request.capacity_range.limit_bytes
         capacity = requested_capacity(required, limit, self.config.default_capacity)
-        creds = credentials(request.secrets, params.server, self.config.default)
+        creds = credentials(request.secrets, params.server_for(request.secrets), self.config.default)
         ref = VolumeRef.on(name, creds.server, self.default_server())
         if source is not None and source.ref.server != ref.server:
             raise InvalidArgument(f"source {source.id} is on another cluster than {ref.volume_id}")
@@ -140,6 +153,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     raise AlreadyExists(f"volume {name} exists with another content source ({recorded_source})")
                 if source is not None and record.get("complete") is False:
                     await self._clone(fs, source, ref, record)  # finish a copy cut short
+                await self._give_key(fs, ref, creds)
             else:
                 if source is not None:
                     source_capacity = await _source_capacity(fs, source)
@@ -156,6 +170,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 await fs.set_quota(ref.path, bytes_limit=capacity, inodes_limit=max_inodes)
                 if source is not None:
                     await self._clone(fs, source, ref, record)
+                await self._give_key(fs, ref, creds)
                 log.info("created volume %s (%d bytes) on %s", ref.volume_id, capacity, creds.server)
         volume = csi_pb2.Volume(volume_id=ref.volume_id, capacity_bytes=capacity,
                                 volume_context=volume_context(ref, creds.server))
@@ -168,9 +183,27 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         # mid-copy fails this call, and the CO's retry (the record still says incomplete) reports NOT_FOUND.
         if not await fs.exists(source.path):
             raise NotFound(f"source {source.id} does not exist")
-        await share_tree(fs, source.path, ref.path)
+        await share_tree(fs, source.path, ref.path, owner=volume_user(ref.name))
         record["complete"] = True
         await _write_record(fs, ref, record)
+
+    async def _give_key(self, fs: CallFSClient, ref: VolumeRef, creds: Credentials) -> None:
+        """Give the volume directory to the volume's user, register its key confined to the directory, and hand
+        the key to :attr:`volume_secrets`. Every step is idempotent: a retried ``CreateVolume`` repeats them."""
+        user = volume_user(ref.name)
+        key = volume_key(creds.api_key, ref.volume_id)
+        await fs.chown(ref.path, user)
+        await fs.register_key(user, key, ref.path)
+        if self.volume_secrets is not None:
+            data = secret_data(creds.server, key, creds.ca_bundle)
+            await self.volume_secrets.put(secret_name(ref.name), ref.name, data)
+
+    async def _take_key(self, fs: CallFSClient, ref: VolumeRef) -> None:
+        """Revoke the volume's key (at once, on every node of the cluster) and delete its Secret."""
+        await fs.revoke_keys(volume_user(ref.name))
+        if self.volume_secrets is not None:
+            with contextlib.suppress(InvalidArgument):  # a name no Secret can have: it never had one
+                await self.volume_secrets.delete(secret_name(ref.name))
 
     @rpc
     async def DeleteVolume(
@@ -198,6 +231,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     outcome = f"kept its directory {ref.path}"
             with contextlib.suppress(fs_errors.NotFound):
                 await fs.delete(ref.record_path)
+            await self._take_key(fs, ref)
         log.info("deleted volume %s (onDelete=%s): %s", ref.volume_id, policy.value, outcome)
         return csi_pb2.DeleteVolumeResponse()
 

@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default=env("CALLFS_CSI_SERVER"), help="URL of the default CallFS cluster")
     p.add_argument("--api-key-file", default=env("CALLFS_CSI_API_KEY_FILE"),
                    help="file holding the default cluster's API key (a root key for the controller)")
+    p.add_argument("--ca-file", default=env("CALLFS_CSI_CA_FILE"),
+                   help="PEM certificates to trust for the clusters' https:// URLs (a secret's caBundle overrides "
+                        "it; default: the system's trust store)")
     p.add_argument("--default-capacity", type=int, default=int(env("CALLFS_CSI_DEFAULT_CAPACITY", str(1 << 30))),
                    help="bytes given to volumes whose request names no capacity (default 1 GiB)")
     p.add_argument("--max-volumes-per-node", type=int, default=0, help="reported by NodeGetInfo (0: no limit)")
@@ -52,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=30.0, help="seconds per CallFS request")
     p.add_argument("--repair-interval", type=float, default=30.0,
                    help="seconds between checks for stale mounts, which are re-mounted (0: only at start-up)")
+    p.add_argument("--volume-secret-namespace", default=env("CALLFS_CSI_VOLUME_SECRET_NAMESPACE"),
+                   help="controller: write each volume's key into Secret callfs-volume-<name> of this Kubernetes "
+                        "namespace, for the StorageClass to name as the node-stage secret (default: none)")
     p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=env("CALLFS_CSI_LOG_LEVEL", "info"),
                    help="lowest level logged (default info); env CALLFS_CSI_LOG_LEVEL")
     p.add_argument("--log-format", choices=LOG_FORMATS, default=env("CALLFS_CSI_LOG_FORMAT", "console"),
@@ -66,13 +72,14 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
         InvalidArgument: ``--server`` without ``--api-key-file`` (or the reverse), a bad URL, an empty key file.
     """
     default = None
+    ca_bundle = Path(args.ca_file).read_text() if args.ca_file else None
     if bool(args.server) != bool(args.api_key_file):
         raise InvalidArgument("--server and --api-key-file go together")
     if args.server:
         key = Path(args.api_key_file).read_text().strip()
         if not key:
             raise InvalidArgument(f"{args.api_key_file} is empty")
-        default = Credentials(validate_server_url(args.server, "--server"), key)
+        default = Credentials(validate_server_url(args.server, "--server"), key, ca_bundle)
     if not args.node_id:
         raise InvalidArgument("--node-id is required")
     if args.default_capacity <= 0:
@@ -81,7 +88,8 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
         raise InvalidArgument("--repair-interval must not be negative")
     return DriverConfig(node_id=args.node_id, mode=Mode(args.mode), state_dir=args.state_dir, default=default,
                         default_capacity=args.default_capacity, max_volumes_per_node=args.max_volumes_per_node,
-                        request_timeout=args.request_timeout, repair_interval=args.repair_interval)
+                        request_timeout=args.request_timeout, repair_interval=args.repair_interval,
+                        volume_secret_namespace=args.volume_secret_namespace or None)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,7 @@ them, and exits as that did (same contract; 1 and one line when the service cann
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -67,6 +68,8 @@ def build_parser(*, service_request: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--key-file", required=True, metavar="FILE",
                         help="file holding the API key (never pass the key itself: it would show in ps)")
     parser.add_argument("--read-only", action="store_true", help="mount read-only")
+    parser.add_argument("--ca-file", default=None, metavar="FILE",
+                        help="PEM certificates to trust for an https:// SERVER_URL (default: the system's)")
     parser.add_argument("--uid", type=int, default=None, help="owner uid of every inode (default: caller's)")
     parser.add_argument("--gid", type=int, default=None, help="owner gid of every inode (default: caller's)")
     parser.add_argument("--fs-name", default=None, metavar="NAME",
@@ -146,13 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"callfs-mount: cannot read the key file: {exc}", file=sys.stderr)
         return 1
+    try:
+        context = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"callfs-mount: cannot load the CA file: {exc}", file=sys.stderr)
+        return 1
     if args.foreground:
         _configure_logging(args.log_level, args.log_format, args.log_file, daemon=False)
-        return run_mount(settings, api_key, Readiness(None), args.pid_file)
+        return run_mount(settings, api_key, Readiness(None), args.pid_file, ssl_context=context)
 
     def daemon(readiness: Readiness) -> int:
         _configure_logging(args.log_level, args.log_format, args.log_file, daemon=True)
-        return run_mount(settings, api_key, readiness, args.pid_file)
+        return run_mount(settings, api_key, readiness, args.pid_file, ssl_context=context)
 
     return spawn_daemon(daemon, output_path=args.log_file, timeout=settings.request_deadline + READY_GRACE)
 

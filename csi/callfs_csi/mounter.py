@@ -187,6 +187,7 @@ class Mounter:
     async def mount_fuse(
         self, server: str, volume_path: str, mount_point: str, key_file: str, *, read_only: bool,
         log_file: str | None = None, pid_file: str | None = None, gid: int | None = None,
+        ca_file: str | None = None,
     ) -> None:
         """Start ``callfs-mount`` for ``server``/``volume_path`` at ``mount_point``; returns once it is live.
 
@@ -202,6 +203,8 @@ class Mounter:
             argv.append("--read-only")
         if gid is not None:
             argv += ["--gid", str(gid)]
+        if ca_file:
+            argv += ["--ca-file", ca_file]
         if log_file:
             argv += ["--log-file", log_file]
         if pid_file:

@@ -164,7 +164,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         await asyncio.to_thread(os.makedirs, volume.staging_path, exist_ok=True)
         await self.mounter.mount_fuse(volume.server, volume.volume_path, volume.staging_path, volume.key_file,
                                       read_only=volume.read_only, log_file=self._log_file(),
-                                      pid_file=str(self.store.pid_file_for(volume_id)), gid=volume.gid)
+                                      pid_file=str(self.store.pid_file_for(volume_id)), gid=volume.gid,
+                                      ca_file=volume.ca_file)
         return True
 
     async def _ensure_published(self, volume: StagedVolume, target_path: str, target: PublishedTarget,
@@ -250,8 +251,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 return csi_pb2.NodeStageVolumeResponse()
             await self._check_exists(creds, volume_id, volume_path)
             key_file = self.store.write_key(volume_id, creds.api_key)
+            ca_file = self.store.write_ca(volume_id, creds.ca_bundle) if creds.ca_bundle else None
             volume = StagedVolume(server=creds.server, volume_path=volume_path, staging_path=staging,
-                                  key_file=str(key_file), read_only=read_only, gid=gid)
+                                  key_file=str(key_file), read_only=read_only, gid=gid,
+                                  ca_file=str(ca_file) if ca_file else None)
             self.state.volumes[volume_id] = volume
             self.store.save(self.state)  # before mounting: a crash after the mount still knows about it
             try:
@@ -398,9 +401,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def _creds_of(self, volume: StagedVolume) -> Credentials:
         try:
             key = Path(volume.key_file).read_text()
+            ca_bundle = Path(volume.ca_file).read_text() if volume.ca_file else None
         except FileNotFoundError:
-            raise Internal(f"the key file of {volume.volume_path} is missing: re-stage the volume") from None
-        return Credentials(volume.server, key)
+            raise Internal(f"the key or CA file of {volume.volume_path} is missing: re-stage the volume") from None
+        return Credentials(volume.server, key, ca_bundle)
 
     @rpc
     async def NodeGetVolumeStats(

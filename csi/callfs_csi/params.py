@@ -4,8 +4,11 @@ StorageClass ``parameters`` (passed to ``CreateVolume``; Kubernetes strips its o
 and we ignore any that remain):
 
 * ``server``: the cluster's URL, e.g. ``https://callfs.example:8443``; or
-* ``cluster``: ``<namespace>/<name>`` of a ``CallFSCluster`` resource, resolved to its client Service
-  ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`);
+* ``cluster``: ``<namespace>/<name>`` of a ``CallFSCluster`` resource: the endpoint it advertises, which its
+  operator writes as ``serverURL`` into the ``<name>-api-key`` Secret (``https://`` for a TLS cluster, with the
+  CA as ``ca.crt``), when the request's secret holds one; else its client Service
+  ``http://<name>.<namespace>.svc:8443`` (:func:`cluster_service_url`, e.g. ``GetCapacity``, which has no
+  secrets);
 * neither: the driver's default cluster (``callfs-csi --server``), else the secret's ``serverURL``.
 * ``onDelete``: ``delete`` (default) | ``retain`` | ``archive`` — what ``DeleteVolume`` does with the directory.
 * ``maxInodes``: a positive integer, the volume quota's inode limit (default: none).
@@ -23,6 +26,8 @@ Secret's data in each request's ``secrets`` field):
   must hold a key of user ``root``; the node-stage secret's key is the identity the mount acts as (root too,
   unless a narrower user owns the volumes).
 * ``serverURL`` (optional): the cluster's URL when the StorageClass names none.
+* ``caBundle`` (or ``ca.crt``, optional): PEM certificates to trust for an ``https://`` cluster whose certificate
+  no public CA signed (a ``CallFSCluster`` with ``spec.tls``); else the driver's ``--ca-file``, else the system's.
 
 Pure functions; errors are :class:`~callfs_csi.errors.InvalidArgument` with the offending key in the message.
 """
@@ -56,6 +61,8 @@ __all__ = [
 API_KEY_SECRET: Final = "apiKey"  # noqa: S105 - the name of a secret key, not a secret
 OPERATOR_API_KEY_SECRET: Final = "api-key"  # noqa: S105 - the key in a CallFSCluster's generated Secret
 SERVER_SECRET: Final = "serverURL"  # noqa: S105
+CA_SECRET: Final = "caBundle"  # noqa: S105 - the name of a secret key
+CA_CRT_SECRET: Final = "ca.crt"  # noqa: S105 - the key of a kubernetes.io/tls Secret's CA
 CLIENT_SERVICE_PORT: Final = 8443
 """Port of a ``CallFSCluster``'s client Service."""
 KUBERNETES_PREFIX: Final = "csi.storage.k8s.io/"
@@ -75,12 +82,20 @@ class OnDelete(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VolumeParameters:
-    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named), the ``on_delete`` policy and the
-    inode limit ``max_inodes`` (``None``: unlimited)."""
+    """Parsed StorageClass parameters: ``server`` (a URL, ``None``: not named), the ``on_delete`` policy, the
+    inode limit ``max_inodes`` (``None``: unlimited) and the ``cluster`` reference ``server`` came from."""
 
     server: str | None = None
     on_delete: OnDelete = OnDelete.DELETE
     max_inodes: int | None = None
+    cluster: str | None = None
+
+    def server_for(self, secrets: Mapping[str, str]) -> str | None:
+        """The server of a request with ``secrets``: for a ``cluster`` reference, the secret's ``serverURL`` (the
+        endpoint the cluster advertises) when it has one; else :attr:`server`."""
+        if self.cluster is not None and secrets.get(SERVER_SECRET):
+            return None  # credentials() takes the secret's serverURL
+        return self.server
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +108,12 @@ class MutableParameters:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """How to reach a cluster: ``server`` URL (no trailing slash) and ``api_key``."""
+    """How to reach a cluster: ``server`` URL (no trailing slash), ``api_key``, and the PEM certificates to trust
+    for it (``ca_bundle``; ``None``: the system's)."""
 
     server: str
     api_key: str
+    ca_bundle: str | None = None
 
 
 def validate_server_url(url: str, what: str = "server") -> str:
@@ -152,7 +169,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> VolumeParameters:
         server = cluster_service_url(parameters["cluster"])
     on_delete = _on_delete(parameters.get("onDelete", OnDelete.DELETE.value))
     max_inodes = _max_inodes(parameters["maxInodes"]) if "maxInodes" in parameters else None
-    return VolumeParameters(server, on_delete, max_inodes)
+    return VolumeParameters(server, on_delete, max_inodes, parameters.get("cluster"))
 
 
 def parse_mutable_parameters(parameters: Mapping[str, str]) -> MutableParameters:
@@ -189,7 +206,7 @@ def credentials(
 ) -> Credentials:
     """The credentials of a request: the volume's ``server`` (else the secret's ``serverURL``, else the
     default's) with the secret's ``apiKey`` (else its ``api-key``, else the default key, when the server is the
-    default one).
+    default one), trusting the secret's ``caBundle`` (else its ``ca.crt``, else the default's CA bundle).
 
     Raises:
         InvalidArgument: no server can be determined, or no key for it (spec: missing secrets are
@@ -208,4 +225,5 @@ def credentials(
         if default is None or default.server.rstrip("/") != server.rstrip("/"):
             raise InvalidArgument(f"secret {API_KEY_SECRET} (or {OPERATOR_API_KEY_SECRET}) is required for {server}")
         key = default.api_key
-    return Credentials(server.rstrip("/"), key)
+    ca_bundle = secrets.get(CA_SECRET) or secrets.get(CA_CRT_SECRET) or (default.ca_bundle if default else None)
+    return Credentials(server.rstrip("/"), key, ca_bundle or None)

@@ -60,6 +60,8 @@ class StagedVolume:
     targets: dict[str, PublishedTarget] = field(default_factory=dict)
     gid: int | None = None
     """Group every inode appears to have (the pod's fsGroup, CSI ``volume_mount_group``); ``None``: the plugin's."""
+    ca_file: str | None = None
+    """PEM certificates the mount trusts for ``server`` (``None``: the system's)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +73,8 @@ class StagedVolume:
         return cls(server=str(data["server"]), volume_path=str(data["volume_path"]),
                    staging_path=str(data["staging_path"]), key_file=str(data["key_file"]),
                    read_only=bool(data.get("read_only", False)), targets=targets,
-                   gid=None if data.get("gid") is None else int(data["gid"]))
+                   gid=None if data.get("gid") is None else int(data["gid"]),
+                   ca_file=None if data.get("ca_file") is None else str(data["ca_file"]))
 
 
 @dataclass(slots=True)
@@ -157,13 +160,21 @@ class StateStore:
         _atomic_write(path, api_key.encode())
         return path
 
+    def write_ca(self, volume_id: str, ca_bundle: str) -> Path:
+        """Store the PEM certificates ``volume_id``'s mount trusts (beside its key); returns the file."""
+        self.ensure_dirs()
+        path = self.key_file_for(volume_id).with_suffix(".ca.pem")
+        _atomic_write(path, ca_bundle.encode())
+        return path
+
     def pid_file_for(self, volume_id: str) -> Path:
         """Where the FUSE daemon of ``volume_id`` writes its process ID (``callfs-mount --pid-file``)."""
         return self.keys_dir.parent / "pids" / (self.key_file_for(volume_id).stem + ".pid")
 
     def remove_key(self, volume_id: str) -> None:
-        """Forget the key (and daemon pid file) of ``volume_id`` (no error when there is none)."""
-        for path in (self.key_file_for(volume_id), self.pid_file_for(volume_id)):
+        """Forget the key (and CA and daemon pid file) of ``volume_id`` (no error when there is none)."""
+        key_file = self.key_file_for(volume_id)
+        for path in (key_file, key_file.with_suffix(".ca.pem"), self.pid_file_for(volume_id)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

@@ -1126,10 +1126,13 @@ class CallFSClient:
         payload = {"destination": canonical(dst), "overwrite": overwrite, "create_parents": create_parents}
         return str((await self._patch(src, payload))["path"])
 
-    async def copy(self, src: str, dst: str, *, recursive: bool = False, into: bool = False) -> CopyInfo:
+    async def copy(
+        self, src: str, dst: str, *, recursive: bool = False, into: bool = False, owner: str | None = None
+    ) -> CopyInfo:
         """Copy ``src`` to ``dst`` on the server (``POST /v1/copies``), sharing its bytes (copy-on-write): one
         metadata transaction, no byte sent. ``recursive`` copies a directory; ``into`` copies its entries into
-        the existing, empty directory ``dst``. Not retried (a retry could find its first attempt applied).
+        the existing, empty directory ``dst``; ``owner`` (root only) gives every copy to that user (owner and
+        group). Not retried (a retry could find its first attempt applied).
 
         Raises:
             NotFound: ``src`` missing (or, from a server without copies, the route).
@@ -1138,7 +1141,10 @@ class CallFSClient:
             BadRequest: a directory without ``recursive``, ``into`` with a file, into itself.
             QuotaExceeded: the destination's quota is too small (nothing copied).  PermissionDenied.
         """
-        payload = {"source": canonical(src), "destination": canonical(dst), "recursive": recursive, "into": into}
+        payload: dict[str, Any] = {"source": canonical(src), "destination": canonical(dst), "recursive": recursive,
+                                   "into": into}
+        if owner is not None:
+            payload["owner"] = owner
         return CopyInfo.from_json(await self._json("POST", self._url("/v1/copies"), json=payload, retry=False))
 
     async def rename(self, path: str, new_name: str) -> str:
@@ -1190,6 +1196,29 @@ class CallFSClient:
         """``DELETE /v1/quotas/{path}`` (root only). Raises ``NotFound`` when none is set."""
         async with self._request("DELETE", self._url(quotas_url_path(path))):
             pass
+
+    # ---- run-time API keys -----------------------------------------------------------------------------
+
+    async def register_key(self, user: str, key: str, scope: str) -> bool:
+        """``POST /v1/keys`` (root only): requests with ``key`` act as ``user``, confined to the path ``scope``;
+        True when newly registered, False when it already was (same user and scope).
+
+        Raises:
+            BadRequest: an invalid or superuser name, a key of fewer than 16 printable characters, a bad scope.
+            Conflict: the key is in use otherwise.  PermissionDenied: not root.
+        """
+        payload = {"user": user, "key": key, "scope": canonical(scope)}
+        async with self._request("POST", self._url("/v1/keys"), json=payload, retry=True) as resp:
+            return resp.status == 201
+
+    async def revoke_keys(self, user: str) -> int:
+        """``DELETE /v1/keys/{user}`` (root only): revoke every run-time key of ``user``; how many there were.
+
+        Raises:
+            BadRequest: an invalid user name.  PermissionDenied: not root.
+        """
+        body = await self._json("DELETE", self._url("/v1/keys/" + quote(user, safe="")))
+        return int(body["revoked"])
 
     # ---- links -----------------------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ from callfs.permissions import (
     require,
     require_chown,
     require_entry_change,
+    require_in_scope,
     require_search,
     validate_name,
 )
@@ -245,7 +246,9 @@ class Engine:
     @staticmethod
     def _resolved_chain(caller: Caller, path: str, found: Mapping[str, Inode], quotas: list[Quota]) -> Resolved:
         """:class:`Resolved` from the inodes ``found`` at ``path`` and its ancestors, after checking search
-        permission on the ancestors. Raises ``PermissionDenied``."""
+        permission on the ancestors. Raises ``PermissionDenied`` (also for a path outside a scoped caller's
+        scope)."""
+        require_in_scope(caller, path)
         chain = paths.ancestors(path)
         ancestors: list[Inode] = []
         for ancestor in chain:
@@ -343,6 +346,7 @@ class Engine:
         ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not ``create``)
         or ``NotADirectory`` (an ancestor is a file).
         """
+        require_in_scope(caller, path)
         parent_path = paths.parent_of(path)
         assert parent_path is not None
         chain = [*paths.ancestors(path)]
@@ -922,6 +926,8 @@ class Engine:
             raise BadRequest("cannot move onto the root directory")
         if paths.is_within(dst, src) and dst != src:
             raise BadRequest(f"cannot move {src} into itself ({dst})")
+        require_in_scope(caller, src)
+        require_in_scope(caller, dst)
         replaced: list[Inode] = []
         async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
             with self.metrics.time_metadata("move"):
@@ -969,7 +975,8 @@ class Engine:
         return moved
 
     async def copy(
-        self, caller: Caller, src: str, dst: str, *, recursive: bool = False, into: bool = False
+        self, caller: Caller, src: str, dst: str, *, recursive: bool = False, into: bool = False,
+        owner: str | None = None,
     ) -> CopyResult:
         """Copy the file or subtree ``src`` to ``dst`` without copying bytes (copy-on-write, see
         :mod:`callfs.copies`): one metadata transaction whatever the sizes, O(entries) statements.
@@ -977,7 +984,8 @@ class Engine:
         ``recursive`` is required to copy a directory (as ``cp -r``). ``into`` copies the entries of the
         directory ``src`` into the existing, empty directory ``dst``, which keeps its own attributes and quota;
         otherwise ``dst`` must not exist and missing parents are created (as for a new file). Copies keep mode
-        and times; their owner and group are the caller's unless the caller is a superuser (who preserves them).
+        and times; their owner and group are the caller's unless the caller is a superuser (who preserves them,
+        or gives every copy to ``owner``, owner and group: a CSI clone belongs to its new volume's user).
 
         Rules: search permission on both paths, ``r`` on every file and ``r``/``x`` on every directory copied,
         the right to create entries in the destination's directory; the quotas governing the destination are
@@ -990,11 +998,17 @@ class Engine:
             raise BadRequest("the root directory cannot be copied, nor replaced by a copy")
         if paths.is_within(dst, src):
             raise BadRequest(f"cannot copy {src} into itself ({dst})")
+        require_in_scope(caller, src)
+        require_in_scope(caller, dst)
+        if owner is not None:
+            self._require_superuser(caller, "give copies to another user")
+            validate_name(owner)
         async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
             with self.metrics.time_metadata("copy"):
                 for attempt in range(COMMIT_ATTEMPTS):
                     try:
-                        result = await self._commit_copy(caller, src, dst, recursive=recursive, into=into)
+                        result = await self._commit_copy(caller, src, dst, recursive=recursive, into=into,
+                                                         owner=owner)
                         break
                     except TransactionConflict:
                         if attempt == COMMIT_ATTEMPTS - 1:
@@ -1003,7 +1017,9 @@ class Engine:
         self.metrics.file_operation("copy", self._backend_type(result.inode))
         return result
 
-    async def _commit_copy(self, caller: Caller, src: str, dst: str, *, recursive: bool, into: bool) -> CopyResult:
+    async def _commit_copy(
+        self, caller: Caller, src: str, dst: str, *, recursive: bool, into: bool, owner: str | None
+    ) -> CopyResult:
         async with self.store.transaction() as txn:
             # Every source row is locked against a writer (who locks it for update) and a rename or delete
             # until the commit, so each file's block list and blob stay the ones copied here.
@@ -1036,7 +1052,7 @@ class Engine:
                 parent = await self._ensure_parents(txn, caller, dst, create=True)
                 require_entry_change(caller, parent, None, "create")
             plan = copies.plan_copy(top, entries, dst, into=into,
-                                    owner=None if caller.is_superuser else caller.user, now=utcnow())
+                                    owner=owner if caller.is_superuser else caller.user, now=utcnow())
             files = [p.copy for p in plan if not p.copy.is_dir]
             copied_bytes = sum(f.size for f in files)
             for step in plan:

@@ -169,6 +169,20 @@ class Quota:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessKey:
+    """An API key registered at run time (``POST /v1/keys``), kept in the metadata store as its SHA-256.
+
+    ``key_hash``: hex SHA-256 of the key; ``user``: who requests with it act as; ``scope``: the canonical path
+    those requests are confined to (the path and everything below it); ``created`` (UTC).
+    """
+
+    key_hash: str
+    user: str
+    scope: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord:
     """A storage node as registered in the shared metadata store.
 

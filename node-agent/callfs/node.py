@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from callfs import __version__
+from callfs.access_keys import AccessKeys
 from callfs.backends.base import Backend, BackendUnavailable
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
@@ -175,6 +176,7 @@ class Node:
     external_url: str
     membership: Membership
     peers: PeerClient
+    access_keys: AccessKeys
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -203,7 +205,8 @@ class Node:
             remote_read=peers.read_blob,
             remote_read_range=peers.read_file_range, clock=clock,
         )
-        return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers)
+        access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
+        return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys)
 
     async def start(self, *, primary: bool = True, fresh: bool = True) -> int:
         """Connect everything and make the system directories root's; returns how many orphans were removed.

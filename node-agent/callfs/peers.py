@@ -24,19 +24,27 @@ from callfs.models import Inode
 log = logging.getLogger(__name__)
 
 USER_HEADER = "X-CallFS-User"
+SCOPE_HEADER = "X-CallFS-Scope"
+"""The path a forwarded request's user is confined to (a scoped key's), so that the peer confines it too."""
 FORWARDED_HEADER = "X-CallFS-Forwarded-By"
 # Request headers a proxy must not pass on (RFC 9110 §7.6.1) or that we set ourselves.
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "authorization", USER_HEADER.lower(), FORWARDED_HEADER.lower(),
+    SCOPE_HEADER.lower(),
 }
 
 
-def forward_headers(incoming: Mapping[str, str], *, secret: str, user: str, hops: list[str]) -> dict[str, str]:
-    """Headers for a forwarded request: end-to-end headers of ``incoming`` plus internal auth and the hop list."""
+def forward_headers(
+    incoming: Mapping[str, str], *, secret: str, user: str, hops: list[str], scope: str | None = None
+) -> dict[str, str]:
+    """Headers for a forwarded request: end-to-end headers of ``incoming`` plus internal auth, the acting
+    ``user`` and its ``scope`` (``None``: unconfined), and the hop list."""
     out = {k: v for k, v in incoming.items() if k.lower() not in _HOP_BY_HOP}
     out["Authorization"] = f"Bearer {secret}"
     out[USER_HEADER] = user
+    if scope is not None:
+        out[SCOPE_HEADER] = quote(scope, safe="/")
     out[FORWARDED_HEADER] = ",".join(hops)
     return out
 

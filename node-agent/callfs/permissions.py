@@ -36,14 +36,36 @@ ROOT_DIR_MODE = 0o1777
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated user of a request and the groups it belongs to."""
+    """The authenticated user of a request, the groups it belongs to, and the canonical path its key confines it
+    to (``scope``: that path and everything below it; ``None``: the whole tree)."""
 
     user: str
     groups: frozenset[str] = field(default_factory=frozenset)
+    scope: str | None = None
 
     @property
     def is_superuser(self) -> bool:
-        return self.user in SUPERUSERS
+        # A confined key never has a superuser's powers, whatever user it names.
+        return self.user in SUPERUSERS and self.scope is None
+
+
+def in_scope(caller: Caller, path: str) -> bool:
+    """True when canonical ``path`` is the caller's scope or lies below it (always, for an unconfined caller)."""
+    scope = caller.scope
+    if scope is None or scope == "/":
+        return True
+    return path == scope or path.startswith(scope + "/")
+
+
+def require_in_scope(caller: Caller, path: str) -> None:
+    """Confinement of scoped keys (run-time API keys, e.g. a CSI volume's): a path outside the scope is refused
+    before anything about it is read, so that such a key learns nothing of the rest of the tree.
+
+    Raises:
+        PermissionDenied: ``path`` lies outside ``caller.scope``.
+    """
+    if not in_scope(caller, path):
+        raise PermissionDenied(f"{caller.user} may only reach {caller.scope}, not {path}")
 
 
 def allows(caller: Caller, inode: Inode, want: int) -> bool:

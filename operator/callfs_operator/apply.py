@@ -96,10 +96,12 @@ class Children:
         return secrets.decode({k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()})
 
     def owned_secret_data(self, cluster: Cluster) -> dict[str, dict[str, str]]:
-        """Current data of the Secrets the operator generates for ``cluster`` (absent ones left out)."""
+        """Current data of the Secrets the operator generates for ``cluster``, and of its TLS Secret (whose CA the
+        API-key Secret carries); absent ones left out."""
         out = {}
+        tls = [cluster.spec.tls.secret_name] if cluster.spec.tls is not None else []
         for name in (names.api_key_secret(cluster), names.internal_secret(cluster), names.postgres(cluster),
-                     names.redis(cluster)):
+                     names.redis(cluster), *tls):
             data = self.secret_data(cluster.namespace, name)
             if data is not None:
                 out[name] = data

@@ -30,6 +30,10 @@ POSTGRES_USER = "callfs"
 POSTGRES_DB = "callfs"
 
 API_KEY = "api-key"
+SERVER_URL = "serverURL"
+"""Key of the API-key Secret holding the advertised endpoint (the CSI driver's ``serverURL`` secret)."""
+CA_CRT = "ca.crt"
+"""Key of the API-key Secret holding a TLS cluster's CA (the CSI driver trusts it)."""
 """Key of the API-key Secret holding the superuser (``root``) key."""
 # Secret keys, not secrets:
 INTERNAL_PROXY_SECRET = "internal-proxy-secret"  # noqa: S105

@@ -212,28 +212,35 @@ def test_claim_of_the_chart_storage_class_binds_and_grows_with_the_chart_rbac(
             assert not kube_cluster.can_i(*action, kubeconfig=identity), f"{user} may {' '.join(action)}"
         # ... and allowed what the sidecars need.
         for action in (("create", "persistentvolumes"), ("patch", "persistentvolumeclaims", "--subresource=status"),
-                       ("get", f"secret/{ROOT_SECRET}", "-n", kube_namespace)):
+                       ("get", f"secret/{ROOT_SECRET}", "-n", kube_namespace),
+                       ("create", "secrets", "-n", kube_namespace), ("delete", "secrets", "-n", kube_namespace)):
             assert kube_cluster.can_i(*action, kubeconfig=identity), f"{user} may not {' '.join(action)}"
         with only_user_provisions(kube_cluster, storage_class, user), \
                 running_provisioning(kube_api, identity, kube_cluster.bin_dir, node, kube_namespace, work_dir,
                                      resizer=True, provisioner_flags=_chart_flags(docs, "csi-provisioner"),
-                                     resizer_flags=_chart_flags(docs, "csi-resizer")) as provisioning:
+                                     resizer_flags=_chart_flags(docs, "csi-resizer"),
+                                     volume_keys=True) as provisioning:
             # Only the ServiceAccount may create this PV, and only it may resize it: the sidecars act as it.
             provisioning.claim("data", storage_class, "1Gi")
             pv = provisioning.bound_volume("data")
             assert pv.spec.csi.driver == DRIVER
             assert pv.spec.csi.volume_attributes["server"] == node.url
+            # Nodes stage it with its own key: the Secret the controller wrote, as the chart's ServiceAccount.
+            volume_secret = f"callfs-volume-{pv.metadata.name}"
             assert (pv.spec.csi.node_stage_secret_ref.namespace, pv.spec.csi.node_stage_secret_ref.name) == (
-                kube_namespace, ROOT_SECRET)
+                kube_namespace, volume_secret)
+            core = kclient.CoreV1Api(kube_api)
+            assert set(core.read_namespaced_secret(volume_secret, kube_namespace).data) == {"apiKey", "serverURL"}
             # csi-resizer reads the controller-expand secret and patches the claim's status.
             provisioning.resize_claim("data", "2Gi")
             wait_for(lambda: provisioning.claim_capacity("data") == "2Gi", BIND_TIMEOUT, "PVC data at 2Gi")
             # csi-provisioner reads the provisioner secret again to delete the volume.
             provisioning.delete_claim("data")
             provisioning.wait_pv_gone(pv.metadata.name)
+            assert volume_secret not in {s.metadata.name for s in core.list_namespaced_secret(kube_namespace).items}
     # A claim another test left in its own namespace may reach these sidecars too (same driver); the chart's
     # RBAC rightly refuses them that namespace's secrets. Every other refusal is a gap in the chart's RBAC.
-    denials = [line for name in ("csi-provisioner.log", "csi-resizer.log")
+    denials = [line for name in ("csi-provisioner.log", "csi-resizer.log", "controller.log")
                for line in (work_dir / name).read_text(errors="replace").splitlines()
                if "forbidden" in line and not _about_another_namespace(line, kube_namespace)]
     assert not denials, "\n".join(denials[:5])

@@ -11,6 +11,7 @@ the controller provisions on a real CallFS node. The StorageClass passes a root 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as kclient
 
+from callfs import errors as fs_errors
 from callfs.client import CallFSClient
 from support.csi_provisioning import BIND_TIMEOUT, DRIVER, Provisioning, running_provisioning
 from support.kube import KubeCluster
@@ -116,3 +118,56 @@ def test_many_claims_bind(provisioning: Provisioning) -> None:
     assert time.monotonic() - started < BIND_TIMEOUT
     for handle in handles:
         assert _quota_bytes(provisioning.node, f"/volumes/{handle}") == GiB
+
+
+def _reads_with(node: NodeProcess, key: str, path: str) -> bytes | str:
+    """``path`` read with ``key``: its bytes, or the name of the error the server answered with."""
+
+    async def read() -> bytes | str:
+        async with CallFSClient(node.url, key, retries=0) as fs:
+            try:
+                return await fs.read(path)
+            except fs_errors.CallFSError as exc:
+                return type(exc).__name__
+
+    return asyncio.run(read())
+
+
+def test_each_volume_is_staged_with_its_own_key_secret(
+    kube_cluster: KubeCluster, kube_api: kclient.ApiClient, kube_namespace: str, node: NodeProcess, tmp_path: Path
+) -> None:
+    with running_provisioning(kube_api, kube_cluster.kubeconfig, kube_cluster.bin_dir, node, kube_namespace,
+                              tmp_path, volume_keys=True) as provisioning:
+        provisioning.storage_class("callfs-keys", "retain", **{
+            "csi.storage.k8s.io/node-stage-secret-name": "callfs-volume-${pv.name}",
+            "csi.storage.k8s.io/node-stage-secret-namespace": kube_namespace,
+        })
+        provisioning.claim("mine", "callfs-keys", "1Gi")
+        provisioning.claim("theirs", "callfs-keys", "1Gi")
+        mine, theirs = provisioning.bound_volume("mine"), provisioning.bound_volume("theirs")
+        # external-provisioner resolved the template and recorded the reference kubelet will follow.
+        ref = mine.spec.csi.node_stage_secret_ref
+        assert (ref.name, ref.namespace) == (f"callfs-volume-{mine.metadata.name}", kube_namespace)
+        core = kclient.CoreV1Api(kube_api)
+        secret = core.read_namespaced_secret(ref.name, kube_namespace)
+        data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+        assert data["serverURL"] == node.url and data["apiKey"] != node.key_for("root")
+
+        async def write() -> None:
+            async with CallFSClient(node.url, node.key_for("root")) as fs:
+                await fs.upload(f"/volumes/{theirs.spec.csi.volume_handle}/t.txt", b"theirs")
+            async with CallFSClient(node.url, data["apiKey"]) as fs:
+                await fs.upload(f"/volumes/{mine.spec.csi.volume_handle}/m.txt", b"mine")
+
+        asyncio.run(write())
+        assert _reads_with(node, data["apiKey"], f"/volumes/{mine.spec.csi.volume_handle}/m.txt") == b"mine"
+        assert _reads_with(node, data["apiKey"], f"/volumes/{theirs.spec.csi.volume_handle}/t.txt") == \
+            "PermissionDenied"
+
+        provisioning.delete_claim("mine")
+        provisioning.wait_pv_gone(mine.metadata.name)
+        with pytest.raises(kclient.ApiException) as gone:
+            core.read_namespaced_secret(ref.name, kube_namespace)
+        assert gone.value.status == 404
+        assert _reads_with(node, data["apiKey"], f"/volumes/{mine.spec.csi.volume_handle}/m.txt") == \
+            "AuthenticationFailed"

@@ -229,7 +229,9 @@ async def test_plugin_advertises_controller_and_online_expansion(controller: Con
     assert info.name == "csi.callfs.io"
 
 
-async def test_clone_copies_the_source_tree_modes_and_owners(controller: Controller) -> None:
+async def test_clone_copies_the_source_tree_and_modes_and_gives_it_to_the_new_volume_user(
+    controller: Controller,
+) -> None:
     await controller.stub.CreateVolume(create_request("pvc-src", 2 * GiB))
     big = bytes(range(256)) * 8192  # 2 MiB: more than one streamed piece
     async with controller.fs() as fs:
@@ -245,7 +247,9 @@ async def test_clone_copies_the_source_tree_modes_and_owners(controller: Control
     async with controller.fs() as fs:
         assert await fs.read("/volumes/pvc-clone/a/b/big.bin") == big
         assert (await fs.stat("/volumes/pvc-clone/top.txt")).mode == 0o600
-        assert (await fs.stat("/volumes/pvc-clone/a")).owner == "alice"
+        # The clone's key acts as its own user, who must be able to change every file of the copy.
+        assert (await fs.stat("/volumes/pvc-clone/a")).owner == "csi-pvc-clone"
+        assert (await fs.stat("/volumes/pvc-clone/a/b/big.bin")).owner == "csi-pvc-clone"
         await fs.upload("/volumes/pvc-clone/top.txt", b"changed")
         assert await fs.read("/volumes/pvc-src/top.txt") == b"top"
     again = await controller.stub.CreateVolume(request)

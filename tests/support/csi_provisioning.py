@@ -164,7 +164,7 @@ def _sidecar(binary: Path, socket: Path, kubeconfig: Path, log_path: Path, *flag
 def running_provisioning(
     api: kclient.ApiClient, kubeconfig: Path, bin_dir: Path, node: NodeProcess, namespace: str, work_dir: Path,
     *, resizer: bool = False, provisioner_flags: Sequence[str] = (), resizer_flags: Sequence[str] = (),
-    snapshotter: bool = False, snapshotter_flags: Sequence[str] = (),
+    snapshotter: bool = False, snapshotter_flags: Sequence[str] = (), volume_keys: bool = False,
 ) -> Iterator[Provisioning]:
     """Start our controller and csi-provisioner (plus csi-resizer when ``resizer``, csi-snapshotter when
     ``snapshotter``: it needs the snapshot CRDs and a snapshot-controller) against ``node``.
@@ -176,8 +176,10 @@ def running_provisioning(
     otherwise; ``resizer_flags`` are appended to csi-resizer's, ``snapshotter_flags`` to csi-snapshotter's.
     ``kubeconfig`` is the sidecars' identity (an admin, or a ServiceAccount whose RBAC is under test), given as
     ``KUBECONFIG`` and ``--kubeconfig`` (:func:`sidecar_env`; the test process's own ``KUBECONFIG`` is not passed
-    on). Raises ``FileNotFoundError`` when a sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the
-    controller socket does not appear within 30 s. Everything started is stopped on exit.
+    on). With ``volume_keys`` the controller writes each volume's key Secret into ``namespace``
+    (``--volume-secret-namespace``), authenticating with ``kubeconfig`` too. Raises ``FileNotFoundError`` when a
+    sidecar binary is not in ``bin_dir`` and ``AssertionError`` when the controller socket does not appear within
+    30 s. Everything started is stopped on exit.
     """
     socket = work_dir / "controller.sock"
     key_file = work_dir / "root.key"
@@ -202,7 +204,9 @@ def running_provisioning(
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "callfs_csi.main", "--endpoint", f"unix://{socket}", "--mode", "controller",
                  "--node-id", "e2e-controller", "--state-dir", str(work_dir / "state"), "--server", node.url,
-                 "--api-key-file", str(key_file)], stdout=log, stderr=subprocess.STDOUT))
+                 "--api-key-file", str(key_file),
+                 *(["--volume-secret-namespace", namespace] if volume_keys else [])],
+                stdout=log, stderr=subprocess.STDOUT, env=sidecar_env(kubeconfig)))
         wait_for(lambda: socket.exists(), 30, "the controller socket")
         processes.append(_sidecar(bin_dir / "csi-provisioner", socket, kubeconfig, work_dir / "csi-provisioner.log",
                                   "--worker-threads=4", *provisioner_flags))

@@ -27,12 +27,14 @@ from callfs_csi.mount_service import parser as mount_service_parser
 from callfs_csi.node import NODE_CAPABILITIES
 from callfs_csi.params import parse_parameters
 from callfs_csi.server import grpc_address
+from callfs_csi.volume_keys import secret_name
 from support.chart import render
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_SH = REPO / "hack" / "tools.sh"
 CLUSTER = "apps/demo"
-SECRET_KINDS = ("provisioner", "controller-expand", "node-stage")
+SECRET_KINDS = ("provisioner", "controller-expand")
+"""The CSI secret parameters that name the root key Secret (node-stage names each volume's own, csi.volumeKeys)."""
 
 PLUGINS = [("Deployment", "callfs-csi-controller", Mode.CONTROLLER), ("DaemonSet", "callfs-csi-node", Mode.NODE)]
 MOUNT_SERVICE = "callfs-mount-service"
@@ -271,6 +273,36 @@ def test_csi_driver_object_promises_what_the_driver_advertises() -> None:
     assert spec["fsGroupPolicy"] == "File"
     assert spec["volumeLifecycleModes"] == ["Persistent"]
     assert spec["podInfoOnMount"] is False
+
+
+def test_nodes_stage_each_volume_with_the_secret_the_controller_writes_for_it() -> None:
+    parameters = storage_class()["parameters"]
+    deployment = one("Deployment", "callfs-csi-controller")
+    namespace = deployment["metadata"]["namespace"]
+    config = config_from_args(parser().parse_args(plugin_argv(container(pod_spec("Deployment",
+                                                                                   "callfs-csi-controller"),
+                                                                          "callfs-csi"))))
+    assert config.volume_secret_namespace == namespace
+    name = parameters["csi.storage.k8s.io/node-stage-secret-name"]
+    assert name.replace("${pv.name}", "pvc-1") == secret_name("pvc-1")  # what external-provisioner resolves
+    assert parameters["csi.storage.k8s.io/node-stage-secret-namespace"] == namespace
+    role = one("Role", "callfs-csi-controller-volume-keys")
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]}]
+    binding = one("RoleBinding", "callfs-csi-controller-volume-keys")
+    assert binding["subjects"][0]["name"] == pod_spec("Deployment", "callfs-csi-controller")["serviceAccountName"]
+
+
+def test_without_volume_keys_nodes_stage_with_the_root_key_and_the_controller_writes_no_secret() -> None:
+    rendered = render({"csi.storageClass.cluster": CLUSTER, "csi.volumeKeys": "false"})
+    (sc,) = [d for d in rendered if d["kind"] == "StorageClass"]
+    parameters = sc["parameters"]
+    assert parameters["csi.storage.k8s.io/node-stage-secret-name"] == "demo-api-key"
+    assert not [d for d in rendered if d["metadata"]["name"] == "callfs-csi-controller-volume-keys"]
+    (deployment,) = [d for d in rendered if d["kind"] == "Deployment" and d["metadata"]["name"] ==
+                     "callfs-csi-controller"]
+    assert "--volume-secret-namespace" not in " ".join(container(deployment["spec"]["template"]["spec"],
+                                                                 "callfs-csi")["args"])
 
 
 def test_storage_class_of_a_cluster_hands_out_the_key_its_operator_generated() -> None:

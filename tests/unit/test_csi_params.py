@@ -32,6 +32,17 @@ def test_cluster_parameter_resolves_to_the_client_service() -> None:
     assert parse_parameters({"cluster": "storage/main"}).server == "http://main.storage.svc:8443"
 
 
+def test_a_cluster_reference_takes_the_endpoint_its_operator_advertises_in_the_secret() -> None:
+    params = parse_parameters({"cluster": "storage/main"})
+    advertised = {"api-key": "k" * 20, "serverURL": "https://main.storage.svc.cluster.local:8443", "ca.crt": "CA"}
+    creds = credentials(advertised, params.server_for(advertised), None)
+    assert (creds.server, creds.ca_bundle) == ("https://main.storage.svc.cluster.local:8443", "CA")
+    # An older Secret without serverURL: the client Service by name, as before.
+    assert params.server_for({"api-key": "k" * 20}) == "http://main.storage.svc:8443"
+    # A server parameter is the admin's word: the secret's serverURL does not override it.
+    assert parse_parameters({"server": "https://x:1"}).server_for(advertised) == "https://x:1"
+
+
 @pytest.mark.parametrize("policy", ["delete", "retain", "archive"])
 def test_on_delete_policies(policy: str) -> None:
     assert parse_parameters({"onDelete": policy}).on_delete is OnDelete(policy)

@@ -104,6 +104,23 @@ def test_existing_secret_values_are_never_rotated() -> None:
     assert again == first
 
 
+def test_the_api_key_secret_advertises_the_endpoint_the_csi_driver_uses() -> None:
+    data = secrets.decode(secrets.api_key_secret(cluster(), None, counter())["data"])
+    assert data["serverURL"] == "http://demo.ns1.svc.cluster.local:8443"
+    assert "ca.crt" not in data
+
+
+@pytest.mark.parametrize(("tls", "ca"), [({"ca.crt": "CA", "tls.crt": "CERT"}, "CA"), ({"tls.crt": "SELF"}, "SELF")])
+def test_a_tls_cluster_api_key_secret_carries_its_https_endpoint_and_ca(tls: dict[str, str], ca: str) -> None:
+    tls_cluster = cluster(tls={"secretName": "certs"})
+    built = {s["metadata"]["name"]: secrets.decode(s["data"])
+             for s in secrets.owned_secrets(tls_cluster, {"certs": tls}, counter())}
+    data = built["demo-api-key"]
+    assert data["serverURL"] == "https://demo.ns1.svc.cluster.local:8443"
+    assert data["ca.crt"] == ca
+    assert "certs" not in built  # the TLS Secret is the user's: read, never written
+
+
 def test_generated_secrets_are_distinct_and_long() -> None:
     values = [secrets.new_token() for _ in range(20)]
     assert len(set(values)) == 20 and min(len(v) for v in values) >= 40

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import ssl as ssl_module
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -55,15 +56,17 @@ class Bridge:
         api_key: the bearer key.
         request_deadline: seconds a call keeps retrying transient failures.
         socket_timeout: seconds allowed to connect and between two reads of one attempt.
+        ssl: verifies an ``https://`` server (``None``: the system's trust store).
 
     :meth:`start` before use, :meth:`close` at the end (idempotent).
     """
 
     def __init__(self, server_url: str, api_key: str, *, request_deadline: float = 30.0,
-                 socket_timeout: float = 10.0) -> None:
+                 socket_timeout: float = 10.0, ssl: ssl_module.SSLContext | None = None) -> None:
         self._deadline = request_deadline
         self._loop = asyncio.new_event_loop()
-        self._client = CallFSClient(server_url, api_key, timeout=min(socket_timeout, request_deadline), retries=2)
+        self._client = CallFSClient(server_url, api_key, timeout=min(socket_timeout, request_deadline), retries=2,
+                                    ssl=ssl)
         self._thread = threading.Thread(target=self._run_loop, name="callfs-io", daemon=True)
         self._started = False
 

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import ssl
 from typing import Any
 
 from callfs.client import CallFSUnavailable
@@ -100,13 +101,15 @@ def fuse_options(settings: MountSettings) -> dict[str, Any]:
     return options
 
 
-def run_mount(settings: MountSettings, api_key: str, readiness: Readiness, pid_file: str | None = None) -> int:
+def run_mount(settings: MountSettings, api_key: str, readiness: Readiness, pid_file: str | None = None,
+              *, ssl_context: ssl.SSLContext | None = None) -> int:
     """Check, mount and serve until unmounted; returns the process exit code (0 after a clean unmount).
+    ``ssl_context`` verifies an ``https://`` server (``None``: the system's trust store).
 
     Failures before the mount is live are reported through ``readiness`` (one line) and return 1.
     """
     os.makedirs(settings.spool_dir, exist_ok=True)
-    bridge = Bridge(settings.server_url, api_key, request_deadline=settings.request_deadline)
+    bridge = Bridge(settings.server_url, api_key, request_deadline=settings.request_deadline, ssl=ssl_context)
     try:
         bridge.start()
         try:

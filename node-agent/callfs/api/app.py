@@ -10,12 +10,26 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
 
 from callfs import links as link_tokens
-from callfs.api import cluster, copies, directories, files, links, openapi, quotas, render, system, websocket
+from callfs import paths
+from callfs.api import (
+    access_keys,
+    cluster,
+    copies,
+    directories,
+    files,
+    links,
+    openapi,
+    quotas,
+    render,
+    system,
+    websocket,
+)
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.api.ratelimit import install as install_rate_limits
 from callfs.api.ratelimit import rate_limit
@@ -25,10 +39,11 @@ from callfs.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
     QuotaExceeded,
 )
 from callfs.node import Node
-from callfs.peers import USER_HEADER
+from callfs.peers import SCOPE_HEADER, USER_HEADER
 from callfs.permissions import Caller
 
 log = logging.getLogger("callfs.http")
@@ -38,6 +53,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PUBLIC_PATHS = ("/health", "/ready", openapi.PATH)
 _PUBLIC_PREFIXES = ("/download/",)
+_SCOPED_PREFIXES = (
+    files.PREFIX, directories.PREFIX, quotas.PREFIX, copies.ROUTE, links.GENERATE_ROUTE,
+)
+"""Routes a scoped key may use: those about paths, where the engine confines it (everything else is 403)."""
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -163,18 +182,29 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not key:
         raise AuthenticationFailed("missing API key (Authorization: Bearer <key>)")
     user = None
+    scope: str | None = None
     # SECURITY: compare against every key in constant time, without stopping at the first match.
     for candidate, candidate_user in node.credentials.users_by_key.items():
         if hmac.compare_digest(candidate.encode(), key.encode()):
             user = candidate_user
     internal = hmac.compare_digest(node.credentials.internal_proxy_secret.encode(), key.encode())
     if internal:
-        # SECURITY: only a peer holding the internal secret may act on behalf of another user.
+        # SECURITY: only a peer holding the internal secret may act on behalf of another user (and it passes
+        # on the confinement of a scoped key, so that the user is confined here too).
         user = request.headers.get(USER_HEADER) or "internal-proxy"
+        if SCOPE_HEADER in request.headers:
+            scope = paths.canonicalize(unquote(request.headers[SCOPE_HEADER])).path
+    elif user is None:
+        registered = await node.access_keys.lookup(key)
+        if registered is not None:
+            user, scope = registered.user, registered.scope
     if user is None:
         raise AuthenticationFailed("invalid API key")
+    if scope is not None and not path.startswith(_SCOPED_PREFIXES):
+        # SECURITY: a scoped key reaches the paths of its scope and nothing about the rest of the cluster.
+        raise PermissionDenied(f"a key confined to {scope} may not use {path}")
     groups = frozenset(node.config.auth.user_groups.get(user, ()))
-    request[CALLER] = Caller(user, groups)
+    request[CALLER] = Caller(user, groups, scope)
     request[INTERNAL] = internal
     return await handler(request)
 
@@ -202,6 +232,7 @@ def build_app(node: Node) -> web.Application:
     app[IN_FLIGHT] = InFlight()
     app.on_response_prepare.append(_security_headers)
     system.add_routes(app)
+    access_keys.add_routes(app)
     websocket.add_routes(app)  # before files: /v1/files/{path} matches /v1/files/ws/... too
     files.add_routes(app)
     copies.add_routes(app)

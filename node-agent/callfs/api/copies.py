@@ -14,7 +14,7 @@ from callfs.api.requests import bool_field, json_object, str_field
 from callfs.errors import BadRequest
 
 ROUTE = "/v1/copies"
-_KEYS = {"source", "destination", "recursive", "into"}
+_KEYS = {"source", "destination", "recursive", "into", "owner"}
 
 
 def add_routes(app: web.Application) -> None:
@@ -40,6 +40,7 @@ async def create_copy(request: web.Request) -> web.StreamResponse:
     source, destination = _absolute(body, "source"), _absolute(body, "destination")
     result = await request.app[NODE].engine.copy(
         caller(request), source, destination, recursive=bool_field(body, "recursive"), into=bool_field(body, "into"),
+        owner=str_field(body, "owner"),
     )
     response = render.json_response(
         {"path": result.inode.path, "files": result.files, "directories": result.directories,

@@ -17,9 +17,11 @@ from callfs.engine import RemoteBytes
 from callfs.errors import BadRequest, ServiceUnavailable
 from callfs.models import Inode
 
+GENERATE_ROUTE = "/v1/links/generate"
+
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_route("POST", "/v1/links/generate", generate_link)
+    app.router.add_route("POST", GENERATE_ROUTE, generate_link)
     # No HEAD: a HEAD must not burn a single-use token.
     app.router.add_get("/download/{token}", download, allow_head=False)
 

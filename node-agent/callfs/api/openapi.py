@@ -337,6 +337,26 @@ def _other_public_paths() -> Json:
         [400, 403, 404, 500, 503],
         parameters=["Path"],
     )
+    register_key = _operation(
+        "registerKey", "Register an API key confined to a path (root only)", ["keys"],
+        {"201": _response("Registered", _json(_schema("AccessKey"))),
+         "200": _response("Already registered for this user and scope", _json(_schema("AccessKey")))},
+        [400, 403, 409, 413, 500, 503],
+        description=(
+            "Requests with `key` act as `user` (never a superuser) and reach only `scope` and what lies below it: "
+            "any other path answers 403, and so does every route that is not about paths (`/v1/keys`, "
+            "`/v1/cluster/*`, `/metrics`). The node keeps the key's SHA-256, never the key, and never echoes it. "
+            "409 `CONFLICT` when the key is one of the config file, the internal secret, or registered for another "
+            "user or scope. The CSI driver registers one per volume."
+        ),
+        request_body={"required": True, "content": _json(_schema("KeyRegistration"))},
+    )
+    revoke_keys = _operation(
+        "revokeKeys", "Revoke every run-time key of a user (root only)", ["keys"],
+        {"200": _response("Revoked (at once, on every node)", _json(_schema("RevokedKeys")))},
+        [400, 403, 500, 503],
+        parameters=["KeyUser"],
+    )
     nodes = _operation(
         "listNodes", "The cluster's nodes as this node sees them", ["cluster"],
         {"200": _response("The membership view", _json(_schema("ClusterNodes")))},
@@ -348,6 +368,8 @@ def _other_public_paths() -> Json:
         "/v1/links/generate": {"post": generate},
         "/download/{token}": {"get": download},
         "/v1/quotas/{path}": {"get": get_quota, "put": put_quota, "delete": delete_quota},
+        "/v1/keys": {"post": register_key},
+        "/v1/keys/{user}": {"delete": revoke_keys},
         "/v1/cluster/nodes": {"get": nodes, "head": _head_of(nodes, "headNodes")},
     }
 
@@ -517,6 +539,8 @@ def _parameters_component() -> Json:
             "Content-Range",
             "`bytes <first>-<last>/*` (inclusive): write the body at that range of the existing file",
         ),
+        "KeyUser": {"name": "user", "in": "path", "required": True, "description": "A user name",
+                    "schema": {"type": "string"}},
         "User": {"name": USER_HEADER, "in": "header", "required": True,
                  "description": "The user the peer acts for", "schema": {"type": "string"}},
     }
@@ -605,6 +629,8 @@ def _schemas_component() -> Json:
                 "source": {"type": "string", "description": "Absolute path of the file or directory to copy"},
                 "destination": {"type": "string", "description": "Absolute path of the copy"},
                 "recursive": {"type": "boolean", "default": False, "description": "Copy a directory and its tree"},
+                "owner": {"type": "string", "description": "Give every copy to this user, owner and group (root "
+                                                          "only; otherwise copies are the caller's)"},
                 "into": {"type": "boolean", "default": False,
                          "description": "Copy the entries of the directory `source` into the existing, empty "
                                         "directory `destination`"},
@@ -634,6 +660,28 @@ def _schemas_component() -> Json:
             "required": ["url", "token", "expires"],
             "properties": {"url": {"type": "string", "format": "uri"}, "token": {"type": "string"},
                            "expires": date_time},
+        },
+        "KeyRegistration": {
+            "type": "object",
+            "required": ["user", "key", "scope"],
+            "properties": {
+                "user": {"type": "string", "description": "Who requests with the key act as (not `root`)"},
+                "key": {"type": "string", "minLength": 16, "maxLength": 512, "pattern": "^[!-~]+$",
+                        "description": "The key itself: printable ASCII without spaces"},
+                "scope": {"type": "string", "description": "The path the key is confined to"},
+            },
+        },
+        "AccessKey": {
+            "type": "object",
+            "required": ["user", "scope", "created"],
+            "properties": {"user": {"type": "string"}, "scope": {"type": "string"},
+                           "created": {"type": "string", "format": "date-time"}},
+        },
+        "RevokedKeys": {
+            "type": "object",
+            "required": ["user", "revoked"],
+            "properties": {"user": {"type": "string"},
+                           "revoked": {"type": "integer", "minimum": 0, "description": "Keys revoked"}},
         },
         "QuotaLimits": {
             "type": "object",
@@ -752,6 +800,7 @@ def build_document() -> Json:
             {"name": "directories", "description": "Directory listings"},
             {"name": "links", "description": "Single-use download links"},
             {"name": "quotas", "description": "Directory quotas"},
+            {"name": "keys", "description": "API keys registered at run time, each confined to a path"},
             {"name": "cluster", "description": "Cluster membership and peer-to-peer byte transfers"},
             {"name": "system", "description": "Liveness, readiness, metrics and this document"},
             {"name": INTERNAL_TAG, "description": "For peer nodes only (internal secret)"},

@@ -20,6 +20,7 @@ from callfs.engine import RemoteBytes
 from callfs.errors import BadGateway, LoopDetected, ServiceUnavailable
 from callfs.models import Inode
 from callfs.peers import FORWARDED_HEADER, forward_headers, response_headers
+from callfs.permissions import Caller
 
 CHUNK_BYTES = 1 << 20
 
@@ -89,9 +90,11 @@ async def forward(
         )
     assert inode.instance_id is not None
     base = await node.peers.url_of(inode.instance_id)
+    # ``user`` names who acts when the request has no caller (a link download acts as the internal user).
+    acting = Caller(user) if user else caller(request)
     headers = forward_headers(
         request.headers, secret=node.credentials.internal_proxy_secret,
-        user=user or caller(request).user, hops=[node.credentials.instance_id],
+        user=acting.user, hops=[node.credentials.instance_id], scope=acting.scope,
     )
     # The peer logs the request under the same ID (replacing the client's header, whatever its case).
     headers = {k: v for k, v in headers.items() if k.lower() != "x-request-id"}

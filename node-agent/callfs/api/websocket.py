@@ -150,7 +150,7 @@ async def _peer_headers(request: web.Request, extra: dict[str, str] | None = Non
     headers = forward_headers(
         {k: request.headers[k] for k in _CONDITIONAL if k in request.headers},
         secret=node.credentials.internal_proxy_secret, user=caller(request).user,
-        hops=[node.credentials.instance_id],
+        hops=[node.credentials.instance_id], scope=caller(request).scope,
     )
     headers["X-Request-ID"] = request[REQUEST_ID]
     headers.update(extra or {})

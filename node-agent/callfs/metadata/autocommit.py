@@ -13,7 +13,7 @@ from datetime import datetime
 
 from callfs.metadata.base import MetadataTxn
 from callfs.metadata.rows import Queries
-from callfs.models import FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
+from callfs.models import AccessKey, FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
 
 
 class AutocommitOperations:
@@ -212,6 +212,20 @@ class AutocommitOperations:
     async def list_nodes(self) -> list[NodeRecord]:
         """Every registered node."""
         return await self._autocommit_reader().list_nodes()
+
+    async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
+        """Register a run-time API key (idempotent by hash); ``(stored record, inserted)``."""
+        async with self._autocommit_writer() as ops:
+            return await ops.put_access_key(key)
+
+    async def get_access_key(self, key_hash: str) -> AccessKey | None:
+        """The registered key with that hash, or ``None``."""
+        return await self._autocommit_reader().get_access_key(key_hash)
+
+    async def delete_access_keys(self, user: str) -> int:
+        """Forget every registered key of ``user``; how many there were."""
+        async with self._autocommit_writer() as ops:
+            return await ops.delete_access_keys(user)
 
     async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
         """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""

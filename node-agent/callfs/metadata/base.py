@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callfs.errors import AlreadyExists, ServiceUnavailable
-from callfs.models import FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
+from callfs.models import AccessKey, FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(ServiceUnavailable):
@@ -280,6 +280,18 @@ class MetadataStore(MetadataTxn, Protocol):
 
     async def list_nodes(self) -> list[NodeRecord]:
         """Every registered node, ordered by ``instance_id``."""
+        ...
+
+    async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
+        """Register ``key`` unless its hash is known; ``(stored record, inserted)`` (the existing one when known)."""
+        ...
+
+    async def get_access_key(self, key_hash: str) -> AccessKey | None:
+        """The registered key with that SHA-256 (hex), or ``None``."""
+        ...
+
+    async def delete_access_keys(self, user: str) -> int:
+        """Forget every registered key of ``user``; returns how many there were."""
         ...
 
     def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:

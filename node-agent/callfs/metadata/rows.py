@@ -30,6 +30,7 @@ from callfs import paths
 from callfs.metadata.base import BlockNotReserved, TargetExists, UniqueViolation
 from callfs.models import (
     CONTENT_ID_PREFIX,
+    AccessKey,
     FileBlock,
     Inode,
     InodeType,
@@ -339,6 +340,14 @@ UPSERT_NODE = (
     "started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat"
 )
 LIST_NODES = f"SELECT {NODE_COLUMNS} FROM cluster_nodes ORDER BY instance_id"  # noqa: S608
+
+ACCESS_KEY_COLUMNS = "key_hash, user_name, scope, created_at"
+INSERT_ACCESS_KEY = (
+    f"INSERT INTO access_keys ({ACCESS_KEY_COLUMNS}) VALUES ($1, $2, $3, $4) "  # noqa: S608
+    "ON CONFLICT (key_hash) DO NOTHING"
+)
+SELECT_ACCESS_KEY = f"SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE key_hash = $1"  # noqa: S608
+DELETE_ACCESS_KEYS = "DELETE FROM access_keys WHERE user_name = $1"
 
 
 @lru_cache(maxsize=64)
@@ -956,6 +965,27 @@ class Queries:
                        started_at=decode(r[5]), last_heartbeat=decode(r[6]))
             for r in await self._x.fetch(LIST_NODES, ())
         ]
+
+    async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
+        """Insert ``key`` unless its hash is registered; ``(stored record, inserted)``."""
+        inserted = await self._x.count(
+            INSERT_ACCESS_KEY, (key.key_hash, key.user, key.scope, self._x.encode_time(key.created))
+        )
+        stored = await self.get_access_key(key.key_hash)
+        assert stored is not None, "inserted or already there"
+        return stored, inserted > 0
+
+    async def get_access_key(self, key_hash: str) -> AccessKey | None:
+        """The registered key with SHA-256 ``key_hash``, or ``None``."""
+        rows = await self._x.fetch(SELECT_ACCESS_KEY, (key_hash,))
+        if not rows:
+            return None
+        row = rows[0]
+        return AccessKey(key_hash=row[0], user=row[1], scope=row[2], created=self._x.decode_time(row[3]))
+
+    async def delete_access_keys(self, user: str) -> int:
+        """Delete every key of ``user``; how many rows went."""
+        return await self._x.count(DELETE_ACCESS_KEYS, (user,))
 
     async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
         """Stream the ``blob_id`` of every file on ``backend`` owned by ``instance_id`` (``None``: shared).

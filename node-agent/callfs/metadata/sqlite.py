@@ -160,6 +160,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="files sharing a blob (copies): find whether any file still names a blob",
         statements=("CREATE INDEX inodes_blob_refs ON inodes (backend, blob_id) WHERE type = 'file'",),
     ),
+    Migration(
+        version=7,
+        description="API keys registered at run time (hashed), each confined to a path",
+        statements=(
+            """CREATE TABLE access_keys (
+                key_hash TEXT NOT NULL PRIMARY KEY,
+                user_name TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX access_keys_user ON access_keys (user_name)",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 

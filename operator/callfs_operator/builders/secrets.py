@@ -51,15 +51,25 @@ def _secret(cluster: Cluster, name: str, component: str | None, values: Mapping[
     }
 
 
-def api_key_secret(cluster: Cluster, existing: Mapping[str, str] | None, token: Token = new_token) -> dict[str, Any]:
-    """The generated ``<name>-api-key`` Secret (key ``api-key``: the ``root`` user's API key).
+def api_key_secret(
+    cluster: Cluster, existing: Mapping[str, str] | None, token: Token = new_token,
+    tls: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The generated ``<name>-api-key`` Secret: ``api-key`` (the ``root`` user's API key), ``serverURL`` (the
+    cluster's advertised endpoint, ``status.endpoint``) and, for a TLS cluster, ``ca.crt``: the CA of its TLS
+    Secret ``tls`` (its ``ca.crt``, else ``tls.crt`` of a self-signed certificate). A StorageClass that names this
+    Secret so gives the CSI driver the endpoint and the CA to trust (csi/callfs_csi/params.py).
 
     Only built when ``spec.auth.apiKeysSecret`` is absent; raises ``ValueError`` otherwise (that Secret is the
     user's).
     """
     if cluster.spec.auth.api_keys_secret is not None:
         raise ValueError("spec.auth.apiKeysSecret names the user's Secret; the operator does not build it")
-    return _secret(cluster, names.api_key_secret(cluster), None, complete(existing, [names.API_KEY], token))
+    values = complete(existing, [names.API_KEY], token) | {names.SERVER_URL: names.endpoint(cluster)}
+    ca = (tls or {}).get("ca.crt") or (tls or {}).get("tls.crt") if cluster.spec.tls is not None else None
+    if ca:
+        values[names.CA_CRT] = ca
+    return _secret(cluster, names.api_key_secret(cluster), None, values)
 
 
 def internal_secret(cluster: Cluster, existing: Mapping[str, str] | None, token: Token = new_token) -> dict[str, Any]:
@@ -88,10 +98,12 @@ def redis_secret(cluster: Cluster, existing: Mapping[str, str] | None, token: To
 def owned_secrets(
     cluster: Cluster, existing: Mapping[str, Mapping[str, str]], token: Token = new_token
 ) -> list[dict[str, Any]]:
-    """Every Secret the operator owns for ``cluster``; ``existing`` maps Secret name → its current plain data."""
+    """Every Secret the operator owns for ``cluster``; ``existing`` maps Secret name → its current plain data (and
+    holds the TLS Secret's, whose CA the API-key Secret carries)."""
     out = []
     if cluster.spec.auth.api_keys_secret is None:
-        out.append(api_key_secret(cluster, existing.get(names.api_key_secret(cluster)), token))
+        tls = existing.get(cluster.spec.tls.secret_name) if cluster.spec.tls is not None else None
+        out.append(api_key_secret(cluster, existing.get(names.api_key_secret(cluster)), token, tls))
     out.append(internal_secret(cluster, existing.get(names.internal_secret(cluster)), token))
     if cluster.spec.metadata.managed:
         out.append(postgres_secret(cluster, existing.get(names.postgres(cluster)), token))
