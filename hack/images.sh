@@ -38,7 +38,9 @@ CACHE="${CALLFS_IMAGES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-images}"
 SUITE=bookworm
 CA_BUNDLE=${CALLFS_IMAGES_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 ALL_IMAGES=(base node operator postgres redis pause csi-provisioner csi-resizer)
-DEBIAN_PACKAGES=(buildah mmdebstrap catatonit)
+# runc: buildah runs the Dockerfiles' RUN steps with it, and Debian's buildah only recommends an OCI runtime (the
+# packages are installed without recommends).
+DEBIAN_PACKAGES=(buildah mmdebstrap catatonit runc)
 
 BASE_REF=docker.io/library/python:3.11-slim-bookworm
 NODE_REF=ghcr.io/callfs/callfs-node:0.1.0

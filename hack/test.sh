@@ -22,8 +22,7 @@ rc=0
 python -m pytest -n "${PYTEST_WORKERS:-$(($(nproc) + 1))}" --dist loadgroup -m "not realnode" "$@" || rc=$?
 # The real-node lane (tests/realnode: pods on a real kubelet, see README) runs alone, after the rest, when
 # REAL_NODE=1: it needs root, builds the images (hack/images.sh, cached; minutes the first time) and installs
-# the node's Debian packages. It is not part of the default run yet: the CSI node plugin cannot register with
-# the kubelet until the registration sidecar can be built here.
+# the node's Debian packages, which is why it is not part of the default run.
 if [ "${REAL_NODE:-0}" = 1 ]; then
   bash hack/images.sh build >/dev/null || { echo "hack/test.sh: building the images (hack/images.sh) failed" >&2; [ "${CI:-}" != true ]; }
   bash hack/real-node.sh install-deps || { echo "hack/test.sh: installing the real node's packages failed" >&2; [ "${CI:-}" != true ]; }
