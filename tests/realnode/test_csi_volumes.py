@@ -157,6 +157,8 @@ def chart(real_node: RealNode, kube_api: kclient.ApiClient, demo: tuple[str, str
         yield Cluster(namespace=namespace, name=name, api_key=base64.b64decode(key).decode(),
                       url=f"http://{client['spec']['clusterIP']}:{client['spec']['ports'][0]['port']}")
     finally:
+        # The CallFSCluster goes while its operator runs (its finalizer), then the chart.
+        kube.kubectl("delete", PLURAL, name, "-n", namespace, "--ignore-not-found", "--wait=true", timeout=180)
         kube.helm("uninstall", RELEASE, "--kubeconfig", str(kube.kubeconfig), "--namespace", SYSTEM_NAMESPACE,
                   "--wait", "--timeout", "180s", timeout=240)
 
@@ -260,6 +262,8 @@ def volume(real_node: RealNode, kube_api: kclient.ApiClient, chart: Cluster) -> 
             kube.kubectl("delete", "pod", pod, "-n", chart.namespace, "--ignore-not-found", "--wait=true",
                          timeout=180)
         kube.kubectl("delete", "pvc", claim, "-n", chart.namespace, "--wait=true", timeout=180)
+        # The volume is deleted (DeleteVolume through csi-provisioner) before the chart and the cluster go.
+        kube.kubectl("wait", "--for=delete", f"pv/{pv}", "--timeout=120s", timeout=150)
 
 
 def _files_intact(cluster: Cluster, path: str) -> list[int]:
