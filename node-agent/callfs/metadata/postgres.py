@@ -269,6 +269,16 @@ class _Pool(_Times):
                 return _rowcount(await conn.execute(sql, *params))
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset step on release: nothing beyond asyncpg's own (it rolls back an open transaction).
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every
+    release, one extra round trip per statement outside a transaction. This store never leaves session state
+    behind: no session settings, no LISTEN, no session advisory locks (only ``pg_advisory_xact_lock``) and no
+    cursors outside a transaction, so there is nothing to reset.
+    """
+
+
 class PostgresStore(AutocommitOperations):
     """The :class:`~callfs.metadata.base.MetadataStore` on the PostgreSQL database at ``dsn``.
 
@@ -319,6 +329,7 @@ class PostgresStore(AutocommitOperations):
                         max_size=self._max_size,
                         timeout=self._connect_timeout,
                         command_timeout=self._command_timeout,
+                        reset=_keep_session,
                     )
             except asyncpg.PostgresError as exc:  # e.g. the server refuses this client
                 raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
