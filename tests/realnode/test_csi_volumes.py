@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1500)]
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "callfs"
 MINIMAL = REPO / "examples" / "minimal.yaml"
+CRD = CHART / "crds" / "callfsclusters.yaml"
 RELEASE = "callfs"
 SYSTEM_NAMESPACE = "callfs-system"
 DRIVER = "csi.callfs.io"
@@ -115,11 +116,14 @@ class Cluster:
 def demo(real_node: RealNode, kube_api: kclient.ApiClient) -> Iterator[tuple[str, str]]:
     """examples/minimal.yaml (CallFSCluster ``demo``) applied in a namespace of its own: ``(namespace, name)``.
     It becomes Ready once the ``chart`` fixture's operator runs (the chart's StorageClass names it, so it comes
-    first)."""
+    first, with the chart's CRD applied beforehand; ``helm install`` leaves an existing CRD as it is)."""
     namespace = f"realnode-csi-{uuid.uuid4().hex[:6]}"
     core = kclient.CoreV1Api(kube_api)
     core.create_namespace(kclient.V1Namespace(metadata=kclient.V1ObjectMeta(name=namespace)))
     try:
+        real_node.cluster.kubectl("apply", "-f", str(CRD))
+        real_node.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                  "crd/callfsclusters.callfs.io", timeout=90)
         real_node.cluster.kubectl("apply", "-n", namespace, "-f", str(MINIMAL))
         yield namespace, yaml.safe_load(MINIMAL.read_text())["metadata"]["name"]
     finally:

@@ -8,6 +8,11 @@ containers really started by containerd, and the CallFSCluster must reach Ready=
 computes from the nodes' own ``/v1/cluster/nodes`` reached through the cluster's Service. The test also asks a
 node itself, through that Service's ClusterIP (kube-proxy's rules), who the cluster members are, writes a file
 through it, deletes a storage node's pod and reads the file back once the StatefulSet has replaced the pod.
+
+A second CallFSCluster whose PostgreSQL cannot be reached (its DSN names a closed port on the pod's own
+loopback) makes the storage node exit at start, again and again: the kubelet puts its container into
+CrashLoopBackOff, and the operator must say so (Degraded and Ready=False, reason CrashLoopBackOff, the pod, the
+container and how it last exited), not "no problems found".
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ SYSTEM_NAMESPACE = "callfs-system"
 GROUP, VERSION, PLURAL = "callfs.io", "v1alpha1", "callfsclusters"
 OPERATOR_READY = 180  # seconds for the operator pod to start (image local, Python start-up on 2 cores)
 CLUSTER_READY = 420  # seconds for PostgreSQL, Redis and three storage nodes to start and see each other
+CRASH_LOOP = 300  # seconds for a node that exits at start to be in CrashLoopBackOff (kubelet back-off: 10 s, 20 s...)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,51 @@ def test_chart_and_minimal_example_run_as_real_pods(
     print(f"\nreal node: operator Running {operator_up:.1f} s after helm install; "
           f"minimal example Ready {to_ready:.1f} s after kubectl apply")
 
+
+
+def _crashing_cluster(name: str) -> list[dict[str, Any]]:
+    """A one-node CallFSCluster ``name`` on external stores nobody serves: a PostgreSQL DSN and a Redis address on
+    closed ports of the pod's own loopback (the connection is refused at once; nothing leaves the pod), and the
+    Secret holding them."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-stores"},
+              "stringData": {"dsn": "postgresql://callfs:callfs@127.0.0.1:1/callfs", "address": "127.0.0.1:2"}}
+    cluster = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CallFSCluster", "metadata": {"name": name},
+               "spec": {"replicas": 1, "metadata": {"externalSecret": {"name": f"{name}-stores"}},
+                        "locks": {"externalSecret": {"name": f"{name}-stores"}}}}
+    return [secret, cluster]
+
+
+def test_a_really_crash_looping_node_is_reported(
+    real_node: RealNode, kube_api: kclient.ApiClient, kube_namespace: str, chart: float,
+) -> None:
+    name = "crashing"
+    real_node.cluster.kubectl("apply", "-n", kube_namespace, "-f", "-",
+                              stdin=yaml.safe_dump_all(_crashing_cluster(name)))
+    custom = kclient.CustomObjectsApi(kube_api)
+
+    def conditions() -> dict[str, dict[str, Any]]:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name)
+        return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+    def reported() -> dict[str, dict[str, Any]] | None:
+        found = conditions()
+        degraded, ready = found.get("Degraded", {}), found.get("Ready", {})
+        return found if (degraded.get("status"), degraded.get("reason"), ready.get("status"), ready.get("reason")) \
+            == ("True", "CrashLoopBackOff", "False", "CrashLoopBackOff") else None
+
+    try:
+        found = wait_for(reported, CRASH_LOOP, f"Degraded=True and Ready=False (CrashLoopBackOff) on {name}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nconditions: {json.dumps(conditions())}\n"
+                             f"{describe(kube_api, kube_namespace)}") from None
+    # The kubelet really restarted the container: the pod's own status says so, and the message quotes it.
+    pod = kube_api.sanitize_for_serialization(kclient.CoreV1Api(kube_api).read_namespaced_pod(f"{name}-node-0",
+                                                                                              kube_namespace))
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["restartCount"] >= 1 and (status.get("lastState") or {}).get("terminated", {}).get("exitCode")
+    message = found["Degraded"]["message"]
+    assert message.startswith(f"pod {kube_namespace}/{name}-node-0 container callfs: CrashLoopBackOff, restarted "), \
+        message
+    assert "last exit Error (code " in message, message
+    cluster = real_node.cluster
+    cluster.kubectl("delete", PLURAL, name, "-n", kube_namespace, "--wait=true", timeout=180)
