@@ -112,11 +112,11 @@ def test_chart_and_minimal_example_run_as_real_pods(
     url = f"http://{client['spec']['clusterIP']}:{client['spec']['ports'][0]['port']}/v1/cluster/nodes"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        members = json.load(response)
+        view = json.load(response)
     # Every storage node is a member under its own instance ID. (The view may also list the pods' addresses from
     # the headless Service's DNS records as peers of unknown identity: the same nodes, found by IP.)
-    named = {n["instance_id"] for n in members["nodes"] if n.get("instance_id")}
-    assert named == {f"{name}-node-{i}" for i in range(replicas)}, members
+    named = {n["instance_id"] for n in view["nodes"] if n.get("instance_id")}
+    assert named == {f"{name}-node-{i}" for i in range(replicas)}, view
     # Data survives the loss of a storage node's pod: a file written through the Service, the pod deleted, the
     # StatefulSet's replacement (a new container on the same volume) Running and the cluster Ready again, the file
     # read back through the Service.
