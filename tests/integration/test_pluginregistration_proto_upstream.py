@@ -24,7 +24,7 @@ UPSTREAM_PATH = "pkg/apis/pluginregistration/v1/api.proto"
 def test_pinned_module_is_the_kubernetes_release_of_the_tools() -> None:
     match = re.search(r"^KUBERNETES_VERSION=v1\.(\d+\.\d+)$", (REPO / "hack" / "tools.sh").read_text(), re.MULTILINE)
     assert match, "KUBERNETES_VERSION is not pinned in hack/tools.sh"
-    assert UPSTREAM_VERSION == f"v0.{match.group(1)}"
+    assert f"v0.{match.group(1)}" == UPSTREAM_VERSION
 
 
 def test_vendored_proto_is_the_upstream_file(tmp_path: Path) -> None:
