@@ -728,25 +728,48 @@ class CallFSClient:
         return True
 
     async def list_dir(
-        self, path: str = "/", *, recursive: bool = False, max_depth: int | None = None
+        self, path: str = "/", *, recursive: bool = False, max_depth: int | None = None, page_size: int | None = None
     ) -> list[FileInfo]:
         """``GET /v1/directories/{path}?recursive=&max_depth=`` → the items, directories and files by name.
 
         ``max_depth`` (only with ``recursive``; server default 100, max 1000, 0 = children only) bounds how
-        many levels below the children are included.
+        many levels below the children are included. ``page_size`` fetches the listing in pages of that many
+        entries (see :meth:`iter_dir`); ``None`` asks for all of it at once.
 
         Raises:
             NotFound: no such directory.
             NotADirectory / BadRequest: ``path`` is a file (400).
+        """
+        return [
+            item
+            async for item in self.iter_dir(path, recursive=recursive, max_depth=max_depth, page_size=page_size)
+        ]
+
+    async def iter_dir(
+        self, path: str = "/", *, recursive: bool = False, max_depth: int | None = None, page_size: int | None = 1000
+    ) -> AsyncIterator[FileInfo]:
+        """The entries of :meth:`list_dir`, fetched ``page_size`` (1 to 10000) at a time with ``?limit=`` and
+        the server's ``next`` cursor (``None``: one request for all). A server without paged listings answers
+        the first request with the whole listing, which is then all there is.
+
+        Raises what :meth:`list_dir` raises, at the request of the page that fails.
         """
         query: dict[str, str] = {}
         if recursive:
             query["recursive"] = "true"
             if max_depth is not None:
                 query["max_depth"] = str(max_depth)
-        body = await self._json("GET", self._url(directories_url_path(path), query))
-        items = body["items"] if isinstance(body, dict) else body
-        return [FileInfo.from_json(item) for item in items]
+        if page_size is not None:
+            query["limit"] = str(page_size)
+        while True:
+            body = await self._json("GET", self._url(directories_url_path(path), query))
+            items = body["items"] if isinstance(body, dict) else body
+            for item in items:
+                yield FileInfo.from_json(item)
+            cursor = body.get("next") if isinstance(body, dict) and page_size is not None else None
+            if not cursor:
+                return
+            query["after"] = str(cursor)
 
     # ---- reading ---------------------------------------------------------------------------------------
 

@@ -46,7 +46,17 @@ from callfs.locks.base import Lease, LockService
 from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn, TransactionConflict
 from callfs.metadata.rows import block_location
 from callfs.metrics import Metrics
-from callfs.models import FileBlock, Inode, InodeType, Layout, Quota, SingleUseLink, new_content_id, utcnow
+from callfs.models import (
+    FileBlock,
+    Inode,
+    InodeType,
+    Layout,
+    ListingPage,
+    Quota,
+    SingleUseLink,
+    new_content_id,
+    utcnow,
+)
 from callfs.permissions import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
@@ -388,10 +398,25 @@ class Engine:
     async def list_directory(
         self, caller: Caller, path: str, *, recursive: bool = False, max_depth: int = 0
     ) -> tuple[Inode, list[Inode]]:
-        """The directory at ``path`` and its entries (needs ``r``).
+        """The directory at ``path`` and all its entries: :meth:`list_page` without a page."""
+        directory, entries, _ = await self.list_page(caller, path, recursive=recursive, max_depth=max_depth)
+        return directory, entries
+
+    async def list_page(
+        self,
+        caller: Caller,
+        path: str,
+        *,
+        recursive: bool = False,
+        max_depth: int = 0,
+        page: ListingPage | None = None,
+    ) -> tuple[Inode, list[Inode], ListingPage | None]:
+        """The directory at ``path`` (needs ``r``), its entries in listing order (with ``page``: one page of
+        them) and the page that follows (``None`` after the last one).
 
         Recursive listings go ``max_depth`` levels below the children (0 = children only) and leave out the
-        contents of subdirectories the caller may not read. Raises ``NotFound``, ``NotADirectory``,
+        contents of subdirectories the caller may not read; such a page may hold fewer than ``page.limit``
+        entries, even none, and still be followed by another. Raises ``NotFound``, ``NotADirectory``,
         ``PermissionDenied``.
         """
         directory = await self._resolved(caller, path)
@@ -399,16 +424,39 @@ class Engine:
             raise NotADirectory(f"{path} is not a directory")
         require(caller, directory, READ, "list")
         self.metrics.file_operation("list", self._backend_type(directory))
+        # One entry more than the page holds tells whether another page follows.
+        probe = None if page is None else ListingPage(page.limit + 1, page.after, page.after_type)
         with self.metrics.time_metadata("list"):
-            if not recursive:
-                return directory, await self.store.list_children(path)
-            entries = await self.store.list_tree(path, max_depth)
+            if recursive:
+                entries = await self.store.list_tree(path, max_depth, probe)
+            else:
+                entries = await self.store.list_children(path, probe)
+        following = None
+        if page is not None and len(entries) > page.limit:
+            del entries[page.limit :]
+            last = entries[-1]
+            following = ListingPage(page.limit, last.path, last.type)
+        if not recursive:
+            return directory, entries, following
         if not allows(caller, directory, EXECUTE):  # names of the children, but no way below them
-            return directory, [e for e in entries if e.depth == directory.depth + 1]
-        unreadable = [e.path for e in entries if e.is_dir and not allows(caller, e, READ | EXECUTE)]
-        if unreadable:
-            entries = [e for e in entries if not any(paths.is_within(e.path, u) and e.path != u for u in unreadable)]
-        return directory, entries
+            return directory, [e for e in entries if e.depth == directory.depth + 1], following
+        return directory, await self._readable_entries(caller, directory, entries), following
+
+    async def _readable_entries(self, caller: Caller, directory: Inode, entries: list[Inode]) -> list[Inode]:
+        """``entries`` of a recursive listing of ``directory`` without those below a subdirectory the caller may
+        not read and search. Subdirectories the entries lie in that are not among them (an earlier page of the
+        listing held them) are read in one query."""
+        known = {e.path: e for e in entries if e.is_dir}
+        top = directory.path
+        between = {a for e in entries for a in paths.ancestors(e.path) if a != top and paths.is_within(a, top)}
+        missing = sorted(between - known.keys())
+        if missing:
+            with self.metrics.time_metadata("get"):
+                known.update({i.path: i for i in await self.store.get_many(missing)})
+        unreadable = {a for a in between if a in known and not allows(caller, known[a], READ | EXECUTE)}
+        if not unreadable:
+            return entries
+        return [e for e in entries if unreadable.isdisjoint(paths.ancestors(e.path))]
 
     # ---------------------------------------------------------------- writes
 

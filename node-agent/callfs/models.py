@@ -104,6 +104,27 @@ class Inode:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingPage:
+    """One page of a directory listing: at most ``limit`` entries (>= 1), those after the entry of type
+    ``after_type`` at path ``after`` in listing order (``after`` ``None``: from the start).
+
+    Listing order is directories first, then by name, bytewise; a recursive listing orders by depth first and
+    breaks ties between equal names in different directories by path. Pages are keyed by their last entry, not
+    counted, so a page boundary stays right while entries are added or removed elsewhere in the directory.
+    """
+
+    limit: int
+    after: str | None = None
+    after_type: InodeType = InodeType.FILE
+
+    def after_key(self) -> tuple[int, str, str, str]:
+        """``(depth, type, name, path)`` of the entry the page starts after. Raises ``ValueError`` without one."""
+        if self.after is None:
+            raise ValueError("the first page starts after no entry")
+        return paths.depth_of(self.after), self.after_type.value, paths.name_of(self.after), self.after
+
+
+@dataclass(frozen=True, slots=True)
 class FileBlock:
     """Block ``index`` of a file (bytes ``[index * BLOCK_SIZE, ...)``): its SHA-256 ``hash`` and plaintext
     ``size`` in bytes."""

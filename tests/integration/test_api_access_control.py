@@ -145,6 +145,28 @@ async def test_recursive_listing_leaves_out_subdirectories_without_search(api_no
         assert [item["path"] for item in body["items"]] == ["/tree/closed"]
 
 
+async def test_paged_recursive_listing_leaves_out_the_same_entries_on_every_page(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice, session(api_node, "bob") as bob:
+        for path in ("tree/closed/secret.txt", "tree/closed/deeper/more.txt", "tree/open/f.txt"):
+            assert await _status(alice, "PUT", f"/v1/files/{path}", data=b"s") == 201
+        assert await _status(alice, "PATCH", "/v1/files/tree/closed", json={"mode": "0744"}) == 200
+        status, whole = await _json(bob, "GET", "/v1/directories/tree?recursive=true")
+        assert status == 200
+        assert [item["path"] for item in whole["items"]] == ["/tree/closed", "/tree/open", "/tree/open/f.txt"]
+        # One entry per page: the pages below /tree/closed no longer hold /tree/closed itself.
+        listed, after, requests = [], "", 0
+        while True:
+            status, body = await _json(bob, "GET", f"/v1/directories/tree?recursive=true&limit=1{after}")
+            assert status == 200 and len(body["items"]) <= 1
+            listed += [item["path"] for item in body["items"]]
+            requests += 1
+            if "next" not in body:
+                break
+            after = f"&after={body['next']}"
+        assert listed == [item["path"] for item in whole["items"]]
+        assert requests >= 6  # the hidden entries still took their pages
+
+
 # ---------------------------------------------------------------------------- chown / chmod
 
 

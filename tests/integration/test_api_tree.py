@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
 
 from support.app_node import AppNode
@@ -53,6 +55,85 @@ async def test_listing_errors(api_node: AppNode) -> None:
         async with http.get("/v1/directories/") as response:
             assert response.status == 200
             assert (await response.json())["path"] == "/"
+
+
+async def pages(http: aiohttp.ClientSession, url: str) -> list[list[str]]:
+    """The item paths of every page of a listing, following ``next`` (body and header agree on it)."""
+    result: list[list[str]] = []
+    after = ""
+    while True:
+        async with http.get(url + after) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+            assert response.headers.get("X-CallFS-Next") == body.get("next")
+            assert response.headers["X-CallFS-Count"] == str(body["count"]) == str(len(body["items"]))
+        result.append([i["path"] for i in body["items"]])
+        if "next" not in body:
+            return result
+        after = f"&after={body['next']}"
+
+
+async def test_listings_come_in_pages_that_join_into_the_whole(api_node: AppNode) -> None:
+    async with session(api_node) as http:
+        await make(http, "pg/d1/x.txt", "pg/d2/y.txt", "pg/d2/sub/", "pg/a.txt", "pg/b.txt", "pg/c.txt")
+        for recursive in ("false", "true"):
+            url = f"/v1/directories/pg?recursive={recursive}"
+            async with http.get(url) as response:
+                body = await response.json()
+            whole = [i["path"] for i in body["items"]]
+            assert "next" not in body and "X-CallFS-Next" not in response.headers
+            for limit in (1, 2, 4, len(whole), 10):
+                got = await pages(http, f"{url}&limit={limit}")
+                assert [p for page in got for p in page] == whole, (recursive, limit)
+                assert all(len(page) == limit for page in got[:-1])
+                assert len(got) == max(1, -(-len(whole) // limit)), (recursive, limit)
+
+
+async def test_a_page_cursor_survives_entries_removed_before_it(api_node: AppNode) -> None:
+    async with session(api_node) as http:
+        await make(http, "cur/a.txt", "cur/b.txt", "cur/c.txt", "cur/d.txt")
+        async with http.get("/v1/directories/cur?limit=2") as response:
+            first = await response.json()
+        assert [i["path"] for i in first["items"]] == ["/cur/a.txt", "/cur/b.txt"]
+        async with http.delete("/v1/files/cur/b.txt") as response:
+            assert response.status == 204
+        async with http.get(f"/v1/directories/cur?limit=2&after={first['next']}") as response:
+            body = await response.json()
+        assert [i["path"] for i in body["items"]] == ["/cur/c.txt", "/cur/d.txt"] and "next" not in body
+
+
+def cursor_of(tag: str, path: str) -> str:
+    """A ``next`` cursor as the node writes one (base64url, no padding), for an entry it may never have listed."""
+    return base64.urlsafe_b64encode((tag + path).encode()).decode().rstrip("=")
+
+
+async def test_bad_page_parameters_are_client_errors(api_node: AppNode) -> None:
+    async with session(api_node) as http:
+        await make(http, "bp/a.txt", "bp/sub/b.txt", "other/c.txt")
+        async with http.get("/v1/directories/bp?limit=1") as response:
+            assert (await response.json())["next"] == cursor_of("d", "/bp/sub")
+        for bad in ("0", "-1", "10001", "x", "1.5", "\u0661"):
+            async with http.get(f"/v1/directories/bp?limit={bad}") as response:
+                assert response.status == 400, bad
+                assert (await response.json())["code"] == "BAD_REQUEST"
+        not_cursors = [
+            "!!!",
+            "%FF",
+            cursor_of("x", "/bp/a.txt"),  # unknown type
+            cursor_of("f", ""),
+            cursor_of("d", "/bp"),  # the listed directory itself
+            cursor_of("f", "/other/c.txt"),  # another directory's entry
+            cursor_of("f", "/bp/sub/b.txt"),  # not a child (fine only for a recursive listing)
+            cursor_of("f", "/bp//a.txt"),  # not canonical
+            cursor_of("f", "/bp/../other/c.txt"),
+        ]
+        for after in not_cursors:
+            async with http.get(f"/v1/directories/bp?limit=1&after={after}") as response:
+                assert response.status == 400, after
+                assert (await response.json())["code"] == "BAD_REQUEST"
+        async with http.get(f"/v1/directories/bp?recursive=true&after={cursor_of('f', '/bp/sub/b.txt')}") as r:
+            assert r.status == 200
+            assert (await r.json())["items"] == []
 
 
 async def test_rename_in_place(api_node: AppNode) -> None:

@@ -160,6 +160,25 @@ async def test_listing_orders_directories_and_files_by_name(fs: CallFSClient) ->
     assert {i.path for i in shallow} == {"/l/adir", "/l/zdir", "/l/b.txt"}
 
 
+async def test_listing_in_pages_yields_every_entry_once(fs: CallFSClient, app_node: AppNode) -> None:
+    for i in range(7):
+        await fs.upload(f"/paged/f{i}.txt", b"x")
+    await fs.mkdir("/paged/sub/deeper")
+    whole = [i.path for i in await fs.list_dir("/paged", recursive=True)]
+    assert len(whole) == 9
+    assert [i.path async for i in fs.iter_dir("/paged", recursive=True, page_size=2)] == whole
+    assert [i.path for i in await fs.list_dir("/paged", page_size=3)] == [i.path for i in await fs.list_dir("/paged")]
+    def listings() -> float:
+        assert app_node.node is not None
+        metric = app_node.node.metrics.file_operations
+        return sum(s.value for m in metric.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels["operation"] == "list")
+
+    before = listings()
+    assert [i.path async for i in fs.iter_dir("/paged", recursive=True, page_size=4)] == whole
+    assert listings() - before == 3  # 4 + 4 + 1 entries
+
+
 async def test_root_listing_and_stat(fs: CallFSClient) -> None:
     await fs.upload("/top.txt", b"t")
     assert "top.txt" in [i.name for i in await fs.list_dir("/")]

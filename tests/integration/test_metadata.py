@@ -20,7 +20,7 @@ from callfs.metadata.postgres import PostgresStore
 from callfs.metadata.rows import BLOB_PAGE_SIZE, from_micros, subtree_bounds, to_micros
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from callfs.metadata.sqlite import SQLiteStore
-from callfs.models import Inode, InodeType, NodeRecord, Quota, SingleUseLink
+from callfs.models import Inode, InodeType, ListingPage, NodeRecord, Quota, SingleUseLink
 from support.pg import new_store
 from support.ports import free_port
 
@@ -310,6 +310,60 @@ async def test_list_subtree_orders_by_depth_then_directories_then_name(metadata_
     ]
 
 
+async def pages_of(store: MetadataStore, path: str, limit: int, max_depth: int | None) -> list[list[str]]:
+    """Every page of a listing of ``path`` (children only when ``max_depth`` is None), each keyed by the last
+    entry of the one before, as the API's cursor does."""
+    pages: list[list[str]] = []
+    page = ListingPage(limit)
+    while True:
+        if max_depth is None:
+            entries = await store.list_children(path, page)
+        else:
+            entries = await store.list_tree(path, max_depth, page)
+        assert len(entries) <= limit
+        if not entries:
+            return pages
+        pages.append(paths_of(entries))
+        page = ListingPage(limit, entries[-1].path, entries[-1].type)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7])
+async def test_listing_pages_join_into_the_whole_listing(metadata_store: MetadataStore, limit: int) -> None:
+    await tree(metadata_store)
+    for max_depth in (None, 0, 1, 5):
+        whole = paths_of(
+            await metadata_store.list_children("/top")
+            if max_depth is None
+            else await metadata_store.list_tree("/top", max_depth)
+        )
+        pages = await pages_of(metadata_store, "/top", limit, max_depth)
+        assert [p for page in pages for p in page] == whole, (limit, max_depth)
+        assert all(len(page) == limit for page in pages[:-1])
+
+
+async def test_a_page_boundary_holds_while_entries_come_and_go(metadata_store: MetadataStore) -> None:
+    await insert_all(metadata_store, directory("/p"), *(file(f"/p/{c}") for c in "bdfh"))
+    first = await metadata_store.list_children("/p", ListingPage(2))
+    assert paths_of(first) == ["/p/b", "/p/d"]
+    # Before the boundary: an entry removed and one added; after it: one added.
+    async with metadata_store.transaction() as txn:
+        await txn.delete("/p/b")
+        assert await txn.insert(file("/p/a"))
+        assert await txn.insert(file("/p/e"))
+    rest = await metadata_store.list_children("/p", ListingPage(10, "/p/d", InodeType.FILE))
+    assert paths_of(rest) == ["/p/e", "/p/f", "/p/h"]
+    # A directory sorts before every file: a page after a file never repeats one.
+    async with metadata_store.transaction() as txn:
+        assert await txn.insert(directory("/p/z"))
+    assert paths_of(await metadata_store.list_children("/p", ListingPage(10, "/p/z", InodeType.DIRECTORY))) == [
+        "/p/a",
+        "/p/d",
+        "/p/e",
+        "/p/f",
+        "/p/h",
+    ]
+
+
 # Names as the API admits them: no '/', no control characters but tab, not '.' or '..'.
 name_strategy = st.text(
     alphabet=st.characters(
@@ -337,6 +391,7 @@ async def test_listing_order_matches_utf8_byte_order_for_any_names(
     expected = sorted(inodes, key=lambda i: (not i.is_dir, i.name.encode()))
     assert paths_of(await metadata_store.list_children(top)) == paths_of(expected)
     assert paths_of(await metadata_store.list_tree(top, 0)) == paths_of(expected)
+    assert [p for page in await pages_of(metadata_store, top, 5, 0) for p in page] == paths_of(expected)
 
 
 @given(

@@ -275,9 +275,9 @@ def _other_public_paths() -> Json:
     listing = _operation(
         "listDirectory", "List a directory, optionally recursively", ["directories"],
         {"200": _response("The listing", _json(_schema("DirectoryListing")), "X-CallFS-Count",
-                          "X-CallFS-Recursive", *_QUOTA_HEADERS)},
+                          "X-CallFS-Recursive", "X-CallFS-Next", *_QUOTA_HEADERS)},
         [400, 403, 404, 500, 503],
-        parameters=["Path", "Recursive", "MaxDepth"],
+        parameters=["Path", "Recursive", "MaxDepth", "Limit", "After"],
     )
     generate = _operation(
         "generateLink", "Mint a single-use download link for a file", ["links"],
@@ -449,6 +449,7 @@ def _headers_component() -> Json:
         "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC", {"type": "string", "format": "date-time"}),
         "X-CallFS-Instance-ID": _header("The node holding the file's bytes (node-local backends only)"),
         "X-CallFS-Count": _header("Number of items in the listing", integer),
+        "X-CallFS-Next": _header("The cursor of the next page of a paged listing (absent on the last page)"),
         "X-CallFS-Recursive": _header("Whether the listing is recursive", {"type": "string",
                                                                               "enum": ["true", "false"]}),
         "X-CallFS-Quota-Bytes-Used": _header("Bytes used under a quota root", integer),
@@ -496,6 +497,12 @@ def _parameters_component() -> Json:
                      "description": "How many levels a recursive listing descends",
                      "schema": {"type": "integer", "minimum": 0, "maximum": directories.MAX_MAX_DEPTH,
                                 "default": directories.DEFAULT_MAX_DEPTH}},
+        "Limit": {"name": "limit", "in": "query", "required": False,
+                  "description": "Listings: at most this many entries; `next` then names the following page",
+                  "schema": {"type": "integer", "minimum": 1, "maximum": directories.MAX_LIMIT}},
+        "After": {"name": "after", "in": "query", "required": False,
+                  "description": "Listings: the `next` cursor of the previous page (opaque)",
+                  "schema": {"type": "string"}},
         "Backend": {"name": "backend", "in": "query", "required": False,
                     "description": "Backend for a new file's bytes (`localfs` or `s3`); default from the config",
                     "schema": {"type": "string"}},
@@ -564,6 +571,8 @@ def _schemas_component() -> Json:
                 "max_depth": {"type": "integer", "minimum": 0, "description": "Present when recursive"},
                 "count": {"type": "integer", "minimum": 0},
                 "items": {"type": "array", "items": _schema("Item")},
+                "next": {"type": "string",
+                         "description": "With `limit`: the `after` cursor of the next page; absent on the last"},
             },
         },
         "PatchRequest": {

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from callfs.metadata.base import MetadataTxn
 from callfs.metadata.rows import Queries
-from callfs.models import FileBlock, Inode, NodeRecord, Quota, SingleUseLink
+from callfs.models import FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
 
 
 class AutocommitOperations:
@@ -121,13 +121,14 @@ class AutocommitOperations:
         """``(blocks, plaintext bytes, stored bytes)`` of the committed block rows."""
         return await self._autocommit_reader().block_totals(backend, location)
 
-    async def list_children(self, path: str) -> list[Inode]:
-        """Direct children of ``path`` in listing order."""
-        return await self._autocommit_reader().list_children(path)
+    async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
+        """Direct children of ``path`` in listing order (one page of them with ``page``)."""
+        return await self._autocommit_reader().list_children(path, page)
 
-    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
-        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name order)."""
-        return await self._autocommit_reader().list_tree(path, max_depth)
+    async def list_tree(self, path: str, max_depth: int, page: ListingPage | None = None) -> list[Inode]:
+        """Descendants down to ``max_depth`` levels below the children (depth, dirs first, name, path order;
+        one page of them with ``page``)."""
+        return await self._autocommit_reader().list_tree(path, max_depth, page)
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new single-use link."""

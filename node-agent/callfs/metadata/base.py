@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from callfs.errors import AlreadyExists, ServiceUnavailable
-from callfs.models import FileBlock, Inode, NodeRecord, Quota, SingleUseLink
+from callfs.models import FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
 
 
 class MetadataUnavailable(ServiceUnavailable):
@@ -238,14 +238,14 @@ class MetadataStore(MetadataTxn, Protocol):
         """Open a read-write transaction; commit on normal exit, roll back on exception."""
         ...
 
-    async def list_children(self, path: str) -> list[Inode]:
-        """Direct children of directory ``path`` in listing order."""
+    async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
+        """Direct children of directory ``path`` in listing order; with ``page``, one page of them."""
         ...
 
-    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
+    async def list_tree(self, path: str, max_depth: int, page: ListingPage | None = None) -> list[Inode]:
         """Descendants of ``path`` down to ``max_depth`` levels below its children (0 = children only).
 
-        Ordered by (depth, directories first, name).
+        Ordered by (depth, directories first, name, path); with ``page``, one page of them.
         """
         ...
 

@@ -34,6 +34,7 @@ from callfs.models import (
     Inode,
     InodeType,
     Layout,
+    ListingPage,
     NodeRecord,
     Quota,
     SingleUseLink,
@@ -256,13 +257,21 @@ UPDATE_INODE = (
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
 HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
 LIST_CHILDREN = f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 ORDER BY type, name"  # noqa: S608
+LIST_CHILDREN_PAGE = (
+    f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 AND (type, name) > ($2, $3) "  # noqa: S608
+    "ORDER BY type, name LIMIT $4"
+)
 LIST_SUBTREE = (
     f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 "  # noqa: S608
     "ORDER BY depth, type, name"
 )
 LIST_TREE = (
     f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
-    "ORDER BY depth, type, name"
+    "ORDER BY depth, type, name, path"
+)
+LIST_TREE_PAGE = (
+    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
+    "AND (depth, type, name, path) > ($4, $5, $6, $7) ORDER BY depth, type, name, path LIMIT $8"
 )
 DELETE_SUBTREE = (
     "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) "  # noqa: S608
@@ -702,12 +711,19 @@ class Queries:
         sql = LIST_SUBTREE + self._x.for_share_suffix if lock else LIST_SUBTREE
         return [self._inode(row) for row in await self._x.fetch(sql, (low, high))]
 
-    async def list_children(self, path: str) -> list[Inode]:
-        """Direct children of ``path``: directories first, then by name (bytewise)."""
-        return [self._inode(row) for row in await self._x.fetch(LIST_CHILDREN, (path,))]
+    async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
+        """Direct children of ``path``: directories first, then by name (bytewise); with ``page``, at most
+        ``page.limit`` of them, those after ``page.after`` in that order."""
+        if page is None:
+            return [self._inode(row) for row in await self._x.fetch(LIST_CHILDREN, (path,))]
+        _, after_type, after_name, _ = page.after_key() if page.after is not None else (0, "", "", "")
+        rows = await self._x.fetch(LIST_CHILDREN_PAGE, (path, after_type, after_name, page.limit))
+        return [self._inode(row) for row in rows]
 
-    async def list_tree(self, path: str, max_depth: int) -> list[Inode]:
-        """Descendants at most ``max_depth`` levels below the children of ``path`` (``0``: children only).
+    async def list_tree(self, path: str, max_depth: int, page: ListingPage | None = None) -> list[Inode]:
+        """Descendants at most ``max_depth`` levels below the children of ``path`` (``0``: children only), by
+        (depth, directories first, name, path); with ``page``, at most ``page.limit`` of them, those after
+        ``page.after`` in that order.
 
         Raises:
             ValueError: ``max_depth`` is negative.
@@ -715,8 +731,12 @@ class Queries:
         if max_depth < 0:
             raise ValueError("max_depth must be >= 0")
         low, high = subtree_bounds(path)
-        limit = paths.depth_of(path) + 1 + max_depth
-        return [self._inode(row) for row in await self._x.fetch(LIST_TREE, (low, high, limit))]
+        deepest = paths.depth_of(path) + 1 + max_depth
+        if page is None:
+            return [self._inode(row) for row in await self._x.fetch(LIST_TREE, (low, high, deepest))]
+        key = page.after_key() if page.after is not None else (-1, "", "", "")
+        rows = await self._x.fetch(LIST_TREE_PAGE, (low, high, deepest, *key, page.limit))
+        return [self._inode(row) for row in rows]
 
     async def put_attributes(self, blob_id: str, attributes: Mapping[str, str]) -> None:
         """Store ``attributes`` (names and values: strings) with the content ``blob_id``, replacing any."""
