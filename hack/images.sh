@@ -38,7 +38,9 @@ CACHE="${CALLFS_IMAGES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/callfs-images}"
 SUITE=bookworm
 CA_BUNDLE=${CALLFS_IMAGES_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 ALL_IMAGES=(base node operator postgres redis pause csi-provisioner csi-resizer)
-DEBIAN_PACKAGES=(buildah mmdebstrap catatonit)
+# runc: buildah runs the Dockerfiles' RUN steps with it, and Debian's buildah only recommends an OCI runtime (the
+# packages are installed without recommends).
+DEBIAN_PACKAGES=(buildah mmdebstrap catatonit runc)
 
 BASE_REF=docker.io/library/python:3.11-slim-bookworm
 NODE_REF=ghcr.io/callfs/callfs-node:0.1.0
@@ -173,9 +175,20 @@ build_dockerfile() {
 }
 
 build_postgres() {
-    local work=$1 ref=$2 ctr
-    CUSTOMIZE='rm -rf "$1"/etc/postgresql/*/main "$1"/var/lib/postgresql/*/main' \
-        debian_rootfs "$work/rootfs.tar" postgresql-15 util-linux
+    local work=$1 ref=$2 ctr hook
+    # No cluster in the image (the entrypoint makes one in PGDATA), and the postgres user and group get uid and
+    # gid 70, those of the official Alpine image, which the operator runs the container as.
+    hook=$(cat <<'HOOK'
+rm -rf "$1"/etc/postgresql/*/main "$1"/var/lib/postgresql/*/main
+! grep -qE '^[^:]*:[^:]*:70:' "$1/etc/passwd" "$1/etc/group" || { echo "uid or gid 70 is taken" >&2; exit 1; }
+ou=$(stat -c %u "$1/var/lib/postgresql"); og=$(stat -c %g "$1/var/lib/postgresql")
+sed -i -E 's/^(postgres:[^:]*):[0-9]+:[0-9]+:/\1:70:70:/' "$1/etc/passwd"
+sed -i -E 's/^(postgres:[^:]*):[0-9]+:/\1:70:/' "$1/etc/group"
+find "$1" -xdev -user "$ou" -exec chown -h 70 {} +
+find "$1" -xdev -group "$og" -exec chgrp -h 70 {} +
+HOOK
+)
+    CUSTOMIZE=$hook debian_rootfs "$work/rootfs.tar" postgresql-15 util-linux
     rootfs_image "$work/rootfs.tar" "$ref" --env PGDATA=/var/lib/postgresql/data \
         --env PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         --entrypoint '["/usr/local/bin/postgres-entrypoint.sh"]' --cmd '["postgres"]' --port 5432

@@ -372,6 +372,20 @@ network_down() {
 
 # ---- commands ---------------------------------------------------------------------------------------------
 
+# open_volumes: the dev cluster's pre-created PersistentVolumes are hostPath directories under DIR/volumes. The
+# kubelet would create them root-owned, mode 0755, and applies no fsGroup to a hostPath volume, while the pods
+# of a CallFSCluster (storage nodes, PostgreSQL, Redis) run as non-root users: create them beforehand,
+# writable by every user (sticky, like /tmp). (A provisioner of a real cluster hands the pod's fsGroup the
+# volume.) They go with DIR.
+open_volumes() {
+    local path
+    for path in $(kubectl get pv -l callfs.io/dev-cluster-pool -o jsonpath='{.items[*].spec.hostPath.path}'); do
+        [[ $path == "$DIR"/* ]] || continue
+        mkdir -p "$path"
+        chmod 1777 "$path"
+    done
+}
+
 load_images() {
     local archive ref alias
     while read -r archive ref alias; do
@@ -421,6 +435,7 @@ cmd_up() {
     log "images imported in $((SECONDS - t)) s"
 
     kubectl apply -f - >/dev/null < <(cluster_objects)
+    open_volumes
     local api
     api=$(sed -n 's#^ *server: https://127.0.0.1:##p' "$DIR/kubeconfig" | head -n 1)
     start api-relay socat "TCP-LISTEN:$API_RELAY_PORT,bind=$POD_GATEWAY,reuseaddr,fork" "TCP:127.0.0.1:$api"

@@ -7,6 +7,14 @@
 ``--server``/``--api-key-file`` name the default cluster (used when a StorageClass names none, and by
 ``ListVolumes``/``GetCapacity``/``Probe``); the key must belong to user ``root`` for the controller, which sets
 quotas. Every option can also come from the environment (``CSI_ENDPOINT``, ``CALLFS_CSI_NODE_ID``, ...).
+
+Without sidecars: ``--kubelet-registration-path`` (the CSI socket's path on the host) makes a node plugin register
+itself with the kubelet through ``--registration-socket`` (:mod:`callfs_csi.registration`, in place of
+node-driver-registrar), and ``--http-endpoint :9808`` serves ``/healthz`` (:mod:`callfs_csi.health`, in place of
+livenessprobe)::
+
+    callfs-csi --mode node --endpoint unix:///csi/csi.sock --http-endpoint :9808 \
+               --kubelet-registration-path /var/lib/kubelet/plugins/csi.callfs.io/csi.sock
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from pathlib import Path
 from callfs.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from callfs_csi.config import DRIVER_NAME, DriverConfig, Mode
 from callfs_csi.errors import InvalidArgument
+from callfs_csi.health import parse_http_endpoint
 from callfs_csi.mounter import Mounter
 from callfs_csi.params import Credentials, validate_server_url
-from callfs_csi.server import serve
+from callfs_csi.registration import registration_socket_path
+from callfs_csi.server import SelfServices, serve
 
-__all__ = ["config_from_args", "main", "parser"]
+__all__ = ["config_from_args", "main", "parser", "self_services_from_args"]
+
+DEFAULT_REGISTRATION_SOCKET = registration_socket_path("/var/lib/kubelet/plugins_registry", DRIVER_NAME)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--volume-secret-namespace", default=env("CALLFS_CSI_VOLUME_SECRET_NAMESPACE"),
                    help="controller: write each volume's key into Secret callfs-volume-<name> of this Kubernetes "
                         "namespace, for the StorageClass to name as the node-stage secret (default: none)")
+    p.add_argument("--kubelet-registration-path", default=env("CALLFS_CSI_KUBELET_REGISTRATION_PATH"),
+                   help="node mode: register with the kubelet, giving it this path of the CSI socket (as the "
+                        "kubelet sees it, e.g. /var/lib/kubelet/plugins/csi.callfs.io/csi.sock); default: no "
+                        "registration (a node-driver-registrar sidecar does it)")
+    p.add_argument("--registration-socket", default=env("CALLFS_CSI_REGISTRATION_SOCKET", DEFAULT_REGISTRATION_SOCKET),
+                   help="where the registration socket goes: the kubelet's plugins_registry directory as this "
+                        f"process sees it (default {DEFAULT_REGISTRATION_SOCKET})")
+    p.add_argument("--http-endpoint", default=env("CALLFS_CSI_HTTP_ENDPOINT"),
+                   help="HOST:PORT (or :PORT, every interface) serving /healthz, which probes the CSI socket; "
+                        "default: none (a livenessprobe sidecar does it)")
     p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=env("CALLFS_CSI_LOG_LEVEL", "info"),
                    help="lowest level logged (default info); env CALLFS_CSI_LOG_LEVEL")
     p.add_argument("--log-format", choices=LOG_FORMATS, default=env("CALLFS_CSI_LOG_FORMAT", "console"),
@@ -92,17 +114,41 @@ def config_from_args(args: argparse.Namespace) -> DriverConfig:
                         volume_secret_namespace=args.volume_secret_namespace or None)
 
 
+def self_services_from_args(args: argparse.Namespace) -> SelfServices:
+    """What the plugin serves in place of sidecars (:class:`SelfServices`), from parsed arguments.
+
+    Raises:
+        InvalidArgument: registration outside node mode, relative paths, a malformed ``--http-endpoint``.
+    """
+    registration = args.kubelet_registration_path
+    if registration:
+        if not Mode(args.mode).node:
+            raise InvalidArgument("--kubelet-registration-path registers a node plugin: it needs --mode node or all")
+        for option, path in (("--kubelet-registration-path", registration),
+                             ("--registration-socket", args.registration_socket)):
+            if not path.startswith("/"):
+                raise InvalidArgument(f"{option} must be an absolute path, got {path!r}")
+    if args.http_endpoint:
+        try:
+            parse_http_endpoint(args.http_endpoint)
+        except ValueError as exc:
+            raise InvalidArgument(f"--http-endpoint: {exc}") from None
+    return SelfServices(registration_socket=args.registration_socket if registration else None,
+                        kubelet_endpoint=registration or None, http_endpoint=args.http_endpoint or None)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``callfs-csi`` console script; exits 2 on bad options."""
     args = parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     try:
         config = config_from_args(args)
+        self_services = self_services_from_args(args)
     except (InvalidArgument, OSError) as exc:
         print(f"callfs-csi: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     mounter = Mounter(shlex.split(args.mount_command) if args.mount_command else None)
-    asyncio.run(serve(config, args.endpoint, mounter))
+    asyncio.run(serve(config, args.endpoint, mounter, self_services))
 
 
 if __name__ == "__main__":

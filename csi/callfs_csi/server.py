@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -18,12 +19,14 @@ from callfs_csi.config import DriverConfig
 from callfs_csi.controller import ControllerService
 from callfs_csi.errors import InvalidArgument
 from callfs_csi.group_controller import GroupControllerService
+from callfs_csi.health import HealthServer, parse_http_endpoint
 from callfs_csi.identity import IdentityService
 from callfs_csi.mounter import Mounter
 from callfs_csi.node import NodeService
+from callfs_csi.registration import RegistrationServer, RegistrationService
 from callfs_csi.state import StateStore
 
-__all__ = ["Plugin", "grpc_address", "serve"]
+__all__ = ["Plugin", "SelfServices", "grpc_address", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,17 @@ def _remove_stale_socket(address: str) -> None:
     os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
 
 
+@dataclass(frozen=True)
+class SelfServices:
+    """What the plugin serves in place of the sidecars: ``registration_socket`` and ``kubelet_endpoint`` (the CSI
+    socket as the kubelet sees it) register a node plugin with the kubelet (:mod:`callfs_csi.registration`);
+    ``http_endpoint`` (``HOST:PORT``) serves ``/healthz`` (:mod:`callfs_csi.health`). ``None``: not served."""
+
+    registration_socket: str | None = None
+    kubelet_endpoint: str | None = None
+    http_endpoint: str | None = None
+
+
 @dataclass
 class Plugin:
     """The assembled services of one process (``node`` is ``None`` in controller mode, ``controller`` and
@@ -88,14 +102,24 @@ class Plugin:
             csi_pb2_grpc.add_NodeServicer_to_server(self.node, server)
 
 
-async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = None) -> None:
+async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = None,
+                self_services: SelfServices | None = None) -> None:
     """Load the node state (node mode), serve on ``endpoint`` until SIGTERM/SIGINT, and meanwhile restore the
-    recorded mounts and keep repairing stale ones (:meth:`NodeService.watch`).
+    recorded mounts and keep repairing stale ones (:meth:`NodeService.watch`). ``self_services``: ``/healthz``
+    and the kubelet registration, started once the CSI socket answers (the kubelet calls ``NodeGetInfo`` as soon
+    as it sees the registration socket); on stop the registration socket goes first.
 
     Raises:
-        InvalidArgument: a bad endpoint.  ValueError: an unreadable node state file.
-        RuntimeError: the address cannot be bound.
+        InvalidArgument: a bad endpoint or HTTP endpoint.  ValueError: an unreadable node state file.
+        RuntimeError: the address cannot be bound.  OSError: the HTTP endpoint cannot be bound.
     """
+    extras = self_services or SelfServices()
+    health_at = None
+    if extras.http_endpoint is not None:
+        try:
+            health_at = parse_http_endpoint(extras.http_endpoint)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
     address = grpc_address(endpoint)
     plugin = Plugin.build(config, mounter)
     if plugin.node is not None:
@@ -108,19 +132,42 @@ async def serve(config: DriverConfig, endpoint: str, mounter: Mounter | None = N
     await server.start()
     log.info("callfs-csi %s serving %s on %s (node id %s)", config.mode.value, config.name, endpoint,
              config.node_id)
-    watcher = None
-    if plugin.node is not None:
-        watcher = asyncio.create_task(plugin.node.watch(config.repair_interval), name="restore and repair mounts")
+    registration = health = watcher = None
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
+        if extras.registration_socket is not None and extras.kubelet_endpoint is not None:
+            registration = RegistrationServer(RegistrationService(config.name, extras.kubelet_endpoint),
+                                              extras.registration_socket)
+            await registration.start()
+        if health_at is not None:
+            health = HealthServer(address, *health_at, extra_check=_registration_check(registration))
+            await health.start()
+        if plugin.node is not None:
+            watcher = asyncio.create_task(plugin.node.watch(config.repair_interval),
+                                          name="restore and repair mounts")
         await stopping.wait()
     finally:
         log.info("stopping (mounts stay up)")
+        if registration is not None:
+            await registration.stop()
+        if health is not None:
+            await health.stop()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await server.stop(GRACE_SECONDS)
+
+
+def _registration_check(registration: RegistrationServer | None) -> Callable[[], str | None]:
+    """The health check's extra condition: the registration socket (if any) is still in place."""
+
+    def check() -> str | None:
+        if registration is None or registration.socket_present():
+            return None
+        return f"the registration socket {registration.path} is gone"
+
+    return check

@@ -3,7 +3,10 @@
 # official image's: on an empty PGDATA it runs initdb as the postgres user with superuser POSTGRES_USER
 # (default postgres) and password POSTGRES_PASSWORD (required), creates database POSTGRES_DB (default: the user
 # name), allows password (SCRAM) logins from any address, then runs `postgres -D PGDATA` as the postgres user,
-# listening on every address of the pod. Other commands (`sh`, `psql`, ...) run as given.
+# listening on every address of the pod. Started as another user than root (a pod's runAsUser: the operator runs
+# it as uid 70, the official Alpine image's postgres user, which this image's postgres user is too), it does the
+# same as that user, without changing any ownership: PGDATA's parent must be writable by it. Other commands
+# (`sh`, `psql`, ...) run as given.
 set -eu
 
 if [ "${1:-postgres}" != postgres ]; then exec "$@"; fi
@@ -11,10 +14,14 @@ if [ "${1:-postgres}" != postgres ]; then exec "$@"; fi
 : "${PGDATA:=/var/lib/postgresql/data}"
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
-as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
-
-mkdir -p "$PGDATA" /run/postgresql
-chown postgres:postgres "$PGDATA" /run/postgresql
+if [ "$(id -u)" = 0 ]; then
+    as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+    mkdir -p "$PGDATA" /run/postgresql
+    chown postgres:postgres "$PGDATA" /run/postgresql
+else
+    as_postgres() { "$@"; }
+    mkdir -p "$PGDATA"
+fi
 chmod 700 "$PGDATA"
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
@@ -24,7 +31,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     pwfile=$(mktemp)
     printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
-    chown postgres "$pwfile"
+    [ "$(id -u)" != 0 ] || chown postgres "$pwfile"
     as_postgres initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     rm -f "$pwfile"
@@ -36,4 +43,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "postgres-entrypoint: initialised $PGDATA (user $POSTGRES_USER, database $POSTGRES_DB)" >&2
 fi
 
-exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses='*'
+if [ "$(id -u)" = 0 ]; then
+    exec setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" -c listen_addresses='*'
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*'

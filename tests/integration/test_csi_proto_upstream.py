@@ -14,19 +14,15 @@ the toolchain is part of the environment.
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pb2
 
 from callfs_csi import csi_pb2
-from support.machine import require
+from support.gomod import download
 
 UPSTREAM_MODULE = "github.com/container-storage-interface/spec"
 UPSTREAM_VERSION = "v1.12.0"
@@ -349,29 +345,12 @@ def test_empty_options_equal_absent_options() -> None:
 # --- the upstream specification --------------------------------------------------------------------------------
 
 
-def _go() -> str:
-    go = shutil.which("go")
-    require(go is not None, "the Go toolchain is needed to fetch the CSI specification module")
-    assert go is not None
-    return go
-
-
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> FileProto:
     """The specification's csi.proto at v1.12.0, compiled by grpcio-tools into a FileDescriptorProto."""
-    go = _go()
     work = tmp_path_factory.mktemp("csi-spec")
-    env = {**os.environ, "GO111MODULE": "on", "GOTOOLCHAIN": "local", "GOFLAGS": ""}
-    download = subprocess.run(
-        [go, "mod", "download", "-json", f"{UPSTREAM_MODULE}@{UPSTREAM_VERSION}"],
-        cwd=work, env=env, capture_output=True, text=True, timeout=240, check=False,
-    )
-    info = json.loads(download.stdout) if download.stdout.strip() else {}
-    assert download.returncode == 0 and "Error" not in info, (
-        f"go mod download failed: {info.get('Error') or download.stderr}")
-    assert info["Version"] == UPSTREAM_VERSION
-    assert info["Sum"] == UPSTREAM_SUM
-    (work / "csi.proto").write_bytes((Path(info["Dir"]) / "csi.proto").read_bytes())
+    spec = download(UPSTREAM_MODULE, UPSTREAM_VERSION, UPSTREAM_SUM, work)
+    (work / "csi.proto").write_bytes((spec / "csi.proto").read_bytes())
     descriptor_set = work / "csi.pb"
     compiled = subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{work}", f"--descriptor_set_out={descriptor_set}",

@@ -8,6 +8,11 @@ containers really started by containerd, and the CallFSCluster must reach Ready=
 computes from the nodes' own ``/v1/cluster/nodes`` reached through the cluster's Service. The test also asks a
 node itself, through that Service's ClusterIP (kube-proxy's rules), who the cluster members are, writes a file
 through it, deletes a storage node's pod and reads the file back once the StatefulSet has replaced the pod.
+
+A second CallFSCluster whose PostgreSQL cannot be reached (its DSN names a closed port on the pod's own
+loopback) makes the storage node exit at start, again and again: the kubelet puts its container into
+CrashLoopBackOff, and the operator must say so (Degraded and Ready=False, reason CrashLoopBackOff, the pod, the
+container and how it last exited), not "no problems found".
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import yaml
 from kubernetes import client as kclient
 
 from support.kube import KubeCluster
-from support.realnode import RealNode
+from support.realnode import RealNode, cluster_services, describe, pods, really_running
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.realnode, pytest.mark.timeout(900)]
@@ -38,42 +43,7 @@ SYSTEM_NAMESPACE = "callfs-system"
 GROUP, VERSION, PLURAL = "callfs.io", "v1alpha1", "callfsclusters"
 OPERATOR_READY = 180  # seconds for the operator pod to start (image local, Python start-up on 2 cores)
 CLUSTER_READY = 420  # seconds for PostgreSQL, Redis and three storage nodes to start and see each other
-
-
-def _pods(api: kclient.ApiClient, namespace: str, selector: str) -> list[dict[str, Any]]:
-    pods: list[dict[str, Any]] = api.sanitize_for_serialization(
-        kclient.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items)
-    return pods
-
-
-def _really_running(pod: dict[str, Any], node: str) -> bool:
-    """The pod is on ``node``, Running and Ready, and each container has a containerd ID and a start time."""
-    status = pod.get("status") or {}
-    containers = status.get("containerStatuses") or []
-    return (pod["spec"].get("nodeName") == node and status.get("phase") == "Running" and bool(containers)
-            and all(c.get("ready") and (c.get("containerID") or "").startswith("containerd://")
-                    and (c.get("state") or {}).get("running", {}).get("startedAt") for c in containers))
-
-
-def _describe(api: kclient.ApiClient, namespace: str) -> str:
-    """The pods of ``namespace`` (phase, node, container states, the log of a restarted container's previous run)
-    and its recent events, for failure messages."""
-    core = kclient.CoreV1Api(api)
-    pods = api.sanitize_for_serialization(core.list_namespaced_pod(namespace).items)
-    lines = [f"{p['metadata']['name']}: {p['status'].get('phase')} on {p['spec'].get('nodeName')} "
-             f"{json.dumps([c.get('state') for c in p['status'].get('containerStatuses') or []])}" for p in pods]
-    for p in pods:
-        for c in p["status"].get("containerStatuses") or []:
-            if c.get("restartCount"):  # what the last crashed run printed
-                try:
-                    tail = core.read_namespaced_pod_log(p["metadata"]["name"], namespace, container=c["name"],
-                                                        previous=True, tail_lines=20)
-                except kclient.ApiException as exc:
-                    tail = f"(no log: {exc.reason})"
-                lines.append(f"--- {p['metadata']['name']}/{c['name']} previous run:\n{tail}")
-    events = api.sanitize_for_serialization(core.list_namespaced_event(namespace).items)
-    lines += [f"event {e['involvedObject']['name']}: {e['reason']}: {e.get('message')}" for e in events[-30:]]
-    return "\n".join(lines)
+CRASH_LOOP = 300  # seconds for a node that exits at start to be in CrashLoopBackOff (kubelet back-off: 10 s, 20 s...)
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +67,13 @@ def test_chart_and_minimal_example_run_as_real_pods(
     cluster: KubeCluster = real_node.cluster
 
     def operator_running() -> list[dict[str, Any]] | None:
-        pods = _pods(kube_api, SYSTEM_NAMESPACE, "app.kubernetes.io/component=operator")
-        return pods if pods and all(_really_running(p, real_node.name) for p in pods) else None
+        found = pods(kube_api, SYSTEM_NAMESPACE, "app.kubernetes.io/component=operator")
+        return found if found and all(really_running(p, real_node.name) for p in found) else None
 
     try:
         wait_for(operator_running, OPERATOR_READY, "the operator pod Running on the real node")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_describe(kube_api, SYSTEM_NAMESPACE)}") from None
+        raise AssertionError(f"{exc}\n{describe(kube_api, SYSTEM_NAMESPACE)}") from None
     operator_up = time.monotonic() - chart
 
     example = yaml.safe_load(MINIMAL.read_text())
@@ -121,32 +91,32 @@ def test_chart_and_minimal_example_run_as_real_pods(
         obj = wait_for(ready, CLUSTER_READY, f"Ready=True on {kube_namespace}/{name}")
     except AssertionError as exc:
         status = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name).get("status")
-        raise AssertionError(f"{exc}\nstatus: {json.dumps(status)}\n{_describe(kube_api, kube_namespace)}") from None
+        raise AssertionError(f"{exc}\nstatus: {json.dumps(status)}\n{describe(kube_api, kube_namespace)}") from None
     to_ready = time.monotonic() - applied
     replicas = obj["spec"]["replicas"]
     assert obj["status"]["readyNodes"] == replicas == 3
 
     # Every pod of the cluster runs for real on the real node: three storage nodes, PostgreSQL, Redis.
-    pods = _pods(kube_api, kube_namespace, f"app.kubernetes.io/instance={name}")
-    names = {p["metadata"]["name"] for p in pods}
+    members = pods(kube_api, kube_namespace, f"app.kubernetes.io/instance={name}")
+    names = {p["metadata"]["name"] for p in members}
     assert names == {f"{name}-node-{i}" for i in range(replicas)} | {f"{name}-postgres-0", f"{name}-redis-0"}
-    not_running = [p["metadata"]["name"] for p in pods if not _really_running(p, real_node.name)]
-    assert not not_running, f"not really running: {not_running}\n{_describe(kube_api, kube_namespace)}"
+    not_running = [p["metadata"]["name"] for p in members if not really_running(p, real_node.name)]
+    assert not not_running, f"not really running: {not_running}\n{describe(kube_api, kube_namespace)}"
 
     # The REST API through the client Service's ClusterIP (kube-proxy's rules on this host): every node a member.
     key = cluster.kubectl("get", "secret", f"{name}-api-key", "-n", kube_namespace,
                           "-o", "jsonpath={.data.api-key}")
     api_key = base64.b64decode(key).decode()
-    services = _services(kube_api, kube_namespace, name)
+    services = cluster_services(kube_api, kube_namespace, name)
     client = services["client"]
     url = f"http://{client['spec']['clusterIP']}:{client['spec']['ports'][0]['port']}/v1/cluster/nodes"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        members = json.load(response)
+        view = json.load(response)
     # Every storage node is a member under its own instance ID. (The view may also list the pods' addresses from
     # the headless Service's DNS records as peers of unknown identity: the same nodes, found by IP.)
-    named = {n["instance_id"] for n in members["nodes"] if n.get("instance_id")}
-    assert named == {f"{name}-node-{i}" for i in range(replicas)}, members
+    named = {n["instance_id"] for n in view["nodes"] if n.get("instance_id")}
+    assert named == {f"{name}-node-{i}" for i in range(replicas)}, view
     # Data survives the loss of a storage node's pod: a file written through the Service, the pod deleted, the
     # StatefulSet's replacement (a new container on the same volume) Running and the cluster Ready again, the file
     # read back through the Service.
@@ -157,30 +127,69 @@ def test_chart_and_minimal_example_run_as_real_pods(
     with urllib.request.urlopen(put, timeout=30) as response:
         assert response.status == 201
     victim = f"{name}-node-0"
-    old_uid = next(p["metadata"]["uid"] for p in pods if p["metadata"]["name"] == victim)
+    old_uid = next(p["metadata"]["uid"] for p in members if p["metadata"]["name"] == victim)
     cluster.kubectl("delete", "pod", victim, "-n", kube_namespace, "--wait=true", timeout=120)
 
     def replaced() -> bool:
         pod = kube_api.sanitize_for_serialization(kclient.CoreV1Api(kube_api).read_namespaced_pod(victim,
                                                                                                    kube_namespace))
-        return pod["metadata"]["uid"] != old_uid and _really_running(pod, real_node.name) and ready() is not None
+        return pod["metadata"]["uid"] != old_uid and really_running(pod, real_node.name) and ready() is not None
 
     try:
         wait_for(replaced, CLUSTER_READY, f"{victim} replaced, Running, and the cluster Ready again",
                  ignoring=(kclient.ApiException,))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_describe(kube_api, kube_namespace)}") from None
+        raise AssertionError(f"{exc}\n{describe(kube_api, kube_namespace)}") from None
     with urllib.request.urlopen(urllib.request.Request(base, headers=auth), timeout=30) as response:
         assert response.read() == body
     print(f"\nreal node: operator Running {operator_up:.1f} s after helm install; "
           f"minimal example Ready {to_ready:.1f} s after kubectl apply")
 
 
-def _services(api: kclient.ApiClient, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-    """The cluster's Services by role: ``client`` (ClusterIP, the API) and the others by name."""
-    items: list[dict[str, Any]] = api.sanitize_for_serialization(
-        kclient.CoreV1Api(api).list_namespaced_service(namespace, label_selector=f"app.kubernetes.io/instance={name}"
-                                                       ).items)
-    out = {s["metadata"]["name"]: s for s in items}
-    out["client"] = out[name]
-    return out
+
+def _crashing_cluster(name: str) -> list[dict[str, Any]]:
+    """A one-node CallFSCluster ``name`` on external stores nobody serves: a PostgreSQL DSN and a Redis address on
+    closed ports of the pod's own loopback (the connection is refused at once; nothing leaves the pod), and the
+    Secret holding them."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-stores"},
+              "stringData": {"dsn": "postgresql://callfs:callfs@127.0.0.1:1/callfs", "address": "127.0.0.1:2"}}
+    cluster = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CallFSCluster", "metadata": {"name": name},
+               "spec": {"replicas": 1, "metadata": {"externalSecret": {"name": f"{name}-stores"}},
+                        "locks": {"externalSecret": {"name": f"{name}-stores"}}}}
+    return [secret, cluster]
+
+
+def test_a_really_crash_looping_node_is_reported(
+    real_node: RealNode, kube_api: kclient.ApiClient, kube_namespace: str, chart: float,
+) -> None:
+    name = "crashing"
+    real_node.cluster.kubectl("apply", "-n", kube_namespace, "-f", "-",
+                              stdin=yaml.safe_dump_all(_crashing_cluster(name)))
+    custom = kclient.CustomObjectsApi(kube_api)
+
+    def conditions() -> dict[str, dict[str, Any]]:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name)
+        return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+    def reported() -> dict[str, dict[str, Any]] | None:
+        found = conditions()
+        degraded, ready = found.get("Degraded", {}), found.get("Ready", {})
+        return found if (degraded.get("status"), degraded.get("reason"), ready.get("status"), ready.get("reason")) \
+            == ("True", "CrashLoopBackOff", "False", "CrashLoopBackOff") else None
+
+    try:
+        found = wait_for(reported, CRASH_LOOP, f"Degraded=True and Ready=False (CrashLoopBackOff) on {name}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nconditions: {json.dumps(conditions())}\n"
+                             f"{describe(kube_api, kube_namespace)}") from None
+    # The kubelet really restarted the container: the pod's own status says so, and the message quotes it.
+    pod = kube_api.sanitize_for_serialization(kclient.CoreV1Api(kube_api).read_namespaced_pod(f"{name}-node-0",
+                                                                                              kube_namespace))
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["restartCount"] >= 1 and (status.get("lastState") or {}).get("terminated", {}).get("exitCode")
+    message = found["Degraded"]["message"]
+    assert message.startswith(f"pod {kube_namespace}/{name}-node-0 container callfs: CrashLoopBackOff, restarted "), \
+        message
+    assert "last exit Error (code " in message, message
+    cluster = real_node.cluster
+    cluster.kubectl("delete", PLURAL, name, "-n", kube_namespace, "--wait=true", timeout=180)

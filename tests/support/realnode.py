@@ -13,6 +13,9 @@ Fixtures:
 
 * ``real_node`` (session): a :class:`RealNode` (its name, the cluster, its logs).
 
+Helpers for the tests on it: :func:`pods`, :func:`really_running`, :func:`describe` (pods, previous runs and events
+for failure messages), :func:`cluster_services`, :func:`kill_container` (a crash, through the node's containerd).
+
 When the lane cannot come up (not root, tools or images not built, no ``/dev/fuse``), the fixture *fails* under
 ``CI=true`` and otherwise skips (:func:`support.machine.unavailable`). When a ``realnode`` test fails, what the
 node's components logged while it ran is attached to its report (sections ``real-node <component> log``).
@@ -20,13 +23,16 @@ node's components logged while it ran is attached to its report (sections ``real
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client as kclient
 
 from support.kube import REPO, KubeCluster, _log_since
 from support.machine import unavailable
@@ -75,6 +81,66 @@ def lane_missing() -> str | None:
     if images.returncode != 0:
         return f"the images are not built (bash hack/images.sh build): {images.stderr.strip()}"
     return None
+
+
+CONTAINERD_SOCKET = "/run/callfs-real-node/containerd.sock"
+"""The node's containerd (hack/real-node.sh: its own socket, namespace ``k8s.io``)."""
+
+
+def pods(api: kclient.ApiClient, namespace: str, selector: str) -> list[dict[str, Any]]:
+    """The pods of ``namespace`` matching the label ``selector``, as plain dicts."""
+    found: list[dict[str, Any]] = api.sanitize_for_serialization(
+        kclient.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items)
+    return found
+
+
+def really_running(pod: dict[str, Any], node: str) -> bool:
+    """The pod is on ``node``, Running and Ready, and each container has a containerd ID and a start time."""
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    return (pod["spec"].get("nodeName") == node and status.get("phase") == "Running" and bool(containers)
+            and all(c.get("ready") and (c.get("containerID") or "").startswith("containerd://")
+                    and (c.get("state") or {}).get("running", {}).get("startedAt") for c in containers))
+
+
+def describe(api: kclient.ApiClient, namespace: str) -> str:
+    """The pods of ``namespace`` (phase, node, container states, the log of a restarted container's previous run)
+    and its recent events, for failure messages."""
+    core = kclient.CoreV1Api(api)
+    items = api.sanitize_for_serialization(core.list_namespaced_pod(namespace).items)
+    lines = [f"{p['metadata']['name']}: {p['status'].get('phase')} on {p['spec'].get('nodeName')} "
+             f"{json.dumps([c.get('state') for c in p['status'].get('containerStatuses') or []])}" for p in items]
+    for p in items:
+        for c in p["status"].get("containerStatuses") or []:
+            if c.get("restartCount"):  # what the last crashed run printed
+                try:
+                    tail = core.read_namespaced_pod_log(p["metadata"]["name"], namespace, container=c["name"],
+                                                        previous=True, tail_lines=20)
+                except kclient.ApiException as exc:
+                    tail = f"(no log: {exc.reason})"
+                lines.append(f"--- {p['metadata']['name']}/{c['name']} previous run:\n{tail}")
+    events = api.sanitize_for_serialization(core.list_namespaced_event(namespace).items)
+    lines += [f"event {e['involvedObject']['name']}: {e['reason']}: {e.get('message')}" for e in events[-30:]]
+    return "\n".join(lines)
+
+
+def cluster_services(api: kclient.ApiClient, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    """The Services of CallFSCluster ``name`` by role: ``client`` (ClusterIP, the API) and the others by name."""
+    items: list[dict[str, Any]] = api.sanitize_for_serialization(
+        kclient.CoreV1Api(api).list_namespaced_service(namespace, label_selector=f"app.kubernetes.io/instance={name}"
+                                                       ).items)
+    out = {s["metadata"]["name"]: s for s in items}
+    out["client"] = out[name]
+    return out
+
+
+def kill_container(pod: dict[str, Any], container: str) -> None:
+    """SIGKILL ``container`` of ``pod`` through the node's containerd, as a crash or an OOM kill would end it (the
+    kubelet then restarts it in the same pod)."""
+    (status,) = [c for c in pod["status"]["containerStatuses"] if c["name"] == container]
+    container_id = status["containerID"].removeprefix("containerd://")
+    subprocess.run(["ctr", "--address", CONTAINERD_SOCKET, "--namespace", "k8s.io", "tasks", "kill", "--signal",
+                    "SIGKILL", container_id], check=True, capture_output=True, text=True, timeout=30)
 
 
 def _kwok_nodes(cluster: KubeCluster) -> list[str]:

@@ -2,9 +2,10 @@
 with the driver itself.
 
 The plugin's command lines parse with ``callfs-csi``'s own parser, the driver name is the one the plugin reports,
-every sidecar talks to the socket the plugin listens on, the node plugin mounts through the socket the mount
-service listens on (and the service sees the plugin's paths), the StorageClass parameters are accepted by
-``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That
+the plugin registers itself with kubelet at the kubelet's paths and answers its own liveness probe (or, with the
+sidecar values, every sidecar talks to the socket the plugin listens on), the node plugin mounts through the
+socket the mount service listens on (and the service sees the plugin's paths), the StorageClass parameters are
+accepted by ``parse_parameters``, and the CSIDriver object promises only what the driver advertises. (That
 ``manifests/callfs.yaml`` is the chart rendered is checked by tests/e2e/test_operator_cluster.py.)
 """
 
@@ -21,12 +22,13 @@ import pytest
 from callfs_csi import csi_pb2
 from callfs_csi.config import DRIVER_NAME, Mode
 from callfs_csi.controller import CONTROLLER_CAPABILITIES
-from callfs_csi.main import config_from_args, parser
+from callfs_csi.health import parse_http_endpoint
+from callfs_csi.main import config_from_args, parser, self_services_from_args
 from callfs_csi.mount_main import build_parser as mount_parser
 from callfs_csi.mount_service import parser as mount_service_parser
 from callfs_csi.node import NODE_CAPABILITIES
 from callfs_csi.params import parse_parameters
-from callfs_csi.server import grpc_address
+from callfs_csi.server import SelfServices, grpc_address
 from callfs_csi.volume_keys import secret_name
 from support.chart import render
 
@@ -40,24 +42,29 @@ PLUGINS = [("Deployment", "callfs-csi-controller", Mode.CONTROLLER), ("DaemonSet
 MOUNT_SERVICE = "callfs-mount-service"
 
 
+SIDECARS = (("csi.node.registrar", "sidecar"), ("csi.controller.healthCheck", "sidecar"))
+"""Values that hand registration and /healthz to the upstream sidecars instead of the plugin (the default)."""
+
+
 @cache
-def docs() -> list[dict[str, Any]]:
-    """The chart's objects with a StorageClass of CallFSCluster :data:`CLUSTER` (and its generated key)."""
-    return render({"csi.storageClass.cluster": CLUSTER})
+def docs(extra: tuple[tuple[str, str], ...] = ()) -> list[dict[str, Any]]:
+    """The chart's objects with a StorageClass of CallFSCluster :data:`CLUSTER` (and its generated key), and
+    ``extra`` values."""
+    return render({"csi.storageClass.cluster": CLUSTER, **dict(extra)})
 
 
-def objects(kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs() if d["kind"] == kind]
+def objects(kind: str, extra: tuple[tuple[str, str], ...] = ()) -> list[dict[str, Any]]:
+    return [d for d in docs(extra) if d["kind"] == kind]
 
 
-def one(kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in objects(kind) if d["metadata"]["name"] == name]
+def one(kind: str, name: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    found = [d for d in objects(kind, extra) if d["metadata"]["name"] == name]
     assert len(found) == 1, f"{kind} {name}: {len(found)} rendered"
     return found[0]
 
 
-def pod_spec(kind: str, name: str) -> dict[str, Any]:
-    spec: dict[str, Any] = one(kind, name)["spec"]["template"]["spec"]
+def pod_spec(kind: str, name: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    spec: dict[str, Any] = one(kind, name, extra)["spec"]["template"]["spec"]
     return spec
 
 
@@ -129,12 +136,12 @@ def test_driver_name_is_the_one_the_plugin_reports() -> None:
 
 @pytest.mark.parametrize(("kind", "name", "mode"), PLUGINS)
 def test_every_sidecar_talks_to_the_plugin_socket(kind: str, name: str, mode: Mode) -> None:
-    spec = pod_spec(kind, name)
+    spec = pod_spec(kind, name, SIDECARS)
     plugin = container(spec, "callfs-csi")
     endpoint = parser().parse_args(plugin_argv(plugin)).endpoint
     socket = volume_path(spec, plugin, grpc_address(endpoint).removeprefix("unix://"))
     sidecars = [c for c in spec["containers"] if c is not plugin and c["name"] != MOUNT_SERVICE]
-    assert sidecars
+    assert {c["name"] for c in sidecars} >= {"liveness-probe"}
     for sidecar in sidecars:
         assert volume_path(spec, sidecar, flag(sidecar, "csi-address")) == socket, sidecar["name"]
 
@@ -152,14 +159,48 @@ def test_controller_sidecars_are_the_versions_the_e2e_tests_run() -> None:
     assert images["csi-provisioner"] == (
         f"registry.k8s.io/sig-storage/csi-provisioner:{pinned_version('CSI_PROVISIONER_VERSION')}")
     assert images["csi-resizer"] == f"registry.k8s.io/sig-storage/csi-resizer:{pinned_version('CSI_RESIZER_VERSION')}"
-    assert set(images) == {"callfs-csi", "csi-provisioner", "csi-resizer", "liveness-probe"}
+    assert set(images) == {"callfs-csi", "csi-provisioner", "csi-resizer"}  # the plugin answers /healthz
     socket_volume, _ = volume_path(spec, container(spec, "callfs-csi"), "/csi/csi.sock")
     assert volume(spec, socket_volume) == {"name": socket_volume, "emptyDir": {}}
 
 
-def test_kubelet_finds_the_node_socket_where_the_registrar_says() -> None:
+def test_kubelet_finds_the_node_socket_where_the_plugin_registers_it() -> None:
     spec = pod_spec("DaemonSet", "callfs-csi-node")
+    assert [c["name"] for c in spec["containers"]] == ["callfs-csi", MOUNT_SERVICE]
+    plugin = container(spec, "callfs-csi")
+    args = parser().parse_args(plugin_argv(plugin))
+    services = self_services_from_args(args)
+    socket_volume, inside = volume_path(spec, plugin, grpc_address(args.endpoint).removeprefix("unix://"))
+    host_dir = PurePosixPath(volume(spec, socket_volume)["hostPath"]["path"])
+    assert services.kubelet_endpoint == str(host_dir / inside)
+    assert host_dir.name == DRIVER_NAME  # kubelet's convention: <kubelet dir>/plugins/<driver name>
+    # The registration socket lands in the host's <kubelet dir>/plugins_registry, where kubelet watches, under
+    # the name node-driver-registrar would give it.
+    assert services.registration_socket is not None
+    registration_volume, registration = volume_path(spec, plugin, services.registration_socket)
+    kubelet_dir = PurePosixPath(volume(spec, registration_volume)["hostPath"]["path"])
+    assert kubelet_dir / registration == host_dir.parent.parent / "plugins_registry" / f"{DRIVER_NAME}-reg.sock"
+    assert "registration-dir" not in {v["name"] for v in spec["volumes"]}
+
+
+@pytest.mark.parametrize(("kind", "name", "mode"), PLUGINS)
+def test_the_plugin_answers_its_own_liveness_probe(kind: str, name: str, mode: Mode) -> None:
+    spec = pod_spec(kind, name)
+    plugin = container(spec, "callfs-csi")
+    assert "liveness-probe" not in {c["name"] for c in spec["containers"]}
+    endpoint = self_services_from_args(parser().parse_args(plugin_argv(plugin))).http_endpoint
+    assert endpoint is not None
+    host, port = parse_http_endpoint(endpoint)
+    assert host is None  # the kubelet probes the pod's address
+    probe_port = plugin["livenessProbe"]["httpGet"]["port"]
+    assert [p["containerPort"] for p in plugin["ports"] if p["name"] == probe_port] == [port]
+    assert plugin["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_kubelet_finds_the_node_socket_where_the_registrar_sidecar_says() -> None:
+    spec = pod_spec("DaemonSet", "callfs-csi-node", SIDECARS)
     plugin, registrar = container(spec, "callfs-csi"), container(spec, "node-driver-registrar")
+    assert self_services_from_args(parser().parse_args(plugin_argv(plugin))) == SelfServices()
     socket_volume, inside = volume_path(spec, plugin, grpc_address(flag(plugin, "endpoint")).removeprefix("unix://"))
     host_dir = PurePosixPath(volume(spec, socket_volume)["hostPath"]["path"])
     assert PurePosixPath(flag(registrar, "kubelet-registration-path")) == host_dir / inside
@@ -318,8 +359,9 @@ def test_node_plugin_is_not_preempted_and_every_sidecar_has_resources() -> None:
     node = pod_spec("DaemonSet", "callfs-csi-node")
     assert node["priorityClassName"] == "system-node-critical"
     for kind, name, _ in PLUGINS:
-        for c in pod_spec(kind, name)["containers"]:
-            assert c.get("resources", {}).get("requests"), f"{name}/{c['name']} requests nothing"
+        for extra in ((), SIDECARS):
+            for c in pod_spec(kind, name, extra)["containers"]:
+                assert c.get("resources", {}).get("requests"), f"{name}/{c['name']} requests nothing"
 
 
 def test_snapshots_add_the_pinned_snapshotter_on_the_plugin_socket_and_a_class_of_the_driver() -> None:

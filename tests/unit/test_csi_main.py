@@ -8,9 +8,10 @@ import pytest
 
 from callfs_csi.config import Mode
 from callfs_csi.errors import InvalidArgument
-from callfs_csi.main import config_from_args, parser
+from callfs_csi.health import parse_http_endpoint
+from callfs_csi.main import config_from_args, parser, self_services_from_args
 from callfs_csi.node import mount_group
-from callfs_csi.server import grpc_address
+from callfs_csi.server import SelfServices, grpc_address
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,36 @@ def test_mount_group() -> None:
     for bad in ("staff", "-1", "1.5"):
         with pytest.raises(InvalidArgument):
             mount_group(bad)
+
+
+def test_registration_and_health_are_off_unless_asked() -> None:
+    services = self_services_from_args(parser().parse_args(["--mode", "node"]))
+    assert services == SelfServices()
+
+
+def test_a_kubelet_registration_path_turns_on_registration_at_the_default_socket() -> None:
+    args = parser().parse_args(["--mode", "node", "--http-endpoint", ":9808",
+                                "--kubelet-registration-path", "/var/lib/kubelet/plugins/csi.callfs.io/csi.sock"])
+    assert self_services_from_args(args) == SelfServices(
+        registration_socket="/var/lib/kubelet/plugins_registry/csi.callfs.io-reg.sock",
+        kubelet_endpoint="/var/lib/kubelet/plugins/csi.callfs.io/csi.sock", http_endpoint=":9808")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--mode", "controller", "--kubelet-registration-path", "/k/csi.sock"],
+     ["--mode", "node", "--kubelet-registration-path", "k/csi.sock"],
+     ["--mode", "node", "--kubelet-registration-path", "/k/csi.sock", "--registration-socket", "reg.sock"],
+     ["--http-endpoint", "9808"], ["--http-endpoint", "host:"], ["--http-endpoint", ":70000"]],
+)
+def test_bad_self_service_options_are_refused(argv: list[str]) -> None:
+    with pytest.raises(InvalidArgument):
+        self_services_from_args(parser().parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parsed"),
+    [(":9808", (None, 9808)), ("127.0.0.1:9808", ("127.0.0.1", 9808)), ("[::1]:9808", ("::1", 9808))],
+)
+def test_http_endpoint(endpoint: str, parsed: tuple[str | None, int]) -> None:
+    assert parse_http_endpoint(endpoint) == parsed

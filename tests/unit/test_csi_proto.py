@@ -1,5 +1,6 @@
-"""The committed CSI stubs (``csi/callfs_csi/csi_pb2*``) are exactly what ``proto/generate.sh`` makes of
-``proto/csi.proto``, import as ``callfs_csi``, and carry the CSI v1.12 services over a real gRPC channel."""
+"""The committed stubs (``csi/callfs_csi/csi_pb2*``, ``pluginregistration_pb2*``) are exactly what
+``proto/generate.sh`` makes of ``proto/csi.proto`` and ``proto/pluginregistration.proto``, import as ``callfs_csi``,
+and carry the CSI v1.12 services (and the kubelet's registration service) over a real gRPC channel."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import grpc
 import pytest
 from google.protobuf.descriptor import Descriptor
 
-from callfs_csi import csi_pb2, csi_pb2_grpc
+from callfs_csi import csi_pb2, csi_pb2_grpc, pluginregistration_pb2, pluginregistration_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATE = REPO / "proto" / "generate.sh"
 STUB_DIR = REPO / "csi" / "callfs_csi"
-GENERATED = ("csi_pb2.py", "csi_pb2.pyi", "csi_pb2_grpc.py")
+GENERATED = ("csi_pb2.py", "csi_pb2.pyi", "csi_pb2_grpc.py",
+             "pluginregistration_pb2.py", "pluginregistration_pb2.pyi", "pluginregistration_pb2_grpc.py")
 
 
 def _generate(out_dir: Path) -> None:
@@ -46,7 +48,7 @@ def test_committed_stub_is_byte_identical_to_a_fresh_generation(regenerated: Pat
     assert committed == fresh, f"csi/callfs_csi/{name} is out of date: run proto/generate.sh and commit the result"
 
 
-def test_generation_writes_exactly_the_three_stub_files(regenerated: Path) -> None:
+def test_generation_writes_exactly_the_stub_files(regenerated: Path) -> None:
     assert sorted(p.name for p in regenerated.iterdir()) == sorted(GENERATED)
 
 
@@ -58,9 +60,18 @@ def test_generation_is_deterministic(tmp_path: Path, regenerated: Path) -> None:
 
 def test_grpc_module_imports_messages_from_the_package() -> None:
     assert csi_pb2_grpc.csi__pb2 is csi_pb2
+    assert pluginregistration_pb2_grpc.pluginregistration__pb2 is pluginregistration_pb2
     source = (STUB_DIR / "csi_pb2_grpc.py").read_text()
     assert "from callfs_csi import csi_pb2 as csi__pb2" in source
     assert "\nimport csi_pb2" not in source
+
+
+def test_registration_service_has_the_wire_names_the_kubelet_dials() -> None:
+    # The kubelet calls /pluginregistration.Registration/GetInfo and .../NotifyRegistrationStatus.
+    assert pluginregistration_pb2.DESCRIPTOR.package == "pluginregistration"
+    service = pluginregistration_pb2.DESCRIPTOR.services_by_name["Registration"]
+    assert service.full_name == "pluginregistration.Registration"
+    assert [m.name for m in service.methods] == ["GetInfo", "NotifyRegistrationStatus"]
 
 
 def test_descriptor_is_registered_as_package_csi_v1_file_csi_proto() -> None:
