@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything (Debian packages, the locked Python dependencies into .venv, test tools; with REAL_NODE=1
-# the images a real node runs) and runs the whole test suite: lint (ruff), types (mypy), then pytest (unit,
-# integration against real PostgreSQL/Redis/S3, e2e against a real Kubernetes control plane), then, with
-# REAL_NODE=1, the real-node tests on their own (one real node per machine: no workers); REAL_NODE=only runs
-# lint, types and the real-node tests without the rest of the suite. Extra arguments go to both pytest runs.
+# Installs everything (Debian packages, the locked Python dependencies into .venv, test tools, the images a real
+# node runs) and runs the whole test suite: lint (ruff), types (mypy), then pytest (unit, integration against
+# real PostgreSQL/Redis/S3, e2e against a real Kubernetes control plane), then the real-node tests on their own
+# (pods on a real kubelet; one real node per machine: no workers). REAL_NODE=0 leaves the real-node lane out;
+# REAL_NODE=only runs lint, types and the real-node tests without the rest of the suite. Extra arguments go to
+# both pytest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install.sh
@@ -19,13 +20,13 @@ bash hack/tools.sh install >/dev/null || { echo "hack/test.sh: building the Kube
 # process); it is not a CALLFS_* name, which a node would read as its configuration. The servers the
 # fixtures start (PostgreSQL, Redis, S3, the control plane) are per worker.
 rc=0
-if [ "${REAL_NODE:-0}" != only ]; then
+if [ "${REAL_NODE:-1}" != only ]; then
   python -m pytest -n "${PYTEST_WORKERS:-$(($(nproc) + 1))}" --dist loadgroup -m "not realnode" "$@" || rc=$?
 fi
-# The real-node lane (tests/realnode: pods on a real kubelet, see README) runs alone, after the rest, when
-# REAL_NODE=1: it needs root, builds the images (hack/images.sh, cached; minutes the first time) and installs
-# the node's Debian packages, which is why it is not part of the default run.
-if [ "${REAL_NODE:-0}" = 1 ] || [ "${REAL_NODE:-0}" = only ]; then
+# The real-node lane (tests/realnode: pods on a real kubelet, see README) runs alone, after the rest: it needs
+# root and /dev/fuse, builds the images (hack/images.sh, cached; minutes the first time) and installs the
+# node's Debian packages.
+if [ "${REAL_NODE:-1}" != 0 ]; then
   bash hack/images.sh build >/dev/null || { echo "hack/test.sh: building the images (hack/images.sh) failed" >&2; [ "${CI:-}" != true ]; }
   bash hack/real-node.sh install-deps || { echo "hack/test.sh: installing the real node's packages failed" >&2; [ "${CI:-}" != true ]; }
   python -m pytest -n 0 -m realnode tests/realnode "$@" || { status=$?; ((rc)) || rc=$status; }

@@ -196,4 +196,6 @@ def test_storage_class_changes_by_deleting_it_then_upgrading(
         helm(kube_cluster, *upgrade)
         sc = storage.read_storage_class(name)
         assert sc.parameters["cluster"] == f"{apps}/two"
-        assert sc.parameters["csi.storage.k8s.io/node-stage-secret-name"] == "two-api-key"
+        assert sc.parameters["csi.storage.k8s.io/provisioner-secret-name"] == "two-api-key"
+        # Nodes stage each volume with its own key (csi.volumeKeys, on by default), whatever the cluster.
+        assert sc.parameters["csi.storage.k8s.io/node-stage-secret-name"] == "callfs-volume-${pv.name}"
