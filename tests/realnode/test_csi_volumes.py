@@ -168,13 +168,16 @@ def chart(real_node: RealNode, kube_api: kclient.ApiClient, demo: tuple[str, str
 
 
 def _registered(api: kclient.ApiClient, node: str) -> bool:
+    # Read as plain JSON: while its last driver is unregistered, a CSINode holds "drivers": null, which the
+    # client's typed model refuses to load.
     try:
-        csinode = kclient.StorageV1Api(api).read_csi_node(node)
+        response = kclient.StorageV1Api(api).read_csi_node(node, _preload_content=False)
     except kclient.ApiException as exc:
         if exc.status == 404:
             return False
         raise
-    return any(d.name == DRIVER for d in csinode.spec.drivers or [])
+    drivers = json.loads(response.data)["spec"].get("drivers") or []
+    return any(d["name"] == DRIVER for d in drivers)
 
 
 def _csi_running(api: kclient.ApiClient, node: str) -> bool:
