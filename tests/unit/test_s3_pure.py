@@ -100,8 +100,8 @@ def test_continuation_tokens_round_trip() -> None:
 
 def test_parse_delete() -> None:
     body = (b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>'
-            b"<Object><Key>a</Key></Object><Object><Key>b/c</Key></Object></Delete>")
-    assert messages.parse_delete(body) == (["a", "b/c"], True)
+            b"<Object><Key>a</Key></Object><Object><Key>b/c</Key><VersionId>null</VersionId></Object></Delete>")
+    assert messages.parse_delete(body) == ([("a", None), ("b/c", "null")], True)
 
 
 @pytest.mark.parametrize("body", [b"not xml", b"<Other/>", b"<Delete></Delete>", b"<Delete><Object/></Delete>",
