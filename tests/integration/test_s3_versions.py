@@ -299,6 +299,7 @@ def test_versions_share_bytes_and_the_last_reference_frees_them(s3_node: AppNode
     assert blob_count(s3_node) == base + 3  # one blob per write: keeping a version copies no byte
     marker = s3.delete_object(Bucket="share", Key="k")["VersionId"]
     assert blob_count(s3_node) == base + 3
+    assert s3_node.sweep_orphans() == 0  # the orphan sweep knows the blobs versions name
     for version_id, body in zip(ids, bodies, strict=True):
         assert s3.get_object(Bucket="share", Key="k", VersionId=version_id)["Body"].read() == body
     s3.delete_object(Bucket="share", Key="k", VersionId=ids[0])
