@@ -77,8 +77,13 @@ async def _drop(txn: MetadataTxn, path: str, version_id: str) -> Inode | None:
 async def _keep(txn: MetadataTxn, current: Inode, version_id: str) -> None:
     """Store the file ``current`` as the noncurrent version ``version_id`` of its path, sharing its content: a
     blob is named by the row; a block list is shared under a fresh inode number and content id, which gets a
-    copy of the content's attributes (as :meth:`Engine.copy` does)."""
+    copy of the content's attributes (as :meth:`Engine.copy` does). A ``version_id`` the path has a version with
+    already is replaced by a fresh one."""
     blocks = current.layout is Layout.BLOCKS
+    if await txn.get_version(current.path, version_id) is not None:
+        # The content's id is taken at this path already (a REST copy or move brought content written at
+        # another key, or there once): the version kept gets an id of its own.
+        version_id = new_version_id()
     version = ObjectVersion(
         path=current.path, version_id=version_id, seq=await txn.next_version_seq(current.path),
         delete_marker=False, size=current.size, mode=current.mode, owner=current.owner, group=current.group,

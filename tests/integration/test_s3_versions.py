@@ -155,6 +155,17 @@ async def test_deleting_the_current_version_promotes_the_previous_one(s3_node: A
     s3.delete_bucket(Bucket="promo")
 
 
+def test_a_folder_holding_versions_stays(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    versioned_bucket(s3, "folders")
+    version = s3.put_object(Bucket="folders", Key="f/x", Body=b"x")["VersionId"]
+    s3.delete_object(Bucket="folders", Key="f/x")
+    with pytest.raises(ClientError) as kept:
+        s3.delete_object(Bucket="folders", Key="f/")
+    assert (error_code(kept), status_of(kept)) == ("InvalidRequest", 409)
+    assert s3.get_object(Bucket="folders", Key="f/x", VersionId=version)["Body"].read() == b"x"
+
+
 def test_unknown_and_malformed_version_ids(s3_node: AppNode) -> None:
     s3 = client(s3_node)
     versioned_bucket(s3, "ids")
@@ -361,3 +372,20 @@ async def test_a_file_in_blocks_keeps_its_block_list_as_a_version(s3_node: AppNo
     s3.delete_object(Bucket="blocks", Key="f", VersionId=second)
     assert s3.get_object(Bucket="blocks", Key="f")["Body"].read() == bytes(data)
     assert await rest_get(s3_node, "/blocks/f") == (200, bytes(data))
+
+
+async def test_deleting_the_bucket_over_rest_frees_its_versions(s3_node: AppNode) -> None:
+    s3 = client(s3_node)
+    versioned_bucket(s3, "gone")
+    base = blob_count(s3_node)
+    for n in range(3):
+        s3.put_object(Bucket="gone", Key="a/k", Body=os.urandom(50_000 + n))
+    s3.delete_object(Bucket="gone", Key="a/k")
+    assert blob_count(s3_node) == base + 3
+    async with session(s3_node, "alice") as http, http.delete("/v1/files/gone", params={"recursive": "true"}) as r:
+        assert r.status == 204, await r.text()
+    assert blob_count(s3_node) == base
+    assert s3_node.run(lambda n: n.store.versions_under("/")) == []
+    s3.create_bucket(Bucket="gone")
+    assert "Status" not in s3.get_bucket_versioning(Bucket="gone")
+    assert "Versions" not in s3.list_object_versions(Bucket="gone")

@@ -365,7 +365,8 @@ async def _delete_version(ctx: Context, key: str, target: names.ObjectPath, vers
 
 
 async def delete_key(ctx: Context, key: str, version_id: str | None = None) -> messages.Deleted:
-    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only.
+    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only, and
+    only while no key below it has versions.
 
     With ``version_id``: :func:`_delete_version`. Without, in a bucket whose versioning is enabled or suspended
     (Amazon S3 User Guide, "Deleting object versions"): the current version is kept as a noncurrent one (a
@@ -384,6 +385,9 @@ async def delete_key(ctx: Context, key: str, version_id: str | None = None) -> m
         return messages.Deleted(key)
     if status is None:
         if inode is not None:
+            if target.is_folder and await versions.has_versions(ctx.engine, target.path):
+                raise S3Error("InvalidRequest", 409, f"the folder {key} holds object versions",
+                              f"/{ctx.bucket}/{key}")
             await _delete_file(ctx, key, target, inode)
         return messages.Deleted(key)
     marker = versions.new_version_id() if status == versions.ENABLED else NULL_VERSION
