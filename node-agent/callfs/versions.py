@@ -136,8 +136,9 @@ def keeper(path: str, status: str, *, owner: str, marker: str | None = None) -> 
     return keep
 
 
-async def _directory(engine: Engine, caller: Caller, path: str) -> Inode:
-    """The deepest existing directory on the way to ``path`` (search permission checked on the way)."""
+async def folder_of(engine: Engine, caller: Caller, path: str) -> Inode:
+    """The deepest existing directory on the way to ``path``, search permission checked on every directory on
+    the way (POSIX path resolution). Raises ``PermissionDenied``, ``NotFound`` (no directory leads there)."""
     resolved = await engine._resolve(caller, path)
     directories = [a for a in resolved.ancestors if a.is_dir]
     if not directories:
@@ -155,7 +156,7 @@ async def add_marker(engine: Engine, caller: Caller, path: str, status: str, ver
     the key exists): the caller needs ``w`` on the directory the key is in (or its deepest existing folder).
     Under the file's path lock, in one transaction with the quota charge (one inode). Raises
     ``PermissionDenied``, ``QuotaExceeded``, ``NotFound``; a file that appeared meanwhile raises ``Conflict``."""
-    directory = await _directory(engine, caller, path)
+    directory = await folder_of(engine, caller, path)
     require(caller, directory, WRITE, "delete entries in")
     async with engine.hold_file(path), engine.store.transaction() as txn:
         if await txn.get(path) is not None:
@@ -197,7 +198,7 @@ async def remove(engine: Engine, caller: Caller, path: str, version_id: str) -> 
     bytes are freed when nothing else names them, and when no file is at ``path`` the newest remaining version
     becomes current (:func:`_promote`). The caller needs ``w`` on the key's directory (sticky rule: the version's
     owner). Returns the version removed, ``None`` when there was none. Raises ``PermissionDenied``."""
-    directory = await _directory(engine, caller, path)
+    directory = await folder_of(engine, caller, path)
     async with engine.hold_file(path), engine.store.transaction() as txn:
         found = await txn.get_version(path, version_id, for_update=True)
         if found is None:

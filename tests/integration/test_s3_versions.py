@@ -389,3 +389,27 @@ async def test_deleting_the_bucket_over_rest_frees_its_versions(s3_node: AppNode
     s3.create_bucket(Bucket="gone")
     assert "Status" not in s3.get_bucket_versioning(Bucket="gone")
     assert "Versions" not in s3.list_object_versions(Bucket="gone")
+
+
+async def test_versions_keep_the_permissions_of_the_file_they_were(s3_node: AppNode) -> None:
+    alice, bob = client(s3_node), client(s3_node, "bob")
+    versioned_bucket(alice, "perms")
+    old = alice.put_object(Bucket="perms", Key="k", Body=b"old")["VersionId"]
+    alice.put_object(Bucket="perms", Key="k", Body=b"new")
+    async with session(s3_node, "alice") as http:
+        for path, mode in (("/v1/files/perms", "0755"), ("/v1/files/perms/k", "0600")):
+            async with http.patch(path, json={"mode": mode}) as response:
+                assert response.status == 200, await response.text()
+    with pytest.raises(ClientError) as current:
+        bob.get_object(Bucket="perms", Key="k")
+    assert error_code(current) == "AccessDenied"
+    # The noncurrent version keeps the mode the file had (0644): bob, in alice's group, may read it...
+    assert bob.get_object(Bucket="perms", Key="k", VersionId=old)["Body"].read() == b"old"
+    # ...but not delete it: that needs write permission on the bucket, as deleting a file does.
+    with pytest.raises(ClientError) as delete:
+        bob.delete_object(Bucket="perms", Key="k", VersionId=old)
+    assert error_code(delete) == "AccessDenied"
+    with pytest.raises(ClientError) as marker:
+        bob.delete_object(Bucket="perms", Key="k")
+    assert error_code(marker) == "AccessDenied"
+    assert [v[1] for v in versions_of(alice, "perms")][1] == old

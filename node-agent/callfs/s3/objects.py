@@ -175,7 +175,7 @@ async def find_object(ctx: Context, bucket: str, key: str, version_id: str | Non
     found = await ctx.engine.store.get_version(target.path, version_id)
     if found is None:
         raise no_such_version(bucket, key)
-    await ctx.engine.stat(ctx.caller, bucket_path)  # search permission on the way to the bucket
+    await versions.folder_of(ctx.engine, ctx.caller, target.path)  # search permission on the way to the key
     if found.delete_marker:
         raise S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.",
                       f"/{bucket}/{key}", _marker_headers(found.version_id)
