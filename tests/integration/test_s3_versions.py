@@ -163,6 +163,9 @@ def test_a_folder_holding_versions_stays(s3_node: AppNode) -> None:
     with pytest.raises(ClientError) as kept:
         s3.delete_object(Bucket="folders", Key="f/")
     assert (error_code(kept), status_of(kept)) == ("InvalidRequest", 409)
+    with pytest.raises(ClientError) as by_id:
+        s3.delete_object(Bucket="folders", Key="f/", VersionId="null")
+    assert error_code(by_id) == "InvalidRequest"
     assert s3.get_object(Bucket="folders", Key="f/x", VersionId=version)["Body"].read() == b"x"
 
 

@@ -329,7 +329,9 @@ async def _delete_file(ctx: Context, key: str, target: names.ObjectPath, inode: 
                        keep: Keeper | None = None) -> bool:
     """Delete the file or folder ``inode`` of ``key``; ``False`` when it was gone already. A file whose bytes
     another node holds is deleted by that node, asked as the same user (unless ``keep`` keeps it as a version:
-    its bytes then stay named here)."""
+    its bytes then stay named here). A folder holding versions of keys below it stays (``InvalidRequest``)."""
+    if target.is_folder and await versions.has_versions(ctx.engine, target.path):
+        raise S3Error("InvalidRequest", 409, f"the folder {key} holds object versions", f"/{ctx.bucket}/{key}")
     try:
         await ctx.engine.delete(ctx.caller, target.path, keep=keep)
     except errors.NotFound:
@@ -385,9 +387,6 @@ async def delete_key(ctx: Context, key: str, version_id: str | None = None) -> m
         return messages.Deleted(key)
     if status is None:
         if inode is not None:
-            if target.is_folder and await versions.has_versions(ctx.engine, target.path):
-                raise S3Error("InvalidRequest", 409, f"the folder {key} holds object versions",
-                              f"/{ctx.bucket}/{key}")
             await _delete_file(ctx, key, target, inode)
         return messages.Deleted(key)
     marker = versions.new_version_id() if status == versions.ENABLED else NULL_VERSION
