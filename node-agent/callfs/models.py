@@ -211,9 +211,10 @@ class ObjectVersion:
 
     ``version_id`` is unique per path (32 hex digits, or :data:`NULL_VERSION`); ``seq`` orders the versions of a
     path (higher: newer). A version keeps what the file was: ``size`` (bytes), ``mode``, ``owner``, ``group``,
-    ``mtime``, its entity tag ``etag`` (quoted) and its content (``backend``, ``blob_id``, ``instance_id``,
-    ``layout``, and for the blocks layout a block list keyed by ``ino``), shared with the files and versions
-    naming the same content. A ``delete_marker`` has no content (``blob_id`` ``None``, size 0).
+    ``mtime``, its inode ``version`` (so that it keeps its entity tag) and its content (``backend``, ``blob_id``
+    or the content id of the blocks layout, ``instance_id``, ``layout``, and for the blocks layout a block list
+    of its own keyed by ``ino``), shared with the files and versions naming the same content. A
+    ``delete_marker`` has no content (``blob_id`` ``None``, size 0).
     """
 
     path: str
@@ -225,7 +226,7 @@ class ObjectVersion:
     owner: str
     group: str
     mtime: datetime
-    etag: str
+    version: int = 1
     backend: str | None = None
     blob_id: str | None = None
     instance_id: str | None = None
@@ -235,5 +236,5 @@ class ObjectVersion:
     def as_inode(self) -> Inode:
         """The file this version names (for permission checks, reads and releasing its content)."""
         return Inode(path=self.path, type=InodeType.FILE, size=self.size, mode=self.mode, owner=self.owner,
-                     group=self.group, mtime=self.mtime, ctime=self.mtime, backend=self.backend,
+                     group=self.group, mtime=self.mtime, ctime=self.mtime, version=self.version, backend=self.backend,
                      blob_id=self.blob_id, instance_id=self.instance_id, ino=self.ino, layout=self.layout)

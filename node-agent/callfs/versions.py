@@ -22,10 +22,9 @@ import secrets
 from collections.abc import Sequence
 
 from callfs import errors, paths
-from callfs.api.conditional import etag
 from callfs.engine import Engine, Keeper, Kept
 from callfs.metadata.base import MetadataTxn
-from callfs.models import NULL_VERSION, Inode, InodeType, Layout, ObjectVersion, new_content_id, new_ino, utcnow
+from callfs.models import NULL_VERSION, Inode, InodeType, ObjectVersion, new_ino, utcnow
 from callfs.permissions import DEFAULT_FILE_MODE, WRITE, Caller, require, require_entry_change
 
 VERSION_ATTRIBUTE = "x-amz-version-id"
@@ -75,11 +74,11 @@ async def _drop(txn: MetadataTxn, path: str, version_id: str) -> Inode | None:
 
 
 async def _keep(txn: MetadataTxn, current: Inode, version_id: str) -> None:
-    """Store the file ``current`` as the noncurrent version ``version_id`` of its path, sharing its content: a
-    blob is named by the row; a block list is shared under a fresh inode number and content id, which gets a
-    copy of the content's attributes (as :meth:`Engine.copy` does). A ``version_id`` the path has a version with
-    already is replaced by a fresh one."""
-    blocks = current.layout is Layout.BLOCKS
+    """Store the file ``current`` as the noncurrent version ``version_id`` of its path, sharing its content: the
+    row names the same blob, or content id with the attributes kept under it (the file gets a new one as it
+    changes), and a file in blocks has its block list shared under a fresh inode number (as
+    :meth:`Engine.copy` shares it). The inode version goes along, so the version keeps its entity tag. A
+    ``version_id`` the path has a version with already is replaced by a fresh one."""
     if await txn.get_version(current.path, version_id) is not None:
         # The content's id is taken at this path already (a REST copy or move brought content written at
         # another key, or there once): the version kept gets an id of its own.
@@ -87,17 +86,11 @@ async def _keep(txn: MetadataTxn, current: Inode, version_id: str) -> None:
     version = ObjectVersion(
         path=current.path, version_id=version_id, seq=await txn.next_version_seq(current.path),
         delete_marker=False, size=current.size, mode=current.mode, owner=current.owner, group=current.group,
-        mtime=current.mtime, etag=etag(current), backend=current.backend,
-        blob_id=new_content_id() if blocks else current.blob_id, instance_id=current.instance_id, ino=new_ino(),
-        layout=current.layout,
+        mtime=current.mtime, version=current.version, backend=current.backend, blob_id=current.blob_id,
+        instance_id=current.instance_id, ino=new_ino(), layout=current.layout,
     )
     await txn.insert_version(version)
-    if blocks:
-        await txn.share_blocks(current, version.as_inode())
-        assert current.blob_id is not None and version.blob_id is not None
-        attributes = await txn.get_attributes(current.blob_id)
-        if attributes:
-            await txn.put_attributes(version.blob_id, attributes)
+    await txn.share_blocks(current, version.as_inode())
 
 
 def keeper(path: str, status: str, *, owner: str, marker: str | None = None) -> Keeper:
@@ -128,7 +121,7 @@ def keeper(path: str, status: str, *, owner: str, marker: str | None = None) -> 
         if marker is not None:
             await txn.insert_version(ObjectVersion(
                 path=path, version_id=marker, seq=await txn.next_version_seq(path), delete_marker=True, size=0,
-                mode=DEFAULT_FILE_MODE, owner=owner, group=owner, mtime=utcnow(), etag="",
+                mode=DEFAULT_FILE_MODE, owner=owner, group=owner, mtime=utcnow(),
             ))
             inodes += 1
         return Kept(bytes_, inodes, tuple(released))
@@ -179,7 +172,7 @@ async def _promote(engine: Engine, txn: MetadataTxn, caller: Caller, path: str) 
     await txn.delete_version(path, row.version_id)
     await engine._ensure_parents(txn, caller, path, create=True)
     inode = Inode(path=path, type=InodeType.FILE, size=row.size, mode=row.mode, owner=row.owner, group=row.group,
-                  mtime=row.mtime, ctime=utcnow(), backend=row.backend, blob_id=row.blob_id,
+                  mtime=row.mtime, ctime=utcnow(), version=row.version, backend=row.backend, blob_id=row.blob_id,
                   instance_id=row.instance_id, ino=row.ino, layout=row.layout)
     if not await txn.insert(inode):
         raise errors.Conflict(f"{path} was written meanwhile; retry")

@@ -84,8 +84,8 @@ async def test_overwrites_keep_versions_readable_by_id(s3_node: AppNode) -> None
     s3 = client(s3_node)
     versioned_bucket(s3, "ver")
     bodies = [os.urandom(70_000) for _ in range(3)]
-    ids = [s3.put_object(Bucket="ver", Key="dir/obj.bin", Body=b, ContentType=f"t/{i}")["VersionId"]
-           for i, b in enumerate(bodies)]
+    puts = [s3.put_object(Bucket="ver", Key="dir/obj.bin", Body=b, ContentType=f"t/{i}") for i, b in enumerate(bodies)]
+    ids = [put["VersionId"] for put in puts]
     assert len(set(ids)) == 3 and "null" not in ids
     current = s3.get_object(Bucket="ver", Key="dir/obj.bin")
     assert (current["Body"].read(), current["VersionId"]) == (bodies[2], ids[2])
@@ -93,7 +93,12 @@ async def test_overwrites_keep_versions_readable_by_id(s3_node: AppNode) -> None
         got = s3.get_object(Bucket="ver", Key="dir/obj.bin", VersionId=version_id)
         assert (got["Body"].read(), got["VersionId"], got["ContentType"]) == (bodies[i], version_id, f"t/{i}")
         head = s3.head_object(Bucket="ver", Key="dir/obj.bin", VersionId=version_id)
-        assert head["ContentLength"] == len(bodies[i])
+        assert (head["ContentLength"], head["ETag"]) == (len(bodies[i]), puts[i]["ETag"])
+        assert s3.get_object(Bucket="ver", Key="dir/obj.bin", VersionId=version_id,
+                             IfMatch=puts[i]["ETag"])["Body"].read() == bodies[i]
+    with pytest.raises(ClientError) as stale:
+        s3.get_object(Bucket="ver", Key="dir/obj.bin", VersionId=ids[0], IfMatch=puts[1]["ETag"])
+    assert status_of(stale) == 412
     ranged = s3.get_object(Bucket="ver", Key="dir/obj.bin", VersionId=ids[0], Range="bytes=10-19")
     assert ranged["Body"].read() == bodies[0][10:20]
     assert versions_of(s3, "ver") == [("dir/obj.bin", ids[2], True, False), ("dir/obj.bin", ids[1], False, False),
@@ -141,12 +146,13 @@ async def test_delete_marker_hides_the_key_until_removed(s3_node: AppNode) -> No
 async def test_deleting_the_current_version_promotes_the_previous_one(s3_node: AppNode) -> None:
     s3 = client(s3_node)
     versioned_bucket(s3, "promo")
-    first = s3.put_object(Bucket="promo", Key="a/b", Body=b"first")["VersionId"]
+    put = s3.put_object(Bucket="promo", Key="a/b", Body=b"first")
+    first = put["VersionId"]
     second = s3.put_object(Bucket="promo", Key="a/b", Body=b"second")["VersionId"]
     answer = s3.delete_object(Bucket="promo", Key="a/b", VersionId=second)
     assert answer["VersionId"] == second and "DeleteMarker" not in answer
     got = s3.get_object(Bucket="promo", Key="a/b")
-    assert (got["Body"].read(), got["VersionId"]) == (b"first", first)
+    assert (got["Body"].read(), got["VersionId"], got["ETag"]) == (b"first", first, put["ETag"])
     assert await rest_get(s3_node, "/promo/a/b") == (200, b"first")
     assert versions_of(s3, "promo") == [("a/b", first, True, False)]
     s3.delete_object(Bucket="promo", Key="a/b", VersionId=first)

@@ -184,7 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 owner text NOT NULL,
                 grp text NOT NULL,
                 mtime timestamptz NOT NULL,
-                etag text NOT NULL,
+                version bigint NOT NULL,
                 backend text,
                 blob_id text,
                 instance_id text,

@@ -457,7 +457,7 @@ def quota_from_row(row: Sequence[Any]) -> Quota:
 # the versioning status of a bucket directory. A version counts against the quotas governing its path as one
 # inode and its size, as the file it was did.
 VERSION_COLUMNS = (
-    "path, version_id, seq, delete_marker, size, mode, owner, grp, mtime, etag, backend, blob_id, instance_id, "
+    "path, version_id, seq, delete_marker, size, mode, owner, grp, mtime, version, backend, blob_id, instance_id, "
     "ino, layout"
 )
 INSERT_VERSION = (
@@ -507,7 +507,7 @@ def version_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> ObjectVers
     """An :class:`ObjectVersion` from a row of :data:`VERSION_COLUMNS`."""
     return ObjectVersion(
         path=row[0], version_id=row[1], seq=int(row[2]), delete_marker=bool(row[3]), size=int(row[4]),
-        mode=int(row[5]), owner=row[6], group=row[7], mtime=decode_time(row[8]), etag=row[9], backend=row[10],
+        mode=int(row[5]), owner=row[6], group=row[7], mtime=decode_time(row[8]), version=int(row[9]), backend=row[10],
         blob_id=row[11], instance_id=row[12], ino=int(row[13]), layout=Layout(row[14]),
     )
 
@@ -516,7 +516,7 @@ def version_params(version: ObjectVersion, encode_time: TimeEncoder) -> tuple[An
     """Statement parameters for the :data:`VERSION_COLUMNS` of ``version``."""
     return (
         version.path, version.version_id, version.seq, int(version.delete_marker), version.size, version.mode,
-        version.owner, version.group, encode_time(version.mtime), version.etag, version.backend, version.blob_id,
+        version.owner, version.group, encode_time(version.mtime), version.version, version.backend, version.blob_id,
         version.instance_id, version.ino, version.layout.value,
     )
 

@@ -187,7 +187,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 owner TEXT NOT NULL,
                 grp TEXT NOT NULL,
                 mtime INTEGER NOT NULL,
-                etag TEXT NOT NULL,
+                version INTEGER NOT NULL,
                 backend TEXT,
                 blob_id TEXT,
                 instance_id TEXT,

@@ -124,17 +124,17 @@ def version_id_param(value: str | None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Found:
     """The version of an object a request addresses: the ``inode`` naming its content (a folder's directory
-    for a folder key), its ``etag``, its ``version_id`` (``None``: the bucket never had versioning), and
-    ``pinned`` for a noncurrent version (its content is not the file at the path)."""
+    for a folder key; a noncurrent version keeps the inode version, hence the entity tag, it had), its
+    ``version_id`` (``None``: the bucket never had versioning), and ``pinned`` for a noncurrent version (its
+    content is not the file at the path)."""
 
     inode: Inode
-    etag: str
     version_id: str | None
     pinned: bool = False
 
     def headers(self) -> dict[str, str]:
         """``ETag``, ``Last-Modified``, ``Accept-Ranges`` and, in a versioned bucket, ``x-amz-version-id``."""
-        out = object_headers(self.inode) | {"ETag": self.etag}
+        out = object_headers(self.inode)
         if self.version_id is not None:
             out["x-amz-version-id"] = self.version_id
         return out
@@ -164,7 +164,7 @@ async def find_object(ctx: Context, bucket: str, key: str, version_id: str | Non
     if inode is not None:
         current = NULL_VERSION if inode.is_dir else await versions.current_version_id(ctx.engine, inode)
         if version_id is None or version_id == current:
-            return Found(inode, etag(inode), current if status is not None else None)
+            return Found(inode, current if status is not None else None)
     if version_id is None:
         kept = await ctx.engine.store.versions_of(target.path)
         if kept and kept[0].delete_marker:
@@ -180,7 +180,7 @@ async def find_object(ctx: Context, bucket: str, key: str, version_id: str | Non
         raise S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.",
                       f"/{bucket}/{key}", _marker_headers(found.version_id)
                       | {"Last-Modified": http_date(found.mtime)})
-    return Found(found.as_inode(), found.etag, found.version_id, pinned=True)
+    return Found(found.as_inode(), found.version_id, pinned=True)
 
 
 def _refuse_read(verdict: int) -> web.StreamResponse:
@@ -192,13 +192,12 @@ def _refuse_read(verdict: int) -> web.StreamResponse:
 async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
     """GetObject / HeadObject: the bytes (or only the headers) of an object, with a single ``Range`` and the
     ``If-*`` conditions (RFC 9110 order, as S3 evaluates them). A folder key answers an empty object.
-    ``versionId`` reads that version (:func:`find_object`); the conditions apply to the current version only."""
+    ``versionId`` reads that version (:func:`find_object`)."""
     found = await find_object(ctx, ctx.bucket, ctx.key, version_id_param(ctx.request.query.get("versionId")))
     inode = found.inode
     if not inode.is_dir:
         require(ctx.caller, inode, READ, "read")
-    verdict = (evaluate_read(s3_conditions(ctx.request.headers), inode)
-               if not inode.is_dir and not found.pinned else None)
+    verdict = evaluate_read(s3_conditions(ctx.request.headers), inode) if not inode.is_dir else None
     if verdict is not None:
         response = _refuse_read(verdict)
         response.headers.update(found.headers())
@@ -451,8 +450,8 @@ def source_conditions(ctx: Context) -> Conditions:
 
 
 async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Found, AsyncIterator[bytes], int]:
-    """The source object (or version) of a copy (read permission checked, conditions evaluated on a current
-    version: any failure is 412) and a stream of its bytes (``byte_range``: ``bytes=first-last``);
+    """The source object (or version) of a copy (read permission checked, conditions evaluated: any failure is
+    412) and a stream of its bytes (``byte_range``: ``bytes=first-last``);
     ``(source, bytes, size)``. A version id naming a delete marker is ``InvalidRequest`` (400), as S3 answers."""
     bucket, key, version_id = copy_source(ctx)
     try:
@@ -468,7 +467,7 @@ async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Foun
     if inode.is_dir:
         raise no_such_key(bucket, key)
     require(ctx.caller, inode, READ, "read")
-    if not found.pinned and evaluate_read(source_conditions(ctx), inode) is not None:
+    if evaluate_read(source_conditions(ctx), inode) is not None:
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
     offset, length = 0, inode.size
     if byte_range is not None:

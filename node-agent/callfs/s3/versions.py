@@ -180,7 +180,8 @@ async def list_object_versions(ctx: Context) -> web.StreamResponse:
         version_id = await _version_id(ctx, candidate)
         if candidate.version is not None:
             kept = candidate.version
-            listed.append(messages.VersionEntry(candidate.key, version_id, latest, kept.delete_marker, kept.etag,
+            listed.append(messages.VersionEntry(candidate.key, version_id, latest, kept.delete_marker,
+                                                etag(kept.as_inode()),
                                                 kept.size, kept.mtime, kept.owner))
         else:
             assert candidate.current is not None
