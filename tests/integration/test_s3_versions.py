@@ -356,6 +356,12 @@ async def test_versions_count_against_the_bucket_quota(s3_node: AppNode) -> None
         assert await used() == (200_000, 3)
         s3.delete_object(Bucket="quota", Key="k", VersionId=marker)
         assert await used() == (200_000, 2)
+        # A quota set anew starts from the usage of the subtree, kept versions included.
+        async with root.delete("/v1/quotas/quota") as response:
+            assert response.status == 204, await response.text()
+        async with root.put("/v1/quotas/quota", json={"bytes_limit": 250_000}) as response:
+            assert response.status == 201, await response.text()
+        assert await used() == (200_000, 2)
 
 
 async def test_a_file_in_blocks_keeps_its_block_list_as_a_version(s3_node: AppNode) -> None:
