@@ -127,6 +127,24 @@ class Resolved:
         return self.ancestors[-1] if self.complete and self.ancestors else None
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What a :data:`Keeper` did inside a write's or a delete's transaction: the ``bytes`` and ``inodes`` it
+    added to the usage at the file's path (versions kept, less those it dropped) and the ``released`` files
+    (versions dropped) whose content it let go of: their bytes are freed after the commit when nothing names
+    them any more."""
+
+    bytes: int = 0
+    inodes: int = 0
+    released: tuple[Inode, ...] = ()
+
+
+Keeper = Callable[[MetadataTxn, Inode | None], Awaitable[Kept]]
+"""Called inside the transaction of a whole write or a delete with the file about to be replaced or deleted
+(``None``: no file is there) before it changes: may keep the file's content as an object version
+(:mod:`callfs.versions`), sharing it. The engine charges what it returns with the change."""
+
+
 class RemoteBytes(Exception):
     """The bytes of ``inode`` live on another node's local disk: the request must be forwarded there.
 
@@ -426,12 +444,15 @@ class Engine:
                 continue  # an overwrite replaced the blob between our two reads; read metadata again
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
-    async def _open_blob(self, inode: Inode) -> BlobReader:
+    async def _open_blob(self, inode: Inode, *, pinned: bool = False) -> BlobReader:
         if self.is_remote(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
         if inode.layout is Layout.BLOCKS:
             blocks = await self.block_files.open(backend, inode)
+            if pinned:  # an object version: its block list never changes
+                self.metrics.file_operation("read", backend.name)
+                return blocks
             now = await self.store.get(inode.path)
             if now is None or (now.ino, now.version) != (inode.ino, inode.version):
                 raise FileNotFoundError(inode.path)  # changed between the two reads: read both again
@@ -520,6 +541,7 @@ class Engine:
         expected_size: int | None = None,
         local: bool = False,
         attributes: Mapping[str, str] | None = None,
+        keep: Keeper | None = None,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
 
@@ -536,7 +558,8 @@ class Engine:
         overwrite targets bytes on another node. An overwrite keeps the file's backend unless ``backend``
         names another. ``attributes`` (string names and values) are committed with the new content in the same
         transaction (:meth:`attributes` reads them back); a later whole write of the file starts without them,
-        a partial one (:meth:`write_range`, :meth:`resize_file`) keeps them.
+        a partial one (:meth:`write_range`, :meth:`resize_file`) keeps them. ``keep`` runs in the transaction
+        before the file changes (S3 versioning keeps the replaced content as a noncurrent version).
         """
         if path == paths.ROOT:
             if create_only:
@@ -581,7 +604,7 @@ class Engine:
                 with self.metrics.time_metadata("write_file"):
                     result, unnamed = await self._commit_write_retrying(
                         caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes,
-                        existing=current is not None,
+                        existing=current is not None, keep=keep,
                     )
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
@@ -626,6 +649,7 @@ class Engine:
     async def _commit_write_retrying(
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
         precondition: Precondition | None, attributes: Mapping[str, str] | None = None, *, existing: bool,
+        keep: Keeper | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
@@ -633,11 +657,11 @@ class Engine:
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
                 return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
-                                                attributes, existing=existing)
+                                                attributes, existing=existing, keep=keep)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
         return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
-                                        existing=existing)
+                                        existing=existing, keep=keep)
 
     async def _commit_write(
         self,
@@ -651,6 +675,7 @@ class Engine:
         attributes: Mapping[str, str] | None = None,
         *,
         existing: bool,
+        keep: Keeper | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """One transaction: lock (the file for update; for a new file its ancestors too, in the same statement),
         write the inode, then charge the quotas and let go of the replaced content (one statement). ``existing``:
@@ -668,6 +693,7 @@ class Engine:
                 held = await txn.lock(shared, exclusive=exclusive, read=read)
             current = held.get(path)
             self._check_write(caller, path, current, create_only, precondition)
+            kept = await keep(txn, current) if keep is not None else Kept()
             if current is not None:
                 updated = current.evolve(
                     size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
@@ -675,7 +701,8 @@ class Engine:
                 )
                 await txn.update(updated)
                 await txn.release_blocks(current)
-                unnamed = await self._charge(txn, path, size - current.size, 0, [current])
+                unnamed = await self._charge(txn, path, size - current.size + kept.bytes, kept.inodes,
+                                             [current, *kept.released])
                 return WriteResult(updated, created=False), unnamed
             parent = await self._ensure_parents(txn, caller, path, create=True, held=None if existing else held)
             require_entry_change(caller, parent, None, "create")
@@ -686,8 +713,8 @@ class Engine:
             )
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
-            await self._charge(txn, path, size, 1)
-            return WriteResult(inode, created=True), []
+            unnamed = await self._charge(txn, path, size + kept.bytes, 1 + kept.inodes, kept.released)
+            return WriteResult(inode, created=True), unnamed
 
     async def write_range(
         self,
@@ -846,8 +873,12 @@ class Engine:
             raise AlreadyExists(f"{path} exists and is a file")
         return found, False
 
-    async def delete(self, caller: Caller, path: str, *, recursive: bool = False) -> None:
+    async def delete(self, caller: Caller, path: str, *, recursive: bool = False, keep: Keeper | None = None) -> None:
         """Delete a file or directory (a non-empty one only with ``recursive``).
+
+        ``keep`` runs in the transaction before the entry goes (S3 versioning keeps a deleted file's content as
+        a noncurrent version and adds a delete marker); a file whose bytes another node holds is then deleted
+        here (its bytes stay named, or are freed by asking that node).
 
         Raises ``BadRequest`` (the root), ``NotFound``, ``DirectoryNotEmpty``, ``PermissionDenied``, and
         :class:`RemoteBytes` for a file whose bytes live on another node (that node deletes it). Files of other
@@ -856,7 +887,7 @@ class Engine:
         if path == paths.ROOT:
             raise BadRequest("the root directory cannot be deleted")
         inode = await self._resolved(caller, path)
-        if self.is_remote(inode):
+        if self.is_remote(inode) and keep is None:
             # Refuse here what the owner would refuse, so that a caller without permission gets 403 whether or
             # not the owner can be reached.
             parent_path = paths.parent_of(path)
@@ -881,9 +912,11 @@ class Engine:
                         if not recursive:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
                         self._check_subtree_change(caller, inode_now, await txn.list_subtree(path), "delete")
+                    kept = await keep(txn, inode_now) if keep is not None else Kept()
                     freed = await txn.delete_subtree(path)
                     files = [e for e in freed if not e.is_dir]
-                    unnamed = await self._charge(txn, path, -sum(e.size for e in files), -len(freed), files)
+                    unnamed = await self._charge(txn, path, kept.bytes - sum(e.size for e in files),
+                                                 kept.inodes - len(freed), [*files, *kept.released])
         for file in unnamed:
             await self._free_bytes(file)
         self.metrics.file_operation("delete", self._backend_type(inode))
@@ -1219,16 +1252,18 @@ class Engine:
         finally:
             await reader.close()
 
-    async def read_range(self, inode: Inode, offset: int, length: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+    async def read_range(self, inode: Inode, offset: int, length: int, chunk_bytes: int, *,
+                         pinned: bool = False) -> AsyncIterator[bytes]:
         """``length`` bytes from ``offset`` of the file ``inode`` (opened or stat-ed by a caller allowed to read
         it), wherever its bytes are, in pieces of at most ``chunk_bytes``: this node's backends or the shared
         backend (a file in blocks through the block reader, which fetches only the blocks the range overlaps), or
         a peer: a blob is streamed from its start and skipped to ``offset`` (the peer protocol serves whole
         blobs); a file in blocks is read by range from its owner (which reads only those blocks). Raises
         ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
-        was replaced meanwhile), ``DataCorrupted``."""
+        was replaced meanwhile), ``DataCorrupted``. ``pinned``: ``inode`` is an object version (not the file at
+        its path), whose content never changes."""
         if not self.is_remote(inode):
-            reader = await self._open_blob(inode)
+            reader = await self._open_blob(inode, pinned=pinned)
             try:
                 async for chunk in reader.iter_range(offset, length, chunk_bytes):
                     yield chunk

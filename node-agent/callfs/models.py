@@ -197,3 +197,44 @@ class NodeRecord:
     free_bytes: int
     started_at: datetime
     last_heartbeat: datetime
+
+
+NULL_VERSION = "null"
+"""The version id of an object written while its bucket's versioning was never enabled or is suspended (Amazon
+S3 User Guide, "Working with objects in a versioning-suspended bucket")."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """A noncurrent version of the file at ``path``, or a delete marker (S3 bucket versioning; the current
+    version is the file itself).
+
+    ``version_id`` is unique per path (32 hex digits, or :data:`NULL_VERSION`); ``seq`` orders the versions of a
+    path (higher: newer). A version keeps what the file was: ``size`` (bytes), ``mode``, ``owner``, ``group``,
+    ``mtime``, its inode ``version`` (so that it keeps its entity tag) and its content (``backend``, ``blob_id``
+    or the content id of the blocks layout, ``instance_id``, ``layout``, and for the blocks layout a block list
+    of its own keyed by ``ino``), shared with the files and versions naming the same content. A
+    ``delete_marker`` has no content (``blob_id`` ``None``, size 0).
+    """
+
+    path: str
+    version_id: str
+    seq: int
+    delete_marker: bool
+    size: int
+    mode: int
+    owner: str
+    group: str
+    mtime: datetime
+    version: int = 1
+    backend: str | None = None
+    blob_id: str | None = None
+    instance_id: str | None = None
+    ino: int = field(default_factory=new_ino)
+    layout: Layout = Layout.BLOB
+
+    def as_inode(self) -> Inode:
+        """The file this version names (for permission checks, reads and releasing its content)."""
+        return Inode(path=self.path, type=InodeType.FILE, size=self.size, mode=self.mode, owner=self.owner,
+                     group=self.group, mtime=self.mtime, ctime=self.mtime, version=self.version, backend=self.backend,
+                     blob_id=self.blob_id, instance_id=self.instance_id, ino=self.ino, layout=self.layout)

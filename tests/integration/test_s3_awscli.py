@@ -175,3 +175,29 @@ def test_client_mistakes_answer_s3_error_codes(aws: AwsCli, s3_node_sqlite: AppN
     unknown = AwsCli(s3_node_sqlite, tmp_path)
     unknown.env["AWS_ACCESS_KEY_ID"] = "NOSUCHKEYID"
     assert "InvalidAccessKeyId" in unknown.error("s3", "ls")
+
+
+def test_versioning_with_s3api(aws: AwsCli, s3_node_sqlite: AppNode, tmp_path: Path) -> None:
+    aws.ok("s3", "mb", "s3://history")
+    assert aws.api("get-bucket-versioning", "--bucket", "history") is None
+    aws.api("put-bucket-versioning", "--bucket", "history", "--versioning-configuration", "Status=Enabled")
+    assert aws.api("get-bucket-versioning", "--bucket", "history")["Status"] == "Enabled"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"first version")
+    second.write_bytes(b"second version")
+    old = aws.api("put-object", "--bucket", "history", "--key", "doc.txt", "--body", str(first))["VersionId"]
+    new = aws.api("put-object", "--bucket", "history", "--key", "doc.txt", "--body", str(second))["VersionId"]
+    listed = aws.api("list-object-versions", "--bucket", "history")
+    assert [(v["VersionId"], v["IsLatest"]) for v in listed["Versions"]] == [(new, True), (old, False)]
+    out = tmp_path / "out"
+    got = aws.api("get-object", "--bucket", "history", "--key", "doc.txt", "--version-id", old, str(out))
+    assert (got["VersionId"], out.read_bytes()) == (old, b"first version")
+    marker = aws.api("delete-object", "--bucket", "history", "--key", "doc.txt")
+    assert marker["DeleteMarker"] is True
+    assert "NoSuchKey" in aws.error("s3api", "get-object", "--bucket", "history", "--key", "doc.txt", str(out))
+    assert "NoSuchVersion" in aws.error("s3api", "get-object", "--bucket", "history", "--key", "doc.txt",
+                                        "--version-id", "0" * 32, str(out))
+    aws.api("delete-object", "--bucket", "history", "--key", "doc.txt", "--version-id", marker["VersionId"])
+    answer = requests.get(f"{s3_node_sqlite.url}/v1/files/history/doc.txt", timeout=10,
+                          headers={"Authorization": f"Bearer {s3_node_sqlite.key_for('alice')}"})
+    assert (answer.status_code, answer.content) == (200, b"second version")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from callfs.node import Node
 from support.app_node import AppNode
 from support.s3_face import client
 from support.waiting import wait_for
@@ -75,3 +76,26 @@ def test_an_object_changed_in_place_on_its_node_reads_by_range_from_any_node(s3_
     assert second.get_object(Bucket="inplace", Key="obj")["Body"].read() == bytes(data)
     third.copy_object(Bucket="inplace", Key="copy", CopySource={"Bucket": "inplace", "Key": "obj"})
     assert first.get_object(Bucket="inplace", Key="copy")["Body"].read() == bytes(data)
+
+
+def test_versions_whose_bytes_are_on_other_nodes(s3_cluster: list[AppNode]) -> None:
+    wait_for(lambda: _peers_known(s3_cluster), 15, "every node sees its peers up")
+    first, second, third = (client(n) for n in s3_cluster)
+
+    def blobs(node: AppNode) -> int:
+        async def count(n: Node) -> int:
+            return len([b async for b in n.engine.backend(None).list_blobs(0.0)])
+        return node.run(count)
+
+    before = blobs(s3_cluster[0])
+    first.create_bucket(Bucket="spread-versions")
+    first.put_bucket_versioning(Bucket="spread-versions", VersioningConfiguration={"Status": "Enabled"})
+    old = first.put_object(Bucket="spread-versions", Key="k", Body=b"kept on node 0")["VersionId"]
+    second.put_object(Bucket="spread-versions", Key="k", Body=b"current on node 1")
+    assert third.get_object(Bucket="spread-versions", Key="k", VersionId=old)["Body"].read() == b"kept on node 0"
+    marker = third.delete_object(Bucket="spread-versions", Key="k")["VersionId"]  # node 1's file, deleted on node 2
+    assert blobs(s3_cluster[0]) == before + 1
+    third.delete_object(Bucket="spread-versions", Key="k", VersionId=old)  # node 0's blob, freed by asking node 0
+    assert blobs(s3_cluster[0]) == before
+    third.delete_object(Bucket="spread-versions", Key="k", VersionId=marker)
+    assert first.get_object(Bucket="spread-versions", Key="k")["Body"].read() == b"current on node 1"

@@ -9,7 +9,9 @@ import zlib
 import crc32c
 import pytest
 
+from callfs import versions
 from callfs.s3 import listing, messages, names
+from callfs.s3 import versions as s3versions
 from callfs.s3.errors import S3Error
 from callfs.s3.objects import object_attributes, quoted_etags
 from callfs.s3.payload import Integrity
@@ -100,8 +102,8 @@ def test_continuation_tokens_round_trip() -> None:
 
 def test_parse_delete() -> None:
     body = (b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Quiet>true</Quiet>'
-            b"<Object><Key>a</Key></Object><Object><Key>b/c</Key></Object></Delete>")
-    assert messages.parse_delete(body) == (["a", "b/c"], True)
+            b"<Object><Key>a</Key></Object><Object><Key>b/c</Key><VersionId>null</VersionId></Object></Delete>")
+    assert messages.parse_delete(body) == ([("a", None), ("b/c", "null")], True)
 
 
 @pytest.mark.parametrize("body", [b"not xml", b"<Other/>", b"<Delete></Delete>", b"<Delete><Object/></Delete>",
@@ -182,3 +184,65 @@ def test_storage_classes_s3_defines_are_accepted_others_refused() -> None:
     with pytest.raises(S3Error) as info:
         object_attributes({"x-amz-storage-class": "INVALID_STORAGE_CLASS"})
     assert (info.value.code, info.value.status) == ("InvalidStorageClass", 400)
+
+
+# --- versions ----------------------------------------------------------------------------------------------
+
+
+def _by_key(spec: dict[str, int]) -> dict[str, list[s3versions.Candidate]]:
+    """Candidates per key: ``spec[key]`` versions each, named ``key#0`` (newest) on."""
+    return {key: [s3versions.Candidate(f"{key}#{n}") for n in range(count)] for key, count in spec.items()}
+
+
+def _names(page: s3versions.Page) -> list[tuple[str, bool]]:
+    return [(candidate.key, latest) for candidate, latest in page.entries]
+
+
+def test_version_pages_list_keys_in_order_newest_first_and_mark_the_latest() -> None:
+    by_key = _by_key({"b": 2, "a": 1})
+    page = s3versions.page_versions(by_key, prefix="", delimiter="", key_marker="", after_version=None, max_keys=10)
+    assert _names(page) == [("a#0", True), ("b#0", True), ("b#1", False)]
+    assert page.last is None
+
+
+def test_version_pages_continue_within_a_key() -> None:
+    by_key = _by_key({"a": 3, "b": 1})
+    first = s3versions.page_versions(by_key, prefix="", delimiter="", key_marker="", after_version=None, max_keys=2)
+    assert _names(first) == [("a#0", True), ("a#1", False)]
+    assert isinstance(first.last, s3versions.Candidate) and first.last.key == "a#1"
+    rest = s3versions.page_versions(by_key, prefix="", delimiter="", key_marker="a", after_version=1, max_keys=2)
+    assert _names(rest) == [("a#2", False), ("b#0", True)]
+    skipped = s3versions.page_versions(by_key, prefix="", delimiter="", key_marker="a", after_version=None,
+                                       max_keys=9)
+    assert _names(skipped) == [("b#0", True)]
+
+
+def test_version_pages_roll_up_common_prefixes() -> None:
+    by_key = _by_key({"d/x": 2, "d/y": 1, "e": 1})
+    page = s3versions.page_versions(by_key, prefix="", delimiter="/", key_marker="", after_version=None, max_keys=1)
+    assert (page.prefixes, page.last) == (["d/"], "d/")
+    after = s3versions.page_versions(by_key, prefix="", delimiter="/", key_marker="d/", after_version=None,
+                                     max_keys=5)
+    assert (_names(after), after.prefixes) == ([("e#0", True)], [])
+
+
+def test_versioning_configuration_documents() -> None:
+    enabled = b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status>' \
+              b"</VersioningConfiguration>"
+    assert messages.parse_versioning(enabled) == "Enabled"
+    for body, code in ((b"<VersioningConfiguration><Status>On</Status></VersioningConfiguration>",
+                        "IllegalVersioningConfigurationException"),
+                       (b"<Other/>", "MalformedXML"),
+                       (b"<VersioningConfiguration><MfaDelete>Enabled</MfaDelete></VersioningConfiguration>",
+                        "NotImplemented")):
+        with pytest.raises(S3Error) as info:
+            messages.parse_versioning(body)
+        assert info.value.code == code
+    assert b"<Status>Suspended</Status>" in messages.versioning("Suspended")
+    assert b"Status" not in messages.versioning(None)
+
+
+def test_version_ids() -> None:
+    assert versions.is_version_id("null") and versions.is_version_id(versions.new_version_id())
+    assert not versions.is_version_id("") and not versions.is_version_id("0" * 31)
+    assert not versions.is_version_id("G" * 32)

@@ -13,7 +13,16 @@ from datetime import datetime
 
 from callfs.metadata.base import MetadataTxn
 from callfs.metadata.rows import Queries
-from callfs.models import AccessKey, FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
+from callfs.models import (
+    AccessKey,
+    FileBlock,
+    Inode,
+    ListingPage,
+    NodeRecord,
+    ObjectVersion,
+    Quota,
+    SingleUseLink,
+)
 
 
 class AutocommitOperations:
@@ -231,3 +240,42 @@ class AutocommitOperations:
         """Stream the blob ids of the files on ``backend`` owned by ``instance_id`` (page by page)."""
         async for blob_id in self._autocommit_reader().blob_ids(backend, instance_id):
             yield blob_id
+
+    async def next_version_seq(self, path: str) -> int:
+        """The ``seq`` a new version of ``path`` would get now."""
+        return await self._autocommit_reader().next_version_seq(path)
+
+    async def insert_version(self, version: ObjectVersion) -> None:
+        """Store a noncurrent version or delete marker."""
+        async with self._autocommit_writer() as ops:
+            await ops.insert_version(version)
+
+    async def get_version(self, path: str, version_id: str, *, for_update: bool = False) -> ObjectVersion | None:
+        """The committed version ``version_id`` of ``path``, or ``None``."""
+        return await self._autocommit_reader().get_version(path, version_id)
+
+    async def versions_of(self, path: str) -> list[ObjectVersion]:
+        """The committed versions of ``path``, newest first."""
+        return await self._autocommit_reader().versions_of(path)
+
+    async def versions_under(self, path: str) -> list[ObjectVersion]:
+        """The committed versions of the paths strictly below ``path``, by path, newest first."""
+        return await self._autocommit_reader().versions_under(path)
+
+    async def has_versions_under(self, path: str) -> bool:
+        """True when a path strictly below ``path`` has a committed version."""
+        return await self._autocommit_reader().has_versions_under(path)
+
+    async def delete_version(self, path: str, version_id: str) -> ObjectVersion | None:
+        """Forget one version; the row deleted, or ``None``."""
+        async with self._autocommit_writer() as ops:
+            return await ops.delete_version(path, version_id)
+
+    async def get_versioning(self, path: str) -> str | None:
+        """The committed versioning status of the bucket directory ``path``, or ``None``."""
+        return await self._autocommit_reader().get_versioning(path)
+
+    async def put_versioning(self, path: str, status: str) -> None:
+        """Set the versioning status of the bucket directory ``path``."""
+        async with self._autocommit_writer() as ops:
+            await ops.put_versioning(path, status)

@@ -16,7 +16,16 @@ from datetime import datetime
 from typing import Protocol
 
 from callfs.errors import AlreadyExists, ServiceUnavailable
-from callfs.models import AccessKey, FileBlock, Inode, ListingPage, NodeRecord, Quota, SingleUseLink
+from callfs.models import (
+    AccessKey,
+    FileBlock,
+    Inode,
+    ListingPage,
+    NodeRecord,
+    ObjectVersion,
+    Quota,
+    SingleUseLink,
+)
 
 
 class MetadataUnavailable(ServiceUnavailable):
@@ -229,6 +238,44 @@ class MetadataTxn(Protocol):
 
         Returns the link as it was before the flip, or ``None`` when no active unexpired link has that id.
         """
+        ...
+
+    async def next_version_seq(self, path: str) -> int:
+        """The ``seq`` a new version of ``path`` gets: one more than its newest kept version's (1 for the first)."""
+        ...
+
+    async def insert_version(self, version: ObjectVersion) -> None:
+        """Store a noncurrent version or delete marker of ``version.path`` (S3 bucket versioning). The caller
+        takes its content references (:meth:`share_blocks` for a block list; a blob is named by the row) and
+        charges the quotas."""
+        ...
+
+    async def get_version(self, path: str, version_id: str, *, for_update: bool = False) -> ObjectVersion | None:
+        """The kept version ``version_id`` of ``path`` (not the file: that is the current version), or ``None``."""
+        ...
+
+    async def versions_of(self, path: str) -> list[ObjectVersion]:
+        """The kept versions and delete markers of ``path``, newest first."""
+        ...
+
+    async def versions_under(self, path: str) -> list[ObjectVersion]:
+        """The kept versions and delete markers of the paths strictly below ``path``, by path, newest first."""
+        ...
+
+    async def has_versions_under(self, path: str) -> bool:
+        """True when a path strictly below ``path`` has a kept version or delete marker."""
+        ...
+
+    async def delete_version(self, path: str, version_id: str) -> ObjectVersion | None:
+        """Forget one kept version; the row deleted (``None``: none). The caller releases its content."""
+        ...
+
+    async def get_versioning(self, path: str) -> str | None:
+        """The versioning status of the bucket directory ``path``: ``Enabled``, ``Suspended`` or ``None``."""
+        ...
+
+    async def put_versioning(self, path: str, status: str) -> None:
+        """Set the versioning status of the bucket directory ``path`` (``Enabled`` or ``Suspended``)."""
         ...
 
 

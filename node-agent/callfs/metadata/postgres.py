@@ -168,6 +168,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX access_keys_user ON access_keys (user_name)",
         ),
     ),
+    Migration(
+        version=8,
+        description="S3 bucket versioning: noncurrent object versions and delete markers, bucket status",
+        statements=(
+            # One row per noncurrent version or delete marker of the file at ``path`` (the current version is the
+            # file itself). A version names the content it shares with the file it was (blob or block list).
+            """CREATE TABLE object_versions (
+                path text COLLATE "C" NOT NULL,
+                version_id text COLLATE "C" NOT NULL,
+                seq bigint NOT NULL,
+                delete_marker integer NOT NULL CHECK (delete_marker IN (0, 1)),
+                size bigint NOT NULL CHECK (size >= 0),
+                mode integer NOT NULL,
+                owner text NOT NULL,
+                grp text NOT NULL,
+                mtime timestamptz NOT NULL,
+                version bigint NOT NULL,
+                backend text,
+                blob_id text,
+                instance_id text,
+                ino bigint NOT NULL,
+                layout text NOT NULL CHECK (layout IN ('blob', 'blocks')),
+                PRIMARY KEY (path, version_id)
+            )""",
+            "CREATE INDEX object_versions_order ON object_versions (path, seq)",
+            "CREATE INDEX object_versions_blobs ON object_versions (backend, blob_id)",
+            """CREATE TABLE bucket_versioning (
+                path text COLLATE "C" PRIMARY KEY,
+                status text NOT NULL CHECK (status IN ('Enabled', 'Suspended'))
+            )""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -37,6 +37,7 @@ from callfs.models import (
     Layout,
     ListingPage,
     NodeRecord,
+    ObjectVersion,
     Quota,
     SingleUseLink,
     path_ino,
@@ -326,6 +327,7 @@ SUBTREE_USAGE = (
     "SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) FROM inodes "
     "WHERE path >= $1 AND path < $2"
 )
+SUBTREE_VERSIONS_USAGE = "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM object_versions WHERE path >= $1 AND path < $2"
 DELETE_QUOTAS_SUBTREE = "DELETE FROM quotas WHERE path = $1 OR (path >= $2 AND path < $3)"
 RENAME_QUOTA_TOP = "UPDATE quotas SET path = $2 WHERE path = $1"
 RENAME_QUOTA_DESCENDANTS = (
@@ -415,12 +417,13 @@ def charge_quotas(count: int) -> str:
 @lru_cache(maxsize=64)
 def unnamed_blobs(count: int, first: int = 1) -> str:
     """``SELECT`` of the ``count`` (backend, blob id) pairs given as parameters from ``$first`` on that no file
-    names any more, as ``backend, blob_id``."""
+    and no object version names any more, as ``backend, blob_id``."""
     pairs = ", ".join(f"(CAST(${n} AS TEXT), CAST(${n + 1} AS TEXT))" for n in range(first, first + 2 * count, 2))
     return (
         f"WITH g (backend, blob_id) AS (VALUES {pairs}) SELECT g.backend, g.blob_id FROM g "  # noqa: S608
         "WHERE NOT EXISTS (SELECT 1 FROM inodes i WHERE i.backend = g.backend AND i.blob_id = g.blob_id "
-        "AND i.type = 'file')"
+        "AND i.type = 'file') AND NOT EXISTS (SELECT 1 FROM object_versions v WHERE v.backend = g.backend "
+        "AND v.blob_id = g.blob_id)"
     )
 
 
@@ -448,6 +451,74 @@ def settle_all(quota_count: int, blob_count: int) -> str:
 def quota_from_row(row: Sequence[Any]) -> Quota:
     return Quota(path=row[0], bytes_limit=row[1], inodes_limit=row[2], bytes_used=int(row[3]),
                  inodes_used=int(row[4]))
+
+
+# Object versions (S3 bucket versioning): noncurrent versions and delete markers of the file at ``path``, and
+# the versioning status of a bucket directory. A version counts against the quotas governing its path as one
+# inode and its size, as the file it was did.
+VERSION_COLUMNS = (
+    "path, version_id, seq, delete_marker, size, mode, owner, grp, mtime, version, backend, blob_id, instance_id, "
+    "ino, layout"
+)
+INSERT_VERSION = (
+    f"INSERT INTO object_versions ({VERSION_COLUMNS}) "  # noqa: S608
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+)
+SELECT_VERSION = f"SELECT {VERSION_COLUMNS} FROM object_versions WHERE path = $1 AND version_id = $2"  # noqa: S608
+DELETE_VERSION = (
+    f"DELETE FROM object_versions WHERE path = $1 AND version_id = $2 RETURNING {VERSION_COLUMNS}"  # noqa: S608
+)
+VERSIONS_OF = f"SELECT {VERSION_COLUMNS} FROM object_versions WHERE path = $1 ORDER BY seq DESC"  # noqa: S608
+VERSIONS_UNDER = (
+    f"SELECT {VERSION_COLUMNS} FROM object_versions WHERE path >= $1 AND path < $2 "  # noqa: S608
+    "ORDER BY path, seq DESC"
+)
+NEXT_VERSION_SEQ = "SELECT COALESCE(MAX(seq), 0) + 1 FROM object_versions WHERE path = $1"
+VERSIONS_EXIST_UNDER = "SELECT 1 FROM object_versions WHERE path >= $1 AND path < $2 LIMIT 1"
+DELETE_VERSIONS_SUBTREE = (
+    f"DELETE FROM object_versions WHERE path >= $1 AND path < $2 RETURNING {VERSION_COLUMNS}"  # noqa: S608
+)
+RENAME_VERSIONS_DESCENDANTS = (
+    "UPDATE object_versions SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1) "
+    "WHERE path >= $3 AND path < $4"
+)
+VERSION_BLOBS_PAGE = (
+    "SELECT path, version_id, blob_id FROM object_versions WHERE backend = $1 AND instance_id = $2 "
+    "AND blob_id IS NOT NULL AND (path, version_id) > ($3, $4) ORDER BY path, version_id LIMIT $5"
+)
+VERSION_BLOBS_PAGE_SHARED = (
+    "SELECT path, version_id, blob_id FROM object_versions WHERE backend = $1 AND instance_id IS NULL "
+    "AND blob_id IS NOT NULL AND (path, version_id) > ($2, $3) ORDER BY path, version_id LIMIT $4"
+)
+SELECT_VERSIONING = "SELECT status FROM bucket_versioning WHERE path = $1"
+UPSERT_VERSIONING = (
+    "INSERT INTO bucket_versioning (path, status) VALUES ($1, $2) "
+    "ON CONFLICT (path) DO UPDATE SET status = excluded.status"
+)
+DELETE_VERSIONING_SUBTREE = "DELETE FROM bucket_versioning WHERE path = $1 OR (path >= $2 AND path < $3)"
+RENAME_VERSIONING_TOP = "UPDATE bucket_versioning SET path = $2 WHERE path = $1"
+RENAME_VERSIONING_DESCENDANTS = (
+    "UPDATE bucket_versioning SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1) "
+    "WHERE path >= $3 AND path < $4"
+)
+
+
+def version_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> ObjectVersion:
+    """An :class:`ObjectVersion` from a row of :data:`VERSION_COLUMNS`."""
+    return ObjectVersion(
+        path=row[0], version_id=row[1], seq=int(row[2]), delete_marker=bool(row[3]), size=int(row[4]),
+        mode=int(row[5]), owner=row[6], group=row[7], mtime=decode_time(row[8]), version=int(row[9]), backend=row[10],
+        blob_id=row[11], instance_id=row[12], ino=int(row[13]), layout=Layout(row[14]),
+    )
+
+
+def version_params(version: ObjectVersion, encode_time: TimeEncoder) -> tuple[Any, ...]:
+    """Statement parameters for the :data:`VERSION_COLUMNS` of ``version``."""
+    return (
+        version.path, version.version_id, version.seq, int(version.delete_marker), version.size, version.mode,
+        version.owner, version.group, encode_time(version.mtime), version.version, version.backend, version.blob_id,
+        version.instance_id, version.ino, version.layout.value,
+    )
 
 
 # Blocks: a file's block list (``file_blocks``, keyed by inode number) and one reference-counted row per stored
@@ -493,7 +564,10 @@ ACQUIRE_FILE_BLOCKS = (
     "AND hash IN (SELECT hash FROM file_blocks WHERE ino = $3)"
 )
 COUNT_FILE_BLOCK_HASHES = "SELECT COUNT(DISTINCT hash) FROM file_blocks WHERE ino = $1"
-BLOB_REFERENCED = "SELECT 1 FROM inodes WHERE backend = $1 AND blob_id = $2 AND type = 'file' LIMIT 1"
+BLOB_REFERENCED = (
+    "SELECT 1 WHERE EXISTS (SELECT 1 FROM inodes WHERE backend = $1 AND blob_id = $2 AND type = 'file') "
+    "OR EXISTS (SELECT 1 FROM object_versions WHERE backend = $1 AND blob_id = $2)"
+)
 BLOCK_KNOWN = "SELECT 1 FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3"
 BLOCK_TOTALS = (
     "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM blocks "
@@ -661,7 +735,8 @@ class Queries:
 
     async def delete_subtree(self, path: str) -> list[Inode]:
         """Delete ``path``, its descendants and their quotas; return every deleted inode ordered by path
-        (``path`` first).
+        (``path`` first). The object versions below a deleted directory go with it, returned as the files they
+        name (a delete marker: a file without content), as does the versioning status of the buckets there.
 
         One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
         transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here). The block
@@ -669,14 +744,18 @@ class Queries:
         """
         low, high = subtree_bounds(path)
         deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
-        if any(inode.is_dir for inode in deleted):  # quotas are set on directories only
+        if any(inode.is_dir for inode in deleted):  # quotas and versions lie below directories only
             await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
+            await self._x.count(DELETE_VERSIONING_SUBTREE, (path, low, high))
+            deleted += [version_from_row(row, self._x.decode_time).as_inode()
+                        for row in await self._x.fetch(DELETE_VERSIONS_SUBTREE, (low, high))]
         for inode in deleted:
             await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
 
     async def rename_subtree(self, src: str, dst: str) -> int:
-        """Re-key ``src`` and its descendants under ``dst``; the rows moved (0 when ``src`` is absent).
+        """Re-key ``src`` and its descendants under ``dst`` (their quotas, object versions and bucket versioning
+        status too); the inode rows moved (0 when ``src`` is absent).
 
         ``parent``, ``name`` and ``depth`` follow the new paths.
 
@@ -699,6 +778,9 @@ class Queries:
             shift = paths.depth_of(dst) - paths.depth_of(src)
             await self._x.count(RENAME_QUOTA_TOP, (src, dst))
             await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
+            await self._x.count(RENAME_VERSIONING_TOP, (src, dst))
+            await self._x.count(RENAME_VERSIONING_DESCENDANTS, (src, dst, low, high))
+            await self._x.count(RENAME_VERSIONS_DESCENDANTS, (src, dst, low, high))
             return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
         except UniqueViolation as exc:
             raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
@@ -784,7 +866,8 @@ class Queries:
         return shared
 
     async def blob_referenced(self, backend: str, blob_id: str) -> bool:
-        """True when a file still names the blob ``blob_id`` on ``backend`` (copies share blobs)."""
+        """True when a file or an object version still names the blob ``blob_id`` on ``backend`` (copies and
+        versions share blobs)."""
         return bool(await self._x.fetch(BLOB_REFERENCED, (backend, blob_id)))
 
     async def release_blocks(self, inode: Inode) -> None:
@@ -945,10 +1028,11 @@ class Queries:
         return sorted(charged, key=lambda q: q.path), [i for i in released if (i.backend, i.blob_id) in unnamed]
 
     async def subtree_usage(self, path: str) -> tuple[int, int]:
-        """``(bytes, inodes)`` strictly below ``path``."""
+        """``(bytes, inodes)`` strictly below ``path``, object versions included (each one inode)."""
         low, high = subtree_bounds(path)
         rows = await self._x.fetch(SUBTREE_USAGE, (low, high))
-        return int(rows[0][0]), int(rows[0][1])
+        kept = await self._x.fetch(SUBTREE_VERSIONS_USAGE, (low, high))
+        return int(rows[0][0]) + int(kept[0][0]), int(rows[0][1]) + int(kept[0][1])
 
     async def upsert_node(self, record: NodeRecord) -> None:
         """Register or refresh a node."""
@@ -992,7 +1076,7 @@ class Queries:
 
         Pages of :data:`BLOB_PAGE_SIZE` rows by path (keyset pagination), so no read transaction or
         connection is held while the consumer works between pages. One id per file: ids shared by several
-        files repeat.
+        files repeat. The blobs object versions name follow those of the files.
         """
         after = ""
         while True:
@@ -1003,5 +1087,63 @@ class Queries:
             for row in rows:
                 yield row[1]
             if len(rows) < BLOB_PAGE_SIZE:
-                return
+                break
             after = rows[-1][0]
+        after_path, after_version = "", ""
+        while True:
+            if instance_id is None:
+                rows = await self._x.fetch(VERSION_BLOBS_PAGE_SHARED, (backend, after_path, after_version,
+                                                                       BLOB_PAGE_SIZE))
+            else:
+                rows = await self._x.fetch(VERSION_BLOBS_PAGE, (backend, instance_id, after_path, after_version,
+                                                                BLOB_PAGE_SIZE))
+            for row in rows:
+                yield row[2]
+            if len(rows) < BLOB_PAGE_SIZE:
+                return
+            after_path, after_version = rows[-1][0], rows[-1][1]
+
+    async def next_version_seq(self, path: str) -> int:
+        """The ``seq`` a new version of ``path`` gets: one more than the newest one's (1 for the first)."""
+        return int((await self._x.fetch(NEXT_VERSION_SEQ, (path,)))[0][0])
+
+    async def insert_version(self, version: ObjectVersion) -> None:
+        """Store a noncurrent version or delete marker (a duplicate ``(path, version_id)`` raises
+        :class:`~callfs.metadata.base.UniqueViolation`). Its content references are the caller's to take."""
+        await self._x.count(INSERT_VERSION, version_params(version, self._x.encode_time))
+
+    async def get_version(self, path: str, version_id: str, *, for_update: bool = False) -> ObjectVersion | None:
+        """The version ``version_id`` of ``path`` kept in ``object_versions``, or ``None``."""
+        sql = SELECT_VERSION + self._x.for_update_suffix if for_update else SELECT_VERSION
+        rows = await self._x.fetch(sql, (path, version_id))
+        return version_from_row(rows[0], self._x.decode_time) if rows else None
+
+    async def versions_of(self, path: str) -> list[ObjectVersion]:
+        """The kept versions and delete markers of ``path``, newest first."""
+        return [version_from_row(r, self._x.decode_time) for r in await self._x.fetch(VERSIONS_OF, (path,))]
+
+    async def versions_under(self, path: str) -> list[ObjectVersion]:
+        """The kept versions and delete markers of every path strictly below ``path``, by path, newest first."""
+        low, high = subtree_bounds(path)
+        return [version_from_row(r, self._x.decode_time) for r in await self._x.fetch(VERSIONS_UNDER, (low, high))]
+
+    async def has_versions_under(self, path: str) -> bool:
+        """True when some path strictly below ``path`` has a kept version or delete marker."""
+        low, high = subtree_bounds(path)
+        return bool(await self._x.fetch(VERSIONS_EXIST_UNDER, (low, high)))
+
+    async def delete_version(self, path: str, version_id: str) -> ObjectVersion | None:
+        """Forget the version ``version_id`` of ``path``; the row deleted (``None``: there was none). Its block
+        list and blob are the caller's to release (:meth:`release_blocks`, :meth:`settle`)."""
+        rows = await self._x.fetch(DELETE_VERSION, (path, version_id))
+        return version_from_row(rows[0], self._x.decode_time) if rows else None
+
+    async def get_versioning(self, path: str) -> str | None:
+        """The versioning status of the bucket directory ``path``: ``Enabled``, ``Suspended``, or ``None``
+        (never set)."""
+        rows = await self._x.fetch(SELECT_VERSIONING, (path,))
+        return str(rows[0][0]) if rows else None
+
+    async def put_versioning(self, path: str, status: str) -> None:
+        """Set the versioning status (``Enabled`` or ``Suspended``) of the bucket directory ``path``."""
+        await self._x.count(UPSERT_VERSIONING, (path, status))

@@ -173,6 +173,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX access_keys_user ON access_keys (user_name)",
         ),
     ),
+    Migration(
+        version=8,
+        description="S3 bucket versioning: noncurrent object versions and delete markers, bucket status",
+        statements=(
+            """CREATE TABLE object_versions (
+                path TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                delete_marker INTEGER NOT NULL CHECK (delete_marker IN (0, 1)),
+                size INTEGER NOT NULL CHECK (size >= 0),
+                mode INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                grp TEXT NOT NULL,
+                mtime INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                backend TEXT,
+                blob_id TEXT,
+                instance_id TEXT,
+                ino INTEGER NOT NULL,
+                layout TEXT NOT NULL CHECK (layout IN ('blob', 'blocks')),
+                PRIMARY KEY (path, version_id)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX object_versions_order ON object_versions (path, seq)",
+            "CREATE INDEX object_versions_blobs ON object_versions (backend, blob_id)",
+            """CREATE TABLE bucket_versioning (
+                path TEXT NOT NULL PRIMARY KEY,
+                status TEXT NOT NULL CHECK (status IN ('Enabled', 'Suspended'))
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 

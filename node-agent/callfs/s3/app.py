@@ -14,7 +14,7 @@ from aiohttp import web
 from callfs import errors
 from callfs.api.keys import NODE
 from callfs.node import Node
-from callfs.s3 import buckets, messages, multipart, names, objects
+from callfs.s3 import buckets, messages, multipart, names, objects, versions
 from callfs.s3.auth import authenticate
 from callfs.s3.context import Context
 from callfs.s3.errors import S3Error, from_engine, not_implemented
@@ -26,7 +26,7 @@ Action = Callable[[Context], Awaitable[web.StreamResponse]]
 _UNSUPPORTED_BUCKET = ("acl", "policy", "cors", "lifecycle", "tagging", "website", "logging", "notification",
                        "replication", "encryption", "object-lock", "ownershipControls", "publicAccessBlock",
                        "requestPayment", "accelerate", "analytics", "metrics", "inventory",
-                       "intelligent-tiering", "versions")
+                       "intelligent-tiering")
 _UNSUPPORTED_OBJECT = ("acl", "tagging", "retention", "legal-hold", "torrent", "restore", "select", "attributes")
 
 
@@ -45,9 +45,11 @@ def route(request: web.Request, bucket: str, key: str) -> Action:
         raise S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
     if not key:
         if method == "GET" and "versioning" in query:
-            return buckets.get_versioning
+            return versions.get_versioning
         if method == "PUT" and "versioning" in query:
-            raise not_implemented("Bucket versioning")
+            return versions.put_versioning
+        if method == "GET" and "versions" in query:
+            return versions.list_object_versions
         unsupported = _unsupported(request, _UNSUPPORTED_BUCKET)
         if unsupported:
             raise not_implemented(f"The bucket sub-resource {unsupported!r}")
@@ -71,8 +73,6 @@ def route(request: web.Request, bucket: str, key: str) -> Action:
     unsupported = _unsupported(request, _UNSUPPORTED_OBJECT)
     if unsupported:
         raise not_implemented(f"The object sub-resource {unsupported!r}")
-    if "versionId" in query:
-        raise not_implemented("Object versions")
     if method == "PUT":
         if "uploadId" in query or "partNumber" in query:
             if "uploadId" not in query or "partNumber" not in query:
@@ -106,7 +106,7 @@ def split_path(path: str) -> tuple[str, str]:
 def error_response(exc: S3Error, request_id: str, *, head: bool) -> web.Response:
     """The XML error answer (no body for HEAD, as S3 answers)."""
     body = b"" if head else messages.error(exc.code, exc.message, exc.resource, request_id)
-    response = web.Response(status=exc.status, body=body, content_type="application/xml")
+    response = web.Response(status=exc.status, body=body, content_type="application/xml", headers=exc.headers)
     if exc.status == 503:
         response.headers["Retry-After"] = "1"
     return response

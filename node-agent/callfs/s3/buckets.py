@@ -1,12 +1,12 @@
 """Bucket operations of the S3 face: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
-GetBucketLocation, GetBucketVersioning and the listings ListObjectsV2 and ListObjects (v1). A bucket is a
+GetBucketLocation and the listings ListObjectsV2 and ListObjects (v1). A bucket is a
 top-level directory; CreateBucket makes it private (mode 0700), as S3 buckets are."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from callfs import errors, paths
+from callfs import errors, paths, versions
 from callfs.api.conditional import etag
 from callfs.models import Inode
 from callfs.permissions import EXECUTE, READ, allows
@@ -59,12 +59,15 @@ async def create_bucket(ctx: Context) -> web.StreamResponse:
 
 
 async def delete_bucket(ctx: Context) -> web.StreamResponse:
-    """DeleteBucket: remove a bucket holding no objects (``BucketNotEmpty`` otherwise). Folders left empty by
-    deleted keys are not objects (listings without a delimiter skip them): they are removed with the bucket,
-    deepest first and each only while empty, so that a file written meanwhile keeps the bucket."""
+    """DeleteBucket: remove a bucket holding no objects, no noncurrent versions and no delete markers
+    (``BucketNotEmpty`` otherwise, as S3 answers for a versioned bucket). Folders left empty by deleted keys are
+    not objects (listings without a delimiter skip them): they are removed with the bucket, deepest first and
+    each only while empty, so that a file written meanwhile keeps the bucket."""
     await require_bucket(ctx, ctx.bucket)
     bucket = names.bucket_path(ctx.bucket)
     not_empty = S3Error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty", f"/{ctx.bucket}")
+    if await versions.has_versions(ctx.engine, bucket):
+        raise not_empty
     try:
         try:
             await ctx.engine.delete(ctx.caller, bucket)
@@ -94,12 +97,6 @@ async def get_location(ctx: Context) -> web.StreamResponse:
     """GetBucketLocation: the configured ``s3.region`` (us-east-1 when unset)."""
     await head_bucket(ctx)
     return xml_response(messages.location(ctx.node.config.s3.region))
-
-
-async def get_versioning(ctx: Context) -> web.StreamResponse:
-    """GetBucketVersioning: never enabled (objects keep one version)."""
-    await head_bucket(ctx)
-    return xml_response(messages.versioning())
 
 
 def _int_param(ctx: Context, name: str, default: int) -> int:

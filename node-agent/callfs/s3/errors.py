@@ -8,15 +8,19 @@ from callfs import errors
 
 
 class S3Error(Exception):
-    """An S3 error response: ``code`` (e.g. ``NoSuchKey``), HTTP ``status``, a human ``message`` and the
-    ``resource`` (``/bucket/key``) it is about."""
+    """An S3 error response: ``code`` (e.g. ``NoSuchKey``), HTTP ``status``, a human ``message``, the
+    ``resource`` (``/bucket/key``) it is about and ``headers`` to send with it."""
 
-    def __init__(self, code: str, status: int, message: str, resource: str = "") -> None:
+    def __init__(self, code: str, status: int, message: str, resource: str = "",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.message = message
         self.resource = resource
+        self.headers = dict(headers or {})
+        """Headers the error answer carries (e.g. ``x-amz-delete-marker`` on a key whose current version is a
+        delete marker)."""
 
 
 def no_such_bucket(bucket: str) -> S3Error:
@@ -25,6 +29,10 @@ def no_such_bucket(bucket: str) -> S3Error:
 
 def no_such_key(bucket: str, key: str) -> S3Error:
     return S3Error("NoSuchKey", 404, "The specified key does not exist.", f"/{bucket}/{key}")
+
+
+def no_such_version(bucket: str, key: str) -> S3Error:
+    return S3Error("NoSuchVersion", 404, "The specified version does not exist.", f"/{bucket}/{key}")
 
 
 def access_denied(message: str = "Access Denied") -> S3Error:

@@ -25,7 +25,8 @@ class Page(Generic[T]):
     last: str | None
 
 
-def _order(key: str) -> bytes:
+def key_order(key: str) -> bytes:
+    """The sort key of an S3 key: its UTF-8 bytes (S3 lists keys in UTF-8 binary order)."""
     return key.encode("utf-8", "surrogatepass")
 
 
@@ -33,10 +34,10 @@ def page(entries: Iterable[tuple[str, T]], *, prefix: str, delimiter: str, after
     """The page of ``entries`` (``(key, item)``, any order) with keys starting with ``prefix`` and sorting after
     ``after``; keys whose rest after ``prefix`` holds ``delimiter`` count once, as their common prefix (a
     prefix at or before ``after`` is not repeated). ``max_keys`` 0 gives an empty, untruncated page."""
-    candidates = sorted(((k, v) for k, v in entries if k.startswith(prefix)), key=lambda kv: _order(kv[0]))
+    candidates = sorted(((k, v) for k, v in entries if k.startswith(prefix)), key=lambda kv: key_order(kv[0]))
     objects: list[tuple[str, T]] = []
     prefixes: list[str] = []
-    after_order = _order(after)
+    after_order = key_order(after)
     count = 0
     last: str | None = None
     for key, item in candidates:
@@ -46,7 +47,7 @@ def page(entries: Iterable[tuple[str, T]], *, prefix: str, delimiter: str, after
             if cut >= 0:
                 rolled = key[:cut + len(delimiter)]
         name = rolled if rolled is not None else key
-        if after and _order(name) <= after_order:
+        if after and key_order(name) <= after_order:
             continue
         if rolled is not None and prefixes and prefixes[-1] == rolled:
             continue

@@ -77,9 +77,72 @@ def location(region: str) -> bytes:
     return _document(root)
 
 
-def versioning() -> bytes:
-    """``VersioningConfiguration`` of a bucket that never had versioning enabled (no ``Status``)."""
-    return _document(_root("VersioningConfiguration"))
+def versioning(status: str | None) -> bytes:
+    """``VersioningConfiguration`` of a bucket: its ``Status`` (``Enabled``/``Suspended``), none when versioning
+    was never set (Amazon S3 API Reference, GetBucketVersioning)."""
+    root = _root("VersioningConfiguration")
+    if status is not None:
+        _add(root, "Status", status)
+    return _document(root)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEntry:
+    """One entry of ListObjectVersions: ``key``, ``version_id``, ``latest`` (the current version), a
+    ``delete_marker`` or a version with ``etag`` (quoted) and ``size`` (bytes), ``modified``, ``owner``."""
+
+    key: str
+    version_id: str
+    latest: bool
+    delete_marker: bool
+    etag: str
+    size: int
+    modified: datetime
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionsPage:
+    """One page of ListObjectVersions: ``entries``, common ``prefixes``, and where the next page starts
+    (``next_key``/``next_version``; ``None``: complete)."""
+
+    entries: list[VersionEntry]
+    prefixes: list[str]
+    next_key: str | None
+    next_version: str | None
+
+
+def list_versions(params: ListParams, version_marker: str, page: VersionsPage) -> bytes:
+    """``ListVersionsResult`` (Amazon S3 API Reference, ListObjectVersions): ``Version`` and ``DeleteMarker``
+    entries in key order, newest first per key; ``params.marker`` is the ``key-marker``."""
+    root = _root("ListVersionsResult")
+    _add(root, "Name", params.bucket)
+    _add(root, "Prefix", _encoded(params.prefix, params.encoding))
+    _add(root, "KeyMarker", _encoded(params.marker, params.encoding))
+    _add(root, "VersionIdMarker", version_marker)
+    if page.next_key is not None:
+        _add(root, "NextKeyMarker", _encoded(page.next_key, params.encoding))
+        _add(root, "NextVersionIdMarker", page.next_version or "")
+    _add(root, "MaxKeys", params.max_keys)
+    if params.delimiter:
+        _add(root, "Delimiter", _encoded(params.delimiter, params.encoding))
+    if params.encoding:
+        _add(root, "EncodingType", params.encoding)
+    _add(root, "IsTruncated", page.next_key is not None)
+    for entry in page.entries:
+        item = _add(root, "DeleteMarker" if entry.delete_marker else "Version")
+        _add(item, "Key", _encoded(entry.key, params.encoding))
+        _add(item, "VersionId", entry.version_id)
+        _add(item, "IsLatest", entry.latest)
+        _add(item, "LastModified", timestamp(entry.modified))
+        if not entry.delete_marker:
+            _add(item, "ETag", entry.etag)
+            _add(item, "Size", entry.size)
+            _add(item, "StorageClass", "STANDARD")
+        _owner(item, entry.owner)
+    for prefix in page.prefixes:
+        _add(_add(root, "CommonPrefixes"), "Prefix", _encoded(prefix, params.encoding))
+    return _document(root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +332,30 @@ def list_uploads(bucket: str, uploads: Sequence[UploadEntry], *, prefix: str, ke
     return _document(root)
 
 
-def delete_result(deleted: Sequence[str], failed: Sequence[tuple[str, S3Error]], *, quiet: bool) -> bytes:
-    """``DeleteResult``: the keys deleted (left out when ``quiet``) and the ones that failed."""
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """One key a DeleteObject(s) request deleted: the ``key``, the ``version_id`` it named (``None``: none),
+    and ``delete_marker`` with ``marker_version_id`` when a delete marker was created or deleted."""
+
+    key: str
+    version_id: str | None = None
+    delete_marker: bool = False
+    marker_version_id: str | None = None
+
+
+def delete_result(deleted: Sequence[Deleted], failed: Sequence[tuple[str, S3Error]], *, quiet: bool) -> bytes:
+    """``DeleteResult``: the keys deleted (left out when ``quiet``), with ``VersionId``, ``DeleteMarker`` and
+    ``DeleteMarkerVersionId`` when they apply, and the ones that failed."""
     root = _root("DeleteResult")
     if not quiet:
-        for key in deleted:
-            _add(_add(root, "Deleted"), "Key", key)
+        for entry in deleted:
+            item = _add(root, "Deleted")
+            _add(item, "Key", entry.key)
+            if entry.version_id is not None:
+                _add(item, "VersionId", entry.version_id)
+            if entry.delete_marker:
+                _add(item, "DeleteMarker", True)
+                _add(item, "DeleteMarkerVersionId", entry.marker_version_id)
     for key, exc in failed:
         item = _add(root, "Error")
         _add(item, "Key", key)
@@ -307,18 +388,18 @@ def _text(element: ET.Element, name: str) -> str | None:
     return (found[0].text or "") if found else None
 
 
-def parse_delete(body: bytes) -> tuple[list[str], bool]:
-    """The keys of a ``<Delete>`` document and its ``Quiet`` flag. Raises ``MalformedXML`` (not a Delete
-    document, an object without a key, no objects or more than 1000)."""
+def parse_delete(body: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    """The ``(key, version id or None)`` pairs of a ``<Delete>`` document and its ``Quiet`` flag. Raises
+    ``MalformedXML`` (not a Delete document, an object without a key, no objects or more than 1000)."""
     root = _parse(body)
     if _local(root.tag) != "Delete":
         raise malformed_xml()
-    keys = []
+    keys: list[tuple[str, str | None]] = []
     for item in _children(root, "Object"):
         key = _text(item, "Key")
         if not key:
             raise malformed_xml()
-        keys.append(key)
+        keys.append((key, _text(item, "VersionId")))
     if not keys or len(keys) > MAX_DELETE_KEYS:
         raise malformed_xml(f"a Delete request names 1 to {MAX_DELETE_KEYS} objects")
     return keys, (_text(root, "Quiet") or "").strip().lower() == "true"
@@ -357,3 +438,20 @@ def parse_create_bucket(body: bytes) -> str | None:
     if _local(root.tag) != "CreateBucketConfiguration":
         raise malformed_xml()
     return _text(root, "LocationConstraint")
+
+
+def parse_versioning(body: bytes) -> str:
+    """The ``Status`` of a ``<VersioningConfiguration>`` document (Amazon S3 API Reference,
+    PutBucketVersioning). Raises ``MalformedXML`` (another document) and ``IllegalVersioningConfigurationException``
+    (a status other than ``Enabled``/``Suspended``, as S3 answers); ``NotImplemented`` for ``MfaDelete``
+    ``Enabled`` (MFA delete is not served)."""
+    root = _parse(body)
+    if _local(root.tag) != "VersioningConfiguration":
+        raise malformed_xml()
+    if (_text(root, "MfaDelete") or "").strip() == "Enabled":
+        raise S3Error("NotImplemented", 501, "MFA delete is not implemented by this server")
+    status = (_text(root, "Status") or "").strip()
+    if status not in ("Enabled", "Suspended"):
+        raise S3Error("IllegalVersioningConfigurationException", 400,
+                      "The Versioning element must be specified")
+    return status

@@ -205,9 +205,12 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
     upload = await load_upload(ctx, ctx.request.query["uploadId"])
     number = _part_number(ctx)
     if "x-amz-copy-source" in ctx.request.headers:
-        _, chunks, length = await read_source(ctx, ctx.request.headers.get("x-amz-copy-source-range"))
+        source, chunks, length = await read_source(ctx, ctx.request.headers.get("x-amz-copy-source-range"))
         part = await _store_part(ctx, upload, number, chunks, length)
-        return xml_response(messages.copy_result(part.etag, part.inode.mtime, part=True))
+        response = xml_response(messages.copy_result(part.etag, part.inode.mtime, part=True))
+        if source.version_id is not None:
+            response.headers["x-amz-copy-source-version-id"] = source.version_id
+        return response
     body, size = ctx.body()
     part = await _store_part(ctx, upload, number, body, size)
     return web.Response(status=200, headers={"ETag": part.etag})
@@ -246,10 +249,13 @@ async def complete_upload(ctx: Context) -> web.StreamResponse:
                 yield chunk
 
     initiator = Caller(upload.initiator, ctx.caller.groups)
-    inode = await write_object(ctx, upload.key, joined(), total, caller=initiator, attributes=upload.attributes)
+    written = await write_object(ctx, upload.key, joined(), total, caller=initiator, attributes=upload.attributes)
     await ctx.engine.delete(ROOT, upload.directory, recursive=True)
     location = f"/{ctx.bucket}/{ctx.key}"
-    return xml_response(messages.complete_upload(location, ctx.bucket, ctx.key, etag(inode)))
+    response = xml_response(messages.complete_upload(location, ctx.bucket, ctx.key, etag(written.inode)))
+    if written.version_id is not None:
+        response.headers["x-amz-version-id"] = written.version_id
+    return response
 
 
 async def abort_upload(ctx: Context) -> web.StreamResponse:

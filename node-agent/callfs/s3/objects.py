@@ -5,18 +5,19 @@ does: the same permissions, quotas, path locks and bytes-first durability."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from urllib.parse import unquote
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
-from callfs import errors
+from callfs import errors, versions
 from callfs.api.conditional import Conditions, etag, evaluate_read, http_date, parse_range, write_precondition
-from callfs.engine import Precondition, RemoteBytes
-from callfs.models import Inode
+from callfs.engine import Keeper, Precondition, RemoteBytes
+from callfs.models import NULL_VERSION, Inode
 from callfs.permissions import READ, Caller, require
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
-from callfs.s3.errors import S3Error, from_engine, invalid_argument, no_such_key
+from callfs.s3.errors import S3Error, from_engine, invalid_argument, no_such_key, no_such_version
 
 CHUNK_BYTES = 1 << 20
 """Bytes per piece streamed to a client."""
@@ -107,6 +108,81 @@ async def require_bucket(ctx: Context, bucket: str) -> Inode:
     return inode
 
 
+def version_id_param(value: str | None) -> str | None:
+    """A ``versionId`` the request names (``None``: none), checked: ``null`` or a version id this server issues.
+    Raises :class:`S3Error` ``InvalidArgument`` (400) for an empty or malformed one, as S3 answers ("Invalid
+    version id specified")."""
+    if value is None:
+        return None
+    if not value:
+        raise invalid_argument("Version id cannot be the empty string")
+    if not versions.is_version_id(value):
+        raise invalid_argument("Invalid version id specified")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The version of an object a request addresses: the ``inode`` naming its content (a folder's directory
+    for a folder key; a noncurrent version keeps the inode version, hence the entity tag, it had), its
+    ``version_id`` (``None``: the bucket never had versioning), and ``pinned`` for a noncurrent version (its
+    content is not the file at the path)."""
+
+    inode: Inode
+    version_id: str | None
+    pinned: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """``ETag``, ``Last-Modified``, ``Accept-Ranges`` and, in a versioned bucket, ``x-amz-version-id``."""
+        out = object_headers(self.inode)
+        if self.version_id is not None:
+            out["x-amz-version-id"] = self.version_id
+        return out
+
+
+def _marker_headers(marker_id: str) -> dict[str, str]:
+    return {"x-amz-delete-marker": "true", "x-amz-version-id": marker_id}
+
+
+async def find_object(ctx: Context, bucket: str, key: str, version_id: str | None) -> Found:
+    """The version ``version_id`` (``None``: the current one) of ``bucket``/``key``, with search permission
+    checked on the way (read permission is the caller's to check).
+
+    Amazon S3 API Reference, GetObject: a key whose current version is a delete marker is ``NoSuchKey`` (404)
+    with ``x-amz-delete-marker: true``; a version id naming a delete marker is ``MethodNotAllowed`` (405) with
+    that header; an unknown version id is ``NoSuchVersion`` (404). Raises :class:`S3Error` (those,
+    ``NoSuchBucket``, ``AccessDenied``)."""
+    target = names.object_path(bucket, key)
+    bucket_path = names.bucket_path(bucket)
+    status = await versions.bucket_status(ctx.engine, bucket_path)
+    try:
+        inode: Inode | None = await stat_object(ctx, bucket, key)
+    except S3Error as exc:
+        if exc.code != "NoSuchKey" or status is None or target.is_folder:
+            raise
+        inode = None
+    if inode is not None:
+        current = NULL_VERSION if inode.is_dir else await versions.current_version_id(ctx.engine, inode)
+        if version_id is None or version_id == current:
+            return Found(inode, current if status is not None else None)
+    if version_id is None:
+        kept = await ctx.engine.store.versions_of(target.path)
+        if kept and kept[0].delete_marker:
+            raise S3Error("NoSuchKey", 404, "The specified key does not exist.", f"/{bucket}/{key}",
+                          _marker_headers(kept[0].version_id))
+        raise no_such_key(bucket, key)
+    await require_bucket(ctx, bucket)
+    found = await ctx.engine.store.get_version(target.path, version_id)
+    if found is None:
+        raise no_such_version(bucket, key)
+    await versions.folder_of(ctx.engine, ctx.caller, target.path)  # search permission on the way to the key
+    if found.delete_marker:
+        raise S3Error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.",
+                      f"/{bucket}/{key}", _marker_headers(found.version_id)
+                      | {"Last-Modified": http_date(found.mtime)})
+    return Found(found.as_inode(), found.version_id, pinned=True)
+
+
 def _refuse_read(verdict: int) -> web.StreamResponse:
     if verdict == 412:
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
@@ -115,21 +191,24 @@ def _refuse_read(verdict: int) -> web.StreamResponse:
 
 async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
     """GetObject / HeadObject: the bytes (or only the headers) of an object, with a single ``Range`` and the
-    ``If-*`` conditions (RFC 9110 order, as S3 evaluates them). A folder key answers an empty object."""
-    inode = await stat_object(ctx, ctx.bucket, ctx.key)
+    ``If-*`` conditions (RFC 9110 order, as S3 evaluates them). A folder key answers an empty object.
+    ``versionId`` reads that version (:func:`find_object`)."""
+    found = await find_object(ctx, ctx.bucket, ctx.key, version_id_param(ctx.request.query.get("versionId")))
+    inode = found.inode
     if not inode.is_dir:
         require(ctx.caller, inode, READ, "read")
     verdict = evaluate_read(s3_conditions(ctx.request.headers), inode) if not inode.is_dir else None
     if verdict is not None:
         response = _refuse_read(verdict)
-        response.headers.update(object_headers(inode))
+        response.headers.update(found.headers())
         return response
     size = 0 if inode.is_dir else inode.size
     byte_range = parse_range(ctx.request.headers.get("Range"), size) if not inode.is_dir else None
     response = web.StreamResponse(status=206 if byte_range else 200)
-    response.headers.update(object_headers(inode))
     attributes = await ctx.engine.attributes(inode) if not inode.is_dir else {}
-    response.headers.update({k: v for k, v in attributes.items() if k != "Content-Type"})
+    response.headers.update({k: v for k, v in attributes.items()
+                             if k not in ("Content-Type", versions.VERSION_ATTRIBUTE)})
+    response.headers.update(found.headers())
     response.content_type = (attributes.get("Content-Type", DEFAULT_CONTENT_TYPE) if not inode.is_dir
                              else "application/x-directory")
     offset, length = (byte_range.start, byte_range.length) if byte_range else (0, size)
@@ -140,7 +219,7 @@ async def get_object(ctx: Context, *, head: bool = False) -> web.StreamResponse:
         await response.prepare(ctx.request)
         await response.write_eof()
         return response
-    chunks = ctx.engine.read_range(inode, offset, length, CHUNK_BYTES)
+    chunks = ctx.engine.read_range(inode, offset, length, CHUNK_BYTES, pinned=found.pinned)
     first = await anext(aiter(chunks), b"")  # fail (e.g. an unreachable owner) before the status line is out
     await response.prepare(ctx.request)
     sent = len(first)
@@ -174,20 +253,46 @@ def _write_conditions(ctx: Context, key: str) -> tuple[bool, Precondition | None
     return create_only, precondition
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A committed object write: the file's ``inode`` and the ``version_id`` it got (``None``: the bucket never
+    had versioning)."""
+
+    inode: Inode
+    version_id: str | None
+
+    def headers(self) -> dict[str, str]:
+        """``ETag`` and, in a versioned bucket, ``x-amz-version-id``."""
+        out = {"ETag": etag(self.inode)}
+        if self.version_id is not None:
+            out["x-amz-version-id"] = self.version_id
+        return out
+
+
 async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
-                       caller: Caller | None = None, attributes: Mapping[str, str] | None = None) -> Inode:
+                       caller: Caller | None = None, attributes: Mapping[str, str] | None = None) -> Written:
     """Write ``body`` (``size`` bytes when known) to ``key`` of ``ctx.bucket`` through the engine, creating
-    missing folders; returns the committed inode. The bytes go to this node (a file whose bytes lived on
-    another node moves here, its old bytes freed there). Raises :class:`S3Error` (``NoSuchBucket``,
-    ``PreconditionFailed``, ``AccessDenied``, what the body's checks raise)."""
+    missing folders. The bytes go to this node (a file whose bytes lived on another node moves here, its old
+    bytes freed there). In a bucket with versioning enabled the object gets a new version id and the one it
+    replaces is kept as a noncurrent version (bytes shared); suspended, it is the ``null`` version (see
+    :mod:`callfs.versions`). Raises :class:`S3Error` (``NoSuchBucket``, ``PreconditionFailed``,
+    ``AccessDenied``, what the body's checks raise)."""
     await require_bucket(ctx, ctx.bucket)
     target = names.object_path(ctx.bucket, key)
     create_only, precondition = _write_conditions(ctx, key)
+    writer = caller or ctx.caller
+    status = await versions.bucket_status(ctx.engine, names.bucket_path(ctx.bucket))
+    stored = {k: v for k, v in (attributes or {}).items() if k != versions.VERSION_ATTRIBUTE}
+    version_id, keep = None, None
+    if status is not None:
+        version_id = versions.new_version_id() if status == versions.ENABLED else NULL_VERSION
+        stored[versions.VERSION_ATTRIBUTE] = version_id
+        keep = versions.keeper(target.path, status, owner=writer.user)
     try:
         result = await ctx.engine.write_file(
-            caller or ctx.caller, target.path, body, create_only=create_only,
+            writer, target.path, body, create_only=create_only,
             precondition=precondition, expected_size=size, local=True,
-            attributes=attributes,
+            attributes=stored, keep=keep,
         )
     except errors.AlreadyExists:
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold",
@@ -195,7 +300,7 @@ async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size:
     except errors.IsADirectory:
         raise S3Error("InvalidRequest", 409, f"{key} is a folder (it has keys below it)",
                       f"/{ctx.bucket}/{key}") from None
-    return result.inode
+    return Written(result.inode, version_id)
 
 
 async def put_object(ctx: Context) -> web.StreamResponse:
@@ -215,48 +320,104 @@ async def put_object(ctx: Context) -> web.StreamResponse:
         return web.Response(status=200, headers=object_headers(inode))
     attributes = object_attributes(ctx.request.headers)
     body, size = ctx.body()
-    inode = await write_object(ctx, ctx.key, body, size, attributes=attributes)
-    return web.Response(status=200, headers={"ETag": etag(inode)})
+    written = await write_object(ctx, ctx.key, body, size, attributes=attributes)
+    return web.Response(status=200, headers=written.headers())
 
 
-async def delete_key(ctx: Context, key: str) -> None:
-    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only. A file
-    whose bytes another node holds is deleted by that node, asked as the same user."""
-    target = names.object_path(ctx.bucket, key)
+async def _delete_file(ctx: Context, key: str, target: names.ObjectPath, inode: Inode,
+                       keep: Keeper | None = None) -> bool:
+    """Delete the file or folder ``inode`` of ``key``; ``False`` when it was gone already. A file whose bytes
+    another node holds is deleted by that node, asked as the same user (unless ``keep`` keeps it as a version:
+    its bytes then stay named here). A folder holding versions of keys below it stays (``InvalidRequest``)."""
+    if target.is_folder and await versions.has_versions(ctx.engine, target.path):
+        raise S3Error("InvalidRequest", 409, f"the folder {key} holds object versions", f"/{ctx.bucket}/{key}")
     try:
-        inode = await ctx.engine.stat(ctx.caller, target.path)
+        await ctx.engine.delete(ctx.caller, target.path, keep=keep)
     except errors.NotFound:
-        await require_bucket(ctx, ctx.bucket)
-        return
-    if inode.is_dir != target.is_folder:
-        return
-    try:
-        await ctx.engine.delete(ctx.caller, target.path)
-    except errors.NotFound:
-        return
+        return False
     except RemoteBytes as remote:
         assert remote.inode.instance_id is not None
         await ctx.node.peers.delete_file(remote.inode.instance_id, target.path, ctx.caller.user)
     except errors.DirectoryNotEmpty:
         raise S3Error("InvalidRequest", 409, f"the folder {key} is not empty", f"/{ctx.bucket}/{key}") from None
+    return True
+
+
+async def _delete_version(ctx: Context, key: str, target: names.ObjectPath, version_id: str) -> messages.Deleted:
+    """Delete the version ``version_id`` of ``key`` for good (Amazon S3 API Reference, DeleteObject with
+    ``versionId``): the current version is the file (the newest remaining version then becomes current), a
+    noncurrent one a kept version. A version id the key does not have deletes nothing (204, as S3 answers)."""
+    await require_bucket(ctx, ctx.bucket)
+    try:
+        inode: Inode | None = await ctx.engine.stat(ctx.caller, target.path)
+    except errors.NotFound:
+        inode = None
+    if inode is not None and inode.is_dir == target.is_folder:
+        current = NULL_VERSION if inode.is_dir else await versions.current_version_id(ctx.engine, inode)
+        if current == version_id:
+            await _delete_file(ctx, key, target, inode)
+            if not inode.is_dir:
+                await versions.promote(ctx.engine, ctx.caller, target.path)
+            return messages.Deleted(key, version_id)
+    removed = await versions.remove(ctx.engine, ctx.caller, target.path, version_id)
+    if removed is not None and removed.delete_marker:
+        return messages.Deleted(key, version_id, delete_marker=True, marker_version_id=version_id)
+    return messages.Deleted(key, version_id)
+
+
+async def delete_key(ctx: Context, key: str, version_id: str | None = None) -> messages.Deleted:
+    """Delete one key (absent: nothing to do, as S3 answers). A folder key deletes an empty folder only, and
+    only while no key below it has versions.
+
+    With ``version_id``: :func:`_delete_version`. Without, in a bucket whose versioning is enabled or suspended
+    (Amazon S3 User Guide, "Deleting object versions"): the current version is kept as a noncurrent one (a
+    suspended bucket's ``null`` one is replaced) and a delete marker becomes current (version id ``null`` when
+    suspended), whether or not the key existed."""
+    target = names.object_path(ctx.bucket, key)
+    if version_id is not None:
+        return await _delete_version(ctx, key, target, version_id)
+    status = None if target.is_folder else await versions.bucket_status(ctx.engine, names.bucket_path(ctx.bucket))
+    try:
+        inode: Inode | None = await ctx.engine.stat(ctx.caller, target.path)
+    except errors.NotFound:
+        await require_bucket(ctx, ctx.bucket)
+        inode = None
+    if inode is not None and inode.is_dir != target.is_folder:
+        return messages.Deleted(key)
+    if status is None:
+        if inode is not None:
+            await _delete_file(ctx, key, target, inode)
+        return messages.Deleted(key)
+    marker = versions.new_version_id() if status == versions.ENABLED else NULL_VERSION
+    keep = versions.keeper(target.path, status, owner=ctx.caller.user, marker=marker)
+    if inode is None or not await _delete_file(ctx, key, target, inode, keep):
+        await versions.add_marker(ctx.engine, ctx.caller, target.path, status, marker)
+    return messages.Deleted(key, delete_marker=True, marker_version_id=marker)
 
 
 async def delete_object(ctx: Context) -> web.StreamResponse:
-    """DeleteObject: 204 whether or not the key existed."""
-    await delete_key(ctx, ctx.key)
-    return web.Response(status=204)
+    """DeleteObject (``versionId``: that version): 204 whether or not the key existed, with
+    ``x-amz-version-id`` and ``x-amz-delete-marker`` when a version or delete marker was concerned."""
+    deleted = await delete_key(ctx, ctx.key, version_id_param(ctx.request.query.get("versionId")))
+    headers = {}
+    if deleted.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    version_id = deleted.version_id or deleted.marker_version_id
+    if version_id is not None:
+        headers["x-amz-version-id"] = version_id
+    return web.Response(status=204, headers=headers)
 
 
 async def delete_objects(ctx: Context) -> web.StreamResponse:
-    """DeleteObjects: up to 1000 keys; each that fails is reported in the result, the others deleted."""
-    keys, quiet = messages.parse_delete(await ctx.xml_body())
+    """DeleteObjects: up to 1000 keys (each with an optional ``VersionId``); each that fails is reported in the
+    result, the others deleted."""
+    wanted, quiet = messages.parse_delete(await ctx.xml_body())
     await require_bucket(ctx, ctx.bucket)
-    deleted: list[str] = []
+    deleted: list[messages.Deleted] = []
     failed: list[tuple[str, S3Error]] = []
-    for key in keys:
+    for key, version_id in wanted:
         try:
-            await delete_key(ctx, key)
-            deleted.append(key)
+            deleted.append(await delete_key(ctx, key, version_id_param(version_id)))
         except S3Error as exc:
             failed.append((key, exc))
         except errors.CallFSError as exc:
@@ -264,18 +425,23 @@ async def delete_objects(ctx: Context) -> web.StreamResponse:
     return xml_response(messages.delete_result(deleted, failed, quiet=quiet))
 
 
-def copy_source(ctx: Context) -> tuple[str, str]:
-    """The ``(bucket, key)`` of ``x-amz-copy-source`` (``bucket/key`` or ``/bucket/key``, URL-encoded).
-    Raises :class:`S3Error` ``InvalidArgument`` (malformed, or a ``versionId``: versions are not kept)."""
+def copy_source(ctx: Context) -> tuple[str, str, str | None]:
+    """The ``(bucket, key, version id)`` of ``x-amz-copy-source`` (``bucket/key`` or ``/bucket/key``,
+    URL-encoded, optionally ``?versionId=...``; version id ``None``: the current version). Raises
+    :class:`S3Error` ``InvalidArgument`` (malformed: another query, a bad version id)."""
     raw = ctx.request.headers["x-amz-copy-source"]
     source, _, query = raw.partition("?")
+    version_id = None
     if query:
-        raise S3Error("InvalidArgument", 400, "object versions are not kept: x-amz-copy-source takes no versionId")
+        fields = parse_qs(query, keep_blank_values=True)
+        if set(fields) != {"versionId"} or len(fields["versionId"]) != 1:
+            raise S3Error("InvalidArgument", 400, "x-amz-copy-source takes one query parameter: versionId")
+        version_id = version_id_param(fields["versionId"][0])
     bucket, slash, key = unquote(source).lstrip("/").partition("/")
     if not slash or not key:
         raise S3Error("InvalidArgument", 400, "Copy Source must mention the source bucket and key: bucket/key")
     names.check_bucket(bucket)
-    return bucket, key
+    return bucket, key, version_id
 
 
 def source_conditions(ctx: Context) -> Conditions:
@@ -283,16 +449,21 @@ def source_conditions(ctx: Context) -> Conditions:
     return s3_conditions(ctx.request.headers, "x-amz-copy-source-")
 
 
-async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Inode, AsyncIterator[bytes], int]:
-    """The source object of a copy (read permission checked, conditions evaluated: any failure is 412) and a
-    stream of its bytes (``byte_range``: ``bytes=first-last``); ``(inode, bytes, size)``."""
-    bucket, key = copy_source(ctx)
+async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Found, AsyncIterator[bytes], int]:
+    """The source object (or version) of a copy (read permission checked, conditions evaluated: any failure is
+    412) and a stream of its bytes (``byte_range``: ``bytes=first-last``);
+    ``(source, bytes, size)``. A version id naming a delete marker is ``InvalidRequest`` (400), as S3 answers."""
+    bucket, key, version_id = copy_source(ctx)
     try:
-        inode = await stat_object(ctx, bucket, key)
+        found = await find_object(ctx, bucket, key, version_id)
     except S3Error as exc:
-        if exc.code == "NoSuchKey":
+        if exc.code == "MethodNotAllowed":
+            raise S3Error("InvalidRequest", 400, "The source of a copy request may not specifically refer to a "
+                          "delete marker by version id.", f"/{bucket}/{key}") from None
+        if exc.code in ("NoSuchKey", "NoSuchVersion"):
             exc.resource = f"/{bucket}/{key}"
         raise
+    inode = found.inode
     if inode.is_dir:
         raise no_such_key(bucket, key)
     require(ctx.caller, inode, READ, "read")
@@ -304,28 +475,35 @@ async def read_source(ctx: Context, byte_range: str | None = None) -> tuple[Inod
         if parsed is None or byte_range.count("-") != 1 or byte_range.endswith("-") or byte_range[6:7] == "-":
             raise S3Error("InvalidArgument", 400, "x-amz-copy-source-range must be bytes=first-last")
         offset, length = parsed.start, parsed.length
-    return inode, ctx.engine.read_range(inode, offset, length, CHUNK_BYTES), length
+    return found, ctx.engine.read_range(inode, offset, length, CHUNK_BYTES, pinned=found.pinned), length
 
 
 async def copy_object(ctx: Context) -> web.StreamResponse:
-    """CopyObject: stream the source's bytes into the destination key (any size; bytes are copied) with the
-    source's attributes (``x-amz-metadata-directive: COPY``, the default) or the request's (``REPLACE``).
-    Copying an object onto itself is refused unless its metadata is replaced, as S3 does."""
-    bucket, key = copy_source(ctx)
+    """CopyObject: stream the source's bytes (or a version's: ``x-amz-copy-source`` with ``?versionId=``) into
+    the destination key (any size; bytes are copied) with the source's attributes (``x-amz-metadata-directive:
+    COPY``, the default) or the request's (``REPLACE``). Copying the current version of an object onto itself
+    is refused unless its metadata is replaced, as S3 does; copying an older version onto its key restores it
+    as a new version."""
+    bucket, key, version_id = copy_source(ctx)
     directive = ctx.request.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise invalid_argument("Unknown metadata directive.")
-    if (bucket, key) == (ctx.bucket, ctx.key) and directive == "COPY":
+    if (bucket, key) == (ctx.bucket, ctx.key) and directive == "COPY" and version_id is None:
         raise S3Error("InvalidRequest", 400, "This copy request is illegal because it is trying to copy an object to "
                       "itself without changing the object's metadata, storage class, website redirect location or "
                       "encryption attributes.")
     if names.object_path(ctx.bucket, ctx.key).is_folder:
         raise S3Error("InvalidRequest", 400, "a key ending in '/' names a folder; copy objects to object keys")
     source, chunks, size = await read_source(ctx)
-    attributes = (await ctx.engine.attributes(source) if directive == "COPY"
+    attributes = (await ctx.engine.attributes(source.inode) if directive == "COPY"
                   else object_attributes(ctx.request.headers))
-    inode = await write_object(ctx, ctx.key, chunks, size, attributes=attributes)
-    return xml_response(messages.copy_result(etag(inode), inode.mtime))
+    written = await write_object(ctx, ctx.key, chunks, size, attributes=attributes)
+    headers = {k: v for k, v in written.headers().items() if k != "ETag"}
+    if source.version_id is not None:
+        headers["x-amz-copy-source-version-id"] = source.version_id
+    response = xml_response(messages.copy_result(etag(written.inode), written.inode.mtime))
+    response.headers.update(headers)
+    return response
 
 
 def xml_response(body: bytes, status: int = 200) -> web.Response:
