@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
@@ -73,6 +74,9 @@ from callfs.permissions import (
     require_search,
     validate_name,
 )
+
+if TYPE_CHECKING:
+    from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +190,7 @@ class Engine:
         remote_read_range: RemoteReadRange | None = None,
         clock: links.Clock = time.time,
         block_grace: float = DEFAULT_GRACE,
+        replication: Replication | None = None,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -204,7 +209,7 @@ class Engine:
         """The time single-use links are created, expire and are swept by."""
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
-        self.block_files = BlockFiles(store, metrics, grace=block_grace)
+        self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
 
     # ---------------------------------------------------------------- helpers
@@ -218,6 +223,14 @@ class Engine:
         if key in self.unavailable:
             raise ServiceUnavailable(f"backend {key} is unavailable: {self.unavailable[key]}")
         return self.backends[key]
+
+    def reads_copies(self, inode: Inode) -> bool:
+        """True when this node reads ``inode`` itself from the copies of its blocks (a file in blocks on the
+        node-local backend of a replicating node), wherever the file's owner is."""
+        if inode.layout is not Layout.BLOCKS or inode.backend is None or self.block_files.replication is None:
+            return False
+        backend = self.backends.get(inode.backend)
+        return backend is not None and self.block_files.replicated(backend) is not None
 
     def is_remote(self, inode: Inode) -> bool:
         """True when ``inode``'s bytes sit on another node's local disk."""
@@ -427,7 +440,7 @@ class Engine:
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
     async def _open_blob(self, inode: Inode) -> BlobReader:
-        if self.is_remote(inode):
+        if self.is_remote(inode) and not self.reads_copies(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
         if inode.layout is Layout.BLOCKS:
@@ -1199,7 +1212,7 @@ class Engine:
         """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
         assert inode.blob_id is not None and inode.backend is not None
         if inode.layout is Layout.BLOCKS:
-            if self.is_remote(inode):
+            if self.is_remote(inode) and not self.reads_copies(inode):
                 raise Conflict(f"{inode.path} is stored in blocks on node {inode.instance_id}: move its bytes from "
                                "that node")
             blocks = await self.block_files.open(self.backend(inode.backend), inode)
@@ -1227,7 +1240,7 @@ class Engine:
         blobs); a file in blocks is read by range from its owner (which reads only those blocks). Raises
         ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
         was replaced meanwhile), ``DataCorrupted``."""
-        if not self.is_remote(inode):
+        if not self.is_remote(inode) or self.reads_copies(inode):
             reader = await self._open_blob(inode)
             try:
                 async for chunk in reader.iter_range(offset, length, chunk_bytes):

@@ -8,19 +8,28 @@ sent), each verified against its SHA-256 by :meth:`~callfs.blocks.store.BlockSto
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from callfs.blocks.codec import CorruptBlock
 from callfs.blocks.layout import BLOCK_SIZE, block_length, touched_blocks
-from callfs.blocks.store import BlockStore
 from callfs.errors import DataCorrupted
 from callfs.models import FileBlock
 
 
-class BlockFileReader:
-    """An open file of ``size`` bytes made of ``blocks`` (ordered by index; a missing index reads as zeros)."""
+class BlockSource(Protocol):
+    """Where a reader gets blocks: a :class:`~callfs.blocks.store.BlockStore`, or the copies of a replicated
+    block (:class:`callfs.replication.ReplicaSource`)."""
 
-    def __init__(self, store: BlockStore, blocks: Sequence[FileBlock], size: int) -> None:
+    async def get(self, block_hash: str) -> bytes:
+        """The verified plaintext of a block. Raises :class:`~callfs.blocks.codec.CorruptBlock`."""
+        ...
+
+
+class BlockFileReader:
+    """An open file of ``size`` bytes made of ``blocks`` (ordered by index; a missing index reads as zeros),
+    whose blocks come from ``store``."""
+
+    def __init__(self, store: BlockSource, blocks: Sequence[FileBlock], size: int) -> None:
         self._store = store
         self._blocks = {b.index: b for b in blocks}
         self.size = size
