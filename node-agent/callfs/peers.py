@@ -145,12 +145,18 @@ class PeerClient:
                     raise FileNotFoundError(block_hash)
                 if response.status != 200:
                     raise BadGateway(f"node {instance_id} could not serve block {block_hash}: HTTP {response.status}")
-                data = await response.content.read(limit + 1)
+                if response.content_length is not None and response.content_length > limit:
+                    raise BadGateway(f"node {instance_id} sent more than {limit} bytes for block {block_hash}")
+                data = bytearray()
+                async for chunk in response.content.iter_any():
+                    data += chunk
+                    if len(data) > limit:
+                        break
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
         if len(data) > limit:
             raise BadGateway(f"node {instance_id} sent more than {limit} bytes for block {block_hash}")
-        return data
+        return bytes(data)
 
     async def delete_block(self, instance_id: str, backend: str, location: str, block_hash: str) -> None:
         """Delete the copy of a block on node ``instance_id`` (absent: no error). Raises ``BadGateway`` when the

@@ -108,15 +108,12 @@ async def put_block(request: web.Request) -> web.StreamResponse:
     replication, backend = _block_copies(request)
     if request.content_length is not None and request.content_length > MAX_STORED:
         raise PayloadTooLarge(f"a block is at most {MAX_STORED} bytes stored")
-    stored = await request.content.read(MAX_STORED + 1)
-    while len(stored) <= MAX_STORED and not request.content.at_eof():
-        more = await request.content.read(MAX_STORED + 1 - len(stored))
-        if not more:
-            break
-        stored += more
-    if len(stored) > MAX_STORED:
-        raise PayloadTooLarge(f"a block is at most {MAX_STORED} bytes stored")
-    await replication.accept(backend, request.match_info["location"], request.match_info["hash"], stored)
+    stored = bytearray()
+    async for chunk in request.content.iter_any():
+        stored += chunk
+        if len(stored) > MAX_STORED:
+            raise PayloadTooLarge(f"a block is at most {MAX_STORED} bytes stored")
+    await replication.accept(backend, request.match_info["location"], request.match_info["hash"], bytes(stored))
     return web.Response(status=204)
 
 
