@@ -115,7 +115,7 @@ class Upkeep:
         most ``scrub_rate`` bytes a second (sleeping between blocks)."""
         replaced = 0
         for backend in self._replicated():
-            for location in list(self.replication.held_locations(backend)):
+            for location in await self.replication.held_locations(backend):
                 blocks = self.replication.copies(backend, location)
                 async for block_hash in blocks.list():
                     try:

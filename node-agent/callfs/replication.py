@@ -26,7 +26,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from callfs.backends.base import Backend
@@ -38,6 +39,7 @@ from callfs.errors import BadGateway, BadRequest, NotFound, ServiceUnavailable
 from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
+from callfs.models import utcnow
 from callfs.peers import PeerClient
 from callfs.placement import Candidate, choose_nodes, replica_target
 
@@ -51,6 +53,10 @@ VIEW_SECONDS = 1.0
 
 REPLICAS_DIR = "replicas"
 """Directory under the local-disk backend's root holding the copies kept for other nodes."""
+
+REDUNDANCY_SECONDS = 5.0
+"""How long a count of under-replicated blocks (:meth:`Replication.redundancy`, one scan of the block rows) is
+reused (seconds)."""
 
 _LOCATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -68,6 +74,16 @@ def check_hash(block_hash: str) -> str:
     if not codec.is_block_hash(block_hash):
         raise BadRequest(f"invalid block hash {block_hash!r}")
     return block_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Redundancy:
+    """How redundant a backend's blocks are: ``replicas`` copies wanted, ``under_replicated`` referenced blocks
+    with fewer copies on live nodes (the whole cluster's, from the metadata store)."""
+
+    backend: str
+    replicas: int
+    under_replicated: int
 
 
 class ReplicaSource:
@@ -101,6 +117,7 @@ class Replication:
         self._view: tuple[float, list[Candidate]] = (0.0, [])
         self._copies: dict[tuple[str, str], BlockStore] = {}
         self._started: set[str] = set()
+        self._redundancy: dict[str, tuple[float, Redundancy]] = {}
 
     # ------------------------------------------------------------------ membership
 
@@ -119,6 +136,17 @@ class Replication:
     async def target(self) -> int:
         """Copies each block needs now (see :func:`callfs.placement.replica_target`)."""
         return replica_target(self.configured, len(await self.candidates()))
+
+    async def redundancy(self, backend: Backend) -> Redundancy:
+        """The cluster-wide redundancy of ``backend``'s blocks: copies wanted and blocks with fewer on live nodes
+        (heartbeat within the node timeout); reused for :data:`REDUNDANCY_SECONDS`."""
+        at, found = self._redundancy.get(backend.name, (0.0, None))
+        if found is None or time.monotonic() - at > REDUNDANCY_SECONDS:
+            want = await self.target()
+            since = utcnow() - timedelta(seconds=self.membership.node_timeout)
+            found = Redundancy(backend.name, want, await self.store.count_under_replicated(backend.name, since, want))
+            self._redundancy[backend.name] = (time.monotonic(), found)
+        return found
 
     # ------------------------------------------------------------------ local copies
 
@@ -150,14 +178,17 @@ class Replication:
             self._started.add(key)
         return blocks
 
-    def held_locations(self, backend: Backend) -> Iterator[str]:
-        """Every location this node keeps copies of on ``backend``: its own, then those of other nodes."""
-        yield self.instance_id
+    async def held_locations(self, backend: Backend) -> list[str]:
+        """Every location this node keeps copies of on ``backend``: its own first, then those of other nodes."""
         root = self.replica_root(backend)
-        if root.is_dir():
-            for entry in sorted(root.iterdir()):
-                if entry.is_dir() and _LOCATION.fullmatch(entry.name) and entry.name != self.instance_id:
-                    yield entry.name
+
+        def others() -> list[str]:
+            if not root.is_dir():
+                return []
+            return sorted(e.name for e in root.iterdir()
+                          if e.is_dir() and _LOCATION.fullmatch(e.name) and e.name != self.instance_id)
+
+        return [self.instance_id, *await asyncio.to_thread(others)]
 
     # ------------------------------------------------------------------ writing
 

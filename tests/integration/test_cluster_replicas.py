@@ -67,6 +67,14 @@ async def under_replicated(dsn: str, live: list[str], want: int) -> int:
         await conn.close()
 
 
+async def replication(node: NodeProcess) -> dict[str, Any]:
+    """The ``replication`` object of the node's ``GET /v1/cluster/nodes`` (the whole cluster's redundancy)."""
+    async with session(node) as http, http.get("/v1/cluster/nodes") as response:
+        assert response.status == 200
+        body: dict[str, Any] = (await response.json())["replication"]
+        return body
+
+
 async def metric(node: NodeProcess, name: str) -> float:
     """The value of an unlabelled-but-backend sample ``name{backend="localfs"}`` on the node's ``/metrics``."""
     async with session(node, "root") as http, http.get("/metrics") as response:
@@ -89,6 +97,7 @@ async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  
             response = await put_in_blocks(http, f"/r/f{i}.bin", files[f"/r/f{i}.bin"])
             assert response.status == 200
     assert await under_replicated(postgres_dsn, ["node-0", "node-1", "node-2"], 2) == 0
+    assert await replication(c) == {"backend": "localfs", "replicas": 2, "under_replicated_blocks": 0}
     assert own_copies(a)  # node-0 owns files whose blocks it holds
 
     a.kill()
@@ -106,6 +115,11 @@ async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  
         return await under_replicated(postgres_dsn, ["node-1", "node-2"], 2) == 0
 
     await wait_for_async(repaired, 40, "repair to restore two live copies of every block", 0.5)
+
+    async def reported_redundant() -> bool:
+        return (await replication(b))["under_replicated_blocks"] == 0
+
+    await wait_for_async(reported_redundant, 15, "node-1 to report no under-replicated block", 0.5)
     assert await metric(b, "callfs_blocks_repaired_total") + await metric(c, "callfs_blocks_repaired_total") > 0
 
     b.kill()
@@ -152,6 +166,7 @@ async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) 
     async with session(a) as on_a, session(b) as on_b:
         data = os.urandom(50_000)
         assert (await put_in_blocks(on_a, "/one.bin", data)).status == 200
+        assert await replication(b) == {"backend": "localfs", "replicas": 1, "under_replicated_blocks": 0}
         assert await content(on_b, "/one.bin") == data  # node-1 reads node-0's only copy over the peer route
         [copy] = own_copies(a)
         damaged = bytearray(copy.read_bytes())

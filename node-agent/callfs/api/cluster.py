@@ -42,11 +42,23 @@ def render_peer(view: PeerView) -> dict[str, object]:
 
 
 async def list_nodes(request: web.Request) -> web.StreamResponse:
-    """200 ``{"instance_id": <this node>, "count", "nodes": [...]}``."""
+    """200 ``{"instance_id": <this node>, "count", "nodes": [...], "replication"}``: ``replication`` is
+    ``{"backend", "replicas", "under_replicated_blocks"}`` for the node-local backend's blocks (whole cluster),
+    ``null`` when that backend is unavailable."""
     node = request.app[NODE]
     views = await node.membership.nodes()
+    replication: dict[str, object] | None = None
+    engine = node.engine
+    for name, backend in engine.backends.items():
+        copies = engine.block_files.replicated(backend)
+        if copies is not None and name not in engine.unavailable:
+            found = await copies.redundancy(backend)
+            replication = {"backend": found.backend, "replicas": found.replicas,
+                           "under_replicated_blocks": found.under_replicated}
+            break
     return render.json_response({
         "instance_id": node.credentials.instance_id, "count": len(views), "nodes": [render_peer(v) for v in views],
+        "replication": replication,
     })
 
 

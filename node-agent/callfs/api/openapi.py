@@ -758,6 +758,21 @@ def _schemas_component() -> Json:
                 "instance_id": {"type": "string", "description": "This node"},
                 "count": {"type": "integer", "minimum": 0},
                 "nodes": {"type": "array", "items": _schema("ClusterNode")},
+                "replication": {
+                    "type": ["object", "null"],
+                    "description": "Redundancy of the blocks of the node-local backend, over the whole cluster "
+                                   "(`null`: that backend is unavailable on this node)",
+                    "required": ["backend", "replicas", "under_replicated_blocks"],
+                    "properties": {
+                        "backend": {"type": "string"},
+                        "replicas": {"type": "integer", "minimum": 1,
+                                     "description": "Copies each block is written to (`backend.replicas`)"},
+                        "under_replicated_blocks": {
+                            "type": "integer", "minimum": 0,
+                            "description": "Referenced blocks with fewer copies on live nodes",
+                        },
+                    },
+                },
             },
         },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},

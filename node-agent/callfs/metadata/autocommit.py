@@ -148,6 +148,10 @@ class AutocommitOperations:
         """A page of the referenced blocks with a copy on ``node`` (committed rows)."""
         return await self._autocommit_reader().replicas_on_node(backend, node, after, limit)
 
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks with fewer than ``want`` copies on live nodes (committed rows)."""
+        return await self._autocommit_reader().count_under_replicated(backend, live_since, want)
+
     async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
         """Direct children of ``path`` in listing order (one page of them with ``page``)."""
         return await self._autocommit_reader().list_children(path, page)

@@ -189,6 +189,11 @@ class MetadataTxn(Protocol):
         ordered, after ``after`` (``("", "")`` for the first page)."""
         ...
 
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` with fewer than ``want`` copies on nodes whose last heartbeat is at
+        ``live_since`` or later."""
+        ...
+
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new single-use link."""
         ...

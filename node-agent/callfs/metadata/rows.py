@@ -518,6 +518,11 @@ REPLICAS_ON_NODE = (
     "AND b.collecting = 0 AND (r.location > $3 OR (r.location = $3 AND r.hash > $4)) "
     "ORDER BY r.location, r.hash LIMIT $5"
 )
+UNDER_REPLICATED = (
+    "SELECT COUNT(*) FROM blocks b WHERE b.backend = $1 AND b.refs > 0 AND b.collecting = 0 AND ("
+    "SELECT COUNT(*) FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
+    "AND r.hash = b.hash AND r.node IN (SELECT instance_id FROM cluster_nodes WHERE last_heartbeat >= $2)) < $3"
+)
 
 
 def block_location(instance_id: str | None) -> str:
@@ -850,6 +855,12 @@ class Queries:
         ordered after ``after`` (keyset pagination: pass the last pair of the previous page, ``("", "")`` first)."""
         rows = await self._x.fetch(REPLICAS_ON_NODE, (backend, node, after[0], after[1], limit))
         return [(r[0], r[1]) for r in rows]
+
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` with fewer than ``want`` copies on nodes whose last heartbeat is at
+        ``live_since`` or later (a block without replica rows counts none). One scan of the block rows."""
+        rows = await self._x.fetch(UNDER_REPLICATED, (backend, self._x.encode_time(live_since), want))
+        return int(rows[0][0])
 
     async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name); ``lock`` locks them against
