@@ -143,6 +143,35 @@ class BlockFiles:
         finally:
             await blob.close()
 
+    async def write_stream(
+        self, backend: Backend, location: str, body: AsyncIterator[bytes]
+    ) -> tuple[list[FileBlock], int]:
+        """Store ``body`` (a whole file) as consecutive blocks of :data:`BLOCK_SIZE` bytes on ``backend``, each
+        reserved and stored by :meth:`store_block` (memory: one block); its block list and size in bytes.
+        Raises what ``body`` and :meth:`store_block` raise; the blocks stored before are left unreferenced."""
+        blocks: list[FileBlock] = []
+        buffer = bytearray()
+        size = 0
+
+        async def flush() -> None:
+            nonlocal size
+            block_hash, length = await self.store_block(backend, location, bytes(buffer))
+            blocks.append(FileBlock(len(blocks), block_hash, length))
+            size += length
+            buffer.clear()
+
+        async for chunk in body:
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), BLOCK_SIZE - len(buffer))
+                buffer += view[:take]
+                view = view[take:]
+                if len(buffer) == BLOCK_SIZE:
+                    await flush()
+        if buffer:
+            await flush()
+        return blocks, size
+
     async def collect(self, backend: Backend, location: str) -> int:
         """Delete the blocks of ``backend``/``location`` unreferenced for ``grace`` seconds; how many."""
         blocks = self.blocks_of(backend)

@@ -209,6 +209,7 @@ class Node:
             max_file_bytes=config.server.max_body_bytes, remote_free=peers.free_blob,
             remote_read=peers.read_blob,
             remote_read_range=peers.read_file_range, clock=clock, replication=replication,
+            whole_files_in_blocks=config.backend.whole_files_in_blocks,
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys)

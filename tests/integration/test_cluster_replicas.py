@@ -88,7 +88,8 @@ async def metric(node: NodeProcess, name: str) -> float:
 async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  # type: ignore[no-untyped-def]
     cluster_factory, postgres_dsn: str
 ) -> None:
-    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 3, "replica_repair_interval": 0.5}
+    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 3, "replica_repair_interval": 0.5,
+                               "whole_files_in_blocks": True}
     a, b, c = cluster_factory(3, backend=backend, instance_discovery=FAST)
     files: dict[str, bytes] = {}
     async with session(a) as on_a, session(b) as on_b, session(c) as on_c:
@@ -96,6 +97,11 @@ async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  
             files[f"/r/f{i}.bin"] = os.urandom(2 * BLOCK_SIZE + 1000 * (i + 1))  # three blocks each
             response = await put_in_blocks(http, f"/r/f{i}.bin", files[f"/r/f{i}.bin"])
             assert response.status == 200
+        # Whole PUTs are stored in blocks too (backend.whole_files_in_blocks), with their copies.
+        for name, data in (("whole.bin", os.urandom(BLOCK_SIZE + 7)), ("small.txt", b"hello"), ("empty", b"")):
+            files[f"/r/{name}"] = data
+            async with on_a.put(f"/v1/files/r/{name}", data=data) as response:
+                assert response.status == 201, await response.text()
     assert await under_replicated(postgres_dsn, ["node-0", "node-1", "node-2"], 2) == 0
     assert await replication(c) == {"backend": "localfs", "replicas": 2, "under_replicated_blocks": 0}
     assert own_copies(a)  # node-0 owns files whose blocks it holds
@@ -178,3 +184,23 @@ async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) 
                 body = await response.json()
                 assert body["code"] == "DATA_CORRUPTED"
                 assert "node-0" in body["message"]
+
+
+async def test_whole_writes_in_blocks_replace_and_are_refused_whole(node_factory) -> None:  # type: ignore[no-untyped-def]
+    node = node_factory(backend={"whole_files_in_blocks": True}, server={"max_body_bytes": 6 << 20})
+    first, second = os.urandom(BLOCK_SIZE + 10), os.urandom(1000)
+    async with session(node) as http:
+        async with http.put("/v1/files/w.bin", data=first) as response:
+            assert response.status == 201
+        async with http.put("/v1/files/w.bin", data=second) as response:
+            assert response.status == 200
+        assert await content(http, "/w.bin") == second
+        objects = node.data_dir / "blobs" / "objects"
+        assert not [p for p in objects.glob("*/*") if not is_block_hash(p.name)]  # no blob was written
+        async with http.put("/v1/files/w.bin", data=os.urandom(7 << 20)) as response:
+            assert response.status == 413
+        assert await content(http, "/w.bin") == second
+        headers = {"Content-Range": "bytes 1000-1002/*"}
+        async with http.put("/v1/files/w.bin", data=b"end", headers=headers) as response:
+            assert response.status == 200
+        assert await content(http, "/w.bin") == second + b"end"
