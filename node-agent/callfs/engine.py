@@ -211,9 +211,9 @@ class Engine:
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
         self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
+        """Block I/O of the files stored in blocks (partial writes store files that way)."""
         self.whole_files_in_blocks = whole_files_in_blocks
         """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``)."""
-        """Block I/O of the files stored in blocks (partial writes store files that way)."""
 
     # ---------------------------------------------------------------- helpers
 
