@@ -19,7 +19,7 @@ import asyncpg
 from callfs.blocks.codec import is_block_hash
 from callfs.blocks.layout import BLOCK_SIZE
 from support.http import session
-from support.node import NodeProcess
+from support.node import NodeProcess, new_auth_section, postgres_redis_sections
 from support.waiting import wait_for_async
 
 FAST = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 1}
@@ -204,3 +204,41 @@ async def test_whole_writes_in_blocks_replace_and_are_refused_whole(node_factory
         async with http.put("/v1/files/w.bin", data=b"end", headers=headers) as response:
             assert response.status == 200
         assert await content(http, "/w.bin") == second + b"end"
+
+
+async def test_deleting_the_last_reference_frees_every_copy(  # type: ignore[no-untyped-def]
+    request, app_node_factory
+) -> None:
+    shared = {"auth": new_auth_section(), **postgres_redis_sections(request)}
+    a, b = (app_node_factory(**shared, backend={"replicas": 2}, instance_discovery={**FAST, "instance_id": f"node-{i}"})
+            for i in range(2))
+
+    async def both_up() -> bool:
+        async with session(a) as http, http.get("/v1/cluster/nodes") as response:
+            return sorted(n["state"] for n in (await response.json())["nodes"]) == ["up", "up"]
+
+    await wait_for_async(both_up, 15, "node-0 to see both nodes up")
+    held_for_a = b.data_dir / "blobs" / "replicas" / "node-0" / "objects"
+    data = os.urandom(BLOCK_SIZE + 100)  # two blocks
+    async with session(a) as http:
+        for path in ("/one.bin", "/two.bin"):  # the same bytes: the same two blocks, referenced twice
+            assert (await put_in_blocks(http, path, data)).status == 200
+        assert len(own_copies(a)) == 2 and len(list(held_for_a.glob("*/*"))) == 2
+        hashes = [p.name for p in own_copies(a)]
+
+        async def collect() -> int:
+            assert a.node is not None
+            a.node.engine.block_files.grace = 0
+            return await a.node.engine.collect_blocks()
+
+        async with http.delete("/v1/files/one.bin") as response:
+            assert response.status == 204
+        a.run(lambda node: collect())
+        assert len(own_copies(a)) == 2 and len(list(held_for_a.glob("*/*"))) == 2  # still named by two.bin
+        assert await content(http, "/two.bin") == data
+        async with http.delete("/v1/files/two.bin") as response:
+            assert response.status == 204
+        assert a.run(lambda node: collect()) == 2
+        assert own_copies(a) == [] and list(held_for_a.glob("*/*")) == []
+        for block_hash in hashes:
+            assert a.run(lambda node, h=block_hash: node.store.block_replicas("localfs", "node-0", h)) == []
