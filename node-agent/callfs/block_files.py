@@ -108,12 +108,14 @@ class BlockFiles:
             await asyncio.sleep(RESERVE_WAIT)
         else:
             raise ServiceUnavailable(f"block {encoded.hash} is being collected; retry")
-        if refs == 0:
-            replication = self.replicated(backend)
-            if replication is not None and location == replication.instance_id:
-                await replication.place(backend, location, encoded)
-            else:
+        replication = self.replicated(backend)
+        if replication is None or location != replication.instance_id:
+            if refs == 0:
                 await blocks.write(encoded)
+        elif refs == 0:
+            await replication.place(backend, location, encoded)
+        else:  # stored already: its copies may be fewer than replicas now asks for
+            await replication.top_up(backend, location, encoded)
         return encoded.hash, encoded.size
 
     async def write_plan(

@@ -41,7 +41,7 @@ from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
 from callfs.models import utcnow
 from callfs.peers import PeerClient
-from callfs.placement import Candidate, choose_nodes, replica_target
+from callfs.placement import Candidate, choose_nodes, live_holders, replica_target
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,28 @@ class Replication:
             raise ServiceUnavailable(f"block {encoded.hash} reached {len(peers) + 1} of the {want} nodes it "
                                      "needs; nothing was written")
         return [self.instance_id, *peers]
+
+    async def top_up(self, backend: Backend, location: str, encoded: codec.Encoded) -> list[str]:
+        """For a block this node stored already (it has references): make sure :meth:`target` live nodes hold it
+        before a new write may name it (it may date from a smaller ``replicas``, or a holder may be down and not
+        repaired yet), copying ``encoded`` to more live peers when needed; the nodes added. Raises
+        ``ServiceUnavailable`` as :meth:`place` does."""
+        name = backend.name
+        holders = await self.store.block_replicas(name, location, encoded.hash)
+        if not holders:  # stored before replication: its one copy is this node's (the location's)
+            await self.store.add_block_replica(name, location, encoded.hash, self.instance_id)
+            holders = [self.instance_id]
+        want = await self.target()
+        candidates = await self.candidates()
+        need = want - len(live_holders(holders, candidates))
+        if need <= 0:
+            return []
+        order = choose_nodes(encoded.hash, candidates, holders, need)
+        added = await self._spread(backend, location, encoded, order, min(need, len(order)))
+        if len(added) < need:
+            raise ServiceUnavailable(f"block {encoded.hash} has {want - need + len(added)} of the {want} live "
+                                     "copies it needs; nothing was written")
+        return added
 
     async def _spread(
         self, backend: Backend, location: str, encoded: codec.Encoded, order: list[str], need: int

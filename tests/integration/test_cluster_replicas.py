@@ -242,3 +242,28 @@ async def test_deleting_the_last_reference_frees_every_copy(  # type: ignore[no-
         assert own_copies(a) == [] and list(held_for_a.glob("*/*")) == []
         for block_hash in hashes:
             assert a.run(lambda node, h=block_hash: node.store.block_replicas("localfs", "node-0", h)) == []
+
+
+async def test_a_write_naming_a_stored_block_tops_up_its_copies(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    backend = {"replicas": 2, "replica_repair_grace": 600}  # no repair during the test: the write must do it
+    a, b, c = cluster_factory(3, backend=backend, instance_discovery=FAST)
+    data = os.urandom(100_000)  # one block
+    async with session(a) as on_a:
+        assert (await put_in_blocks(on_a, "/first.bin", data)).status == 200
+    [block] = own_copies(a)
+
+    def holds(node: NodeProcess) -> bool:
+        return (node.data_dir / "blobs" / "replicas" / "node-0" / "objects" / block.name[:2] / block.name).exists()
+
+    [peer] = [n for n in (b, c) if holds(n)]
+    [third] = [n for n in (b, c) if n is not peer]
+    peer.kill()
+    await asyncio.sleep(FAST["node_timeout"] + 1)
+    async with session(a) as on_a:
+        # The same bytes again: the block is stored and referenced already, but one of its copies is down.
+        assert (await put_in_blocks(on_a, "/second.bin", data)).status == 200
+    assert holds(third)
+    a.kill()
+    async with session(third) as on_third:
+        assert await content(on_third, "/first.bin") == data
+        assert await content(on_third, "/second.bin") == data
