@@ -9,18 +9,24 @@ primary process (:func:`callfs.server._background_jobs`).
   block simply has one copy more, and the collector frees them all in the end.
 * **Scrub** (:meth:`Upkeep.scrub`): every copy this node holds is read and re-hashed at most
   ``scrub_bytes_per_second`` bytes a second; a corrupt copy is replaced by one that reads back intact from
-  another holder.
+  another holder. A copy held for another node that no ``block_replicas`` row names (a push that failed after
+  the bytes landed, a repair that raced the collector) is deleted once it is older than ``orphan_age``: it is
+  first renamed aside, the rows are read again, and it is put back if a writer recorded it meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from callfs.backends.base import Backend
+from callfs.backends.dirsync import fsync_directory
+from callfs.backends.localfs import LocalFSBackend
 from callfs.blocks import codec
 from callfs.blocks.layout import BLOCK_SIZE
 from callfs.metrics import Metrics
@@ -49,12 +55,13 @@ class Upkeep:
     per second."""
 
     def __init__(self, replication: Replication, backends: Mapping[str, Backend], metrics: Metrics, *,
-                 grace: float, scrub_rate: int) -> None:
+                 grace: float, scrub_rate: int, orphan_age: float) -> None:
         self.replication = replication
         self.backends = backends
         self.metrics = metrics
         self.grace = grace
         self.scrub_rate = scrub_rate
+        self.orphan_age = orphan_age
 
     def _replicated(self) -> list[Backend]:
         return [b for b in self.backends.values() if b.node_local]
@@ -117,6 +124,8 @@ class Upkeep:
         for backend in self._replicated():
             for location in await self.replication.held_locations(backend):
                 blocks = self.replication.copies(backend, location)
+                if location != self.replication.instance_id:
+                    await self._drop_orphans(backend, location)
                 async for block_hash in blocks.list():
                     try:
                         stored = await blocks.read_stored(block_hash)
@@ -133,6 +142,38 @@ class Upkeep:
                         replaced += await self._replace(backend, location, block_hash)
                     await asyncio.sleep(max(len(stored), 1) / self.scrub_rate)
         return replaced
+
+    async def _drop_orphans(self, backend: Backend, location: str) -> int:
+        """Delete the copies held for ``location`` that no row names and that are older than ``orphan_age``;
+        how many (see the module docstring for the rename-aside protocol)."""
+        blocks = self.replication.copies(backend, location)
+        held = blocks.backend
+        if not isinstance(held, LocalFSBackend):
+            return 0
+        me = self.replication.instance_id
+        dropped = 0
+        async for block_hash in blocks.list(min_age=self.orphan_age):
+            if me in await self.replication.store.block_replicas(backend.name, location, block_hash):
+                continue
+            path = held.blob_path(block_hash)
+            aside = path.with_name(f"{block_hash}.orphan")
+            try:
+                await asyncio.to_thread(os.rename, path, aside)
+            except FileNotFoundError:
+                continue
+            # A writer may have recorded this copy meanwhile: then it is put back, unless its own push has
+            # written the block again already (the set-aside duplicate then goes).
+            recorded = me in await self.replication.store.block_replicas(backend.name, location, block_hash)
+            if recorded and not await asyncio.to_thread(path.exists):
+                await asyncio.to_thread(os.rename, aside, path)
+                await asyncio.to_thread(fsync_directory, path.parent)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.unlink, aside)
+            if not recorded:
+                dropped += 1
+                log.info("scrub: deleted an unrecorded copy of block %s held for node %s", block_hash, location)
+        return dropped
 
     async def _replace(self, backend: Backend, location: str, block_hash: str) -> int:
         """Overwrite this node's corrupt copy with one that reads back intact elsewhere; 1 when done, 0 when no

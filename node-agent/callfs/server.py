@@ -90,7 +90,7 @@ def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
     replication = node.engine.block_files.replication
     if replication is not None:
         upkeep = Upkeep(replication, node.backends, node.metrics, grace=config.backend.replica_repair_grace,
-                        scrub_rate=config.backend.scrub_bytes_per_second)
+                        scrub_rate=config.backend.scrub_bytes_per_second, orphan_age=node.engine.block_files.grace)
         jobs["block_repair"] = _every(config.backend.replica_repair_interval, upkeep.repair, "block copies repaired")
         jobs["block_scrub"] = _every(config.backend.scrub_interval, upkeep.scrub, "corrupt block copies replaced")
     for name in jobs:

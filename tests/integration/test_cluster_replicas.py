@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,23 @@ async def test_a_corrupt_copy_is_read_around_then_scrubbed_and_a_write_short_of_
         await wait_for_async(scrubbed, 20, "the scrub to replace the corrupt copy", 0.2)
         assert await metric(a, "callfs_block_scrub_errors_total") >= 1
         assert await metric(a, "callfs_block_scrub_repairs_total") >= 1
+
+        # node-1's scrub deletes an old copy no row names, and keeps an old one that a row names.
+        held = b.data_dir / "blobs" / "replicas" / "node-0" / "objects"
+        recorded = held / copy.name[:2] / copy.name
+        orphan_data = os.urandom(1000)
+        orphan_name = hashlib.sha256(orphan_data).hexdigest()
+        orphan = held / orphan_name[:2] / orphan_name
+        orphan.write_bytes(b"\x00" + orphan_data)
+        two_hours_ago = time.time() - 7200
+        for path in (orphan, recorded):
+            os.utime(path, (two_hours_ago, two_hours_ago))
+
+        async def orphan_gone() -> bool:
+            return not orphan.exists()
+
+        await wait_for_async(orphan_gone, 20, "node-1's scrub to delete the unrecorded copy", 0.2)
+        assert intact(recorded)
 
         # With node-1 down, a block cannot get its two copies: 503, and the file keeps its content.
         b.kill()
