@@ -12,9 +12,14 @@ I/O around it. Durability rule for a block write (:meth:`BlockFiles.store_block`
 4. the write's metadata transaction references it; that commit fails (nothing changes) if the block is no
    longer reserved or is being collected, so no committed file ever lists a block whose bytes may be gone.
 
+On the local-disk backend with replication (:mod:`callfs.replication`), step 3 writes the block on this node
+and on live peers, and returns only once as many nodes as ``backend.replicas`` asks for have made it durable
+(else 503, nothing committed); reads take any copy, this node's first.
+
 Collection (:meth:`BlockFiles.collect`): a block unreferenced for ``grace`` seconds is *claimed* (from then on
-it cannot be reserved or referenced), its bytes are deleted, then its row. A collection cut short by a crash
-is finished by the next one (claimed rows are claimed again).
+it cannot be reserved or referenced), its bytes are deleted (every copy, when replicated), then its row. A
+collection cut short by a crash, or by a node holding a copy being unreachable, is finished by the next one
+(claimed rows are claimed again).
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from callfs.backends.base import Backend
 from callfs.blocks import codec
 from callfs.blocks.layout import BLOCK_SIZE, BlockPlan
 from callfs.blocks.patch import build_blocks
-from callfs.blocks.reader import BlockFileReader
+from callfs.blocks.reader import BlockFileReader, BlockSource
 from callfs.blocks.store import BlockStore
 from callfs.errors import ServiceUnavailable
 from callfs.metadata.base import MetadataStore
 from callfs.metadata.rows import block_location
 from callfs.metrics import Metrics
 from callfs.models import FileBlock, Inode, Layout, utcnow
+
+if TYPE_CHECKING:
+    from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +63,18 @@ class BlockFiles:
     """Block I/O of the files of one node. ``grace`` in seconds (see the module docstring)."""
 
     def __init__(self, store: MetadataStore, metrics: Metrics, *, grace: float = DEFAULT_GRACE,
-                 compress: bool = True) -> None:
+                 compress: bool = True, replication: Replication | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.grace = grace
         self.compress = compress
+        self.replication = replication
+        """Copies on several nodes of the local-disk backend's blocks (``None``: one copy, on the owner)."""
         self._stores: dict[str, BlockStore] = {}
+
+    def replicated(self, backend: Backend) -> Replication | None:
+        """The replication of ``backend``'s blocks: set for the node-local backend of a node replicating."""
+        return self.replication if backend.node_local else None
 
     def blocks_of(self, backend: Backend) -> BlockStore:
         """The :class:`BlockStore` on ``backend``."""
@@ -71,13 +86,17 @@ class BlockFiles:
     async def open(self, backend: Backend, inode: Inode) -> BlockFileReader:
         """A reader of the block-layout file ``inode`` (its block list as committed now)."""
         assert inode.layout is Layout.BLOCKS
-        return BlockFileReader(self.blocks_of(backend), await self.store.file_blocks(inode.ino), inode.size)
+        replication = self.replicated(backend)
+        source: BlockSource = self.blocks_of(backend)
+        if replication is not None:
+            source = replication.source(backend, block_location(inode.instance_id))
+        return BlockFileReader(source, await self.store.file_blocks(inode.ino), inode.size)
 
     async def store_block(self, backend: Backend, location: str, plaintext: bytes) -> tuple[str, int]:
         """Reserve and durably store one block (steps 1-3 of the module's rule); ``(hash, size)``.
 
-        Raises ``ServiceUnavailable`` when the block stays claimed by a collection, and what the backend
-        raises (``InsufficientStorage``...).
+        Raises ``ServiceUnavailable`` when the block stays claimed by a collection or cannot get all its copies,
+        and what the backend raises (``InsufficientStorage``...).
         """
         blocks = self.blocks_of(backend)
         encoded = await asyncio.to_thread(codec.encode, plaintext, compress=self.compress)
@@ -89,8 +108,14 @@ class BlockFiles:
             await asyncio.sleep(RESERVE_WAIT)
         else:
             raise ServiceUnavailable(f"block {encoded.hash} is being collected; retry")
-        if refs == 0:
-            await blocks.write(encoded)
+        replication = self.replicated(backend)
+        if replication is None or location != replication.instance_id:
+            if refs == 0:
+                await blocks.write(encoded)
+        elif refs == 0:
+            await replication.place(backend, location, encoded)
+        else:  # stored already: its copies may be fewer than replicas now asks for
+            await replication.top_up(backend, location, encoded)
         return encoded.hash, encoded.size
 
     async def write_plan(
@@ -120,17 +145,53 @@ class BlockFiles:
         finally:
             await blob.close()
 
+    async def write_stream(
+        self, backend: Backend, location: str, body: AsyncIterator[bytes]
+    ) -> tuple[list[FileBlock], int]:
+        """Store ``body`` (a whole file) as consecutive blocks of :data:`BLOCK_SIZE` bytes on ``backend``, each
+        reserved and stored by :meth:`store_block` (memory: one block); its block list and size in bytes.
+        Raises what ``body`` and :meth:`store_block` raise; the blocks stored before are left unreferenced."""
+        blocks: list[FileBlock] = []
+        buffer = bytearray()
+        size = 0
+
+        async def flush() -> None:
+            nonlocal size
+            block_hash, length = await self.store_block(backend, location, bytes(buffer))
+            blocks.append(FileBlock(len(blocks), block_hash, length))
+            size += length
+            buffer.clear()
+
+        async for chunk in body:
+            view = memoryview(chunk)
+            while view:
+                take = min(len(view), BLOCK_SIZE - len(buffer))
+                buffer += view[:take]
+                view = view[take:]
+                if len(buffer) == BLOCK_SIZE:
+                    await flush()
+        if buffer:
+            await flush()
+        return blocks, size
+
     async def collect(self, backend: Backend, location: str) -> int:
         """Delete the blocks of ``backend``/``location`` unreferenced for ``grace`` seconds; how many."""
         blocks = self.blocks_of(backend)
+        replication = self.replicated(backend)
         freed = 0
         while True:
             claimed = await self.store.claim_blocks(backend.name, location, utcnow() - timedelta(seconds=self.grace),
                                                     COLLECT_BATCH)
+            stuck = 0
             for block_hash in claimed:
-                await blocks.delete(block_hash)
+                if replication is not None:
+                    if not await replication.free(backend, location, block_hash):
+                        stuck += 1  # a copy could not be deleted: the block stays claimed, the next round retries
+                        continue
+                else:
+                    await blocks.delete(block_hash)
                 await self.store.forget_block(backend.name, location, block_hash)
-            freed += len(claimed)
-            self.metrics.blocks_freed.labels(backend.name).inc(len(claimed))
-            if len(claimed) < COLLECT_BATCH:
+            freed += len(claimed) - stuck
+            self.metrics.blocks_freed.labels(backend.name).inc(len(claimed) - stuck)
+            if len(claimed) < COLLECT_BATCH or stuck:
                 return freed

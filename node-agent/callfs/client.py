@@ -216,6 +216,23 @@ class NodeInfo:
                    item.get("free_bytes"), item.get("version"))
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicationInfo:
+    """The redundancy of the blocks of the node-local backend as ``GET /v1/cluster/nodes`` reports it for the
+    whole cluster: ``replicas`` copies wanted, ``under_replicated_blocks`` referenced blocks with fewer on live
+    nodes."""
+
+    backend: str
+    replicas: int
+    under_replicated_blocks: int
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ReplicationInfo:
+        """From the response's ``replication`` object. Raises ``KeyError``/``TypeError``/``ValueError`` when
+        malformed."""
+        return cls(str(item["backend"]), int(item["replicas"]), int(item["under_replicated_blocks"]))
+
+
 def range_header(offset: int, length: int | None) -> str | None:
     """The ``Range`` header for ``length`` bytes from ``offset`` (RFC 9110 §14.1.2); ``None``: whole file.
 
@@ -718,6 +735,18 @@ class CallFSClient:
         """
         body = await self._json("GET", self._url("/v1/cluster/nodes"))
         return [NodeInfo.from_json(item) for item in body["nodes"]]
+
+    async def cluster_replication(self) -> ReplicationInfo | None:
+        """The redundancy of the cluster's block copies from ``GET /v1/cluster/nodes`` (``None``: the answering
+        node's local backend is unavailable, or it predates replication).
+
+        Raises:
+            CallFSUnavailable: the server cannot be reached.
+            CallFSError: the server answered with an error.
+        """
+        body = await self._json("GET", self._url("/v1/cluster/nodes"))
+        found = body.get("replication")
+        return ReplicationInfo.from_json(found) if isinstance(found, dict) else None
 
     # ---- metadata --------------------------------------------------------------------------------------
 

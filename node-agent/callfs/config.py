@@ -184,7 +184,17 @@ class S3Config(_Section):
 
 
 class BackendConfig(_Section):
-    """Byte backends. ``localfs_root_path`` defaults to ``<data_dir>/blobs``."""
+    """Byte backends. ``localfs_root_path`` defaults to ``<data_dir>/blobs``.
+
+    Replication of the local-disk backend's blocks (files stored in blocks; S3 needs none): ``replicas`` is the
+    number of distinct nodes each block is written to before a write is acknowledged (``None``: 2 once the
+    cluster has two registered nodes, 1 for a node alone). A block with a copy on a node down for more than
+    ``replica_repair_grace`` seconds is copied to another node by the repair job, run every
+    ``replica_repair_interval`` seconds; the scrub re-hashes this node's copies every ``scrub_interval`` seconds at
+    most ``scrub_bytes_per_second`` bytes a second, replacing a corrupt copy from a good one.
+    ``whole_files_in_blocks`` stores whole writes to ``localfs`` in blocks too, so that every file gets its
+    copies (off: a file written whole is one blob on its owner until written partially).
+    """
 
     default_backend: Literal["localfs", "s3"] = "localfs"
     localfs_root_path: Path | None = None
@@ -195,6 +205,12 @@ class BackendConfig(_Section):
     s3_secret_key: str | None = None
     s3_force_path_style: bool = True
     s3_server_side_encryption: str | None = None
+    replicas: int | None = Field(default=None, ge=1, le=16)
+    replica_repair_grace: float = Field(default=900.0, gt=0)
+    replica_repair_interval: float = Field(default=60.0, gt=0)
+    scrub_interval: float = Field(default=86400.0, gt=0)
+    scrub_bytes_per_second: int = Field(default=32 << 20, gt=0)
+    whole_files_in_blocks: bool = False
 
 
     @model_validator(mode="after")

@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
 from callfs.block_files import DEFAULT_GRACE, BlockFiles
 from callfs.blocks.codec import is_block_hash
-from callfs.blocks.layout import BlockPlan, plan_resize, plan_write
+from callfs.blocks.layout import BlockPlan, block_count, plan_resize, plan_write
 from callfs.copies import CopyResult
 from callfs.errors import (
     AlreadyExists,
@@ -73,6 +74,9 @@ from callfs.permissions import (
     require_search,
     validate_name,
 )
+
+if TYPE_CHECKING:
+    from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +208,8 @@ class Engine:
         remote_read_range: RemoteReadRange | None = None,
         clock: links.Clock = time.time,
         block_grace: float = DEFAULT_GRACE,
+        replication: Replication | None = None,
+        whole_files_in_blocks: bool = False,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -222,8 +228,10 @@ class Engine:
         """The time single-use links are created, expire and are swept by."""
         self.unavailable: dict[str, str] = {}
         """Backends that could not be started, with the reason (requests for them get 503)."""
-        self.block_files = BlockFiles(store, metrics, grace=block_grace)
+        self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
+        self.whole_files_in_blocks = whole_files_in_blocks
+        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``)."""
 
     # ---------------------------------------------------------------- helpers
 
@@ -236,6 +244,14 @@ class Engine:
         if key in self.unavailable:
             raise ServiceUnavailable(f"backend {key} is unavailable: {self.unavailable[key]}")
         return self.backends[key]
+
+    def reads_copies(self, inode: Inode) -> bool:
+        """True when this node reads ``inode`` itself from the copies of its blocks (a file in blocks on the
+        node-local backend of a replicating node), wherever the file's owner is."""
+        if inode.layout is not Layout.BLOCKS or inode.backend is None or self.block_files.replication is None:
+            return False
+        backend = self.backends.get(inode.backend)
+        return backend is not None and self.block_files.replicated(backend) is not None
 
     def is_remote(self, inode: Inode) -> bool:
         """True when ``inode``'s bytes sit on another node's local disk."""
@@ -445,7 +461,7 @@ class Engine:
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
     async def _open_blob(self, inode: Inode, *, pinned: bool = False) -> BlobReader:
-        if self.is_remote(inode):
+        if self.is_remote(inode) and not self.reads_copies(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
         if inode.layout is Layout.BLOCKS:
@@ -582,15 +598,20 @@ class Engine:
         if expected_size is not None and room is not None and expected_size > room:
             raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
         async with self._lock(f"file:{path}") as lease:
+            if self._whole_in_blocks(target):
+                result, unnamed = await self._write_file_in_blocks(
+                    caller, path, target, self._limited(path, body, room), lease, create_only, precondition,
+                    attributes, existing=current is not None,
+                )
+                for replaced in unnamed:
+                    await self._free_bytes(replaced)
+                self.metrics.file_operation("create" if result.created else "update", target.name)
+                return result
             blob_id = new_blob_id()
             with self.metrics.time_backend(target.name, "create"):
                 writer = await target.create(blob_id)
             try:
-                async for chunk in body:
-                    if writer.bytes_written + len(chunk) > self.max_file_bytes:
-                        raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
-                    if room is not None and writer.bytes_written + len(chunk) > room:
-                        raise QuotaExceeded(f"writing to {path} exceeds a quota ({room} bytes left)")
+                async for chunk in self._limited(path, body, room):
                     with self.metrics.time_backend(target.name, "write"):
                         await writer.write(chunk)
                 if self.locks.is_lost(lease):
@@ -615,6 +636,40 @@ class Engine:
             await self._free_bytes(replaced)
         self.metrics.file_operation("create" if result.created else "update", target.name)
         return result
+
+    def _whole_in_blocks(self, target: Backend) -> bool:
+        """True when a whole write to ``target`` is stored in blocks (``backend.whole_files_in_blocks`` on the
+        node-local backend of a replicating node), so its blocks get their copies like a partial write's."""
+        return self.whole_files_in_blocks and self.block_files.replicated(target) is not None
+
+    async def _limited(self, path: str, body: AsyncIterator[bytes], room: int | None) -> AsyncIterator[bytes]:
+        """``body`` passed through, raising ``PayloadTooLarge`` past ``max_file_bytes`` and ``QuotaExceeded``
+        past ``room`` bytes (``None``: no quota) before the chunk that would cross the limit."""
+        total = 0
+        async for chunk in body:
+            if total + len(chunk) > self.max_file_bytes:
+                raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
+            if room is not None and total + len(chunk) > room:
+                raise QuotaExceeded(f"writing to {path} exceeds a quota ({room} bytes left)")
+            total += len(chunk)
+            yield chunk
+
+    async def _write_file_in_blocks(
+        self, caller: Caller, path: str, target: Backend, body: AsyncIterator[bytes], lease: Lease,
+        create_only: bool, precondition: Precondition | None, attributes: Mapping[str, str] | None, *,
+        existing: bool,
+    ) -> tuple[WriteResult, list[Inode]]:
+        """The blocks part of :meth:`write_file`: store ``body`` as blocks (each with its copies, see
+        :mod:`callfs.replication`), then commit the file naming them. A write that fails leaves its blocks
+        unreferenced, for the collector; nothing else was changed."""
+        blocks, size = await self.block_files.write_stream(target, block_location(self.instance_id), body)
+        if self.locks.is_lost(lease):
+            raise ServiceUnavailable(f"lost the lock on {path} during the upload; nothing was written")
+        with self.metrics.time_metadata("write_file"):
+            return await self._commit_write_retrying(
+                caller, path, target, new_content_id(), size, create_only, precondition, attributes,
+                existing=existing, blocks=blocks,
+            )
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
         """Bytes a write of ``path`` may hold under the governing quotas (``None``: unlimited), read now.
@@ -650,6 +705,7 @@ class Engine:
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
         precondition: Precondition | None, attributes: Mapping[str, str] | None = None, *, existing: bool,
         keep: Keeper | None = None,
+        blocks: list[FileBlock] | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
@@ -657,11 +713,11 @@ class Engine:
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
                 return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
-                                                attributes, existing=existing, keep=keep)
+                                                attributes, existing=existing, keep=keep, blocks=blocks)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
         return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
-                                        existing=existing, keep=keep)
+                                        existing=existing, keep=keep, blocks=blocks)
 
     async def _commit_write(
         self,
@@ -676,11 +732,15 @@ class Engine:
         *,
         existing: bool,
         keep: Keeper | None = None,
+        blocks: list[FileBlock] | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """One transaction: lock (the file for update; for a new file its ancestors too, in the same statement),
         write the inode, then charge the quotas and let go of the replaced content (one statement). ``existing``:
         the file was there when the write started (its ancestors need no lock then: the row lock on the file
-        keeps a rename from moving it). Returns the result and the replaced files whose bytes to free."""
+        keeps a rename from moving it). ``blocks``: the new content is this block list (``blob_id`` is then a
+        content id), referenced in the same transaction. Returns the result and the replaced files whose bytes
+        to free."""
+        layout = Layout.BLOB if blocks is None else Layout.BLOCKS
         now = utcnow()
         instance = self.instance_id if target.node_local else None
         async with self.store.transaction() as txn:
@@ -697,10 +757,12 @@ class Engine:
             if current is not None:
                 updated = current.evolve(
                     size=size, mtime=now, ctime=now, version=current.version + 1, backend=target.name,
-                    blob_id=blob_id, instance_id=instance, layout=Layout.BLOB,
+                    blob_id=blob_id, instance_id=instance, layout=layout,
                 )
                 await txn.update(updated)
                 await txn.release_blocks(current)
+                if blocks is not None:
+                    await txn.replace_blocks(updated, blocks, block_count(size))
                 unnamed = await self._charge(txn, path, size - current.size + kept.bytes, kept.inodes,
                                              [current, *kept.released])
                 return WriteResult(updated, created=False), unnamed
@@ -709,10 +771,12 @@ class Engine:
             inode = Inode(
                 path=path, type=InodeType.FILE, size=size, mode=DEFAULT_FILE_MODE, owner=caller.user,
                 group=caller.user, mtime=now, ctime=now, backend=target.name, blob_id=blob_id,
-                instance_id=instance,
+                instance_id=instance, layout=layout,
             )
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
+            if blocks is not None:
+                await txn.replace_blocks(inode, blocks, block_count(size))
             unnamed = await self._charge(txn, path, size + kept.bytes, 1 + kept.inodes, kept.released)
             return WriteResult(inode, created=True), unnamed
 
@@ -1232,7 +1296,7 @@ class Engine:
         """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
         assert inode.blob_id is not None and inode.backend is not None
         if inode.layout is Layout.BLOCKS:
-            if self.is_remote(inode):
+            if self.is_remote(inode) and not self.reads_copies(inode):
                 raise Conflict(f"{inode.path} is stored in blocks on node {inode.instance_id}: move its bytes from "
                                "that node")
             blocks = await self.block_files.open(self.backend(inode.backend), inode)
@@ -1262,7 +1326,7 @@ class Engine:
         ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
         was replaced meanwhile), ``DataCorrupted``. ``pinned``: ``inode`` is an object version (not the file at
         its path), whose content never changes."""
-        if not self.is_remote(inode):
+        if not self.is_remote(inode) or self.reads_copies(inode):
             reader = await self._open_blob(inode, pinned=pinned)
             try:
                 async for chunk in reader.iter_range(offset, length, chunk_bytes):

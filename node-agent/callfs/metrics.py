@@ -132,6 +132,34 @@ class Metrics:
         self.blocks_freed = Counter(
             "callfs_blocks_freed", "Blocks deleted because no file references them", ["backend"], registry=r
         )
+        # Replicas of the local-disk backend's blocks (callfs.replication, callfs.repair).
+        self.blocks_under_replicated = Gauge(
+            "callfs_blocks_under_replicated",
+            "Blocks this node repairs that have fewer live copies than backend.replicas (last repair pass)",
+            ["backend"], registry=r, multiprocess_mode="livesum",
+        )
+        self.block_repair_backlog = Gauge(
+            "callfs_block_repair_backlog",
+            "Under-replicated blocks left after the last repair pass (node down within the grace, or no target)",
+            ["backend"], registry=r, multiprocess_mode="livesum",
+        )
+        self.blocks_repaired = Counter(
+            "callfs_blocks_repaired", "Block copies made by the repair job", ["backend"], registry=r
+        )
+        self.block_repaired_bytes = Counter(
+            "callfs_block_repaired_bytes", "Stored bytes copied by the repair job", ["backend"], registry=r
+        )
+        self.block_scrubbed_bytes = Counter(
+            "callfs_block_scrubbed_bytes", "Stored bytes of local block copies re-hashed by the scrub", ["backend"],
+            registry=r,
+        )
+        self.block_scrub_errors = Counter(
+            "callfs_block_scrub_errors", "Local block copies the scrub found corrupt", ["backend"], registry=r
+        )
+        self.block_scrub_repairs = Counter(
+            "callfs_block_scrub_repairs", "Corrupt local block copies replaced from a good copy", ["backend"],
+            registry=r,
+        )
         self.background_jobs = Gauge(
             "callfs_background_jobs", "Background jobs running on this node (1 each: they run in one worker)",
             ["job"], registry=r, multiprocess_mode="livesum",

@@ -24,6 +24,7 @@ from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
 from callfs.peers import PeerClient
+from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +199,17 @@ class Node:
             membership=membership, secret=node_secrets.internal_proxy_secret,
             connect_timeout=discovery.forward_connect_timeout, read_timeout=discovery.forward_read_timeout,
         )
+        replication = Replication(
+            store=store, metrics=metrics, membership=membership, peers=peers,
+            instance_id=node_secrets.instance_id, configured=config.backend.replicas,
+        )
         engine = Engine(
             store=store, locks=locks, backends=backends, default_backend=config.backend.default_backend,
             instance_id=node_secrets.instance_id, metrics=metrics, link_secret=node_secrets.link_secret,
             max_file_bytes=config.server.max_body_bytes, remote_free=peers.free_blob,
             remote_read=peers.read_blob,
-            remote_read_range=peers.read_file_range, clock=clock,
+            remote_read_range=peers.read_file_range, clock=clock, replication=replication,
+            whole_files_in_blocks=config.backend.whole_files_in_blocks,
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys)

@@ -114,6 +114,63 @@ class PeerClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
 
+    def _block_url(self, url: str, backend: str, location: str, block_hash: str) -> str:
+        return f"{url}/internal/v1/blocks/{quote(backend, safe='')}/{quote(location, safe='')}/{block_hash}"
+
+    async def put_block(self, instance_id: str, backend: str, location: str, block_hash: str, stored: bytes) -> None:
+        """Store a copy of a block (its stored form: codec header and payload) on node ``instance_id``; returns
+        once that node has verified and fsynced it. Raises ``BadGateway`` when the node does not answer or
+        refuses (any status but 204)."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.put(
+                self._block_url(url, backend, location, block_hash), data=stored,
+                headers={"Authorization": f"Bearer {self.secret}", "Content-Type": "application/octet-stream"},
+            ) as response:
+                if response.status != 204:
+                    raise BadGateway(f"node {instance_id} refused block {block_hash}: HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+
+    async def get_block(self, instance_id: str, backend: str, location: str, block_hash: str, limit: int) -> bytes:
+        """The stored form of a block copy on node ``instance_id`` (unverified: the caller decodes and checks
+        it), at most ``limit`` bytes. Raises ``FileNotFoundError`` (no copy there), ``BadGateway`` (no answer,
+        another status, or a larger answer)."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.get(
+                self._block_url(url, backend, location, block_hash), headers={"Authorization": f"Bearer {self.secret}"}
+            ) as response:
+                if response.status == 404:
+                    raise FileNotFoundError(block_hash)
+                if response.status != 200:
+                    raise BadGateway(f"node {instance_id} could not serve block {block_hash}: HTTP {response.status}")
+                if response.content_length is not None and response.content_length > limit:
+                    raise BadGateway(f"node {instance_id} sent more than {limit} bytes for block {block_hash}")
+                data = bytearray()
+                async for chunk in response.content.iter_any():
+                    data += chunk
+                    if len(data) > limit:
+                        break
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+        if len(data) > limit:
+            raise BadGateway(f"node {instance_id} sent more than {limit} bytes for block {block_hash}")
+        return bytes(data)
+
+    async def delete_block(self, instance_id: str, backend: str, location: str, block_hash: str) -> None:
+        """Delete the copy of a block on node ``instance_id`` (absent: no error). Raises ``BadGateway`` when the
+        node does not answer or refuses."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.delete(
+                self._block_url(url, backend, location, block_hash), headers={"Authorization": f"Bearer {self.secret}"}
+            ) as response:
+                if response.status not in (204, 404):
+                    raise BadGateway(f"node {instance_id} refused to delete block {block_hash}: HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+
     async def read_file_range(self, inode: Inode, offset: int, length: int) -> AsyncIterator[bytes]:
         """Stream ``length`` (> 0) bytes from ``offset`` of the file ``inode`` from the node holding its bytes:
         a ranged ``GET`` of its REST API (RFC 9110 §14) as the internal user, marked forwarded (never relayed

@@ -26,6 +26,7 @@ from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, defau
 from callfs.config import Config, split_host_port
 from callfs.links import Clock
 from callfs.node import Node, NodeSecrets, external_url
+from callfs.repair import Upkeep
 from callfs.s3.app import build_s3_app
 
 log = logging.getLogger("callfs.server")
@@ -86,6 +87,12 @@ def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
             "orphaned blobs removed",
         ),
     }
+    replication = node.engine.block_files.replication
+    if replication is not None:
+        upkeep = Upkeep(replication, node.backends, node.metrics, grace=config.backend.replica_repair_grace,
+                        scrub_rate=config.backend.scrub_bytes_per_second, orphan_age=node.engine.block_files.grace)
+        jobs["block_repair"] = _every(config.backend.replica_repair_interval, upkeep.repair, "block copies repaired")
+        jobs["block_scrub"] = _every(config.backend.scrub_interval, upkeep.scrub, "corrupt block copies replaced")
     for name in jobs:
         node.metrics.background_jobs.labels(name).set(1)
     return [asyncio.create_task(job, name=name) for name, job in jobs.items()]

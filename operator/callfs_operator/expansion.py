@@ -35,7 +35,7 @@ class Expansion:
 
 def wanted_sizes(cluster: Cluster) -> dict[str, tuple[str, Storage]]:
     """Component label → (the spec field, its storage) of every StatefulSet with claims the spec wants."""
-    out = {names.NODE: ("spec.storage.size", cluster.spec.storage)}
+    out: dict[str, tuple[str, Storage]] = {names.NODE: ("spec.storage.size", cluster.spec.storage)}
     if cluster.spec.metadata.managed:
         out[names.POSTGRES] = ("spec.metadata.storage.size", cluster.spec.metadata.effective_storage)
     if cluster.spec.locks.managed:

@@ -215,12 +215,14 @@ class Reconciler:
                   + diagnosis.pod_problems(snapshot.pods))
         node_label = {"app.kubernetes.io/component": names.NODE}
         node_pods = [p for p in snapshot.pods if _has_labels(p, node_label)]
+        reported = self.reporter(cluster) if nodes is not None and nodes.ready > 0 else None
         return status.Observed(
             nodes=nodes,
             metadata=by_name.get(names.postgres(cluster)) if cluster.spec.metadata.managed else None,
             locks=by_name.get(names.redis(cluster)) if cluster.spec.locks.managed else None,
             problems=tuple(problems + self.children.problems(cluster)),
-            reported=self.reporter(cluster) if nodes is not None and nodes.ready > 0 else None,
+            reported=reported,
+            replication=self.reporter.replication(cluster) if reported is not None else None,
             faults=tuple(faults),
             waits=tuple(diagnosis.waits(snapshot.claims, snapshot.pods, snapshot.events)),
             target_nodes=target,

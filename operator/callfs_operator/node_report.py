@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, TypeVar
 
-from callfs.client import CallFSClient, CallFSUnavailable
+from callfs.client import CallFSClient, CallFSUnavailable, ReplicationInfo
 from callfs.errors import CallFSError
 from callfs_operator import names
 from callfs_operator.apply import Children
@@ -31,6 +31,25 @@ PROBE_TIMEOUT: Final = 2.0
 """Seconds allowed to connect and to read the answer; the whole probe takes at most twice that."""
 
 
+T = TypeVar("T")
+
+
+def _ask(url: str, api_key: str, question: Callable[[CallFSClient], Awaitable[T]], *,
+         ssl_context: ssl.SSLContext | None, timeout: float) -> T | None:
+    """``question`` asked of the cluster at ``url``, or ``None`` when it cannot be asked (unreachable, refused
+    key, malformed answer, ``timeout`` seconds exceeded). Blocking: runs its own event loop."""
+
+    async def ask() -> T:
+        async with CallFSClient(url, api_key, timeout=timeout, ssl=ssl_context, retries=0) as fs:
+            return await asyncio.wait_for(question(fs), 2 * timeout)
+
+    try:
+        return asyncio.run(ask())
+    except (CallFSUnavailable, CallFSError, TimeoutError, OSError, KeyError, TypeError, ValueError) as exc:
+        log.debug("cannot ask %s: %s", url, exc)
+        return None
+
+
 def fetch(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None,
           timeout: float = PROBE_TIMEOUT) -> dict[str, str] | None:
     """``{instance_id: state}`` (``up``/``down``/``unknown``) from ``url``'s ``GET /v1/cluster/nodes``, or
@@ -38,16 +57,17 @@ def fetch(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None,
     seconds exceeded). Blocking: runs its own event loop, so call it from a worker thread (kopf runs sync
     handlers in its executor)."""
 
-    async def ask() -> dict[str, str]:
-        async with CallFSClient(url, api_key, timeout=timeout, ssl=ssl_context, retries=0) as fs:
-            nodes = await asyncio.wait_for(fs.cluster_nodes(), 2 * timeout)
-        return {node.instance_id: node.state for node in nodes if node.instance_id}
+    async def states(fs: CallFSClient) -> dict[str, str]:
+        return {node.instance_id: node.state for node in await fs.cluster_nodes() if node.instance_id}
 
-    try:
-        return asyncio.run(ask())
-    except (CallFSUnavailable, CallFSError, TimeoutError, OSError, KeyError, TypeError, ValueError) as exc:
-        log.debug("cannot read the node list of %s: %s", url, exc)
-        return None
+    return _ask(url, api_key, states, ssl_context=ssl_context, timeout=timeout)
+
+
+def fetch_replication(url: str, api_key: str, *, ssl_context: ssl.SSLContext | None = None,
+                      timeout: float = PROBE_TIMEOUT) -> ReplicationInfo | None:
+    """The redundancy of the cluster's block copies (``replication`` of ``GET /v1/cluster/nodes``), or ``None``
+    when the cluster cannot be asked or does not say. Blocking, as :func:`fetch`."""
+    return _ask(url, api_key, lambda fs: fs.cluster_replication(), ssl_context=ssl_context, timeout=timeout)
 
 
 def tls_context(tls_secret: Mapping[str, str]) -> ssl.SSLContext | None:
@@ -78,9 +98,9 @@ class NodeReporter:
         self.timeout = timeout
         self.enabled = enabled
 
-    def __call__(self, cluster: Cluster) -> dict[str, str] | None:
-        """The report for ``cluster``; ``None`` when disabled, when the root API key or a usable TLS trust
-        anchor is missing, or when :func:`fetch` gives none."""
+    def _where(self, cluster: Cluster) -> tuple[str, str, ssl.SSLContext | None] | None:
+        """``(endpoint, root API key, TLS context)`` to ask ``cluster`` with; ``None`` when disabled, when the
+        key or a usable TLS trust anchor is missing."""
         if not self.enabled:
             return None
         keys = self.children.secret_data(cluster.namespace, names.api_key_secret(cluster)) or {}
@@ -93,4 +113,22 @@ class NodeReporter:
             context = tls_context(tls)
             if context is None:
                 return None
-        return fetch(names.endpoint(cluster), api_key, ssl_context=context, timeout=self.timeout)
+        return names.endpoint(cluster), api_key, context
+
+    def __call__(self, cluster: Cluster) -> dict[str, str] | None:
+        """The report for ``cluster``; ``None`` when disabled, when the root API key or a usable TLS trust
+        anchor is missing, or when :func:`fetch` gives none."""
+        where = self._where(cluster)
+        if where is None:
+            return None
+        url, api_key, context = where
+        return fetch(url, api_key, ssl_context=context, timeout=self.timeout)
+
+    def replication(self, cluster: Cluster) -> ReplicationInfo | None:
+        """The redundancy of ``cluster``'s block copies (:func:`fetch_replication`); ``None`` as
+        :meth:`__call__`."""
+        where = self._where(cluster)
+        if where is None:
+            return None
+        url, api_key, context = where
+        return fetch_replication(url, api_key, ssl_context=context, timeout=self.timeout)

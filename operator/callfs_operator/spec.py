@@ -72,6 +72,14 @@ class Storage(_Model):
     _size = field_validator("size")(_check_quantity)
 
 
+class NodeStorage(Storage):
+    """The storage nodes' claims, plus ``replicas``: on how many nodes each block of a file stored in blocks on
+    ``localfs`` is written before a write is acknowledged (the node's ``backend.replicas``; ``None``: the
+    node's default, 2 in a cluster of two nodes or more)."""
+
+    replicas: int | None = Field(default=None, ge=1, le=16)
+
+
 class Resources(_Model):
     """Container ``requests``/``limits`` (``cpu``, ``memory``, … → quantity strings), passed through."""
 
@@ -215,7 +223,7 @@ class ClusterSpec(_Model):
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     cluster_domain: str = "cluster.local"
-    storage: Storage = Field(default_factory=Storage)
+    storage: NodeStorage = Field(default_factory=NodeStorage)
     backend: Backend = Field(default_factory=Backend)
     metadata: Metadata = Field(default_factory=Metadata)
     locks: Locks = Field(default_factory=Locks)

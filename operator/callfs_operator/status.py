@@ -6,8 +6,9 @@ Conditions follow the Kubernetes API conventions
 each has ``type``, ``status`` (``"True"``/``"False"``/``"Unknown"``), a CamelCase ``reason``, a human
 ``message``, ``lastTransitionTime`` (RFC 3339, changed only when ``status`` changes) and
 ``observedGeneration``. Types: ``Ready`` (the cluster serves), ``Progressing`` (the operator is still moving
-children towards the spec), ``Degraded`` (something needs a human), and the per-dependency ``MetadataReady``,
-``LocksReady``, ``NodesReady``.
+children towards the spec), ``Degraded`` (something needs a human), the per-dependency ``MetadataReady``,
+``LocksReady``, ``NodesReady``, and ``DataRedundant`` (every block has its copies on live nodes; present once
+the nodes could be asked).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from callfs.client import ReplicationInfo
 from callfs_operator import names
 from callfs_operator.spec import Cluster
 
@@ -26,6 +28,7 @@ DEGRADED = "Degraded"
 METADATA_READY = "MetadataReady"
 LOCKS_READY = "LocksReady"
 NODES_READY = "NodesReady"
+DATA_REDUNDANT = "DataRedundant"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, METADATA_READY, LOCKS_READY, NODES_READY)
 
 
@@ -104,6 +107,9 @@ class Observed:
     """Provisioned storage of the node claims (a quantity such as ``30Gi``)."""
     version: str | None = None
     """The version the ready nodes run (see :func:`callfs_operator.diagnosis.running_version`)."""
+    replication: ReplicationInfo | None = None
+    """The nodes' count of block copies (:func:`callfs_operator.node_report.fetch_replication`); ``None`` when
+    the cluster could not be asked: no ``DataRedundant`` condition then."""
 
 
 def unhealthy_nodes(cluster: Cluster, observed: Observed) -> list[str]:
@@ -134,6 +140,23 @@ def _store_condition(kind: str, label: str, managed: bool, workload: Workload | 
     if workload.ready >= 1:
         return _condition(kind, True, "Ready", f"the managed {label} is ready")
     return _condition(kind, False, "NotReady", f"the managed {label} pod is not ready yet")
+
+
+def redundancy_condition(cluster: Cluster, replication: ReplicationInfo) -> dict[str, Any]:
+    """``DataRedundant``: True when every block of the files stored in blocks has ``replicas`` >= 2 copies on
+    live nodes (or the bytes live in S3, whose object store gives the durability), else False saying why."""
+    if cluster.spec.backend.type == "s3":
+        return _condition(DATA_REDUNDANT, True, "ObjectStore", "file bytes live in S3, which keeps them durable")
+    if replication.under_replicated_blocks > 0:
+        return _condition(
+            DATA_REDUNDANT, False, "UnderReplicated",
+            f"{replication.under_replicated_blocks} blocks have fewer than {replication.replicas} copies on live "
+            "nodes; the nodes copy them again once their node has been down for backend.replica_repair_grace")
+    if replication.replicas < 2:
+        return _condition(DATA_REDUNDANT, False, "SingleCopy",
+                          "each block is kept on one node (spec.storage.replicas is 1, or the cluster has one node)")
+    return _condition(DATA_REDUNDANT, True, "Redundant",
+                      f"every block of the files stored in blocks has {replication.replicas} copies on live nodes")
 
 
 def _nodes_condition(cluster: Cluster, observed: Observed, target: int, ready_nodes: int,
@@ -282,6 +305,8 @@ def compute(
         phase = "Pending"
 
     conditions = [ready, progressing, degraded, metadata, locks, nodes_ready]
+    if observed.replication is not None:
+        conditions.append(redundancy_condition(cluster, observed.replication))
     stamped = stamp(conditions, previous, generation, now)
     if observed.deletion_blocked is not None:
         message = progressing["message"]

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from callfs.client import ReplicationInfo
 from callfs_operator import names
-from callfs_operator.node_report import NodeReporter, fetch, tls_context
+from callfs_operator.node_report import NodeReporter, fetch, fetch_replication, tls_context
 from callfs_operator.spec import parse_cluster
 from callfs_operator.status import Observed, Workload, compute
 from support.app_node import AppNode
@@ -35,8 +36,12 @@ def test_a_dead_node_turns_the_status_degraded(cluster_factory: Callable[..., li
     cluster = parse_cluster("demo", "ns1", {"replicas": 2})
     everyone_up = {"demo-node-0": "up", "demo-node-1": "up"}
     assert wait_report(first, everyone_up) == everyone_up
-    healthy = compute(cluster, 1, Observed(nodes=SETTLED, metadata=SETTLED, locks=SETTLED, reported=everyone_up))
+    replication = fetch_replication(first.url, first.api_key)
+    assert replication == ReplicationInfo("localfs", 2, 0)  # two nodes: two copies by default, none missing
+    healthy = compute(cluster, 1, Observed(nodes=SETTLED, metadata=SETTLED, locks=SETTLED, reported=everyone_up,
+                                           replication=replication))
     assert {c["type"]: c["status"] for c in healthy["conditions"]}["Ready"] == "True"
+    assert {c["type"]: c["reason"] for c in healthy["conditions"]}["DataRedundant"] == "Redundant"
 
     second.kill()  # its pod would still look ready until the kubelet's next probe
     report = wait_report(first, {"demo-node-0": "up", "demo-node-1": "down"})
@@ -52,6 +57,8 @@ def test_a_refused_key_gives_no_report(app_node: AppNode) -> None:
     report = fetch(app_node.url, app_node.api_key)
     assert report is not None and list(report.values()) == ["up"]
     assert fetch(app_node.url, "not-a-key") is None
+    assert fetch_replication(app_node.url, app_node.api_key) == ReplicationInfo("localfs", 1, 0)  # alone: one
+    assert fetch_replication(app_node.url, "not-a-key") is None
 
 
 @pytest.fixture

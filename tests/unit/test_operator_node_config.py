@@ -108,3 +108,12 @@ def test_short_user_api_key_is_rejected_by_the_node(tmp_path: Path) -> None:
 def test_missing_external_secret_key_is_reported(tmp_path: Path) -> None:
     with pytest.raises(container_env.EnvError, match="CALLFS_METADATA_STORE__DSN: Secret db has no key 'dsn'"):
         load(tmp_path, {"metadata": {"externalSecret": {"name": "db"}}}, {"db": {"url": "x"}})
+
+
+def test_storage_replicas_reach_the_nodes_backend_replicas(tmp_path: Path) -> None:
+    config, _ = load(tmp_path, {})
+    assert config.backend.replicas is None  # the node's default: 2 in a cluster, 1 alone
+    config, _ = load(tmp_path, {"storage": {"size": "1Gi", "replicas": 3}})
+    assert config.backend.replicas == 3
+    with pytest.raises(ValueError, match="replicas"):
+        parse_cluster("demo", "ns1", {"storage": {"replicas": 0}})

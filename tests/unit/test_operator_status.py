@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from callfs.client import ReplicationInfo
 from callfs_operator.spec import Cluster, parse_cluster
 from callfs_operator.status import Observed, Problem, Workload, compute, stamp, transitions
 
@@ -300,3 +301,17 @@ def test_capacity_version_and_message_are_reported() -> None:
     assert status["message"] == "3 storage nodes serving at http://demo.ns1.svc.cluster.local:8443"
     bare = compute(cluster(), 1, Observed(nodes=None, metadata=None, locks=None), now=NOW)
     assert "capacity" not in bare and "version" not in bare
+
+
+def test_data_redundant_follows_the_nodes_count_of_block_copies() -> None:
+    def redundancy(info: ReplicationInfo | None, spec: dict[str, Any] | None = None) -> tuple[str, str] | None:
+        status = compute(cluster(**(spec or {})), 1, Observed(nodes=sts(), metadata=ONE, locks=ONE, replication=info),
+                         now=NOW)
+        return summary(status).get("DataRedundant")
+
+    assert redundancy(None) is None  # the nodes could not be asked
+    assert redundancy(ReplicationInfo("localfs", 2, 0)) == ("True", "Redundant")
+    assert redundancy(ReplicationInfo("localfs", 2, 7)) == ("False", "UnderReplicated")
+    assert redundancy(ReplicationInfo("localfs", 1, 0)) == ("False", "SingleCopy")
+    s3 = {"backend": {"type": "s3", "bucket": "b", "credentialsSecret": "c"}}
+    assert redundancy(ReplicationInfo("localfs", 1, 0), s3) == ("True", "ObjectStore")

@@ -1,4 +1,5 @@
-"""``GET /v1/cluster/nodes`` (membership view) and ``DELETE /internal/v1/blobs/...`` (peers free bytes)."""
+"""``GET /v1/cluster/nodes`` (membership view), ``/internal/v1/blobs/...`` (peers read and free bytes) and
+``/internal/v1/blocks/...`` (peers put, get and delete block copies, :mod:`callfs.replication`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from callfs.api import render
 from callfs.api.conditional import rfc3339
 from callfs.api.keys import INTERNAL, NODE, caller
 from callfs.api.requests import json_object
-from callfs.errors import BadRequest, PermissionDenied
+from callfs.backends.base import Backend
+from callfs.errors import BadRequest, PayloadTooLarge, PermissionDenied
 from callfs.membership import PeerView
 from callfs.peers import USER_HEADER
+from callfs.replication import MAX_STORED, Replication
 
 
 def add_routes(app: web.Application) -> None:
@@ -19,6 +22,13 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/internal/v1/blobs/{backend}/{blob_id}", free_blob)
     app.router.add_get("/internal/v1/blobs/{backend}/{blob_id}", read_blob, allow_head=False)
     app.router.add_post("/internal/v1/relocate", relocate)
+    app.router.add_put(BLOCK_ROUTE, put_block)
+    app.router.add_get(BLOCK_ROUTE, get_block, allow_head=False)
+    app.router.add_delete(BLOCK_ROUTE, delete_block)
+
+
+BLOCK_ROUTE = "/internal/v1/blocks/{backend}/{location}/{hash}"
+"""A copy of block ``hash`` of ``backend`` owned by node ``location`` held on the node answering."""
 
 
 def render_peer(view: PeerView) -> dict[str, object]:
@@ -32,11 +42,23 @@ def render_peer(view: PeerView) -> dict[str, object]:
 
 
 async def list_nodes(request: web.Request) -> web.StreamResponse:
-    """200 ``{"instance_id": <this node>, "count", "nodes": [...]}``."""
+    """200 ``{"instance_id": <this node>, "count", "nodes": [...], "replication"}``: ``replication`` is
+    ``{"backend", "replicas", "under_replicated_blocks"}`` for the node-local backend's blocks (whole cluster),
+    ``null`` when that backend is unavailable."""
     node = request.app[NODE]
     views = await node.membership.nodes()
+    replication: dict[str, object] | None = None
+    engine = node.engine
+    for name, backend in engine.backends.items():
+        copies = engine.block_files.replicated(backend)
+        if copies is not None and name not in engine.unavailable:
+            found = await copies.redundancy(backend)
+            replication = {"backend": found.backend, "replicas": found.replicas,
+                           "under_replicated_blocks": found.under_replicated}
+            break
     return render.json_response({
         "instance_id": node.credentials.instance_id, "count": len(views), "nodes": [render_peer(v) for v in views],
+        "replication": replication,
     })
 
 
@@ -77,3 +99,45 @@ async def relocate(request: web.Request) -> web.StreamResponse:
         raise BadRequest("path and backend must be strings")
     moved = await request.app[NODE].engine.relocate(who, paths.canonicalize(path).path, backend)
     return render.json_response(render.item(moved))
+
+
+def _block_copies(request: web.Request) -> tuple[Replication, Backend]:
+    """The replication and the node-local backend a block route names. Raises ``PermissionDenied`` (not a
+    peer), ``BadRequest`` (unknown or shared backend), ``ServiceUnavailable``."""
+    if not request.get(INTERNAL):
+        raise PermissionDenied("block copies are exchanged between nodes only")
+    engine = request.app[NODE].engine
+    backend = engine.backend(request.match_info["backend"])
+    replication = engine.block_files.replicated(backend)
+    if replication is None:
+        raise BadRequest(f"backend {backend.name} keeps no block copies (it is shared)")
+    return replication, backend
+
+
+async def put_block(request: web.Request) -> web.StreamResponse:
+    """Body: the stored form of the block (codec header and payload, at most a block plus its overhead).
+    204 once this node has verified it against its hash and made it durable; 400 when it is not that block."""
+    replication, backend = _block_copies(request)
+    if request.content_length is not None and request.content_length > MAX_STORED:
+        raise PayloadTooLarge(f"a block is at most {MAX_STORED} bytes stored")
+    stored = bytearray()
+    async for chunk in request.content.iter_any():
+        stored += chunk
+        if len(stored) > MAX_STORED:
+            raise PayloadTooLarge(f"a block is at most {MAX_STORED} bytes stored")
+    await replication.accept(backend, request.match_info["location"], request.match_info["hash"], bytes(stored))
+    return web.Response(status=204)
+
+
+async def get_block(request: web.Request) -> web.StreamResponse:
+    """200 with this node's copy of the block as stored (the reader verifies it); 404 when it holds none."""
+    replication, backend = _block_copies(request)
+    stored = await replication.serve(backend, request.match_info["location"], request.match_info["hash"])
+    return web.Response(body=stored, content_type="application/octet-stream")
+
+
+async def delete_block(request: web.Request) -> web.StreamResponse:
+    """204 once this node's copy of the block is gone (absent already: 204 too)."""
+    replication, backend = _block_copies(request)
+    await replication.discard(backend, request.match_info["location"], request.match_info["hash"])
+    return web.Response(status=204)

@@ -434,8 +434,37 @@ def _internal_paths() -> Json:
         request_body={"required": True, "content": _json(_schema("RelocateRequest"))},
         internal=True,
     )
+    block_params = ["BlobBackend", "BlockLocation", "BlockHash"]
+    put_block = _operation(
+        "putBlock", "Keep a copy of a block for its owner (block replication)", tags,
+        {"204": _response("Verified against its hash and durable on this node")},
+        [400, 403, 413, 500, 503, 507],
+        description="The body is the block as stored (one codec byte, then the raw or zstd payload). The node "
+                    "decodes it and checks its SHA-256 before writing (temp file, fsync, rename, directory "
+                    "fsync); 400 when it is not the named block.",
+        parameters=block_params,
+        request_body={"required": True, "content": _octets()},
+        internal=True,
+    )
+    get_block = _operation(
+        "getBlock", "Read this node's copy of a block as stored", tags,
+        {"200": _response("The stored block (the reader verifies it against its hash)", _octets())},
+        [400, 403, 404, 500, 503],
+        parameters=block_params,
+        internal=True,
+    )
+    delete_block = _operation(
+        "deleteBlock", "Delete this node's copy of a block (the collector freeing it)", tags,
+        {"204": _response("Deleted, or there was none")},
+        [400, 403, 500, 503],
+        parameters=block_params,
+        internal=True,
+    )
     return {
         "/internal/v1/blobs/{backend}/{blob_id}": {"get": read_blob, "delete": free_blob},
+        "/internal/v1/blocks/{backend}/{location}/{hash}": {
+            "put": put_block, "get": get_block, "delete": delete_block,
+        },
         "/internal/v1/relocate": {"post": relocate},
     }
 
@@ -505,6 +534,12 @@ def _parameters_component() -> Json:
                         "schema": {"type": "string"}},
         "BlobId": {"name": "blob_id", "in": "path", "required": True, "description": "Blob ID in that backend",
                    "schema": {"type": "string"}},
+        "BlockLocation": {"name": "location", "in": "path", "required": True,
+                          "description": "Instance ID of the node owning the block's file",
+                          "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}},
+        "BlockHash": {"name": "hash", "in": "path", "required": True,
+                      "description": "The block's name: SHA-256 of its plaintext, 64 lowercase hex digits",
+                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
         "Recursive": flag("recursive", "Include the whole subtree (DELETE: delete it)"),
         "Mode": {"name": "mode", "in": "query", "required": False, "description": "The transfer's direction",
                  "schema": {"type": "string", "enum": ["download", "upload"], "default": "download"}},
@@ -723,6 +758,21 @@ def _schemas_component() -> Json:
                 "instance_id": {"type": "string", "description": "This node"},
                 "count": {"type": "integer", "minimum": 0},
                 "nodes": {"type": "array", "items": _schema("ClusterNode")},
+                "replication": {
+                    "type": ["object", "null"],
+                    "description": "Redundancy of the blocks of the node-local backend, over the whole cluster "
+                                   "(`null`: that backend is unavailable on this node)",
+                    "required": ["backend", "replicas", "under_replicated_blocks"],
+                    "properties": {
+                        "backend": {"type": "string"},
+                        "replicas": {"type": "integer", "minimum": 1,
+                                     "description": "Copies each block is written to (`backend.replicas`)"},
+                        "under_replicated_blocks": {
+                            "type": "integer", "minimum": 0,
+                            "description": "Referenced blocks with fewer copies on live nodes",
+                        },
+                    },
+                },
             },
         },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},

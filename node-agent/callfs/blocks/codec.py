@@ -95,3 +95,10 @@ def decode(stored: bytes, expected_hash: str, *, max_size: int) -> bytes:
     if actual != expected_hash:
         raise CorruptBlock(f"block {expected_hash} reads back with SHA-256 {actual}")
     return data
+
+
+def verified(stored: bytes, expected_hash: str, *, max_size: int) -> tuple[Encoded, bytes]:
+    """A stored block received from elsewhere (a peer's copy), checked with :func:`decode`: the
+    :class:`Encoded` to write as is, and its plaintext. Raises :class:`CorruptBlock` as :func:`decode` does."""
+    data = decode(stored, expected_hash, max_size=max_size)
+    return Encoded(expected_hash, len(data), stored, stored[0]), data

@@ -73,6 +73,21 @@ class BlockStore:
         self.metrics.block_stored_bytes.labels(name).inc(len(encoded.stored))
         self.metrics.blocks_written.labels(name, codec.CODEC_NAMES[encoded.codec]).inc()
 
+    async def read_stored(self, block_hash: str) -> bytes:
+        """The stored form of block ``block_hash`` as it lies on the backend (codec header and payload),
+        unverified. Raises ``FileNotFoundError`` when absent, :class:`~callfs.blocks.codec.CorruptBlock` when
+        larger than any block can be."""
+        name = self.backend.name
+        with self.metrics.time_backend(name, "open"):
+            reader = await self.backend.open(block_hash)
+        try:
+            if reader.size > BLOCK_SIZE + STORED_OVERHEAD:
+                raise codec.CorruptBlock(f"block {block_hash} is {reader.size} bytes on disk, too large")
+            parts = [chunk async for chunk in reader.iter_range(0, reader.size, reader.size or 1)]
+        finally:
+            await reader.close()
+        return b"".join(parts)
+
     async def get(self, block_hash: str) -> bytes:
         """The verified plaintext of block ``block_hash`` (at most :data:`BLOCK_SIZE` bytes).
 
@@ -82,17 +97,10 @@ class BlockStore:
         name = self.backend.name
         try:
             try:
-                with self.metrics.time_backend(name, "open"):
-                    reader = await self.backend.open(block_hash)
+                stored = await self.read_stored(block_hash)
             except FileNotFoundError:
                 raise codec.CorruptBlock(f"block {block_hash} is missing from backend {name}") from None
-            try:
-                if reader.size > BLOCK_SIZE + STORED_OVERHEAD:
-                    raise codec.CorruptBlock(f"block {block_hash} is {reader.size} bytes on disk, too large")
-                parts = [chunk async for chunk in reader.iter_range(0, reader.size, reader.size or 1)]
-            finally:
-                await reader.close()
-            return await asyncio.to_thread(codec.decode, b"".join(parts), block_hash, max_size=BLOCK_SIZE)
+            return await asyncio.to_thread(codec.decode, stored, block_hash, max_size=BLOCK_SIZE)
         except codec.CorruptBlock:
             self.metrics.block_read_errors.labels(name).inc()
             raise

@@ -137,6 +137,30 @@ class AutocommitOperations:
         """``(blocks, plaintext bytes, stored bytes)`` of the committed block rows."""
         return await self._autocommit_reader().block_totals(backend, location)
 
+    async def add_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> None:
+        """Record a copy of a block on ``node`` (one statement)."""
+        async with self._autocommit_writer() as ops:
+            await ops.add_block_replica(backend, location, block_hash, node)
+
+    async def drop_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> bool:
+        """Forget the copy of a block on ``node`` (one statement)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.drop_block_replica(backend, location, block_hash, node)
+
+    async def block_replicas(self, backend: str, location: str, block_hash: str) -> list[str]:
+        """The nodes recorded as holding a copy of a block (committed rows)."""
+        return await self._autocommit_reader().block_replicas(backend, location, block_hash)
+
+    async def replicas_on_node(
+        self, backend: str, node: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, str]]:
+        """A page of the referenced blocks with a copy on ``node`` (committed rows)."""
+        return await self._autocommit_reader().replicas_on_node(backend, node, after, limit)
+
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks with fewer than ``want`` copies on live nodes (committed rows)."""
+        return await self._autocommit_reader().count_under_replicated(backend, live_since, want)
+
     async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
         """Direct children of ``path`` in listing order (one page of them with ``page``)."""
         return await self._autocommit_reader().list_children(path, page)

@@ -179,6 +179,30 @@ class MetadataTxn(Protocol):
         """``(blocks, plaintext bytes, stored bytes)`` over the block rows of ``backend``/``location``."""
         ...
 
+    async def add_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> None:
+        """Record that ``node`` holds (or is about to hold) a copy of the block; idempotent."""
+        ...
+
+    async def drop_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> bool:
+        """Forget the copy of the block on ``node``; ``True`` when there was a row."""
+        ...
+
+    async def block_replicas(self, backend: str, location: str, block_hash: str) -> list[str]:
+        """The nodes recorded as holding a copy of the block, sorted (empty: none recorded)."""
+        ...
+
+    async def replicas_on_node(
+        self, backend: str, node: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, str]]:
+        """Up to ``limit`` referenced, uncollected blocks with a copy on ``node`` as ``(location, hash)``,
+        ordered, after ``after`` (``("", "")`` for the first page)."""
+        ...
+
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` with fewer than ``want`` copies on nodes whose last heartbeat is at
+        ``live_since`` or later."""
+        ...
+
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new single-use link."""
         ...

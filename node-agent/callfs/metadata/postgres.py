@@ -200,6 +200,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        version=10,
+        description="block replicas: which nodes hold a copy of each block of a node-local backend",
+        statements=(
+            """CREATE TABLE block_replicas (
+                backend text NOT NULL,
+                location text NOT NULL,
+                hash text NOT NULL,
+                node text NOT NULL,
+                PRIMARY KEY (backend, location, hash, node)
+            )""",
+            "CREATE INDEX block_replicas_node ON block_replicas (backend, node, location, hash)",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -574,6 +574,30 @@ BLOCK_TOTALS = (
     "WHERE backend = $1 AND location = $2"
 )
 
+# Replicas of the blocks of a node-local backend: one row per node holding a copy of the block (backend, location,
+# hash), the owner's own copy included. A row is written before the copy's bytes (like a block's reservation), so
+# every copy that may exist is known to the collector; a block without rows (written before replication) lives on
+# its location's node only.
+ADD_BLOCK_REPLICA = (
+    "INSERT INTO block_replicas (backend, location, hash, node) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (backend, location, hash, node) DO NOTHING"
+)
+DROP_BLOCK_REPLICA = "DELETE FROM block_replicas WHERE backend = $1 AND location = $2 AND hash = $3 AND node = $4"
+SELECT_BLOCK_REPLICAS = (
+    "SELECT node FROM block_replicas WHERE backend = $1 AND location = $2 AND hash = $3 ORDER BY node"
+)
+REPLICAS_ON_NODE = (
+    "SELECT r.location, r.hash FROM block_replicas r JOIN blocks b ON b.backend = r.backend "
+    "AND b.location = r.location AND b.hash = r.hash WHERE r.backend = $1 AND r.node = $2 AND b.refs > 0 "
+    "AND b.collecting = 0 AND (r.location > $3 OR (r.location = $3 AND r.hash > $4)) "
+    "ORDER BY r.location, r.hash LIMIT $5"
+)
+UNDER_REPLICATED = (
+    "SELECT COUNT(*) FROM blocks b WHERE b.backend = $1 AND b.refs > 0 AND b.collecting = 0 AND ("
+    "SELECT COUNT(*) FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
+    "AND r.hash = b.hash AND r.node IN (SELECT instance_id FROM cluster_nodes WHERE last_heartbeat >= $2)) < $3"
+)
+
 
 def block_location(instance_id: str | None) -> str:
     """The ``location`` column of a block: the owning node's instance id, ``''`` on a shared backend."""
@@ -894,6 +918,32 @@ class Queries:
         """``(blocks, plaintext bytes, stored bytes)`` of the block rows of ``backend``/``location``."""
         rows = await self._x.fetch(BLOCK_TOTALS, (backend, location))
         return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
+
+    async def add_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> None:
+        """Record that node ``node`` holds (or is about to hold) a copy of the block; idempotent."""
+        await self._x.count(ADD_BLOCK_REPLICA, (backend, location, block_hash, node))
+
+    async def drop_block_replica(self, backend: str, location: str, block_hash: str, node: str) -> bool:
+        """Forget the copy of the block on ``node``; ``True`` when there was a row."""
+        return bool(await self._x.count(DROP_BLOCK_REPLICA, (backend, location, block_hash, node)))
+
+    async def block_replicas(self, backend: str, location: str, block_hash: str) -> list[str]:
+        """The nodes recorded as holding a copy of the block, by instance id (empty: none recorded)."""
+        return [r[0] for r in await self._x.fetch(SELECT_BLOCK_REPLICAS, (backend, location, block_hash))]
+
+    async def replicas_on_node(
+        self, backend: str, node: str, after: tuple[str, str], limit: int
+    ) -> list[tuple[str, str]]:
+        """Up to ``limit`` referenced, uncollected blocks with a copy on ``node``, as ``(location, hash)``
+        ordered after ``after`` (keyset pagination: pass the last pair of the previous page, ``("", "")`` first)."""
+        rows = await self._x.fetch(REPLICAS_ON_NODE, (backend, node, after[0], after[1], limit))
+        return [(r[0], r[1]) for r in rows]
+
+    async def count_under_replicated(self, backend: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` with fewer than ``want`` copies on nodes whose last heartbeat is at
+        ``live_since`` or later (a block without replica rows counts none). One scan of the block rows."""
+        rows = await self._x.fetch(UNDER_REPLICATED, (backend, self._x.encode_time(live_since), want))
+        return int(rows[0][0])
 
     async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name); ``lock`` locks them against

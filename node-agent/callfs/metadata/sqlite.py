@@ -203,6 +203,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        version=10,
+        description="block replicas: which nodes hold a copy of each block of a node-local backend",
+        statements=(
+            """CREATE TABLE block_replicas (
+                backend TEXT NOT NULL,
+                location TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                node TEXT NOT NULL,
+                PRIMARY KEY (backend, location, hash, node)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX block_replicas_node ON block_replicas (backend, node, location, hash)",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 

@@ -60,6 +60,8 @@ def node_config(cluster: Cluster) -> dict[str, Any]:
         server["cert_file"] = f"{names.TLS_DIR}/tls.crt"
         server["key_file"] = f"{names.TLS_DIR}/tls.key"
     backend: dict[str, Any] = {"default_backend": spec.backend.type}
+    if spec.storage.replicas is not None:
+        backend["replicas"] = spec.storage.replicas
     if spec.backend.type == "s3":
         backend["s3_bucket_name"] = spec.backend.bucket
         backend["s3_region"] = spec.backend.region
