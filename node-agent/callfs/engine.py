@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
@@ -65,12 +66,15 @@ from callfs.permissions import (
     WRITE,
     Caller,
     allows,
-    check_mode,
+    check_id,
+    chmod_mode,
+    inherited,
     require,
     require_chown,
     require_entry_change,
     require_in_scope,
     require_search,
+    require_set_times,
     validate_name,
 )
 
@@ -381,8 +385,8 @@ class Engine:
         inserted = 0
         for directory in reversed(missing):
             made = Inode(
-                path=directory, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
-                group=caller.user, mtime=now, ctime=now,
+                path=directory, type=InodeType.DIRECTORY, owner=caller.user, mtime=now, ctime=now,
+                **inherited(made, directory=True, mode=DEFAULT_DIR_MODE, group=caller.user),
             )
             if not await txn.insert(made):
                 found = (await txn.lock([directory])).get(directory)
@@ -680,9 +684,9 @@ class Engine:
             parent = await self._ensure_parents(txn, caller, path, create=True, held=None if existing else held)
             require_entry_change(caller, parent, None, "create")
             inode = Inode(
-                path=path, type=InodeType.FILE, size=size, mode=DEFAULT_FILE_MODE, owner=caller.user,
-                group=caller.user, mtime=now, ctime=now, backend=target.name, blob_id=blob_id,
-                instance_id=instance,
+                path=path, type=InodeType.FILE, size=size, owner=caller.user, mtime=now, ctime=now,
+                backend=target.name, blob_id=blob_id, instance_id=instance,
+                **inherited(parent, directory=False, mode=DEFAULT_FILE_MODE, group=caller.user),
             )
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
@@ -834,8 +838,8 @@ class Engine:
                 require_entry_change(caller, parent, None, "create")
                 now = utcnow()
                 inode = Inode(
-                    path=path, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
-                    group=caller.user, mtime=now, ctime=now,
+                    path=path, type=InodeType.DIRECTORY, owner=caller.user, mtime=now, ctime=now,
+                    **inherited(parent, directory=True, mode=DEFAULT_DIR_MODE, group=caller.user),
                 )
                 if await txn.insert(inode):
                     await self._charge(txn, path, 0, 1)
@@ -1278,20 +1282,30 @@ class Engine:
 
     async def change_attributes(
         self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None,
-        group: str | None = None,
+        group: str | None = None, uid: int | None = None, gid: int | None = None,
+        atime: datetime | Literal["now"] | None = None, mtime: datetime | Literal["now"] | None = None,
     ) -> Inode:
-        """chmod and/or chown (owner or superuser only). ``mode`` in ``0..0o7777`` without setuid/setgid.
+        """chmod, chown and utimensat in one transaction (``None``: that attribute is left as it is).
 
-        Only a superuser gives an entry to another user; the owner may set the group to its own name or to a
-        group it belongs to (POSIX ``chown``). Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (an
-        invalid user or group name, a setuid/setgid mode).
+        ``mode`` in ``0..0o7777`` (setuid, setgid, sticky included; the setgid bit is cleared as POSIX chmod
+        says when the caller is not in the entry's group, :func:`~callfs.permissions.chmod_mode`). ``owner``/
+        ``group`` are user and group names: only a superuser gives an entry to another user; the owner may set
+        the group to its own name or to a group it belongs to (POSIX ``chown``). ``uid``/``gid`` are the numeric
+        ids a mount shows (``0..2**32-2``), set by the owner or a superuser: the API does not check modes
+        against them, a mount's kernel does. ``atime``/``mtime`` are UTC datetimes or ``"now"`` (the server's
+        clock): given values need the owner or a superuser, ``"now"`` also write permission (POSIX
+        utimensat). Every change sets ``ctime`` to now (POSIX: chmod, chown and utimensat mark it for update).
+
+        Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (an invalid name, mode or id).
         """
         if owner is not None:
             validate_name(owner, "owner")
         if group is not None:
             validate_name(group, "group")
-        if mode is not None:
-            check_mode(mode)
+        if uid is not None:
+            check_id(uid, "uid")
+        if gid is not None:
+            check_id(gid, "gid")
         with self.metrics.time_metadata("setattr"):
             async with self.store.transaction() as txn:
                 if (await self._resolve(caller, path, txn)).inode is None:
@@ -1299,14 +1313,24 @@ class Engine:
                 inode = await txn.get(path, for_update=True)
                 if inode is None:
                     raise NotFound(f"{path} does not exist")
-                require_chown(caller, inode, owner, group)
-                changes: dict[str, object] = {"ctime": utcnow()}
+                now = utcnow()
+                changes: dict[str, object] = {"ctime": now}
+                if mode is not None or owner is not None or group is not None or uid is not None or gid is not None:
+                    require_chown(caller, inode, owner, group)
                 if mode is not None:
-                    changes["mode"] = mode
+                    changes["mode"] = chmod_mode(caller, inode, mode)
                 if owner is not None:
                     changes["owner"] = owner
                 if group is not None:
                     changes["group"] = group
+                if uid is not None:
+                    changes["uid"] = uid
+                if gid is not None:
+                    changes["gid"] = gid
+                for name, value in (("atime", atime), ("mtime", mtime)):
+                    if value is not None:
+                        require_set_times(caller, inode, explicit=value != "now")
+                        changes[name] = now if value == "now" else value
                 updated = inode.evolve(**changes)
                 await txn.update(updated)
         return updated

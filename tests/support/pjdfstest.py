@@ -129,6 +129,7 @@ def main(argv: list[str]) -> int:
 
     binary, patterns = argv[0], argv[1:]
     base = Path(tempfile.mkdtemp(prefix="callfs-pjdfstest-"))
+    base.chmod(0o755)  # the dummy users reach the mountpoint through it (the key file stays root's: 0600)
     node = write_node_config(base / "node")
     mountpoint = base / "mnt"
     mountpoint.mkdir()

@@ -90,7 +90,7 @@ def test_missing_metadata_header_is_a_value_error(missing: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("X-CallFS-Type", "symlink"),
+        ("X-CallFS-Type", "socket"),
         ("X-CallFS-Mode", "rw-r--r--"),
         ("X-CallFS-Size", "12kB"),
         ("X-CallFS-MTime", "yesterday"),

@@ -26,10 +26,18 @@ Semantics (the FUSE client contract, docs/architecture.md):
   or open without unsent changes, is one ``PATCH {"size"}``.
 * ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
   ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
-* Ownership: every inode appears owned by the mount's ``uid``/``gid``. ``chown`` to those ids (or -1) succeeds
-  without a request; to any other id it fails with EPERM (the view cannot show it), or succeeds silently with
-  ``--option quiet`` — as vfat does. The server-side owner stays the API key's user.
-* ``utimens`` succeeds without a request: ``mtime`` is managed by the server (set on every write).
+* Ownership and modes: each inode's numeric ``uid``/``gid`` and mode (setuid, setgid, sticky included) are
+  stored on the server and reported by ``getattr``; an inode whose numeric owner was never set appears owned by
+  the mount's ``uid``/``gid``. The kernel checks modes against the caller (``default_permissions``); the server
+  checks only what the API key may touch. A new entry gets the caller's uid/gid (``fuse_get_context``; no
+  request when they are the mount's own and the mode is the default), or the directory's group in a setgid
+  directory, where a new directory also keeps the setgid bit (POSIX mkdir(2)). ``chown``/``chmod`` are one
+  ``PATCH {"uid", "gid"}`` / ``PATCH {"mode"}``; a chown the server refuses fails with EPERM (chown(2)), or
+  succeeds silently with ``--option quiet`` — as vfat does. The server-side owner name stays the API key's user.
+* Times: ``utimens`` is ``PATCH {"atime", "mtime"}`` (``UTIME_NOW`` → ``"now"``, ``UTIME_OMIT`` → field left
+  out; unsent writes of the file are uploaded first, so that they do not move the times set after them); the
+  server sets ``mtime`` and ``ctime`` on every write and ``ctime`` on every attribute change; reads do not
+  change ``atime`` (as ``noatime``).
 * ``statfs``: the volume quota (:func:`.attrs.statfs_of`), re-read at most once per ``attr_timeout``.
 * Not supported: hard links, symlinks, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git``
   falls back from ``link`` to ``rename``.
@@ -38,6 +46,7 @@ Semantics (the FUSE client contract, docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import functools
 import logging
@@ -46,15 +55,15 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any, Final, ParamSpec, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 import mfusepy
 
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
 from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
 
-from .attrs import stat_of, statfs_of
+from .attrs import NAME_MAX, stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
 from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
@@ -78,6 +87,28 @@ SMALL_UPLOAD: Final = 1024 * 1024
 """Spans up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
+UTIME_NOW: Final = (1 << 30) - 1
+"""``utimensat``'s "now": libfuse hands it as ``tv_nsec`` with ``tv_sec`` 0, so mfusepy's nanoseconds equal it."""
+UTIME_OMIT: Final = (1 << 30) - 2
+"""``utimensat``'s "leave unchanged", handed like :data:`UTIME_NOW`."""
+NO_ID: Final = (1 << 32) - 1
+"""``(uid_t) -1``: ``chown`` leaves that id unchanged (also seen as ``-1``)."""
+
+
+def time_change(ns: int) -> datetime | Literal["now"] | None:
+    """A ``utimens`` time in nanoseconds → the PATCH value: ``"now"``, ``None`` (omit), or a UTC datetime
+    (microsecond resolution, the server's; rounded down).
+
+    >>> time_change(UTIME_NOW), time_change(UTIME_OMIT)
+    ('now', None)
+    >>> time_change(1_500_000_000_123_456_789).isoformat()
+    '2017-07-14T02:40:00.123456+00:00'
+    """
+    if ns == UTIME_NOW:
+        return "now"
+    if ns == UTIME_OMIT:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
 def api_path(volume: str, path: str) -> str:
@@ -150,6 +181,10 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     # ---- helpers -----------------------------------------------------------------------------------
 
     def _api(self, path: str) -> str:
+        """The server path of ``path``; ENAMETOOLONG when a component is longer than ``NAME_MAX`` (255) bytes,
+        the limit ``statfs`` reports (POSIX: the error of every call given such a name)."""
+        if any(len(os.fsencode(name)) > NAME_MAX for name in path.split("/")):
+            raise _fail(errno.ENAMETOOLONG)
         return api_path(self._volume, path)
 
     def _writable(self) -> None:
@@ -190,11 +225,13 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 except NotFound:
                     info = None
         if info is None:
-            info = FileInfo(path=file.path, name="", type="file", size=0, mode=file.mode or DEFAULT_FILE_MODE,
-                            owner="", mtime=datetime.now(UTC))
-        elif file.mode is not None:
-            info = FileInfo(info.path, info.name, info.type, info.size, file.mode, info.owner, info.mtime,
-                            info.etag)
+            now = datetime.now(UTC)
+            info = FileInfo(path=file.path, name="", type="file", size=0, mode=DEFAULT_FILE_MODE, owner="",
+                            mtime=now, atime=now, ctime=now)
+        if file.mode is not None or file.uid is not None or file.gid is not None:
+            info = dataclasses.replace(info, mode=info.mode if file.mode is None else file.mode,
+                                       uid=info.uid if file.uid is None else file.uid,
+                                       gid=info.gid if file.gid is None else file.gid)
         return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
                        mtime_ns=time.time_ns() if file.dirty else None)
 
@@ -265,14 +302,20 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         file.ranges.clear()
         if plan.kind is UploadKind.NONE:
             return
-        if file.mode is not None:
-            mode = file.mode
-            if mode != DEFAULT_FILE_MODE:
-                self._bridge.call(lambda c: c.chmod(path, mode))
-            file.mode = None
+        self._apply_pending(file)
         self._changed(path)
         with self._etags_lock:
             self._etags.pop(path, None)
+
+    def _apply_pending(self, file: OpenFile) -> None:
+        """One ``PATCH`` of the mode and numeric owner a file created here was given (:meth:`create`, or a
+        ``chmod`` before its first upload), once the server has it. Caller holds ``file.lock``."""
+        path, mode, uid, gid = file.path, file.mode, file.uid, file.gid
+        if mode == DEFAULT_FILE_MODE and uid is None and gid is None:
+            mode = None
+        if mode is not None or uid is not None or gid is not None:
+            self._bridge.call(lambda c: c.set_attributes(path, mode=mode, uid=uid, gid=gid))
+        file.mode = file.uid = file.gid = None
 
     def _drop_changes(self, file: OpenFile) -> None:
         """Forget the unsent changes of ``file`` (the server has it) after the server refused them for good.
@@ -292,7 +335,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             pass  # gone or unreachable: the next write or truncate asks again (_ensure_spool)
         file.dirty = False
         file.ranges.clear()
-        file.mode = None
+        file.mode = file.uid = file.gid = None
         if size is None and file.spool is not None:
             file.spool.close()
             file.spool = None
@@ -422,13 +465,31 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def mkdir(self, path: str, mode: int) -> None:
-        """``POST /v1/files/{path}/``; a mode other than 0755 is applied with a PATCH."""
+        """``POST /v1/files/{path}/``, then one PATCH of the mode and the caller's ids unless they are the
+        server's defaults (:meth:`_new_entry`)."""
         self._writable()
         api = self._api(path)
+        wanted, uid, gid = self._new_entry(api, mode & 0o1777, directory=True)
         self._bridge.call(lambda c: c.mkdir(api, exist_ok=False), retry=False)
         self._changed(api)
-        if mode & 0o7777 != DEFAULT_DIR_MODE:
-            self._bridge.call(lambda c: c.chmod(api, mode & 0o7777))
+        bits = None if wanted == DEFAULT_DIR_MODE else wanted
+        if bits is not None or uid is not None or gid is not None:
+            self._bridge.call(lambda c: c.set_attributes(api, mode=bits, uid=uid, gid=gid))
+
+    def _new_entry(self, api: str, mode: int, *, directory: bool) -> tuple[int, int | None, int | None]:
+        """``(mode, uid, gid)`` to give a new entry made by the calling process: its uid and gid (``None``
+        where they equal the mount's own, which an entry without ids shows), except in a setgid directory,
+        whose group the server gives the entry (``gid`` ``None``), with the setgid bit for a new directory
+        (POSIX mkdir(2))."""
+        uid, gid, _ = mfusepy.fuse_get_context()
+        parent = self._stat(parent_of(api))
+        if parent.mode & stat.S_ISGID:
+            return (mode | stat.S_ISGID if directory else mode), self._own_or_none(uid, self._settings.uid), None
+        return mode, self._own_or_none(uid, self._settings.uid), self._own_or_none(gid, self._settings.gid)
+
+    @staticmethod
+    def _own_or_none(value: int, own: int) -> int | None:
+        return None if value == own else value
 
     @_fuse_errors
     def rmdir(self, path: str) -> None:
@@ -495,28 +556,50 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if file is not None and not file.remote:
             file.mode = bits
             return
-        self._bridge.call(lambda c: c.chmod(api, bits))
+        self._bridge.call(lambda c: c.set_attributes(api, mode=bits))
         if file is not None and file.mode is not None:
             file.mode = None
         self._changed(api)
 
     @_fuse_errors
     def chown(self, path: str, uid: int, gid: int) -> None:
-        """Accept the mount's own uid/gid (or -1); other ids → EPERM unless ``quiet`` (module docstring)."""
+        """``PATCH {"uid", "gid"}`` (``-1``: that id unchanged); a refusal → EPERM (chown(2)), or success with
+        ``quiet``. A file created here and not uploaded yet keeps the ids for its upload."""
         self._writable()
-        if uid in (-1, self._settings.uid) and gid in (-1, self._settings.gid):
-            self._stat(self._api(path))  # ENOENT for a missing path
+        api = self._api(path)
+        new_uid = None if uid in (-1, NO_ID) else uid
+        new_gid = None if gid in (-1, NO_ID) else gid
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            with file.lock:
+                file.uid = file.uid if new_uid is None else new_uid
+                file.gid = file.gid if new_gid is None else new_gid
             return
-        if not self._settings.quiet:
-            raise _fail(errno.EPERM)
+        if new_uid is None and new_gid is None:
+            self._stat(api)  # ENOENT for a missing path
+            return
+        try:
+            self._bridge.call(lambda c: c.set_attributes(api, uid=new_uid, gid=new_gid))
+        except PermissionDenied:
+            if not self._settings.quiet:
+                raise _fail(errno.EPERM) from None
+        self._changed(api)
 
     @_fuse_errors
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
-        """Accepted without a request: the server manages ``mtime``."""
+        """``PATCH {"atime", "mtime"}`` (:func:`time_change`; no ``times``: both now). Unsent writes of the
+        file are uploaded first, so that their upload does not set ``mtime`` after this call."""
         self._writable()
         api = self._api(path)
-        if self._handles.file(api) is None:
-            self._stat(api)
+        atime, mtime = ("now", "now") if times is None else (time_change(times[0]), time_change(times[1]))
+        file = self._handles.file(api)
+        if file is not None and (file.dirty or not file.remote):
+            self._upload(file)
+        if atime is None and mtime is None:
+            self._stat(api)  # ENOENT for a missing path
+            return
+        self._bridge.call(lambda c: c.set_attributes(api, atime=atime, mtime=mtime))
+        self._changed(api)
 
     @_fuse_errors
     def truncate(self, path: str, length: int, fh: Any = None) -> None:
@@ -592,13 +675,14 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         """A new file, local until its first ``close`` uploads it (with ``mode`` applied after)."""
         self._writable()
         api = self._api(path)
+        bits, uid, gid = self._new_entry(api, mode & 0o7777, directory=False)
         fh, handle = self._handles.open(api, writable=True, remote=False, remote_size=0)
         file = handle.file
         with file.lock:
             self._ensure_spool(file)
             file.dirty = True
             if not file.remote:
-                file.mode = mode & 0o7777
+                file.mode, file.uid, file.gid = bits, uid, gid
         self._cache.invalidate(api)
         fi.fh = fh
         return 0

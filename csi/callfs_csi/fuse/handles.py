@@ -27,7 +27,8 @@ class OpenFile:
     unknown, writes go unconditionally). ``spool``: the file's changed bytes (:mod:`.spool`; ``None`` until
     the first write or truncate), as long as the file. ``ranges``: what changed since the last upload
     (:mod:`.dirty`). ``dirty``: the mount has something the server has not. ``mode``: permission bits to apply
-    after the upload of a file created here (``None``: server default). ``unlinked``: deleted while open —
+    after the upload of a file created here (``None``: server default); ``uid``/``gid``: its numeric owner and
+    group, set with them (``None``: not set, the server's). ``unlinked``: deleted while open —
     never uploaded again. ``lock`` serialises writes, truncates, spool reads and uploads.
     """
 
@@ -38,6 +39,8 @@ class OpenFile:
     spool: Spool | None = None
     dirty: bool = False
     mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
     unlinked: bool = False
     refs: int = 0
     ranges: DirtyRanges = field(default_factory=DirtyRanges)

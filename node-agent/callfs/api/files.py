@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,13 +35,16 @@ from callfs.api.requests import (
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
 from callfs.models import Inode
-from callfs.permissions import WRITE, parse_mode, require
+from callfs.permissions import WRITE, check_id, parse_mode, require
 
 PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
 _PATCH_KEYS = {
     "name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group", "size",
+    "uid", "gid", "atime", "mtime",
 }
+_ATTRIBUTE_KEYS = frozenset({"mode", "owner", "group", "uid", "gid", "atime", "mtime"})
+"""The fields of a PATCH that change attributes (chmod, chown, utimensat) rather than move the entry."""
 
 
 def add_routes(app: web.Application) -> None:
@@ -241,15 +245,11 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
     if "size" in body:
         return await _resize(request, source, body)
     name, destination = str_field(body, "name"), str_field(body, "destination")
-    mode_text, owner, group = str_field(body, "mode"), str_field(body, "owner"), str_field(body, "group")
-    if mode_text is not None or owner is not None or group is not None:
+    if _ATTRIBUTE_KEYS & set(body):
         if name is not None or destination is not None:
-            raise BadRequest("change mode/owner/group and rename in separate requests")
-        try:
-            mode = parse_mode(mode_text) if mode_text is not None else None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
-        inode = await engine.change_attributes(who, source, mode=mode, owner=owner, group=group)
+            raise BadRequest("change attributes (mode, owner, group, uid, gid, atime, mtime) and rename in separate "
+                             "requests")
+        inode = await _change_attributes(request, source, body)
         return render.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")
@@ -273,6 +273,47 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         await _relocate(request, await engine.stat(who, source), backend, instance)
     moved = await engine.move(who, source, target, overwrite=overwrite, create_parents=create_parents)
     return render.json_response({"path": moved.path})
+
+
+def _time_field(body: dict[str, Any], key: str) -> datetime | Literal["now"] | None:
+    """``"now"``, an RFC 3339 date-time with a time zone (microseconds kept), or absent (``None``).
+
+    Raises:
+        BadRequest: another type, or a string that is neither.
+    """
+    text = str_field(body, key)
+    if text is None:
+        return None
+    if text == "now":
+        return "now"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise BadRequest(f"{key} must be \"now\" or an RFC 3339 date-time with a time zone, got {text[:40]!r}")
+    return moment.astimezone(UTC)
+
+
+def _id_field(body: dict[str, Any], key: str) -> int | None:
+    """A numeric user or group id, or absent (``None``); :func:`~callfs.permissions.check_id` checks it."""
+    value = body.get(key)
+    return None if value is None else check_id(value, key)
+
+
+async def _change_attributes(request: web.Request, path: str, body: dict[str, Any]) -> Inode:
+    """``{"mode", "owner", "group", "uid", "gid", "atime", "mtime"}`` (any of them): chmod, chown and
+    utimensat in one change (:meth:`~callfs.engine.Engine.change_attributes`)."""
+    mode_text = str_field(body, "mode")
+    try:
+        mode = parse_mode(mode_text) if mode_text is not None else None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    return await request.app[NODE].engine.change_attributes(
+        caller(request), path, mode=mode, owner=str_field(body, "owner"), group=str_field(body, "group"),
+        uid=_id_field(body, "uid"), gid=_id_field(body, "gid"), atime=_time_field(body, "atime"),
+        mtime=_time_field(body, "mtime"),
+    )
 
 
 async def _resize(request: web.Request, path: str, body: dict[str, Any]) -> web.StreamResponse:

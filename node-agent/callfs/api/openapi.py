@@ -120,7 +120,8 @@ def _head_of(get: Json, operation_id: str) -> Json:
 
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
-    "X-CallFS-Instance-ID", "Last-Modified", "ETag", "Accept-Ranges",
+    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Instance-ID", "Last-Modified",
+    "ETag", "Accept-Ranges",
 )
 _QUOTA_HEADERS = (
     "X-CallFS-Quota-Bytes-Used", "X-CallFS-Quota-Inodes-Used", "X-CallFS-Quota-Bytes-Limit",
@@ -199,13 +200,14 @@ def _file_paths() -> Json:
         request_body={"required": True, "content": _octets()},
     )
     patch = _operation(
-        "patchFile", "Rename, move, relocate, chmod, chown, truncate or extend", tags,
+        "patchFile", "Rename, move, relocate, chmod, chown, set times, truncate or extend", tags,
         {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}), "ETag")},
         [400, 403, 404, 409, 412, 413, 500, 502, 503, 507, 508],
         description=(
             "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
-            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group` change "
-            "attributes (never together with a move) and answer the entry as an `Item`. 403 "
+            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group`/`uid`/"
+            "`gid`/`atime`/`mtime` change attributes in one change (never together with a move; `ctime` set to "
+            "now) and answer the entry as an `Item`. 403 "
             "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root. `size` alone "
             "truncates or extends a file (zeros past the old end) and answers the entry as an `Item` with its "
             "`ETag`; it follows the rules of a partial write (conditional headers included)."
@@ -468,7 +470,14 @@ def _headers_component() -> Json:
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
         "X-CallFS-Owner": _header("Owning user"),
         "X-CallFS-Group": _header("Owning group"),
-        "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC", {"type": "string", "format": "date-time"}),
+        "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC (microseconds when not whole seconds)",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-ATime": _header("Access time, RFC 3339 UTC (set by PATCH `atime`; else the modification time)",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-CTime": _header("Change time: content or attributes, RFC 3339 UTC",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-UID": _header("Numeric owner (absent until set)", integer),
+        "X-CallFS-GID": _header("Numeric group (absent until set)", integer),
         "X-CallFS-Instance-ID": _header("The node holding the file's bytes (node-local backends only)"),
         "X-CallFS-Count": _header("Number of items in the listing", integer),
         "X-CallFS-Next": _header("The cursor of the next page of a paged listing (absent on the last page)"),
@@ -579,10 +588,16 @@ def _schemas_component() -> Json:
                 "path": {"type": "string", "description": "Canonical absolute path"},
                 "type": {"type": "string", "enum": ["file", "directory"]},
                 "size": {"type": "integer", "minimum": 0},
-                "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644"]},
+                "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},
+                "uid": {"type": ["integer", "null"], "minimum": 0, "maximum": 4294967294,
+                        "description": "Numeric owner a FUSE mount shows (null until set)"},
+                "gid": {"type": ["integer", "null"], "minimum": 0, "maximum": 4294967294,
+                        "description": "Numeric group a FUSE mount shows (null until set)"},
                 "mtime": date_time,
+                "atime": date_time,
+                "ctime": date_time,
             },
         },
         "DirectoryListing": {
@@ -610,10 +625,20 @@ def _schemas_component() -> Json:
                 "create_parents": {"type": "boolean", "default": False},
                 "backend": {"type": "string", "description": "Move the file's bytes to this backend"},
                 "instance": {"type": "string", "description": "Move the file's bytes to this node"},
-                "mode": {"type": "string",
-                         "description": "Octal permission bits, e.g. `0640`; setuid/setgid are refused"},
+                "mode": {"type": "string", "pattern": "^[0-7]{3,4}$",
+                         "description": "Octal mode, e.g. `0640`, `2775`: setuid, setgid and sticky included (the "
+                                        "setgid bit is cleared for a caller outside the entry's group)"},
                 "owner": {"type": "string", "description": "New owning user (root only)"},
                 "group": {"type": "string", "description": "New group (root, or the owner for one of its groups)"},
+                "uid": {"type": "integer", "minimum": 0, "maximum": 4294967294,
+                        "description": "New numeric owner (the owner or root)"},
+                "gid": {"type": "integer", "minimum": 0, "maximum": 4294967294,
+                        "description": "New numeric group (the owner or root)"},
+                "atime": {"type": "string", "examples": ["now", "2026-11-22T04:16:00.25Z"],
+                          "description": "`now` or an RFC 3339 date-time with a time zone: the owner or root; "
+                                         "`now` also a caller with write permission (POSIX utimensat)"},
+                "mtime": {"type": "string", "examples": ["now", "2026-11-22T04:16:00.25Z"],
+                          "description": "As `atime`, for the modification time"},
                 "size": {"type": "integer", "minimum": 0,
                          "description": "Truncate or extend the file to this many bytes (alone in the body)"},
             },

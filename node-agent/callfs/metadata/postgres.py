@@ -168,6 +168,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX access_keys_user ON access_keys (user_name)",
         ),
     ),
+    Migration(
+        version=9,
+        description="numeric owner and group, access time and symbolic links (type symlink, target)",
+        statements=(
+            "ALTER TABLE inodes DROP CONSTRAINT inodes_type_check",
+            "ALTER TABLE inodes ADD CONSTRAINT inodes_type_check CHECK (type IN ('file', 'directory', 'symlink'))",
+            "ALTER TABLE inodes ADD COLUMN uid bigint CHECK (uid BETWEEN 0 AND 4294967294), "
+            "ADD COLUMN gid bigint CHECK (gid BETWEEN 0 AND 4294967294), ADD COLUMN atime timestamptz, "
+            "ADD COLUMN target text",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -1,0 +1,192 @@
+"""POSIX ownership, modes and times through ``callfs-mount``, on SQLite and on PostgreSQL + Redis.
+
+Real mounts (``support.mount``) of real nodes (``api_node``: both metadata stores); processes acting as other
+users switch their ids in a child process (``as_user``), as pjdfstest does, so the kernel checks modes against
+them (``default_permissions``). The suite-wide count is ``test_pjdfstest.py``'s; these name the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+import stat
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callfs.client import CallFSClient, FileInfo
+from support.app_node import AppNode
+from support.machine import require_fuse
+from support.mount import MountedVolume
+
+MountFactory = Callable[..., MountedVolume]
+
+NOBODY = 65534
+UTIME_OMIT = (1 << 30) - 2
+
+
+@pytest.fixture(autouse=True)
+def _fuse() -> None:
+    require_fuse()
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+
+
+def as_user(uid: int, gid: int, cwd: Path, action: Callable[[Path], object]) -> int:
+    """Run ``action(Path("."))`` in a child process with ``uid``/``gid`` (no supplementary groups) whose working
+    directory is ``cwd`` (the test's temporary directories above a mount are root's alone); the ``errno`` of the
+    ``OSError`` it raised, or 0."""
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        code = 0
+        try:
+            os.chdir(cwd)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            action(Path("."))
+        except OSError as exc:
+            code = exc.errno or 255
+        except BaseException:
+            code = 255
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def on_server(node: AppNode, path: str) -> FileInfo:
+    async def run() -> FileInfo:
+        async with CallFSClient(node.url, node.key_for("root")) as client:
+            return await client.stat(path)
+
+    return asyncio.run(run())
+
+
+def server_call(node: AppNode, user: str, operation: Callable[[CallFSClient], Any]) -> Any:
+    async def run() -> Any:
+        async with CallFSClient(node.url, node.key_for(user)) as client:
+            return await operation(client)
+
+    return asyncio.run(run())
+
+
+def test_numeric_owner_and_full_mode_are_stored_and_shown(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    path = mount.path / "prog"
+    path.write_text("#!/bin/sh\n")
+    os.chown(path, 1000, 2000)
+    os.chmod(path, 0o4750)  # noqa: S103
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 2000, 0o4750)
+    info = on_server(api_node, f"{mount.volume}/prog")
+    assert (info.uid, info.gid, info.mode) == (1000, 2000, 0o4750)
+    os.chown(path, -1, 3000)  # -1: the uid stays; the kernel clears setuid (chown(2))
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 3000, 0o750)
+    os.chmod(path, 0o2750)  # noqa: S103
+    second = mount_factory(api_node, mount.volume, create=False)
+    st = os.stat(second.path / "prog")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 3000, 0o2750)
+
+
+def test_entries_get_the_creating_process_ids(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    os.chmod(mount.path, 0o1777)  # noqa: S103
+
+    def create(here: Path) -> None:
+        (here / "mine").write_text("x")
+        (here / "dir").mkdir(0o700)
+
+    assert as_user(NOBODY, NOBODY, mount.path, create) == 0
+    for name, mode in (("mine", 0o644), ("dir", 0o700)):
+        st = os.stat(mount.path / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, mode), name
+    mine = os.stat(mount.path / "mine")
+    assert (mine.st_uid, mine.st_gid) == (NOBODY, NOBODY)
+    os.chmod(mount.path / "mine", 0o600)
+    assert as_user(NOBODY, NOBODY, mount.path, lambda here: (here / "mine").read_text()) == 0
+    assert as_user(1, 1, mount.path, lambda here: (here / "mine").read_text()) == errno.EACCES  # the kernel's check
+    assert as_user(1, 1, mount.path, lambda here: os.chmod(here / "mine", 0o640)) == errno.EPERM
+    assert as_user(NOBODY, NOBODY, mount.path, lambda here: os.chown(here / "mine", 1, -1)) == errno.EPERM
+
+
+def test_setgid_directory_passes_its_group_on(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    shared = mount.path / "shared"
+    shared.mkdir()
+    os.chown(shared, -1, 50)
+    os.chmod(shared, 0o2777)  # noqa: S103
+    def create(here: Path) -> None:
+        (here / "sub").mkdir(0o755)
+        (here / "f").write_text("f")
+
+    assert as_user(NOBODY, NOBODY, shared, create) == 0
+    sub, made = os.stat(shared / "sub"), os.stat(shared / "f")
+    assert (sub.st_uid, sub.st_gid, stat.S_IMODE(sub.st_mode)) == (NOBODY, 50, 0o2755)  # POSIX mkdir(2)
+    assert (made.st_uid, made.st_gid, stat.S_IMODE(made.st_mode)) == (NOBODY, 50, 0o644)
+
+
+def _utimensat(path: Path, atime: tuple[int, int], mtime: tuple[int, int]) -> None:
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    times = (Timespec * 2)(Timespec(*atime), Timespec(*mtime))
+    if libc.utimensat(-100, str(path).encode(), times, 0) != 0:  # AT_FDCWD
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def test_times_follow_utimensat_and_ctime_follows_changes(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    path = mount.path / "t"
+    path.write_text("t")
+    os.utime(path, ns=(1_900_000_000_250_000_000, 1_950_000_000_000_001_000))
+    st = os.stat(path)
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_900_000_000_250_000_000, 1_950_000_000_000_001_000)
+    _utimensat(path, (0, UTIME_OMIT), (1_800_000_000, 0))  # UTIME_OMIT: atime stays
+    st = os.stat(path)
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_900_000_000_250_000_000, 1_800_000_000 * 10**9)
+    assert on_server(api_node, f"{mount.volume}/t").atime == datetime(2030, 3, 17, 17, 46, 40, 250_000, tzinfo=UTC)
+    changed = st.st_ctime_ns
+    for change in (lambda: os.chmod(path, 0o646),  # noqa: S103 lambda: os.chown(path, 7, 7),
+                   lambda: path.write_text("again")):
+        change()
+        after = os.stat(path).st_ctime_ns
+        assert after > changed
+        changed = after
+    # Times given as values: the owner only; "now": write permission is enough (POSIX utimensat).
+    assert as_user(NOBODY, NOBODY, mount.path, lambda here: os.utime(here / "t", ns=(0, 0))) == errno.EPERM
+    assert as_user(NOBODY, NOBODY, mount.path, lambda here: os.utime(here / "t")) == 0
+    assert os.stat(path).st_ctime_ns > changed
+    assert abs(os.stat(path).st_mtime_ns - datetime.now(UTC).timestamp() * 10**9) < 60 * 10**9
+
+
+def test_chown_the_server_refuses_is_eperm_or_quiet(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    server_call(api_node, "root", lambda c: c.chmod(mount.volume, 0o777))
+    server_call(api_node, "root", lambda c: c.put_file(f"{mount.volume}/roots", b"r"))
+    as_alice = mount_factory(api_node, mount.volume, create=False, user="alice")
+    quiet = mount_factory(api_node, mount.volume, create=False, user="alice", options=["quiet"])
+    (as_alice.path / "alices").write_text("a")
+    os.chown(as_alice.path / "alices", 1, 1)  # alice's key owns it on the server
+    assert (os.stat(as_alice.path / "alices").st_uid, on_server(api_node, f"{mount.volume}/alices").uid) == (1, 1)
+    with pytest.raises(PermissionError) as refused:
+        os.chown(as_alice.path / "roots", 1, 1)  # the key may not change root's file
+    assert refused.value.errno == errno.EPERM
+    os.chown(quiet.path / "roots", 1, 1)
+    assert on_server(api_node, f"{mount.volume}/roots").uid is None
+
+
+def test_names_longer_than_name_max_are_enametoolong(app_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(app_node)
+    (mount.path / ("x" * 255)).write_text("ok")  # NAME_MAX bytes: fine
+    for call in (lambda p: p.write_text("x"), lambda p: p.mkdir(), os.stat, os.unlink):
+        with pytest.raises(OSError) as caught:
+            call(mount.path / ("é" * 128))  # 256 bytes in UTF-8
+        assert caught.value.errno == errno.ENAMETOOLONG
