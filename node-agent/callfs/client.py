@@ -1140,6 +1140,18 @@ class CallFSClient:
             raise AlreadyExists(f"{canon} already exists")
         return created
 
+    async def symlink(self, path: str, target: str) -> FileInfo:
+        """Create the symbolic link ``path`` → ``target`` (``POST /v1/files/{path}`` with ``X-CallFS-Target``); the
+        server stores ``target`` as given and never follows it. Returns the link's attributes.
+
+        Raises:
+            AlreadyExists: something is at ``path``.  NotFound: no parent directory.
+            BadRequest: a bad target (empty, 4096 bytes or more, control characters).
+        """
+        headers = {"X-CallFS-Target": quote(target, safe="/")}
+        body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
+        return FileInfo.from_json(body)
+
     async def _post_dir(self, canon: str) -> bool:
         async with self._request("POST", self._url(files_url_path(canon, directory=True))) as resp:
             return resp.status == 201

@@ -95,6 +95,8 @@ SYSTEM_DIRECTORIES = (
 of retained volumes. Each node makes them ``root:root`` mode 0755 at start (docs/rest-api.md, "Permissions")."""
 
 SYSTEM_DIRECTORY_MODE = 0o755
+SYMLINK_MODE = 0o777
+"""Mode of a symbolic link: Linux reports 0777 and never checks it (symlink(7))."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +425,8 @@ class Engine:
             inode, resolved = resolved or await self._resolved(caller, path), None
             if inode.is_dir:
                 raise IsADirectory(f"{path} is a directory")
+            if inode.is_symlink:
+                raise BadRequest(f"{path} is a symbolic link: the server does not follow it; read its target")
             require(caller, inode, READ, "read")
             try:
                 return OpenFile(inode, await self._open_blob(inode))
@@ -623,6 +627,8 @@ class Engine:
             if create_only:
                 raise Conflict(f"{path} is a directory; a file cannot be created there")
             raise IsADirectory(f"{path} is a directory")
+        if current.is_symlink and not create_only:
+            raise BadRequest(f"{path} is a symbolic link: the server does not follow it; write to its target")
         if create_only:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
         require(caller, current, WRITE, "write")
@@ -849,6 +855,35 @@ class Engine:
         if found is None or not found.is_dir:
             raise AlreadyExists(f"{path} exists and is a file")
         return found, False
+
+    async def make_symlink(self, caller: Caller, path: str, target: str) -> Inode:
+        """Create the symbolic link ``path`` whose target is ``target`` (POSIX symlink(2)): an entry of its own
+        (mode 0777, no bytes, one inode of quota), which the server never follows — every request on ``path``
+        acts on the link (lstat semantics); a FUSE mount's kernel resolves it. The parent must exist (no
+        missing parents are made) and be writable by ``caller``; in a setgid directory the link takes its
+        group (:func:`~callfs.permissions.inherited`).
+
+        Raises ``AlreadyExists`` (anything is at ``path``), ``NotFound`` (no parent), ``NotADirectory``,
+        ``PermissionDenied``, ``QuotaExceeded`` (inodes), ``BadRequest`` (the root, or a bad target:
+        :func:`callfs.paths.validate_target`).
+        """
+        paths.validate_target(target)
+        if path == paths.ROOT:
+            raise AlreadyExists("the root exists")
+        with self.metrics.time_metadata("symlink"):
+            async with self.store.transaction() as txn:
+                parent = await self._ensure_parents(txn, caller, path, create=False)
+                require_entry_change(caller, parent, None, "create")
+                now = utcnow()
+                inode = Inode(
+                    path=path, type=InodeType.SYMLINK, owner=caller.user, mtime=now, ctime=now, target=target,
+                    **inherited(parent, directory=False, mode=SYMLINK_MODE, group=caller.user),
+                )
+                if not await txn.insert(inode):
+                    raise AlreadyExists(f"{path} already exists")
+                await self._charge(txn, path, 0, 1)
+        self.metrics.file_operation("create", self.default_backend)
+        return inode
 
     async def delete(self, caller: Caller, path: str, *, recursive: bool = False) -> None:
         """Delete a file or directory (a non-empty one only with ``recursive``).
@@ -1155,8 +1190,8 @@ class Engine:
         rewritten meanwhile; nothing changed), ``BadGateway`` (the owning node cannot be read).
         """
         inode = await self._resolved(caller, path)
-        if inode.is_dir:
-            raise BadRequest("backend and instance apply to files, not directories")
+        if inode.type is not InodeType.FILE:
+            raise BadRequest("backend and instance apply to files, not directories or symbolic links")
         require(caller, inode, WRITE, "move the bytes of")
         target = self.backend(backend or inode.backend)
         if inode.backend == target.name and (not target.node_local or inode.instance_id == self.instance_id):
@@ -1400,8 +1435,8 @@ class Engine:
                 f"expiry_seconds must be between {links.MIN_EXPIRY_SECONDS} and {links.MAX_EXPIRY_SECONDS}"
             )
         inode = await self._resolved(caller, path)
-        if inode.is_dir:
-            raise BadRequest(f"{path} is a directory; links are for files")
+        if inode.type is not InodeType.FILE:
+            raise BadRequest(f"{path} is a {inode.type.value}; links are for files")
         require(caller, inode, READ, "read")
         assert inode.blob_id is not None
         # The link serves these bytes only: the file's blob and version are stored with it and signed.

@@ -190,3 +190,37 @@ def test_names_longer_than_name_max_are_enametoolong(app_node: AppNode, mount_fa
         with pytest.raises(OSError) as caught:
             call(mount.path / ("é" * 128))  # 256 bytes in UTF-8
         assert caught.value.errno == errno.ENAMETOOLONG
+
+
+def test_symlinks_are_created_read_and_resolved_by_the_kernel(api_node: AppNode,
+                                                              mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    (mount.path / "d").mkdir()
+    (mount.path / "d" / "f").write_text("hello")
+    os.symlink("d/f", mount.path / "l")
+    os.symlink("nowhere", mount.path / "dangling")
+    link = os.lstat(mount.path / "l")
+    assert (stat.S_ISLNK(link.st_mode), link.st_size, stat.S_IMODE(link.st_mode)) == (True, 3, 0o777)
+    assert os.readlink(mount.path / "l") == "d/f"
+    assert (mount.path / "l").read_text() == "hello"  # followed by the kernel
+    assert sorted(os.listdir(mount.path)) == ["d", "dangling", "l"]
+    assert not (mount.path / "dangling").exists() and (mount.path / "dangling").is_symlink()
+    with pytest.raises(OSError) as nofollow:
+        os.open(mount.path / "l", os.O_RDONLY | os.O_NOFOLLOW)
+    assert nofollow.value.errno == errno.ELOOP
+    os.chown(mount.path / "l", 7, 8, follow_symlinks=False)  # lchown: the link, not its target
+    assert (os.lstat(mount.path / "l").st_uid, os.stat(mount.path / "l").st_uid) == (7, 0)
+    info = on_server(api_node, f"{mount.volume}/l")
+    assert (info.type, info.target, info.uid) == ("symlink", "d/f", 7)
+    other = mount_factory(api_node, mount.volume, create=False)
+    assert os.readlink(other.path / "l") == "d/f"
+    os.rename(mount.path / "l", mount.path / "d" / "back")
+    assert (mount.path / "d" / "back").is_symlink()  # relative target kept as given: now dangling
+    os.unlink(mount.path / "d" / "back")
+    assert (mount.path / "d" / "f").read_text() == "hello"
+    with pytest.raises(OSError) as exists:
+        os.symlink("x", mount.path / "d" / "f")
+    assert exists.value.errno == errno.EEXIST
+    with pytest.raises(OSError) as too_long:
+        os.symlink("a" * 4096, mount.path / "big")
+    assert too_long.value.errno == errno.ENAMETOOLONG

@@ -39,8 +39,11 @@ Semantics (the FUSE client contract, docs/architecture.md):
   server sets ``mtime`` and ``ctime`` on every write and ``ctime`` on every attribute change; reads do not
   change ``atime`` (as ``noatime``).
 * ``statfs``: the volume quota (:func:`.attrs.statfs_of`), re-read at most once per ``attr_timeout``.
-* Not supported: hard links, symlinks, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git``
-  falls back from ``link`` to ``rename``.
+* Symbolic links: ``symlink`` creates a ``symlink`` entry on the server (``POST`` with ``X-CallFS-Target``),
+  ``readlink`` and ``lstat`` read it (never followed by the server); the kernel resolves links in paths, and
+  ``O_NOFOLLOW`` on a link fails with ELOOP in the kernel.
+* Not supported: hard links, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back
+  from ``link`` to ``rename``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,8 @@ DEFAULT_FILE_MODE: Final = 0o644
 """Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
+PATH_MAX: Final = 4096
+"""Bytes of a path (a symlink's target) with its terminating NUL (POSIX ``PATH_MAX`` on Linux)."""
 SMALL_UPLOAD: Final = 1024 * 1024
 """Spans up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
@@ -451,7 +456,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         for info in items:
             self._cache.put(info)
             seen.add(info.name)
-            entries.append((info.name, {"st_mode": stat.S_IFDIR if info.is_dir else stat.S_IFREG}, 0))
+            kind = stat.S_IFDIR if info.is_dir else stat.S_IFLNK if info.is_symlink else stat.S_IFREG
+            entries.append((info.name, {"st_mode": kind}, 0))
         for file in self._handles.local_children(api):
             name = file.path.rsplit("/", 1)[-1]
             if name not in seen:
@@ -490,6 +496,29 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     @staticmethod
     def _own_or_none(value: int, own: int) -> int | None:
         return None if value == own else value
+
+    @_fuse_errors
+    def symlink(self, path: str, target: str) -> None:
+        """symlink(2): ``POST /v1/files/{path}`` with ``X-CallFS-Target: target`` (stored as given; the kernel
+        resolves it), then the caller's ids as for :meth:`mkdir`. A target of ``PATH_MAX`` bytes or more →
+        ENAMETOOLONG."""
+        self._writable()
+        api = self._api(path)
+        if len(os.fsencode(target)) >= PATH_MAX:
+            raise _fail(errno.ENAMETOOLONG)
+        _, uid, gid = self._new_entry(api, 0o777, directory=False)
+        self._bridge.call(lambda c: c.symlink(api, target), retry=False)
+        self._changed(api)
+        if uid is not None or gid is not None:
+            self._bridge.call(lambda c: c.set_attributes(api, uid=uid, gid=gid))
+
+    @_fuse_errors
+    def readlink(self, path: str) -> str:
+        """readlink(2): the target of the link (from the cached attributes or a HEAD); EINVAL for anything else."""
+        info = self._stat(self._api(path))
+        if not info.is_symlink or info.target is None:
+            raise _fail(errno.EINVAL)
+        return info.target
 
     @_fuse_errors
     def rmdir(self, path: str) -> None:

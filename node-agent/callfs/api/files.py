@@ -6,7 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -34,7 +34,7 @@ from callfs.api.requests import (
 )
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
-from callfs.models import Inode
+from callfs.models import Inode, InodeType
 from callfs.permissions import WRITE, check_id, parse_mode, require
 
 PREFIX = "/v1/files/"
@@ -77,6 +77,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     path = request_path(request, PREFIX).path
     inode = await engine.stat(who, path)
+    if inode.is_symlink:  # never followed: the link itself, as lstat(2) and readlink(2) see it
+        response = render.json_response(render.item(inode))
+        response.headers.update(render.headers(inode))
+        return response
     if inode.is_dir:
         directory, entries = await engine.list_directory(who, path)
         response = render.json_response([render.item(e) for e in entries])
@@ -141,7 +145,7 @@ async def send_file(request: web.Request, opened: OpenFile, extra: dict[str, str
 async def head_file(request: web.Request) -> web.StreamResponse:
     """The GET headers without a body (``X-CallFS-*``, ``ETag``, ``Content-Length``)."""
     inode = await request.app[NODE].engine.stat(caller(request), request_path(request, PREFIX).path)
-    if not inode.is_dir:
+    if inode.type is InodeType.FILE:
         verdict = evaluate_read(conditions(request), inode)
         if verdict is not None:
             return _not_modified(verdict, inode)
@@ -149,6 +153,8 @@ async def head_file(request: web.Request) -> web.StreamResponse:
     response.headers.update(render.headers(inode))
     if inode.is_dir:
         response.headers.update(await directory_quota_headers(request, inode.path))
+        response.content_type = "application/json"
+    elif inode.is_symlink:
         response.content_type = "application/json"
     else:
         response.content_type = "application/octet-stream"
@@ -171,10 +177,31 @@ def _backend_choice(request: web.Request) -> str | None:
     return request.headers.get("X-CallFS-Backend") or request.query.get("backend") or None
 
 
+def symlink_target(request: web.Request) -> str | None:
+    """The ``X-CallFS-Target`` request header, percent-decoded as UTF-8 (``None`` when absent).
+
+    Raises:
+        BadRequest: not valid percent-encoded UTF-8.
+    """
+    raw = request.headers.get("X-CallFS-Target")
+    if raw is None:
+        return None
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("X-CallFS-Target must be percent-encoded UTF-8") from exc
+
+
 async def post_file(request: web.Request) -> web.StreamResponse:
-    """Create a directory (trailing slash, no body) or a file from the raw body (409 when it exists)."""
+    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body) or a file from
+    the raw body (409 when anything exists there)."""
     engine = request.app[NODE].engine
     target = request_path(request, PREFIX)
+    link_target = symlink_target(request)
+    if link_target is not None:
+        if target.is_dir_hint or request.content_length:
+            raise BadRequest("creating a symbolic link takes no body and a path without a trailing slash")
+        return _created(request, await engine.make_symlink(caller(request), target.path, link_target), True)
     if target.is_dir_hint:
         if request.content_length:
             raise BadRequest("creating a directory takes no body")
@@ -337,8 +364,8 @@ async def _relocate(request: web.Request, inode: Inode, backend: str | None, ins
     """Move the bytes of a file to ``backend`` on node ``instance`` (either may be omitted)."""
     node = request.app[NODE]
     engine = node.engine
-    if inode.is_dir:
-        raise BadRequest("backend and instance apply to files, not directories")
+    if inode.type is not InodeType.FILE:
+        raise BadRequest("backend and instance apply to files, not directories or symbolic links")
     target = engine.backend(backend or inode.backend)
     if instance is not None and not target.node_local:
         raise BadRequest(f"backend {target.name} is shared by every node; instance does not apply")

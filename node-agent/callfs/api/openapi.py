@@ -120,7 +120,8 @@ def _head_of(get: Json, operation_id: str) -> Json:
 
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
-    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Instance-ID", "Last-Modified",
+    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Instance-ID",
+    "Last-Modified",
     "ETag", "Accept-Ranges",
 )
 _QUOTA_HEADERS = (
@@ -167,18 +168,20 @@ def _file_paths() -> Json:
         parameters=["Path", *_CONDITIONAL],
     )
     post = _operation(
-        "createFile", "Create a file, or a directory (trailing slash)", tags,
+        "createFile", "Create a file, a directory (trailing slash) or a symbolic link (X-CallFS-Target)", tags,
         {
             "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
             "200": _response("The directory already existed (directories only)", _json(_schema("Item"))),
         },
         [400, 403, 404, 408, 409, 412, 413, 500, 503, 507],
         description=(
-            "A path ending in `/` creates a directory and takes no body. Otherwise the body becomes a new file: "
+            "A path ending in `/` creates a directory and takes no body. `X-CallFS-Target` without a body "
+            "creates a symbolic link to that target (stored as given, never followed; the parent must exist). "
+            "Otherwise the body becomes a new file: "
             "409 `FILE_ALREADY_EXISTS` when the path exists (with `instance_id` and `update_url` in the error "
             "body when another node holds the existing file's bytes)."
         ),
-        parameters=["Path", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", *_WRITE_CONDITIONAL],
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
@@ -465,7 +468,9 @@ def _headers_component() -> Json:
         "RateLimit-Remaining": _header("Rate limit: requests that could follow at once", integer),
         "RateLimit-Reset": _header("Rate limit: seconds until the bucket is full again", integer),
         "WWW-Authenticate": _header('`Bearer realm="callfs"`'),
-        "X-CallFS-Type": _header("`file` or `directory`", {"type": "string", "enum": ["file", "directory"]}),
+        "X-CallFS-Type": _header("`file`, `directory` or `symlink`",
+                                 {"type": "string", "enum": ["file", "directory", "symlink"]}),
+        "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
         "X-CallFS-Owner": _header("Owning user"),
@@ -538,6 +543,8 @@ def _parameters_component() -> Json:
                     "description": "Backend for a new file's bytes (`localfs` or `s3`); default from the config",
                     "schema": {"type": "string"}},
         "BackendHeader": header("X-CallFS-Backend", "Same as the `backend` query parameter (takes precedence)"),
+        "TargetHeader": header("X-CallFS-Target", "Create a symbolic link to this target (percent-encoded UTF-8, "
+                                                  "1-4095 bytes); no body"),
         "IfMatch": header("If-Match", "Entity tags (or `*`) the current version must match (RFC 9110 §13.1.1)"),
         "IfNoneMatch": header("If-None-Match", "Entity tags (or `*`) the current version must not match"),
         "IfModifiedSince": header("If-Modified-Since", "HTTP date; 304 when not modified since"),
@@ -586,8 +593,9 @@ def _schemas_component() -> Json:
             "properties": {
                 "name": {"type": "string", "description": "Last path segment (empty for the root)"},
                 "path": {"type": "string", "description": "Canonical absolute path"},
-                "type": {"type": "string", "enum": ["file", "directory"]},
+                "type": {"type": "string", "enum": ["file", "directory", "symlink"]},
                 "size": {"type": "integer", "minimum": 0},
+                "target": {"type": "string", "description": "A symbolic link's target (links only)"},
                 "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},
