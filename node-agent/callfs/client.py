@@ -270,7 +270,7 @@ def _optional_id(value: object) -> int | None:
     return number
 
 
-INODE_TYPES: Final = frozenset({"file", "directory", "symlink"})
+INODE_TYPES: Final = frozenset({"file", "directory", "symlink", "special"})
 """The ``type`` values an answer may name."""
 
 
@@ -293,7 +293,8 @@ class FileInfo:
     ID, ``mtime`` timezone-aware (second resolution on the wire), ``etag`` the entity tag as sent (quotes
     included) or ``None`` when the source had none (listing items). ``uid``/``gid`` are the numeric owner and
     group (``None``: not set), ``atime``/``ctime`` the access and change times (``None`` from an older server;
-    microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target.
+    microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target,
+    ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number.
     """
 
     path: str
@@ -309,6 +310,8 @@ class FileInfo:
     atime: datetime | None = None
     ctime: datetime | None = None
     target: str | None = None
+    special: str | None = None
+    rdev: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -360,6 +363,8 @@ class FileInfo:
             atime=_optional_time(headers.get("X-CallFS-ATime")),
             ctime=_optional_time(headers.get("X-CallFS-CTime")),
             target=None if target is None else unquote(target, errors="strict"),
+            special=headers.get("X-CallFS-Special"),
+            rdev=_optional_id(headers.get("X-CallFS-Rdev")),
         )
 
     @classmethod
@@ -394,6 +399,8 @@ class FileInfo:
             atime=_optional_time(item.get("atime")),
             ctime=_optional_time(item.get("ctime")),
             target=None if target is None else str(target),
+            special=None if item.get("special") is None else str(item["special"]),
+            rdev=_optional_id(item.get("rdev")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -1149,6 +1156,18 @@ class CallFSClient:
             BadRequest: a bad target (empty, 4096 bytes or more, control characters).
         """
         headers = {"X-CallFS-Target": quote(target, safe="/")}
+        body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
+        return FileInfo.from_json(body)
+
+    async def mknod(self, path: str, special: str, rdev: int = 0) -> FileInfo:
+        """Create the special file ``path`` (``POST /v1/files/{path}`` with ``X-CallFS-Special``): ``special`` is
+        ``fifo``, ``socket``, ``char`` or ``block``, ``rdev`` a device node's number. An entry only: the server
+        stores and serves no bytes for it. Returns its attributes.
+
+        Raises:
+            AlreadyExists: something is at ``path``.  NotFound: no parent directory.  BadRequest: a bad kind/rdev.
+        """
+        headers = {"X-CallFS-Special": special, "X-CallFS-Rdev": str(rdev)}
         body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
         return FileInfo.from_json(body)
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
@@ -55,6 +55,7 @@ from callfs.models import (
     ListingPage,
     Quota,
     SingleUseLink,
+    Special,
     new_content_id,
     utcnow,
 )
@@ -97,6 +98,8 @@ of retained volumes. Each node makes them ``root:root`` mode 0755 at start (docs
 SYSTEM_DIRECTORY_MODE = 0o755
 SYMLINK_MODE = 0o777
 """Mode of a symbolic link: Linux reports 0777 and never checks it (symlink(7))."""
+MAX_RDEV = 2**32 - 1
+"""Largest device number of a device node (FUSE's ``mknod`` carries a 32-bit ``dev_t``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,8 +428,8 @@ class Engine:
             inode, resolved = resolved or await self._resolved(caller, path), None
             if inode.is_dir:
                 raise IsADirectory(f"{path} is a directory")
-            if inode.is_symlink:
-                raise BadRequest(f"{path} is a symbolic link: the server does not follow it; read its target")
+            if inode.is_entry_only:
+                raise BadRequest(f"{path} is a {inode.type.value} entry without bytes: the server does not open it")
             require(caller, inode, READ, "read")
             try:
                 return OpenFile(inode, await self._open_blob(inode))
@@ -627,8 +630,8 @@ class Engine:
             if create_only:
                 raise Conflict(f"{path} is a directory; a file cannot be created there")
             raise IsADirectory(f"{path} is a directory")
-        if current.is_symlink and not create_only:
-            raise BadRequest(f"{path} is a symbolic link: the server does not follow it; write to its target")
+        if current.is_entry_only and not create_only:
+            raise BadRequest(f"{path} is a {current.type.value} entry without bytes: the server does not write it")
         if create_only:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
         require(caller, current, WRITE, "write")
@@ -857,27 +860,50 @@ class Engine:
         return found, False
 
     async def make_symlink(self, caller: Caller, path: str, target: str) -> Inode:
-        """Create the symbolic link ``path`` whose target is ``target`` (POSIX symlink(2)): an entry of its own
-        (mode 0777, no bytes, one inode of quota), which the server never follows — every request on ``path``
-        acts on the link (lstat semantics); a FUSE mount's kernel resolves it. The parent must exist (no
-        missing parents are made) and be writable by ``caller``; in a setgid directory the link takes its
-        group (:func:`~callfs.permissions.inherited`).
+        """Create the symbolic link ``path`` whose target is ``target`` (POSIX symlink(2)): mode 0777, no bytes,
+        never followed by the server — every request on ``path`` acts on the link (lstat semantics); a FUSE
+        mount's kernel resolves it. See :meth:`_make_entry` for the parent, group and quota rules.
 
-        Raises ``AlreadyExists`` (anything is at ``path``), ``NotFound`` (no parent), ``NotADirectory``,
-        ``PermissionDenied``, ``QuotaExceeded`` (inodes), ``BadRequest`` (the root, or a bad target:
-        :func:`callfs.paths.validate_target`).
+        Raises what :meth:`_make_entry` raises, and ``BadRequest`` for a bad target
+        (:func:`callfs.paths.validate_target`).
         """
         paths.validate_target(target)
+        return await self._make_entry(caller, path, InodeType.SYMLINK, SYMLINK_MODE, target=target)
+
+    async def make_special(self, caller: Caller, path: str, special: Special, rdev: int = 0) -> Inode:
+        """Create the special file ``path`` (POSIX mknod(2)/mkfifo(3), a socket's bind(2)): an entry only, mode
+        0644 (the caller sets its own), nothing stored or served — a FUSE mount's kernel makes a FIFO or a
+        socket a local object of the machine that opens it, and the mount is ``nodev``. ``rdev`` is a device
+        node's device number (Linux's encoding, ``0..2**32-1``: FUSE carries 32 bits); FIFOs and sockets have 0.
+        See :meth:`_make_entry` for the parent, group and quota rules.
+
+        Raises what :meth:`_make_entry` raises, and ``BadRequest`` for ``rdev`` out of range or non-zero on a
+        FIFO or socket.
+        """
+        if not 0 <= rdev <= MAX_RDEV or (rdev and special in (Special.FIFO, Special.SOCKET)):
+            raise BadRequest(f"rdev must be 0..{MAX_RDEV} for a device node and 0 for a FIFO or a socket")
+        return await self._make_entry(caller, path, InodeType.SPECIAL, DEFAULT_FILE_MODE, special=special,
+                                      rdev=rdev)
+
+    async def _make_entry(self, caller: Caller, path: str, kind: InodeType, mode: int, **fields: Any) -> Inode:
+        """Insert a new entry of ``kind`` without bytes or children (a symlink, a special file) at ``path`` with
+        ``mode`` and ``fields``: owned by ``caller``, one inode against quotas, no bytes. The parent must exist
+        (no missing parents are made) and be writable by ``caller``; in a setgid directory the entry takes its
+        group (:func:`~callfs.permissions.inherited`).
+
+        Raises ``AlreadyExists`` (anything is at ``path``, the root included), ``NotFound`` (no parent),
+        ``NotADirectory``, ``PermissionDenied``, ``QuotaExceeded`` (inodes).
+        """
         if path == paths.ROOT:
             raise AlreadyExists("the root exists")
-        with self.metrics.time_metadata("symlink"):
+        with self.metrics.time_metadata(f"create_{kind.value}"):
             async with self.store.transaction() as txn:
                 parent = await self._ensure_parents(txn, caller, path, create=False)
                 require_entry_change(caller, parent, None, "create")
                 now = utcnow()
                 inode = Inode(
-                    path=path, type=InodeType.SYMLINK, owner=caller.user, mtime=now, ctime=now, target=target,
-                    **inherited(parent, directory=False, mode=SYMLINK_MODE, group=caller.user),
+                    path=path, type=kind, owner=caller.user, mtime=now, ctime=now, **fields,
+                    **inherited(parent, directory=False, mode=mode, group=caller.user),
                 )
                 if not await txn.insert(inode):
                     raise AlreadyExists(f"{path} already exists")

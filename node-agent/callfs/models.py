@@ -13,11 +13,22 @@ from callfs import paths
 
 
 class InodeType(StrEnum):
-    """What an inode is. A ``symlink`` holds its target path in :attr:`Inode.target` and no bytes."""
+    """What an inode is. A ``symlink`` holds its target path in :attr:`Inode.target` and no bytes; a ``special``
+    file (a FIFO, a socket or a device node, :class:`Special`) is an entry only: no bytes, nothing served."""
 
     FILE = "file"
     DIRECTORY = "directory"
     SYMLINK = "symlink"
+    SPECIAL = "special"
+
+
+class Special(StrEnum):
+    """The kind of a ``special`` inode, as mknod(2) makes them (``S_IFIFO``, ``S_IFSOCK``, ``S_IFCHR``, ``S_IFBLK``)."""
+
+    FIFO = "fifo"
+    SOCKET = "socket"
+    CHAR = "char"
+    BLOCK = "block"
 
 
 class Layout(StrEnum):
@@ -73,7 +84,9 @@ class Inode:
     mount shows and its kernel checks modes against (POSIX ``st_uid``/``st_gid``, ``0..2**32-2``; ``None``: not
     set, a mount shows its own ids). ``mode`` holds the permission bits with setuid, setgid and sticky
     (``0..0o7777``). ``atime`` is the last access time set by ``utimensat`` (``None``: the ``mtime``); ``ctime``
-    changes with every change of content or attributes. ``target`` is a symlink's target (``None`` otherwise).
+    changes with every change of content or attributes. ``target`` is a symlink's target (``None`` otherwise);
+    ``special`` the kind of a special file and ``rdev`` a device node's device number (Linux ``dev_t``; 0 for
+    FIFOs and sockets), both ``None`` for other types.
     """
 
     path: str
@@ -94,6 +107,8 @@ class Inode:
     gid: int | None = None
     atime: datetime | None = None
     target: str | None = None
+    special: Special | None = None
+    rdev: int | None = None
 
     @property
     def parent(self) -> str | None:
@@ -114,6 +129,11 @@ class Inode:
     @property
     def is_symlink(self) -> bool:
         return self.type is InodeType.SYMLINK
+
+    @property
+    def is_entry_only(self) -> bool:
+        """A symlink or a special file: an entry without bytes or children, which the server never opens."""
+        return self.type in (InodeType.SYMLINK, InodeType.SPECIAL)
 
     @property
     def accessed(self) -> datetime:

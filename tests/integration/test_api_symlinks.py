@@ -128,3 +128,34 @@ async def test_a_copied_tree_keeps_its_links(api_node: AppNode) -> None:
         assert status == 201, body
         status, copied = await _json(alice, "GET", "/v1/files/l2")
         assert (status, copied["type"], copied["target"]) == (200, "symlink", "f")
+
+
+# ---- special files (FIFOs, sockets, device nodes): entries only
+
+async def test_special_files_are_entries_without_bytes(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice:
+        status, made = await _json(alice, "POST", "/v1/files/dev0", headers={"X-CallFS-Special": "char",
+                                                                             "X-CallFS-Rdev": "259"})
+        assert status == 201, made
+        assert (made["type"], made["special"], made["rdev"], made["size"]) == ("special", "char", 259, 0)
+        status, made = await _json(alice, "POST", "/v1/files/pipe", headers={"X-CallFS-Special": "fifo"})
+        assert (status, made["special"], made["rdev"]) == (201, "fifo", 0)
+        async with alice.head("/v1/files/dev0") as response:
+            assert (response.headers["X-CallFS-Special"], response.headers["X-CallFS-Rdev"]) == ("char", "259")
+        status, got = await _json(alice, "GET", "/v1/files/pipe")
+        assert (status, got["type"], got["special"]) == (200, "special", "fifo")
+        status, body = await _json(alice, "PUT", "/v1/files/pipe", data=b"x")
+        assert (status, body["code"]) == (400, "BAD_REQUEST")
+        assert (await _json(alice, "PATCH", "/v1/files/pipe", json={"mode": "0600"}))[0] == 200
+        assert (await _json(alice, "DELETE", "/v1/files/pipe"))[0] == 204
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-CallFS-Special": "door"}, {"X-CallFS-Special": "fifo", "X-CallFS-Rdev": "5"},
+    {"X-CallFS-Special": "block", "X-CallFS-Rdev": "4294967296"}, {"X-CallFS-Special": "char", "X-CallFS-Rdev": "-1"},
+    {"X-CallFS-Special": "fifo", "X-CallFS-Target": "t"},
+])
+async def test_bad_special_files_are_400(api_node: AppNode, headers: dict[str, str]) -> None:
+    async with session(api_node, "alice") as alice:
+        status, body = await _json(alice, "POST", "/v1/files/node", headers=headers)
+        assert (status, body["code"]) == (400, "BAD_REQUEST"), body

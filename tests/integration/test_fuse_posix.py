@@ -224,3 +224,26 @@ def test_symlinks_are_created_read_and_resolved_by_the_kernel(api_node: AppNode,
     with pytest.raises(OSError) as too_long:
         os.symlink("a" * 4096, mount.path / "big")
     assert too_long.value.errno == errno.ENAMETOOLONG
+
+
+def test_fifos_sockets_and_device_nodes_are_entries(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    os.mkfifo(mount.path / "pipe", 0o600)
+    os.mknod(mount.path / "null", 0o640 | stat.S_IFCHR, os.makedev(1, 3))
+    kinds = {name: stat.S_IFMT(os.lstat(mount.path / name).st_mode) for name in os.listdir(mount.path)}
+    assert kinds == {"pipe": stat.S_IFIFO, "null": stat.S_IFCHR}
+    device = os.stat(mount.path / "null")
+    assert (os.major(device.st_rdev), os.minor(device.st_rdev), stat.S_IMODE(device.st_mode)) == (1, 3, 0o640)
+    with pytest.raises(PermissionError):
+        open(mount.path / "null", "rb")  # noqa: SIM115 - the mount is nodev
+    info = on_server(api_node, f"{mount.volume}/pipe")
+    assert (info.type, info.special, info.mode) == ("special", "fifo", 0o600)
+    other = mount_factory(api_node, mount.volume, create=False)
+    reader = os.open(other.path / "pipe", os.O_RDONLY | os.O_NONBLOCK)  # a pipe of this machine's kernel
+    writer = os.open(other.path / "pipe", os.O_WRONLY)
+    os.write(writer, b"through the pipe")
+    assert os.read(reader, 100) == b"through the pipe"
+    os.close(writer)
+    os.close(reader)
+    os.unlink(mount.path / "pipe")
+    assert os.listdir(other.path) == ["null"]

@@ -92,3 +92,11 @@ def test_utimens_times_become_patch_values() -> None:
     assert (time_change(UTIME_NOW), time_change(UTIME_OMIT)) == ("now", None)
     assert time_change(1_500_000_000_123_456_789) == datetime(2017, 7, 14, 2, 40, 0, 123_456, tzinfo=UTC)
     assert time_change(0) == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_special_files_have_their_type_and_device_number() -> None:
+    for special, kind in (("fifo", stat.S_IFIFO), ("socket", stat.S_IFSOCK), ("char", stat.S_IFCHR),
+                          ("block", stat.S_IFBLK)):
+        st = stat_of(file_info(type="special", size=0, special=special, rdev=259), uid=0, gid=0)
+        assert (stat.S_IFMT(st["st_mode"]), st["st_rdev"], st["st_size"], st["st_blocks"]) == (kind, 259, 0, 0)
+    assert stat_of(file_info(), uid=0, gid=0)["st_rdev"] == 0

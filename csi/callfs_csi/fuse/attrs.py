@@ -28,6 +28,20 @@ NAME_MAX: Final = 255
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
+SPECIAL_TYPES: Final = {"fifo": stat.S_IFIFO, "socket": stat.S_IFSOCK, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
+"""The ``S_IFMT`` of each kind of special file (the API's ``special`` field)."""
+
+
+def file_type(info: FileInfo) -> int:
+    """The ``S_IFMT`` bits of ``info``: directory, symlink, a special file's kind, else regular file."""
+    if info.is_dir:
+        return stat.S_IFDIR
+    if info.is_symlink:
+        return stat.S_IFLNK
+    if info.special is not None:
+        return SPECIAL_TYPES.get(info.special, stat.S_IFREG)
+    return stat.S_IFREG
+
 
 def ns_of(moment: datetime) -> int:
     """``moment`` (timezone-aware) in integer nanoseconds since the epoch, exactly (no float rounding)."""
@@ -36,17 +50,18 @@ def ns_of(moment: datetime) -> int:
 
 def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtime_ns: int | None = None
             ) -> dict[str, Any]:
-    """The ``stat`` dict of ``info``: type from ``info.type`` (``S_IFDIR``, ``S_IFLNK``, ``S_IFREG``), mode bits
+    """The ``stat`` dict of ``info``: type from :func:`file_type`, ``st_rdev`` of a device node, mode bits
     from ``info.mode``, owner ``info.uid``/``info.gid`` or else ``uid``/``gid``, ``st_size`` in bytes (a
     symlink's is its target's length in bytes; ``size`` overrides: a file with unsaved local writes),
     ``st_blocks`` in 512-byte units, times in integer nanoseconds since the epoch (mfusepy's ``use_ns``;
     ``mtime_ns`` overrides ``st_mtime`` and ``st_ctime``: unsaved writes change both, POSIX write(2))."""
-    if info.is_dir:
-        kind, length = stat.S_IFDIR, 0
-    elif info.is_symlink:
-        kind, length = stat.S_IFLNK, len((info.target or "").encode())
+    kind = file_type(info)
+    if kind == stat.S_IFREG:
+        length = info.size if size is None else size
+    elif kind == stat.S_IFLNK:
+        length = len((info.target or "").encode())
     else:
-        kind, length = stat.S_IFREG, info.size if size is None else size
+        length = 0
     modified = ns_of(info.mtime) if mtime_ns is None else mtime_ns
     changed = ns_of(info.ctime) if mtime_ns is None and info.ctime is not None else modified
     return {
@@ -57,6 +72,7 @@ def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtim
         "st_size": length,
         "st_blocks": 0 if kind != stat.S_IFREG else (length + 511) // 512,
         "st_blksize": IO_SIZE,
+        "st_rdev": info.rdev or 0,
         "st_atime": modified if info.atime is None else ns_of(info.atime),
         "st_mtime": modified,
         "st_ctime": changed,

@@ -42,8 +42,10 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Symbolic links: ``symlink`` creates a ``symlink`` entry on the server (``POST`` with ``X-CallFS-Target``),
   ``readlink`` and ``lstat`` read it (never followed by the server); the kernel resolves links in paths, and
   ``O_NOFOLLOW`` on a link fails with ELOOP in the kernel.
-* Not supported: hard links, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back
-  from ``link`` to ``rename``.
+* Special files: ``mknod`` (FIFOs, sockets, device nodes) makes a ``special`` entry on the server, metadata
+  only; the mount is ``nodev``, and a FIFO or socket is a local object of the machine that opens it.
+* Not supported: hard links (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back from ``link`` to
+  ``rename``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ import mfusepy
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
 from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
 
-from .attrs import NAME_MAX, stat_of, statfs_of
+from .attrs import NAME_MAX, SPECIAL_TYPES, file_type, stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
 from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
@@ -456,8 +458,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         for info in items:
             self._cache.put(info)
             seen.add(info.name)
-            kind = stat.S_IFDIR if info.is_dir else stat.S_IFLNK if info.is_symlink else stat.S_IFREG
-            entries.append((info.name, {"st_mode": kind}, 0))
+            entries.append((info.name, {"st_mode": file_type(info)}, 0))
         for file in self._handles.local_children(api):
             name = file.path.rsplit("/", 1)[-1]
             if name not in seen:
@@ -511,6 +512,26 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._changed(api)
         if uid is not None or gid is not None:
             self._bridge.call(lambda c: c.set_attributes(api, uid=uid, gid=gid))
+
+    @_fuse_errors
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """mknod(2), mkfifo(3), a socket's bind(2): a FIFO, socket or device node is a ``special`` entry on the
+        server (``POST`` with ``X-CallFS-Special``, ``X-CallFS-Rdev``), then one PATCH of its mode and the
+        caller's ids as for :meth:`mkdir`. Nothing is stored for it: the kernel makes a FIFO or socket a local
+        object of the machine that opens it, and the mount is ``nodev``. Regular files come through
+        :meth:`create`; another type → EPERM (the kernel checks the privilege device nodes need first)."""
+        self._writable()
+        api = self._api(path)
+        kind = next((name for name, bits in SPECIAL_TYPES.items() if bits == stat.S_IFMT(mode)), None)
+        if kind is None:
+            raise _fail(errno.EPERM)
+        wanted, uid, gid = self._new_entry(api, mode & 0o7777, directory=False)
+        rdev = dev if kind in ("char", "block") else 0
+        self._bridge.call(lambda c: c.mknod(api, kind, rdev), retry=False)
+        self._changed(api)
+        bits = None if wanted == DEFAULT_FILE_MODE else wanted
+        if bits is not None or uid is not None or gid is not None:
+            self._bridge.call(lambda c: c.set_attributes(api, mode=bits, uid=uid, gid=gid))
 
     @_fuse_errors
     def readlink(self, path: str) -> str:

@@ -20,7 +20,7 @@ DEFAULT_MAX_DEPTH = 100
 MAX_MAX_DEPTH = 1000
 MAX_LIMIT = 10_000
 """Most entries one page of a listing may ask for (``?limit=``)."""
-_CURSOR_TYPES = {"d": InodeType.DIRECTORY, "f": InodeType.FILE, "l": InodeType.SYMLINK}
+_CURSOR_TYPES = {"d": InodeType.DIRECTORY, "f": InodeType.FILE, "l": InodeType.SYMLINK, "s": InodeType.SPECIAL}
 
 
 def add_routes(app: web.Application) -> None:

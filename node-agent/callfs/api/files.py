@@ -34,7 +34,7 @@ from callfs.api.requests import (
 )
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
-from callfs.models import Inode, InodeType
+from callfs.models import Inode, InodeType, Special
 from callfs.permissions import WRITE, check_id, parse_mode, require
 
 PREFIX = "/v1/files/"
@@ -77,7 +77,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     path = request_path(request, PREFIX).path
     inode = await engine.stat(who, path)
-    if inode.is_symlink:  # never followed: the link itself, as lstat(2) and readlink(2) see it
+    if inode.is_entry_only:  # a link is never followed: the link itself, as lstat(2) and readlink(2) see it
         response = render.json_response(render.item(inode))
         response.headers.update(render.headers(inode))
         return response
@@ -154,7 +154,7 @@ async def head_file(request: web.Request) -> web.StreamResponse:
     if inode.is_dir:
         response.headers.update(await directory_quota_headers(request, inode.path))
         response.content_type = "application/json"
-    elif inode.is_symlink:
+    elif inode.is_entry_only:
         response.content_type = "application/json"
     else:
         response.content_type = "application/octet-stream"
@@ -192,16 +192,39 @@ def symlink_target(request: web.Request) -> str | None:
         raise BadRequest("X-CallFS-Target must be percent-encoded UTF-8") from exc
 
 
+def _special(text: str) -> Special:
+    """The ``X-CallFS-Special`` kind. Raises ``BadRequest`` for another value."""
+    try:
+        return Special(text)
+    except ValueError as exc:
+        raise BadRequest(f"X-CallFS-Special must be one of {[s.value for s in Special]}") from exc
+
+
+def _rdev(request: web.Request) -> int:
+    """``X-CallFS-Rdev`` (decimal; 0 when absent). Raises ``BadRequest`` for anything but digits."""
+    raw = request.headers.get("X-CallFS-Rdev", "0")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        raise BadRequest("X-CallFS-Rdev must be a device number in decimal")
+    return int(raw)
+
+
 async def post_file(request: web.Request) -> web.StreamResponse:
-    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body) or a file from
-    the raw body (409 when anything exists there)."""
+    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body), a special
+    file (``X-CallFS-Special``, ``X-CallFS-Rdev``, no body) or a file from the raw body (409 when anything exists
+    there)."""
     engine = request.app[NODE].engine
     target = request_path(request, PREFIX)
-    link_target = symlink_target(request)
-    if link_target is not None:
-        if target.is_dir_hint or request.content_length:
-            raise BadRequest("creating a symbolic link takes no body and a path without a trailing slash")
-        return _created(request, await engine.make_symlink(caller(request), target.path, link_target), True)
+    link_target, special = symlink_target(request), request.headers.get("X-CallFS-Special")
+    if link_target is not None or special is not None:
+        if target.is_dir_hint or request.content_length or (link_target is not None and special is not None):
+            raise BadRequest("a symbolic link (X-CallFS-Target) or a special file (X-CallFS-Special) takes no "
+                             "body and a path without a trailing slash, and not both headers")
+        if link_target is not None:
+            made = await engine.make_symlink(caller(request), target.path, link_target)
+        else:
+            assert special is not None
+            made = await engine.make_special(caller(request), target.path, _special(special), _rdev(request))
+        return _created(request, made, True)
     if target.is_dir_hint:
         if request.content_length:
             raise BadRequest("creating a directory takes no body")

@@ -120,7 +120,8 @@ def _head_of(get: Json, operation_id: str) -> Json:
 
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
-    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Instance-ID",
+    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Special",
+    "X-CallFS-Rdev", "X-CallFS-Instance-ID",
     "Last-Modified",
     "ETag", "Accept-Ranges",
 )
@@ -168,7 +169,7 @@ def _file_paths() -> Json:
         parameters=["Path", *_CONDITIONAL],
     )
     post = _operation(
-        "createFile", "Create a file, a directory (trailing slash) or a symbolic link (X-CallFS-Target)", tags,
+        "createFile", "Create a file, a directory (trailing slash), a symbolic link or a special file", tags,
         {
             "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
             "200": _response("The directory already existed (directories only)", _json(_schema("Item"))),
@@ -176,12 +177,14 @@ def _file_paths() -> Json:
         [400, 403, 404, 408, 409, 412, 413, 500, 503, 507],
         description=(
             "A path ending in `/` creates a directory and takes no body. `X-CallFS-Target` without a body "
-            "creates a symbolic link to that target (stored as given, never followed; the parent must exist). "
+            "creates a symbolic link to that target (stored as given, never followed; the parent must exist); "
+            "`X-CallFS-Special` (with `X-CallFS-Rdev` for a device node) a special file: an entry only. "
             "Otherwise the body becomes a new file: "
             "409 `FILE_ALREADY_EXISTS` when the path exists (with `instance_id` and `update_url` in the error "
             "body when another node holds the existing file's bytes)."
         ),
-        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", "SpecialHeader", "RdevHeader",
+                    *_WRITE_CONDITIONAL],
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
@@ -468,8 +471,11 @@ def _headers_component() -> Json:
         "RateLimit-Remaining": _header("Rate limit: requests that could follow at once", integer),
         "RateLimit-Reset": _header("Rate limit: seconds until the bucket is full again", integer),
         "WWW-Authenticate": _header('`Bearer realm="callfs"`'),
-        "X-CallFS-Type": _header("`file`, `directory` or `symlink`",
-                                 {"type": "string", "enum": ["file", "directory", "symlink"]}),
+        "X-CallFS-Type": _header("`file`, `directory`, `symlink` or `special`",
+                                 {"type": "string", "enum": ["file", "directory", "symlink", "special"]}),
+        "X-CallFS-Special": _header("A special file's kind (special files only)",
+                                    {"type": "string", "enum": ["fifo", "socket", "char", "block"]}),
+        "X-CallFS-Rdev": _header("A special file's device number (special files only)", integer),
         "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
@@ -545,6 +551,9 @@ def _parameters_component() -> Json:
         "BackendHeader": header("X-CallFS-Backend", "Same as the `backend` query parameter (takes precedence)"),
         "TargetHeader": header("X-CallFS-Target", "Create a symbolic link to this target (percent-encoded UTF-8, "
                                                   "1-4095 bytes); no body"),
+        "SpecialHeader": header("X-CallFS-Special", "Create a special file: `fifo`, `socket`, `char` or `block`; "
+                                                    "no body"),
+        "RdevHeader": header("X-CallFS-Rdev", "A device node's device number, decimal (0-4294967295)"),
         "IfMatch": header("If-Match", "Entity tags (or `*`) the current version must match (RFC 9110 §13.1.1)"),
         "IfNoneMatch": header("If-None-Match", "Entity tags (or `*`) the current version must not match"),
         "IfModifiedSince": header("If-Modified-Since", "HTTP date; 304 when not modified since"),
@@ -593,9 +602,12 @@ def _schemas_component() -> Json:
             "properties": {
                 "name": {"type": "string", "description": "Last path segment (empty for the root)"},
                 "path": {"type": "string", "description": "Canonical absolute path"},
-                "type": {"type": "string", "enum": ["file", "directory", "symlink"]},
+                "type": {"type": "string", "enum": ["file", "directory", "symlink", "special"]},
                 "size": {"type": "integer", "minimum": 0},
                 "target": {"type": "string", "description": "A symbolic link's target (links only)"},
+                "special": {"type": "string", "enum": ["fifo", "socket", "char", "block"],
+                            "description": "A special file's kind (special files only)"},
+                "rdev": {"type": "integer", "minimum": 0, "description": "A special file's device number"},
                 "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},

@@ -28,8 +28,9 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
 
 def item(inode: Inode) -> dict[str, Any]:
     """A listing item: ``{name, path, type, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
-    ``target`` for a symlink. ``mode`` like ``"0644"``; ``uid``/``gid`` numbers or ``null`` (not set); times
-    RFC 3339 UTC with microseconds when not whole seconds (:func:`~callfs.api.conditional.rfc3339_fine`)."""
+    ``target`` for a symlink, ``special`` and ``rdev`` for a special file. ``mode`` like ``"0644"``;
+    ``uid``/``gid`` numbers or ``null`` (not set); times RFC 3339 UTC with microseconds when not whole seconds
+    (:func:`~callfs.api.conditional.rfc3339_fine`)."""
     out = {
         "name": inode.name,
         "path": inode.path,
@@ -46,13 +47,17 @@ def item(inode: Inode) -> dict[str, Any]:
     }
     if inode.target is not None:
         out["target"] = inode.target
+    if inode.special is not None:
+        out["special"] = inode.special.value
+        out["rdev"] = inode.rdev or 0
     return out
 
 
 def headers(inode: Inode) -> dict[str, str]:
     """The ``X-CallFS-*`` headers of GET/HEAD and ``Last-Modified``, plus ``ETag``/``Accept-Ranges`` for files.
 
-    ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink.
+    ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
+    ``X-CallFS-Special`` and ``X-CallFS-Rdev`` for a special file.
     """
     out = {
         "X-CallFS-Type": inode.type.value,
@@ -71,6 +76,9 @@ def headers(inode: Inode) -> dict[str, str]:
         out["X-CallFS-GID"] = str(inode.gid)
     if inode.target is not None:
         out["X-CallFS-Target"] = quote(inode.target, safe="/")
+    if inode.special is not None:
+        out["X-CallFS-Special"] = inode.special.value
+        out["X-CallFS-Rdev"] = str(inode.rdev or 0)
     if inode.type is InodeType.FILE:
         out["ETag"] = etag(inode)
         out["Accept-Ranges"] = "bytes"

@@ -170,13 +170,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         version=9,
-        description="numeric owner and group, access time and symbolic links (type symlink, target)",
+        description="numeric owner and group, access time, symbolic links (type symlink, target) and special "
+                    "files (type special: FIFOs, sockets, device nodes)",
         statements=(
             "ALTER TABLE inodes DROP CONSTRAINT inodes_type_check",
-            "ALTER TABLE inodes ADD CONSTRAINT inodes_type_check CHECK (type IN ('file', 'directory', 'symlink'))",
+            "ALTER TABLE inodes ADD CONSTRAINT inodes_type_check "
+            "CHECK (type IN ('file', 'directory', 'symlink', 'special'))",
             "ALTER TABLE inodes ADD COLUMN uid bigint CHECK (uid BETWEEN 0 AND 4294967294), "
             "ADD COLUMN gid bigint CHECK (gid BETWEEN 0 AND 4294967294), ADD COLUMN atime timestamptz, "
-            "ADD COLUMN target text",
+            "ADD COLUMN target text, ADD COLUMN special text CHECK (special IN ('fifo', 'socket', 'char', 'block')), "
+            "ADD COLUMN rdev bigint CHECK (rdev >= 0)",
         ),
     ),
 )

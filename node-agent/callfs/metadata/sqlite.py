@@ -175,7 +175,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         version=9,
-        description="numeric owner and group, access time and symbolic links (type symlink, target)",
+        description="numeric owner and group, access time, symbolic links (type symlink, target) and special "
+                    "files (type special: FIFOs, sockets, device nodes)",
         statements=(
             # SQLite cannot change a CHECK constraint in place: the table is rebuilt with the new type, the
             # rows copied, and the indexes made again.
@@ -184,7 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 parent TEXT,
                 name TEXT NOT NULL,
                 depth INTEGER NOT NULL,
-                type TEXT NOT NULL CHECK (type IN ('file', 'directory', 'symlink')),
+                type TEXT NOT NULL CHECK (type IN ('file', 'directory', 'symlink', 'special')),
                 size INTEGER NOT NULL CHECK (size >= 0),
                 mode INTEGER NOT NULL,
                 owner TEXT NOT NULL,
@@ -200,7 +201,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                 uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),
                 gid INTEGER CHECK (gid BETWEEN 0 AND 4294967294),
                 atime INTEGER,
-                target TEXT
+                target TEXT,
+                special TEXT CHECK (special IN ('fifo', 'socket', 'char', 'block')),
+                rdev INTEGER CHECK (rdev >= 0)
             ) WITHOUT ROWID""",
             "INSERT INTO inodes_v9 (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
             "backend, blob_id, instance_id, ino, layout) SELECT path, parent, name, depth, type, size, mode, owner, "

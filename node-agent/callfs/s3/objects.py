@@ -90,7 +90,7 @@ async def stat_object(ctx: Context, bucket: str, key: str) -> Inode:
     except errors.NotFound:
         await require_bucket(ctx, bucket)
         raise no_such_key(bucket, key) from None
-    if inode.is_dir != target.is_folder or inode.is_symlink:  # symlinks are not objects (docs/s3.md)
+    if inode.is_dir != target.is_folder or inode.is_entry_only:  # links, special files: no objects (docs/s3.md)
         raise no_such_key(bucket, key)
     return inode
 
@@ -228,7 +228,7 @@ async def delete_key(ctx: Context, key: str) -> None:
     except errors.NotFound:
         await require_bucket(ctx, ctx.bucket)
         return
-    if inode.is_dir != target.is_folder or inode.is_symlink:
+    if inode.is_dir != target.is_folder or inode.is_entry_only:
         return
     try:
         await ctx.engine.delete(ctx.caller, target.path)
