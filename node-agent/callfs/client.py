@@ -1203,6 +1203,15 @@ class CallFSClient:
         payload = {"destination": canonical(dst), "overwrite": overwrite, "create_parents": create_parents}
         return str((await self._patch(src, payload))["path"])
 
+    async def exchange(self, first: str, second: str) -> None:
+        """Swap two entries atomically (PATCH ``{"destination", "exchange": true}``, Linux
+        ``renameat2(RENAME_EXCHANGE)``).
+
+        Raises:
+            NotFound: either is missing.  BadRequest: the root, or one inside the other.
+        """
+        await self._patch(first, {"destination": canonical(second), "exchange": True})
+
     async def copy(
         self, src: str, dst: str, *, recursive: bool = False, into: bool = False, owner: str | None = None
     ) -> CopyInfo:

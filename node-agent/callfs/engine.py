@@ -1039,6 +1039,50 @@ class Engine:
         self.metrics.file_operation("move", self._backend_type(moved))
         return moved
 
+    async def exchange(self, caller: Caller, src: str, dst: str) -> Inode:
+        """Swap the entries ``src`` and ``dst`` (files or whole subtrees, of any types) atomically, as Linux
+        ``renameat2(RENAME_EXCHANGE)`` does: both must exist; each parent needs ``w``, and the sticky rule holds
+        for the entry that leaves it. Quotas are charged as two moves, each
+        checked before the other's usage leaves. Returns the entry now at ``dst``.
+
+        Raises ``BadRequest`` (the root, or one inside the other), ``NotFound`` (either missing),
+        ``PermissionDenied``, ``QuotaRootProtected``, ``QuotaExceeded``.
+        """
+        if paths.ROOT in (src, dst):
+            raise BadRequest("the root directory cannot be exchanged")
+        if src != dst and (paths.is_within(dst, src) or paths.is_within(src, dst)):
+            raise BadRequest(f"cannot exchange {src} with {dst}: one is inside the other")
+        require_in_scope(caller, src)
+        require_in_scope(caller, dst)
+        async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
+            with self.metrics.time_metadata("move"):
+                async with self.store.transaction() as txn:
+                    held = await txn.lock(
+                        {*paths.ancestors(src), *paths.ancestors(dst)} - {paths.ROOT}, exclusive={src, dst}
+                    )
+                    entries = [held.get(src), held.get(dst)]
+                    if entries[0] is None or entries[1] is None:
+                        raise NotFound(f"{src if entries[0] is None else dst} does not exist")
+                    source, target = entries[0], entries[1]
+                    if src == dst:
+                        return source
+                    for entry, other in ((source, target), (target, source)):
+                        parent = await txn.get(paths.parent_of(entry.path) or paths.ROOT)
+                        assert parent is not None
+                        require_search(caller, [held[a] for a in paths.ancestors(entry.path) if a in held]
+                                       or [parent])
+                        require_entry_change(caller, parent, entry, "exchange")  # moved away and replaced
+                        await self._protect_quota_roots(txn, caller, entry, "move")
+                        await self._move_usage(txn, entry, other.path)
+                    aside = f"{src}.callfs-exchange-{secrets.token_hex(8)}"
+                    await txn.rename_subtree(src, aside)
+                    await txn.rename_subtree(dst, src)
+                    await txn.rename_subtree(aside, dst)
+                    swapped = await txn.get(dst)
+        assert swapped is not None
+        self.metrics.file_operation("move", self._backend_type(swapped))
+        return swapped
+
     async def copy(
         self, caller: Caller, src: str, dst: str, *, recursive: bool = False, into: bool = False,
         owner: str | None = None,

@@ -159,3 +159,35 @@ async def test_bad_special_files_are_400(api_node: AppNode, headers: dict[str, s
     async with session(api_node, "alice") as alice:
         status, body = await _json(alice, "POST", "/v1/files/node", headers=headers)
         assert (status, body["code"]) == (400, "BAD_REQUEST"), body
+
+
+# ---- exchanging two entries (renameat2 RENAME_EXCHANGE)
+
+async def test_exchange_swaps_two_entries_atomically(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice:
+        await _json(alice, "PUT", "/v1/files/x/a", data=b"a")
+        await _json(alice, "PUT", "/v1/files/x/d/inner", data=b"i")
+        status, body = await _json(alice, "PATCH", "/v1/files/x/a", json={"destination": "/x/d", "exchange": True})
+        assert (status, body) == (200, {"path": "/x/d"})
+        async with alice.get("/v1/files/x/d") as response:
+            assert await response.read() == b"a"
+        async with alice.get("/v1/files/x/a/inner") as response:
+            assert await response.read() == b"i"
+        status, listing = await _json(alice, "GET", "/v1/directories/x?recursive=true")
+        assert sorted(item["path"] for item in listing["items"]) == ["/x/a", "/x/a/inner", "/x/d"]
+
+
+@pytest.mark.parametrize(("source", "body", "code"), [
+    ("/v1/files/y/a", {"destination": "/y/missing", "exchange": True}, 404),
+    ("/v1/files/y/d", {"destination": "/y/d/f", "exchange": True}, 400),
+    ("/v1/files/y/a", {"destination": "/y/d", "exchange": True, "overwrite": True}, 400),
+    ("/v1/files/y/a", {"destination": "/locked/f", "exchange": True}, 403),
+])
+async def test_bad_exchanges(api_node: AppNode, source: str, body: dict[str, Any], code: int) -> None:
+    async with session(api_node, "alice") as alice, session(api_node, "root") as root:
+        await _json(alice, "PUT", "/v1/files/y/a", data=b"a")
+        await _json(alice, "PUT", "/v1/files/y/d/f", data=b"f")
+        await _json(root, "PUT", "/v1/files/locked/f", data=b"r")
+        await _json(root, "PATCH", "/v1/files/locked", json={"mode": "0755"})
+        status, answer = await _json(alice, "PATCH", source, json=body)
+        assert status == code, answer

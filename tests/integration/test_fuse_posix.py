@@ -103,11 +103,17 @@ def test_entries_get_the_creating_process_ids(api_node: AppNode, mount_factory: 
         (here / "dir").mkdir(0o700)
 
     assert as_user(NOBODY, NOBODY, mount.path, create) == 0
+    # The volume's root has no numeric group: it is the volume's (the mount's gid), which new entries inherit.
     for name, mode in (("mine", 0o644), ("dir", 0o700)):
         st = os.stat(mount.path / name)
-        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, mode), name
-    mine = os.stat(mount.path / "mine")
-    assert (mine.st_uid, mine.st_gid) == (NOBODY, NOBODY)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, os.getgid(), mode), name
+    grouped = mount.path / "grouped"
+    grouped.mkdir(0o777)
+    os.chown(grouped, -1, 50)
+    os.chmod(grouped, 0o777)  # noqa: S103
+    assert as_user(NOBODY, NOBODY, grouped, lambda here: (here / "theirs").write_text("t")) == 0
+    theirs = os.stat(grouped / "theirs")
+    assert (theirs.st_uid, theirs.st_gid) == (NOBODY, NOBODY)  # a directory with its own group: the caller's
     os.chmod(mount.path / "mine", 0o600)
     assert as_user(NOBODY, NOBODY, mount.path, lambda here: (here / "mine").read_text()) == 0
     assert as_user(1, 1, mount.path, lambda here: (here / "mine").read_text()) == errno.EACCES  # the kernel's check
@@ -247,3 +253,29 @@ def test_fifos_sockets_and_device_nodes_are_entries(api_node: AppNode, mount_fac
     os.close(reader)
     os.unlink(mount.path / "pipe")
     assert os.listdir(other.path) == ["null"]
+
+
+def _renameat2(old: Path, new: Path, flags: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, str(old).encode(), -100, str(new).encode(), flags) != 0:  # AT_FDCWD
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def test_rename_exchange_swaps_entries(api_node: AppNode, mount_factory: MountFactory) -> None:
+    rename_exchange, rename_noreplace = 2, 1
+    mount = mount_factory(api_node)
+    (mount.path / "a").write_text("a")
+    (mount.path / "d").mkdir()
+    (mount.path / "d" / "inner").write_text("i")
+    _renameat2(mount.path / "a", mount.path / "d", rename_exchange)
+    assert (mount.path / "d").read_text() == "a" and (mount.path / "a" / "inner").read_text() == "i"
+    with open(mount.path / "new", "w") as unsent:  # created here, not on the server yet: uploaded first
+        unsent.write("n")
+        unsent.flush()
+        _renameat2(mount.path / "new", mount.path / "d", rename_exchange)
+    assert (mount.path / "d").read_text() == "n" and (mount.path / "new").read_text() == "a"
+    for flags, code in ((rename_exchange, errno.ENOENT), (rename_noreplace, errno.EEXIST)):
+        with pytest.raises(OSError) as caught:
+            _renameat2(mount.path / "new", mount.path / ("missing" if flags == rename_exchange else "d"), flags)
+        assert caught.value.errno == code

@@ -35,6 +35,17 @@ def test_rename_over_an_open_file_marks_it_replaced() -> None:
     assert table.file("/v/b") is src.file
 
 
+def test_exchange_swaps_open_files_of_both_subtrees() -> None:
+    table = HandleTable()
+    _, file = table.open("/v/a", writable=True, remote=True, remote_size=0)
+    _, inside = table.open("/v/d/x", writable=True, remote=True, remote_size=0)
+    _, beside = table.open("/v/dd", writable=True, remote=True, remote_size=0)
+    table.exchange("/v/a", "/v/d")
+    assert (file.file.path, inside.file.path, beside.file.path) == ("/v/d", "/v/a/x", "/v/dd")
+    assert table.file("/v/d") is file.file and table.file("/v/a/x") is inside.file
+    assert table.file("/v/a") is None and not file.file.unlinked
+
+
 def test_local_children_are_direct_unuploaded_files() -> None:
     table = HandleTable()
     table.open("/v/new", writable=True, remote=False, remote_size=0)

@@ -25,15 +25,17 @@ Semantics (the FUSE client contract, docs/architecture.md):
   (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request. ``truncate`` by path of a file not open here,
   or open without unsent changes, is one ``PATCH {"size"}``.
 * ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
-  ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
+  ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` sends ``exchange: true`` (the
+  two entries swap atomically; a file created here and not uploaded yet is uploaded first).
 * Ownership and modes: each inode's numeric ``uid``/``gid`` and mode (setuid, setgid, sticky included) are
   stored on the server and reported by ``getattr``; an inode whose numeric owner was never set appears owned by
   the mount's ``uid``/``gid``. The kernel checks modes against the caller (``default_permissions``); the server
-  checks only what the API key may touch. A new entry gets the caller's uid/gid (``fuse_get_context``; no
-  request when they are the mount's own and the mode is the default), or the directory's group in a setgid
-  directory, where a new directory also keeps the setgid bit (POSIX mkdir(2)). ``chown``/``chmod`` are one
-  ``PATCH {"uid", "gid"}`` / ``PATCH {"mode"}``; a chown the server refuses fails with EPERM (chown(2)), or
-  succeeds silently with ``--option quiet`` — as vfat does. The server-side owner name stays the API key's user.
+  checks only what the API key may touch. A new entry gets the caller's uid (``fuse_get_context``) and a group
+  as :meth:`CallFSOperations._new_entry` says (the volume's group in directories without a numeric group, the
+  directory's in a setgid one, else the caller's), with no request when these are what the server gives.
+  ``chown``/``chmod`` are one ``PATCH {"uid", "gid"}`` / ``PATCH {"mode"}``; a chown the server refuses fails
+  with EPERM (chown(2)), or succeeds silently with ``--option quiet`` — as vfat does. The server-side owner
+  name stays the API key's user.
 * Times: ``utimens`` is ``PATCH {"atime", "mtime"}`` (``UTIME_NOW`` → ``"now"``, ``UTIME_OMIT`` → field left
   out; unsent writes of the file are uploaded first, so that they do not move the times set after them); the
   server sets ``mtime`` and ``ctime`` on every write and ``ctime`` on every attribute change; reads do not
@@ -317,12 +319,17 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     def _apply_pending(self, file: OpenFile) -> None:
         """One ``PATCH`` of the mode and numeric owner a file created here was given (:meth:`create`, or a
         ``chmod`` before its first upload), once the server has it. Caller holds ``file.lock``."""
-        path, mode, uid, gid = file.path, file.mode, file.uid, file.gid
-        if mode == DEFAULT_FILE_MODE and uid is None and gid is None:
+        self._give(file.path, file.mode, file.uid, file.gid, default_mode=DEFAULT_FILE_MODE)
+        file.mode = file.uid = file.gid = None
+
+    def _give(self, api: str, mode: int | None, uid: int | None, gid: int | None, *, default_mode: int) -> None:
+        """One ``PATCH`` giving the new entry ``api`` its ``mode`` and ids (``None``: leave as the server made
+        it; a mode equal to ``default_mode``, the one the server gave it, is left too); no request when nothing
+        is left to give."""
+        if mode == default_mode:
             mode = None
         if mode is not None or uid is not None or gid is not None:
-            self._bridge.call(lambda c: c.set_attributes(path, mode=mode, uid=uid, gid=gid))
-        file.mode = file.uid = file.gid = None
+            self._bridge.call(lambda c: c.set_attributes(api, mode=mode, uid=uid, gid=gid))
 
     def _drop_changes(self, file: OpenFile) -> None:
         """Forget the unsent changes of ``file`` (the server has it) after the server refused them for good.
@@ -479,20 +486,25 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         wanted, uid, gid = self._new_entry(api, mode & 0o1777, directory=True)
         self._bridge.call(lambda c: c.mkdir(api, exist_ok=False), retry=False)
         self._changed(api)
-        bits = None if wanted == DEFAULT_DIR_MODE else wanted
-        if bits is not None or uid is not None or gid is not None:
-            self._bridge.call(lambda c: c.set_attributes(api, mode=bits, uid=uid, gid=gid))
+        self._give(api, wanted, uid, gid, default_mode=DEFAULT_DIR_MODE)
 
     def _new_entry(self, api: str, mode: int, *, directory: bool) -> tuple[int, int | None, int | None]:
-        """``(mode, uid, gid)`` to give a new entry made by the calling process: its uid and gid (``None``
-        where they equal the mount's own, which an entry without ids shows), except in a setgid directory,
-        whose group the server gives the entry (``gid`` ``None``), with the setgid bit for a new directory
-        (POSIX mkdir(2))."""
+        """``(mode, uid, gid)`` to give a new entry made by the calling process (``None``: nothing to set).
+
+        The uid is the caller's (``None`` when it is the mount's own, which an entry without ids shows). The
+        group follows the directory it is made in: a directory without a numeric group belongs to the volume's
+        group (the mount's ``gid``, Kubernetes' fsGroup), which its new entries inherit as in a setgid directory
+        — kubelet makes fsGroup volumes' directories setgid for the same effect; a setgid directory gives its
+        group and, to a new directory, its setgid bit (POSIX mkdir(2)); in any other directory the entry takes
+        the caller's gid. POSIX allows either group for a new entry (the caller's or the directory's)."""
         uid, gid, _ = mfusepy.fuse_get_context()
         parent = self._stat(parent_of(api))
+        owner = self._own_or_none(uid, self._settings.uid)
         if parent.mode & stat.S_ISGID:
-            return (mode | stat.S_ISGID if directory else mode), self._own_or_none(uid, self._settings.uid), None
-        return mode, self._own_or_none(uid, self._settings.uid), self._own_or_none(gid, self._settings.gid)
+            return (mode | stat.S_ISGID if directory else mode), owner, None
+        if parent.gid is None:
+            return mode, owner, None
+        return mode, owner, self._own_or_none(gid, self._settings.gid)
 
     @staticmethod
     def _own_or_none(value: int, own: int) -> int | None:
@@ -510,8 +522,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         _, uid, gid = self._new_entry(api, 0o777, directory=False)
         self._bridge.call(lambda c: c.symlink(api, target), retry=False)
         self._changed(api)
-        if uid is not None or gid is not None:
-            self._bridge.call(lambda c: c.set_attributes(api, uid=uid, gid=gid))
+        self._give(api, None, uid, gid, default_mode=0o777)
 
     @_fuse_errors
     def mknod(self, path: str, mode: int, dev: int) -> None:
@@ -529,9 +540,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         rdev = dev if kind in ("char", "block") else 0
         self._bridge.call(lambda c: c.mknod(api, kind, rdev), retry=False)
         self._changed(api)
-        bits = None if wanted == DEFAULT_FILE_MODE else wanted
-        if bits is not None or uid is not None or gid is not None:
-            self._bridge.call(lambda c: c.set_attributes(api, mode=bits, uid=uid, gid=gid))
+        self._give(api, wanted, uid, gid, default_mode=DEFAULT_FILE_MODE)
 
     @_fuse_errors
     def readlink(self, path: str) -> str:
@@ -571,10 +580,13 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     def rename_with_flags(self, old: str, new: str, flags: int) -> None:
         """``renameat2``: ``PATCH {"destination", "overwrite"}``; see the module docstring for the flags."""
         self._writable()
-        if flags & RENAME_EXCHANGE:
-            raise _fail(errno.EINVAL)
-        noreplace = bool(flags & RENAME_NOREPLACE)
         src, dst = self._api(old), self._api(new)
+        if flags & RENAME_EXCHANGE:
+            if flags & RENAME_NOREPLACE:
+                raise _fail(errno.EINVAL)  # renameat2(2)
+            self._exchange(src, dst)
+            return
+        noreplace = bool(flags & RENAME_NOREPLACE)
         file = self._handles.file(src)
         if file is not None and not file.remote:
             if noreplace and (self._handles.file(dst) is not None or self._exists(dst)):
@@ -584,6 +596,22 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._handles.rename(src, dst)
         self._cache.invalidate_tree(src)
         self._cache.invalidate_tree(dst)
+        self._changed(src, dst)
+        with self._etags_lock:
+            self._etags.pop(src, None)
+            self._etags.pop(dst, None)
+
+    def _exchange(self, src: str, dst: str) -> None:
+        """``RENAME_EXCHANGE``: files created here and not uploaded yet go to the server first (both entries must
+        be there to swap), then one ``PATCH {"exchange": true}``; open files swap their paths with the entries."""
+        for path in (src, dst):
+            file = self._handles.file(path)
+            if file is not None and not file.remote:
+                self._upload(file)
+        self._bridge.call(lambda c: c.exchange(src, dst), retry=False)
+        self._handles.exchange(src, dst)
+        for path in (src, dst):
+            self._cache.invalidate_tree(path)
         self._changed(src, dst)
         with self._etags_lock:
             self._etags.pop(src, None)

@@ -130,6 +130,20 @@ class HandleTable:
                 file.path = target
                 self._files[target] = file
 
+    def exchange(self, first: str, second: str) -> None:
+        """Swap the keys of the open files at or below ``first`` and ``second`` (neither inside the other), as
+        ``renameat2(RENAME_EXCHANGE)`` swaps the entries."""
+        prefixes = (first.rstrip("/") + "/", second.rstrip("/") + "/")
+        with self._lock:
+            moved = [(p, f) for p, f in self._files.items()
+                     if p in (first, second) or p.startswith(prefixes)]
+            for path, _ in moved:
+                del self._files[path]
+            for path, file in moved:
+                old, new = (first, second) if path == first or path.startswith(prefixes[0]) else (second, first)
+                file.path = new + path[len(old):]
+                self._files[file.path] = file
+
     def local_children(self, directory: str) -> list[OpenFile]:
         """Open files directly in ``directory`` that do not exist on the server yet (created here)."""
         prefix = directory.rstrip("/") + "/"

@@ -41,7 +41,7 @@ PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
 _PATCH_KEYS = {
     "name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group", "size",
-    "uid", "gid", "atime", "mtime",
+    "uid", "gid", "atime", "mtime", "exchange",
 }
 _ATTRIBUTE_KEYS = frozenset({"mode", "owner", "group", "uid", "gid", "atime", "mtime"})
 """The fields of a PATCH that change attributes (chmod, chown, utimensat) rather than move the entry."""
@@ -284,7 +284,8 @@ async def _put_range(request: web.Request, path: str, content_range: str) -> web
 
 
 async def patch_file(request: web.Request) -> web.StreamResponse:
-    """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``/``group``)."""
+    """Rename in place (``name``), move (``destination``; with ``exchange``: swap the two entries), or change
+    attributes (``mode``/``owner``/``group``/``uid``/``gid``/``atime``/``mtime``)."""
     engine = request.app[NODE].engine
     who = caller(request)
     source = request_path(request, PREFIX).path
@@ -315,6 +316,11 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
             raise BadRequest("destination must be an absolute path")
         target = paths.canonicalize(destination).path
     overwrite, create_parents = bool_field(body, "overwrite"), bool_field(body, "create_parents")
+    if bool_field(body, "exchange"):
+        if overwrite or create_parents or backend is not None or instance is not None:
+            raise BadRequest("exchange takes no overwrite, create_parents, backend or instance")
+        swapped = await engine.exchange(who, source, target)
+        return render.json_response({"path": swapped.path})
     if backend is not None or instance is not None:
         # Bytes move first, at the old path: every check runs before anything changes, and a peer that
         # fails mid-way leaves the file as it was.

@@ -206,12 +206,13 @@ def _file_paths() -> Json:
         request_body={"required": True, "content": _octets()},
     )
     patch = _operation(
-        "patchFile", "Rename, move, relocate, chmod, chown, set times, truncate or extend", tags,
+        "patchFile", "Rename, move, exchange, relocate, chmod, chown, set times, truncate or extend", tags,
         {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}), "ETag")},
         [400, 403, 404, 409, 412, 413, 500, 502, 503, 507, 508],
         description=(
             "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
-            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group`/`uid`/"
+            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes; `exchange` swaps the two "
+            "existing entries atomically instead. `mode`/`owner`/`group`/`uid`/"
             "`gid`/`atime`/`mtime` change attributes in one change (never together with a move; `ctime` set to "
             "now) and answer the entry as an `Item`. 403 "
             "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root. `size` alone "
@@ -642,6 +643,8 @@ def _schemas_component() -> Json:
                 "name": {"type": "string", "description": "New name in the same directory"},
                 "destination": {"type": "string", "description": "New absolute path"},
                 "overwrite": {"type": "boolean", "default": False},
+                "exchange": {"type": "boolean", "default": False,
+                             "description": "With `name`/`destination`: swap the two existing entries atomically"},
                 "create_parents": {"type": "boolean", "default": False},
                 "backend": {"type": "string", "description": "Move the file's bytes to this backend"},
                 "instance": {"type": "string", "description": "Move the file's bytes to this node"},
