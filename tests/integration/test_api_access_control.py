@@ -250,6 +250,7 @@ async def test_numeric_owner_and_times_are_set_by_the_owner(api_node: AppNode) -
 @pytest.mark.parametrize("body", [
     {"uid": -1}, {"uid": 2**32 - 1}, {"gid": "0"}, {"uid": True}, {"atime": "yesterday"},
     {"mtime": "2030-01-01T00:00:00"}, {"mtime": 5}, {"mode": "10000"}, {"uid": 1, "name": "x"},
+    {"mtime": "9999-12-31T23:00:00-05:00"}, {"atime": "0001-01-01T00:30:00+01:00"},
 ])
 async def test_bad_attribute_changes_are_400(api_node: AppNode, body: dict[str, Any]) -> None:
     async with session(api_node, "alice") as alice:

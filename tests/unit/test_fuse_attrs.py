@@ -92,6 +92,8 @@ def test_utimens_times_become_patch_values() -> None:
     assert (time_change(UTIME_NOW), time_change(UTIME_OMIT)) == ("now", None)
     assert time_change(1_500_000_000_123_456_789) == datetime(2017, 7, 14, 2, 40, 0, 123_456, tzinfo=UTC)
     assert time_change(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert time_change(2**62 * 10**9) == datetime.max.replace(tzinfo=UTC)  # clamped to the server's range
+    assert time_change(-(2**62) * 10**9) == datetime.min.replace(tzinfo=UTC)
 
 
 def test_special_files_have_their_type_and_device_number() -> None:

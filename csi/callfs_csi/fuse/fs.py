@@ -106,7 +106,8 @@ NO_ID: Final = (1 << 32) - 1
 
 def time_change(ns: int) -> datetime | Literal["now"] | None:
     """A ``utimens`` time in nanoseconds → the PATCH value: ``"now"``, ``None`` (omit), or a UTC datetime
-    (microsecond resolution, the server's; rounded down).
+    (microsecond resolution, the server's; rounded down; clamped to the years 1 to 9999 the server keeps, as
+    Linux clamps a time to a filesystem's range).
 
     >>> time_change(UTIME_NOW), time_change(UTIME_OMIT)
     ('now', None)
@@ -117,7 +118,11 @@ def time_change(ns: int) -> datetime | Literal["now"] | None:
         return "now"
     if ns == UTIME_OMIT:
         return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        return epoch + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if ns > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def api_path(volume: str, path: str) -> str:

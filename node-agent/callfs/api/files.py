@@ -344,11 +344,12 @@ def _time_field(body: dict[str, Any], key: str) -> datetime | Literal["now"] | N
         return "now"
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise BadRequest(f"{key} must be \"now\" or an RFC 3339 date-time with a time zone, got {text[:40]!r}")
-    return moment.astimezone(UTC)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: past year 9999 or before year 1 in UTC
+        raise BadRequest(f"{key} must be \"now\" or an RFC 3339 date-time with a time zone between the years 1 "
+                         f"and 9999, got {text[:40]!r}") from exc
 
 
 def _id_field(body: dict[str, Any], key: str) -> int | None:
