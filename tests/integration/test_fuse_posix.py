@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,3 +280,17 @@ def test_rename_exchange_swaps_entries(api_node: AppNode, mount_factory: MountFa
         with pytest.raises(OSError) as caught:
             _renameat2(mount.path / "new", mount.path / ("missing" if flags == rename_exchange else "d"), flags)
         assert caught.value.errno == code
+
+
+def test_unsent_writes_show_the_time_of_the_last_write(app_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(app_node)
+    with open(mount.path / "w", "wb") as out:
+        out.write(b"one")
+        out.flush()
+        first = os.fstat(out.fileno())
+        time.sleep(0.05)
+        again = os.fstat(out.fileno())
+        assert again.st_mtime_ns == first.st_mtime_ns == first.st_ctime_ns  # not the time of the stat
+        out.write(b"two")
+        out.flush()
+        assert os.fstat(out.fileno()).st_mtime_ns > first.st_mtime_ns

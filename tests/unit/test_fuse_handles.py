@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from callfs_csi.fuse.fs import api_path, parent_of
 from callfs_csi.fuse.handles import HandleTable
 
@@ -70,3 +72,12 @@ def test_api_paths_join_under_the_volume() -> None:
     assert api_path("/", "/a") == "/a"
     assert parent_of("/volumes/v/a") == "/volumes/v"
     assert parent_of("/a") == "/" and parent_of("/") == "/"
+
+
+def test_a_change_marks_the_file_dirty_with_its_time() -> None:
+    table = HandleTable()
+    _, handle = table.open("/v/f", writable=True, remote=True, remote_size=0)
+    assert not handle.file.dirty and handle.file.changed_ns == 0
+    before = time.time_ns()
+    handle.file.touch()
+    assert handle.file.dirty and before <= handle.file.changed_ns <= time.time_ns()

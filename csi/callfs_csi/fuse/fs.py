@@ -247,7 +247,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                                        uid=info.uid if file.uid is None else file.uid,
                                        gid=info.gid if file.gid is None else file.gid)
         return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
-                       mtime_ns=time.time_ns() if file.dirty else None)
+                       mtime_ns=file.changed_ns if file.dirty else None)
 
     def _ensure_spool(self, file: OpenFile) -> Spool:
         """The spool of ``file``, created on first use as long as the server version (sparse: nothing is
@@ -705,7 +705,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 spool = self._ensure_spool(file)
                 spool.truncate(length)
                 file.ranges.truncate(length)
-                file.dirty = True
+                file.touch()
             return
         self._bridge.call(lambda c: c.resize(api, length))
         self._changed(api)
@@ -744,7 +744,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 with handle.file.lock:
                     self._ensure_spool(handle.file).truncate(0)
                     handle.file.ranges.truncate(0)
-                    handle.file.dirty = True
+                    handle.file.touch()
             except BaseException:
                 self._release_handle(fh)
                 raise
@@ -763,7 +763,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         file = handle.file
         with file.lock:
             self._ensure_spool(file)
-            file.dirty = True
+            file.touch()
             if not file.remote:
                 file.mode, file.uid, file.gid = bits, uid, gid
         self._cache.invalidate(api)
@@ -829,7 +829,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                     raise _fail(errno.ENOSPC)
             written = spool.write(data, offset)
             file.ranges.add(offset, written)
-            file.dirty = True
+            file.touch()
             if len(file.ranges) > MAX_RANGES:
                 self._upload(file)
         if handle.reader is not None:
