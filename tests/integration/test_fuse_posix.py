@@ -131,11 +131,13 @@ def test_setgid_directory_passes_its_group_on(api_node: AppNode, mount_factory: 
     def create(here: Path) -> None:
         (here / "sub").mkdir(0o755)
         (here / "f").write_text("f")
+        os.close(os.open(here / "empty", os.O_CREAT | os.O_WRONLY, 0o600))  # no write: attributes of the create
 
     assert as_user(NOBODY, NOBODY, shared, create) == 0
-    sub, made = os.stat(shared / "sub"), os.stat(shared / "f")
+    sub, made, empty = os.stat(shared / "sub"), os.stat(shared / "f"), os.stat(shared / "empty")
     assert (sub.st_uid, sub.st_gid, stat.S_IMODE(sub.st_mode)) == (NOBODY, 50, 0o2755)  # POSIX mkdir(2)
     assert (made.st_uid, made.st_gid, stat.S_IMODE(made.st_mode)) == (NOBODY, 50, 0o644)
+    assert (empty.st_uid, empty.st_gid, stat.S_IMODE(empty.st_mode)) == (NOBODY, 50, 0o600)
 
 
 def _utimensat(path: Path, atime: tuple[int, int], mtime: tuple[int, int]) -> None:

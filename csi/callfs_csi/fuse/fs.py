@@ -505,8 +505,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         uid, gid, _ = mfusepy.fuse_get_context()
         parent = self._stat(parent_of(api))
         owner = self._own_or_none(uid, self._settings.uid)
-        if parent.mode & stat.S_ISGID:
-            return (mode | stat.S_ISGID if directory else mode), owner, None
+        if parent.mode & stat.S_ISGID:  # the server gives the same group; a file not uploaded yet shows it
+            return (mode | stat.S_ISGID if directory else mode), owner, parent.gid
         if parent.gid is None:
             return mode, owner, None
         return mode, owner, self._own_or_none(gid, self._settings.gid)
