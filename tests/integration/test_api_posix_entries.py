@@ -1,5 +1,7 @@
-"""Symbolic links through the REST API (docs/rest-api.md, "Symbolic links"), on SQLite and PostgreSQL + Redis, and
-how the S3 face treats them (docs/s3.md): created with ``POST`` and ``X-CallFS-Target``, never followed."""
+"""POSIX entries through the REST API, on SQLite and PostgreSQL + Redis: symbolic links (docs/rest-api.md,
+"Symbolic links": created with ``POST`` and ``X-CallFS-Target``, never followed, left out by the S3 face,
+docs/s3.md), special files ("Special files": FIFOs, sockets, device nodes as entries only) and the atomic exchange
+of two entries (``PATCH`` with ``exchange``, Linux ``renameat2(RENAME_EXCHANGE)``)."""
 
 from __future__ import annotations
 
