@@ -18,7 +18,7 @@ from support.machine import require_fuse
 from support.pjdfstest import parse_summary_line
 
 SCRIPT = REPO / "hack" / "pjdfstest.sh"
-INSTALL_TIMEOUT = 900  # seconds; about 5 minutes cold on the 2-core machine
+INSTALL_TIMEOUT = 900  # seconds; about 3 minutes cold on the 2-core machine
 RUN_TIMEOUT = 1900  # seconds; the suite itself takes about 2 minutes
 
 PASSED_FLOOR = 313
