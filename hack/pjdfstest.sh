@@ -9,8 +9,8 @@
 #                                      then one line "pjdfstest: P passed, F failed, S skipped, T total"
 #
 # The binary is installed with "cargo install" into ${CALLFS_TOOLS_CACHE:-~/.cache/callfs-tools}/pjdfstest (its
-# bin/), outside the repository; a binary of another version there is replaced. Measured on the 2-core machine: about 3 minutes cold (crate downloads included), nothing
-# once installed. "run" needs root and /dev/fuse; its node, mount and pjdfstest configuration live in a temporary
+# bin/), outside the repository; a binary of another version there is replaced. Measured on the 2-core machine:
+# about 3 minutes cold (crate downloads included), nothing once installed. "run" needs root and /dev/fuse; its node, mount and pjdfstest configuration live in a temporary
 # directory removed afterwards (KEEP=1 keeps it, with the node and mount logs). The test
 # tests/integration/test_pjdfstest.py runs "run" and holds the passed count to a recorded floor.
 set -euo pipefail
