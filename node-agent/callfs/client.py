@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Self
-from urllib.parse import quote
+from typing import IO, Any, Final, Literal, Self
+from urllib.parse import quote, unquote
 
 import aiohttp
 from yarl import URL
@@ -269,6 +269,28 @@ def _parse_mtime(value: object) -> datetime:
     return parsed
 
 
+def _optional_time(value: object) -> datetime | None:
+    """An RFC 3339 time of an answer, or ``None`` when absent. Raises ``ValueError`` when malformed."""
+    return None if value is None else _parse_mtime(value)
+
+
+def _optional_id(value: object) -> int | None:
+    """A numeric user or group id of an answer (a number or decimal text), or ``None`` when absent.
+    Raises ``ValueError`` when malformed."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"bad id {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"bad id {value!r}")
+    return number
+
+
+INODE_TYPES: Final = frozenset({"file", "directory", "symlink", "special"})
+"""The ``type`` values an answer may name."""
+
+
 @dataclass(frozen=True, slots=True)
 class WriteAnswer:
     """The server's answer to a write: ``created`` (201: a new file) and the file's new ``etag`` as sent
@@ -286,7 +308,10 @@ class FileInfo:
     (``""`` for the root), ``type`` ``"file"`` or ``"directory"``, ``size`` in bytes (0 for directories),
     ``mode`` the permission bits as an int (``0o644``; the sticky bit included, ``0o1777``), ``owner`` a user
     ID, ``mtime`` timezone-aware (second resolution on the wire), ``etag`` the entity tag as sent (quotes
-    included) or ``None`` when the source had none (listing items).
+    included) or ``None`` when the source had none (listing items). ``uid``/``gid`` are the numeric owner and
+    group (``None``: not set), ``atime``/``ctime`` the access and change times (``None`` from an older server;
+    microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target,
+    ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number.
     """
 
     path: str
@@ -297,6 +322,13 @@ class FileInfo:
     owner: str
     mtime: datetime
     etag: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    atime: datetime | None = None
+    ctime: datetime | None = None
+    target: str | None = None
+    special: str | None = None
+    rdev: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -306,13 +338,18 @@ class FileInfo:
     def is_file(self) -> bool:
         return self.type == "file"
 
+    @property
+    def is_symlink(self) -> bool:
+        return self.type == "symlink"
+
     @classmethod
     def from_headers(cls, path: str, headers: Mapping[str, str]) -> FileInfo:
         """Build from the ``X-CallFS-*`` headers of a HEAD/GET answer for ``path`` (contract, GET/HEAD row).
 
         Reads ``X-CallFS-Type``, ``X-CallFS-Size`` (bytes), ``X-CallFS-Mode`` (octal, e.g. ``0644``),
-        ``X-CallFS-Owner``, ``X-CallFS-MTime`` (RFC 3339) and ``ETag``. ``headers`` must look up names
-        case-insensitively (aiohttp's ``CIMultiDictProxy`` does).
+        ``X-CallFS-Owner``, ``X-CallFS-MTime`` (RFC 3339) and ``ETag``; ``X-CallFS-UID``, ``X-CallFS-GID``,
+        ``X-CallFS-ATime``, ``X-CallFS-CTime`` and ``X-CallFS-Target`` (percent-encoded) when present.
+        ``headers`` must look up names case-insensitively (aiohttp's ``CIMultiDictProxy`` does).
 
         Raises:
             ValueError: a header is missing or malformed.
@@ -326,8 +363,9 @@ class FileInfo:
             mtime = _parse_mtime(headers["X-CallFS-MTime"])
         except KeyError as exc:
             raise ValueError(f"answer for {canon} lacks header {exc.args[0]}") from exc
-        if kind not in ("file", "directory"):
+        if kind not in INODE_TYPES:
             raise ValueError(f"answer for {canon} has unknown X-CallFS-Type {kind!r}")
+        target = headers.get("X-CallFS-Target")
         return cls(
             path=canon,
             name=paths.name_of(canon),
@@ -337,6 +375,13 @@ class FileInfo:
             owner=owner,
             mtime=mtime,
             etag=headers.get("ETag"),
+            uid=_optional_id(headers.get("X-CallFS-UID")),
+            gid=_optional_id(headers.get("X-CallFS-GID")),
+            atime=_optional_time(headers.get("X-CallFS-ATime")),
+            ctime=_optional_time(headers.get("X-CallFS-CTime")),
+            target=None if target is None else unquote(target, errors="strict"),
+            special=headers.get("X-CallFS-Special"),
+            rdev=_optional_id(headers.get("X-CallFS-Rdev")),
         )
 
     @classmethod
@@ -356,6 +401,7 @@ class FileInfo:
         except KeyError as exc:
             raise ValueError(f"listing item lacks field {exc.args[0]}: {dict(item)!r}") from exc
         name = item.get("name")
+        target = item.get("target")
         return cls(
             path=canon,
             name=str(name) if name is not None else paths.name_of(canon),
@@ -365,6 +411,13 @@ class FileInfo:
             owner=owner,
             mtime=mtime,
             etag=item.get("etag"),
+            uid=_optional_id(item.get("uid")),
+            gid=_optional_id(item.get("gid")),
+            atime=_optional_time(item.get("atime")),
+            ctime=_optional_time(item.get("ctime")),
+            target=None if target is None else str(target),
+            special=None if item.get("special") is None else str(item["special"]),
+            rdev=_optional_id(item.get("rdev")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -1123,6 +1176,30 @@ class CallFSClient:
             raise AlreadyExists(f"{canon} already exists")
         return created
 
+    async def symlink(self, path: str, target: str) -> FileInfo:
+        """Create the symbolic link ``path`` → ``target`` (``POST /v1/files/{path}`` with ``X-CallFS-Target``); the
+        server stores ``target`` as given and never follows it. Returns the link's attributes.
+
+        Raises:
+            AlreadyExists: something is at ``path``.  NotFound: no parent directory.
+            BadRequest: a bad target (empty, 4096 bytes or more, control characters).
+        """
+        headers = {"X-CallFS-Target": quote(target, safe="/")}
+        body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
+        return FileInfo.from_json(body)
+
+    async def mknod(self, path: str, special: str, rdev: int = 0) -> FileInfo:
+        """Create the special file ``path`` (``POST /v1/files/{path}`` with ``X-CallFS-Special``): ``special`` is
+        ``fifo``, ``socket``, ``char`` or ``block``, ``rdev`` a device node's number. An entry only: the server
+        stores and serves no bytes for it. Returns its attributes.
+
+        Raises:
+            AlreadyExists: something is at ``path``.  NotFound: no parent directory.  BadRequest: a bad kind/rdev.
+        """
+        headers = {"X-CallFS-Special": special, "X-CallFS-Rdev": str(rdev)}
+        body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
+        return FileInfo.from_json(body)
+
     async def _post_dir(self, canon: str) -> bool:
         async with self._request("POST", self._url(files_url_path(canon, directory=True))) as resp:
             return resp.status == 201
@@ -1154,6 +1231,15 @@ class CallFSClient:
         """
         payload = {"destination": canonical(dst), "overwrite": overwrite, "create_parents": create_parents}
         return str((await self._patch(src, payload))["path"])
+
+    async def exchange(self, first: str, second: str) -> None:
+        """Swap two entries atomically (PATCH ``{"destination", "exchange": true}``, Linux
+        ``renameat2(RENAME_EXCHANGE)``).
+
+        Raises:
+            NotFound: either is missing.  BadRequest: the root, or one inside the other.
+        """
+        await self._patch(first, {"destination": canonical(second), "exchange": True})
 
     async def copy(
         self, src: str, dst: str, *, recursive: bool = False, into: bool = False, owner: str | None = None
@@ -1193,6 +1279,34 @@ class CallFSClient:
         if not 0 <= mode <= 0o7777:
             raise ValueError(f"mode {mode:o} outside 0..7777")
         await self._patch(path, {"mode": f"{mode:04o}"})
+
+    async def set_attributes(
+        self, path: str, *, mode: int | None = None, uid: int | None = None, gid: int | None = None,
+        atime: datetime | Literal["now"] | None = None, mtime: datetime | Literal["now"] | None = None,
+    ) -> FileInfo:
+        """chmod, numeric chown and utimensat in one ``PATCH`` (``None``: unchanged); returns the new attributes.
+
+        ``mode`` in ``0..0o7777`` (setuid, setgid, sticky included); ``uid``/``gid`` in ``0..2**32-2``;
+        ``atime``/``mtime`` timezone-aware datetimes (microseconds kept) or ``"now"`` (the server's clock).
+
+        Raises:
+            PermissionDenied: not the owner (for times given as values; ``"now"`` also needs write permission).
+            NotFound: no such entry.  ValueError: nothing to change, or a mode outside ``0o7777``.
+        """
+        payload: dict[str, Any] = {}
+        if mode is not None:
+            if not 0 <= mode <= 0o7777:
+                raise ValueError(f"mode {mode:o} outside 0..7777")
+            payload["mode"] = f"{mode:04o}"
+        for key, number in (("uid", uid), ("gid", gid)):
+            if number is not None:
+                payload[key] = number
+        for key, moment in (("atime", atime), ("mtime", mtime)):
+            if moment is not None:
+                payload[key] = moment if isinstance(moment, str) else moment.isoformat()
+        if not payload:
+            raise ValueError("set_attributes needs at least one attribute")
+        return FileInfo.from_json(await self._patch(path, payload))
 
     async def chown(self, path: str, owner: str) -> None:
         """Give ``path`` to the user ID ``owner``. Owner or root only.

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from callfs import copies, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
@@ -55,6 +55,7 @@ from callfs.models import (
     ListingPage,
     Quota,
     SingleUseLink,
+    Special,
     new_content_id,
     utcnow,
 )
@@ -66,12 +67,15 @@ from callfs.permissions import (
     WRITE,
     Caller,
     allows,
-    check_mode,
+    check_id,
+    chmod_mode,
+    inherited,
     require,
     require_chown,
     require_entry_change,
     require_in_scope,
     require_search,
+    require_set_times,
     validate_name,
 )
 
@@ -95,6 +99,10 @@ SYSTEM_DIRECTORIES = (
 of retained volumes. Each node makes them ``root:root`` mode 0755 at start (docs/rest-api.md, "Permissions")."""
 
 SYSTEM_DIRECTORY_MODE = 0o755
+SYMLINK_MODE = 0o777
+"""Mode of a symbolic link: Linux reports 0777 and never checks it (symlink(7))."""
+MAX_RDEV = 2**32 - 1
+"""Largest device number of a device node (FUSE's ``mknod`` carries a 32-bit ``dev_t``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,8 +423,8 @@ class Engine:
         inserted = 0
         for directory in reversed(missing):
             made = Inode(
-                path=directory, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
-                group=caller.user, mtime=now, ctime=now,
+                path=directory, type=InodeType.DIRECTORY, owner=caller.user, mtime=now, ctime=now,
+                **inherited(made, directory=True, mode=DEFAULT_DIR_MODE, group=caller.user),
             )
             if not await txn.insert(made):
                 found = (await txn.lock([directory])).get(directory)
@@ -453,6 +461,8 @@ class Engine:
             inode, resolved = resolved or await self._resolved(caller, path), None
             if inode.is_dir:
                 raise IsADirectory(f"{path} is a directory")
+            if inode.is_entry_only:
+                raise BadRequest(f"{path} is a {inode.type.value} entry without bytes: the server does not open it")
             require(caller, inode, READ, "read")
             try:
                 return OpenFile(inode, await self._open_blob(inode))
@@ -697,6 +707,8 @@ class Engine:
             if create_only:
                 raise Conflict(f"{path} is a directory; a file cannot be created there")
             raise IsADirectory(f"{path} is a directory")
+        if current.is_entry_only and not create_only:
+            raise BadRequest(f"{path} is a {current.type.value} entry without bytes: the server does not write it")
         if create_only:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
         require(caller, current, WRITE, "write")
@@ -769,9 +781,9 @@ class Engine:
             parent = await self._ensure_parents(txn, caller, path, create=True, held=None if existing else held)
             require_entry_change(caller, parent, None, "create")
             inode = Inode(
-                path=path, type=InodeType.FILE, size=size, mode=DEFAULT_FILE_MODE, owner=caller.user,
-                group=caller.user, mtime=now, ctime=now, backend=target.name, blob_id=blob_id,
-                instance_id=instance, layout=layout,
+                path=path, type=InodeType.FILE, size=size, owner=caller.user, mtime=now, ctime=now,
+                backend=target.name, blob_id=blob_id, instance_id=instance, layout=layout,
+                **inherited(parent, directory=False, mode=DEFAULT_FILE_MODE, group=caller.user),
             )
             if not await txn.insert(inode):
                 raise AlreadyExists(f"{path} already exists")
@@ -925,8 +937,8 @@ class Engine:
                 require_entry_change(caller, parent, None, "create")
                 now = utcnow()
                 inode = Inode(
-                    path=path, type=InodeType.DIRECTORY, mode=DEFAULT_DIR_MODE, owner=caller.user,
-                    group=caller.user, mtime=now, ctime=now,
+                    path=path, type=InodeType.DIRECTORY, owner=caller.user, mtime=now, ctime=now,
+                    **inherited(parent, directory=True, mode=DEFAULT_DIR_MODE, group=caller.user),
                 )
                 if await txn.insert(inode):
                     await self._charge(txn, path, 0, 1)
@@ -936,6 +948,58 @@ class Engine:
         if found is None or not found.is_dir:
             raise AlreadyExists(f"{path} exists and is a file")
         return found, False
+
+    async def make_symlink(self, caller: Caller, path: str, target: str) -> Inode:
+        """Create the symbolic link ``path`` whose target is ``target`` (POSIX symlink(2)): mode 0777, no bytes,
+        never followed by the server — every request on ``path`` acts on the link (lstat semantics); a FUSE
+        mount's kernel resolves it. See :meth:`_make_entry` for the parent, group and quota rules.
+
+        Raises what :meth:`_make_entry` raises, and ``BadRequest`` for a bad target
+        (:func:`callfs.paths.validate_target`).
+        """
+        paths.validate_target(target)
+        return await self._make_entry(caller, path, InodeType.SYMLINK, SYMLINK_MODE, target=target)
+
+    async def make_special(self, caller: Caller, path: str, special: Special, rdev: int = 0) -> Inode:
+        """Create the special file ``path`` (POSIX mknod(2)/mkfifo(3), a socket's bind(2)): an entry only, mode
+        0644 (the caller sets its own), nothing stored or served — a FUSE mount's kernel makes a FIFO or a
+        socket a local object of the machine that opens it, and the mount is ``nodev``. ``rdev`` is a device
+        node's device number (Linux's encoding, ``0..2**32-1``: FUSE carries 32 bits); FIFOs and sockets have 0.
+        See :meth:`_make_entry` for the parent, group and quota rules.
+
+        Raises what :meth:`_make_entry` raises, and ``BadRequest`` for ``rdev`` out of range or non-zero on a
+        FIFO or socket.
+        """
+        if not 0 <= rdev <= MAX_RDEV or (rdev and special in (Special.FIFO, Special.SOCKET)):
+            raise BadRequest(f"rdev must be 0..{MAX_RDEV} for a device node and 0 for a FIFO or a socket")
+        return await self._make_entry(caller, path, InodeType.SPECIAL, DEFAULT_FILE_MODE, special=special,
+                                      rdev=rdev)
+
+    async def _make_entry(self, caller: Caller, path: str, kind: InodeType, mode: int, **fields: Any) -> Inode:
+        """Insert a new entry of ``kind`` without bytes or children (a symlink, a special file) at ``path`` with
+        ``mode`` and ``fields``: owned by ``caller``, one inode against quotas, no bytes. The parent must exist
+        (no missing parents are made) and be writable by ``caller``; in a setgid directory the entry takes its
+        group (:func:`~callfs.permissions.inherited`).
+
+        Raises ``AlreadyExists`` (anything is at ``path``, the root included), ``NotFound`` (no parent),
+        ``NotADirectory``, ``PermissionDenied``, ``QuotaExceeded`` (inodes).
+        """
+        if path == paths.ROOT:
+            raise AlreadyExists("the root exists")
+        with self.metrics.time_metadata(f"create_{kind.value}"):
+            async with self.store.transaction() as txn:
+                parent = await self._ensure_parents(txn, caller, path, create=False)
+                require_entry_change(caller, parent, None, "create")
+                now = utcnow()
+                inode = Inode(
+                    path=path, type=kind, owner=caller.user, mtime=now, ctime=now, **fields,
+                    **inherited(parent, directory=False, mode=mode, group=caller.user),
+                )
+                if not await txn.insert(inode):
+                    raise AlreadyExists(f"{path} already exists")
+                await self._charge(txn, path, 0, 1)
+        self.metrics.file_operation("create", self.default_backend)
+        return inode
 
     async def delete(self, caller: Caller, path: str, *, recursive: bool = False, keep: Keeper | None = None) -> None:
         """Delete a file or directory (a non-empty one only with ``recursive``).
@@ -1070,6 +1134,50 @@ class Engine:
             await self._free(file)
         self.metrics.file_operation("move", self._backend_type(moved))
         return moved
+
+    async def exchange(self, caller: Caller, src: str, dst: str) -> Inode:
+        """Swap the entries ``src`` and ``dst`` (files or whole subtrees, of any types) atomically, as Linux
+        ``renameat2(RENAME_EXCHANGE)`` does: both must exist; each parent needs ``w``, and the sticky rule holds
+        for the entry that leaves it. Quotas are charged as two moves, each
+        checked before the other's usage leaves. Returns the entry now at ``dst``.
+
+        Raises ``BadRequest`` (the root, or one inside the other), ``NotFound`` (either missing),
+        ``PermissionDenied``, ``QuotaRootProtected``, ``QuotaExceeded``.
+        """
+        if paths.ROOT in (src, dst):
+            raise BadRequest("the root directory cannot be exchanged")
+        if src != dst and (paths.is_within(dst, src) or paths.is_within(src, dst)):
+            raise BadRequest(f"cannot exchange {src} with {dst}: one is inside the other")
+        require_in_scope(caller, src)
+        require_in_scope(caller, dst)
+        async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
+            with self.metrics.time_metadata("move"):
+                async with self.store.transaction() as txn:
+                    held = await txn.lock(
+                        {*paths.ancestors(src), *paths.ancestors(dst)} - {paths.ROOT}, exclusive={src, dst}
+                    )
+                    entries = [held.get(src), held.get(dst)]
+                    if entries[0] is None or entries[1] is None:
+                        raise NotFound(f"{src if entries[0] is None else dst} does not exist")
+                    source, target = entries[0], entries[1]
+                    if src == dst:
+                        return source
+                    for entry, other in ((source, target), (target, source)):
+                        parent = await txn.get(paths.parent_of(entry.path) or paths.ROOT)
+                        assert parent is not None
+                        require_search(caller, [held[a] for a in paths.ancestors(entry.path) if a in held]
+                                       or [parent])
+                        require_entry_change(caller, parent, entry, "exchange")  # moved away and replaced
+                        await self._protect_quota_roots(txn, caller, entry, "move")
+                        await self._move_usage(txn, entry, other.path)
+                    aside = f"{src}.callfs-exchange-{secrets.token_hex(8)}"
+                    await txn.rename_subtree(src, aside)
+                    await txn.rename_subtree(dst, src)
+                    await txn.rename_subtree(aside, dst)
+                    swapped = await txn.get(dst)
+        assert swapped is not None
+        self.metrics.file_operation("move", self._backend_type(swapped))
+        return swapped
 
     async def copy(
         self, caller: Caller, src: str, dst: str, *, recursive: bool = False, into: bool = False,
@@ -1248,8 +1356,8 @@ class Engine:
         rewritten meanwhile; nothing changed), ``BadGateway`` (the owning node cannot be read).
         """
         inode = await self._resolved(caller, path)
-        if inode.is_dir:
-            raise BadRequest("backend and instance apply to files, not directories")
+        if inode.type is not InodeType.FILE:
+            raise BadRequest("backend and instance apply to files, not directories or symbolic links")
         require(caller, inode, WRITE, "move the bytes of")
         target = self.backend(backend or inode.backend)
         if inode.backend == target.name and (not target.node_local or inode.instance_id == self.instance_id):
@@ -1377,20 +1485,30 @@ class Engine:
 
     async def change_attributes(
         self, caller: Caller, path: str, *, mode: int | None = None, owner: str | None = None,
-        group: str | None = None,
+        group: str | None = None, uid: int | None = None, gid: int | None = None,
+        atime: datetime | Literal["now"] | None = None, mtime: datetime | Literal["now"] | None = None,
     ) -> Inode:
-        """chmod and/or chown (owner or superuser only). ``mode`` in ``0..0o7777`` without setuid/setgid.
+        """chmod, chown and utimensat in one transaction (``None``: that attribute is left as it is).
 
-        Only a superuser gives an entry to another user; the owner may set the group to its own name or to a
-        group it belongs to (POSIX ``chown``). Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (an
-        invalid user or group name, a setuid/setgid mode).
+        ``mode`` in ``0..0o7777`` (setuid, setgid, sticky included; the setgid bit is cleared as POSIX chmod
+        says when the caller is not in the entry's group, :func:`~callfs.permissions.chmod_mode`). ``owner``/
+        ``group`` are user and group names: only a superuser gives an entry to another user; the owner may set
+        the group to its own name or to a group it belongs to (POSIX ``chown``). ``uid``/``gid`` are the numeric
+        ids a mount shows (``0..2**32-2``), set by the owner or a superuser: the API does not check modes
+        against them, a mount's kernel does. ``atime``/``mtime`` are UTC datetimes or ``"now"`` (the server's
+        clock): given values need the owner or a superuser, ``"now"`` also write permission (POSIX
+        utimensat). Every change sets ``ctime`` to now (POSIX: chmod, chown and utimensat mark it for update).
+
+        Raises ``NotFound``, ``PermissionDenied``, ``BadRequest`` (an invalid name, mode or id).
         """
         if owner is not None:
             validate_name(owner, "owner")
         if group is not None:
             validate_name(group, "group")
-        if mode is not None:
-            check_mode(mode)
+        if uid is not None:
+            check_id(uid, "uid")
+        if gid is not None:
+            check_id(gid, "gid")
         with self.metrics.time_metadata("setattr"):
             async with self.store.transaction() as txn:
                 if (await self._resolve(caller, path, txn)).inode is None:
@@ -1398,14 +1516,24 @@ class Engine:
                 inode = await txn.get(path, for_update=True)
                 if inode is None:
                     raise NotFound(f"{path} does not exist")
-                require_chown(caller, inode, owner, group)
-                changes: dict[str, object] = {"ctime": utcnow()}
+                now = utcnow()
+                changes: dict[str, object] = {"ctime": now}
+                if mode is not None or owner is not None or group is not None or uid is not None or gid is not None:
+                    require_chown(caller, inode, owner, group)
                 if mode is not None:
-                    changes["mode"] = mode
+                    changes["mode"] = chmod_mode(caller, inode, mode)
                 if owner is not None:
                     changes["owner"] = owner
                 if group is not None:
                     changes["group"] = group
+                if uid is not None:
+                    changes["uid"] = uid
+                if gid is not None:
+                    changes["gid"] = gid
+                for name, value in (("atime", atime), ("mtime", mtime)):
+                    if value is not None:
+                        require_set_times(caller, inode, explicit=value != "now")
+                        changes[name] = now if value == "now" else value
                 updated = inode.evolve(**changes)
                 await txn.update(updated)
         return updated
@@ -1475,8 +1603,8 @@ class Engine:
                 f"expiry_seconds must be between {links.MIN_EXPIRY_SECONDS} and {links.MAX_EXPIRY_SECONDS}"
             )
         inode = await self._resolved(caller, path)
-        if inode.is_dir:
-            raise BadRequest(f"{path} is a directory; links are for files")
+        if inode.type is not InodeType.FILE:
+            raise BadRequest(f"{path} is a {inode.type.value}; links are for files")
         require(caller, inode, READ, "read")
         assert inode.blob_id is not None
         # The link serves these bytes only: the file's blob and version are stored with it and signed.

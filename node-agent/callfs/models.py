@@ -13,8 +13,22 @@ from callfs import paths
 
 
 class InodeType(StrEnum):
+    """What an inode is. A ``symlink`` holds its target path in :attr:`Inode.target` and no bytes; a ``special``
+    file (a FIFO, a socket or a device node, :class:`Special`) is an entry only: no bytes, nothing served."""
+
     FILE = "file"
     DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    SPECIAL = "special"
+
+
+class Special(StrEnum):
+    """The kind of a ``special`` inode, as mknod(2) makes them (``S_IFIFO``, ``S_IFSOCK``, ``S_IFCHR``, ``S_IFBLK``)."""
+
+    FIFO = "fifo"
+    SOCKET = "socket"
+    CHAR = "char"
+    BLOCK = "block"
 
 
 class Layout(StrEnum):
@@ -65,6 +79,14 @@ class Inode:
     object) or :attr:`Layout.BLOCKS` (the metadata store lists the file's blocks under ``ino``; ``blob_id`` is
     then a fresh content id per version (:func:`new_content_id`), naming no object, so that ETags and links
     still tell versions apart).
+
+    ``owner``/``group`` are the user names the API's permission checks use; ``uid``/``gid`` the numeric ids a
+    mount shows and its kernel checks modes against (POSIX ``st_uid``/``st_gid``, ``0..2**32-2``; ``None``: not
+    set, a mount shows its own ids). ``mode`` holds the permission bits with setuid, setgid and sticky
+    (``0..0o7777``). ``atime`` is the last access time set by ``utimensat`` (``None``: the ``mtime``); ``ctime``
+    changes with every change of content or attributes. ``target`` is a symlink's target (``None`` otherwise);
+    ``special`` the kind of a special file and ``rdev`` a device node's device number (Linux ``dev_t``; 0 for
+    FIFOs and sockets), both ``None`` for other types.
     """
 
     path: str
@@ -81,6 +103,12 @@ class Inode:
     instance_id: str | None = None
     ino: int = field(default_factory=new_ino)
     layout: Layout = Layout.BLOB
+    uid: int | None = None
+    gid: int | None = None
+    atime: datetime | None = None
+    target: str | None = None
+    special: Special | None = None
+    rdev: int | None = None
 
     @property
     def parent(self) -> str | None:
@@ -97,6 +125,20 @@ class Inode:
     @property
     def is_dir(self) -> bool:
         return self.type is InodeType.DIRECTORY
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.type is InodeType.SYMLINK
+
+    @property
+    def is_entry_only(self) -> bool:
+        """A symlink or a special file: an entry without bytes or children, which the server never opens."""
+        return self.type in (InodeType.SYMLINK, InodeType.SPECIAL)
+
+    @property
+    def accessed(self) -> datetime:
+        """The access time: :attr:`atime`, or the :attr:`mtime` when none was set."""
+        return self.mtime if self.atime is None else self.atime
 
     def evolve(self, **changes: Any) -> Inode:
         """A copy with ``changes`` applied."""

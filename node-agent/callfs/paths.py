@@ -121,3 +121,22 @@ def validate_name(name: str) -> str:
     if not name or name in (".", "..") or "/" in name:
         raise BadRequest("name must be one non-empty path segment without '/'")
     return name_of(canonicalize(name).path)
+
+
+def validate_target(target: str) -> str:
+    """``target`` when it may be a symbolic link's target: stored as given and never resolved by the server
+    (relative or absolute, ``.``/``..`` segments and repeated ``/`` kept), 1 to :data:`MAX_PATH_BYTES` - 1 bytes
+    of UTF-8 (POSIX ``PATH_MAX`` with its NUL; symlink(2): ENAMETOOLONG beyond), without the characters no path
+    may hold (control characters but tab, backslashes, BiDi overrides: see the security note above).
+
+    Raises:
+        BadRequest: empty, too long, or holding a forbidden character.
+    """
+    if not target:
+        raise BadRequest("a symbolic link's target must not be empty")
+    if len(target.encode("utf-8", "surrogatepass")) >= MAX_PATH_BYTES:
+        raise BadRequest(f"a symbolic link's target is at most {MAX_PATH_BYTES - 1} bytes")
+    if _FORBIDDEN.search(target) or any("\ud800" <= c <= "\udfff" for c in target):
+        raise BadRequest("a symbolic link's target holds a control character, a backslash, a BiDi control or "
+                         "an unpaired surrogate")
+    return target

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from callfs.errors import BadRequest, PermissionDenied
 from callfs.models import Inode
@@ -163,15 +164,61 @@ def require_chown(caller: Caller, inode: Inode, owner: str | None, group: str | 
         raise PermissionDenied(f"{caller.user} is not a member of group {group}")
 
 
-def check_mode(mode: int) -> int:
-    """``mode`` when it may be set by chmod: permission and sticky bits only.
+MAX_ID = 2**32 - 2
+"""Largest numeric user or group id (``(uid_t) -1`` means "unchanged" to ``chown``, so it is no id)."""
+
+
+def chmod_mode(caller: Caller, inode: Inode, mode: int) -> int:
+    """The mode ``chmod`` by ``caller`` leaves on ``inode`` when asked for ``mode`` (``0..0o7777``, setuid,
+    setgid and sticky included).
+
+    POSIX chmod(2): when the caller is not a superuser and the entry's group is neither its own name nor one of
+    its groups, the setgid bit is cleared (groups are compared by name here; a mount's kernel applies the same
+    rule to numeric ids before asking). Call after :func:`require_owner`.
 
     Raises:
-        BadRequest: the setuid (4000) or setgid (2000) bit is set; CallFS does not carry them.
+        BadRequest: ``mode`` outside ``0..0o7777``.
     """
-    if mode & (SETUID | SETGID):
-        raise BadRequest(f"mode {format_mode(mode)} sets setuid/setgid bits, which CallFS does not allow")
+    if not 0 <= mode <= 0o7777:
+        raise BadRequest(f"mode {mode:#o} is not in 0000..7777")
+    if not caller.is_superuser and inode.group != caller.user and inode.group not in caller.groups:
+        mode &= ~SETGID
     return mode
+
+
+def inherited(parent: Inode, *, directory: bool, mode: int, group: str) -> dict[str, Any]:
+    """The ``group``, ``gid`` and ``mode`` fields of a new entry in ``parent`` made by a caller whose own group is
+    ``group`` and that asks for ``mode``: in a setgid directory the entry takes the directory's group (name and
+    numeric id) and a new directory keeps the setgid bit (POSIX mkdir(2) and open(2), the BSD group rule Linux
+    applies to setgid directories); elsewhere the caller's group, no numeric group, and ``mode`` as asked.
+    """
+    if not parent.mode & SETGID:
+        return {"group": group, "gid": None, "mode": mode}
+    return {"group": parent.group, "gid": parent.gid, "mode": mode | SETGID if directory else mode}
+
+
+def check_id(value: object, what: str) -> int:
+    """``value`` when it is a numeric user or group id: an integer in ``0..MAX_ID``.
+
+    Raises:
+        BadRequest: anything else (booleans, negative numbers, ``2**32 - 1`` and above).
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+        raise BadRequest(f"{what} must be a whole number in 0..{MAX_ID}")
+    return value
+
+
+def require_set_times(caller: Caller, inode: Inode, *, explicit: bool) -> None:
+    """POSIX utimensat(2) rules for changing the times of ``inode``: setting them to given values needs the owner
+    or a superuser; setting them to the current time (``UTIME_NOW``) also lets anyone with write permission.
+
+    Raises:
+        PermissionDenied: neither.
+    """
+    if caller.is_superuser or caller.user == inode.owner:
+        return
+    if explicit or not allows(caller, inode, WRITE):
+        raise PermissionDenied(f"{caller.user} may not set the times of {inode.path}")
 
 
 def parse_mode(text: str) -> int:

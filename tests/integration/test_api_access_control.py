@@ -202,13 +202,72 @@ async def test_only_root_gives_files_away_and_owners_pick_only_their_groups(api_
 
 
 @pytest.mark.parametrize("mode", ["4755", "2755", "6777", "4644"])
-async def test_chmod_refuses_setuid_and_setgid(api_node: AppNode, mode: str) -> None:
+async def test_chmod_keeps_setuid_and_setgid(api_node: AppNode, mode: str) -> None:
     async with session(api_node, "alice") as alice, session(api_node, "root") as root:
         assert await _status(alice, "PUT", "/v1/files/prog", data=b"#!") == 201
         for http in (alice, root):
             status, body = await _json(http, "PATCH", "/v1/files/prog", json={"mode": mode})
-            assert (status, body["code"]) == (400, "BAD_REQUEST")
-        assert await _status(alice, "PATCH", "/v1/files/prog", json={"mode": "0755"}) == 200
+            assert (status, body["mode"]) == (200, mode)
+            async with http.head("/v1/files/prog") as response:
+                assert response.headers["X-CallFS-Mode"] == mode
+
+
+async def test_chmod_by_an_owner_outside_the_group_clears_setgid(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice, session(api_node, "root") as root:
+        assert await _status(alice, "PUT", "/v1/files/tool", data=b"#!") == 201
+        assert await _status(root, "PATCH", "/v1/files/tool", json={"group": "staff"}) == 200
+        status, body = await _json(alice, "PATCH", "/v1/files/tool", json={"mode": "6755"})
+        assert (status, body["mode"]) == (200, "4755")  # POSIX chmod(2): alice is not in staff
+
+
+async def test_numeric_owner_and_times_are_set_by_the_owner(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice, session(api_node, "bob") as bob:
+        assert await _status(alice, "PUT", "/v1/files/t.txt", data=b"t") == 201
+        async with alice.head("/v1/files/t.txt") as response:
+            created = response.headers["X-CallFS-CTime"]
+            assert "X-CallFS-UID" not in response.headers
+        status, body = await _json(alice, "PATCH", "/v1/files/t.txt", json={
+            "uid": 1000, "gid": 0, "atime": "2030-03-17T17:46:40.25Z", "mtime": "2031-10-17T10:40:00+00:00"})
+        assert status == 200, body
+        assert (body["uid"], body["gid"]) == (1000, 0)
+        assert (body["atime"], body["mtime"]) == ("2030-03-17T17:46:40.250000Z", "2031-10-17T10:40:00Z")
+        assert body["ctime"] > created
+        async with alice.head("/v1/files/t.txt") as response:
+            assert (response.headers["X-CallFS-UID"], response.headers["X-CallFS-GID"]) == ("1000", "0")
+            assert response.headers["X-CallFS-ATime"] == "2030-03-17T17:46:40.250000Z"
+        status, listing = await _json(alice, "GET", "/v1/directories/")
+        entry = next(item for item in listing["items"] if item["name"] == "t.txt")
+        assert (entry["uid"], entry["gid"], entry["mtime"]) == (1000, 0, "2031-10-17T10:40:00Z")
+        # Not the owner: no ids, no times given as values; "now" needs write permission (POSIX utimensat).
+        assert await _status(bob, "PATCH", "/v1/files/t.txt", json={"uid": 7}) == 403
+        assert await _status(bob, "PATCH", "/v1/files/t.txt", json={"mtime": "2030-01-01T00:00:00Z"}) == 403
+        assert await _status(bob, "PATCH", "/v1/files/t.txt", json={"mtime": "now"}) == 403
+        assert await _status(alice, "PATCH", "/v1/files/t.txt", json={"mode": "0666"}) == 200
+        status, body = await _json(bob, "PATCH", "/v1/files/t.txt", json={"atime": "now", "mtime": "now"})
+        assert status == 200 and body["mtime"] > "2026", body
+
+
+@pytest.mark.parametrize("body", [
+    {"uid": -1}, {"uid": 2**32 - 1}, {"gid": "0"}, {"uid": True}, {"atime": "yesterday"},
+    {"mtime": "2030-01-01T00:00:00"}, {"mtime": 5}, {"mode": "10000"}, {"uid": 1, "name": "x"},
+    {"mtime": "9999-12-31T23:00:00-05:00"}, {"atime": "0001-01-01T00:30:00+01:00"},
+])
+async def test_bad_attribute_changes_are_400(api_node: AppNode, body: dict[str, Any]) -> None:
+    async with session(api_node, "alice") as alice:
+        assert await _status(alice, "PUT", "/v1/files/b.txt", data=b"b") == 201
+        status, answer = await _json(alice, "PATCH", "/v1/files/b.txt", json=body)
+        assert (status, answer["code"]) == (400, "BAD_REQUEST"), answer
+
+
+async def test_entries_in_a_setgid_directory_take_its_group(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice, session(api_node, "bob") as bob:
+        assert await _status(alice, "POST", "/v1/files/team/") == 201
+        assert await _status(alice, "PATCH", "/v1/files/team", json={"mode": "2777", "gid": 50}) == 200
+        status, made = await _json(bob, "POST", "/v1/files/team/sub/")
+        assert status == 201
+        assert (made["group"], made["gid"], made["mode"]) == ("alice", 50, "2755")
+        status, made = await _json(bob, "PUT", "/v1/files/team/sub/f", data=b"f")
+        assert (made["group"], made["gid"], made["mode"]) == ("alice", 50, "0644")
 
 
 # ---------------------------------------------------------------------------- system directories

@@ -90,7 +90,7 @@ def test_missing_metadata_header_is_a_value_error(missing: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("X-CallFS-Type", "symlink"),
+        ("X-CallFS-Type", "socket"),
         ("X-CallFS-Mode", "rw-r--r--"),
         ("X-CallFS-Size", "12kB"),
         ("X-CallFS-MTime", "yesterday"),
@@ -318,3 +318,19 @@ def test_parse_location(arg: str, expected: Location) -> None:
 
 def test_remote_path_accepts_both_prefixes_and_bare_paths() -> None:
     assert remote_path("callfs:/x") == remote_path(":/x") == remote_path("/x") == remote_path("x") == "/x"
+
+
+def test_file_info_reads_numeric_owner_times_target_and_special_kind() -> None:
+    headers = CIMultiDict({**HEADERS, "X-CallFS-Type": "symlink", "X-CallFS-UID": "1000", "X-CallFS-GID": "0",
+                           "X-CallFS-ATime": "2024-05-06T07:08:09.250000Z", "X-CallFS-CTime": "2024-05-07T00:00:00Z",
+                           "X-CallFS-Target": "a%20%C3%BC/b"})
+    info = FileInfo.from_headers("/l", headers)
+    assert (info.is_symlink, info.uid, info.gid, info.target) == (True, 1000, 0, "a ü/b")
+    assert info.atime == datetime(2024, 5, 6, 7, 8, 9, 250_000, tzinfo=UTC)
+    assert info.ctime == datetime(2024, 5, 7, tzinfo=UTC)
+    item = {"path": "/p", "type": "special", "size": 0, "mode": "0600", "owner": "u", "mtime": "2024-05-06T07:08:09Z",
+            "uid": None, "gid": 7, "special": "fifo", "rdev": 0}
+    special = FileInfo.from_json(item)
+    assert (special.type, special.special, special.rdev, special.uid, special.gid) == ("special", "fifo", 0, None, 7)
+    with pytest.raises(ValueError):
+        FileInfo.from_headers("/l", CIMultiDict({**HEADERS, "X-CallFS-UID": "-1"}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from callfs_csi.fuse.fs import api_path, parent_of
 from callfs_csi.fuse.handles import HandleTable
 
@@ -35,6 +37,17 @@ def test_rename_over_an_open_file_marks_it_replaced() -> None:
     assert table.file("/v/b") is src.file
 
 
+def test_exchange_swaps_open_files_of_both_subtrees() -> None:
+    table = HandleTable()
+    _, file = table.open("/v/a", writable=True, remote=True, remote_size=0)
+    _, inside = table.open("/v/d/x", writable=True, remote=True, remote_size=0)
+    _, beside = table.open("/v/dd", writable=True, remote=True, remote_size=0)
+    table.exchange("/v/a", "/v/d")
+    assert (file.file.path, inside.file.path, beside.file.path) == ("/v/d", "/v/a/x", "/v/dd")
+    assert table.file("/v/d") is file.file and table.file("/v/a/x") is inside.file
+    assert table.file("/v/a") is None and not file.file.unlinked
+
+
 def test_local_children_are_direct_unuploaded_files() -> None:
     table = HandleTable()
     table.open("/v/new", writable=True, remote=False, remote_size=0)
@@ -59,3 +72,12 @@ def test_api_paths_join_under_the_volume() -> None:
     assert api_path("/", "/a") == "/a"
     assert parent_of("/volumes/v/a") == "/volumes/v"
     assert parent_of("/a") == "/" and parent_of("/") == "/"
+
+
+def test_a_change_marks_the_file_dirty_with_its_time() -> None:
+    table = HandleTable()
+    _, handle = table.open("/v/f", writable=True, remote=True, remote_size=0)
+    assert not handle.file.dirty and handle.file.changed_ns == 0
+    before = time.time_ns()
+    handle.file.touch()
+    assert handle.file.dirty and before <= handle.file.changed_ns <= time.time_ns()

@@ -209,3 +209,14 @@ def test_path_of_256_segments_is_accepted_and_deeper_rejected() -> None:
 def test_depth_counts_segments_after_dot_dot_resolution() -> None:
     # 300 raw segments, but ".." pairs leave 200: accepted.
     assert paths.depth_of(paths.canonicalize("/a" * 200 + "/b/.." * 50).path) == 200
+
+
+@pytest.mark.parametrize("target", ["f", "../a//b/./c", "/etc/passwd", "dir/", "é" * 2047, "a\tb"])
+def test_symlink_targets_are_kept_as_given(target: str) -> None:
+    assert paths.validate_target(target) == target
+
+
+@pytest.mark.parametrize("target", ["", "a" * 4096, "é" * 2048, "a\nb", "a\x00b", "a\\b", "a\u202eb", "a\ud800"])
+def test_bad_symlink_targets_are_refused(target: str) -> None:
+    with pytest.raises(BadRequest):
+        paths.validate_target(target)

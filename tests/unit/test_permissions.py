@@ -221,17 +221,65 @@ def test_chown_rules() -> None:
     require_chown(Caller("root"), entry, "alice", "staff")
 
 
-@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o6777, 0o4000])
-def test_setuid_and_setgid_modes_are_refused(mode: int) -> None:
+@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o6777, 0o644, 0o1777, 0o0])
+def test_chmod_keeps_every_mode_bit_for_the_owner_in_the_group(mode: int) -> None:
+    from callfs.permissions import chmod_mode
+
+    entry = Inode(path="/x", type=InodeType.FILE, mode=0o644, owner="bob", group="alice")
+    assert chmod_mode(Caller("bob", frozenset({"alice"})), entry, mode) == mode
+    assert chmod_mode(Caller("root"), entry, mode) == mode
+
+
+def test_chmod_clears_setgid_when_the_caller_is_not_in_the_group() -> None:
+    from callfs.permissions import chmod_mode
+
+    entry = Inode(path="/x", type=InodeType.FILE, mode=0o644, owner="bob", group="staff")
+    assert chmod_mode(Caller("bob"), entry, 0o6755) == 0o4755  # POSIX chmod(2)
+
+
+@pytest.mark.parametrize("mode", [-1, 0o10000])
+def test_chmod_refuses_modes_outside_the_twelve_bits(mode: int) -> None:
     from callfs.errors import BadRequest
-    from callfs.permissions import check_mode
+    from callfs.permissions import chmod_mode
 
     with pytest.raises(BadRequest):
-        check_mode(mode)
+        chmod_mode(Caller("root"), Inode(path="/x", type=InodeType.FILE), mode)
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o1777, 0o0, 0o777])
-def test_permission_and_sticky_modes_are_accepted(mode: int) -> None:
-    from callfs.permissions import check_mode
+@pytest.mark.parametrize("value", [0, 1000, 2**32 - 2])
+def test_numeric_ids_in_range_are_accepted(value: int) -> None:
+    from callfs.permissions import check_id
 
-    assert check_mode(mode) == mode
+    assert check_id(value, "uid") == value
+
+
+@pytest.mark.parametrize("value", [-1, 2**32 - 1, True, "1000", 1.0, None])
+def test_numeric_ids_out_of_range_or_not_integers_are_refused(value: object) -> None:
+    from callfs.errors import BadRequest
+    from callfs.permissions import check_id
+
+    with pytest.raises(BadRequest, match="uid"):
+        check_id(value, "uid")
+
+
+def test_setting_times_needs_the_owner_unless_it_is_now_with_write_permission() -> None:
+    from callfs.permissions import require_set_times
+
+    writable = Inode(path="/x", type=InodeType.FILE, mode=0o666, owner="bob", group="bob")
+    require_set_times(Caller("bob"), writable.evolve(mode=0o444), explicit=True)
+    require_set_times(Caller("root"), writable.evolve(mode=0o444), explicit=True)
+    require_set_times(Caller("alice"), writable, explicit=False)
+    with pytest.raises(PermissionDenied):
+        require_set_times(Caller("alice"), writable, explicit=True)  # POSIX utimensat: values need the owner
+    with pytest.raises(PermissionDenied):
+        require_set_times(Caller("alice"), writable.evolve(mode=0o644), explicit=False)
+
+
+def test_entries_in_a_setgid_directory_take_its_group() -> None:
+    from callfs.permissions import inherited
+
+    plain = Inode(path="/d", type=InodeType.DIRECTORY, mode=0o755, owner="bob", group="bob", gid=7)
+    assert inherited(plain, directory=True, mode=0o755, group="eve") == {"group": "eve", "gid": None, "mode": 0o755}
+    setgid = plain.evolve(mode=0o2775, group="staff", gid=50)
+    assert inherited(setgid, directory=True, mode=0o755, group="eve") == {"group": "staff", "gid": 50, "mode": 0o2755}
+    assert inherited(setgid, directory=False, mode=0o644, group="eve") == {"group": "staff", "gid": 50, "mode": 0o644}

@@ -14,6 +14,7 @@ MTIME = datetime(2026, 11, 22, 4, 16, 0, 123_456, tzinfo=UTC)
 FILE = Inode(
     path="/docs/report.pdf", type=InodeType.FILE, size=1234, mode=0o640, owner="alice", group="staff", mtime=MTIME,
     version=3, backend="localfs", blob_id="0123456789abcdef0123456789abcdef", instance_id="node-a1b2c3d4",
+    ctime=MTIME,
 )
 DIRECTORY = Inode(path="/docs", type=InodeType.DIRECTORY, mode=0o1777, owner="bob", group="bob", mtime=MTIME)
 
@@ -27,7 +28,11 @@ def test_listing_item_of_a_file() -> None:
         "mode": "0640",
         "owner": "alice",
         "group": "staff",
-        "mtime": "2026-11-22T04:16:00Z",
+        "uid": None,
+        "gid": None,
+        "mtime": "2026-11-22T04:16:00.123456Z",
+        "atime": "2026-11-22T04:16:00.123456Z",
+        "ctime": "2026-11-22T04:16:00.123456Z",
     }
 
 
@@ -47,7 +52,21 @@ def test_listing_item_of_the_root_has_an_empty_name() -> None:
 
 def test_listing_item_is_json_serialisable_and_utc() -> None:
     shifted = FILE.evolve(mtime=MTIME.astimezone(timezone(timedelta(hours=9))))
-    assert json.loads(json.dumps(item(shifted)))["mtime"] == "2026-11-22T04:16:00Z"
+    assert json.loads(json.dumps(item(shifted)))["mtime"] == "2026-11-22T04:16:00.123456Z"
+    assert item(FILE.evolve(mtime=MTIME.replace(microsecond=0)))["mtime"] == "2026-11-22T04:16:00Z"
+
+
+def test_numeric_owner_times_and_symlink_target_are_rendered() -> None:
+    link = Inode(path="/docs/latest", type=InodeType.SYMLINK, mode=0o777, owner="bob", group="bob", mtime=MTIME,
+                 ctime=MTIME + timedelta(seconds=1), atime=MTIME - timedelta(seconds=1), uid=1000, gid=0,
+                 target="reports/2026 ü.pdf")
+    rendered = item(link)
+    assert (rendered["uid"], rendered["gid"], rendered["target"]) == (1000, 0, "reports/2026 ü.pdf")
+    assert (rendered["atime"], rendered["ctime"]) == ("2026-11-22T04:15:59.123456Z", "2026-11-22T04:16:01.123456Z")
+    sent = headers(link)
+    assert (sent["X-CallFS-UID"], sent["X-CallFS-GID"]) == ("1000", "0")
+    assert sent["X-CallFS-Target"] == "reports/2026%20%C3%BC.pdf"
+    assert not {"ETag", "Accept-Ranges"} & sent.keys()
 
 
 def test_file_headers() -> None:
@@ -57,7 +76,9 @@ def test_file_headers() -> None:
         "X-CallFS-Mode": "0640",
         "X-CallFS-Owner": "alice",
         "X-CallFS-Group": "staff",
-        "X-CallFS-MTime": "2026-11-22T04:16:00Z",
+        "X-CallFS-MTime": "2026-11-22T04:16:00.123456Z",
+        "X-CallFS-ATime": "2026-11-22T04:16:00.123456Z",
+        "X-CallFS-CTime": "2026-11-22T04:16:00.123456Z",
         "Last-Modified": "Sun, 22 Nov 2026 04:16:00 GMT",
         "ETag": etag(FILE),
         "Accept-Ranges": "bytes",

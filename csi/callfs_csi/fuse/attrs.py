@@ -1,13 +1,16 @@
 """Pure conversions from API metadata to the dicts mfusepy turns into ``struct stat`` / ``struct statvfs``.
 
-Ownership: every inode appears owned by the mount's ``uid``/``gid`` (FUSE client contract: the pod sees its
-own uid or fsGroup); the permission bits come from the server. Times: the server keeps one ``mtime`` (second
-resolution, server-managed); ``atime`` and ``ctime`` are reported equal to it.
+Ownership: the inode's numeric ``uid``/``gid`` from the server; an inode whose numeric owner was never set (made
+through the REST API, or by a caller with the mount's own ids) appears owned by the mount's ``uid``/``gid``
+(FUSE client contract). The mode, setuid, setgid and sticky bits included, comes from the server. Times:
+``atime``, ``mtime`` and ``ctime`` from the server at microsecond resolution (an older server sends only a
+second-resolution ``mtime``: the others are reported equal to it).
 """
 
 from __future__ import annotations
 
 import stat
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from callfs.client import FileInfo, QuotaInfo
@@ -23,26 +26,56 @@ UNLIMITED_INODES: Final = 1 << 32
 NAME_MAX: Final = 255
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+SPECIAL_TYPES: Final = {"fifo": stat.S_IFIFO, "socket": stat.S_IFSOCK, "char": stat.S_IFCHR, "block": stat.S_IFBLK}
+"""The ``S_IFMT`` of each kind of special file (the API's ``special`` field)."""
+
+
+def file_type(info: FileInfo) -> int:
+    """The ``S_IFMT`` bits of ``info``: directory, symlink, a special file's kind, else regular file."""
+    if info.is_dir:
+        return stat.S_IFDIR
+    if info.is_symlink:
+        return stat.S_IFLNK
+    if info.special is not None:
+        return SPECIAL_TYPES.get(info.special, stat.S_IFREG)
+    return stat.S_IFREG
+
+
+def ns_of(moment: datetime) -> int:
+    """``moment`` (timezone-aware) in integer nanoseconds since the epoch, exactly (no float rounding)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
 def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtime_ns: int | None = None
             ) -> dict[str, Any]:
-    """The ``stat`` dict of ``info``: type from ``info.type``, permission bits from ``info.mode``, owner
-    ``uid``/``gid``, ``st_size`` in bytes (``size`` overrides: a file with unsaved local writes),
+    """The ``stat`` dict of ``info``: type from :func:`file_type`, ``st_rdev`` of a device node, mode bits
+    from ``info.mode``, owner ``info.uid``/``info.gid`` or else ``uid``/``gid``, ``st_size`` in bytes (a
+    symlink's is its target's length in bytes; ``size`` overrides: a file with unsaved local writes),
     ``st_blocks`` in 512-byte units, times in integer nanoseconds since the epoch (mfusepy's ``use_ns``;
-    ``mtime_ns`` overrides)."""
-    kind = stat.S_IFDIR if info.is_dir else stat.S_IFREG
-    length = info.size if size is None else size
-    when = int(info.mtime.timestamp()) * 10**9 if mtime_ns is None else mtime_ns
+    ``mtime_ns`` overrides ``st_mtime`` and ``st_ctime``: unsaved writes change both, POSIX write(2))."""
+    kind = file_type(info)
+    if kind == stat.S_IFREG:
+        length = info.size if size is None else size
+    elif kind == stat.S_IFLNK:
+        length = len((info.target or "").encode())
+    else:
+        length = 0
+    modified = ns_of(info.mtime) if mtime_ns is None else mtime_ns
+    changed = ns_of(info.ctime) if mtime_ns is None and info.ctime is not None else modified
     return {
         "st_mode": kind | (info.mode & 0o7777),
         "st_nlink": 2 if info.is_dir else 1,
-        "st_uid": uid,
-        "st_gid": gid,
-        "st_size": 0 if info.is_dir else length,
-        "st_blocks": 0 if info.is_dir else (length + 511) // 512,
+        "st_uid": uid if info.uid is None else info.uid,
+        "st_gid": gid if info.gid is None else info.gid,
+        "st_size": length,
+        "st_blocks": 0 if kind != stat.S_IFREG else (length + 511) // 512,
         "st_blksize": IO_SIZE,
-        "st_atime": when,
-        "st_mtime": when,
-        "st_ctime": when,
+        "st_rdev": info.rdev or 0,
+        "st_atime": modified if info.atime is None else ns_of(info.atime),
+        "st_mtime": modified,
+        "st_ctime": changed,
     }
 
 

@@ -25,19 +25,35 @@ Semantics (the FUSE client contract, docs/architecture.md):
   (``FUSE_CAP_ATOMIC_O_TRUNC``): no separate truncate request. ``truncate`` by path of a file not open here,
   or open without unsent changes, is one ``PATCH {"size"}``.
 * ``rename``: ``PATCH {"destination", "overwrite": true}`` — POSIX replaces the target;
-  ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` is not supported (EINVAL).
-* Ownership: every inode appears owned by the mount's ``uid``/``gid``. ``chown`` to those ids (or -1) succeeds
-  without a request; to any other id it fails with EPERM (the view cannot show it), or succeeds silently with
-  ``--option quiet`` — as vfat does. The server-side owner stays the API key's user.
-* ``utimens`` succeeds without a request: ``mtime`` is managed by the server (set on every write).
+  ``RENAME_NOREPLACE`` sends ``overwrite: false`` (EEXIST); ``RENAME_EXCHANGE`` sends ``exchange: true`` (the
+  two entries swap atomically; a file created here and not uploaded yet is uploaded first).
+* Ownership and modes: each inode's numeric ``uid``/``gid`` and mode (setuid, setgid, sticky included) are
+  stored on the server and reported by ``getattr``; an inode whose numeric owner was never set appears owned by
+  the mount's ``uid``/``gid``. The kernel checks modes against the caller (``default_permissions``); the server
+  checks only what the API key may touch. A new entry gets the caller's uid (``fuse_get_context``) and a group
+  as :meth:`CallFSOperations._new_entry` says (the volume's group in directories without a numeric group, the
+  directory's in a setgid one, else the caller's), with no request when these are what the server gives.
+  ``chown``/``chmod`` are one ``PATCH {"uid", "gid"}`` / ``PATCH {"mode"}``; a chown the server refuses fails
+  with EPERM (chown(2)), or succeeds silently with ``--option quiet`` — as vfat does. The server-side owner
+  name stays the API key's user.
+* Times: ``utimens`` is ``PATCH {"atime", "mtime"}`` (``UTIME_NOW`` → ``"now"``, ``UTIME_OMIT`` → field left
+  out; unsent writes of the file are uploaded first, so that they do not move the times set after them); the
+  server sets ``mtime`` and ``ctime`` on every write and ``ctime`` on every attribute change; reads do not
+  change ``atime`` (as ``noatime``).
 * ``statfs``: the volume quota (:func:`.attrs.statfs_of`), re-read at most once per ``attr_timeout``.
-* Not supported: hard links, symlinks, device nodes (ENOSYS / EPERM) — the API has no such objects; ``git``
-  falls back from ``link`` to ``rename``.
+* Symbolic links: ``symlink`` creates a ``symlink`` entry on the server (``POST`` with ``X-CallFS-Target``),
+  ``readlink`` and ``lstat`` read it (never followed by the server); the kernel resolves links in paths, and
+  ``O_NOFOLLOW`` on a link fails with ELOOP in the kernel.
+* Special files: ``mknod`` (FIFOs, sockets, device nodes) makes a ``special`` entry on the server, metadata
+  only; the mount is ``nodev``, and a FIFO or socket is a local object of the machine that opens it.
+* Not supported: hard links (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back from ``link`` to
+  ``rename``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import functools
 import logging
@@ -46,15 +62,15 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Any, Final, ParamSpec, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 import mfusepy
 
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
 from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
 
-from .attrs import stat_of, statfs_of
+from .attrs import NAME_MAX, SPECIAL_TYPES, file_type, stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
 from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
@@ -74,10 +90,39 @@ DEFAULT_FILE_MODE: Final = 0o644
 """Mode the server gives a new file (docs/rest-api.md, "Permissions")."""
 DEFAULT_DIR_MODE: Final = 0o755
 """Mode the server gives a new directory."""
+PATH_MAX: Final = 4096
+"""Bytes of a path (a symlink's target) with its terminating NUL (POSIX ``PATH_MAX`` on Linux)."""
 SMALL_UPLOAD: Final = 1024 * 1024
 """Spans up to this many bytes are uploaded from memory (one spool read); larger ones stream from the spool."""
 RENAME_NOREPLACE: Final = 1
 RENAME_EXCHANGE: Final = 2
+UTIME_NOW: Final = (1 << 30) - 1
+"""``utimensat``'s "now": libfuse hands it as ``tv_nsec`` with ``tv_sec`` 0, so mfusepy's nanoseconds equal it."""
+UTIME_OMIT: Final = (1 << 30) - 2
+"""``utimensat``'s "leave unchanged", handed like :data:`UTIME_NOW`."""
+NO_ID: Final = (1 << 32) - 1
+"""``(uid_t) -1``: ``chown`` leaves that id unchanged (also seen as ``-1``)."""
+
+
+def time_change(ns: int) -> datetime | Literal["now"] | None:
+    """A ``utimens`` time in nanoseconds → the PATCH value: ``"now"``, ``None`` (omit), or a UTC datetime
+    (microsecond resolution, the server's; rounded down; clamped to the years 1 to 9999 the server keeps, as
+    Linux clamps a time to a filesystem's range).
+
+    >>> time_change(UTIME_NOW), time_change(UTIME_OMIT)
+    ('now', None)
+    >>> time_change(1_500_000_000_123_456_789).isoformat()
+    '2017-07-14T02:40:00.123456+00:00'
+    """
+    if ns == UTIME_NOW:
+        return "now"
+    if ns == UTIME_OMIT:
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        return epoch + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC) if ns > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def api_path(volume: str, path: str) -> str:
@@ -150,6 +195,10 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     # ---- helpers -----------------------------------------------------------------------------------
 
     def _api(self, path: str) -> str:
+        """The server path of ``path``; ENAMETOOLONG when a component is longer than ``NAME_MAX`` (255) bytes,
+        the limit ``statfs`` reports (POSIX: the error of every call given such a name)."""
+        if any(len(os.fsencode(name)) > NAME_MAX for name in path.split("/")):
+            raise _fail(errno.ENAMETOOLONG)
         return api_path(self._volume, path)
 
     def _writable(self) -> None:
@@ -190,13 +239,15 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 except NotFound:
                     info = None
         if info is None:
-            info = FileInfo(path=file.path, name="", type="file", size=0, mode=file.mode or DEFAULT_FILE_MODE,
-                            owner="", mtime=datetime.now(UTC))
-        elif file.mode is not None:
-            info = FileInfo(info.path, info.name, info.type, info.size, file.mode, info.owner, info.mtime,
-                            info.etag)
+            now = datetime.now(UTC)
+            info = FileInfo(path=file.path, name="", type="file", size=0, mode=DEFAULT_FILE_MODE, owner="",
+                            mtime=now, atime=now, ctime=now)
+        if file.mode is not None or file.uid is not None or file.gid is not None:
+            info = dataclasses.replace(info, mode=info.mode if file.mode is None else file.mode,
+                                       uid=info.uid if file.uid is None else file.uid,
+                                       gid=info.gid if file.gid is None else file.gid)
         return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
-                       mtime_ns=time.time_ns() if file.dirty else None)
+                       mtime_ns=file.changed_ns if file.dirty else None)
 
     def _ensure_spool(self, file: OpenFile) -> Spool:
         """The spool of ``file``, created on first use as long as the server version (sparse: nothing is
@@ -265,14 +316,25 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         file.ranges.clear()
         if plan.kind is UploadKind.NONE:
             return
-        if file.mode is not None:
-            mode = file.mode
-            if mode != DEFAULT_FILE_MODE:
-                self._bridge.call(lambda c: c.chmod(path, mode))
-            file.mode = None
+        self._apply_pending(file)
         self._changed(path)
         with self._etags_lock:
             self._etags.pop(path, None)
+
+    def _apply_pending(self, file: OpenFile) -> None:
+        """One ``PATCH`` of the mode and numeric owner a file created here was given (:meth:`create`, or a
+        ``chmod`` before its first upload), once the server has it. Caller holds ``file.lock``."""
+        self._give(file.path, file.mode, file.uid, file.gid, default_mode=DEFAULT_FILE_MODE)
+        file.mode = file.uid = file.gid = None
+
+    def _give(self, api: str, mode: int | None, uid: int | None, gid: int | None, *, default_mode: int) -> None:
+        """One ``PATCH`` giving the new entry ``api`` its ``mode`` and ids (``None``: leave as the server made
+        it; a mode equal to ``default_mode``, the one the server gave it, is left too); no request when nothing
+        is left to give."""
+        if mode == default_mode:
+            mode = None
+        if mode is not None or uid is not None or gid is not None:
+            self._bridge.call(lambda c: c.set_attributes(api, mode=mode, uid=uid, gid=gid))
 
     def _drop_changes(self, file: OpenFile) -> None:
         """Forget the unsent changes of ``file`` (the server has it) after the server refused them for good.
@@ -292,7 +354,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             pass  # gone or unreachable: the next write or truncate asks again (_ensure_spool)
         file.dirty = False
         file.ranges.clear()
-        file.mode = None
+        file.mode = file.uid = file.gid = None
         if size is None and file.spool is not None:
             file.spool.close()
             file.spool = None
@@ -408,7 +470,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         for info in items:
             self._cache.put(info)
             seen.add(info.name)
-            entries.append((info.name, {"st_mode": stat.S_IFDIR if info.is_dir else stat.S_IFREG}, 0))
+            entries.append((info.name, {"st_mode": file_type(info)}, 0))
         for file in self._handles.local_children(api):
             name = file.path.rsplit("/", 1)[-1]
             if name not in seen:
@@ -422,13 +484,76 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def mkdir(self, path: str, mode: int) -> None:
-        """``POST /v1/files/{path}/``; a mode other than 0755 is applied with a PATCH."""
+        """``POST /v1/files/{path}/``, then one PATCH of the mode and the caller's ids unless they are the
+        server's defaults (:meth:`_new_entry`)."""
         self._writable()
         api = self._api(path)
+        wanted, uid, gid = self._new_entry(api, mode & 0o1777, directory=True)
         self._bridge.call(lambda c: c.mkdir(api, exist_ok=False), retry=False)
         self._changed(api)
-        if mode & 0o7777 != DEFAULT_DIR_MODE:
-            self._bridge.call(lambda c: c.chmod(api, mode & 0o7777))
+        self._give(api, wanted, uid, gid, default_mode=DEFAULT_DIR_MODE)
+
+    def _new_entry(self, api: str, mode: int, *, directory: bool) -> tuple[int, int | None, int | None]:
+        """``(mode, uid, gid)`` to give a new entry made by the calling process (``None``: nothing to set).
+
+        The uid is the caller's (``None`` when it is the mount's own, which an entry without ids shows). The
+        group follows the directory it is made in: a directory without a numeric group belongs to the volume's
+        group (the mount's ``gid``, Kubernetes' fsGroup), which its new entries inherit as in a setgid directory
+        — kubelet makes fsGroup volumes' directories setgid for the same effect; a setgid directory gives its
+        group and, to a new directory, its setgid bit (POSIX mkdir(2)); in any other directory the entry takes
+        the caller's gid. POSIX allows either group for a new entry (the caller's or the directory's)."""
+        uid, gid, _ = mfusepy.fuse_get_context()
+        parent = self._stat(parent_of(api))
+        owner = self._own_or_none(uid, self._settings.uid)
+        if parent.mode & stat.S_ISGID:  # the server gives the same group; a file not uploaded yet shows it
+            return (mode | stat.S_ISGID if directory else mode), owner, parent.gid
+        if parent.gid is None:
+            return mode, owner, None
+        return mode, owner, self._own_or_none(gid, self._settings.gid)
+
+    @staticmethod
+    def _own_or_none(value: int, own: int) -> int | None:
+        return None if value == own else value
+
+    @_fuse_errors
+    def symlink(self, path: str, target: str) -> None:
+        """symlink(2): ``POST /v1/files/{path}`` with ``X-CallFS-Target: target`` (stored as given; the kernel
+        resolves it), then the caller's ids as for :meth:`mkdir`. A target of ``PATH_MAX`` bytes or more →
+        ENAMETOOLONG."""
+        self._writable()
+        api = self._api(path)
+        if len(os.fsencode(target)) >= PATH_MAX:
+            raise _fail(errno.ENAMETOOLONG)
+        _, uid, gid = self._new_entry(api, 0o777, directory=False)
+        self._bridge.call(lambda c: c.symlink(api, target), retry=False)
+        self._changed(api)
+        self._give(api, None, uid, gid, default_mode=0o777)
+
+    @_fuse_errors
+    def mknod(self, path: str, mode: int, dev: int) -> None:
+        """mknod(2), mkfifo(3), a socket's bind(2): a FIFO, socket or device node is a ``special`` entry on the
+        server (``POST`` with ``X-CallFS-Special``, ``X-CallFS-Rdev``), then one PATCH of its mode and the
+        caller's ids as for :meth:`mkdir`. Nothing is stored for it: the kernel makes a FIFO or socket a local
+        object of the machine that opens it, and the mount is ``nodev``. Regular files come through
+        :meth:`create`; another type → EPERM (the kernel checks the privilege device nodes need first)."""
+        self._writable()
+        api = self._api(path)
+        kind = next((name for name, bits in SPECIAL_TYPES.items() if bits == stat.S_IFMT(mode)), None)
+        if kind is None:
+            raise _fail(errno.EPERM)
+        wanted, uid, gid = self._new_entry(api, mode & 0o7777, directory=False)
+        rdev = dev if kind in ("char", "block") else 0
+        self._bridge.call(lambda c: c.mknod(api, kind, rdev), retry=False)
+        self._changed(api)
+        self._give(api, wanted, uid, gid, default_mode=DEFAULT_FILE_MODE)
+
+    @_fuse_errors
+    def readlink(self, path: str) -> str:
+        """readlink(2): the target of the link (from the cached attributes or a HEAD); EINVAL for anything else."""
+        info = self._stat(self._api(path))
+        if not info.is_symlink or info.target is None:
+            raise _fail(errno.EINVAL)
+        return info.target
 
     @_fuse_errors
     def rmdir(self, path: str) -> None:
@@ -460,10 +585,13 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     def rename_with_flags(self, old: str, new: str, flags: int) -> None:
         """``renameat2``: ``PATCH {"destination", "overwrite"}``; see the module docstring for the flags."""
         self._writable()
-        if flags & RENAME_EXCHANGE:
-            raise _fail(errno.EINVAL)
-        noreplace = bool(flags & RENAME_NOREPLACE)
         src, dst = self._api(old), self._api(new)
+        if flags & RENAME_EXCHANGE:
+            if flags & RENAME_NOREPLACE:
+                raise _fail(errno.EINVAL)  # renameat2(2)
+            self._exchange(src, dst)
+            return
+        noreplace = bool(flags & RENAME_NOREPLACE)
         file = self._handles.file(src)
         if file is not None and not file.remote:
             if noreplace and (self._handles.file(dst) is not None or self._exists(dst)):
@@ -473,6 +601,22 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._handles.rename(src, dst)
         self._cache.invalidate_tree(src)
         self._cache.invalidate_tree(dst)
+        self._changed(src, dst)
+        with self._etags_lock:
+            self._etags.pop(src, None)
+            self._etags.pop(dst, None)
+
+    def _exchange(self, src: str, dst: str) -> None:
+        """``RENAME_EXCHANGE``: files created here and not uploaded yet go to the server first (both entries must
+        be there to swap), then one ``PATCH {"exchange": true}``; open files swap their paths with the entries."""
+        for path in (src, dst):
+            file = self._handles.file(path)
+            if file is not None and not file.remote:
+                self._upload(file)
+        self._bridge.call(lambda c: c.exchange(src, dst), retry=False)
+        self._handles.exchange(src, dst)
+        for path in (src, dst):
+            self._cache.invalidate_tree(path)
         self._changed(src, dst)
         with self._etags_lock:
             self._etags.pop(src, None)
@@ -495,28 +639,50 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if file is not None and not file.remote:
             file.mode = bits
             return
-        self._bridge.call(lambda c: c.chmod(api, bits))
+        self._bridge.call(lambda c: c.set_attributes(api, mode=bits))
         if file is not None and file.mode is not None:
             file.mode = None
         self._changed(api)
 
     @_fuse_errors
     def chown(self, path: str, uid: int, gid: int) -> None:
-        """Accept the mount's own uid/gid (or -1); other ids → EPERM unless ``quiet`` (module docstring)."""
+        """``PATCH {"uid", "gid"}`` (``-1``: that id unchanged); a refusal → EPERM (chown(2)), or success with
+        ``quiet``. A file created here and not uploaded yet keeps the ids for its upload."""
         self._writable()
-        if uid in (-1, self._settings.uid) and gid in (-1, self._settings.gid):
-            self._stat(self._api(path))  # ENOENT for a missing path
+        api = self._api(path)
+        new_uid = None if uid in (-1, NO_ID) else uid
+        new_gid = None if gid in (-1, NO_ID) else gid
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            with file.lock:
+                file.uid = file.uid if new_uid is None else new_uid
+                file.gid = file.gid if new_gid is None else new_gid
             return
-        if not self._settings.quiet:
-            raise _fail(errno.EPERM)
+        if new_uid is None and new_gid is None:
+            self._stat(api)  # ENOENT for a missing path
+            return
+        try:
+            self._bridge.call(lambda c: c.set_attributes(api, uid=new_uid, gid=new_gid))
+        except PermissionDenied:
+            if not self._settings.quiet:
+                raise _fail(errno.EPERM) from None
+        self._changed(api)
 
     @_fuse_errors
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
-        """Accepted without a request: the server manages ``mtime``."""
+        """``PATCH {"atime", "mtime"}`` (:func:`time_change`; no ``times``: both now). Unsent writes of the
+        file are uploaded first, so that their upload does not set ``mtime`` after this call."""
         self._writable()
         api = self._api(path)
-        if self._handles.file(api) is None:
-            self._stat(api)
+        atime, mtime = ("now", "now") if times is None else (time_change(times[0]), time_change(times[1]))
+        file = self._handles.file(api)
+        if file is not None and (file.dirty or not file.remote):
+            self._upload(file)
+        if atime is None and mtime is None:
+            self._stat(api)  # ENOENT for a missing path
+            return
+        self._bridge.call(lambda c: c.set_attributes(api, atime=atime, mtime=mtime))
+        self._changed(api)
 
     @_fuse_errors
     def truncate(self, path: str, length: int, fh: Any = None) -> None:
@@ -539,7 +705,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 spool = self._ensure_spool(file)
                 spool.truncate(length)
                 file.ranges.truncate(length)
-                file.dirty = True
+                file.touch()
             return
         self._bridge.call(lambda c: c.resize(api, length))
         self._changed(api)
@@ -578,7 +744,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 with handle.file.lock:
                     self._ensure_spool(handle.file).truncate(0)
                     handle.file.ranges.truncate(0)
-                    handle.file.dirty = True
+                    handle.file.touch()
             except BaseException:
                 self._release_handle(fh)
                 raise
@@ -592,13 +758,14 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         """A new file, local until its first ``close`` uploads it (with ``mode`` applied after)."""
         self._writable()
         api = self._api(path)
+        bits, uid, gid = self._new_entry(api, mode & 0o7777, directory=False)
         fh, handle = self._handles.open(api, writable=True, remote=False, remote_size=0)
         file = handle.file
         with file.lock:
             self._ensure_spool(file)
-            file.dirty = True
+            file.touch()
             if not file.remote:
-                file.mode = mode & 0o7777
+                file.mode, file.uid, file.gid = bits, uid, gid
         self._cache.invalidate(api)
         fi.fh = fh
         return 0
@@ -662,7 +829,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                     raise _fail(errno.ENOSPC)
             written = spool.write(data, offset)
             file.ranges.add(offset, written)
-            file.dirty = True
+            file.touch()
             if len(file.ranges) > MAX_RANGES:
                 self._upload(file)
         if handle.reader is not None:

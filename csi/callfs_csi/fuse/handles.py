@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 
 from .dirty import DirtyRanges
@@ -26,9 +27,12 @@ class OpenFile:
     mount's view is based on (from the ``open`` HEAD, then from the answer to each upload; ``etag`` ``None``:
     unknown, writes go unconditionally). ``spool``: the file's changed bytes (:mod:`.spool`; ``None`` until
     the first write or truncate), as long as the file. ``ranges``: what changed since the last upload
-    (:mod:`.dirty`). ``dirty``: the mount has something the server has not. ``mode``: permission bits to apply
-    after the upload of a file created here (``None``: server default). ``unlinked``: deleted while open —
-    never uploaded again. ``lock`` serialises writes, truncates, spool reads and uploads.
+    (:mod:`.dirty`). ``dirty``: the mount has something the server has not; ``changed_ns``: when it last
+    changed here (nanoseconds since the epoch: the ``mtime`` and ``ctime`` the mount shows until the upload).
+    ``mode``: permission bits to apply after the upload of a file created here (``None``: server default);
+    ``uid``/``gid``: its numeric owner and group, set with them (``None``: not set, the server's).
+    ``unlinked``: deleted while open — never uploaded again. ``lock`` serialises writes, truncates, spool reads
+    and uploads.
     """
 
     path: str
@@ -37,11 +41,19 @@ class OpenFile:
     etag: str | None = None
     spool: Spool | None = None
     dirty: bool = False
+    changed_ns: int = 0
     mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
     unlinked: bool = False
     refs: int = 0
     ranges: DirtyRanges = field(default_factory=DirtyRanges)
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def touch(self) -> None:
+        """Record a change made here (a write, a truncate, a new file): dirty, changed now."""
+        self.dirty = True
+        self.changed_ns = time.time_ns()
 
     def local_size(self) -> int | None:
         """Bytes the file has as seen through this mount, when the spool decides it; else ``None``."""
@@ -126,6 +138,20 @@ class HandleTable:
                     replaced.unlinked = True
                 file.path = target
                 self._files[target] = file
+
+    def exchange(self, first: str, second: str) -> None:
+        """Swap the keys of the open files at or below ``first`` and ``second`` (neither inside the other), as
+        ``renameat2(RENAME_EXCHANGE)`` swaps the entries."""
+        prefixes = (first.rstrip("/") + "/", second.rstrip("/") + "/")
+        with self._lock:
+            moved = [(p, f) for p, f in self._files.items()
+                     if p in (first, second) or p.startswith(prefixes)]
+            for path, _ in moved:
+                del self._files[path]
+            for path, file in moved:
+                old, new = (first, second) if path == first or path.startswith(prefixes[0]) else (second, first)
+                file.path = new + path[len(old):]
+                self._files[file.path] = file
 
     def local_children(self, directory: str) -> list[OpenFile]:
         """Open files directly in ``directory`` that do not exist on the server yet (created here)."""

@@ -11,7 +11,7 @@
   kernel buffers writes in its page cache and sends them in large batches; default false: with it the kernel
   trusts its own file sizes and stops taking size changes made by other clients, so enable it only for a
   volume that one mount writes — see docs/architecture.md), ``spool_dir`` (where write buffers live,
-  default the system temp dir), ``quiet`` (chown/chmod that cannot be represented succeed silently, as
+  default the system temp dir), ``quiet`` (a chown the server refuses succeeds silently, as
   vfat's ``quiet``);
 * anything else is passed to FUSE as a mount option (``-o KEY[=VALUE]``), e.g. ``max_read=1048576``.
 """

@@ -27,6 +27,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_fine(moment: datetime) -> str:
+    """RFC 3339 in UTC with the microseconds when there are any (``2026-11-22T04:16:00.250000Z``), else as
+    :func:`rfc3339`: the precision the metadata stores keep, for an inode's times."""
+    moment = moment.astimezone(UTC)
+    if not moment.microsecond:
+        return rfc3339(moment)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _parse_http_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)

@@ -20,7 +20,7 @@ DEFAULT_MAX_DEPTH = 100
 MAX_MAX_DEPTH = 1000
 MAX_LIMIT = 10_000
 """Most entries one page of a listing may ask for (``?limit=``)."""
-_CURSOR_TYPES = {"d": InodeType.DIRECTORY, "f": InodeType.FILE}
+_CURSOR_TYPES = {"d": InodeType.DIRECTORY, "f": InodeType.FILE, "l": InodeType.SYMLINK, "s": InodeType.SPECIAL}
 
 
 def add_routes(app: web.Application) -> None:
@@ -50,7 +50,7 @@ def encode_cursor(page: ListingPage) -> str:
     """The ``next`` cursor of a listing page: the type and path of the last entry it held, base64url without
     padding (opaque to clients: they pass it back as ``?after=``)."""
     assert page.after is not None
-    tag = "d" if page.after_type is InodeType.DIRECTORY else "f"
+    tag = next(tag for tag, kind in _CURSOR_TYPES.items() if kind is page.after_type)
     return base64.urlsafe_b64encode((tag + page.after).encode()).decode().rstrip("=")
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
-from urllib.parse import quote
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -33,14 +34,17 @@ from callfs.api.requests import (
 )
 from callfs.engine import OpenFile, RemoteBytes
 from callfs.errors import AlreadyExists, BadRequest, IsADirectory, PreconditionFailed
-from callfs.models import Inode
-from callfs.permissions import WRITE, parse_mode, require
+from callfs.models import Inode, InodeType, Special
+from callfs.permissions import WRITE, check_id, parse_mode, require
 
 PREFIX = "/v1/files/"
 STREAM_CHUNK_BYTES = 1 << 20
 _PATCH_KEYS = {
     "name", "destination", "overwrite", "create_parents", "backend", "instance", "mode", "owner", "group", "size",
+    "uid", "gid", "atime", "mtime", "exchange",
 }
+_ATTRIBUTE_KEYS = frozenset({"mode", "owner", "group", "uid", "gid", "atime", "mtime"})
+"""The fields of a PATCH that change attributes (chmod, chown, utimensat) rather than move the entry."""
 
 
 def add_routes(app: web.Application) -> None:
@@ -73,6 +77,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     who = caller(request)
     path = request_path(request, PREFIX).path
     inode = await engine.stat(who, path)
+    if inode.is_entry_only:  # a link is never followed: the link itself, as lstat(2) and readlink(2) see it
+        response = render.json_response(render.item(inode))
+        response.headers.update(render.headers(inode))
+        return response
     if inode.is_dir:
         directory, entries = await engine.list_directory(who, path)
         response = render.json_response([render.item(e) for e in entries])
@@ -137,7 +145,7 @@ async def send_file(request: web.Request, opened: OpenFile, extra: dict[str, str
 async def head_file(request: web.Request) -> web.StreamResponse:
     """The GET headers without a body (``X-CallFS-*``, ``ETag``, ``Content-Length``)."""
     inode = await request.app[NODE].engine.stat(caller(request), request_path(request, PREFIX).path)
-    if not inode.is_dir:
+    if inode.type is InodeType.FILE:
         verdict = evaluate_read(conditions(request), inode)
         if verdict is not None:
             return _not_modified(verdict, inode)
@@ -145,6 +153,8 @@ async def head_file(request: web.Request) -> web.StreamResponse:
     response.headers.update(render.headers(inode))
     if inode.is_dir:
         response.headers.update(await directory_quota_headers(request, inode.path))
+        response.content_type = "application/json"
+    elif inode.is_entry_only:
         response.content_type = "application/json"
     else:
         response.content_type = "application/octet-stream"
@@ -167,10 +177,54 @@ def _backend_choice(request: web.Request) -> str | None:
     return request.headers.get("X-CallFS-Backend") or request.query.get("backend") or None
 
 
+def symlink_target(request: web.Request) -> str | None:
+    """The ``X-CallFS-Target`` request header, percent-decoded as UTF-8 (``None`` when absent).
+
+    Raises:
+        BadRequest: not valid percent-encoded UTF-8.
+    """
+    raw = request.headers.get("X-CallFS-Target")
+    if raw is None:
+        return None
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("X-CallFS-Target must be percent-encoded UTF-8") from exc
+
+
+def _special(text: str) -> Special:
+    """The ``X-CallFS-Special`` kind. Raises ``BadRequest`` for another value."""
+    try:
+        return Special(text)
+    except ValueError as exc:
+        raise BadRequest(f"X-CallFS-Special must be one of {[s.value for s in Special]}") from exc
+
+
+def _rdev(request: web.Request) -> int:
+    """``X-CallFS-Rdev`` (decimal; 0 when absent). Raises ``BadRequest`` for anything but digits."""
+    raw = request.headers.get("X-CallFS-Rdev", "0")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        raise BadRequest("X-CallFS-Rdev must be a device number in decimal")
+    return int(raw)
+
+
 async def post_file(request: web.Request) -> web.StreamResponse:
-    """Create a directory (trailing slash, no body) or a file from the raw body (409 when it exists)."""
+    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body), a special
+    file (``X-CallFS-Special``, ``X-CallFS-Rdev``, no body) or a file from the raw body (409 when anything exists
+    there)."""
     engine = request.app[NODE].engine
     target = request_path(request, PREFIX)
+    link_target, special = symlink_target(request), request.headers.get("X-CallFS-Special")
+    if link_target is not None or special is not None:
+        if target.is_dir_hint or request.content_length or (link_target is not None and special is not None):
+            raise BadRequest("a symbolic link (X-CallFS-Target) or a special file (X-CallFS-Special) takes no "
+                             "body and a path without a trailing slash, and not both headers")
+        if link_target is not None:
+            made = await engine.make_symlink(caller(request), target.path, link_target)
+        else:
+            assert special is not None
+            made = await engine.make_special(caller(request), target.path, _special(special), _rdev(request))
+        return _created(request, made, True)
     if target.is_dir_hint:
         if request.content_length:
             raise BadRequest("creating a directory takes no body")
@@ -230,7 +284,8 @@ async def _put_range(request: web.Request, path: str, content_range: str) -> web
 
 
 async def patch_file(request: web.Request) -> web.StreamResponse:
-    """Rename in place (``name``), move (``destination``), or chmod/chown (``mode``/``owner``/``group``)."""
+    """Rename in place (``name``), move (``destination``; with ``exchange``: swap the two entries), or change
+    attributes (``mode``/``owner``/``group``/``uid``/``gid``/``atime``/``mtime``)."""
     engine = request.app[NODE].engine
     who = caller(request)
     source = request_path(request, PREFIX).path
@@ -241,15 +296,11 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
     if "size" in body:
         return await _resize(request, source, body)
     name, destination = str_field(body, "name"), str_field(body, "destination")
-    mode_text, owner, group = str_field(body, "mode"), str_field(body, "owner"), str_field(body, "group")
-    if mode_text is not None or owner is not None or group is not None:
+    if _ATTRIBUTE_KEYS & set(body):
         if name is not None or destination is not None:
-            raise BadRequest("change mode/owner/group and rename in separate requests")
-        try:
-            mode = parse_mode(mode_text) if mode_text is not None else None
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
-        inode = await engine.change_attributes(who, source, mode=mode, owner=owner, group=group)
+            raise BadRequest("change attributes (mode, owner, group, uid, gid, atime, mtime) and rename in separate "
+                             "requests")
+        inode = await _change_attributes(request, source, body)
         return render.json_response({"path": inode.path, **render.item(inode)})
     if (name is None) == (destination is None):
         raise BadRequest("give exactly one of name or destination")
@@ -265,6 +316,11 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
             raise BadRequest("destination must be an absolute path")
         target = paths.canonicalize(destination).path
     overwrite, create_parents = bool_field(body, "overwrite"), bool_field(body, "create_parents")
+    if bool_field(body, "exchange"):
+        if overwrite or create_parents or backend is not None or instance is not None:
+            raise BadRequest("exchange takes no overwrite, create_parents, backend or instance")
+        swapped = await engine.exchange(who, source, target)
+        return render.json_response({"path": swapped.path})
     if backend is not None or instance is not None:
         # Bytes move first, at the old path: every check runs before anything changes, and a peer that
         # fails mid-way leaves the file as it was.
@@ -273,6 +329,48 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
         await _relocate(request, await engine.stat(who, source), backend, instance)
     moved = await engine.move(who, source, target, overwrite=overwrite, create_parents=create_parents)
     return render.json_response({"path": moved.path})
+
+
+def _time_field(body: dict[str, Any], key: str) -> datetime | Literal["now"] | None:
+    """``"now"``, an RFC 3339 date-time with a time zone (microseconds kept), or absent (``None``).
+
+    Raises:
+        BadRequest: another type, or a string that is neither.
+    """
+    text = str_field(body, key)
+    if text is None:
+        return None
+    if text == "now":
+        return "now"
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("no time zone")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # OverflowError: past year 9999 or before year 1 in UTC
+        raise BadRequest(f"{key} must be \"now\" or an RFC 3339 date-time with a time zone between the years 1 "
+                         f"and 9999, got {text[:40]!r}") from exc
+
+
+def _id_field(body: dict[str, Any], key: str) -> int | None:
+    """A numeric user or group id, or absent (``None``); :func:`~callfs.permissions.check_id` checks it."""
+    value = body.get(key)
+    return None if value is None else check_id(value, key)
+
+
+async def _change_attributes(request: web.Request, path: str, body: dict[str, Any]) -> Inode:
+    """``{"mode", "owner", "group", "uid", "gid", "atime", "mtime"}`` (any of them): chmod, chown and
+    utimensat in one change (:meth:`~callfs.engine.Engine.change_attributes`)."""
+    mode_text = str_field(body, "mode")
+    try:
+        mode = parse_mode(mode_text) if mode_text is not None else None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    return await request.app[NODE].engine.change_attributes(
+        caller(request), path, mode=mode, owner=str_field(body, "owner"), group=str_field(body, "group"),
+        uid=_id_field(body, "uid"), gid=_id_field(body, "gid"), atime=_time_field(body, "atime"),
+        mtime=_time_field(body, "mtime"),
+    )
 
 
 async def _resize(request: web.Request, path: str, body: dict[str, Any]) -> web.StreamResponse:
@@ -296,8 +394,8 @@ async def _relocate(request: web.Request, inode: Inode, backend: str | None, ins
     """Move the bytes of a file to ``backend`` on node ``instance`` (either may be omitted)."""
     node = request.app[NODE]
     engine = node.engine
-    if inode.is_dir:
-        raise BadRequest("backend and instance apply to files, not directories")
+    if inode.type is not InodeType.FILE:
+        raise BadRequest("backend and instance apply to files, not directories or symbolic links")
     target = engine.backend(backend or inode.backend)
     if instance is not None and not target.node_local:
         raise BadRequest(f"backend {target.name} is shared by every node; instance does not apply")

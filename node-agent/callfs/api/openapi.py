@@ -120,7 +120,10 @@ def _head_of(get: Json, operation_id: str) -> Json:
 
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
-    "X-CallFS-Instance-ID", "Last-Modified", "ETag", "Accept-Ranges",
+    "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Special",
+    "X-CallFS-Rdev", "X-CallFS-Instance-ID",
+    "Last-Modified",
+    "ETag", "Accept-Ranges",
 )
 _QUOTA_HEADERS = (
     "X-CallFS-Quota-Bytes-Used", "X-CallFS-Quota-Inodes-Used", "X-CallFS-Quota-Bytes-Limit",
@@ -166,18 +169,22 @@ def _file_paths() -> Json:
         parameters=["Path", *_CONDITIONAL],
     )
     post = _operation(
-        "createFile", "Create a file, or a directory (trailing slash)", tags,
+        "createFile", "Create a file, a directory (trailing slash), a symbolic link or a special file", tags,
         {
             "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
             "200": _response("The directory already existed (directories only)", _json(_schema("Item"))),
         },
         [400, 403, 404, 408, 409, 412, 413, 500, 503, 507],
         description=(
-            "A path ending in `/` creates a directory and takes no body. Otherwise the body becomes a new file: "
+            "A path ending in `/` creates a directory and takes no body. `X-CallFS-Target` without a body "
+            "creates a symbolic link to that target (stored as given, never followed; the parent must exist); "
+            "`X-CallFS-Special` (with `X-CallFS-Rdev` for a device node) a special file: an entry only. "
+            "Otherwise the body becomes a new file: "
             "409 `FILE_ALREADY_EXISTS` when the path exists (with `instance_id` and `update_url` in the error "
             "body when another node holds the existing file's bytes)."
         ),
-        parameters=["Path", "Backend", "BackendHeader", *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", "SpecialHeader", "RdevHeader",
+                    *_WRITE_CONDITIONAL],
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
@@ -199,13 +206,15 @@ def _file_paths() -> Json:
         request_body={"required": True, "content": _octets()},
     )
     patch = _operation(
-        "patchFile", "Rename, move, relocate, chmod, chown, truncate or extend", tags,
+        "patchFile", "Rename, move, exchange, relocate, chmod, chown, set times, truncate or extend", tags,
         {"200": _response("Done", _json({"oneOf": [_schema("Moved"), _schema("Item")]}), "ETag")},
         [400, 403, 404, 409, 412, 413, 500, 502, 503, 507, 508],
         description=(
             "Exactly one of `name` (rename in place) or `destination` (absolute path) moves the entry and "
-            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes. `mode`/`owner`/`group` change "
-            "attributes (never together with a move) and answer the entry as an `Item`. 403 "
+            "answers `{\"path\"}`; `backend`/`instance` also move a file's bytes; `exchange` swaps the two "
+            "existing entries atomically instead. `mode`/`owner`/`group`/`uid`/"
+            "`gid`/`atime`/`mtime` change attributes in one change (never together with a move; `ctime` set to "
+            "now) and answer the entry as an `Item`. 403 "
             "`QUOTA_ROOT_PROTECTED` when a non-root caller moves or replaces a quota root. `size` alone "
             "truncates or extends a file (zeros past the old end) and answers the entry as an `Item` with its "
             "`ETag`; it follows the rules of a partial write (conditional headers included)."
@@ -492,12 +501,24 @@ def _headers_component() -> Json:
         "RateLimit-Remaining": _header("Rate limit: requests that could follow at once", integer),
         "RateLimit-Reset": _header("Rate limit: seconds until the bucket is full again", integer),
         "WWW-Authenticate": _header('`Bearer realm="callfs"`'),
-        "X-CallFS-Type": _header("`file` or `directory`", {"type": "string", "enum": ["file", "directory"]}),
+        "X-CallFS-Type": _header("`file`, `directory`, `symlink` or `special`",
+                                 {"type": "string", "enum": ["file", "directory", "symlink", "special"]}),
+        "X-CallFS-Special": _header("A special file's kind (special files only)",
+                                    {"type": "string", "enum": ["fifo", "socket", "char", "block"]}),
+        "X-CallFS-Rdev": _header("A special file's device number (special files only)", integer),
+        "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
         "X-CallFS-Owner": _header("Owning user"),
         "X-CallFS-Group": _header("Owning group"),
-        "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC", {"type": "string", "format": "date-time"}),
+        "X-CallFS-MTime": _header("Modification time, RFC 3339 UTC (microseconds when not whole seconds)",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-ATime": _header("Access time, RFC 3339 UTC (set by PATCH `atime`; else the modification time)",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-CTime": _header("Change time: content or attributes, RFC 3339 UTC",
+                                  {"type": "string", "format": "date-time"}),
+        "X-CallFS-UID": _header("Numeric owner (absent until set)", integer),
+        "X-CallFS-GID": _header("Numeric group (absent until set)", integer),
         "X-CallFS-Instance-ID": _header("The node holding the file's bytes (node-local backends only)"),
         "X-CallFS-Count": _header("Number of items in the listing", integer),
         "X-CallFS-Next": _header("The cursor of the next page of a paged listing (absent on the last page)"),
@@ -564,6 +585,11 @@ def _parameters_component() -> Json:
                     "description": "Backend for a new file's bytes (`localfs` or `s3`); default from the config",
                     "schema": {"type": "string"}},
         "BackendHeader": header("X-CallFS-Backend", "Same as the `backend` query parameter (takes precedence)"),
+        "TargetHeader": header("X-CallFS-Target", "Create a symbolic link to this target (percent-encoded UTF-8, "
+                                                  "1-4095 bytes); no body"),
+        "SpecialHeader": header("X-CallFS-Special", "Create a special file: `fifo`, `socket`, `char` or `block`; "
+                                                    "no body"),
+        "RdevHeader": header("X-CallFS-Rdev", "A device node's device number, decimal (0-4294967295)"),
         "IfMatch": header("If-Match", "Entity tags (or `*`) the current version must match (RFC 9110 §13.1.1)"),
         "IfNoneMatch": header("If-None-Match", "Entity tags (or `*`) the current version must not match"),
         "IfModifiedSince": header("If-Modified-Since", "HTTP date; 304 when not modified since"),
@@ -612,12 +638,22 @@ def _schemas_component() -> Json:
             "properties": {
                 "name": {"type": "string", "description": "Last path segment (empty for the root)"},
                 "path": {"type": "string", "description": "Canonical absolute path"},
-                "type": {"type": "string", "enum": ["file", "directory"]},
+                "type": {"type": "string", "enum": ["file", "directory", "symlink", "special"]},
                 "size": {"type": "integer", "minimum": 0},
-                "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644"]},
+                "target": {"type": "string", "description": "A symbolic link's target (links only)"},
+                "special": {"type": "string", "enum": ["fifo", "socket", "char", "block"],
+                            "description": "A special file's kind (special files only)"},
+                "rdev": {"type": "integer", "minimum": 0, "description": "A special file's device number"},
+                "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},
+                "uid": {"type": ["integer", "null"], "minimum": 0, "maximum": 4294967294,
+                        "description": "Numeric owner a FUSE mount shows (null until set)"},
+                "gid": {"type": ["integer", "null"], "minimum": 0, "maximum": 4294967294,
+                        "description": "Numeric group a FUSE mount shows (null until set)"},
                 "mtime": date_time,
+                "atime": date_time,
+                "ctime": date_time,
             },
         },
         "DirectoryListing": {
@@ -642,13 +678,25 @@ def _schemas_component() -> Json:
                 "name": {"type": "string", "description": "New name in the same directory"},
                 "destination": {"type": "string", "description": "New absolute path"},
                 "overwrite": {"type": "boolean", "default": False},
+                "exchange": {"type": "boolean", "default": False,
+                             "description": "With `name`/`destination`: swap the two existing entries atomically"},
                 "create_parents": {"type": "boolean", "default": False},
                 "backend": {"type": "string", "description": "Move the file's bytes to this backend"},
                 "instance": {"type": "string", "description": "Move the file's bytes to this node"},
-                "mode": {"type": "string",
-                         "description": "Octal permission bits, e.g. `0640`; setuid/setgid are refused"},
+                "mode": {"type": "string", "pattern": "^[0-7]{3,4}$",
+                         "description": "Octal mode, e.g. `0640`, `2775`: setuid, setgid and sticky included (the "
+                                        "setgid bit is cleared for a caller outside the entry's group)"},
                 "owner": {"type": "string", "description": "New owning user (root only)"},
                 "group": {"type": "string", "description": "New group (root, or the owner for one of its groups)"},
+                "uid": {"type": "integer", "minimum": 0, "maximum": 4294967294,
+                        "description": "New numeric owner (the owner or root)"},
+                "gid": {"type": "integer", "minimum": 0, "maximum": 4294967294,
+                        "description": "New numeric group (the owner or root)"},
+                "atime": {"type": "string", "examples": ["now", "2026-11-22T04:16:00.25Z"],
+                          "description": "`now` or an RFC 3339 date-time with a time zone: the owner or root; "
+                                         "`now` also a caller with write permission (POSIX utimensat)"},
+                "mtime": {"type": "string", "examples": ["now", "2026-11-22T04:16:00.25Z"],
+                          "description": "As `atime`, for the modification time"},
                 "size": {"type": "integer", "minimum": 0,
                          "description": "Truncate or extend the file to this many bytes (alone in the body)"},
             },

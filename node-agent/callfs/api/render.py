@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from callfs.api.conditional import etag, http_date, rfc3339
-from callfs.models import Inode
+from callfs.api.conditional import etag, http_date, rfc3339_fine
+from callfs.models import Inode, InodeType
 from callfs.permissions import format_mode
 
 
@@ -26,8 +27,11 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
 
 
 def item(inode: Inode) -> dict[str, Any]:
-    """A listing item: ``{name, path, type, size, mode, owner, group, mtime}`` (mode like ``"0644"``)."""
-    return {
+    """A listing item: ``{name, path, type, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
+    ``target`` for a symlink, ``special`` and ``rdev`` for a special file. ``mode`` like ``"0644"``;
+    ``uid``/``gid`` numbers or ``null`` (not set); times RFC 3339 UTC with microseconds when not whole seconds
+    (:func:`~callfs.api.conditional.rfc3339_fine`)."""
+    out = {
         "name": inode.name,
         "path": inode.path,
         "type": inode.type.value,
@@ -35,22 +39,47 @@ def item(inode: Inode) -> dict[str, Any]:
         "mode": format_mode(inode.mode),
         "owner": inode.owner,
         "group": inode.group,
-        "mtime": rfc3339(inode.mtime),
+        "uid": inode.uid,
+        "gid": inode.gid,
+        "mtime": rfc3339_fine(inode.mtime),
+        "atime": rfc3339_fine(inode.accessed),
+        "ctime": rfc3339_fine(inode.ctime),
     }
+    if inode.target is not None:
+        out["target"] = inode.target
+    if inode.special is not None:
+        out["special"] = inode.special.value
+        out["rdev"] = inode.rdev or 0
+    return out
 
 
 def headers(inode: Inode) -> dict[str, str]:
-    """The ``X-CallFS-*`` headers of GET/HEAD, plus ``ETag``/``Last-Modified``/``Accept-Ranges`` for files."""
+    """The ``X-CallFS-*`` headers of GET/HEAD and ``Last-Modified``, plus ``ETag``/``Accept-Ranges`` for files.
+
+    ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
+    ``X-CallFS-Special`` and ``X-CallFS-Rdev`` for a special file.
+    """
     out = {
         "X-CallFS-Type": inode.type.value,
         "X-CallFS-Size": str(inode.size),
         "X-CallFS-Mode": format_mode(inode.mode),
         "X-CallFS-Owner": inode.owner,
         "X-CallFS-Group": inode.group,
-        "X-CallFS-MTime": rfc3339(inode.mtime),
+        "X-CallFS-MTime": rfc3339_fine(inode.mtime),
+        "X-CallFS-ATime": rfc3339_fine(inode.accessed),
+        "X-CallFS-CTime": rfc3339_fine(inode.ctime),
         "Last-Modified": http_date(inode.mtime),
     }
-    if not inode.is_dir:
+    if inode.uid is not None:
+        out["X-CallFS-UID"] = str(inode.uid)
+    if inode.gid is not None:
+        out["X-CallFS-GID"] = str(inode.gid)
+    if inode.target is not None:
+        out["X-CallFS-Target"] = quote(inode.target, safe="/")
+    if inode.special is not None:
+        out["X-CallFS-Special"] = inode.special.value
+        out["X-CallFS-Rdev"] = str(inode.rdev or 0)
+    if inode.type is InodeType.FILE:
         out["ETag"] = etag(inode)
         out["Accept-Ranges"] = "bytes"
         if inode.instance_id is not None:

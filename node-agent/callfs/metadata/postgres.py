@@ -201,6 +201,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        version=9,
+        description="numeric owner and group, access time, symbolic links (type symlink, target) and special "
+                    "files (type special: FIFOs, sockets, device nodes)",
+        statements=(
+            "ALTER TABLE inodes DROP CONSTRAINT inodes_type_check",
+            "ALTER TABLE inodes ADD CONSTRAINT inodes_type_check "
+            "CHECK (type IN ('file', 'directory', 'symlink', 'special'))",
+            "ALTER TABLE inodes ADD COLUMN uid bigint CHECK (uid BETWEEN 0 AND 4294967294), "
+            "ADD COLUMN gid bigint CHECK (gid BETWEEN 0 AND 4294967294), ADD COLUMN atime timestamptz, "
+            "ADD COLUMN target text, ADD COLUMN special text CHECK (special IN ('fifo', 'socket', 'char', 'block')), "
+            "ADD COLUMN rdev bigint CHECK (rdev >= 0)",
+        ),
+    ),
+    Migration(
         version=10,
         description="block replicas: which nodes hold a copy of each block of a node-local backend",
         statements=(

@@ -40,6 +40,7 @@ from callfs.models import (
     ObjectVersion,
     Quota,
     SingleUseLink,
+    Special,
     path_ino,
     utcnow,
 )
@@ -127,13 +128,14 @@ def check_rename(src: str, dst: str) -> None:
 # --- Inode rows --------------------------------------------------------------------------------------------
 
 INODE_SELECT = (
-    "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout"
+    "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout, "
+    "uid, gid, atime, target, special, rdev"
 )
 """Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
 
 INODE_WRITE = (
     "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, "
-    "ino, layout"
+    "ino, layout, uid, gid, atime, target, special, rdev"
 )
 """Columns written by insert/update, in the order :func:`inode_params` produces."""
 
@@ -158,6 +160,14 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         # were written (the number the upgrade would have given; a blob).
         ino=path_ino(row[0]) if row[12] is None else int(row[12]),
         layout=Layout.BLOCKS if row[13] == Layout.BLOCKS.value and is_content_id(row[10]) else Layout.BLOB,
+        # Rows written before schema version 9, or since by a node of an earlier version, have no numeric
+        # owner, no atime (it reads as the mtime), no target and are no special files.
+        uid=None if row[14] is None else int(row[14]),
+        gid=None if row[15] is None else int(row[15]),
+        atime=None if row[16] is None else decode_time(row[16]),
+        target=row[17],
+        special=None if row[18] is None else Special(row[18]),
+        rdev=None if row[19] is None else int(row[19]),
     )
 
 
@@ -186,6 +196,12 @@ def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
         inode.instance_id,
         inode.ino,
         inode.layout.value,
+        inode.uid,
+        inode.gid,
+        None if inode.atime is None else encode_time(inode.atime),
+        inode.target,
+        None if inode.special is None else inode.special.value,
+        inode.rdev,
     )
 
 
@@ -253,7 +269,8 @@ INSERT_INODE = (
 UPDATE_INODE = (
     "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
     "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15, "
-    "ino = $16, layout = $17 "
+    "ino = $16, layout = $17, uid = $18, gid = $19, atime = $20, target = $21, "
+    "special = $22, rdev = $23 "
     "WHERE path = $1 RETURNING path"
 )
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"

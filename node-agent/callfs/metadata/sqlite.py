@@ -204,6 +204,49 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        version=9,
+        description="numeric owner and group, access time, symbolic links (type symlink, target) and special "
+                    "files (type special: FIFOs, sockets, device nodes)",
+        statements=(
+            # SQLite cannot change a CHECK constraint in place: the table is rebuilt with the new type, the
+            # rows copied, and the indexes made again.
+            """CREATE TABLE inodes_v9 (
+                path TEXT NOT NULL PRIMARY KEY,
+                parent TEXT,
+                name TEXT NOT NULL,
+                depth INTEGER NOT NULL,
+                type TEXT NOT NULL CHECK (type IN ('file', 'directory', 'symlink', 'special')),
+                size INTEGER NOT NULL CHECK (size >= 0),
+                mode INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                grp TEXT NOT NULL,
+                mtime INTEGER NOT NULL,
+                ctime INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                backend TEXT,
+                blob_id TEXT,
+                instance_id TEXT,
+                ino INTEGER,
+                layout TEXT NOT NULL DEFAULT 'blob' CHECK (layout IN ('blob', 'blocks')),
+                uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),
+                gid INTEGER CHECK (gid BETWEEN 0 AND 4294967294),
+                atime INTEGER,
+                target TEXT,
+                special TEXT CHECK (special IN ('fifo', 'socket', 'char', 'block')),
+                rdev INTEGER CHECK (rdev >= 0)
+            ) WITHOUT ROWID""",
+            "INSERT INTO inodes_v9 (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
+            "backend, blob_id, instance_id, ino, layout) SELECT path, parent, name, depth, type, size, mode, owner, "
+            "grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout FROM inodes",
+            "DROP TABLE inodes",
+            "ALTER TABLE inodes_v9 RENAME TO inodes",
+            "CREATE INDEX inodes_listing ON inodes (parent, type, name)",
+            "CREATE INDEX inodes_blobs ON inodes (backend, instance_id, path) WHERE type = 'file'",
+            "CREATE UNIQUE INDEX inodes_ino ON inodes (ino)",
+            "CREATE INDEX inodes_blob_refs ON inodes (backend, blob_id) WHERE type = 'file'",
+        ),
+    ),
+    Migration(
         version=10,
         description="block replicas: which nodes hold a copy of each block of a node-local backend",
         statements=(

@@ -129,8 +129,9 @@ async def _entries(ctx: Context, prefix: str, delimiter: str) -> list[tuple[str,
             _, entries = await ctx.engine.list_directory(ctx.caller, base, recursive=True, max_depth=LIST_DEPTH)
     except (errors.NotFound, errors.NotADirectory):
         return []
+    # Symbolic links and special files are no objects: listings leave them out (docs/s3.md).
     return [(names.key_of(ctx.bucket, e.path, is_dir=e.is_dir), e) for e in entries
-            if not e.is_dir or delimiter == "/"]
+            if not e.is_entry_only and (not e.is_dir or delimiter == "/")]
 
 
 async def list_objects(ctx: Context, *, v2: bool) -> web.StreamResponse:

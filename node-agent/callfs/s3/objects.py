@@ -91,7 +91,7 @@ async def stat_object(ctx: Context, bucket: str, key: str) -> Inode:
     except errors.NotFound:
         await require_bucket(ctx, bucket)
         raise no_such_key(bucket, key) from None
-    if inode.is_dir != target.is_folder:
+    if inode.is_dir != target.is_folder or inode.is_entry_only:  # links, special files: no objects (docs/s3.md)
         raise no_such_key(bucket, key)
     return inode
 
@@ -352,7 +352,7 @@ async def _delete_version(ctx: Context, key: str, target: names.ObjectPath, vers
         inode: Inode | None = await ctx.engine.stat(ctx.caller, target.path)
     except errors.NotFound:
         inode = None
-    if inode is not None and inode.is_dir == target.is_folder:
+    if inode is not None and inode.is_dir == target.is_folder and not inode.is_entry_only:
         current = NULL_VERSION if inode.is_dir else await versions.current_version_id(ctx.engine, inode)
         if current == version_id:
             await _delete_file(ctx, key, target, inode)
@@ -382,8 +382,8 @@ async def delete_key(ctx: Context, key: str, version_id: str | None = None) -> m
     except errors.NotFound:
         await require_bucket(ctx, ctx.bucket)
         inode = None
-    if inode is not None and inode.is_dir != target.is_folder:
-        return messages.Deleted(key)
+    if inode is not None and (inode.is_dir != target.is_folder or inode.is_entry_only):
+        return messages.Deleted(key)  # not an object: a folder for a file key, or a link or special file
     if status is None:
         if inode is not None:
             await _delete_file(ctx, key, target, inode)

@@ -137,7 +137,7 @@ async def _candidates(ctx: Context, prefix: str) -> dict[str, list[Candidate]]:
     hidden = {e.path for e in entries if e.is_dir and not allows(ctx.caller, e, READ | EXECUTE)}
     by_key: dict[str, list[Candidate]] = {}
     for entry in entries:
-        if not entry.is_dir:
+        if not entry.is_dir and not entry.is_entry_only:  # links and special files are no objects
             key = names.key_of(ctx.bucket, entry.path)
             by_key[key] = [Candidate(key, current=entry)]
     for version in await versions.versions_below(ctx.engine, base):
