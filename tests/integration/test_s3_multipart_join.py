@@ -10,7 +10,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +24,8 @@ from callfs.metadata import rows
 from callfs.metadata.base import BlockNotReserved
 from callfs.models import Inode, Layout
 from support.app_node import AppNode
+from support.ports import free_port
+from support.s3 import S3Server
 from support.s3_face import client
 
 MIB = 1 << 20
@@ -306,3 +308,25 @@ def test_one_gib_through_boto3(s3_node_sqlite: AppNode) -> None:
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
     stored_object = inode(node, "/gib/one.bin")
     assert stored_object is not None and stored_object.layout is Layout.BLOCKS and stored_object.size == size
+
+
+def test_aligned_parts_on_the_s3_backend_share_their_block_objects(
+    app_node_factory: Callable[..., AppNode], s3_server: S3Server, s3_bucket: str
+) -> None:
+    backend = {k: v for k, v in s3_server.backend_config(s3_bucket).model_dump().items() if v is not None}
+    node = app_node_factory(s3={"listen_addr": f"127.0.0.1:{free_port()}"}, backend=backend)
+    s3 = client(node)
+    s3.create_bucket(Bucket="remote")
+    parts = [os.urandom(2 * BLOCK_SIZE), os.urandom(3)]
+    upload, listed = upload_parts(s3, "remote", "k", parts)
+
+    def objects() -> set[str]:
+        listing = s3_server.client().list_objects_v2(Bucket=s3_bucket)
+        return {item["Key"] for item in listing.get("Contents", [])}
+
+    before = objects()
+    s3.complete_multipart_upload(Bucket="remote", Key="k", UploadId=upload, MultipartUpload={"Parts": listed})
+    assert objects() <= before  # no object written on the backend (the upload record's blob went)
+    joined = inode(node, "/remote/k")
+    assert joined is not None and joined.layout is Layout.BLOCKS and joined.instance_id is None
+    assert sha256_of_object(s3, "remote", "k") == hashlib.sha256(b"".join(parts)).hexdigest()
