@@ -117,13 +117,12 @@ UNALIGNED_PART = 8 * MIB - 64 * 1024
 
 
 def completion_seconds(s3: Any, bucket: str, key: str, size: int, part_size: int) -> float:
-    """Upload ``size`` bytes (a repeating pattern) to ``key`` in parts of ``part_size`` bytes (the last shorter),
-    then time CompleteMultipartUpload alone (seconds)."""
-    pattern = os.urandom(part_size)
+    """Upload ``size`` random bytes to ``key`` in parts of ``part_size`` bytes (the last shorter), then time
+    CompleteMultipartUpload alone (seconds)."""
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     parts = []
     for number, offset in enumerate(range(0, size, part_size), start=1):
-        body = pattern[: min(part_size, size - offset)]
+        body = os.urandom(min(part_size, size - offset))
         tag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body)["ETag"]
         parts.append({"PartNumber": number, "ETag": tag})
     elapsed = timed(lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,

@@ -44,7 +44,7 @@ from callfs.s3.objects import (
     read_source,
     require_bucket,
     write_errors,
-    write_object,
+    write_prepared,
     xml_response,
 )
 
@@ -287,8 +287,7 @@ async def _join_parts(ctx: Context, upload: Upload, chosen: list[Part], initiato
             async for chunk in ctx.engine.read_range(part.inode, 0, part.inode.size, CHUNK_BYTES):
                 yield chunk
 
-    total = sum(p.inode.size for p in chosen)
-    return await write_object(ctx, upload.key, streamed(), total, caller=initiator, attributes=upload.attributes)
+    return await write_prepared(ctx, upload.key, plan, streamed(), sum(p.inode.size for p in chosen))
 
 
 async def abort_upload(ctx: Context) -> web.StreamResponse:

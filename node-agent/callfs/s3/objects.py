@@ -326,6 +326,13 @@ async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size:
     bytes freed there). Versioning as :func:`prepare_write` says. Raises :class:`S3Error` (``NoSuchBucket``,
     ``PreconditionFailed``, ``AccessDenied``, what the body's checks raise)."""
     plan = await prepare_write(ctx, key, caller=caller, attributes=attributes)
+    return await write_prepared(ctx, key, plan, body, size)
+
+
+async def write_prepared(ctx: Context, key: str, plan: ObjectWrite, body: AsyncIterator[bytes],
+                         size: int | None) -> Written:
+    """Write ``body`` (``size`` bytes when known) as :func:`write_object` does, along ``plan`` (from
+    :func:`prepare_write` for ``key``)."""
     with write_errors(ctx, key):
         result = await ctx.engine.write_file(
             plan.caller, plan.path, body, create_only=plan.create_only,
