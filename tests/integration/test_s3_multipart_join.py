@@ -261,21 +261,36 @@ def test_a_failure_inside_the_join_commits_nothing(s3_node: AppNode, monkeypatch
 
 
 class PseudoRandomStream(io.RawIOBase):
-    """``size`` bytes of seeded pseudo-random data, made as they are read (never held whole) and hashed on the
-    way (``sha256``)."""
+    """``size`` bytes made as they are read (never held whole) and hashed on the way (``sha256``): each 4 MiB
+    block is one seeded pseudo-random 4 MiB pattern with the block's number in its first 8 bytes, so no two
+    blocks are alike (none is stored once for two) and making them costs a copy, not a generator's time."""
 
     def __init__(self, size: int, seed: int) -> None:
-        self.left = size
-        self.random = random.Random(seed)
+        self.size = size
+        self.position = 0
+        self.pattern = random.Random(seed).randbytes(BLOCK_SIZE)
+        self.block_index = -1
+        self.block = b""
         self.sha256 = hashlib.sha256()
+
+    @property
+    def left(self) -> int:
+        return self.size - self.position
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        wanted = self.left if size is None or size < 0 else min(size, self.left)
-        data = self.random.randbytes(wanted)
-        self.left -= wanted
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        pieces = []
+        while self.position < end:
+            index, offset = divmod(self.position, BLOCK_SIZE)
+            if index != self.block_index:
+                self.block_index, self.block = index, index.to_bytes(8, "big") + self.pattern[8:]
+            piece = self.block[offset : offset + end - self.position]
+            pieces.append(piece)
+            self.position += len(piece)
+        data = b"".join(pieces)
         self.sha256.update(data)
         return data
 
