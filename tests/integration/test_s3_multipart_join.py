@@ -23,6 +23,7 @@ from callfs.blocks.layout import BLOCK_SIZE
 from callfs.metadata import rows
 from callfs.metadata.base import BlockNotReserved
 from callfs.models import Inode, Layout
+from callfs.permissions import Caller
 from support.app_node import AppNode
 from support.ports import free_port
 from support.s3 import S3Server
@@ -345,3 +346,26 @@ def test_aligned_parts_on_the_s3_backend_share_their_block_objects(
     joined = inode(node, "/remote/k")
     assert joined is not None and joined.layout is Layout.BLOCKS and joined.instance_id is None
     assert sha256_of_object(s3, "remote", "k") == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def test_an_abort_racing_the_completion_is_no_such_upload(s3_node_sqlite: AppNode,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    node = s3_node_sqlite
+    s3 = client(node)
+    s3.create_bucket(Bucket="race")
+    upload, listed = upload_parts(s3, "race", "k", [os.urandom(BLOCK_SIZE * 2), b"tail"])
+    assert node.node is not None
+    engine = node.node.engine
+    real = engine.join_files
+
+    async def aborted_first(*args: Any, **kwargs: Any) -> Any:
+        await engine.delete(Caller("root"), f"/.multipart/{upload}", recursive=True)  # the abort wins the race
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "join_files", aborted_first)
+    with pytest.raises(ClientError) as raced:
+        s3.complete_multipart_upload(Bucket="race", Key="k", UploadId=upload, MultipartUpload={"Parts": listed})
+    assert error_code(raced) == "NoSuchUpload"
+    assert inode(node, "/race/k") is None
+    collect(node)
+    assert stored(node) == {}

@@ -274,11 +274,15 @@ async def _join_parts(ctx: Context, upload: Upload, chosen: list[Part], initiato
     blocks when the engine can (:meth:`~callfs.engine.Engine.join_files`), else by streaming their bytes into
     it."""
     plan = await prepare_write(ctx, upload.key, caller=initiator, attributes=upload.attributes)
-    with write_errors(ctx, upload.key):
-        joined = await ctx.engine.join_files(
-            plan.caller, plan.path, [p.inode for p in chosen], reader=ROOT, create_only=plan.create_only,
-            precondition=plan.precondition, attributes=plan.attributes, keep=plan.keep,
-        )
+    try:
+        with write_errors(ctx, upload.key):
+            joined = await ctx.engine.join_files(
+                plan.caller, plan.path, [p.inode for p in chosen], reader=ROOT, create_only=plan.create_only,
+                precondition=plan.precondition, attributes=plan.attributes, keep=plan.keep,
+            )
+    except errors.Conflict:
+        await load_upload(ctx, upload.upload_id)  # aborted or completed meanwhile: NoSuchUpload
+        raise  # a part was uploaded again meanwhile (409): the client completes with its new ETag
     if joined is not None:
         return Written(joined.inode, plan.version_id)
 
