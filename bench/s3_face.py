@@ -9,12 +9,16 @@ boto3 client (path-style, SigV4, signed payloads: what boto3 sends over plain HT
 1. ``--count`` PutObject of 4 KiB objects one after the other, then as many GetObject (objects per second);
 2. one ``--size`` object uploaded with ``upload_fileobj`` (multipart, 8 MiB parts, s3transfer's default 10
    threads) from a repeating in-memory pattern, and downloaded with ``download_fileobj`` into a sink that
-   discards (MiB/s).
+   discards (MiB/s);
+3. CompleteMultipartUpload alone (seconds) of a ``--completion-size`` object, twice: uploaded in 8 MiB parts
+   (block-aligned: CallFS shares the parts' blocks) and in parts of 8 MiB less 64 KiB (unaligned: CallFS copies
+   the parts' bytes into the object, as every completion did before block sharing). The parts are uploaded
+   first, one after the other, outside the timing.
 
 The ratio is CallFS / SeaweedFS (above 1.00: CallFS faster). Everything started is stopped and removed.
 
-Usage: ``python3 bench/s3_face.py [--count 300] [--size 256M] [--dir /var/tmp]`` (``--size 1G`` for the 1 GiB
-figure).
+Usage: ``python3 bench/s3_face.py [--count 300] [--size 256M] [--completion-size 1G] [--dir /var/tmp]``
+(``--size 1G`` for the 1 GiB figure).
 """
 
 from __future__ import annotations
@@ -108,23 +112,54 @@ def measure(s3: Any, bucket: str, count: int, size: int) -> dict[str, float]:
             "down": mib_per_second(size, down)}
 
 
+ALIGNED_PART = 8 * MIB
+UNALIGNED_PART = 8 * MIB - 64 * 1024
+
+
+def completion_seconds(s3: Any, bucket: str, key: str, size: int, part_size: int) -> float:
+    """Upload ``size`` random bytes to ``key`` in parts of ``part_size`` bytes (the last shorter), then time
+    CompleteMultipartUpload alone (seconds)."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for number, offset in enumerate(range(0, size, part_size), start=1):
+        body = os.urandom(min(part_size, size - offset))
+        tag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": tag})
+    elapsed = timed(lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                                         MultipartUpload={"Parts": parts}))
+    if s3.head_object(Bucket=bucket, Key=key)["ContentLength"] != size:
+        raise RuntimeError(f"{key} is not {size} bytes long after completion")
+    return elapsed
+
+
+def measure_completion(s3: Any, bucket: str, size: int) -> dict[str, float]:
+    """CompleteMultipartUpload seconds for one server: block-aligned and unaligned parts."""
+    return {"aligned": completion_seconds(s3, bucket, "joined-aligned", size, ALIGNED_PART),
+            "unaligned": completion_seconds(s3, bucket, "joined-unaligned", size, UNALIGNED_PART)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300, help="4 KiB objects written and read")
     parser.add_argument("--size", type=parse_size, default=parse_size("256M"), help="the large object")
+    parser.add_argument("--completion-size", type=parse_size, default=parse_size("256M"),
+                        help="the object whose CompleteMultipartUpload is timed")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary directory goes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="callfs-bench-s3-", dir=args.dir))
     results: dict[str, dict[str, float]] = {}
+    completions: dict[str, dict[str, float]] = {}
     try:
         with running_node(work / "node", s3={"listen_addr": f"127.0.0.1:{free_port()}"}) as node:
             config = json.loads(node.config_path.read_text())
             key, credential = next(iter(config["auth"]["s3_credentials"].items()))
             s3 = make_client("http://" + config["s3"]["listen_addr"], key, credential["secret"])
             results["CallFS"] = measure(s3, "bench", args.count, args.size)
+            completions["CallFS"] = measure_completion(s3, "bench", args.completion_size)
         with running_seaweedfs(work / "seaweedfs") as server:
             s3 = make_client(server.endpoint, server.access_key, server.secret_key)
             results["SeaweedFS"] = measure(s3, "bench", args.count, args.size)
+            completions["SeaweedFS"] = measure_completion(s3, "bench", args.completion_size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ours, theirs = results["CallFS"], results["SeaweedFS"]
@@ -136,6 +171,13 @@ def main() -> None:
     rows = [row("4 KiB PUT (objects/s)", "put"), row("4 KiB GET (objects/s)", "get"),
             row(f"{large} upload (MiB/s)", "up"), row(f"{large} download (MiB/s)", "down")]
     print(table(["", "CallFS S3", "SeaweedFS S3", "ratio"], rows))
+    print()
+    whole = human_bytes(args.completion_size)
+    ours_done, theirs_done = completions["CallFS"], completions["SeaweedFS"]
+    done_rows = [[f"CompleteMultipartUpload of {whole}, {label} (s)", f"{ours_done[key]:.3f}",
+                  f"{theirs_done[key]:.3f}"]
+                 for label, key in (("8 MiB parts", "aligned"), ("8 MiB - 64 KiB parts", "unaligned"))]
+    print(table(["", "CallFS S3", "SeaweedFS S3"], done_rows))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from callfs import copies, links, paths, quota
+from callfs import copies, joins, links, paths, quota
 from callfs.backends.base import Backend, BlobReader
 from callfs.block_files import DEFAULT_GRACE, BlockFiles
 from callfs.blocks.codec import is_block_hash
@@ -1275,6 +1275,117 @@ class Engine:
             made = target if into else plan[0].copy
             assert made is not None
         return CopyResult(made, files=len(files), directories=len(plan) - len(files), bytes=copied_bytes)
+
+    async def join_files(
+        self,
+        caller: Caller,
+        path: str,
+        sources: Sequence[Inode],
+        *,
+        reader: Caller,
+        create_only: bool,
+        precondition: Precondition | None = None,
+        attributes: Mapping[str, str] | None = None,
+        keep: Keeper | None = None,
+    ) -> WriteResult | None:
+        """Create or overwrite the file ``path`` with the bytes of the files ``sources`` end to end, without
+        copying a byte where the blocks allow (see :mod:`callfs.joins`): one metadata transaction gives the file
+        the sources' block lists, re-indexed, with one more reference on each block, whatever the sizes. The
+        sources are left as they are (delete them to let go of their references; the blocks stay with the
+        file).
+
+        Returns ``None``, having changed nothing, when the sources' bytes must be copied instead
+        (:func:`callfs.joins.plan_join` refuses them, or they are not stored where a whole write of ``path``
+        would store its bytes: the file's backend, or the default one, on this node): write the file with
+        :meth:`write_file` then. ``reader`` must be allowed to read every source (``r``); the sources are the
+        inodes as read before, and must still be those versions when the transaction runs.
+
+        The rules of a whole write by :meth:`write_file` apply: ``caller`` needs ``w`` on the file or the right
+        to create it (missing parents are created), the path lock, ``create_only``, ``precondition``,
+        ``max_file_bytes``, the quotas governing ``path`` (charged for the joined size less the replaced
+        file's, all or nothing), ``attributes`` committed with the new content, ``keep`` (S3 versioning) run in
+        the transaction before the file changes. Raises what :meth:`write_file` raises, and ``Conflict`` when a
+        source changed or vanished since it was read (nothing changed).
+        """
+        plan = joins.plan_join(sources)
+        if plan is None:
+            return None
+        if path == paths.ROOT:
+            if create_only:
+                raise Conflict("the root is a directory; a file cannot be created there")
+            raise IsADirectory("the root is a directory")
+        current = (await self._resolve(caller, path)).inode
+        self._check_write(caller, path, current, create_only, precondition)
+        target = self.backend(current.backend if current is not None else None)
+        if plan.backend != target.name or (target.node_local and plan.instance_id != self.instance_id):
+            return None
+        if plan.size > self.max_file_bytes:
+            raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
+        async with self._lock(f"file:{path}"):
+            with self.metrics.time_metadata("join"):
+                for attempt in range(COMMIT_ATTEMPTS):
+                    try:
+                        result, unnamed = await self._commit_join(caller, path, plan, reader=reader,
+                                                                  create_only=create_only, precondition=precondition,
+                                                                  attributes=attributes, keep=keep)
+                        break
+                    except TransactionConflict:
+                        if attempt == COMMIT_ATTEMPTS - 1:
+                            raise
+                        log.info("join into %s aborted by a conflict; running it again", path)
+        for replaced in unnamed:
+            await self._free_bytes(replaced)
+        self.metrics.file_operation("create" if result.created else "update", target.name)
+        return result
+
+    async def _commit_join(
+        self, caller: Caller, path: str, plan: joins.JoinPlan, *, reader: Caller, create_only: bool,
+        precondition: Precondition | None, attributes: Mapping[str, str] | None, keep: Keeper | None,
+    ) -> tuple[WriteResult, list[Inode]]:
+        """The transaction of :meth:`join_files`: lock the file for update, its ancestors and the sources against
+        a rename or delete (one statement), check the sources are the versions planned, keep the replaced file
+        (``keep``), write the inode and its block list, charge the quotas. Returns the result and the replaced
+        files whose bytes to free."""
+        now = utcnow()
+        shared, exclusive, read = self._chain_locks(path, exclusive=True)
+        planned = [p.source for p in plan.sources]
+        async with self.store.transaction() as txn:
+            held = await txn.lock({*shared, *(s.path for s in planned)} - {path}, exclusive=exclusive, read=read)
+            for source in planned:
+                found = held.get(source.path)
+                if found is None or (found.ino, found.version) != (source.ino, source.version):
+                    raise Conflict(f"{source.path} changed while {path} was being joined from it; nothing changed")
+                require(reader, found, READ, "read")
+            current = held.get(path)
+            self._check_write(caller, path, current, create_only, precondition)
+            kept = await keep(txn, current) if keep is not None else Kept()
+            content = new_content_id()
+            if current is not None:
+                joined = current.evolve(
+                    size=plan.size, mtime=now, ctime=now, version=current.version + 1, backend=plan.backend,
+                    blob_id=content, instance_id=plan.instance_id, layout=Layout.BLOCKS,
+                )
+                await txn.release_blocks(current)
+                await txn.update(joined)
+                bytes_delta, inodes_delta, released = plan.size - current.size, 0, [current]
+            else:
+                parent = await self._ensure_parents(txn, caller, path, create=True, held=held)
+                require_entry_change(caller, parent, None, "create")
+                joined = Inode(
+                    path=path, type=InodeType.FILE, size=plan.size, mode=DEFAULT_FILE_MODE, owner=caller.user,
+                    group=caller.user, mtime=now, ctime=now, backend=plan.backend, blob_id=content,
+                    instance_id=plan.instance_id, layout=Layout.BLOCKS,
+                )
+                if not await txn.insert(joined):
+                    raise AlreadyExists(f"{path} already exists")
+                bytes_delta, inodes_delta, released = plan.size, 1, []
+            for part in plan.sources:
+                await txn.share_blocks(part.source, joined, at=part.first)
+            if attributes:
+                await txn.put_attributes(content, attributes)
+            unnamed = await self._charge(txn, path, bytes_delta + kept.bytes, inodes_delta + kept.inodes,
+                                         [*released, *kept.released])
+            return WriteResult(joined, created=current is None), unnamed
 
     async def _move_usage(self, txn: MetadataTxn, source: Inode, dst: str) -> None:
         """Move the usage of the subtree at ``source`` from the quotas it leaves to the ones it enters."""

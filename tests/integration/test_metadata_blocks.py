@@ -263,6 +263,29 @@ async def test_sharing_a_block_list_adds_one_reference_per_entry(metadata_store:
     assert await claimable(metadata_store) == [H["a"], H["b"]]
 
 
+async def test_block_lists_shared_end_to_end_count_each_reference_once(metadata_store: MetadataStore) -> None:
+    first, second = blocks_file("/p1", size=8), blocks_file("/p2", size=5)
+    joined = blocks_file("/joined", size=13)
+    for inode in (first, second, joined):
+        await metadata_store.insert(inode)
+    await reserve(metadata_store, H["a"], H["b"], H["c"])
+    await metadata_store.replace_blocks(first, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4)], 2)
+    await metadata_store.replace_blocks(second, [FileBlock(0, H["a"], 4), FileBlock(1, H["c"], 1)], 2)
+    async with metadata_store.transaction() as txn:
+        assert await txn.share_blocks(first, joined, at=0) == 2
+        assert await txn.share_blocks(second, joined, at=2) == 2  # "a" again: counted for this range only
+    assert await metadata_store.file_blocks(joined.ino) == [
+        FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4), FileBlock(2, H["a"], 4), FileBlock(3, H["c"], 1)]
+    await metadata_store.release_blocks(first)
+    await metadata_store.release_blocks(second)
+    assert await claimable(metadata_store) == []  # the joined file holds every block
+    await metadata_store.release_blocks(joined)
+    assert await claimable(metadata_store) == [H["a"], H["b"], H["c"]]  # no reference left over
+    with pytest.raises(ValueError, match="non-negative"):
+        async with metadata_store.transaction() as txn:
+            await txn.share_blocks(first, joined, at=-1)
+
+
 async def test_sharing_blocks_without_live_rows_fails_and_commits_nothing(metadata_store: MetadataStore) -> None:
     source = blocks_file("/src", size=4)
     await metadata_store.insert(source)

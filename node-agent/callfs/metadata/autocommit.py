@@ -124,10 +124,11 @@ class AutocommitOperations:
         """True when the block has a committed row."""
         return await self._autocommit_reader().block_known(backend, location, block_hash)
 
-    async def share_blocks(self, source: Inode, target: Inode) -> int:
-        """Share the block list of ``source`` with ``target`` in one short transaction."""
+    async def share_blocks(self, source: Inode, target: Inode, *, at: int = 0) -> int:
+        """Share the block list of ``source`` with ``target`` (from block index ``at``) in one short
+        transaction."""
         async with self._autocommit_writer() as ops:
-            return await ops.share_blocks(source, target)
+            return await ops.share_blocks(source, target, at=at)
 
     async def blob_referenced(self, backend: str, blob_id: str) -> bool:
         """True when a committed file names the blob ``blob_id`` on ``backend``."""

@@ -147,11 +147,12 @@ class MetadataTxn(Protocol):
         entering block has no live row."""
         ...
 
-    async def share_blocks(self, source: Inode, target: Inode) -> int:
-        """Give the new file ``target`` the block list of ``source`` and one more reference on each of its
-        blocks (copy-on-write); the number of entries shared (0 for the blob layout). Raises
-        :class:`BlockNotReserved` when a block of ``source`` has no live row, ``ValueError`` when the two files
-        are on different backends or locations."""
+    async def share_blocks(self, source: Inode, target: Inode, *, at: int = 0) -> int:
+        """Give the file ``target`` the block list of ``source``, block ``i`` becoming block ``at + i``, and one
+        more reference on each of its blocks (copy-on-write); the number of entries shared (0 for the blob
+        layout). ``target`` has no block at ``at`` or above yet. Raises :class:`BlockNotReserved` when a block of
+        ``source`` has no live row, ``ValueError`` when the two files are on different backends or locations
+        or ``at`` is negative."""
         ...
 
     async def blob_referenced(self, backend: str, blob_id: str) -> bool:

@@ -573,14 +573,14 @@ FORGET_BLOCK = (
     "DELETE FROM blocks WHERE backend = $1 AND location = $2 AND hash = $3 AND collecting = 1 RETURNING hash"
 )
 SHARE_FILE_BLOCKS = (
-    "INSERT INTO file_blocks (ino, idx, hash, size) SELECT $2, idx, hash, size FROM file_blocks WHERE ino = $1"
+    "INSERT INTO file_blocks (ino, idx, hash, size) SELECT $2, idx + $3, hash, size FROM file_blocks WHERE ino = $1"
 )
 ACQUIRE_FILE_BLOCKS = (
-    "UPDATE blocks SET refs = refs + (SELECT COUNT(*) FROM file_blocks f WHERE f.ino = $3 AND f.hash = blocks.hash), "
-    "unreferenced_since = NULL WHERE backend = $1 AND location = $2 AND collecting = 0 "
-    "AND hash IN (SELECT hash FROM file_blocks WHERE ino = $3)"
+    "UPDATE blocks SET refs = refs + (SELECT COUNT(*) FROM file_blocks f WHERE f.ino = $3 AND f.idx >= $4 "
+    "AND f.hash = blocks.hash), unreferenced_since = NULL WHERE backend = $1 AND location = $2 AND collecting = 0 "
+    "AND hash IN (SELECT hash FROM file_blocks WHERE ino = $3 AND idx >= $4)"
 )
-COUNT_FILE_BLOCK_HASHES = "SELECT COUNT(DISTINCT hash) FROM file_blocks WHERE ino = $1"
+COUNT_FILE_BLOCK_HASHES = "SELECT COUNT(DISTINCT hash) FROM file_blocks WHERE ino = $1 AND idx >= $2"
 BLOB_REFERENCED = (
     "SELECT 1 WHERE EXISTS (SELECT 1 FROM inodes WHERE backend = $1 AND blob_id = $2 AND type = 'file') "
     "OR EXISTS (SELECT 1 FROM object_versions WHERE backend = $1 AND blob_id = $2)"
@@ -883,25 +883,30 @@ class Queries:
         for block_hash in sorted(leaving):
             await self._x.count(RELEASE_BLOCK, (backend, location, block_hash, leaving[block_hash], now))
 
-    async def share_blocks(self, source: Inode, target: Inode) -> int:
-        """Give the new file ``target`` the block list of ``source`` (same backend and location) and one more
-        reference on each of its blocks: two statements, whatever the file's size. Returns the number of block
-        entries shared.
+    async def share_blocks(self, source: Inode, target: Inode, *, at: int = 0) -> int:
+        """Give the file ``target`` the block list of ``source`` (same backend and location), each block index
+        moved up by ``at`` (block ``i`` of ``source`` becomes block ``at + i`` of ``target``), and one more
+        reference on each of those blocks: three statements, whatever the file's size. Returns the number of
+        block entries shared.
 
-        Raises :class:`BlockNotReserved` when a block of ``source`` has no live row (a broken invariant: a
+        ``target`` must have no block at index ``at`` or above yet (a new file, or a file whose list is being
+        built in ascending order, as when joining files end to end). Raises ``ValueError`` for a negative
+        ``at``, :class:`BlockNotReserved` when a block of ``source`` has no live row (a broken invariant: a
         referenced block is never collected); nothing must then commit. Needs ``source`` locked against
         changes of its block list until the transaction ends (its inode row, as a writer locks it).
         """
         if source.layout is not Layout.BLOCKS:
             return 0
+        if at < 0:
+            raise ValueError("blocks are shared at a non-negative index")
         if (source.backend, source.instance_id) != (target.backend, target.instance_id):
             raise ValueError("a file shares blocks only with a file on the same backend and location")
         backend, location = source.backend or "", block_location(source.instance_id)
-        shared = await self._x.count(SHARE_FILE_BLOCKS, (source.ino, target.ino))
+        shared = await self._x.count(SHARE_FILE_BLOCKS, (source.ino, target.ino, at))
         if not shared:
             return 0
-        distinct = int((await self._x.fetch(COUNT_FILE_BLOCK_HASHES, (target.ino,)))[0][0])
-        acquired = await self._x.count(ACQUIRE_FILE_BLOCKS, (backend, location, target.ino))
+        distinct = int((await self._x.fetch(COUNT_FILE_BLOCK_HASHES, (target.ino, at)))[0][0])
+        acquired = await self._x.count(ACQUIRE_FILE_BLOCKS, (backend, location, target.ino, at))
         if acquired != distinct:
             raise BlockNotReserved(f"a block of {source.path} has no live row; nothing was copied")
         return shared

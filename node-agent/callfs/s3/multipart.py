@@ -4,9 +4,16 @@ UploadPartCopy, CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMu
 Uploads are staged in the namespace, below :data:`STAGING` (a root-owned directory, mode 0700, whose name is no
 bucket name): ``/.multipart/<upload id>/upload.json`` records the bucket, key, initiator and start time, and
 each part is a file ``<part number>.<MD5 hex>`` written through the engine like any file (streamed, durable,
-on the node's backend). Completing streams the parts in order into the object through the engine as the
-initiator (the object's permissions and quotas apply then), then removes the staging directory. Part bytes
-are copied once, on completion: the engine keeps one blob per file.
+on the node's backend). A part whose length is known up front is stored in blocks
+(:mod:`callfs.blocks.layout`), so that completion can share them.
+
+Completing writes the object as the initiator (the object's permissions, quotas, locks and versioning apply
+then), then removes the staging directory. When every part but the last is a whole number of 4 MiB blocks and
+the parts' blocks lie where the object's bytes go, the object is made of the parts' blocks in one metadata
+transaction (:meth:`~callfs.engine.Engine.join_files`, :mod:`callfs.joins`): no byte is read or written, whatever
+the size. Otherwise (parts of other lengths, parts stored as blobs, parts staged on other nodes) the parts'
+bytes are streamed in order into the object, copied once. Either way the object is committed whole or not at
+all, and dropping the staging directory then lets go of the parts (blocks the object shares stay).
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from callfs.s3.context import Context
 from callfs.s3.errors import S3Error, access_denied, invalid_argument
 from callfs.s3.objects import (
     CHUNK_BYTES,
+    Written,
     object_attributes,
+    prepare_write,
     read_source,
     require_bucket,
-    write_object,
+    write_errors,
+    write_prepared,
     xml_response,
 )
 
@@ -177,7 +187,9 @@ async def _parts(ctx: Context, upload: Upload) -> dict[int, list[Part]]:
 async def _store_part(ctx: Context, upload: Upload, number: int, body: AsyncIterator[bytes],
                       size: int | None) -> Part:
     """Stream ``body`` into a new staging file, named by its MD5 once known; older copies of the number
-    are removed."""
+    are removed. A body of known, non-zero ``size`` (bytes) is stored in blocks (an empty file written over
+    from its start: :meth:`~callfs.engine.Engine.write_range`), any other as one blob. A body of another length
+    than ``size`` is refused (``BadRequest``) and leaves nothing behind."""
     digest = hashlib.md5()  # noqa: S324 - S3 part ETags are MD5s, not a security measure
 
     async def hashed() -> AsyncIterator[bytes]:
@@ -186,8 +198,13 @@ async def _store_part(ctx: Context, upload: Upload, number: int, body: AsyncIter
             yield piece
 
     scratch = f"{upload.directory}/incoming.{secrets.token_hex(8)}"
-    await ctx.engine.write_file(ROOT, scratch, hashed(), create_only=True, expected_size=size, local=True)
+    if not size:
+        await ctx.engine.write_file(ROOT, scratch, hashed(), create_only=True, expected_size=size, local=True)
+    else:
+        await ctx.engine.write_file(ROOT, scratch, _one(b""), create_only=True, local=True)
     try:
+        if size:
+            await ctx.engine.write_range(ROOT, scratch, 0, size, hashed(), local=True)
         name = part_name(number, digest.hexdigest())
         moved = await ctx.engine.move(ROOT, scratch, f"{upload.directory}/{name}", overwrite=True)
     except BaseException:
@@ -218,7 +235,8 @@ async def upload_part(ctx: Context) -> web.StreamResponse:
 
 async def complete_upload(ctx: Context) -> web.StreamResponse:
     """CompleteMultipartUpload: check the part list (ascending numbers, ETags of staged parts, every part but
-    the last at least 5 MiB), stream the parts into the object as the initiator, drop the staging directory.
+    the last at least 5 MiB), write the object from the parts as the initiator (sharing their blocks, or
+    streaming their bytes: see the module docstring), drop the staging directory.
 
     Raises :class:`S3Error` ``InvalidPartOrder``, ``InvalidPart``, ``EntityTooSmall``, ``NoSuchUpload``,
     ``MalformedXML``."""
@@ -241,21 +259,39 @@ async def complete_upload(ctx: Context) -> web.StreamResponse:
         if part.inode.size < MIN_PART_BYTES:
             raise S3Error("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object "
                           "size.")
-    total = sum(p.inode.size for p in chosen)
-
-    async def joined() -> AsyncIterator[bytes]:
-        for part in chosen:
-            async for chunk in ctx.engine.read_range(part.inode, 0, part.inode.size, CHUNK_BYTES):
-                yield chunk
-
     initiator = Caller(upload.initiator, ctx.caller.groups)
-    written = await write_object(ctx, upload.key, joined(), total, caller=initiator, attributes=upload.attributes)
+    written = await _join_parts(ctx, upload, chosen, initiator)
     await ctx.engine.delete(ROOT, upload.directory, recursive=True)
     location = f"/{ctx.bucket}/{ctx.key}"
     response = xml_response(messages.complete_upload(location, ctx.bucket, ctx.key, etag(written.inode)))
     if written.version_id is not None:
         response.headers["x-amz-version-id"] = written.version_id
     return response
+
+
+async def _join_parts(ctx: Context, upload: Upload, chosen: list[Part], initiator: Caller) -> Written:
+    """Write the object of ``upload`` from the ``chosen`` parts, in order, as ``initiator``: by sharing their
+    blocks when the engine can (:meth:`~callfs.engine.Engine.join_files`), else by streaming their bytes into
+    it."""
+    plan = await prepare_write(ctx, upload.key, caller=initiator, attributes=upload.attributes)
+    try:
+        with write_errors(ctx, upload.key):
+            joined = await ctx.engine.join_files(
+                plan.caller, plan.path, [p.inode for p in chosen], reader=ROOT, create_only=plan.create_only,
+                precondition=plan.precondition, attributes=plan.attributes, keep=plan.keep,
+            )
+    except errors.Conflict:
+        await load_upload(ctx, upload.upload_id)  # aborted or completed meanwhile: NoSuchUpload
+        raise  # a part was uploaded again meanwhile (409): the client completes with its new ETag
+    if joined is not None:
+        return Written(joined.inode, plan.version_id)
+
+    async def streamed() -> AsyncIterator[bytes]:
+        for part in chosen:
+            async for chunk in ctx.engine.read_range(part.inode, 0, part.inode.size, CHUNK_BYTES):
+                yield chunk
+
+    return await write_prepared(ctx, upload.key, plan, streamed(), sum(p.inode.size for p in chosen))
 
 
 async def abort_upload(ctx: Context) -> web.StreamResponse:

@@ -4,7 +4,8 @@ does: the same permissions, quotas, path locks and bytes-first durability."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote
 
@@ -269,14 +270,27 @@ class Written:
         return out
 
 
-async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
-                       caller: Caller | None = None, attributes: Mapping[str, str] | None = None) -> Written:
-    """Write ``body`` (``size`` bytes when known) to ``key`` of ``ctx.bucket`` through the engine, creating
-    missing folders. The bytes go to this node (a file whose bytes lived on another node moves here, its old
-    bytes freed there). In a bucket with versioning enabled the object gets a new version id and the one it
-    replaces is kept as a noncurrent version (bytes shared); suspended, it is the ``null`` version (see
-    :mod:`callfs.versions`). Raises :class:`S3Error` (``NoSuchBucket``, ``PreconditionFailed``,
-    ``AccessDenied``, what the body's checks raise)."""
+@dataclass(frozen=True, slots=True)
+class ObjectWrite:
+    """How a whole write of an object goes through the engine: the file ``path``, the ``caller`` writing,
+    ``create_only`` and ``precondition`` from the conditional headers, the ``attributes`` to commit, the
+    ``version_id`` the object gets (``None``: the bucket never had versioning) and the ``keep`` hook of a
+    versioned bucket (:mod:`callfs.versions`)."""
+
+    path: str
+    caller: Caller
+    create_only: bool
+    precondition: Precondition | None
+    attributes: dict[str, str]
+    version_id: str | None
+    keep: Keeper | None
+
+
+async def prepare_write(ctx: Context, key: str, *, caller: Caller | None = None,
+                        attributes: Mapping[str, str] | None = None) -> ObjectWrite:
+    """The :class:`ObjectWrite` of ``key`` in ``ctx.bucket`` by ``caller`` (default: the request's). In a bucket
+    with versioning enabled the object gets a new version id and the one it replaces is kept as a noncurrent
+    version (bytes shared); suspended, it is the ``null`` version. Raises :class:`S3Error` ``NoSuchBucket``."""
     await require_bucket(ctx, ctx.bucket)
     target = names.object_path(ctx.bucket, key)
     create_only, precondition = _write_conditions(ctx, key)
@@ -288,19 +302,44 @@ async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size:
         version_id = versions.new_version_id() if status == versions.ENABLED else NULL_VERSION
         stored[versions.VERSION_ATTRIBUTE] = version_id
         keep = versions.keeper(target.path, status, owner=writer.user)
+    return ObjectWrite(target.path, writer, create_only, precondition, stored, version_id, keep)
+
+
+@contextlib.contextmanager
+def write_errors(ctx: Context, key: str) -> Iterator[None]:
+    """Turn the engine's refusals of a whole object write into S3 errors: ``PreconditionFailed`` (412, the key
+    exists and ``If-None-Match: *``), ``InvalidRequest`` (409, the key is a folder)."""
     try:
-        result = await ctx.engine.write_file(
-            writer, target.path, body, create_only=create_only,
-            precondition=precondition, expected_size=size, local=True,
-            attributes=stored, keep=keep,
-        )
+        yield
     except errors.AlreadyExists:
         raise S3Error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold",
                       f"/{ctx.bucket}/{key}") from None
     except errors.IsADirectory:
         raise S3Error("InvalidRequest", 409, f"{key} is a folder (it has keys below it)",
                       f"/{ctx.bucket}/{key}") from None
-    return Written(result.inode, version_id)
+
+
+async def write_object(ctx: Context, key: str, body: AsyncIterator[bytes], size: int | None, *,
+                       caller: Caller | None = None, attributes: Mapping[str, str] | None = None) -> Written:
+    """Write ``body`` (``size`` bytes when known) to ``key`` of ``ctx.bucket`` through the engine, creating
+    missing folders. The bytes go to this node (a file whose bytes lived on another node moves here, its old
+    bytes freed there). Versioning as :func:`prepare_write` says. Raises :class:`S3Error` (``NoSuchBucket``,
+    ``PreconditionFailed``, ``AccessDenied``, what the body's checks raise)."""
+    plan = await prepare_write(ctx, key, caller=caller, attributes=attributes)
+    return await write_prepared(ctx, key, plan, body, size)
+
+
+async def write_prepared(ctx: Context, key: str, plan: ObjectWrite, body: AsyncIterator[bytes],
+                         size: int | None) -> Written:
+    """Write ``body`` (``size`` bytes when known) as :func:`write_object` does, along ``plan`` (from
+    :func:`prepare_write` for ``key``)."""
+    with write_errors(ctx, key):
+        result = await ctx.engine.write_file(
+            plan.caller, plan.path, body, create_only=plan.create_only,
+            precondition=plan.precondition, expected_size=size, local=True,
+            attributes=plan.attributes, keep=plan.keep,
+        )
+    return Written(result.inode, plan.version_id)
 
 
 async def put_object(ctx: Context) -> web.StreamResponse:
