@@ -490,7 +490,11 @@ def test_a_rollout_holds_at_a_node_that_does_not_become_healthy(
     patch_spec(kube_api, kube_namespace, {"resources": None})
     wait_for(lambda: apps.read_namespaced_stateful_set("demo-node", kube_namespace).spec.template.spec
              .containers[0].resources.requests == old_requests, CONVERGE, "the template reverted")
-    core.delete_namespaced_pod("demo-node-1", kube_namespace)
+    try:
+        core.delete_namespaced_pod("demo-node-1", kube_namespace)
+    except kclient.ApiException as exc:  # the StatefulSet controller may be replacing it already
+        if exc.status != 404:
+            raise
     wait_condition(kube_api, kube_namespace, "Ready", "True")
     wait_condition(kube_api, kube_namespace, "Progressing", "False", "Reconciled")
     # Nothing is left to roll: the next reconciles bring the partition back to 0.

@@ -113,17 +113,26 @@ def _auth(node: AppNode, user: str | None) -> dict[str, str]:
 
 
 def _seed(node: AppNode, http: requests.Session) -> None:
-    """Create the seeded entries (as alice; the quota root's quota as root), whatever the fuzzing left."""
+    """Create the seeded entries (as alice; their owner, mode and the quota as root), whatever the fuzzing left."""
     alice, root = _auth(node, "alice"), _auth(node, "root")
+
+    def restore(path: str) -> None:
+        """Give a seeded entry back to alice with its first mode: the fuzzing may have chmodded or chowned it."""
+        mode = "0700" if path == "private/" else "0755" if path.endswith("/") else "0644"
+        http.patch(f"{node.url}/v1/files/{path}", json={"owner": "alice", "group": "alice", "mode": mode},
+                   headers=root)
+
     for directory in SEED_DIRS:
         response = http.post(f"{node.url}/v1/files/{directory}", headers=alice)
         assert response.status_code in (200, 201, 409), response.text
+        restore(directory)
     for path, body in SEED_FILES.items():
+        restore(path)
         response = http.put(f"{node.url}/v1/files/{path}", data=body, headers=alice)
         if response.status_code == 400 and response.json()["code"] == "IS_A_DIRECTORY":
             continue
         assert response.status_code in (200, 201, 403, 507), response.text
-    http.patch(f"{node.url}/v1/files/private/", json={"mode": "0700"}, headers=alice)
+        restore(path)
     response = http.put(f"{node.url}/v1/quotas/q", json={"bytes_limit": 1 << 20}, headers=root)
     assert response.status_code in (200, 201), response.text
 

@@ -82,6 +82,7 @@ def node_pod(tmp_path: Path, postgres_dsn: str, redis_url: str, redis_server: Re
     cluster = parse_cluster("demo", "ns1", {
         "replicas": 1,
         "port": port,
+        "s3Port": free_port(),  # not the default 9000: other tests may hold it
         "metadata": {"externalSecret": {"name": "db"}},
         "locks": {"externalSecret": {"name": "locks"}},
     })
