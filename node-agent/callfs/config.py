@@ -193,7 +193,8 @@ class BackendConfig(_Section):
     ``replica_repair_interval`` seconds; the scrub re-hashes this node's copies every ``scrub_interval`` seconds at
     most ``scrub_bytes_per_second`` bytes a second, replacing a corrupt copy from a good one.
     ``whole_files_in_blocks`` stores whole writes to ``localfs`` in blocks too, so that every file gets its
-    copies (off: a file written whole is one blob on its owner until written partially).
+    copies (``None``, the default: when writes need two copies or more; off: a file written whole is one blob
+    on its owner, served with ``sendfile``, until written partially).
     """
 
     default_backend: Literal["localfs", "s3"] = "localfs"
@@ -210,7 +211,7 @@ class BackendConfig(_Section):
     replica_repair_interval: float = Field(default=60.0, gt=0)
     scrub_interval: float = Field(default=86400.0, gt=0)
     scrub_bytes_per_second: int = Field(default=32 << 20, gt=0)
-    whole_files_in_blocks: bool = False
+    whole_files_in_blocks: bool | None = None
 
 
     @model_validator(mode="after")

@@ -217,7 +217,7 @@ class Engine:
         clock: links.Clock = time.time,
         block_grace: float = DEFAULT_GRACE,
         replication: Replication | None = None,
-        whole_files_in_blocks: bool = False,
+        whole_files_in_blocks: bool | None = None,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -239,7 +239,8 @@ class Engine:
         self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
         self.whole_files_in_blocks = whole_files_in_blocks
-        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``)."""
+        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``;
+        ``None``: when writes need two copies or more)."""
 
     # ---------------------------------------------------------------- helpers
 
@@ -262,12 +263,15 @@ class Engine:
         return backend is not None and self.block_files.replicated(backend) is not None
 
     def is_remote(self, inode: Inode) -> bool:
-        """True when ``inode``'s bytes sit on another node's local disk."""
+        """True when ``inode``'s bytes can only be reached through another node: a blob on another node's local
+        disk, or blocks of another node when this node keeps no copies. A file in blocks on the local backend of a
+        replicating node is read and written here, from and to the copies of its blocks, whoever its owner is
+        (:meth:`reads_copies`): its owner being down stops neither."""
         if inode.is_dir or inode.backend is None:
             return False
         backend = self.backends.get(inode.backend)
         node_local = backend.node_local if backend is not None else inode.instance_id is not None
-        return node_local and inode.instance_id not in (None, self.instance_id)
+        return node_local and inode.instance_id not in (None, self.instance_id) and not self.reads_copies(inode)
 
     async def _resolve(
         self, caller: Caller, path: str, txn: MetadataTxn | None = None, *, with_quotas: bool = False
@@ -471,7 +475,7 @@ class Engine:
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
     async def _open_blob(self, inode: Inode, *, pinned: bool = False) -> BlobReader:
-        if self.is_remote(inode) and not self.reads_copies(inode):
+        if self.is_remote(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
         if inode.layout is Layout.BLOCKS:
@@ -608,10 +612,10 @@ class Engine:
         if expected_size is not None and room is not None and expected_size > room:
             raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
         async with self._lock(f"file:{path}") as lease:
-            if self._whole_in_blocks(target):
+            if await self._whole_in_blocks(target):
                 result, unnamed = await self._write_file_in_blocks(
                     caller, path, target, self._limited(path, body, room), lease, create_only, precondition,
-                    attributes, existing=current is not None,
+                    attributes, existing=current is not None, keep=keep,
                 )
                 for replaced in unnamed:
                     await self._free_bytes(replaced)
@@ -647,10 +651,17 @@ class Engine:
         self.metrics.file_operation("create" if result.created else "update", target.name)
         return result
 
-    def _whole_in_blocks(self, target: Backend) -> bool:
-        """True when a whole write to ``target`` is stored in blocks (``backend.whole_files_in_blocks`` on the
-        node-local backend of a replicating node), so its blocks get their copies like a partial write's."""
-        return self.whole_files_in_blocks and self.block_files.replicated(target) is not None
+    async def _whole_in_blocks(self, target: Backend) -> bool:
+        """True when a whole write to ``target`` is stored in blocks, so that its blocks get their copies like a
+        partial write's: on the node-local backend of a replicating node, when ``backend.whole_files_in_blocks``
+        says so or, unset, when writes need two copies or more (a node alone keeps one blob, served with
+        ``sendfile``)."""
+        replication = self.block_files.replicated(target)
+        if replication is None:
+            return False
+        if self.whole_files_in_blocks is not None:
+            return self.whole_files_in_blocks
+        return await replication.target() >= 2
 
     async def _limited(self, path: str, body: AsyncIterator[bytes], room: int | None) -> AsyncIterator[bytes]:
         """``body`` passed through, raising ``PayloadTooLarge`` past ``max_file_bytes`` and ``QuotaExceeded``
@@ -667,18 +678,18 @@ class Engine:
     async def _write_file_in_blocks(
         self, caller: Caller, path: str, target: Backend, body: AsyncIterator[bytes], lease: Lease,
         create_only: bool, precondition: Precondition | None, attributes: Mapping[str, str] | None, *,
-        existing: bool,
+        existing: bool, keep: Keeper | None,
     ) -> tuple[WriteResult, list[Inode]]:
         """The blocks part of :meth:`write_file`: store ``body`` as blocks (each with its copies, see
-        :mod:`callfs.replication`), then commit the file naming them. A write that fails leaves its blocks
-        unreferenced, for the collector; nothing else was changed."""
+        :mod:`callfs.replication`), then commit the file naming them (``keep`` as for :meth:`write_file`). A
+        write that fails leaves its blocks unreferenced, for the collector; nothing else was changed."""
         blocks, size = await self.block_files.write_stream(target, block_location(self.instance_id), body)
         if self.locks.is_lost(lease):
             raise ServiceUnavailable(f"lost the lock on {path} during the upload; nothing was written")
         with self.metrics.time_metadata("write_file"):
             return await self._commit_write_retrying(
                 caller, path, target, new_content_id(), size, create_only, precondition, attributes,
-                existing=existing, blocks=blocks,
+                existing=existing, blocks=blocks, keep=keep,
             )
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
@@ -1515,7 +1526,7 @@ class Engine:
         """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
         assert inode.blob_id is not None and inode.backend is not None
         if inode.layout is Layout.BLOCKS:
-            if self.is_remote(inode) and not self.reads_copies(inode):
+            if self.is_remote(inode):
                 raise Conflict(f"{inode.path} is stored in blocks on node {inode.instance_id}: move its bytes from "
                                "that node")
             blocks = await self.block_files.open(self.backend(inode.backend), inode)
@@ -1545,7 +1556,7 @@ class Engine:
         ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
         was replaced meanwhile), ``DataCorrupted``. ``pinned``: ``inode`` is an object version (not the file at
         its path), whose content never changes."""
-        if not self.is_remote(inode) or self.reads_copies(inode):
+        if not self.is_remote(inode):
             reader = await self._open_blob(inode, pinned=pinned)
             try:
                 async for chunk in reader.iter_range(offset, length, chunk_bytes):

@@ -224,9 +224,9 @@ class Replication:
         ``ServiceUnavailable`` as :meth:`place` does."""
         name = backend.name
         holders = await self.store.block_replicas(name, location, encoded.hash)
-        if not holders:  # stored before replication: its one copy is this node's (the location's)
-            await self.store.add_block_replica(name, location, encoded.hash, self.instance_id)
-            holders = [self.instance_id]
+        if not holders:  # stored before replication: its one copy is the location's node's
+            await self.store.add_block_replica(name, location, encoded.hash, location)
+            holders = [location]
         want = await self.target()
         candidates = await self.candidates()
         need = want - len(live_holders(holders, candidates))
