@@ -207,7 +207,7 @@ async def test_a_corrupt_copy_is_read_around_then_scrubbed_and_a_write_short_of_
         assert await content(on_a, "/d.bin") == b""
 
 
-async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node_and_its_node_down_a_503(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     a, b = cluster_factory(2, backend={"replicas": 1}, instance_discovery=FAST)
     async with session(a) as on_a, session(b) as on_b:
         data = os.urandom(50_000)
@@ -224,6 +224,11 @@ async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) 
                 body = await response.json()
                 assert body["code"] == "DATA_CORRUPTED"
                 assert "node-0" in body["message"]
+        # The only copy's node down is no corruption: 503, to retry once it is back.
+        a.kill()
+        async with on_b.get("/v1/files/one.bin") as response:
+            assert response.status == 503, await response.text()
+            assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
 
 
 async def test_whole_writes_in_blocks_replace_and_are_refused_whole(node_factory) -> None:  # type: ignore[no-untyped-def]
