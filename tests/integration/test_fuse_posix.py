@@ -296,3 +296,41 @@ def test_unsent_writes_show_the_time_of_the_last_write(app_node: AppNode, mount_
         out.write(b"two")
         out.flush()
         assert os.fstat(out.fileno()).st_mtime_ns > first.st_mtime_ns
+
+
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x08, 0x10
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+    """``fallocate(2)`` through libc; 0, or the errno it failed with."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return 0 if libc.fallocate(fd, mode, offset, length) == 0 else ctypes.get_errno()
+
+
+def test_fallocate_grows_files_keeps_sizes_and_zeroes_ranges(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    path = mount.path / "f.bin"
+    path.write_bytes(b"x" * 10_000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, 20_000)
+        assert os.fstat(fd).st_size == 20_000
+        assert fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 50_000) == 0
+        assert os.fstat(fd).st_size == 20_000
+        assert fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 200) == 0
+        assert fallocate(fd, FALLOC_FL_ZERO_RANGE, 19_990, 20) == 0
+        assert os.fstat(fd).st_size == 20_010
+        assert fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, 4096) == errno.EOPNOTSUPP
+        assert fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10) == errno.EOPNOTSUPP  # a hole needs KEEP_SIZE
+        assert fallocate(fd, 0, 0, 0) == errno.EINVAL
+    finally:
+        os.close(fd)
+    expected = b"x" * 100 + bytes(200) + b"x" * 9_700 + bytes(10_010)
+    assert path.read_bytes() == expected
+    assert on_server(api_node, mount.volume + "/f.bin").size == 20_010
+    read_only = os.open(path, os.O_RDONLY)
+    try:
+        assert fallocate(read_only, 0, 0, 30_000) == errno.EBADF
+    finally:
+        os.close(read_only)
