@@ -24,6 +24,7 @@ from callfs.client import CallFSClient, FileInfo
 from support.app_node import AppNode
 from support.machine import require_fuse
 from support.mount import MountedVolume
+from support.waiting import wait_for
 
 MountFactory = Callable[..., MountedVolume]
 
@@ -334,3 +335,30 @@ def test_fallocate_grows_files_keeps_sizes_and_zeroes_ranges(api_node: AppNode, 
         assert fallocate(read_only, 0, 0, 30_000) == errno.EBADF
     finally:
         os.close(read_only)
+
+
+def test_an_unlinked_file_stays_usable_through_its_open_descriptor(
+    api_node: AppNode, mount_factory: MountFactory
+) -> None:
+    """POSIX unlink(2): the name goes at once, the file lives on until its last descriptor closes (the mount
+    renames it aside on the server meanwhile, as NFS clients do, and removes it at the last close)."""
+    mount = mount_factory(api_node)
+    path = mount.path / "open.bin"
+    path.write_bytes(b"kept while open " * 1000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.unlink(path)
+        assert not path.exists() and "open.bin" not in os.listdir(mount.path)
+        assert os.pread(fd, 16, 16) == b"kept while open "
+        os.pwrite(fd, b"CHANGED", 0)
+        os.fsync(fd)
+        assert os.pread(fd, 7, 0) == b"CHANGED" and os.fstat(fd).st_size == 16_000
+        path.write_bytes(b"a new file under the old name")  # the name is free for another file meanwhile
+    finally:
+        os.close(fd)
+
+    def aside_removed() -> bool:
+        return sorted(os.listdir(mount.path)) == ["open.bin"]
+
+    wait_for(aside_removed, 10, "the renamed-aside file to be removed after the last close")
+    assert path.read_bytes() == b"a new file under the old name"

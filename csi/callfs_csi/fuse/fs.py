@@ -46,6 +46,9 @@ Semantics (the FUSE client contract, docs/architecture.md):
   ``O_NOFOLLOW`` on a link fails with ELOOP in the kernel.
 * Special files: ``mknod`` (FIFOs, sockets, device nodes) makes a ``special`` entry on the server, metadata
   only; the mount is ``nodev``, and a FIFO or socket is a local object of the machine that opens it.
+* Unlink of an open file: libfuse renames it aside (``.fuse_hidden…``) through :meth:`rename` and unlinks that
+  name at the last close (the mount runs without ``hard_remove``), so open descriptors keep working.
+* ``fallocate``: :meth:`CallFSOperations.fallocate`.
 * Not supported: hard links (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back from ``link`` to
   ``rename``.
 """
