@@ -181,6 +181,9 @@ RemoteReadRange = Callable[[Inode, int, int], AsyncIterator[bytes]]
 node, from that node; raises ``FileNotFoundError`` when the file there is no longer that version."""
 
 
+DIRECTORY_TIME_SKIP = 0.1
+"""Default seconds within which a directory's ``mtime``/``ctime`` is not moved again (:meth:`Engine._touch`)."""
+
 BLOB_ID_WINDOW = 1.0
 """Seconds during which new blob ids share their first two hex characters (see :func:`new_blob_id`)."""
 
@@ -218,6 +221,7 @@ class Engine:
         block_grace: float = DEFAULT_GRACE,
         replication: Replication | None = None,
         whole_files_in_blocks: bool | None = None,
+        directory_time_skip: float = DIRECTORY_TIME_SKIP,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -239,6 +243,9 @@ class Engine:
         self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
         self.whole_files_in_blocks = whole_files_in_blocks
+        self.directory_time_skip = directory_time_skip
+        """Seconds within which a directory's times are not moved again by a change of its entries
+        (``server.directory_time_skip``, see :meth:`_touch`)."""
         """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``;
         ``None``: when writes need two copies or more)."""
 
@@ -383,14 +390,32 @@ class Engine:
         chain = paths.ancestors(path)
         return [a for a in chain if a != paths.ROOT], [path] if exclusive else [], [paths.ROOT]
 
+    async def _touch(self, txn: MetadataTxn, *directories: Inode | None) -> None:
+        """Move the ``mtime`` and ``ctime`` of ``directories`` (``None`` and files skipped) to now: POSIX moves a
+        directory's times when an entry is added to it, removed from it or renamed in or out of it.
+
+        Called in the transaction of the change (the store applies it with the commit, see
+        :meth:`~callfs.metadata.base.MetadataTxn.touch_directory`). A directory whose ``mtime`` moved less than
+        ``directory_time_skip`` seconds ago (as read in the transaction) is left alone, as JuiceFS's
+        ``skip-dir-mtime`` does: a busy directory's row is written at most that often, not by every create in it.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.directory_time_skip)
+        wanted = {d.path: d for d in directories if d is not None and d.is_dir}
+        for path in sorted(wanted):
+            if wanted[path].mtime <= cutoff:
+                await txn.touch_directory(path, now)
+
     async def _ensure_parents(
-        self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool, held: Mapping[str, Inode] | None = None
+        self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool, held: Mapping[str, Inode] | None = None,
+        touch: bool = True,
     ) -> Inode:
         """The parent directory of ``path``, creating missing ancestors (owned by ``caller``) when ``create``.
 
         ``held`` is what the transaction's :meth:`_chain_locks` statement returned, when it ran already. Checks
-        ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not ``create``)
-        or ``NotADirectory`` (an ancestor is a file).
+        ``w`` on the directory an entry is created in. With ``touch`` (an entry is being added at ``path``),
+        the directory that gains an entry gets its times moved (:meth:`_touch`). Raises ``NotFound`` (missing
+        parent and not ``create``) or ``NotADirectory`` (an ancestor is a file).
         """
         require_in_scope(caller, path)
         parent_path = paths.parent_of(path)
@@ -407,6 +432,8 @@ class Engine:
         if parent is not None:
             if not parent.is_dir:
                 raise NotADirectory(f"{parent_path} is not a directory")
+            if touch:
+                await self._touch(txn, parent)
             return parent
         if not create:
             raise NotFound(f"parent directory {parent_path} does not exist")
@@ -422,6 +449,8 @@ class Engine:
         if not existing.is_dir:
             raise NotADirectory(f"{existing.path} is not a directory")
         require(caller, existing, WRITE, "create entries in")
+        if touch:
+            await self._touch(txn, existing)
         now = utcnow()
         made = existing
         inserted = 0
@@ -1047,6 +1076,7 @@ class Engine:
                         raise NotFound(f"{path} does not exist")
                     require_entry_change(caller, parent, inode_now, "delete")
                     await self._protect_quota_roots(txn, caller, inode_now, "delete")
+                    await self._touch(txn, parent)
                     if inode_now.is_dir and await txn.has_children(path):
                         if not recursive:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
@@ -1121,7 +1151,8 @@ class Engine:
                     require_entry_change(caller, src_parent, source, "move")
                     await self._protect_quota_roots(txn, caller, source, "move")
                     target = held.get(dst)
-                    dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents)
+                    await self._touch(txn, src_parent, await txn.get(paths.parent_of(dst) or paths.ROOT))
+                    dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents, touch=False)
                     require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
                     if target is not None:
                         if not overwrite:
@@ -1173,8 +1204,9 @@ class Engine:
                     source, target = entries[0], entries[1]
                     if src == dst:
                         return source
-                    for entry, other in ((source, target), (target, source)):
-                        parent = await txn.get(paths.parent_of(entry.path) or paths.ROOT)
+                    parents = [await txn.get(paths.parent_of(e.path) or paths.ROOT) for e in (source, target)]
+                    await self._touch(txn, *parents)
+                    for (entry, other), parent in zip(((source, target), (target, source)), parents, strict=True):
                         assert parent is not None
                         require_search(caller, [held[a] for a in paths.ancestors(entry.path) if a in held]
                                        or [parent])
