@@ -243,11 +243,11 @@ class Engine:
         self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
         self.whole_files_in_blocks = whole_files_in_blocks
+        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``;
+        ``None``: when writes need two copies or more)."""
         self.directory_time_skip = directory_time_skip
         """Seconds within which a directory's times are not moved again by a change of its entries
         (``server.directory_time_skip``, see :meth:`_touch`)."""
-        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``;
-        ``None``: when writes need two copies or more)."""
 
     # ---------------------------------------------------------------- helpers
 
