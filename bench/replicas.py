@@ -8,8 +8,9 @@ Redis), every node with that ``backend.replicas`` and a fast repair (``replica_r
 with ``sendfile`` at RF 1 and is stored in 4 MiB blocks with their copies at RF 2. Two files are written
 through node A (``node-0``, their owner), then per round, in this order:
 
-1. ``raw disk``: ``dd bs=1M conv=fsync`` of a ``--size`` file into the same temporary directory as the nodes'
-   data (``machine_limits.dd_write``): what this disk takes right now, the reference for the PUTs;
+1. ``raw disk``: ``dd bs=1M conv=fsync`` of a ``--size`` file (from ``/dev/shm`` when it fits) into the same
+   temporary directory as the nodes' data (``machine_limits.dd_write``): what this disk takes right now, the
+   reference for the PUTs;
 2. ``PUT ranged``: all the bytes of the first file with one ranged PUT (``Content-Range: bytes 0-<size-1>/*``)
    through A, stored in blocks at both RFs (at RF 2 each block is also sent to, verified and fsynced on a peer
    before the write is acknowledged); then ``GET owner`` from A and ``GET other`` from B (``node-1``), which
@@ -58,7 +59,7 @@ from pathlib import Path
 import aiohttp
 
 from figures import human_bytes, mib_per_second, parse_size, ratio, table
-from large_files import CHUNK_BYTES, file_url, get_file, write_pattern_file
+from large_files import CHUNK_BYTES, file_url, get_file, source_dir, write_pattern_file
 from machine_limits import dd_write
 from process_memory import reset_peak, resident_bytes
 from services import CLUSTER_DISCOVERY, NodeProcess, running_cluster
@@ -209,11 +210,21 @@ def metadata_dsn(node: NodeProcess) -> str:
 async def measure(nodes: list[NodeProcess], base: Path, size: int, pool: list[bytes], repeat: int,
                   ) -> tuple[dict[str, PhaseRounds], int, dict[str, str]]:
     """``repeat`` rounds of the raw disk reference and the phases; ``(phases, stored bytes after the first
-    round, {path: SHA-256 of its last body})``."""
+    round, {path: SHA-256 of its last body})``. The dd source lives in ``/dev/shm`` when it fits (dd then reads
+    RAM, and no writeback of the source competes with the copy), else in ``base``."""
+    source = (source_dir(size) or base) / f"callfs-bench-replicas-source-{os.getpid()}.bin"
+    target = base / "dd-target.bin"
+    write_pattern_file(source, size, pool[0])
+    try:
+        return await _rounds(nodes, source, target, size, pool, repeat)
+    finally:
+        source.unlink()
+
+
+async def _rounds(nodes: list[NodeProcess], source: Path, target: Path, size: int, pool: list[bytes], repeat: int,
+                  ) -> tuple[dict[str, PhaseRounds], int, dict[str, str]]:
     a, b = nodes[0], nodes[1]
     results = {name: PhaseRounds() for name in (DISK, *PHASES)}
-    source, target = base / "dd-source.bin", base / "dd-target.bin"
-    write_pattern_file(source, size, pool[0])
     digests: dict[str, str] = {}
     stored = 0
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
@@ -246,7 +257,6 @@ async def measure(nodes: list[NodeProcess], base: Path, size: int, pool: list[by
                 stored = stored_bytes(nodes)
         digests[RANGED_PATH] = await asyncio.to_thread(body_digest, size, pool, ranged_salt)
         digests[WHOLE_PATH] = await asyncio.to_thread(body_digest, size, pool, whole_salt)
-    source.unlink()
     return results, stored, digests
 
 
