@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from callfs.blocks.codec import is_block_hash
 from callfs.blocks.layout import BLOCK_SIZE
 from support.http import session
 from support.node import NodeProcess, new_auth_section, postgres_redis_sections
+from support.replicas import metric, under_replicated
 from support.waiting import wait_for_async
 
 FAST = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 1}
@@ -55,35 +55,12 @@ def intact(path: Path) -> bool:
     return stored[:1] == b"\x00" and hashlib.sha256(stored[1:]).hexdigest() == path.name
 
 
-async def under_replicated(dsn: str, live: list[str], want: int) -> int:
-    """Referenced blocks with fewer than ``want`` copies on the ``live`` nodes, from the metadata store."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM blocks b WHERE b.refs > 0 AND (SELECT count(*) FROM block_replicas r "
-            "WHERE r.backend = b.backend AND r.location = b.location AND r.hash = b.hash "
-            "AND r.node = ANY($1::text[])) < $2", live, want,
-        ))
-    finally:
-        await conn.close()
-
-
 async def replication(node: NodeProcess) -> dict[str, Any]:
     """The ``replication`` object of the node's ``GET /v1/cluster/nodes`` (the whole cluster's redundancy)."""
     async with session(node) as http, http.get("/v1/cluster/nodes") as response:
         assert response.status == 200
         body: dict[str, Any] = (await response.json())["replication"]
         return body
-
-
-async def metric(node: NodeProcess, name: str) -> float:
-    """The value of an unlabelled-but-backend sample ``name{backend="localfs"}`` on the node's ``/metrics``."""
-    async with session(node, "root") as http, http.get("/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(f'{name}{{backend="localfs"}}'):
-            return float(line.split()[-1])
-    return 0.0
 
 
 async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  # type: ignore[no-untyped-def]
