@@ -17,7 +17,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -200,18 +201,22 @@ def test_sqlite_in_wal_mode_with_a_concurrent_reader(
     assert checked.split() == ["5000", "ok"]
 
 
-def searchable(directory: Path) -> None:
-    """Let other users through ``directory`` and its ancestors below the system's temporary directory (pytest
-    makes them root's alone): search (``x``) only, no listing."""
-    top = Path(tempfile.gettempdir()).resolve()
-    for path in [directory, *directory.parents]:
-        if path == top or top not in path.parents:
-            break
-        path.chmod(path.stat().st_mode | 0o111)
+@contextmanager
+def reachable_by_others(mount: MountedVolume) -> Iterator[Path]:
+    """The mount bind-mounted on a fresh directory outside pytest's temporary tree (which pytest keeps root's
+    alone, resetting its mode when a session starts), so another user reaches it; unmounted on exit."""
+    outside = Path(tempfile.mkdtemp(prefix="callfs-workload-"))
+    outside.chmod(0o755)
+    subprocess.run(["mount", "--bind", str(mount.path), str(outside)], check=True, capture_output=True, timeout=30)
+    try:
+        yield outside
+    finally:
+        subprocess.run(["umount", "-l", str(outside)], capture_output=True, timeout=30)
+        outside.rmdir()
 
 
 def test_a_postgresql_server_keeps_its_data_directory_in_the_mount(
-    app_node: AppNode, mount_factory: MountFactory, tmp_path: Path
+    app_node: AppNode, mount_factory: MountFactory
 ) -> None:
     """initdb, a server with its default durability (``fsync``, full page writes), ``pgbench -i`` and a timed
     ``pgbench`` run with no failed transaction, ``pg_amcheck`` of every table and index, a fast restart, and a
@@ -220,32 +225,37 @@ def test_a_postgresql_server_keeps_its_data_directory_in_the_mount(
         pytest.skip("the server runs as the postgres system user, which needs root to switch to")
     bin_dir = pg.find_bin_dir()
     mount = mount_factory(app_node)
-    searchable(mount.path.parent)
-    data, sockets = mount.path / "pgdata", tmp_path / "sockets"
+    with reachable_by_others(mount) as volume, tempfile.TemporaryDirectory(prefix="callfs-pg-sockets-") as place:
+        run_postgres(bin_dir, volume / "pgdata", Path(place))
+
+
+def run_postgres(bin_dir: Path, data: Path, sockets: Path) -> None:
+    """The PostgreSQL workload, its data directory ``data`` (made here), its socket and log in ``sockets`` (the
+    programs' working directory too: one the postgres user may enter)."""
     for directory in (data, sockets):
-        directory.mkdir()
+        directory.mkdir(exist_ok=True)
         shutil.chown(directory, user="postgres", group="postgres")
         directory.chmod(0o700)
     as_postgres = pg.as_server_user
     run(as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                     "--locale=C"]), tmp_path)
+                     "--locale=C"]), sockets)
     port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sockets}"
     pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(sockets / "server.log"), "-o", options, "-w"]
     dsn = pg.dsn_for(port, "postgres")
-    run(as_postgres([*pg_ctl, "start"]), tmp_path)
+    run(as_postgres([*pg_ctl, "start"]), sockets)
     try:
-        run([str(bin_dir / "pgbench"), "-i", "-s", "2", "-q", dsn], tmp_path, timeout=300)
-        report = run([str(bin_dir / "pgbench"), "-T", "10", "-c", "4", "-j", "2", dsn], tmp_path, timeout=120)
+        run([str(bin_dir / "pgbench"), "-i", "-s", "2", "-q", dsn], sockets, timeout=300)
+        report = run([str(bin_dir / "pgbench"), "-T", "10", "-c", "4", "-j", "2", dsn], sockets, timeout=120)
         assert "number of failed transactions: 0" in report, report
         print("pgbench in the mount:", *(line for line in report.splitlines() if line.startswith(("tps", "latency"))))
         run([str(bin_dir / "pg_amcheck"), "--install-missing", "--heapallindexed", "--parent-check",
-             "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres"], tmp_path, timeout=300)
-        run(as_postgres([*pg_ctl, "-m", "fast", "restart"]), tmp_path)
+             "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres"], sockets, timeout=300)
+        run(as_postgres([*pg_ctl, "-m", "fast", "restart"]), sockets)
         count = run([str(bin_dir / "psql"), "-X", "-A", "-t", "-d", dsn, "-c", "SELECT count(*) FROM pgbench_accounts"],
-                    tmp_path)
+                    sockets)
         assert count.strip() == "200000"
-        dump = run([str(bin_dir / "pg_dump"), "-d", dsn, "-t", "pgbench_accounts"], tmp_path, timeout=300)
+        dump = run([str(bin_dir / "pg_dump"), "-d", dsn, "-t", "pgbench_accounts"], sockets, timeout=300)
         assert dump.count("\n") > 200000
     finally:
         subprocess.run(as_postgres([*pg_ctl, "-m", "immediate", "stop"]), capture_output=True, timeout=60)
