@@ -56,9 +56,9 @@ def choose_nodes(
     block_hash: str, candidates: Iterable[Candidate], holders: Sequence[str], count: int
 ) -> list[str]:
     """Peers to copy a block to, best first: live candidates that are not leaving and not in ``holders`` (the
-    nodes with a copy already), ranked by :func:`rank`, those of a failure domain without a copy first. Returns every eligible
-    node (more than ``count`` when there are), so a caller can move on to the next when one fails; the first
-    ``count`` are the placement. Pure; never lists a node twice.
+    nodes with a copy already), ranked by :func:`rank`, those of a failure domain without a copy first. Returns
+    every eligible node (more than ``count`` when there are), so a caller can move on to the next when one fails;
+    the first ``count`` are the placement. Pure; never lists a node twice.
     """
     if count < 0:
         raise ValueError("count must be >= 0")
