@@ -14,7 +14,9 @@ I/O around it. Durability rule for a block write (:meth:`BlockFiles.store_block`
 
 On the local-disk backend with replication (:mod:`callfs.replication`), step 3 writes the block on this node
 and on live peers, and returns only once as many nodes as ``backend.replicas`` asks for have made it durable
-(else 503, nothing committed); reads take any copy, this node's first.
+(else 503, nothing committed); reads take any copy, this node's first. A block of another node's location (a
+write here to a file that node owns, which may be down) is written the same way, this node's copy kept among
+those it holds for that node: any node writes any file in blocks.
 
 Collection (:meth:`BlockFiles.collect`): a block unreferenced for ``grace`` seconds is *claimed* (from then on
 it cannot be reserved or referenced), its bytes are deleted (every copy, when replicated), then its row. A
@@ -109,7 +111,7 @@ class BlockFiles:
         else:
             raise ServiceUnavailable(f"block {encoded.hash} is being collected; retry")
         replication = self.replicated(backend)
-        if replication is None or location != replication.instance_id:
+        if replication is None:
             if refs == 0:
                 await blocks.write(encoded)
         elif refs == 0:

@@ -46,6 +46,9 @@ class ServerConfig(_Section):
     ``workers``: how many processes serve the API (see :mod:`callfs.workers`). Unset: one per CPU the process
     may run on when the metadata store and locks are shared services (PostgreSQL and Redis), else 1. More than
     1 needs PostgreSQL and Redis: SQLite metadata and in-process locks belong to one process.
+    ``directory_time_skip``: seconds within which a directory's ``mtime``/``ctime``, moved by an entry added,
+    removed or renamed in it, is not moved again (0: every change moves them, as POSIX says; the default
+    bounds how often a busy directory's row is written).
     """
 
     listen_addr: str = "127.0.0.1:8443"
@@ -60,6 +63,7 @@ class ServerConfig(_Section):
     max_connections: int | None = Field(default=None, gt=0)
     http3_listen_addr: str = ""
     workers: int | None = Field(default=None, ge=1, le=256)
+    directory_time_skip: float = Field(default=0.1, ge=0, le=60)
 
     @field_validator("listen_addr")
     @classmethod
@@ -193,7 +197,8 @@ class BackendConfig(_Section):
     ``replica_repair_interval`` seconds; the scrub re-hashes this node's copies every ``scrub_interval`` seconds at
     most ``scrub_bytes_per_second`` bytes a second, replacing a corrupt copy from a good one.
     ``whole_files_in_blocks`` stores whole writes to ``localfs`` in blocks too, so that every file gets its
-    copies (off: a file written whole is one blob on its owner until written partially).
+    copies (``None``, the default: when writes need two copies or more; off: a file written whole is one blob
+    on its owner, served with ``sendfile``, until written partially).
     """
 
     default_backend: Literal["localfs", "s3"] = "localfs"
@@ -210,7 +215,7 @@ class BackendConfig(_Section):
     replica_repair_interval: float = Field(default=60.0, gt=0)
     scrub_interval: float = Field(default=86400.0, gt=0)
     scrub_bytes_per_second: int = Field(default=32 << 20, gt=0)
-    whole_files_in_blocks: bool = False
+    whole_files_in_blocks: bool | None = None
 
 
     @model_validator(mode="after")

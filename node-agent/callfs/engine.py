@@ -181,6 +181,9 @@ RemoteReadRange = Callable[[Inode, int, int], AsyncIterator[bytes]]
 node, from that node; raises ``FileNotFoundError`` when the file there is no longer that version."""
 
 
+DIRECTORY_TIME_SKIP = 0.1
+"""Default seconds within which a directory's ``mtime``/``ctime`` is not moved again (:meth:`Engine._touch`)."""
+
 BLOB_ID_WINDOW = 1.0
 """Seconds during which new blob ids share their first two hex characters (see :func:`new_blob_id`)."""
 
@@ -217,7 +220,8 @@ class Engine:
         clock: links.Clock = time.time,
         block_grace: float = DEFAULT_GRACE,
         replication: Replication | None = None,
-        whole_files_in_blocks: bool = False,
+        whole_files_in_blocks: bool | None = None,
+        directory_time_skip: float = DIRECTORY_TIME_SKIP,
     ) -> None:
         if default_backend not in backends:
             raise ValueError(f"default backend {default_backend!r} is not configured")
@@ -239,7 +243,11 @@ class Engine:
         self.block_files = BlockFiles(store, metrics, grace=block_grace, replication=replication)
         """Block I/O of the files stored in blocks (partial writes store files that way)."""
         self.whole_files_in_blocks = whole_files_in_blocks
-        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``)."""
+        """Whole writes to the replicated local backend are stored in blocks too (``backend.whole_files_in_blocks``;
+        ``None``: when writes need two copies or more)."""
+        self.directory_time_skip = directory_time_skip
+        """Seconds within which a directory's times are not moved again by a change of its entries
+        (``server.directory_time_skip``, see :meth:`_touch`)."""
 
     # ---------------------------------------------------------------- helpers
 
@@ -262,12 +270,15 @@ class Engine:
         return backend is not None and self.block_files.replicated(backend) is not None
 
     def is_remote(self, inode: Inode) -> bool:
-        """True when ``inode``'s bytes sit on another node's local disk."""
+        """True when ``inode``'s bytes can only be reached through another node: a blob on another node's local
+        disk, or blocks of another node when this node keeps no copies. A file in blocks on the local backend of a
+        replicating node is read and written here, from and to the copies of its blocks, whoever its owner is
+        (:meth:`reads_copies`): its owner being down stops neither."""
         if inode.is_dir or inode.backend is None:
             return False
         backend = self.backends.get(inode.backend)
         node_local = backend.node_local if backend is not None else inode.instance_id is not None
-        return node_local and inode.instance_id not in (None, self.instance_id)
+        return node_local and inode.instance_id not in (None, self.instance_id) and not self.reads_copies(inode)
 
     async def _resolve(
         self, caller: Caller, path: str, txn: MetadataTxn | None = None, *, with_quotas: bool = False
@@ -379,14 +390,32 @@ class Engine:
         chain = paths.ancestors(path)
         return [a for a in chain if a != paths.ROOT], [path] if exclusive else [], [paths.ROOT]
 
+    async def _touch(self, txn: MetadataTxn, *directories: Inode | None) -> None:
+        """Move the ``mtime`` and ``ctime`` of ``directories`` (``None`` and files skipped) to now: POSIX moves a
+        directory's times when an entry is added to it, removed from it or renamed in or out of it.
+
+        Called in the transaction of the change (the store applies it with the commit, see
+        :meth:`~callfs.metadata.base.MetadataTxn.touch_directory`). A directory whose ``mtime`` moved less than
+        ``directory_time_skip`` seconds ago (as read in the transaction) is left alone, as JuiceFS's
+        ``skip-dir-mtime`` does: a busy directory's row is written at most that often, not by every create in it.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.directory_time_skip)
+        wanted = {d.path: d for d in directories if d is not None and d.is_dir}
+        for path in sorted(wanted):
+            if wanted[path].mtime <= cutoff:
+                await txn.touch_directory(path, now)
+
     async def _ensure_parents(
-        self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool, held: Mapping[str, Inode] | None = None
+        self, txn: MetadataTxn, caller: Caller, path: str, *, create: bool, held: Mapping[str, Inode] | None = None,
+        touch: bool = True,
     ) -> Inode:
         """The parent directory of ``path``, creating missing ancestors (owned by ``caller``) when ``create``.
 
         ``held`` is what the transaction's :meth:`_chain_locks` statement returned, when it ran already. Checks
-        ``w`` on the directory an entry is created in. Raises ``NotFound`` (missing parent and not ``create``)
-        or ``NotADirectory`` (an ancestor is a file).
+        ``w`` on the directory an entry is created in. With ``touch`` (an entry is being added at ``path``),
+        the directory that gains an entry gets its times moved (:meth:`_touch`). Raises ``NotFound`` (missing
+        parent and not ``create``) or ``NotADirectory`` (an ancestor is a file).
         """
         require_in_scope(caller, path)
         parent_path = paths.parent_of(path)
@@ -403,6 +432,8 @@ class Engine:
         if parent is not None:
             if not parent.is_dir:
                 raise NotADirectory(f"{parent_path} is not a directory")
+            if touch:
+                await self._touch(txn, parent)
             return parent
         if not create:
             raise NotFound(f"parent directory {parent_path} does not exist")
@@ -418,6 +449,8 @@ class Engine:
         if not existing.is_dir:
             raise NotADirectory(f"{existing.path} is not a directory")
         require(caller, existing, WRITE, "create entries in")
+        if touch:
+            await self._touch(txn, existing)
         now = utcnow()
         made = existing
         inserted = 0
@@ -471,7 +504,7 @@ class Engine:
         raise ServiceUnavailable(f"{path} keeps changing while being opened; retry")
 
     async def _open_blob(self, inode: Inode, *, pinned: bool = False) -> BlobReader:
-        if self.is_remote(inode) and not self.reads_copies(inode):
+        if self.is_remote(inode):
             raise RemoteBytes(inode)
         backend = self.backend(inode.backend)
         if inode.layout is Layout.BLOCKS:
@@ -608,10 +641,10 @@ class Engine:
         if expected_size is not None and room is not None and expected_size > room:
             raise QuotaExceeded(f"writing {expected_size} bytes to {path} would exceed a quota ({room} bytes left)")
         async with self._lock(f"file:{path}") as lease:
-            if self._whole_in_blocks(target):
+            if await self._whole_in_blocks(target):
                 result, unnamed = await self._write_file_in_blocks(
                     caller, path, target, self._limited(path, body, room), lease, create_only, precondition,
-                    attributes, existing=current is not None,
+                    attributes, existing=current is not None, keep=keep,
                 )
                 for replaced in unnamed:
                     await self._free_bytes(replaced)
@@ -647,10 +680,17 @@ class Engine:
         self.metrics.file_operation("create" if result.created else "update", target.name)
         return result
 
-    def _whole_in_blocks(self, target: Backend) -> bool:
-        """True when a whole write to ``target`` is stored in blocks (``backend.whole_files_in_blocks`` on the
-        node-local backend of a replicating node), so its blocks get their copies like a partial write's."""
-        return self.whole_files_in_blocks and self.block_files.replicated(target) is not None
+    async def _whole_in_blocks(self, target: Backend) -> bool:
+        """True when a whole write to ``target`` is stored in blocks, so that its blocks get their copies like a
+        partial write's: on the node-local backend of a replicating node, when ``backend.whole_files_in_blocks``
+        says so or, unset, when writes need two copies or more (a node alone keeps one blob, served with
+        ``sendfile``)."""
+        replication = self.block_files.replicated(target)
+        if replication is None:
+            return False
+        if self.whole_files_in_blocks is not None:
+            return self.whole_files_in_blocks
+        return await replication.target() >= 2
 
     async def _limited(self, path: str, body: AsyncIterator[bytes], room: int | None) -> AsyncIterator[bytes]:
         """``body`` passed through, raising ``PayloadTooLarge`` past ``max_file_bytes`` and ``QuotaExceeded``
@@ -667,18 +707,18 @@ class Engine:
     async def _write_file_in_blocks(
         self, caller: Caller, path: str, target: Backend, body: AsyncIterator[bytes], lease: Lease,
         create_only: bool, precondition: Precondition | None, attributes: Mapping[str, str] | None, *,
-        existing: bool,
+        existing: bool, keep: Keeper | None,
     ) -> tuple[WriteResult, list[Inode]]:
         """The blocks part of :meth:`write_file`: store ``body`` as blocks (each with its copies, see
-        :mod:`callfs.replication`), then commit the file naming them. A write that fails leaves its blocks
-        unreferenced, for the collector; nothing else was changed."""
+        :mod:`callfs.replication`), then commit the file naming them (``keep`` as for :meth:`write_file`). A
+        write that fails leaves its blocks unreferenced, for the collector; nothing else was changed."""
         blocks, size = await self.block_files.write_stream(target, block_location(self.instance_id), body)
         if self.locks.is_lost(lease):
             raise ServiceUnavailable(f"lost the lock on {path} during the upload; nothing was written")
         with self.metrics.time_metadata("write_file"):
             return await self._commit_write_retrying(
                 caller, path, target, new_content_id(), size, create_only, precondition, attributes,
-                existing=existing, blocks=blocks,
+                existing=existing, blocks=blocks, keep=keep,
             )
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
@@ -1036,6 +1076,7 @@ class Engine:
                         raise NotFound(f"{path} does not exist")
                     require_entry_change(caller, parent, inode_now, "delete")
                     await self._protect_quota_roots(txn, caller, inode_now, "delete")
+                    await self._touch(txn, parent)
                     if inode_now.is_dir and await txn.has_children(path):
                         if not recursive:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
@@ -1110,7 +1151,8 @@ class Engine:
                     require_entry_change(caller, src_parent, source, "move")
                     await self._protect_quota_roots(txn, caller, source, "move")
                     target = held.get(dst)
-                    dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents)
+                    await self._touch(txn, src_parent, await txn.get(paths.parent_of(dst) or paths.ROOT))
+                    dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents, touch=False)
                     require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
                     if target is not None:
                         if not overwrite:
@@ -1162,8 +1204,9 @@ class Engine:
                     source, target = entries[0], entries[1]
                     if src == dst:
                         return source
-                    for entry, other in ((source, target), (target, source)):
-                        parent = await txn.get(paths.parent_of(entry.path) or paths.ROOT)
+                    parents = [await txn.get(paths.parent_of(e.path) or paths.ROOT) for e in (source, target)]
+                    await self._touch(txn, *parents)
+                    for (entry, other), parent in zip(((source, target), (target, source)), parents, strict=True):
                         assert parent is not None
                         require_search(caller, [held[a] for a in paths.ancestors(entry.path) if a in held]
                                        or [parent])
@@ -1515,7 +1558,7 @@ class Engine:
         """The bytes of a file wherever they are (this node, the shared backend, or a peer)."""
         assert inode.blob_id is not None and inode.backend is not None
         if inode.layout is Layout.BLOCKS:
-            if self.is_remote(inode) and not self.reads_copies(inode):
+            if self.is_remote(inode):
                 raise Conflict(f"{inode.path} is stored in blocks on node {inode.instance_id}: move its bytes from "
                                "that node")
             blocks = await self.block_files.open(self.backend(inode.backend), inode)
@@ -1545,7 +1588,7 @@ class Engine:
         ``ServiceUnavailable``/``BadGateway`` (the owner cannot be reached), ``FileNotFoundError`` (the content
         was replaced meanwhile), ``DataCorrupted``. ``pinned``: ``inode`` is an object version (not the file at
         its path), whose content never changes."""
-        if not self.is_remote(inode) or self.reads_copies(inode):
+        if not self.is_remote(inode):
             reader = await self._open_blob(inode, pinned=pinned)
             try:
                 async for chunk in reader.iter_range(offset, length, chunk_bytes):

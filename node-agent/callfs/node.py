@@ -212,6 +212,7 @@ class Node:
             remote_read=peers.read_blob,
             remote_read_range=peers.read_file_range, clock=clock, replication=replication,
             whole_files_in_blocks=config.backend.whole_files_in_blocks,
+            directory_time_skip=config.server.directory_time_skip,
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         drains = Drains(engine, membership, peers, replication)

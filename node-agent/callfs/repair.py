@@ -32,6 +32,7 @@ from callfs.backends.dirsync import fsync_directory
 from callfs.backends.localfs import LocalFSBackend
 from callfs.blocks import codec
 from callfs.blocks.layout import BLOCK_SIZE
+from callfs.errors import ServiceUnavailable
 from callfs.metrics import Metrics
 from callfs.models import utcnow
 from callfs.placement import live_holders, repair_leader
@@ -116,7 +117,7 @@ class Upkeep:
                         continue
                     try:
                         added = await replication.repair(backend, location, block_hash, holders, want - len(live))
-                    except codec.CorruptBlock as exc:
+                    except (codec.CorruptBlock, ServiceUnavailable) as exc:
                         log.error("cannot repair block %s: %s", block_hash, exc)
                         added = []
                     found.repaired += len(added)
@@ -190,7 +191,7 @@ class Upkeep:
         other copy does (logged; the copy stays and reads keep skipping it)."""
         try:
             good = await self.replication.fetch_stored(backend, location, block_hash, skip_self=True)
-        except codec.CorruptBlock as exc:
+        except (codec.CorruptBlock, ServiceUnavailable) as exc:
             log.error("scrub: no good copy of block %s to repair this node's from: %s", block_hash, exc)
             return 0
         await (await self.replication.started_copies(backend, location)).write(good)

@@ -226,9 +226,9 @@ class Replication:
         ``ServiceUnavailable`` as :meth:`place` does."""
         name = backend.name
         holders = await self.store.block_replicas(name, location, encoded.hash)
-        if not holders:  # stored before replication: its one copy is this node's (the location's)
-            await self.store.add_block_replica(name, location, encoded.hash, self.instance_id)
-            holders = [self.instance_id]
+        if not holders:  # stored before replication: its one copy is the location's node's
+            await self.store.add_block_replica(name, location, encoded.hash, location)
+            holders = [location]
         want = await self.target()
         candidates = await self.candidates()
         need = want - len(live_holders(holders, candidates))
@@ -292,19 +292,22 @@ class Replication:
     async def fetch_stored(self, backend: Backend, location: str, block_hash: str, holders: list[str] | None = None,
                            *, skip_self: bool = False) -> codec.Encoded:
         """The stored form of the block from the first copy that verifies (this node's first unless
-        ``skip_self``). Raises :class:`~callfs.blocks.codec.CorruptBlock` naming every copy's failure."""
+        ``skip_self``). Raises :class:`~callfs.blocks.codec.CorruptBlock` naming every copy's failure, or
+        ``ServiceUnavailable`` when every node holding a copy is unreachable (none was found bad)."""
         return (await self._first_intact(backend, location, block_hash, holders, skip_self=skip_self))[0]
 
     async def fetch(self, backend: Backend, location: str, block_hash: str) -> bytes:
         """The verified plaintext of a block from any copy: this node's first, then live peers, then the rest;
         a copy that is missing, unreachable or fails its SHA-256 check is skipped. Raises
-        :class:`~callfs.blocks.codec.CorruptBlock` when none reads back intact (never wrong bytes)."""
+        :class:`~callfs.blocks.codec.CorruptBlock` when none reads back intact (never wrong bytes), and
+        ``ServiceUnavailable`` (503) when no node holding one answers."""
         return (await self._first_intact(backend, location, block_hash, None))[1]
 
     async def _first_intact(self, backend: Backend, location: str, block_hash: str, holders: list[str] | None,
                             *, skip_self: bool = False) -> tuple[codec.Encoded, bytes]:
         holders = holders or await self.holders(backend, location, block_hash)
         failures = []
+        unreachable = 0
         for node in await self._read_order(holders, skip_self=skip_self):
             try:
                 if node == self.instance_id:
@@ -314,9 +317,15 @@ class Replication:
                 return await asyncio.to_thread(codec.verified, stored, block_hash, max_size=BLOCK_SIZE)
             except FileNotFoundError:
                 failures.append(f"{node}: missing")
-            except (codec.CorruptBlock, BadGateway, OSError) as exc:
+            except BadGateway as exc:
+                unreachable += 1
+                failures.append(f"{node}: {exc}")
+            except (codec.CorruptBlock, OSError) as exc:
                 failures.append(f"{node}: {exc}")
             self.metrics.block_read_errors.labels(backend.name).inc()
+        if failures and unreachable == len(failures):
+            raise ServiceUnavailable(f"no node holding a copy of block {block_hash} answers ({'; '.join(failures)}); "
+                                     "retry once one is back")
         raise codec.CorruptBlock(f"no copy of block {block_hash} reads back intact ({'; '.join(failures)})")
 
     def source(self, backend: Backend, location: str) -> ReplicaSource:

@@ -159,7 +159,8 @@ def redundancy_condition(cluster: Cluster, replication: ReplicationInfo) -> dict
         return _condition(DATA_REDUNDANT, False, "SingleCopy",
                           "each block is kept on one node (spec.storage.replicas is 1, or the cluster has one node)")
     return _condition(DATA_REDUNDANT, True, "Redundant",
-                      f"every block of the files stored in blocks has {replication.replicas} copies on live nodes")
+                      f"every block of the files stored in blocks (every file written in a cluster, unless "
+                      f"backend.whole_files_in_blocks is false) has {replication.replicas} copies on live nodes")
 
 
 def _nodes_condition(cluster: Cluster, observed: Observed, target: int, ready_nodes: int,

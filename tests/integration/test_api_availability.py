@@ -145,7 +145,7 @@ async def test_requests_the_http_parser_rejects_get_a_json_400(
 async def test_permission_is_checked_before_forwarding_to_a_dead_owner(
     cluster_factory: Callable[..., list[NodeProcess]],
 ) -> None:
-    owner, other = cluster_factory(2)
+    owner, other = cluster_factory(2, backend={"whole_files_in_blocks": False})  # one blob, on its owner
     async with session(owner, "alice") as http, http.put("/v1/files/alice/f.txt", data=b"alice's") as response:
         assert response.status == 201
     owner.kill()

@@ -170,7 +170,7 @@ async def test_concurrent_writers_of_one_path_on_different_nodes_never_loop(clus
 
 
 async def test_a_link_to_bytes_on_a_node_that_is_down_is_not_used_up(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    a, b, c = cluster_factory(3)
+    a, b, c = cluster_factory(3, backend={"whole_files_in_blocks": False})  # one blob, on node-0 alone
     async with session(a) as http, http.put("/v1/files/kept.txt", data=b"kept bytes") as response:
         assert response.status == 201
     async with session(b) as http, http.post("/v1/links/generate", json={"path": "/kept.txt",

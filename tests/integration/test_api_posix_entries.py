@@ -5,6 +5,7 @@ of two entries (``PATCH`` with ``exchange``, Linux ``renameat2(RENAME_EXCHANGE)`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from support.app_node import AppNode
 from support.http import session
+from support.node import postgres_redis_sections
 from support.s3_face import client
 
 
@@ -193,3 +195,59 @@ async def test_bad_exchanges(api_node: AppNode, source: str, body: dict[str, Any
         await _json(root, "PATCH", "/v1/files/locked", json={"mode": "0755"})
         status, answer = await _json(alice, "PATCH", source, json=body)
         assert status == code, answer
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def eager_times_node(request: pytest.FixtureRequest, app_node_factory: Callable[..., AppNode]) -> AppNode:
+    """A node whose directories' times move on every change of their entries (``directory_time_skip`` 0)."""
+    sections: dict[str, Any] = {"server": {"directory_time_skip": 0}}
+    if request.param == "postgres":
+        sections.update(postgres_redis_sections(request))
+    return app_node_factory(**sections)
+
+
+async def _times(http: aiohttp.ClientSession, directory: str) -> tuple[str, str]:
+    """``(mtime, ctime)`` of ``directory`` (a top-level one) from the root's listing."""
+    status, listing = await _json(http, "GET", "/v1/directories/")
+    assert status == 200, listing
+    (item,) = [i for i in listing["items"] if i["name"] == directory]
+    return item["mtime"], item["ctime"]
+
+
+async def test_entries_added_removed_or_renamed_move_their_directorys_times(eager_times_node: AppNode) -> None:
+    """POSIX: creat/mkdir/symlink/mknod/unlink/rmdir/rename update the directory's st_mtime and st_ctime; a
+    change of a file's bytes or of its attributes does not."""
+    async with session(eager_times_node, "alice") as alice:
+        for name in ("d", "e"):
+            assert (await _json(alice, "POST", f"/v1/files/{name}/"))[0] == 201
+        changes: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("d", "PUT", "/v1/files/d/f", {"data": b"x"}),
+            ("d", "POST", "/v1/files/d/sub/", {}),
+            ("d", "POST", "/v1/files/d/link", {"headers": _link("f")}),
+            ("d", "DELETE", "/v1/files/d/link", {}),
+            ("d", "PATCH", "/v1/files/d/f", {"json": {"name": "g"}}),
+            ("e", "PATCH", "/v1/files/d/g", {"json": {"destination": "/e/g"}}),
+            ("d", "DELETE", "/v1/files/d/sub", {}),
+        ]
+        for directory, method, path, kwargs in changes:
+            before = await _times(alice, directory)
+            status, body = await _json(alice, method, path, **kwargs)
+            assert status in (200, 201, 204), body
+            after = await _times(alice, directory)
+            assert after[0] > before[0] and after[1] > before[1], (method, path, before, after)
+        before = await _times(alice, "e")
+        assert (await _json(alice, "PUT", "/v1/files/e/g", data=b"rewritten"))[0] == 200
+        assert (await _json(alice, "PATCH", "/v1/files/e/g", json={"mode": "0600"}))[0] == 200
+        assert await _times(alice, "e") == before
+
+
+async def test_a_busy_directorys_times_move_at_most_once_per_skip_window(
+    app_node_factory: Callable[..., AppNode]
+) -> None:
+    node = app_node_factory(server={"directory_time_skip": 30})
+    async with session(node, "alice") as alice:
+        assert (await _json(alice, "POST", "/v1/files/busy/"))[0] == 201
+        made = await _times(alice, "busy")
+        for i in range(5):
+            assert (await _json(alice, "PUT", f"/v1/files/busy/f{i}", data=b"x"))[0] == 201
+        assert await _times(alice, "busy") == made  # made within the window: left alone

@@ -545,7 +545,7 @@ async def move(http: aiohttp.ClientSession, src: str, dst: str) -> tuple[int, di
 async def test_a_killed_cluster_node_burns_no_link_and_leaves_moves_whole(  # type: ignore[no-untyped-def]
     cluster_factory,
 ) -> None:
-    a, b, c = cluster_factory(3, dlm={"lease_ttl": 2})
+    a, b, c = cluster_factory(3, dlm={"lease_ttl": 2}, backend={"whole_files_in_blocks": False})
     rng = random.Random(6)
     files = {f"/on-{name}/{kind}{i}": rng.randbytes(rng.randint(1, 200_000))
              for name in ("a", "b") for kind in ("link", "move") for i in range(4)}

@@ -1,7 +1,11 @@
 """Three storage nodes sharing one real PostgreSQL and one real Redis: membership, routing to the node that
 owns the bytes, coherence of reads after writes, failure of a node, and the node-to-node trust rules. The nodes of
 a cluster are subprocesses (``cluster_factory``); the one-node test of the peer listing serves its node in-process
-(``support.app_node``)."""
+(``support.app_node``).
+
+Whole writes are kept as one blob on their owner here (:data:`BLOBS`): the layout whose bytes only their owner
+serves, which these tests are about. A cluster stores whole writes in blocks with their copies by default; those,
+read and written by any node, are tested in ``test_cluster_replicas.py``."""
 
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ from support.http import session
 from support.node import NodeProcess
 from support.waiting import wait_for_async
 
+BLOBS = {"whole_files_in_blocks": False}
+"""The ``backend`` section of these clusters: whole writes stored as one blob on the node that wrote them."""
+
 
 def blob_count(node: NodeProcess) -> int:
     return sum(1 for p in (node.data_dir / "blobs" / "objects").rglob("*") if p.is_file())
@@ -32,7 +39,7 @@ async def node_states(node: NodeProcess) -> dict[str, str]:
 
 
 async def test_nodes_register_and_see_each_other(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    nodes = cluster_factory(3)
+    nodes = cluster_factory(3, backend=BLOBS)
     for node in nodes:
         assert await node_states(node) == {"node-0": "up", "node-1": "up", "node-2": "up"}
     async with session(nodes[1]) as http, http.get("/v1/cluster/nodes") as response:
@@ -43,7 +50,7 @@ async def test_nodes_register_and_see_each_other(cluster_factory) -> None:  # ty
 
 
 async def test_bytes_are_served_by_any_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    a, b, c = cluster_factory(3)
+    a, b, c = cluster_factory(3, backend=BLOBS)
     payload = random.randbytes(3 << 20)
     async with session(a) as on_a, session(b) as on_b, session(c) as on_c:
         async with on_a.put("/v1/files/common/data.bin", data=payload) as response:
@@ -84,7 +91,7 @@ async def test_bytes_are_served_by_any_node(cluster_factory) -> None:  # type: i
 
 
 async def test_recursive_delete_frees_bytes_on_every_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    nodes = cluster_factory(3)
+    nodes = cluster_factory(3, backend=BLOBS)
     for i, node in enumerate(nodes):
         async with session(node) as http, http.put(f"/v1/files/tree/n{i}/f", data=b"x" * 100) as response:
             assert response.status == 201
@@ -99,7 +106,7 @@ async def test_recursive_delete_frees_bytes_on_every_node(cluster_factory) -> No
 
 
 async def test_read_after_write_is_coherent_across_nodes(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    nodes = cluster_factory(3)
+    nodes = cluster_factory(3, backend=BLOBS)
     rng = random.Random(7)
     async with session(nodes[0]) as s0, session(nodes[1]) as s1, session(nodes[2]) as s2:
         sessions = [s0, s1, s2]
@@ -124,7 +131,7 @@ async def test_read_after_write_is_coherent_across_nodes(cluster_factory) -> Non
 
 
 async def test_a_dead_node_gives_502_and_rejoins(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    a, b, c = cluster_factory(3)
+    a, b, c = cluster_factory(3, backend=BLOBS)
     async with session(a) as http, http.put("/v1/files/on-a.txt", data=b"from a") as response:
         assert response.status == 201
     async with session(b) as http, http.put("/v1/files/on-b.txt", data=b"from b") as response:
@@ -160,7 +167,7 @@ async def test_a_dead_node_gives_502_and_rejoins(cluster_factory) -> None:  # ty
 
 
 async def test_internal_secret_rules(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    a, b = cluster_factory(2)
+    a, b = cluster_factory(2, backend=BLOBS)
     async with session(a) as http, http.put("/v1/files/owned-by-a", data=b"a") as response:
         assert response.status == 201
     async with aiohttp.ClientSession(b.url) as http:
@@ -185,7 +192,7 @@ async def test_internal_secret_rules(cluster_factory, tmp_path: Path) -> None:  
 
 
 async def test_link_for_a_file_on_another_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    a, b, c = cluster_factory(3)
+    a, b, c = cluster_factory(3, backend=BLOBS)
     async with session(a) as http, http.put("/v1/files/linked.txt", data=b"linked bytes") as response:
         assert response.status == 201
     link_request = {"path": "/linked.txt", "expiry_seconds": 60}
@@ -201,7 +208,7 @@ async def test_link_for_a_file_on_another_node(cluster_factory) -> None:  # type
 
 
 async def test_quota_holds_under_concurrent_writers_on_different_nodes(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    nodes = cluster_factory(3)
+    nodes = cluster_factory(3, backend=BLOBS)
     async with session(nodes[0], "root") as root:
         async with root.post("/v1/files/vol/") as response:
             assert response.status == 201

@@ -55,8 +55,7 @@ async def metric(node: NodeProcess, name: str) -> float:
 async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  # type: ignore[no-untyped-def]
     cluster_factory, postgres_dsn: str
 ) -> None:
-    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 3, "replica_repair_interval": 0.5,
-                               "whole_files_in_blocks": True}
+    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 3, "replica_repair_interval": 0.5}
     a, b, c = cluster_factory(3, backend=backend, instance_discovery=FAST)
     files: dict[str, bytes] = {}
     async with session(a) as on_a, session(b) as on_b, session(c) as on_c:
@@ -64,7 +63,7 @@ async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  
             files[f"/r/f{i}.bin"] = os.urandom(2 * BLOCK_SIZE + 1000 * (i + 1))  # three blocks each
             response = await put_in_blocks(http, f"/r/f{i}.bin", files[f"/r/f{i}.bin"])
             assert response.status == 200
-        # Whole PUTs are stored in blocks too (backend.whole_files_in_blocks), with their copies.
+        # Whole PUTs are stored in blocks too (by default, writes needing two copies), with their copies.
         for name, data in (("whole.bin", os.urandom(BLOCK_SIZE + 7)), ("small.txt", b"hello"), ("empty", b"")):
             files[f"/r/{name}"] = data
             async with on_a.put(f"/v1/files/r/{name}", data=data) as response:
@@ -82,6 +81,29 @@ async def test_rf2_keeps_every_file_through_a_kill_a_repair_and_a_second_kill(  
         files["/r/during.bin"] = os.urandom(BLOCK_SIZE + 5)
         response = await put_in_blocks(on_b, "/r/during.bin", files["/r/during.bin"])
         assert response.status == 200
+        # Files node-0 owns are written by the live nodes meanwhile: a partial write, a truncation, a whole
+        # overwrite, a rename and a delete, each read back from the other live node.
+        patch = os.urandom(1000)
+        headers = {"Content-Range": f"bytes {BLOCK_SIZE - 500}-{BLOCK_SIZE + 499}/*"}
+        async with on_b.put("/v1/files/r/f0.bin", data=patch, headers=headers) as response:
+            assert response.status == 200, await response.text()
+        f0 = files["/r/f0.bin"]
+        files["/r/f0.bin"] = f0[:BLOCK_SIZE - 500] + patch + f0[BLOCK_SIZE + 500:]
+        async with on_c.patch("/v1/files/r/f2.bin", json={"size": BLOCK_SIZE + 3}) as response:
+            assert response.status == 200, await response.text()
+        files["/r/f2.bin"] = files["/r/f2.bin"][:BLOCK_SIZE + 3]
+        files["/r/whole.bin"] = os.urandom(2 * BLOCK_SIZE)
+        async with on_b.put("/v1/files/r/whole.bin", data=files["/r/whole.bin"]) as response:
+            assert response.status == 200, await response.text()
+        async with on_c.patch("/v1/files/r/small.txt", json={"name": "renamed.txt"}) as response:
+            assert response.status == 200, await response.text()
+        files["/r/renamed.txt"] = files.pop("/r/small.txt")
+        async with on_b.delete("/v1/files/r/empty") as response:
+            assert response.status == 204, await response.text()
+        del files["/r/empty"]
+        for http in (on_c, on_b):
+            for path, data in files.items():
+                assert await content(http, path) == data, path
 
     # Once node-0 has been down for the grace period, repair copies what it held onto node-1 and node-2.
     async def repaired() -> bool:
@@ -151,7 +173,7 @@ async def test_a_corrupt_copy_is_read_around_then_scrubbed_and_a_write_short_of_
         assert await content(on_a, "/d.bin") == b""
 
 
-async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node_and_its_node_down_a_503(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     a, b = cluster_factory(2, backend={"replicas": 1}, instance_discovery=FAST)
     async with session(a) as on_a, session(b) as on_b:
         data = os.urandom(50_000)
@@ -168,6 +190,11 @@ async def test_rf1_corrupt_copy_is_a_clear_error_on_every_node(cluster_factory) 
                 body = await response.json()
                 assert body["code"] == "DATA_CORRUPTED"
                 assert "node-0" in body["message"]
+        # The only copy's node down is no corruption: 503, to retry once it is back.
+        a.kill()
+        async with on_b.get("/v1/files/one.bin") as response:
+            assert response.status == 503, await response.text()
+            assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
 
 
 async def test_whole_writes_in_blocks_replace_and_are_refused_whole(node_factory) -> None:  # type: ignore[no-untyped-def]

@@ -33,7 +33,8 @@ def bucket_keys(server: S3Server, bucket: str) -> list[str]:
 async def test_s3_files_survive_the_death_of_their_writer(  # type: ignore[no-untyped-def]
     cluster_factory, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    a, b, c = cluster_factory(3, backend=s3_section(s3_server, s3_bucket, default_backend="localfs"))
+    a, b, c = cluster_factory(3, backend={**s3_section(s3_server, s3_bucket, default_backend="localfs"),
+                                           "whole_files_in_blocks": False})
     payload = b"s3 bytes " * 100_000
     async with session(a) as on_a:
         async with on_a.put("/v1/files/in-s3.bin", data=payload, headers={"X-CallFS-Backend": "s3"}) as r:
@@ -113,7 +114,8 @@ async def test_bad_s3_settings_are_reported_not_crashed(
 async def test_bytes_move_between_nodes_and_backends(  # type: ignore[no-untyped-def]
     cluster_factory, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    a, b, c = cluster_factory(3, backend=s3_section(s3_server, s3_bucket, default_backend="localfs"))
+    a, b, c = cluster_factory(3, backend={**s3_section(s3_server, s3_bucket, default_backend="localfs"),
+                                           "whole_files_in_blocks": False})
     payload = bytes(range(256)) * 8000
 
     def blobs(node: NodeProcess) -> int:

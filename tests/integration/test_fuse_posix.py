@@ -24,6 +24,7 @@ from callfs.client import CallFSClient, FileInfo
 from support.app_node import AppNode
 from support.machine import require_fuse
 from support.mount import MountedVolume
+from support.waiting import wait_for
 
 MountFactory = Callable[..., MountedVolume]
 
@@ -296,3 +297,68 @@ def test_unsent_writes_show_the_time_of_the_last_write(app_node: AppNode, mount_
         out.write(b"two")
         out.flush()
         assert os.fstat(out.fileno()).st_mtime_ns > first.st_mtime_ns
+
+
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x08, 0x10
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> int:
+    """``fallocate(2)`` through libc; 0, or the errno it failed with."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return 0 if libc.fallocate(fd, mode, offset, length) == 0 else ctypes.get_errno()
+
+
+def test_fallocate_grows_files_keeps_sizes_and_zeroes_ranges(api_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    path = mount.path / "f.bin"
+    path.write_bytes(b"x" * 10_000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, 20_000)
+        assert os.fstat(fd).st_size == 20_000
+        assert fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 50_000) == 0
+        assert os.fstat(fd).st_size == 20_000
+        assert fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 200) == 0
+        assert fallocate(fd, FALLOC_FL_ZERO_RANGE, 19_990, 20) == 0
+        assert os.fstat(fd).st_size == 20_010
+        assert fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, 4096) == errno.EOPNOTSUPP
+        assert fallocate(fd, FALLOC_FL_PUNCH_HOLE, 0, 10) == errno.EOPNOTSUPP  # a hole needs KEEP_SIZE
+        assert fallocate(fd, 0, 0, 0) == errno.EINVAL
+    finally:
+        os.close(fd)
+    expected = b"x" * 100 + bytes(200) + b"x" * 9_700 + bytes(10_010)
+    assert path.read_bytes() == expected
+    assert on_server(api_node, mount.volume + "/f.bin").size == 20_010
+    read_only = os.open(path, os.O_RDONLY)
+    try:
+        assert fallocate(read_only, 0, 0, 30_000) == errno.EBADF
+    finally:
+        os.close(read_only)
+
+
+def test_an_unlinked_file_stays_usable_through_its_open_descriptor(
+    api_node: AppNode, mount_factory: MountFactory
+) -> None:
+    """POSIX unlink(2): the name goes at once, the file lives on until its last descriptor closes (the mount
+    renames it aside on the server meanwhile, as NFS clients do, and removes it at the last close)."""
+    mount = mount_factory(api_node)
+    path = mount.path / "open.bin"
+    path.write_bytes(b"kept while open " * 1000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.unlink(path)
+        assert not path.exists() and "open.bin" not in os.listdir(mount.path)
+        assert os.pread(fd, 16, 16) == b"kept while open "
+        os.pwrite(fd, b"CHANGED", 0)
+        os.fsync(fd)
+        assert os.pread(fd, 7, 0) == b"CHANGED" and os.fstat(fd).st_size == 16_000
+        path.write_bytes(b"a new file under the old name")  # the name is free for another file meanwhile
+    finally:
+        os.close(fd)
+
+    def aside_removed() -> bool:
+        return sorted(os.listdir(mount.path)) == ["open.bin"]
+
+    wait_for(aside_removed, 10, "the renamed-aside file to be removed after the last close")
+    assert path.read_bytes() == b"a new file under the old name"

@@ -44,14 +44,14 @@ class Budget:
 
 
 BUDGETS = {
-    "put_new": Budget(pg=6, commands=LOCK_COMMANDS),
-    "put_new_under_quota": Budget(pg=6, commands=LOCK_COMMANDS),
+    "put_new": Budget(pg=7, commands=LOCK_COMMANDS),  # 6 + the directory's times
+    "put_new_under_quota": Budget(pg=7, commands=LOCK_COMMANDS),  # 6 + the directory's times
     "overwrite": Budget(pg=6, commands=LOCK_COMMANDS),
     "overwrite_under_quota": Budget(pg=6, commands=LOCK_COMMANDS),
     "get": Budget(pg=1, commands={}),
     "head": Budget(pg=1, commands={}),
-    "delete": Budget(pg=6, commands=LOCK_COMMANDS),
-    "mkdir": Budget(pg=6, commands={}),
+    "delete": Budget(pg=7, commands=LOCK_COMMANDS),  # 6 + the directory's times
+    "mkdir": Budget(pg=7, commands={}),  # 6 + the directory's times
 }
 
 
@@ -107,6 +107,8 @@ def metered_node(
             dlm={"type": "redis", "redis_addr": f"{redis_server.host}:{redis_server.port}",
                  "redis_password": redis_server.password},
             instance_discovery={"heartbeat_interval": 3600, "orphan_sweep_interval": 3600},
+            # Every create and delete moves its directory's times (no skip window): the budgets count it.
+            server={"directory_time_skip": 0},
             links={"sweep_interval": 3600},
         )
         meter = Meter(pg, redis_server)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from callfs.node import Node
 from support.app_node import AppNode
 from support.s3_face import client
@@ -63,7 +65,7 @@ def test_an_object_changed_in_place_on_its_node_reads_by_range_from_any_node(s3_
     first.create_bucket(Bucket="inplace")
     data = bytearray(os.urandom(300_000))
     first.put_object(Bucket="inplace", Key="obj", Body=bytes(data), Metadata={"k": "v"})
-    # A partial REST write sent to node 1 is forwarded to node 0, which stores the object in blocks from now on.
+    # A partial REST write sent to node 1 (node 0 owns the object's blocks) changes only the blocks it touches.
     answer = requests.put(f"{s3_cluster[1].url}/v1/files/inplace/obj", data=b"changed", timeout=10,
                           headers={"Authorization": f"Bearer {s3_cluster[1].key_for('alice')}",
                                    "Content-Range": "bytes 1000-1006/*"})
@@ -78,6 +80,7 @@ def test_an_object_changed_in_place_on_its_node_reads_by_range_from_any_node(s3_
     assert first.get_object(Bucket="inplace", Key="copy")["Body"].read() == bytes(data)
 
 
+@pytest.mark.parametrize("s3_cluster", [{"whole_files_in_blocks": False}], indirect=True)  # blobs, on their node
 def test_versions_whose_bytes_are_on_other_nodes(s3_cluster: list[AppNode]) -> None:
     wait_for(lambda: _peers_known(s3_cluster), 15, "every node sees its peers up")
     first, second, third = (client(n) for n in s3_cluster)

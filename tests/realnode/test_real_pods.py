@@ -142,6 +142,15 @@ def test_chart_and_minimal_example_run_as_real_pods(
         raise AssertionError(f"{exc}\n{describe(kube_api, kube_namespace)}") from None
     with urllib.request.urlopen(urllib.request.Request(base, headers=auth), timeout=30) as response:
         assert response.read() == body
+
+    # The file was stored in blocks with two copies (the default in a cluster), and the operator says so.
+    def redundant() -> dict[str, Any] | None:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, name)
+        found = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}.get("DataRedundant", {})
+        return found if found.get("status") == "True" else None
+
+    condition = wait_for(redundant, CLUSTER_READY, f"DataRedundant=True on {kube_namespace}/{name}")
+    assert condition["reason"] == "Redundant" and "2 copies" in condition["message"], condition
     print(f"\nreal node: operator Running {operator_up:.1f} s after helm install; "
           f"minimal example Ready {to_ready:.1f} s after kubectl apply")
 

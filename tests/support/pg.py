@@ -81,7 +81,7 @@ def find_bin_dir() -> Path:
     )
 
 
-def _as_server_user(argv: list[str]) -> list[str]:
+def as_server_user(argv: list[str]) -> list[str]:
     """``argv`` run as the ``postgres`` system user when we are root (initdb refuses root)."""
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *argv]
@@ -107,7 +107,7 @@ def start_server(base: Path) -> PostgresServer:
     if os.geteuid() == 0:
         shutil.chown(base, user="postgres", group="postgres")
     _run(
-        _as_server_user(
+        as_server_user(
             [
                 str(bin_dir / "initdb"),
                 "-D",
@@ -156,13 +156,13 @@ def start_again(server: PostgresServer) -> None:
         ]
     )
     argv = [str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l", str(log), "-o", options, "-w"]
-    _run(_as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
+    _run(as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
 
 
 def stop_server(server: PostgresServer) -> None:
     """Stop at once (``-m immediate``: nothing to keep)."""
     subprocess.run(
-        _as_server_user([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"]),
+        as_server_user([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"]),
         capture_output=True,
         timeout=START_TIMEOUT,
         check=False,

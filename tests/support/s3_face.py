@@ -72,7 +72,10 @@ def s3_node_sqlite(app_node_factory: Callable[..., AppNode]) -> AppNode:
 
 @pytest.fixture
 def s3_cluster(request: pytest.FixtureRequest, app_node_factory: Callable[..., AppNode]) -> list[AppNode]:
-    shared = {"auth": new_auth_section(), **postgres_redis_sections(request)}
+    """Three in-process nodes sharing PostgreSQL and Redis. Parametrized indirectly, the parameter is merged
+    into their ``backend`` section (e.g. ``{"whole_files_in_blocks": False}``)."""
+    shared = {"auth": new_auth_section(), **postgres_redis_sections(request),
+              "backend": dict(getattr(request, "param", {}))}
     nodes = []
     for i in range(3):
         discovery = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 2,

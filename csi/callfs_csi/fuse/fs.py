@@ -46,6 +46,9 @@ Semantics (the FUSE client contract, docs/architecture.md):
   ``O_NOFOLLOW`` on a link fails with ELOOP in the kernel.
 * Special files: ``mknod`` (FIFOs, sockets, device nodes) makes a ``special`` entry on the server, metadata
   only; the mount is ``nodev``, and a FIFO or socket is a local object of the machine that opens it.
+* Unlink of an open file: libfuse renames it aside (``.fuse_hidden…``) through :meth:`rename` and unlinks that
+  name at the last close (the mount runs without ``hard_remove``), so open descriptors keep working.
+* ``fallocate``: :meth:`CallFSOperations.fallocate`.
 * Not supported: hard links (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back from ``link`` to
   ``rename``.
 """
@@ -100,6 +103,12 @@ UTIME_NOW: Final = (1 << 30) - 1
 """``utimensat``'s "now": libfuse hands it as ``tv_nsec`` with ``tv_sec`` 0, so mfusepy's nanoseconds equal it."""
 UTIME_OMIT: Final = (1 << 30) - 2
 """``utimensat``'s "leave unchanged", handed like :data:`UTIME_NOW`."""
+FALLOC_FL_KEEP_SIZE: Final = 0x01
+FALLOC_FL_PUNCH_HOLE: Final = 0x02
+FALLOC_FL_ZERO_RANGE: Final = 0x10
+"""``fallocate(2)`` mode bits (``linux/falloc.h``)."""
+ZERO_PIECE: Final = 1024 * 1024
+"""Bytes of zeros written at a time when ``fallocate`` zeroes a range."""
 NO_ID: Final = (1 << 32) - 1
 """``(uid_t) -1``: ``chown`` leaves that id unchanged (also seen as ``-1``)."""
 
@@ -835,6 +844,45 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if handle.reader is not None:
             handle.reader.forget()
         return written
+
+    @_fuse_errors
+    def fallocate(self, path: str, mode: int, offset: int, size: int, fi: Any) -> int:
+        """``fallocate(2)`` / ``posix_fallocate(3)`` on an open file, ``size`` bytes from ``offset``:
+
+        * mode 0: the file grows to ``offset + size`` bytes when shorter (new bytes read as zeros, checked
+          against the volume quota like a write: ENOSPC). Nothing is reserved ahead: blocks are stored when
+          written, and a block of zeros is stored once;
+        * ``FALLOC_FL_KEEP_SIZE`` alone: nothing to reserve, nothing to do;
+        * ``FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`` and ``FALLOC_FL_ZERO_RANGE`` (with or without
+          ``KEEP_SIZE``): the range reads as zeros from now on, written as zeros like any write (clipped to the
+          size with ``KEEP_SIZE``);
+        * anything else (collapse, insert, unshare, a hole punched without ``KEEP_SIZE``): EOPNOTSUPP, as
+          Linux answers for a filesystem without that mode.
+
+        EINVAL for a negative offset or a size that is not positive (POSIX), EBADF for a handle opened read-only.
+        """
+        if offset < 0 or size <= 0:
+            raise _fail(errno.EINVAL)
+        handle = self._handles.get(fi.fh)
+        if not handle.writable:
+            raise _fail(errno.EBADF)
+        keep_size = bool(mode & FALLOC_FL_KEEP_SIZE)
+        zeroing = mode & ~FALLOC_FL_KEEP_SIZE
+        if zeroing not in (0, FALLOC_FL_ZERO_RANGE) and mode != FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
+            raise _fail(errno.EOPNOTSUPP)
+        file = handle.file
+        with file.lock:
+            current = file.local_size()
+            if current is None:
+                current = file.remote_size or 0
+        end = offset + size
+        if zeroing:
+            stop = min(end, current) if keep_size else end
+            for start in range(offset, stop, ZERO_PIECE):
+                self.write(path, bytes(min(ZERO_PIECE, stop - start)), start, fi)
+        elif not keep_size and end > current:
+            self.truncate(path, end, fi)
+        return 0
 
     @_fuse_errors
     def flush(self, path: str, fi: Any) -> None:

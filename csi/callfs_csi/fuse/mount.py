@@ -79,7 +79,8 @@ def fuse_options(settings: MountSettings) -> dict[str, Any]:
     """The keyword options handed to mfusepy/libfuse (pure).
 
     ``allow_other`` (pods run as other users) with ``default_permissions`` (the kernel checks modes against
-    the uid/gid we report), ``hard_remove`` (no ``.fuse_hidden`` files on the server), kernel attribute and
+    the uid/gid we report), no ``hard_remove`` (an open file unlinked is renamed aside to ``.fuse_hidden…`` until
+    its last close, POSIX's open-unlinked file), kernel attribute and
     entry caching for ``attr_timeout`` seconds, ``ro`` when read-only, then the caller's extra options.
     """
     options: dict[str, Any] = {
@@ -89,7 +90,7 @@ def fuse_options(settings: MountSettings) -> dict[str, Any]:
         "subtype": "callfs",
         "allow_other": True,
         "default_permissions": True,
-        "hard_remove": True,
+        "hard_remove": False,
         "attr_timeout": settings.attr_timeout,
         "entry_timeout": settings.attr_timeout,
         "negative_timeout": settings.negative_timeout,

@@ -71,6 +71,11 @@ class AutocommitOperations:
         async with self._autocommit_writer() as ops:
             await ops.delete(path)
 
+    async def touch_directory(self, path: str, at: datetime) -> None:
+        """Move the directory's ``mtime`` and ``ctime`` to ``at`` (see :class:`MetadataTxn`)."""
+        async with self._autocommit_writer() as ops:
+            await ops.touch_directory(path, at)
+
     async def has_children(self, path: str) -> bool:
         """True when ``path`` has at least one committed child."""
         return await self._autocommit_reader().has_children(path)

@@ -109,6 +109,13 @@ class MetadataTxn(Protocol):
         """Delete exactly one inode (no descendants)."""
         ...
 
+    async def touch_directory(self, path: str, at: datetime) -> None:
+        """Set the ``mtime`` and ``ctime`` of the directory at ``path`` to ``at`` unless its ``mtime`` is as
+        late already (an entry was added, removed or renamed in it); nothing when it is absent. A store may
+        apply it right after the transaction commits, in a statement of its own (PostgreSQL does, so that no
+        transaction holds a busy directory's row); a rolled-back transaction applies none."""
+        ...
+
     async def has_children(self, path: str) -> bool:
         """True when the directory at ``path`` has at least one entry."""
         ...

@@ -13,6 +13,7 @@ connection failures to :class:`~callfs.metadata.base.MetadataUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
@@ -39,6 +40,8 @@ from callfs.metadata.rows import (
     root_inode,
 )
 from callfs.models import utcnow
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -497,8 +500,12 @@ class PostgresStore(AutocommitOperations):
             txn = conn.transaction()
             with _connection_errors():
                 await txn.start()
+            # Directory times (Queries.touch_directory) move after the commit, each in its own statement: a row
+            # lock on a busy directory taken inside the transaction would wait behind (and deadlock with) a
+            # rename of that directory queued for its row, and hold every other create there until the commit.
+            queries = Queries(_Connection(conn), defer_touches=True)
             try:
-                yield Queries(_Connection(conn))
+                yield queries
             except BaseException:
                 # A broken connection cannot roll back; the server rolls back when it goes away, and the
                 # pool resets (rolls back) a connection released inside a transaction.
@@ -513,6 +520,11 @@ class PostgresStore(AutocommitOperations):
             except MetadataUnavailable as exc:
                 # COMMIT was sent, or was about to be, when the connection went: the server may have committed.
                 raise CommitUncertain(f"{exc.message}; the transaction may have committed") from exc
+            try:
+                with _connection_errors():
+                    await queries.run_deferred_touches()
+            except Exception as exc:  # the change committed: a directory's times must not turn it into a failure
+                log.warning("could not move the times of a changed directory: %s", exc)
         finally:
             # Releasing resets the connection; on one the server dropped (a restart) that fails, and the pool
             # has already discarded it. The failure must not replace the outcome of the transaction: after a

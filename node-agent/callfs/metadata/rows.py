@@ -274,6 +274,7 @@ UPDATE_INODE = (
     "WHERE path = $1 RETURNING path"
 )
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
+TOUCH_DIRECTORY = "UPDATE inodes SET mtime = $2, ctime = $2 WHERE path = $1 AND type = 'directory' AND mtime < $2"
 HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
 LIST_CHILDREN = f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 ORDER BY type, name"  # noqa: S608
 LIST_CHILDREN_PAGE = (
@@ -724,10 +725,13 @@ class Queries:
     job: stores only call them on an executor bound to an open transaction.
     """
 
-    __slots__ = ("_x",)
+    __slots__ = ("_deferred_touches", "_x")
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, *, defer_touches: bool = False) -> None:
         self._x = executor
+        self._deferred_touches: dict[str, datetime] | None = {} if defer_touches else None
+        """With ``defer_touches``: the directory times :meth:`touch_directory` moves once the transaction has
+        committed (:meth:`run_deferred_touches`), by path."""
 
     def _inode(self, row: Row) -> Inode:
         return inode_from_row(row, self._x.decode_time)
@@ -799,6 +803,21 @@ class Queries:
     async def delete(self, path: str) -> None:
         """Delete the one inode at ``path`` (descendants untouched); nothing happens when it is absent."""
         await self._x.fetch(DELETE_INODE, (path,))
+
+    async def touch_directory(self, path: str, at: datetime) -> None:
+        """Move the directory's ``mtime`` and ``ctime`` to ``at`` unless its ``mtime`` is as late already: now,
+        or, on an executor made with ``defer_touches``, by :meth:`run_deferred_touches` after the commit."""
+        if self._deferred_touches is not None:
+            self._deferred_touches[path] = max(at, self._deferred_touches.get(path, at))
+            return
+        await self._x.count(TOUCH_DIRECTORY, (path, self._x.encode_time(at)))
+
+    async def run_deferred_touches(self) -> None:
+        """The directory times deferred by :meth:`touch_directory`, one autocommitted statement each, in path
+        order (each row lock held for its own statement only)."""
+        touches, self._deferred_touches = self._deferred_touches or {}, {}
+        for path in sorted(touches):
+            await self._x.count(TOUCH_DIRECTORY, (path, self._x.encode_time(touches[path])))
 
     async def has_children(self, path: str) -> bool:
         """True when some inode has ``path`` as its parent."""
