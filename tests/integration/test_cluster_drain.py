@@ -72,8 +72,10 @@ async def test_only_root_drains_a_registered_node_and_a_cancel_ends_it(cluster_f
 async def test_a_drained_node_can_be_killed_without_losing_a_file_or_a_copy(  # type: ignore[no-untyped-def]
     cluster_factory, postgres_dsn: str
 ) -> None:
-    # A long grace: the copies the test sees made are the drain's, not a repair of a dead node.
-    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 600, "replica_repair_interval": 0.5}
+    # A long grace: the copies the test sees made are the drain's, not a repair of a dead node. Whole writes are
+    # kept as one blob on their node (whole_files_in_blocks off, as for files written before replication).
+    backend: dict[str, Any] = {"replicas": 2, "replica_repair_grace": 600, "replica_repair_interval": 0.5,
+                               "whole_files_in_blocks": False}
     a, b, c = cluster_factory(3, backend=backend, instance_discovery=FAST)
     files: dict[str, bytes] = {}
     async with session(a) as on_a, session(b) as on_b, session(c) as on_c:
@@ -120,4 +122,9 @@ async def test_a_drained_node_can_be_killed_without_losing_a_file_or_a_copy(  # 
         for http in (on_a, on_b):
             for path, data in files.items():
                 assert await content(http, path) == data, path
+        # A file in blocks that node-2 owned is still written to with node-2 gone.
+        headers = {"Content-Range": "bytes 0-4/*"}
+        async with on_b.put("/v1/files/d/blocks2.bin", data=b"after", headers=headers) as response:
+            assert response.status == 200, await response.text()
+        assert await content(on_a, "/d/blocks2.bin") == b"after" + files["/d/blocks2.bin"][5:]
     assert await under_replicated(postgres_dsn, ["node-0", "node-1"], 2) == 0
