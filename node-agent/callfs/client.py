@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "CallFSClient",
     "CallFSUnavailable",
+    "DrainInfo",
     "FileInfo",
     "NodeInfo",
     "ProgressCallback",
@@ -207,13 +208,38 @@ class NodeInfo:
     capacity_bytes: int | None = None
     free_bytes: int | None = None
     version: str | None = None
+    leaving: bool | None = None
+    """Being drained before removal; ``None`` from a node that predates drains."""
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> NodeInfo:
         """From one element of the response's ``nodes`` list. Raises ``KeyError``/``TypeError`` when
         ``url`` or ``state`` is missing."""
+        leaving = item.get("leaving")
         return cls(item.get("instance_id"), str(item["url"]), str(item["state"]), item.get("capacity_bytes"),
-                   item.get("free_bytes"), item.get("version"))
+                   item.get("free_bytes"), item.get("version"), bool(leaving) if leaving is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class DrainInfo:
+    """The progress of a node's drain (``/v1/cluster/nodes/{instance_id}/drain``): ``state`` ``draining`` or
+    ``drained``, ``blocks_left`` blocks that still rely on the node, ``files_left`` files whose bytes are a blob
+    on its disk."""
+
+    instance_id: str
+    state: str
+    blocks_left: int
+    files_left: int
+
+    @property
+    def drained(self) -> bool:
+        """Nothing relies on the node any more: it may be removed."""
+        return self.state == "drained"
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> DrainInfo:
+        """From the route's JSON body. Raises ``KeyError``/``TypeError``/``ValueError`` when malformed."""
+        return cls(str(item["instance_id"]), str(item["state"]), int(item["blocks_left"]), int(item["files_left"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,6 +826,29 @@ class CallFSClient:
         body = await self._json("GET", self._url("/v1/cluster/nodes"))
         found = body.get("replication")
         return ReplicationInfo.from_json(found) if isinstance(found, dict) else None
+
+    def _drain_url(self, instance_id: str) -> URL:
+        return self._url(f"/v1/cluster/nodes/{quote(instance_id, safe='')}/drain")
+
+    async def drain_node(self, instance_id: str) -> DrainInfo:
+        """``POST /v1/cluster/nodes/{instance_id}/drain`` (root only): mark the node leaving (again: no-op);
+        its progress.
+
+        Raises:
+            NotFound: no such registered node.  PermissionDenied: not root.  CallFSUnavailable.
+        """
+        return DrainInfo.from_json(await self._json("POST", self._drain_url(instance_id), retry=True))
+
+    async def drain_progress(self, instance_id: str) -> DrainInfo:
+        """``GET /v1/cluster/nodes/{instance_id}/drain`` (root only). Raises ``NotFound`` (no such node, or not
+        being drained), ``PermissionDenied``, ``CallFSUnavailable``."""
+        return DrainInfo.from_json(await self._json("GET", self._drain_url(instance_id)))
+
+    async def cancel_drain(self, instance_id: str) -> None:
+        """``DELETE /v1/cluster/nodes/{instance_id}/drain`` (root only): the node is no longer leaving. Raises
+        ``NotFound`` (no such node), ``PermissionDenied``, ``CallFSUnavailable``."""
+        async with self._request("DELETE", self._drain_url(instance_id)):
+            pass
 
     # ---- metadata --------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from callfs.access_keys import AccessKeys
 from callfs.backends.base import Backend, BackendUnavailable
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
+from callfs.drain import Drains
 from callfs.engine import Engine
 from callfs.links import Clock
 from callfs.locks.base import LockService
@@ -178,6 +179,7 @@ class Node:
     membership: Membership
     peers: PeerClient
     access_keys: AccessKeys
+    drains: Drains
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -213,7 +215,9 @@ class Node:
             directory_time_skip=config.server.directory_time_skip,
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
-        return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys)
+        drains = Drains(engine, membership, peers, replication)
+        return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys,
+                   drains)
 
     async def start(self, *, primary: bool = True, fresh: bool = True) -> int:
         """Connect everything and make the system directories root's; returns how many orphans were removed.

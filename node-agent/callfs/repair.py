@@ -7,6 +7,9 @@ primary process (:func:`callfs.server._background_jobs`).
   copies it to other live nodes once the down node's last heartbeat is more than ``replica_repair_grace``
   seconds old (a node restarting briefly causes no copying). The down node's row stays: if it comes back, the
   block simply has one copy more, and the collector frees them all in the end.
+  A node that is *leaving* (being drained, :mod:`callfs.drain`) is handled like one gone past the grace period,
+  although it is up: its copies do not count (:func:`callfs.placement.live_holders`), so every block it holds is
+  copied at once until ``backend.replicas`` copies exist on nodes that stay.
 * **Scrub** (:meth:`Upkeep.scrub`): every copy this node holds is read and re-hashed at most
   ``scrub_bytes_per_second`` bytes a second; a corrupt copy is replaced by one that reads back intact from
   another holder. A copy held for another node that no ``block_replicas`` row names (a push that failed after
@@ -73,23 +76,30 @@ class Upkeep:
         views = await self.replication.membership.nodes()
         now = utcnow()
         down = [v for v in views if v.instance_id is not None and v.source == "metadata" and v.state == "down"]
-        gone = {v.instance_id for v in down
-                if v.last_heartbeat is not None and now - v.last_heartbeat > timedelta(seconds=self.grace)}
+        grace = timedelta(seconds=self.grace)
+        gone: set[str | None] = {v.instance_id for v in down
+                                 if v.last_heartbeat is not None and now - v.last_heartbeat > grace}
+        leaving = [c.instance_id for c in await self.replication.candidates(fresh=True) if c.leaving]
+        gone.update(leaving)
+        nodes = [v.instance_id for v in down if v.instance_id]
+        nodes += [node for node in leaving if node not in nodes]
         made = 0
         for backend in self._replicated():
-            found = await self._repair_backend(backend, [v.instance_id for v in down if v.instance_id], gone)
+            found = await self._repair_backend(backend, nodes, gone)
             self.metrics.blocks_under_replicated.labels(backend.name).set(found.under_replicated)
             self.metrics.block_repair_backlog.labels(backend.name).set(found.backlog)
             made += found.repaired
         return made
 
-    async def _repair_backend(self, backend: Backend, down: list[str], gone: set[str | None]) -> RepairPass:
+    async def _repair_backend(self, backend: Backend, nodes: list[str], gone: set[str | None]) -> RepairPass:
+        """Look at the blocks with a copy on ``nodes`` (down or leaving); copy those this node leads whose
+        missing copies were on ``gone`` nodes (down past the grace period, or leaving)."""
         replication = self.replication
         candidates = await replication.candidates(fresh=True)
         want = await replication.target()
         found = RepairPass()
         seen: set[tuple[str, str]] = set()
-        for node in down:
+        for node in nodes:
             after = ("", "")
             while True:
                 page = await replication.store.replicas_on_node(backend.name, node, after, PAGE)

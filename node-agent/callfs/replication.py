@@ -122,14 +122,16 @@ class Replication:
     # ------------------------------------------------------------------ membership
 
     async def candidates(self, *, fresh: bool = False) -> list[Candidate]:
-        """Every registered node with its state (this node always up), reused for :data:`VIEW_SECONDS`."""
+        """Every registered node with its state (this node always up) and whether it is leaving (being drained,
+        :mod:`callfs.drain`), reused for :data:`VIEW_SECONDS`."""
         at, view = self._view
         if fresh or not view or time.monotonic() - at > VIEW_SECONDS:
             nodes = await self.membership.nodes()
-            view = [Candidate(v.instance_id, up=v.state == "up" or v.is_self) for v in nodes
-                    if v.instance_id is not None and v.source == "metadata"]
+            leaving = set(await self.store.leaving_nodes())
+            view = [Candidate(v.instance_id, up=v.state == "up" or v.is_self, leaving=v.instance_id in leaving)
+                    for v in nodes if v.instance_id is not None and v.source == "metadata"]
             if not any(c.instance_id == self.instance_id for c in view):
-                view.append(Candidate(self.instance_id))
+                view.append(Candidate(self.instance_id, leaving=self.instance_id in leaving))
             self._view = (time.monotonic(), view)
         return view
 

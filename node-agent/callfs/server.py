@@ -87,6 +87,8 @@ def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
             "orphaned blobs removed",
         ),
     }
+    # The leaving node's own part of a drain: move the files whose bytes are a blob on its disk.
+    jobs["drain"] = _every(config.backend.replica_repair_interval, node.drains.run, "files moved off this node")
     replication = node.engine.block_files.replication
     if replication is not None:
         upkeep = Upkeep(replication, node.backends, node.metrics, grace=config.backend.replica_repair_grace,

@@ -86,9 +86,7 @@ class Reconciler:
             self._publish(meta["namespace"], meta["name"], lambda previous: _invalid(previous, generation, reason))
             self.metrics.reconciled("invalid", time.monotonic() - started)
             return
-        live_nodes = self.children.workload(cluster.namespace, names.nodes_statefulset(cluster))
-        replicas = scaling.plan(cluster, live_nodes.replicas if live_nodes else None,
-                                scaling.drained_nodes(dict(meta.annotations)))
+        replicas = self._replica_plan(cluster, dict(meta.annotations))
         snapshot = self.children.observe(cluster)
         built = builders.children(cluster, self.children.owned_secret_data(cluster), node_replicas=replicas.replicas)
         objs = expansion.keep_claim_templates(built, {
@@ -114,11 +112,24 @@ class Reconciler:
             except ApplyError as exc:
                 logger.error("cannot expand %s", exc)
                 problems.append(status.Problem("ExpansionFailed", str(exc)))
-        observed = self._observe(cluster, problems, replicas.replicas)
+        observed = self._observe(cluster, problems, replicas.replicas, replicas.draining)
         self._publish(cluster.namespace, cluster.name,
                       lambda previous: status.compute(cluster, generation, observed, previous))
         self.metrics.reconciled("degraded" if observed.problems or observed.faults else "ok",
                                 time.monotonic() - started)
+
+    def _replica_plan(self, cluster: Cluster, annotations: Mapping[str, str] | None) -> scaling.ReplicaPlan:
+        """The node count to apply (:func:`.scaling.plan`), after asking the nodes to drain the pods a
+        scale-down removes and to cancel the drains of the pods that stay (asked only while some node pod is
+        ready, or a scale-down waits)."""
+        live = self.children.workload(cluster.namespace, names.nodes_statefulset(cluster))
+        current = live.replicas if live is not None else None
+        vouched = scaling.drained_nodes(annotations)
+        wanted = scaling.requests(cluster, current, vouched)
+        drains = None
+        if live is not None and (wanted.drain or live.ready > 0):
+            drains = self.reporter.drain(cluster, wanted.drain, wanted.keep)
+        return scaling.plan(cluster, current, vouched, drains)
 
     def _gate_rollout(self, cluster: Cluster, objs: list[dict[str, Any]], snapshot: Snapshot) -> list[dict[str, Any]]:
         """The node StatefulSet in ``objs`` with the partition of :mod:`.rollout` (the nodes' own report is
@@ -168,10 +179,8 @@ class Reconciler:
                 cluster = self._parse(name, namespace, body.get("spec"))
             except SpecError:
                 return
-            live_nodes = self.children.workload(namespace, names.nodes_statefulset(cluster))
-            held = scaling.plan(cluster, live_nodes.replicas if live_nodes else None,
-                                scaling.drained_nodes(meta.get("annotations")))
-            observed = self._observe(cluster, [held.problem] if held.problem else [], held.replicas)
+            held = self._replica_plan(cluster, meta.get("annotations"))
+            observed = self._observe(cluster, [held.problem] if held.problem else [], held.replicas, held.draining)
             generation = int(meta.get("generation") or 0)
             self._publish(namespace, name, lambda previous: status.compute(cluster, generation, observed, previous),
                           body)
@@ -202,10 +211,11 @@ class Reconciler:
                                                           {"status": update})
         _events(body, previous, new["conditions"])
 
-    def _observe(self, cluster: Cluster, problems: list[status.Problem], target: int) -> status.Observed:
-        """The children's state plus ``problems``, the reference problems of :meth:`Children.problems`, claims
-        the spec would shrink, the faults of :mod:`.diagnosis`, and the nodes' own report once some node pod is
-        ready."""
+    def _observe(self, cluster: Cluster, problems: list[status.Problem], target: int,
+                 draining: str | None = None) -> status.Observed:
+        """The children's state plus ``problems``, ``draining`` (the progress of the drains a scale-down waits
+        on), the reference problems of :meth:`Children.problems`, claims the spec would shrink, the faults of
+        :mod:`.diagnosis`, and the nodes' own report once some node pod is ready."""
         snapshot = self.children.observe(cluster)
         problems = problems + expansion.plan(cluster, snapshot.claims)[1]
         by_name = {s["metadata"]["name"]: status.Workload.from_statefulset(s) for s in snapshot.statefulsets}
@@ -226,6 +236,7 @@ class Reconciler:
             faults=tuple(faults),
             waits=tuple(diagnosis.waits(snapshot.claims, snapshot.pods, snapshot.events)),
             target_nodes=target,
+            draining=draining,
             capacity=diagnosis.capacity(c for c in snapshot.claims if _has_labels(c, node_label)),
             version=diagnosis.running_version(node_pods),
         )

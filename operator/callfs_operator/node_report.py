@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
-from callfs.client import CallFSClient, CallFSUnavailable, ReplicationInfo
+from callfs.client import CallFSClient, CallFSUnavailable, DrainInfo, ReplicationInfo
 from callfs.errors import CallFSError
 from callfs_operator import names
 from callfs_operator.apply import Children
@@ -68,6 +68,29 @@ def fetch_replication(url: str, api_key: str, *, ssl_context: ssl.SSLContext | N
     """The redundancy of the cluster's block copies (``replication`` of ``GET /v1/cluster/nodes``), or ``None``
     when the cluster cannot be asked or does not say. Blocking, as :func:`fetch`."""
     return _ask(url, api_key, lambda fs: fs.cluster_replication(), ssl_context=ssl_context, timeout=timeout)
+
+
+def drain(url: str, api_key: str, pods: Sequence[str], keep: Sequence[str], *,
+          ssl_context: ssl.SSLContext | None = None,
+          timeout: float = PROBE_TIMEOUT) -> dict[str, DrainInfo | None] | None:
+    """Start (or follow) the drain of each of ``pods`` and cancel that of each of ``keep`` that is leaving, through
+    ``url``'s ``/v1/cluster/nodes/{pod}/drain``; ``{pod: progress}`` for ``pods`` (``None``: no node of that
+    name is registered), or ``None`` when the cluster cannot be asked or predates drains (its node list says
+    nothing of ``leaving``). Blocking, as :func:`fetch`."""
+
+    async def ask(fs: CallFSClient) -> dict[str, DrainInfo | None]:
+        nodes = [n for n in await fs.cluster_nodes() if n.instance_id]
+        if any(n.leaving is None for n in nodes):
+            raise ValueError("the nodes predate drains")
+        leaving = {n.instance_id for n in nodes if n.leaving}
+        for pod in keep:
+            if pod in leaving:
+                await fs.cancel_drain(pod)
+                log.info("cancelled the drain of %s: it is within spec.replicas", pod)
+        registered = {n.instance_id for n in nodes}
+        return {pod: await fs.drain_node(pod) if pod in registered else None for pod in pods}
+
+    return _ask(url, api_key, ask, ssl_context=ssl_context, timeout=timeout)
 
 
 def tls_context(tls_secret: Mapping[str, str]) -> ssl.SSLContext | None:
@@ -123,6 +146,15 @@ class NodeReporter:
             return None
         url, api_key, context = where
         return fetch(url, api_key, ssl_context=context, timeout=self.timeout)
+
+    def drain(self, cluster: Cluster, pods: Sequence[str], keep: Sequence[str]) -> dict[str, DrainInfo | None] | None:
+        """Drain ``pods`` of ``cluster`` and cancel the drains of ``keep`` (:func:`drain`); ``None`` as
+        :meth:`__call__`."""
+        where = self._where(cluster)
+        if where is None:
+            return None
+        url, api_key, context = where
+        return drain(url, api_key, pods, keep, ssl_context=context, timeout=self.timeout)
 
     def replication(self, cluster: Cluster) -> ReplicationInfo | None:
         """The redundancy of ``cluster``'s block copies (:func:`fetch_replication`); ``None`` as

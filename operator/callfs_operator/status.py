@@ -103,6 +103,9 @@ class Observed:
     ``Progressing`` message, hence in ``ProgressDeadlineExceeded``'s."""
     target_nodes: int | None = None
     """The node count the operator applies (``spec.replicas`` unless a scale-down is held back)."""
+    draining: str | None = None
+    """The progress of the drains a scale-down waits on (:func:`callfs_operator.scaling.plan`): the
+    ``Progressing`` message, reason ``Draining``; ``None`` when none is waited on."""
     capacity: str | None = None
     """Provisioned storage of the node claims (a quantity such as ``30Gi``)."""
     version: str | None = None
@@ -193,6 +196,8 @@ def _progress(cluster: Cluster, observed: Observed, target: int, stores_ready: b
         return _condition(PROGRESSING, False, blocking[0].reason, blocking[0].message)
     if nodes is None:
         return _condition(PROGRESSING, True, "Creating", "creating the cluster's children")
+    if observed.draining is not None:
+        return _condition(PROGRESSING, True, "Draining", observed.draining)
     if nodes.replicas != target:
         return _condition(PROGRESSING, True, "Scaling", f"scaling to {target} storage nodes")
     if nodes.observed_generation < nodes.generation:
@@ -309,7 +314,8 @@ def compute(
     if observed.replication is not None:
         conditions.append(redundancy_condition(cluster, observed.replication))
     stamped = stamp(conditions, previous, generation, now)
-    if observed.deletion_blocked is not None:
+    if observed.deletion_blocked is not None or (progressing["reason"] == "Draining"
+                                                 and degraded["status"] != "True"):
         message = progressing["message"]
     elif degraded["status"] == "True":
         message = degraded["message"]

@@ -14,33 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from callfs.blocks.codec import is_block_hash
 from callfs.blocks.layout import BLOCK_SIZE
 from support.http import session
 from support.node import NodeProcess, new_auth_section, postgres_redis_sections
-from support.replicas import metric, under_replicated
+from support.replicas import FAST, content, metric, put_in_blocks, under_replicated
 from support.waiting import wait_for_async
-
-FAST = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 1}
-
-
-async def put_in_blocks(http: aiohttp.ClientSession, path: str, data: bytes) -> aiohttp.ClientResponse:
-    """Create ``path`` empty, then write ``data`` into it with a ranged PUT (stored in blocks); the second
-    answer."""
-    async with http.put(f"/v1/files{path}", data=b"") as response:
-        assert response.status in (200, 201), await response.text()
-    headers = {"Content-Range": f"bytes 0-{len(data) - 1}/*"}
-    async with http.put(f"/v1/files{path}", data=data, headers=headers) as response:
-        await response.read()
-        return response
-
-
-async def content(http: aiohttp.ClientSession, path: str) -> bytes:
-    async with http.get(f"/v1/files{path}") as response:
-        assert response.status == 200, await response.text()
-        return await response.read()
 
 
 def own_copies(node: NodeProcess) -> list[Path]:

@@ -13,7 +13,7 @@ import pytest
 from callfs.metadata.base import BlockNotReserved, MetadataStore
 from callfs.metadata.postgres import MIGRATIONS as PG_MIGRATIONS
 from callfs.metadata.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
-from callfs.models import FileBlock, Inode, InodeType, Layout, path_ino, utcnow
+from callfs.models import FileBlock, Inode, InodeType, Layout, NodeRecord, path_ino, utcnow
 from support.pg import new_store
 
 T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -339,3 +339,50 @@ async def test_block_replicas_list_their_nodes_and_pages_find_referenced_blocks_
     assert await metadata_store.drop_block_replica("localfs", "node-a", H["a"], "node-b")
     assert not await metadata_store.drop_block_replica("localfs", "node-a", H["a"], "node-b")
     assert await metadata_store.block_replicas("localfs", "node-a", H["a"]) == ["node-a"]
+
+
+async def test_a_leaving_node_is_listed_and_what_still_relies_on_it_is_counted(metadata_store: MetadataStore) -> None:
+    now = utcnow()
+    for node in ("node-a", "node-b", "node-c"):
+        await metadata_store.upsert_node(NodeRecord(instance_id=node, url=f"http://{node}", version="1",
+                                                    capacity_bytes=1, free_bytes=1, started_at=now,
+                                                    last_heartbeat=now))
+    one = blocks_file("/one")
+    await metadata_store.insert(one)
+    await reserve(metadata_store, H["a"], H["b"], H["c"], H["d"])
+    await metadata_store.replace_blocks(one, [FileBlock(0, H["a"], 4), FileBlock(1, H["b"], 4),
+                                              FileBlock(2, H["c"], 4)], 3)  # d is not referenced
+    for block_hash, nodes in ((H["a"], ("node-a", "node-b")), (H["b"], ("node-a", "node-c")),
+                              (H["d"], ("node-a",))):  # c has no row: written before replication
+        for node in nodes:
+            await metadata_store.add_block_replica("localfs", "node-a", block_hash, node)
+
+    assert await metadata_store.leaving_nodes() == []
+    assert await metadata_store.mark_leaving("node-a", now)
+    assert not await metadata_store.mark_leaving("node-a", now)  # again: no-op
+    assert await metadata_store.leaving_nodes() == ["node-a"]
+    live = now - timedelta(seconds=10)
+    # Two copies wanted: a and b have one on a node that stays, c none (its only copy is node-a's).
+    assert await metadata_store.blocks_relying_on("localfs", "node-a", live, 2) == 3
+    assert await metadata_store.blocks_relying_on("localfs", "node-a", live, 1) == 1
+    # node-a's copy of a does not count, so a relies on node-b too.
+    assert await metadata_store.blocks_relying_on("localfs", "node-b", live, 2) == 1
+    assert await metadata_store.blocks_relying_on("localfs", "node-b", live, 1) == 0
+    # Copies on nodes whose heartbeat is older than ``live_since`` do not count.
+    assert await metadata_store.blocks_relying_on("localfs", "node-a", now + timedelta(seconds=1), 1) == 3
+    assert await metadata_store.unrecorded_blocks("localfs", "node-a", 10) == [H["c"]]
+    await metadata_store.add_block_replica("localfs", "node-a", H["c"], "node-b")
+    assert await metadata_store.unrecorded_blocks("localfs", "node-a", 10) == []
+    assert await metadata_store.blocks_relying_on("localfs", "node-a", live, 1) == 0
+
+    blob = "0123456789abcdef" * 2
+    for i, (path, node) in enumerate((("/x1", "node-a"), ("/x2", "node-a"), ("/x3", "node-b"))):
+        await metadata_store.insert(Inode(path=path, type=InodeType.FILE, size=3, backend="localfs", blob_id=blob,
+                                          instance_id=node, ino=path_ino(path) + i))
+    assert await metadata_store.count_node_blob_files("node-a") == 2  # /one is in blocks
+    assert await metadata_store.node_blob_files("node-a", "", 1) == [("/x1", "localfs")]
+    assert await metadata_store.node_blob_files("node-a", "/x1", 10) == [("/x2", "localfs")]
+
+    assert await metadata_store.unmark_leaving("node-a")
+    assert not await metadata_store.unmark_leaving("node-a")
+    assert await metadata_store.leaving_nodes() == []

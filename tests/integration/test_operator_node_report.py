@@ -3,6 +3,7 @@ sharing real PostgreSQL and Redis, named as the operator names its pods, and a n
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from callfs.client import ReplicationInfo
-from callfs_operator import names
-from callfs_operator.node_report import NodeReporter, fetch, fetch_replication, tls_context
+from callfs.client import CallFSClient, ReplicationInfo
+from callfs_operator import names, scaling
+from callfs_operator.node_report import NodeReporter, drain, fetch, fetch_replication, tls_context
 from callfs_operator.spec import parse_cluster
 from callfs_operator.status import Observed, Workload, compute
 from support.app_node import AppNode
@@ -51,6 +52,36 @@ def test_a_dead_node_turns_the_status_degraded(cluster_factory: Callable[..., li
     assert (nodes_ready["status"], nodes_ready["reason"]) == ("False", "NodesDown")
     assert "demo-node-1" in nodes_ready["message"]
     assert (status["phase"], status["readyNodes"]) == ("Degraded", 1)
+
+
+def test_the_pods_a_scale_down_removes_are_drained_and_those_that_stay_are_not(
+    cluster_factory: Callable[..., list[NodeProcess]],
+) -> None:
+    first, _ = cluster_factory(2, instance_prefix="demo-node")
+    assert wait_report(first, {"demo-node-0": "up", "demo-node-1": "up"})
+    root = first.key_for("root")
+
+    def leaving() -> dict[str, bool]:
+        async def ask() -> dict[str, bool]:
+            async with CallFSClient(first.url, root) as fs:
+                return {str(n.instance_id): bool(n.leaving) for n in await fs.cluster_nodes()}
+
+        return asyncio.run(ask())
+
+    smaller = parse_cluster("demo", "ns1", {"replicas": 1})
+    wanted = scaling.requests(smaller, 2, ())
+    assert drain(first.url, first.api_key, wanted.drain, wanted.keep) is None  # not root: the nodes refuse
+    found = drain(first.url, root, wanted.drain, wanted.keep)
+    assert found is not None and set(found) == {"demo-node-1"}
+    assert leaving() == {"demo-node-0": False, "demo-node-1": True}
+    # Nothing is stored: the node is drained at once, and the scale-down may go ahead.
+    assert scaling.plan(smaller, 2, (), found) == scaling.ReplicaPlan(1)
+    assert drain(first.url, root, ["demo-node-7"], []) == {"demo-node-7": None}  # never registered
+
+    # spec.replicas back at 2: demo-node-1 stays, so its drain is cancelled.
+    again = scaling.requests(parse_cluster("demo", "ns1", {"replicas": 2}), 2, ())
+    assert drain(first.url, root, again.drain, again.keep) == {}
+    assert leaving() == {"demo-node-0": False, "demo-node-1": False}
 
 
 def test_a_refused_key_gives_no_report(app_node: AppNode) -> None:

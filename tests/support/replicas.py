@@ -1,12 +1,35 @@
-"""What tests and benchmarks read of a cluster's block replicas (docs/architecture.md, "Block replicas"): the
-referenced blocks short of copies, straight from the PostgreSQL metadata store, and a node's block metrics."""
+"""What tests and benchmarks use of a cluster's block replicas (docs/architecture.md, "Block replicas"): fast
+membership settings, writing a file in blocks and reading it back, the referenced blocks short of copies
+(straight from the PostgreSQL metadata store), and a node's block metrics."""
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 
 from support.http import session
 from support.node import NodeSpec
+
+FAST = {"heartbeat_interval": 0.3, "node_timeout": 2, "forward_connect_timeout": 1}
+"""``instance_discovery`` of clusters whose node losses must be seen within seconds."""
+
+
+async def put_in_blocks(http: aiohttp.ClientSession, path: str, data: bytes) -> aiohttp.ClientResponse:
+    """Create ``path`` empty, then write ``data`` into it with a ranged PUT (stored in blocks); the second
+    answer."""
+    async with http.put(f"/v1/files{path}", data=b"") as response:
+        assert response.status in (200, 201), await response.text()
+    headers = {"Content-Range": f"bytes 0-{len(data) - 1}/*"}
+    async with http.put(f"/v1/files{path}", data=data, headers=headers) as response:
+        await response.read()
+        return response
+
+
+async def content(http: aiohttp.ClientSession, path: str) -> bytes:
+    """The bytes of ``path`` (asserting a 200)."""
+    async with http.get(f"/v1/files{path}") as response:
+        assert response.status == 200, await response.text()
+        return await response.read()
 
 
 async def under_replicated(dsn: str, live: list[str], want: int) -> int:

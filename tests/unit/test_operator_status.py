@@ -315,3 +315,13 @@ def test_data_redundant_follows_the_nodes_count_of_block_copies() -> None:
     assert redundancy(ReplicationInfo("localfs", 1, 0)) == ("False", "SingleCopy")
     s3 = {"backend": {"type": "s3", "bucket": "b", "credentialsSecret": "c"}}
     assert redundancy(ReplicationInfo("localfs", 1, 0), s3) == ("True", "ObjectStore")
+
+
+def test_a_scale_down_waiting_on_drains_is_progress_not_a_problem() -> None:
+    message = "draining demo-node-2 (12 blocks, 3 files left) before scaling from 3 to 2 storage nodes"
+    observed = Observed(nodes=sts(), metadata=ONE, locks=ONE, target_nodes=3, draining=message)
+    status = compute(cluster(replicas=2), 2, observed, now=NOW)
+    s = summary(status)
+    assert s["Progressing"] == ("True", "Draining") and conditions(status)["Progressing"]["message"] == message
+    assert s["Ready"] == ("True", "ClusterReady") and s["Degraded"] == ("False", "AsExpected")
+    assert (status["phase"], status["nodes"], status["message"]) == ("Running", "3/3", message)

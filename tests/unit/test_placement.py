@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callfs.placement import Candidate, choose_nodes, live_holders, rank, repair_leader, replica_target
+from callfs.placement import Candidate, choose_nodes, live_holders, new_home, rank, repair_leader, replica_target
 
 HASH = "ab" * 32
 
@@ -57,3 +57,24 @@ def test_repair_leader_is_the_smallest_live_holder() -> None:
     assert live_holders(["a", "c", "b", "x"], nodes) == ["b", "c"]
     assert repair_leader(["a", "c", "b"], nodes) == "b"
     assert repair_leader(["a"], nodes) is None
+
+
+def test_a_leaving_node_gets_no_new_copy_and_its_copies_do_not_count() -> None:
+    nodes = [Candidate("a"), Candidate("b", leaving=True), Candidate("c")]
+    for i in range(50):
+        assert "b" not in choose_nodes(f"{i:064x}", nodes, [], 3)
+    assert live_holders(["a", "b"], nodes) == ["a"]
+
+
+def test_a_leaving_node_may_lead_the_repair_of_the_copy_only_it_has() -> None:
+    nodes = [Candidate("a", up=False), Candidate("b", leaving=True), Candidate("c")]
+    assert repair_leader(["a", "b"], nodes) == "b"
+    assert repair_leader(["b", "c"], nodes) == "b"  # the smallest id that is up, leaving or not
+    assert live_holders(["a", "b"], nodes) == []
+
+
+def test_new_home_of_a_file_is_a_live_node_that_stays() -> None:
+    nodes = [Candidate("a"), Candidate("b", leaving=True), Candidate("c", up=False), Candidate("d")]
+    assert sorted(new_home("/f", nodes, "b")) == ["a", "d"]
+    assert new_home("/f", nodes, "b") == new_home("/f", list(reversed(nodes)), "b")
+    assert new_home("/f", [Candidate("b", leaving=True)], "b") == []

@@ -1,4 +1,5 @@
-"""``GET /v1/cluster/nodes`` (membership view), ``/internal/v1/blobs/...`` (peers read and free bytes) and
+"""``GET /v1/cluster/nodes`` (membership view), ``/v1/cluster/nodes/{instance_id}/drain`` (drain a node before
+removing it, :mod:`callfs.drain`), ``/internal/v1/blobs/...`` (peers read and free bytes) and
 ``/internal/v1/blocks/...`` (peers put, get and delete block copies, :mod:`callfs.replication`)."""
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from callfs.replication import MAX_STORED, Replication
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/cluster/nodes", list_nodes)
+    app.router.add_post(DRAIN_ROUTE, start_drain)
+    app.router.add_get(DRAIN_ROUTE, drain_progress, allow_head=False)
+    app.router.add_delete(DRAIN_ROUTE, cancel_drain)
     app.router.add_delete("/internal/v1/blobs/{backend}/{blob_id}", free_blob)
     app.router.add_get("/internal/v1/blobs/{backend}/{blob_id}", read_blob, allow_head=False)
     app.router.add_post("/internal/v1/relocate", relocate)
@@ -27,17 +31,21 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete(BLOCK_ROUTE, delete_block)
 
 
+DRAIN_ROUTE = "/v1/cluster/nodes/{instance_id}/drain"
+"""The drain of one node (root only)."""
+
 BLOCK_ROUTE = "/internal/v1/blocks/{backend}/{location}/{hash}"
 """A copy of block ``hash`` of ``backend`` owned by node ``location`` held on the node answering."""
 
 
-def render_peer(view: PeerView) -> dict[str, object]:
+def render_peer(view: PeerView, leaving: bool = False) -> dict[str, object]:
     """One node: ``instance_id``, ``url``, ``state`` (up/down/unknown), ``source``, capacity/free bytes,
-    ``version``, ``last_heartbeat`` (RFC 3339) and ``self``."""
+    ``version``, ``last_heartbeat`` (RFC 3339), ``self`` and ``leaving`` (being drained)."""
     return {
         "instance_id": view.instance_id, "url": view.url, "state": view.state, "source": view.source,
         "capacity_bytes": view.capacity_bytes, "free_bytes": view.free_bytes, "version": view.version,
         "last_heartbeat": rfc3339(view.last_heartbeat) if view.last_heartbeat else None, "self": view.is_self,
+        "leaving": leaving,
     }
 
 
@@ -47,6 +55,7 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
     ``null`` when that backend is unavailable."""
     node = request.app[NODE]
     views = await node.membership.nodes()
+    leaving = set(await node.store.leaving_nodes())
     replication: dict[str, object] | None = None
     engine = node.engine
     for name, backend in engine.backends.items():
@@ -57,9 +66,29 @@ async def list_nodes(request: web.Request) -> web.StreamResponse:
                            "under_replicated_blocks": found.under_replicated}
             break
     return render.json_response({
-        "instance_id": node.credentials.instance_id, "count": len(views), "nodes": [render_peer(v) for v in views],
+        "instance_id": node.credentials.instance_id, "count": len(views),
+        "nodes": [render_peer(v, v.instance_id in leaving) for v in views],
         "replication": replication,
     })
+
+
+async def start_drain(request: web.Request) -> web.StreamResponse:
+    """202 with the drain's progress once node ``{instance_id}`` is leaving (root only; again: the same)."""
+    found = await request.app[NODE].drains.start(caller(request), request.match_info["instance_id"])
+    return render.json_response(found.to_json(), status=202)
+
+
+async def drain_progress(request: web.Request) -> web.StreamResponse:
+    """200 ``{"instance_id", "state": "draining"|"drained", "blocks_left", "files_left"}`` (root only); 404
+    when the node is unknown or not being drained."""
+    found = await request.app[NODE].drains.progress(caller(request), request.match_info["instance_id"])
+    return render.json_response(found.to_json())
+
+
+async def cancel_drain(request: web.Request) -> web.StreamResponse:
+    """204 once node ``{instance_id}`` is no longer leaving (root only; not being drained: 204 too)."""
+    await request.app[NODE].drains.cancel(caller(request), request.match_info["instance_id"])
+    return web.Response(status=204)
 
 
 async def free_blob(request: web.Request) -> web.StreamResponse:

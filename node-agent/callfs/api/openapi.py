@@ -371,6 +371,32 @@ def _other_public_paths() -> Json:
         {"200": _response("The membership view", _json(_schema("ClusterNodes")))},
         [500, 503],
     )
+    drain_tags = ["cluster"]
+    start_drain = _operation(
+        "startDrain", "Drain a node before removing it (root only)", drain_tags,
+        {"202": _response("The node is leaving; its progress", _json(_schema("DrainProgress")))},
+        [403, 404, 500, 503],
+        description=(
+            "Marks the node *leaving*: it takes no new block copies, every block with a copy there is copied "
+            "until `backend.replicas` copies exist on live nodes that stay, and the node moves each file whose "
+            "bytes are a blob on its disk to a node that stays. Again on a leaving node: the same answer. 404 for "
+            "a node not registered in the metadata store."
+        ),
+        parameters=["InstanceId"],
+    )
+    drain_progress = _operation(
+        "getDrain", "Progress of a node's drain (root only)", drain_tags,
+        {"200": _response("What the drain has left", _json(_schema("DrainProgress")))},
+        [403, 404, 500, 503],
+        description="404 for a node not registered, or not being drained.",
+        parameters=["InstanceId"],
+    )
+    cancel_drain = _operation(
+        "cancelDrain", "Stop draining a node (root only)", drain_tags,
+        {"204": _response("The node is no longer leaving (or was not); what was copied stays")},
+        [403, 404, 500, 503],
+        parameters=["InstanceId"],
+    )
     return {
         "/v1/directories/{path}": {"get": listing},
         "/v1/copies": {"post": copy},
@@ -380,6 +406,7 @@ def _other_public_paths() -> Json:
         "/v1/keys": {"post": register_key},
         "/v1/keys/{user}": {"delete": revoke_keys},
         "/v1/cluster/nodes": {"get": nodes, "head": _head_of(nodes, "headNodes")},
+        "/v1/cluster/nodes/{instance_id}/drain": {"post": start_drain, "get": drain_progress, "delete": cancel_drain},
     }
 
 
@@ -555,6 +582,9 @@ def _parameters_component() -> Json:
                         "schema": {"type": "string"}},
         "BlobId": {"name": "blob_id", "in": "path", "required": True, "description": "Blob ID in that backend",
                    "schema": {"type": "string"}},
+        "InstanceId": {"name": "instance_id", "in": "path", "required": True,
+                       "description": "A node's instance ID (a pod name under the operator)",
+                       "schema": {"type": "string"}},
         "BlockLocation": {"name": "location", "in": "path", "required": True,
                           "description": "Instance ID of the node owning the block's file",
                           "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}},
@@ -760,6 +790,20 @@ def _schemas_component() -> Json:
             "properties": {"user": {"type": "string"}, "scope": {"type": "string"},
                            "created": {"type": "string", "format": "date-time"}},
         },
+        "DrainProgress": {
+            "type": "object",
+            "required": ["instance_id", "state", "blocks_left", "files_left"],
+            "properties": {
+                "instance_id": {"type": "string"},
+                "state": {"type": "string", "enum": ["draining", "drained"],
+                          "description": "`drained` once `blocks_left` and `files_left` are both 0"},
+                "blocks_left": {"type": "integer", "minimum": 0,
+                                "description": "Referenced blocks with a copy on the node and fewer than "
+                                               "`backend.replicas` copies on live nodes that stay"},
+                "files_left": {"type": "integer", "minimum": 0,
+                               "description": "Files whose bytes are one blob on the node's local disk"},
+            },
+        },
         "RevokedKeys": {
             "type": "object",
             "required": ["user", "revoked"],
@@ -797,6 +841,7 @@ def _schemas_component() -> Json:
                 "version": {"type": ["string", "null"]},
                 "last_heartbeat": {**date_time, "type": ["string", "null"]},
                 "self": {"type": "boolean"},
+                "leaving": {"type": "boolean", "description": "Being drained before removal"},
             },
         },
         "ClusterNodes": {

@@ -248,6 +248,36 @@ class AutocommitOperations:
         async with self._autocommit_writer() as ops:
             await ops.upsert_node(record)
 
+    async def mark_leaving(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is leaving since ``since``; ``False`` when it was already."""
+        async with self._autocommit_writer() as ops:
+            return await ops.mark_leaving(instance_id, since)
+
+    async def unmark_leaving(self, instance_id: str) -> bool:
+        """Forget that node ``instance_id`` is leaving; ``True`` when it was."""
+        async with self._autocommit_writer() as ops:
+            return await ops.unmark_leaving(instance_id)
+
+    async def leaving_nodes(self) -> list[str]:
+        """The instance ids of the nodes being drained, sorted."""
+        return await self._autocommit_reader().leaving_nodes()
+
+    async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks that still rely on ``node`` for their ``want`` copies (see :mod:`callfs.drain`)."""
+        return await self._autocommit_reader().blocks_relying_on(backend, node, live_since, want)
+
+    async def unrecorded_blocks(self, backend: str, location: str, limit: int) -> list[str]:
+        """Up to ``limit`` referenced blocks of ``backend``/``location`` without any replica row."""
+        return await self._autocommit_reader().unrecorded_blocks(backend, location, limit)
+
+    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` files whose bytes are one blob on ``node``, ``(path, backend)`` after ``after``."""
+        return await self._autocommit_reader().node_blob_files(node, after, limit)
+
+    async def count_node_blob_files(self, node: str) -> int:
+        """How many files have their bytes as one blob on ``node``'s local disk."""
+        return await self._autocommit_reader().count_node_blob_files(node)
+
     async def list_nodes(self) -> list[NodeRecord]:
         """Every registered node."""
         return await self._autocommit_reader().list_nodes()

@@ -361,6 +361,37 @@ class MetadataStore(MetadataTxn, Protocol):
         """Every registered node, ordered by ``instance_id``."""
         ...
 
+    async def mark_leaving(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is leaving (being drained, :mod:`callfs.drain`) since ``since``;
+        ``False`` when it was already."""
+        ...
+
+    async def unmark_leaving(self, instance_id: str) -> bool:
+        """Forget that node ``instance_id`` is leaving; ``True`` when it was."""
+        ...
+
+    async def leaving_nodes(self) -> list[str]:
+        """The instance ids of the nodes being drained, sorted."""
+        ...
+
+    async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` with a copy on ``node`` (or none recorded and ``node`` their
+        location) and fewer than ``want`` copies on nodes live since ``live_since`` that are not leaving."""
+        ...
+
+    async def unrecorded_blocks(self, backend: str, location: str, limit: int) -> list[str]:
+        """Up to ``limit`` referenced blocks of ``backend``/``location`` without any replica row, by hash."""
+        ...
+
+    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, ``(path, backend)`` by path
+        after ``after``."""
+        ...
+
+    async def count_node_blob_files(self, node: str) -> int:
+        """How many files have their bytes as one blob on ``node``'s local disk."""
+        ...
+
     async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
         """Register ``key`` unless its hash is known; ``(stored record, inserted)`` (the existing one when known)."""
         ...

@@ -231,6 +231,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX block_replicas_node ON block_replicas (backend, node, location, hash)",
         ),
     ),
+    Migration(
+        version=11,
+        description="leaving nodes: storage nodes being drained before they are removed",
+        statements=(
+            """CREATE TABLE leaving_nodes (
+                instance_id text PRIMARY KEY,
+                since timestamptz NOT NULL
+            )""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -616,6 +616,36 @@ UNDER_REPLICATED = (
     "AND r.hash = b.hash AND r.node IN (SELECT instance_id FROM cluster_nodes WHERE last_heartbeat >= $2)) < $3"
 )
 
+# Nodes being drained (see callfs.drain): they take no new copies, and every block with a copy there is copied
+# until ``replicas`` copies exist on nodes that stay.
+MARK_LEAVING = "INSERT INTO leaving_nodes (instance_id, since) VALUES ($1, $2) ON CONFLICT (instance_id) DO NOTHING"
+UNMARK_LEAVING = "DELETE FROM leaving_nodes WHERE instance_id = $1"
+LIST_LEAVING = "SELECT instance_id FROM leaving_nodes ORDER BY instance_id"
+# Referenced blocks that rely on node $2: a copy there (or no recorded copy at all, then the block's only copy is
+# its location's), and fewer than $4 copies on nodes that are live (heartbeat at $3 or later) and not leaving.
+BLOCKS_RELYING_ON = (
+    "SELECT COUNT(*) FROM blocks b WHERE b.backend = $1 AND b.refs > 0 AND b.collecting = 0 AND ("
+    "EXISTS (SELECT 1 FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
+    "AND r.hash = b.hash AND r.node = $2) OR (b.location = $2 AND NOT EXISTS (SELECT 1 FROM block_replicas r "
+    "WHERE r.backend = b.backend AND r.location = b.location AND r.hash = b.hash))) AND ("
+    "SELECT COUNT(*) FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
+    "AND r.hash = b.hash AND r.node IN (SELECT instance_id FROM cluster_nodes WHERE last_heartbeat >= $3) "
+    "AND r.node NOT IN (SELECT instance_id FROM leaving_nodes)) < $4"
+)
+UNRECORDED_BLOCKS = (
+    "SELECT b.hash FROM blocks b WHERE b.backend = $1 AND b.location = $2 AND b.refs > 0 AND b.collecting = 0 "
+    "AND NOT EXISTS (SELECT 1 FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
+    "AND r.hash = b.hash) ORDER BY b.hash LIMIT $3"
+)
+# Files whose bytes are one blob on node $1's local disk (a file in blocks is read from the copies of its blocks).
+NODE_BLOB_FILES = (
+    "SELECT path, backend FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 "
+    "AND blob_id IS NOT NULL AND path > $2 ORDER BY path LIMIT $3"
+)
+COUNT_NODE_BLOB_FILES = (
+    "SELECT COUNT(*) FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 AND blob_id IS NOT NULL"
+)
+
 
 def block_location(instance_id: str | None) -> str:
     """The ``location`` column of a block: the owning node's instance id, ``''`` on a shared backend."""
@@ -1140,6 +1170,40 @@ class Queries:
                        started_at=decode(r[5]), last_heartbeat=decode(r[6]))
             for r in await self._x.fetch(LIST_NODES, ())
         ]
+
+    async def mark_leaving(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is leaving (being drained) since ``since``; ``False`` when it was
+        already (its ``since`` stays)."""
+        return bool(await self._x.count(MARK_LEAVING, (instance_id, self._x.encode_time(since))))
+
+    async def unmark_leaving(self, instance_id: str) -> bool:
+        """Forget that node ``instance_id`` is leaving; ``True`` when it was."""
+        return bool(await self._x.count(UNMARK_LEAVING, (instance_id,)))
+
+    async def leaving_nodes(self) -> list[str]:
+        """The instance ids of the nodes being drained, sorted."""
+        return [r[0] for r in await self._x.fetch(LIST_LEAVING, ())]
+
+    async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:
+        """Referenced blocks of ``backend`` that still rely on ``node``: with a copy there (or no recorded copy
+        and ``node`` as their location) and fewer than ``want`` copies on nodes whose last heartbeat is at
+        ``live_since`` or later and that are not leaving. One scan of the block rows."""
+        rows = await self._x.fetch(BLOCKS_RELYING_ON, (backend, node, self._x.encode_time(live_since), want))
+        return int(rows[0][0])
+
+    async def unrecorded_blocks(self, backend: str, location: str, limit: int) -> list[str]:
+        """Up to ``limit`` referenced blocks of ``backend``/``location`` without any replica row (stored before
+        replication: their one copy is the location's node's), by hash."""
+        return [r[0] for r in await self._x.fetch(UNRECORDED_BLOCKS, (backend, location, limit))]
+
+    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, as ``(path, backend)`` by
+        path after ``after`` (``""`` first)."""
+        return [(r[0], r[1]) for r in await self._x.fetch(NODE_BLOB_FILES, (node, after, limit))]
+
+    async def count_node_blob_files(self, node: str) -> int:
+        """How many files have their bytes as one blob on ``node``'s local disk."""
+        return int((await self._x.fetch(COUNT_NODE_BLOB_FILES, (node,)))[0][0])
 
     async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
         """Insert ``key`` unless its hash is registered; ``(stored record, inserted)``."""

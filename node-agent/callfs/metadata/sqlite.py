@@ -260,6 +260,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX block_replicas_node ON block_replicas (backend, node, location, hash)",
         ),
     ),
+    Migration(
+        version=11,
+        description="leaving nodes: storage nodes being drained before they are removed",
+        statements=(
+            """CREATE TABLE leaving_nodes (
+                instance_id TEXT NOT NULL PRIMARY KEY,
+                since INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
