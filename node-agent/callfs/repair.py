@@ -6,7 +6,8 @@ primary process (:func:`callfs.server._background_jobs`).
   leader (the live holder with the smallest id, :func:`callfs.placement.repair_leader`, so one node per block)
   copies it to other live nodes once the down node's last heartbeat is more than ``replica_repair_grace``
   seconds old (a node restarting briefly causes no copying). The down node's row stays: if it comes back, the
-  block simply has one copy more, and the collector frees them all in the end.
+  block simply has one copy more, and the collector frees them all in the end. Up to
+  :data:`REPAIR_CONCURRENCY` blocks are copied at once.
   A node that is *leaving* (being drained, :mod:`callfs.drain`) is handled like one gone past the grace period,
   although it is up: its copies do not count (:func:`callfs.placement.live_holders`), so every block it holds is
   copied at once until ``backend.replicas`` copies exist on nodes that stay.
@@ -39,6 +40,9 @@ from callfs.placement import live_holders, repair_leader
 from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
+
+REPAIR_CONCURRENCY = 4
+"""Blocks one repair pass copies at once (memory: about two stored blocks each, so 32 MiB at most)."""
 
 PAGE = 500
 """Block rows read per query while looking for blocks to repair."""
@@ -99,10 +103,24 @@ class Upkeep:
         want = await replication.target()
         found = RepairPass()
         seen: set[tuple[str, str]] = set()
+        limit = asyncio.Semaphore(REPAIR_CONCURRENCY)
+
+        async def repair_one(location: str, block_hash: str, holders: list[str], live: int) -> None:
+            async with limit:
+                try:
+                    added = await replication.repair(backend, location, block_hash, holders, want - live)
+                except (codec.CorruptBlock, ServiceUnavailable) as exc:
+                    log.error("cannot repair block %s: %s", block_hash, exc)
+                    added = []
+            found.repaired += len(added)
+            if live + len(added) < want:
+                found.backlog += 1
+
         for node in nodes:
             after = ("", "")
             while True:
                 page = await replication.store.replicas_on_node(backend.name, node, after, PAGE)
+                due = []
                 for location, block_hash in page:
                     if (location, block_hash) in seen:
                         continue
@@ -115,14 +133,8 @@ class Upkeep:
                     if not any(h in gone for h in holders if h not in live):
                         found.backlog += 1  # its node may come back within the grace period
                         continue
-                    try:
-                        added = await replication.repair(backend, location, block_hash, holders, want - len(live))
-                    except (codec.CorruptBlock, ServiceUnavailable) as exc:
-                        log.error("cannot repair block %s: %s", block_hash, exc)
-                        added = []
-                    found.repaired += len(added)
-                    if len(live) + len(added) < want:
-                        found.backlog += 1
+                    due.append(repair_one(location, block_hash, holders, len(live)))
+                await asyncio.gather(*due)
                 if len(page) < PAGE:
                     break
                 after = page[-1]
