@@ -36,6 +36,7 @@ from callfs.backends.base import Backend
 from callfs.blocks import codec
 from callfs.blocks.layout import BLOCK_SIZE, BlockPlan
 from callfs.blocks.patch import build_blocks
+from callfs.blocks.pipeline import Pipeline
 from callfs.blocks.reader import BlockFileReader, BlockSource
 from callfs.blocks.store import BlockStore
 from callfs.errors import ServiceUnavailable
@@ -151,30 +152,25 @@ class BlockFiles:
         self, backend: Backend, location: str, body: AsyncIterator[bytes]
     ) -> tuple[list[FileBlock], int]:
         """Store ``body`` (a whole file) as consecutive blocks of :data:`BLOCK_SIZE` bytes on ``backend``, each
-        reserved and stored by :meth:`store_block` (memory: one block); its block list and size in bytes.
-        Raises what ``body`` and :meth:`store_block` raise; the blocks stored before are left unreferenced."""
-        blocks: list[FileBlock] = []
+        reserved and stored by :meth:`store_block`, :data:`~callfs.blocks.pipeline.STORE_AHEAD` at once while
+        the next is read (memory: that many blocks plus one); its block list and size in bytes. Raises what
+        ``body`` and :meth:`store_block` raise; the blocks stored before are left unreferenced."""
         buffer = bytearray()
-        size = 0
-
-        async def flush() -> None:
-            nonlocal size
-            block_hash, length = await self.store_block(backend, location, bytes(buffer))
-            blocks.append(FileBlock(len(blocks), block_hash, length))
-            size += length
-            buffer.clear()
-
-        async for chunk in body:
-            view = memoryview(chunk)
-            while view:
-                take = min(len(view), BLOCK_SIZE - len(buffer))
-                buffer += view[:take]
-                view = view[take:]
-                if len(buffer) == BLOCK_SIZE:
-                    await flush()
-        if buffer:
-            await flush()
-        return blocks, size
+        async with Pipeline[tuple[str, int]]() as pipeline:
+            async for chunk in body:
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), BLOCK_SIZE - len(buffer))
+                    buffer += view[:take]
+                    view = view[take:]
+                    if len(buffer) == BLOCK_SIZE:
+                        await pipeline.submit(self.store_block(backend, location, bytes(buffer)))
+                        buffer.clear()
+            if buffer:
+                await pipeline.submit(self.store_block(backend, location, bytes(buffer)))
+            stored = await pipeline.results()
+        blocks = [FileBlock(index, block_hash, length) for index, (block_hash, length) in enumerate(stored)]
+        return blocks, sum(length for _, length in stored)
 
     async def collect(self, backend: Backend, location: str) -> int:
         """Delete the blocks of ``backend``/``location`` unreferenced for ``grace`` seconds; how many."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from callfs.blocks.layout import BLOCK_SIZE, BlockPlan, block_length
+from callfs.blocks.pipeline import Pipeline
 from callfs.errors import BadRequest
 from callfs.models import FileBlock
 
@@ -56,7 +57,8 @@ async def build_blocks(
 ) -> list[FileBlock]:
     """Write every block of ``plan.rewrite``: old bytes (zero-padded to the block's new length, clipped at the
     old end), overlaid with the body's bytes for ``[plan.offset, plan.offset + plan.length)``; the new block
-    list entries, by index.
+    list entries, by index. Up to :data:`~callfs.blocks.pipeline.STORE_AHEAD` blocks are being ``put`` while
+    the next is assembled.
 
     Raises ``BadRequest`` when ``body`` is shorter or longer than ``plan.length`` (nothing is committed then;
     the blocks already stored are collected later as unreferenced).
@@ -64,20 +66,20 @@ async def build_blocks(
     source = BodyReader(body) if body is not None else None
     if plan.length and source is None:
         raise ValueError("a plan with a range needs a body")
-    written: list[FileBlock] = []
-    for index in plan.rewrite:
-        start = index * BLOCK_SIZE
-        buffer = bytearray(block_length(index, plan.new_size))
-        if not plan.covers(index) and start < plan.old_size:
-            old = await old_block(index)
-            keep = min(len(old), plan.old_size - start, len(buffer))
-            buffer[:keep] = old[:keep]
-        low, high = max(plan.offset, start), min(plan.offset + plan.length, start + len(buffer))
-        if high > low:
-            assert source is not None
-            buffer[low - start : high - start] = await source.read_exactly(high - low)
-        block_hash, size = await put(bytes(buffer))
-        written.append(FileBlock(index, block_hash, size))
-    if source is not None:
-        await source.expect_end()
-    return written
+    async with Pipeline[tuple[str, int]]() as pipeline:
+        for index in plan.rewrite:
+            start = index * BLOCK_SIZE
+            buffer = bytearray(block_length(index, plan.new_size))
+            if not plan.covers(index) and start < plan.old_size:
+                old = await old_block(index)
+                keep = min(len(old), plan.old_size - start, len(buffer))
+                buffer[:keep] = old[:keep]
+            low, high = max(plan.offset, start), min(plan.offset + plan.length, start + len(buffer))
+            if high > low:
+                assert source is not None
+                buffer[low - start : high - start] = await source.read_exactly(high - low)
+            await pipeline.submit(put(bytes(buffer)))
+        if source is not None:
+            await source.expect_end()
+        stored = await pipeline.results()
+    return [FileBlock(index, block_hash, size) for index, (block_hash, size) in zip(plan.rewrite, stored, strict=True)]
