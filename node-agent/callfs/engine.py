@@ -1915,11 +1915,17 @@ class Engine:
 
     async def collect_blocks(self) -> int:
         """Delete the blocks no file has referenced for the grace period, on every started backend (this
-        node's blocks on node-local ones, everyone's on shared ones); returns how many."""
+        node's blocks on node-local ones, everyone's on shared ones; with replication, also those of the
+        drained nodes gone down that this node adopted, :meth:`~callfs.replication.Replication.adopted_locations`);
+        returns how many."""
         freed = 0
         for name, backend in self.backends.items():
             if name in self.unavailable:
                 continue
-            location = block_location(self.instance_id if backend.node_local else None)
-            freed += await self.block_files.collect(backend, location)
+            locations = [block_location(self.instance_id if backend.node_local else None)]
+            replication = self.block_files.replicated(backend)
+            if replication is not None:
+                locations += await replication.adopted_locations()
+            for location in locations:
+                freed += await self.block_files.collect(backend, location)
         return freed

@@ -126,13 +126,17 @@ class Replication:
         :mod:`callfs.drain`), reused for :data:`VIEW_SECONDS`."""
         at, view = self._view
         if fresh or not view or time.monotonic() - at > VIEW_SECONDS:
-            nodes = await self.membership.nodes()
-            leaving = set(await self.store.leaving_nodes())
-            view = [Candidate(v.instance_id, up=v.state == "up" or v.is_self, leaving=v.instance_id in leaving)
-                    for v in nodes if v.instance_id is not None and v.source == "metadata"]
-            if not any(c.instance_id == self.instance_id for c in view):
-                view.append(Candidate(self.instance_id, leaving=self.instance_id in leaving))
+            view = await self._read_view(set(await self.store.leaving_nodes()))
             self._view = (time.monotonic(), view)
+        return view
+
+    async def _read_view(self, leaving: set[str]) -> list[Candidate]:
+        """Every registered node with its state, read now (not kept), ``leaving`` the nodes being drained."""
+        nodes = await self.membership.nodes()
+        view = [Candidate(v.instance_id, up=v.state == "up" or v.is_self, leaving=v.instance_id in leaving)
+                for v in nodes if v.instance_id is not None and v.source == "metadata"]
+        if not any(c.instance_id == self.instance_id for c in view):
+            view.append(Candidate(self.instance_id, leaving=self.instance_id in leaving))
         return view
 
     async def target(self) -> int:
@@ -334,11 +338,37 @@ class Replication:
 
     # ------------------------------------------------------------------ freeing
 
+    async def _departure_view(self) -> tuple[set[str], list[Candidate]]:
+        """``(departed, view)``: the nodes that were drained and are down, gone for good as far as copies go
+        (their copies are neither counted nor reachable, nothing is written to them), and the membership view
+        they were read from (empty when no node is leaving: one query then). Read now, never kept for
+        placement: a node starting collects before its peers are all registered."""
+        leaving = set(await self.store.leaving_nodes())
+        if not leaving:
+            return set(), []
+        view = await self._read_view(leaving)
+        return {c.instance_id for c in view if c.leaving and not c.up}, view
+
+    async def adopted_locations(self) -> list[str]:
+        """The locations of departed nodes (see :meth:`free`) whose blocks this node collects: those of every
+        departed node when this node is the first (smallest id) of the live nodes that stay, else none. A
+        location's collector is normally its own node, which a departed node no longer runs."""
+        departed, view = await self._departure_view()
+        staying = sorted(c.instance_id for c in view if c.up and not c.leaving)
+        if not departed or not staying or staying[0] != self.instance_id:
+            return []
+        return sorted(departed)
+
     async def free(self, backend: Backend, location: str, block_hash: str) -> bool:
         """Delete every copy of a block being collected and its rows; ``True`` when all are gone (a node that
-        cannot be reached keeps its copy and row: the next collection tries again)."""
+        cannot be reached keeps its copy and row: the next collection tries again). The copy of a departed
+        node (drained, then down) is not asked for: its row goes (the node's disk goes with the node)."""
         complete = True
+        departed, _ = await self._departure_view()
         for node in await self.holders(backend, location, block_hash):
+            if node in departed:
+                await self.store.drop_block_replica(backend.name, location, block_hash, node)
+                continue
             try:
                 if node == self.instance_id:
                     await self.copies(backend, location).delete(block_hash)

@@ -13,8 +13,10 @@ import aiohttp
 import asyncpg
 
 from callfs.blocks.layout import BLOCK_SIZE
+from callfs.node import Node
 from callfs.replication import VIEW_SECONDS
 from support.http import session
+from support.node import new_auth_section, postgres_redis_sections
 from support.replicas import FAST, content, put_in_blocks, under_replicated
 from support.waiting import wait_for_async
 
@@ -128,3 +130,58 @@ async def test_a_drained_node_can_be_killed_without_losing_a_file_or_a_copy(  # 
             assert response.status == 200, await response.text()
         assert await content(on_a, "/d/blocks2.bin") == b"after" + files["/d/blocks2.bin"][5:]
     assert await under_replicated(postgres_dsn, ["node-0", "node-1"], 2) == 0
+
+
+async def test_the_blocks_of_a_drained_node_gone_down_are_collected_by_a_node_that_stays(  # type: ignore[no-untyped-def]
+    request, app_node_factory
+) -> None:
+    """A location's blocks are collected by its own node; once that node was drained and went down for good, the
+    first node that stays adopts them: unreferenced blocks lose every reachable copy and every row, the departed
+    node's row included (its disk went with it)."""
+    shared = {"auth": new_auth_section(), **postgres_redis_sections(request)}
+    a, b, c = (app_node_factory(**shared, backend={"replicas": 2, "replica_repair_interval": 0.5},
+                                instance_discovery={**FAST, "instance_id": f"node-{i}"}) for i in range(3))
+
+    async def states() -> dict[str, str]:
+        async with session(a, "root") as http, http.get("/v1/cluster/nodes") as response:
+            return {n["instance_id"]: n["state"] for n in (await response.json())["nodes"] if n["instance_id"]}
+
+    async def all_up() -> bool:
+        return sorted((await states()).values()) == ["up", "up", "up"]
+
+    await wait_for_async(all_up, 15, "node-0 to see three nodes up")
+    async with session(c) as on_c:
+        assert (await put_in_blocks(on_c, "/from-c.bin", os.urandom(BLOCK_SIZE + 10))).status == 200
+    async with session(a, "root") as root:
+        assert (await drain(root, "POST", "node-2"))[0] == 202
+
+        async def drained() -> bool:
+            status, body = await drain(root, "GET", "node-2")
+            return status == 200 and body["state"] == "drained"
+
+        await wait_for_async(drained, 30, "node-2 drained", 0.3)
+    c.stop()
+
+    async def c_down() -> bool:
+        return (await states()).get("node-2") == "down"
+
+    await wait_for_async(c_down, 15, "node-2 seen down")
+    await asyncio.sleep(VIEW_SECONDS)  # node-0's membership view renewed
+    async with session(a) as on_a, on_a.delete("/v1/files/from-c.bin") as response:
+        assert response.status == 204
+
+    async def collect(node: Node) -> int:
+        node.engine.block_files.grace = 0
+        return await node.engine.collect_blocks()
+
+    assert b.run(collect) == 0  # node-1 is not the first node that stays: it adopts nothing
+    assert a.run(collect) == 2
+    dsn = shared["metadata_store"]["dsn"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE location = 'node-2'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM block_replicas WHERE location = 'node-2'") == 0
+    finally:
+        await conn.close()
+    for node in (a, b):
+        assert not list((node.data_dir / "blobs" / "replicas" / "node-2" / "objects").glob("*/*"))
