@@ -13,7 +13,7 @@ from callfs.permissions import EXECUTE, READ, allows
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
 from callfs.s3.errors import S3Error, invalid_argument, no_such_bucket, not_implemented
-from callfs.s3.listing import decode_token, encode_token, page
+from callfs.s3.listing import decode_token, encode_token, encoding_type, page
 from callfs.s3.objects import require_bucket, xml_response
 
 BUCKET_MODE = 0o700
@@ -115,13 +115,9 @@ def _int_param(ctx: Context, name: str, default: int) -> int:
 async def _entries(ctx: Context, prefix: str, delimiter: str) -> list[tuple[str, Inode]]:
     """``(key, inode)`` of the candidates under the deepest folder ``prefix`` names: its children (folders as
     ``key/``) when the delimiter is ``/``, else every file below it."""
-    base = names.bucket_path(ctx.bucket)
-    folder = prefix.rpartition("/")[0]
-    if folder:
-        try:
-            base = names.object_path(ctx.bucket, folder).path
-        except S3Error:
-            return []  # a prefix no path can have: nothing matches
+    base = names.prefix_folder(ctx.bucket, prefix)
+    if base is None:
+        return []
     try:
         if delimiter == "/":
             _, entries = await ctx.engine.list_directory(ctx.caller, base)
@@ -140,9 +136,7 @@ async def list_objects(ctx: Context, *, v2: bool) -> web.StreamResponse:
     ``s3.max_keys``)."""
     await require_bucket(ctx, ctx.bucket)
     query = ctx.request.query
-    encoding = query.get("encoding-type")
-    if encoding not in (None, "url"):
-        raise invalid_argument("Invalid Encoding Method specified in Request")
+    encoding = encoding_type(query.get("encoding-type"))
     limit = ctx.node.config.s3.max_keys
     max_keys = min(_int_param(ctx, "max-keys", limit), limit)
     prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")

@@ -25,6 +25,14 @@ class Page(Generic[T]):
     last: str | None
 
 
+def encoding_type(value: str | None) -> str | None:
+    """The ``encoding-type`` of a listing request: ``url`` or none. Raises :class:`S3Error` ``InvalidArgument``
+    for any other value."""
+    if value not in (None, "url"):
+        raise invalid_argument("Invalid Encoding Method specified in Request")
+    return value
+
+
 def key_order(key: str) -> bytes:
     """The sort key of an S3 key: its UTF-8 bytes (S3 lists keys in UTF-8 binary order)."""
     return key.encode("utf-8", "surrogatepass")

@@ -85,3 +85,16 @@ def key_of(bucket: str, path: str, *, is_dir: bool = False) -> str:
     """The key of the entry at ``path`` inside ``bucket`` (a directory's key ends in ``/``)."""
     key = path[len(bucket_path(bucket)) + 1:]
     return key + "/" if is_dir else key
+
+
+def prefix_folder(bucket: str, prefix: str) -> str | None:
+    """The path of the deepest folder a listing ``prefix`` names (the part up to its last ``/``; the bucket
+    itself when there is none), where the keys that may match it lie; ``None`` for a prefix no path can have
+    (then nothing matches)."""
+    folder = prefix.rpartition("/")[0]
+    if not folder:
+        return bucket_path(bucket)
+    try:
+        return object_path(bucket, folder).path
+    except S3Error:
+        return None

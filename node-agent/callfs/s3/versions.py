@@ -15,8 +15,8 @@ from callfs.models import Inode, ObjectVersion
 from callfs.permissions import EXECUTE, READ, allows
 from callfs.s3 import messages, names
 from callfs.s3.context import Context
-from callfs.s3.errors import S3Error, access_denied, invalid_argument
-from callfs.s3.listing import key_order
+from callfs.s3.errors import access_denied, invalid_argument
+from callfs.s3.listing import encoding_type, key_order
 from callfs.s3.objects import require_bucket, version_id_param, xml_response
 
 LIST_DEPTH = paths.MAX_PATH_DEPTH
@@ -121,13 +121,9 @@ async def _version_id(ctx: Context, candidate: Candidate) -> str:
 async def _candidates(ctx: Context, prefix: str) -> dict[str, list[Candidate]]:
     """Every key below the deepest folder ``prefix`` names with its versions, newest first. Files and kept
     versions below a folder the caller may not read and search are left out (as listings leave them out)."""
-    base = names.bucket_path(ctx.bucket)
-    folder = prefix.rpartition("/")[0]
-    if folder:
-        try:
-            base = names.object_path(ctx.bucket, folder).path
-        except S3Error:
-            return {}
+    base = names.prefix_folder(ctx.bucket, prefix)
+    if base is None:
+        return {}
     try:
         _, entries = await ctx.engine.list_directory(ctx.caller, base, recursive=True, max_depth=LIST_DEPTH)
     except (errors.NotFound, errors.NotADirectory):
@@ -155,9 +151,7 @@ async def list_object_versions(ctx: Context) -> web.StreamResponse:
     ``InvalidArgument`` (a ``version-id-marker`` without ``key-marker``, a bad ``max-keys`` or encoding)."""
     await require_bucket(ctx, ctx.bucket)
     query = ctx.request.query
-    encoding = query.get("encoding-type")
-    if encoding not in (None, "url"):
-        raise invalid_argument("Invalid Encoding Method specified in Request")
+    encoding = encoding_type(query.get("encoding-type"))
     limit = ctx.node.config.s3.max_keys
     raw_max = query.get("max-keys", str(limit))
     if not raw_max.isdigit():
