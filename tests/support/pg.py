@@ -43,11 +43,14 @@ START_TIMEOUT = 60  # seconds for initdb / pg_ctl start
 @dataclass(frozen=True)
 class PostgresServer:
     """A running server: ``bin_dir`` holds its binaries, ``port`` is on 127.0.0.1, ``admin_dsn`` connects as
-    the superuser to the ``postgres`` database."""
+    the superuser to the ``postgres`` database. ``run_dir`` holds its socket and log; ``durable``: PostgreSQL's
+    default durability (``fsync``, full page writes) instead of none."""
 
     bin_dir: Path
     data_dir: Path
     port: int
+    run_dir: Path
+    durable: bool = False
 
     @property
     def admin_dsn(self) -> str:
@@ -97,15 +100,20 @@ def _run(argv: list[str], what: str, log: Path | None = None) -> None:
         raise RuntimeError(f"{what} failed ({done.returncode}): {detail}")
 
 
-def start_server(base: Path) -> PostgresServer:
-    """initdb + start a server with its data and socket under ``base`` (a directory we may chown).
+def start_server(base: Path, *, data_dir: Path | None = None, durable: bool = False) -> PostgresServer:
+    """initdb + start a server with its socket and log under ``base`` (a directory we may chown), its data in
+    ``data_dir`` (default ``base/data``; one given is made here, the server user's, mode 0700).
 
-    Durability is switched off (``fsync=off``): the data directory is thrown away.
+    Durability is switched off (``fsync=off``, the data directory is thrown away) unless ``durable``.
     """
     bin_dir = find_bin_dir()
-    data = base / "data"
+    data = data_dir or base / "data"
+    if data_dir is not None:
+        data.mkdir(exist_ok=True)
+        data.chmod(0o700)
     if os.geteuid() == 0:
-        shutil.chown(base, user="postgres", group="postgres")
+        for directory in {base, data} if data_dir is not None else {base}:
+            shutil.chown(directory, user="postgres", group="postgres")
     _run(
         as_server_user(
             [
@@ -118,14 +126,14 @@ def start_server(base: Path) -> PostgresServer:
                 "-E",
                 "UTF8",
                 "--locale=C",
-                "--no-sync",
+                *([] if durable else ["--no-sync"]),
             ]
         ),
         "initdb",
     )
     # The port is free when picked but may be taken before the server binds it: try a few.
     for attempt in range(3):
-        server = PostgresServer(bin_dir=bin_dir, data_dir=data, port=free_port())
+        server = PostgresServer(bin_dir=bin_dir, data_dir=data, port=free_port(), run_dir=base, durable=durable)
         try:
             start_again(server)
             break
@@ -142,16 +150,14 @@ def start_again(server: PostgresServer) -> None:
     with ``synchronous_commit`` on are all there (it is off by default; ``ALTER DATABASE ... SET
     synchronous_commit = on`` for a database whose commits must survive the stop).
     """
-    base = server.data_dir.parent
-    log = base / "server.log"
+    log = server.run_dir / "server.log"
+    undurable = [] if server.durable else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
     options = " ".join(
         [
             "-c listen_addresses=127.0.0.1",
             f"-c port={server.port}",
-            f"-c unix_socket_directories={base}",
-            "-c fsync=off",
-            "-c synchronous_commit=off",
-            "-c full_page_writes=off",
+            f"-c unix_socket_directories={server.run_dir}",
+            *undurable,
             "-c max_connections=300",
         ]
     )
@@ -159,10 +165,11 @@ def start_again(server: PostgresServer) -> None:
     _run(as_server_user([*argv, "-t", str(START_TIMEOUT), "start"]), "pg_ctl start", log)
 
 
-def stop_server(server: PostgresServer) -> None:
-    """Stop at once (``-m immediate``: nothing to keep)."""
+def stop_server(server: PostgresServer, mode: str = "immediate") -> None:
+    """Stop the server: at once (``-m immediate``, nothing to keep) or as ``mode`` says (``fast``: a clean
+    shutdown)."""
     subprocess.run(
-        as_server_user([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"]),
+        as_server_user([str(server.bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", mode, "-w", "stop"]),
         capture_output=True,
         timeout=START_TIMEOUT,
         check=False,
