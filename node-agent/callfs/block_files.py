@@ -176,6 +176,7 @@ class BlockFiles:
         """Delete the blocks of ``backend``/``location`` unreferenced for ``grace`` seconds; how many."""
         blocks = self.blocks_of(backend)
         replication = self.replicated(backend)
+        departed = await replication.departed() if replication is not None else set()
         freed = 0
         while True:
             claimed = await self.store.claim_blocks(backend.name, location, utcnow() - timedelta(seconds=self.grace),
@@ -183,7 +184,7 @@ class BlockFiles:
             stuck = 0
             for block_hash in claimed:
                 if replication is not None:
-                    if not await replication.free(backend, location, block_hash):
+                    if not await replication.free(backend, location, block_hash, departed):
                         stuck += 1  # a copy could not be deleted: the block stays claimed, the next round retries
                         continue
                 else:

@@ -1151,7 +1151,8 @@ class Engine:
                     require_entry_change(caller, src_parent, source, "move")
                     await self._protect_quota_roots(txn, caller, source, "move")
                     target = held.get(dst)
-                    await self._touch(txn, src_parent, await txn.get(paths.parent_of(dst) or paths.ROOT))
+                    dst_parent_path = paths.parent_of(dst) or paths.ROOT
+                    await self._touch(txn, src_parent, held.get(dst_parent_path) or await txn.get(dst_parent_path))
                     dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents, touch=False)
                     require_entry_change(caller, dst_parent, target, "create" if target is None else "replace")
                     if target is not None:

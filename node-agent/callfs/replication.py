@@ -26,6 +26,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -359,12 +360,16 @@ class Replication:
             return []
         return sorted(departed)
 
-    async def free(self, backend: Backend, location: str, block_hash: str) -> bool:
+    async def departed(self) -> set[str]:
+        """The nodes that were drained and are down (see :meth:`_departure_view`)."""
+        return (await self._departure_view())[0]
+
+    async def free(self, backend: Backend, location: str, block_hash: str, departed: Collection[str] = ()) -> bool:
         """Delete every copy of a block being collected and its rows; ``True`` when all are gone (a node that
-        cannot be reached keeps its copy and row: the next collection tries again). The copy of a departed
-        node (drained, then down) is not asked for: its row goes (the node's disk goes with the node)."""
+        cannot be reached keeps its copy and row: the next collection tries again). The copy of a ``departed``
+        node (:meth:`departed`, read once per collection) is not asked for: its row goes (the node's disk goes
+        with the node)."""
         complete = True
-        departed, _ = await self._departure_view()
         for node in await self.holders(backend, location, block_hash):
             if node in departed:
                 await self.store.drop_block_replica(backend.name, location, block_hash, node)
