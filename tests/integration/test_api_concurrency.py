@@ -126,8 +126,9 @@ async def test_writes_racing_a_rename_of_their_directory_leave_no_orphan(api_nod
 
 async def test_concurrent_writers_of_one_path_on_different_nodes_never_loop(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     """Writers that found no file write where they are, one after the other; each moves the bytes to its node.
-    Writers arriving meanwhile are forwarded to the owner they saw, which may no longer hold the bytes."""
-    nodes: list[NodeProcess] = cluster_factory(3)
+    Writers arriving meanwhile are forwarded to the owner they saw, which may no longer hold the bytes. Whole
+    writes are kept as one blob on their node here (the layout whose bytes only their node serves)."""
+    nodes: list[NodeProcess] = cluster_factory(3, backend={"whole_files_in_blocks": False})
     sessions = [aiohttp.ClientSession(n.url, headers={"Authorization": f"Bearer {n.api_key}"}) for n in nodes]
     count = 30
     payloads = {bytes([i]) * 200_000 for i in range(2 * count)}
