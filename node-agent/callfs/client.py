@@ -337,7 +337,9 @@ class FileInfo:
     included) or ``None`` when the source had none (listing items). ``uid``/``gid`` are the numeric owner and
     group (``None``: not set), ``atime``/``ctime`` the access and change times (``None`` from an older server;
     microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target,
-    ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number.
+    ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number;
+    ``nlink`` the number of names (hard links) of anything but a directory (1 from an older server, and for
+    directories).
     """
 
     path: str
@@ -355,6 +357,7 @@ class FileInfo:
     target: str | None = None
     special: str | None = None
     rdev: int | None = None
+    nlink: int = 1
 
     @property
     def is_dir(self) -> bool:
@@ -408,6 +411,7 @@ class FileInfo:
             target=None if target is None else unquote(target, errors="strict"),
             special=headers.get("X-CallFS-Special"),
             rdev=_optional_id(headers.get("X-CallFS-Rdev")),
+            nlink=_optional_id(headers.get("X-CallFS-Nlink")) or 1,
         )
 
     @classmethod
@@ -444,6 +448,7 @@ class FileInfo:
             target=None if target is None else str(target),
             special=None if item.get("special") is None else str(item["special"]),
             rdev=_optional_id(item.get("rdev")),
+            nlink=_optional_id(item.get("nlink")) or 1,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -1234,6 +1239,20 @@ class CallFSClient:
             BadRequest: a bad target (empty, 4096 bytes or more, control characters).
         """
         headers = {"X-CallFS-Target": quote(target, safe="/")}
+        body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
+        return FileInfo.from_json(body)
+
+    async def link(self, source: str, path: str) -> FileInfo:
+        """Give the entry ``source`` (not a directory) the second name ``path``, a hard link (``POST
+        /v1/files/{path}`` with ``X-CallFS-Link-To``): both names are one inode. Returns the new name's
+        attributes (``nlink`` counts the names).
+
+        Raises:
+            AlreadyExists: something is at ``path``.  NotFound: no ``source``, or no parent directory of ``path``.
+            IsADirectory: ``source`` is a directory.  CrossesQuotaRoot: the names would lie under different
+            quota roots.  PermissionDenied: see the API's rules.
+        """
+        headers = {"X-CallFS-Link-To": quote(canonical(source), safe="/")}
         body = await self._json("POST", self._url(files_url_path(path)), headers=headers)
         return FileInfo.from_json(body)
 

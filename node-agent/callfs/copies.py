@@ -58,7 +58,7 @@ def copy_entry(source: Inode, path: str, *, owner: str | None, now: datetime) ->
     the same blob.
     """
     copied = source.evolve(
-        path=path, ino=new_ino(), version=1, ctime=now,
+        path=path, ino=new_ino(), version=1, ctime=now, nlink=1,
         owner=source.owner if owner is None else owner, group=source.group if owner is None else owner,
     )
     if source.layout is Layout.BLOCKS:

@@ -30,6 +30,7 @@ from callfs.errors import (
     AlreadyExists,
     BadRequest,
     Conflict,
+    CrossesQuotaRoot,
     DirectoryNotEmpty,
     IsADirectory,
     LinkContentChanged,
@@ -1015,6 +1016,53 @@ class Engine:
         return await self._make_entry(caller, path, InodeType.SPECIAL, DEFAULT_FILE_MODE, special=special,
                                       rdev=rdev)
 
+    async def make_hard_link(self, caller: Caller, source: str, path: str) -> Inode:
+        """Give the file, symlink or special file ``source`` a second name ``path`` (POSIX link(2)): both names
+        are one inode — same number, content, attributes and ``nlink`` (one more), whichever name a change goes
+        through; the content lives until its last name goes. Its ``ctime`` and the new parent's times move.
+
+        Rules: search permission on both paths; ``w`` on the new name's directory, which must exist (no parents
+        are made); the caller owns ``source`` or may read and write it (Linux ``protected_hardlinks``); both
+        names lie under the same quota roots (a linked file is charged once, to those quotas; no byte or
+        inode is added). Returns the inode as the new name sees it.
+
+        Raises ``NotFound`` (``source`` or the new name's directory), ``AlreadyExists`` (anything at ``path``),
+        ``IsADirectory`` (``source`` is a directory: POSIX lets a filesystem refuse it, as Linux does),
+        ``NotADirectory``, ``PermissionDenied``, ``CrossesQuotaRoot``.
+        """
+        if path == paths.ROOT:
+            raise AlreadyExists("the root exists")
+        require_in_scope(caller, source)
+        require_in_scope(caller, path)
+        with self.metrics.time_metadata("create_link"):
+            async with self.store.transaction() as txn:
+                held = await txn.lock(
+                    {*paths.ancestors(source), *paths.ancestors(path)} - {paths.ROOT}, exclusive={source, path},
+                    read=[paths.ROOT],
+                )
+                resolved = self._resolved_chain(caller, source, held, [])
+                existing = resolved.inode
+                if existing is None:
+                    raise NotFound(f"{source} does not exist")
+                if existing.is_dir:
+                    raise IsADirectory(f"{source} is a directory; a directory cannot be hard-linked")
+                if not caller.is_superuser and caller.user != existing.owner:
+                    require(caller, existing, READ | WRITE, "hard-link")
+                if held.get(path) is not None:
+                    raise AlreadyExists(f"{path} already exists")
+                parent = await self._ensure_parents(txn, caller, path, create=False, held=held)
+                require_entry_change(caller, parent, None, "create")
+                governing = sorted(set(quota.governing_paths(source)) | set(quota.governing_paths(path)))
+                roots = {q.path for q in await txn.quotas_for(governing)}
+                if roots & set(quota.governing_paths(source)) != roots & set(quota.governing_paths(path)):
+                    raise CrossesQuotaRoot(f"{source} and {path} lie under different quota roots")
+                linked = existing.evolve(nlink=existing.nlink + 1, ctime=utcnow())
+                if not await txn.insert(linked.evolve(path=path)):
+                    raise AlreadyExists(f"{path} already exists")
+                await txn.update(linked)
+        self.metrics.file_operation("create", self._backend_type(linked))
+        return linked.evolve(path=path)
+
     async def _make_entry(self, caller: Caller, path: str, kind: InodeType, mode: int, **fields: Any) -> Inode:
         """Insert a new entry of ``kind`` without bytes or children (a symlink, a special file) at ``path`` with
         ``mode`` and ``fields``: owned by ``caller``, one inode against quotas, no bytes. The parent must exist
@@ -1082,7 +1130,8 @@ class Engine:
                             raise DirectoryNotEmpty(f"{path} is not empty; use ?recursive=true")
                         self._check_subtree_change(caller, inode_now, await txn.list_subtree(path), "delete")
                     kept = await keep(txn, inode_now) if keep is not None else Kept()
-                    freed = await txn.delete_subtree(path)
+                    # A hard-linked file named elsewhere too keeps its content and its charge.
+                    freed = [e for e in await txn.delete_subtree(path) if not e.nlink]
                     files = [e for e in freed if not e.is_dir]
                     unnamed = await self._charge(txn, path, kept.bytes - sum(e.size for e in files),
                                                  kept.inodes - len(freed), [*files, *kept.released])
@@ -1151,6 +1200,8 @@ class Engine:
                     require_entry_change(caller, src_parent, source, "move")
                     await self._protect_quota_roots(txn, caller, source, "move")
                     target = held.get(dst)
+                    if target is not None and not target.is_dir and target.ino == source.ino:
+                        return target  # two names of one inode: POSIX rename(2) does nothing
                     dst_parent_path = paths.parent_of(dst) or paths.ROOT
                     await self._touch(txn, src_parent, held.get(dst_parent_path) or await txn.get(dst_parent_path))
                     dst_parent = await self._ensure_parents(txn, caller, dst, create=create_parents, touch=False)
@@ -1165,7 +1216,7 @@ class Engine:
                         if target.is_dir and await txn.has_children(dst):
                             raise DirectoryNotEmpty(f"{dst} is not empty")
                         await self._protect_quota_roots(txn, caller, target, "replace")
-                        replaced = await txn.delete_subtree(dst)
+                        replaced = [e for e in await txn.delete_subtree(dst) if not e.nlink]
                         await self._charge(
                             txn, dst, -sum(e.size for e in replaced if not e.is_dir), -len(replaced)
                         )
@@ -1438,6 +1489,10 @@ class Engine:
         losing, gaining = quota.split_for_move(source.path, dst, quotas)
         if not losing and not gaining:
             return
+        if source.nlink > 1 or (source.is_dir and await txn.linked_below(source.path)):
+            raise CrossesQuotaRoot(
+                f"{source.path} is or holds a hard-linked file; its names cannot be split between quota roots"
+            )
         moved_bytes, moved_inodes = source.size, 1
         if source.is_dir:
             below_bytes, below_inodes = await txn.subtree_usage(source.path)

@@ -92,6 +92,15 @@ class Conflict(CallFSError):
     code = "CONFLICT"
 
 
+class CrossesQuotaRoot(CallFSError):
+    """A hard link, or a move of a hard-linked file, would give one inode names under different quota roots
+    (a linked file is charged once, to the quotas all its names share). A FUSE mount answers ``EXDEV``, on
+    which ``mv`` and ``ln`` users fall back to a copy."""
+
+    status = 409
+    code = "CROSSES_QUOTA_ROOT"
+
+
 class LinkExpired(CallFSError):
     status = 410
     code = "LINK_EXPIRED"

@@ -87,6 +87,10 @@ class Inode:
     changes with every change of content or attributes. ``target`` is a symlink's target (``None`` otherwise);
     ``special`` the kind of a special file and ``rdev`` a device node's device number (Linux ``dev_t``; 0 for
     FIFOs and sockets), both ``None`` for other types.
+
+    ``nlink`` is the number of names (hard links) the inode has: every name is one row carrying the same ``ino``
+    and the same attributes and content, kept equal by the metadata store (a change through one name is
+    written to every row of the inode). 1 for directories, whose link count a mount derives.
     """
 
     path: str
@@ -109,6 +113,7 @@ class Inode:
     target: str | None = None
     special: Special | None = None
     rdev: int | None = None
+    nlink: int = 1
 
     @property
     def parent(self) -> str | None:

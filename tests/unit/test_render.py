@@ -33,11 +33,14 @@ def test_listing_item_of_a_file() -> None:
         "mtime": "2026-11-22T04:16:00.123456Z",
         "atime": "2026-11-22T04:16:00.123456Z",
         "ctime": "2026-11-22T04:16:00.123456Z",
+        "nlink": 1,
     }
+    assert item(FILE.evolve(nlink=3))["nlink"] == 3
 
 
 def test_listing_item_of_a_directory_keeps_the_sticky_bit() -> None:
     rendered = item(DIRECTORY)
+    assert "nlink" not in rendered
     assert rendered["type"] == "directory"
     assert rendered["mode"] == "1777"
     assert rendered["size"] == 0
@@ -79,6 +82,7 @@ def test_file_headers() -> None:
         "X-CallFS-MTime": "2026-11-22T04:16:00.123456Z",
         "X-CallFS-ATime": "2026-11-22T04:16:00.123456Z",
         "X-CallFS-CTime": "2026-11-22T04:16:00.123456Z",
+        "X-CallFS-Nlink": "1",
         "Last-Modified": "Sun, 22 Nov 2026 04:16:00 GMT",
         "ETag": etag(FILE),
         "Accept-Ranges": "bytes",
@@ -98,7 +102,7 @@ def test_directory_headers_have_no_etag_ranges_or_instance() -> None:
     assert rendered["X-CallFS-Mode"] == "1777"
     assert rendered["X-CallFS-Size"] == "0"
     assert rendered["Last-Modified"] == "Sun, 22 Nov 2026 04:16:00 GMT"
-    assert not {"ETag", "Accept-Ranges", "X-CallFS-Instance-ID"} & rendered.keys()
+    assert not {"ETag", "Accept-Ranges", "X-CallFS-Instance-ID", "X-CallFS-Nlink"} & rendered.keys()
 
 
 def test_header_values_are_all_strings() -> None:

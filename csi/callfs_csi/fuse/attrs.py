@@ -66,7 +66,7 @@ def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtim
     changed = ns_of(info.ctime) if mtime_ns is None and info.ctime is not None else modified
     return {
         "st_mode": kind | (info.mode & 0o7777),
-        "st_nlink": 2 if info.is_dir else 1,
+        "st_nlink": 2 if info.is_dir else info.nlink,
         "st_uid": uid if info.uid is None else info.uid,
         "st_gid": gid if info.gid is None else info.gid,
         "st_size": length,

@@ -18,6 +18,7 @@ from callfs.errors import (
     BadRequest,
     CallFSError,
     Conflict,
+    CrossesQuotaRoot,
     DirectoryNotEmpty,
     IsADirectory,
     NotADirectory,
@@ -36,6 +37,7 @@ _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (NotFound, errno.ENOENT),
     (AlreadyExists, errno.EEXIST),
     (DirectoryNotEmpty, errno.ENOTEMPTY),
+    (CrossesQuotaRoot, errno.EXDEV),
     (PermissionDenied, errno.EACCES),
     (AuthenticationFailed, errno.EACCES),
     (NotADirectory, errno.ENOTDIR),
@@ -58,12 +60,12 @@ def errno_for(exc: BaseException) -> int:
     """The ``errno`` a FUSE operation returns for ``exc``.
 
     ``NotFound``→ENOENT, ``AlreadyExists``→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY, ``PermissionDenied`` and
-    ``AuthenticationFailed``→EACCES, ``NotADirectory``→ENOTDIR, ``IsADirectory``→EISDIR, ``QuotaExceeded``
-    (507)→ENOSPC, ``PayloadTooLarge``→EFBIG, ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file
-    changed under a pinned read)→ESTALE, other 409→EBUSY, other 400→EINVAL; a request cancelled inside the
-    client and not recovered (:class:`.bridge.CancelledCall`, a cancelled future: the mount is stopping)→EINTR,
-    never EIO; unreachable server, deadline
-    passed, or any other server error (5xx)→EIO. An ``OSError`` carrying an errno keeps it.
+    ``AuthenticationFailed``→EACCES, ``CrossesQuotaRoot``→EXDEV, ``NotADirectory``→ENOTDIR,
+    ``IsADirectory``→EISDIR, ``QuotaExceeded`` (507)→ENOSPC, ``PayloadTooLarge``→EFBIG,
+    ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file changed under a pinned read)→ESTALE, other
+    409→EBUSY, other 400→EINVAL; a request cancelled inside the client and not recovered
+    (:class:`.bridge.CancelledCall`, a cancelled future: the mount is stopping)→EINTR, never EIO; unreachable
+    server, deadline passed, or any other server error (5xx)→EIO. An ``OSError`` carrying an errno keeps it.
     """
     for cls, code in _ERRNO_BY_CLASS:
         if isinstance(exc, cls):

@@ -49,8 +49,8 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Unlink of an open file: libfuse renames it aside (``.fuse_hidden…``) through :meth:`rename` and unlinks that
   name at the last close (the mount runs without ``hard_remove``), so open descriptors keep working.
 * ``fallocate``: :meth:`CallFSOperations.fallocate`.
-* Not supported: hard links (ENOSYS / EPERM) — the API has no such objects; ``git`` falls back from ``link`` to
-  ``rename``.
+* Hard links: :meth:`CallFSOperations.link` makes a second name of the same inode on the server; ``st_nlink``
+  counts the names.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar
 import mfusepy
 
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
-from callfs.errors import CallFSError, NotFound, PermissionDenied, PreconditionFailed
+from callfs.errors import CallFSError, IsADirectory, NotFound, PermissionDenied, PreconditionFailed
 
 from .attrs import NAME_MAX, SPECIAL_TYPES, file_type, stat_of, statfs_of
 from .bridge import Bridge
@@ -537,6 +537,23 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._bridge.call(lambda c: c.symlink(api, target), retry=False)
         self._changed(api)
         self._give(api, None, uid, gid, default_mode=0o777)
+
+    @_fuse_errors
+    def link(self, target: str, source: str) -> None:
+        """link(2): ``target`` becomes a second name of ``source`` (``POST /v1/files/{target}`` with
+        ``X-CallFS-Link-To``); both names are then one inode on the server, whose ``nlink`` counts them. A file
+        created here and not uploaded yet, or with unsaved writes, goes to the server first. A directory →
+        EPERM (Linux); names under different quota roots → EXDEV (``ln`` reports it, ``mv`` copies)."""
+        self._writable()
+        new, old = self._api(target), self._api(source)
+        file = self._handles.file(old)
+        if file is not None:
+            self._upload(file)
+        try:
+            self._bridge.call(lambda c: c.link(old, new), retry=False)
+        except IsADirectory:
+            raise _fail(errno.EPERM) from None
+        self._changed(old, new)
 
     @_fuse_errors
     def mknod(self, path: str, mode: int, dev: int) -> None:

@@ -208,18 +208,42 @@ def _rdev(request: web.Request) -> int:
     return int(raw)
 
 
+def hard_link_source(request: web.Request) -> str | None:
+    """The ``X-CallFS-Link-To`` request header: the canonical absolute path of the entry a hard link names
+    (percent-encoded UTF-8; ``None`` when absent).
+
+    Raises:
+        BadRequest: not valid percent-encoded UTF-8, not absolute, or not a valid path.
+    """
+    raw = request.headers.get("X-CallFS-Link-To")
+    if raw is None:
+        return None
+    try:
+        source = unquote(raw, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("X-CallFS-Link-To must be percent-encoded UTF-8") from exc
+    if not source.startswith("/"):
+        raise BadRequest("X-CallFS-Link-To must be an absolute path")
+    return paths.canonicalize(source).path
+
+
 async def post_file(request: web.Request) -> web.StreamResponse:
-    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body), a special
-    file (``X-CallFS-Special``, ``X-CallFS-Rdev``, no body) or a file from the raw body (409 when anything exists
-    there)."""
+    """Create a directory (trailing slash, no body), a symbolic link (``X-CallFS-Target``, no body), a hard link
+    (``X-CallFS-Link-To``, no body), a special file (``X-CallFS-Special``, ``X-CallFS-Rdev``, no body) or a file
+    from the raw body (409 when anything exists there)."""
     engine = request.app[NODE].engine
     target = request_path(request, PREFIX)
     link_target, special = symlink_target(request), request.headers.get("X-CallFS-Special")
-    if link_target is not None or special is not None:
-        if target.is_dir_hint or request.content_length or (link_target is not None and special is not None):
-            raise BadRequest("a symbolic link (X-CallFS-Target) or a special file (X-CallFS-Special) takes no "
-                             "body and a path without a trailing slash, and not both headers")
-        if link_target is not None:
+    link_source = hard_link_source(request)
+    if link_target is not None or special is not None or link_source is not None:
+        given = sum(header is not None for header in (link_target, special, link_source))
+        if target.is_dir_hint or request.content_length or given > 1:
+            raise BadRequest("a symbolic link (X-CallFS-Target), a hard link (X-CallFS-Link-To) or a special file "
+                             "(X-CallFS-Special) takes no body and a path without a trailing slash, and only one "
+                             "of these headers")
+        if link_source is not None:
+            made = await engine.make_hard_link(caller(request), link_source, target.path)
+        elif link_target is not None:
             made = await engine.make_symlink(caller(request), target.path, link_target)
         else:
             assert special is not None

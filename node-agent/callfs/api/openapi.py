@@ -121,7 +121,7 @@ def _head_of(get: Json, operation_id: str) -> Json:
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
     "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Special",
-    "X-CallFS-Rdev", "X-CallFS-Instance-ID",
+    "X-CallFS-Rdev", "X-CallFS-Nlink", "X-CallFS-Instance-ID",
     "Last-Modified",
     "ETag", "Accept-Ranges",
 )
@@ -169,7 +169,8 @@ def _file_paths() -> Json:
         parameters=["Path", *_CONDITIONAL],
     )
     post = _operation(
-        "createFile", "Create a file, a directory (trailing slash), a symbolic link or a special file", tags,
+        "createFile", "Create a file, a directory (trailing slash), a symbolic link, a hard link or a special file",
+        tags,
         {
             "201": _response("Created", _json(_schema("Item")), "Location", "ETag", "Last-Modified"),
             "200": _response("The directory already existed (directories only)", _json(_schema("Item"))),
@@ -178,13 +179,16 @@ def _file_paths() -> Json:
         description=(
             "A path ending in `/` creates a directory and takes no body. `X-CallFS-Target` without a body "
             "creates a symbolic link to that target (stored as given, never followed; the parent must exist); "
+            "`X-CallFS-Link-To` a hard link: a second name of that existing entry (not a directory: 400 "
+            "`IS_A_DIRECTORY`), one inode whichever name a change goes through (409 `CROSSES_QUOTA_ROOT` when "
+            "the names would lie under different quota roots); "
             "`X-CallFS-Special` (with `X-CallFS-Rdev` for a device node) a special file: an entry only. "
             "Otherwise the body becomes a new file: "
             "409 `FILE_ALREADY_EXISTS` when the path exists (with `instance_id` and `update_url` in the error "
             "body when another node holds the existing file's bytes)."
         ),
-        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", "SpecialHeader", "RdevHeader",
-                    *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "TargetHeader", "LinkToHeader", "SpecialHeader",
+                    "RdevHeader", *_WRITE_CONDITIONAL],
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
@@ -534,6 +538,8 @@ def _headers_component() -> Json:
                                     {"type": "string", "enum": ["fifo", "socket", "char", "block"]}),
         "X-CallFS-Rdev": _header("A special file's device number (special files only)", integer),
         "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
+        "X-CallFS-Nlink": _header("The number of names (hard links) of the entry (all but directories)",
+                                  integer),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
         "X-CallFS-Owner": _header("Owning user"),
@@ -617,6 +623,8 @@ def _parameters_component() -> Json:
         "BackendHeader": header("X-CallFS-Backend", "Same as the `backend` query parameter (takes precedence)"),
         "TargetHeader": header("X-CallFS-Target", "Create a symbolic link to this target (percent-encoded UTF-8, "
                                                   "1-4095 bytes); no body"),
+        "LinkToHeader": header("X-CallFS-Link-To", "Create a hard link: a second name of the entry at this absolute "
+                                                   "path (percent-encoded UTF-8; not a directory); no body"),
         "SpecialHeader": header("X-CallFS-Special", "Create a special file: `fifo`, `socket`, `char` or `block`; "
                                                     "no body"),
         "RdevHeader": header("X-CallFS-Rdev", "A device node's device number, decimal (0-4294967295)"),
@@ -674,6 +682,8 @@ def _schemas_component() -> Json:
                 "special": {"type": "string", "enum": ["fifo", "socket", "char", "block"],
                             "description": "A special file's kind (special files only)"},
                 "rdev": {"type": "integer", "minimum": 0, "description": "A special file's device number"},
+                "nlink": {"type": "integer", "minimum": 1,
+                          "description": "The number of names (hard links) of the entry (all but directories)"},
                 "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},

@@ -28,7 +28,8 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
 
 def item(inode: Inode) -> dict[str, Any]:
     """A listing item: ``{name, path, type, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
-    ``target`` for a symlink, ``special`` and ``rdev`` for a special file. ``mode`` like ``"0644"``;
+    ``nlink`` (its number of names, hard links) for all but directories, ``target`` for a symlink, ``special``
+    and ``rdev`` for a special file. ``mode`` like ``"0644"``;
     ``uid``/``gid`` numbers or ``null`` (not set); times RFC 3339 UTC with microseconds when not whole seconds
     (:func:`~callfs.api.conditional.rfc3339_fine`)."""
     out = {
@@ -45,6 +46,8 @@ def item(inode: Inode) -> dict[str, Any]:
         "atime": rfc3339_fine(inode.accessed),
         "ctime": rfc3339_fine(inode.ctime),
     }
+    if not inode.is_dir:
+        out["nlink"] = inode.nlink
     if inode.target is not None:
         out["target"] = inode.target
     if inode.special is not None:
@@ -56,7 +59,8 @@ def item(inode: Inode) -> dict[str, Any]:
 def headers(inode: Inode) -> dict[str, str]:
     """The ``X-CallFS-*`` headers of GET/HEAD and ``Last-Modified``, plus ``ETag``/``Accept-Ranges`` for files.
 
-    ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
+    ``X-CallFS-Nlink`` (the number of names) for all but directories; ``X-CallFS-UID``/``X-CallFS-GID`` only
+    when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
     ``X-CallFS-Special`` and ``X-CallFS-Rdev`` for a special file.
     """
     out = {
@@ -70,6 +74,8 @@ def headers(inode: Inode) -> dict[str, str]:
         "X-CallFS-CTime": rfc3339_fine(inode.ctime),
         "Last-Modified": http_date(inode.mtime),
     }
+    if not inode.is_dir:
+        out["X-CallFS-Nlink"] = str(inode.nlink)
     if inode.uid is not None:
         out["X-CallFS-UID"] = str(inode.uid)
     if inode.gid is not None:

@@ -243,6 +243,10 @@ class AutocommitOperations:
         """``(bytes, inodes)`` strictly below ``path``."""
         return await self._autocommit_reader().subtree_usage(path)
 
+    async def linked_below(self, path: str) -> bool:
+        """True when a committed hard-linked file lies below ``path``."""
+        return await self._autocommit_reader().linked_below(path)
+
     async def upsert_node(self, record: NodeRecord) -> None:
         """Register or refresh a node."""
         async with self._autocommit_writer() as ops:

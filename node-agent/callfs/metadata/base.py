@@ -265,6 +265,10 @@ class MetadataTxn(Protocol):
         """``(bytes, inodes)`` strictly below ``path``: sum of file sizes and count of entries."""
         ...
 
+    async def linked_below(self, path: str) -> bool:
+        """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
+        ...
+
     async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
         """Atomically flip an ``active``, unexpired link to ``used`` (compare-and-set).
 

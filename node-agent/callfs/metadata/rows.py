@@ -129,13 +129,13 @@ def check_rename(src: str, dst: str) -> None:
 
 INODE_SELECT = (
     "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout, "
-    "uid, gid, atime, target, special, rdev"
+    "uid, gid, atime, target, special, rdev, nlink"
 )
 """Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
 
 INODE_WRITE = (
     "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, "
-    "ino, layout, uid, gid, atime, target, special, rdev"
+    "ino, layout, uid, gid, atime, target, special, rdev, nlink"
 )
 """Columns written by insert/update, in the order :func:`inode_params` produces."""
 
@@ -168,6 +168,8 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         target=row[17],
         special=None if row[18] is None else Special(row[18]),
         rdev=None if row[19] is None else int(row[19]),
+        # Rows written before schema version 13 (or since by a node of an earlier version) have one name.
+        nlink=1 if row[20] is None else int(row[20]),
     )
 
 
@@ -202,7 +204,15 @@ def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
         inode.target,
         None if inode.special is None else inode.special.value,
         inode.rdev,
+        inode.nlink,
     )
+
+
+def shared_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
+    """Parameters of :data:`UPDATE_OTHER_NAMES` for ``inode``: its number, its path, then its
+    :data:`SHARED_COLUMNS`."""
+    written = dict(zip(INODE_WRITE.split(", "), inode_params(inode, encode_time), strict=True))
+    return (inode.ino, inode.path, *(written[column] for column in SHARED_COLUMNS))
 
 
 def root_inode() -> Inode:
@@ -270,9 +280,28 @@ UPDATE_INODE = (
     "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
     "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15, "
     "ino = $16, layout = $17, uid = $18, gid = $19, atime = $20, target = $21, "
-    "special = $22, rdev = $23 "
+    "special = $22, rdev = $23, nlink = $24 "
     "WHERE path = $1 RETURNING path"
 )
+# The other names of a hard-linked inode take the attributes and content just written through one of them
+# (parameters: ino, the name written, then the :data:`SHARED_COLUMNS` of :func:`shared_params`).
+SHARED_COLUMNS = (
+    "type", "size", "mode", "owner", "grp", "mtime", "ctime", "version", "backend", "blob_id", "instance_id",
+    "layout", "uid", "gid", "atime", "target", "special", "rdev", "nlink",
+)
+UPDATE_OTHER_NAMES = (
+    "UPDATE inodes SET "  # noqa: S608 - constant column list
+    + ", ".join(f"{column} = ${n}" for n, column in enumerate(SHARED_COLUMNS, start=3))
+    + " WHERE ino = $1 AND path <> $2"
+)
+# The names an inode keeps after some of its rows were deleted: their count, ctime moved (POSIX unlink).
+UNLINK_NAMES = (
+    "UPDATE inodes SET nlink = (SELECT COUNT(*) FROM inodes n WHERE n.ino = $1), ctime = $2 WHERE ino = $1 "
+    "RETURNING nlink"
+)
+# Hard-linked files below a directory (a move across quota roots refuses them: their names would be charged to
+# different quotas).
+LINKED_BELOW = "SELECT 1 FROM inodes WHERE path >= $1 AND path < $2 AND nlink > 1 LIMIT 1"
 DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
 TOUCH_DIRECTORY = "UPDATE inodes SET mtime = $2, ctime = $2 WHERE path = $1 AND type = 'directory' AND mtime < $2"
 HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
@@ -341,9 +370,11 @@ UPSERT_QUOTA = (
 )
 DELETE_QUOTA = "DELETE FROM quotas WHERE path = $1 RETURNING path"
 ADD_USAGE = "UPDATE quotas SET bytes_used = bytes_used + $2, inodes_used = inodes_used + $3 WHERE path = $1"
+# A hard-linked inode counts once, through its first name below the directory.
 SUBTREE_USAGE = (
-    "SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) FROM inodes "
-    "WHERE path >= $1 AND path < $2"
+    "SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) FROM inodes i "
+    "WHERE path >= $1 AND path < $2 AND (nlink IS NULL OR nlink = 1 OR path = (SELECT MIN(path) FROM inodes j "
+    "WHERE j.ino = i.ino AND j.path >= $1 AND j.path < $2))"
 )
 SUBTREE_VERSIONS_USAGE = "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM object_versions WHERE path >= $1 AND path < $2"
 DELETE_QUOTAS_SUBTREE = "DELETE FROM quotas WHERE path = $1 OR (path >= $2 AND path < $3)"
@@ -792,13 +823,16 @@ class Queries:
         return {inode.path: inode for inode in map(self._inode, await self._x.fetch(sql, params))}
 
     async def update(self, inode: Inode) -> None:
-        """Replace every field of the inode at ``inode.path``.
+        """Replace every field of the inode at ``inode.path``; the other names of a hard-linked inode
+        (``nlink`` > 1) take the same attributes and content.
 
         Raises:
             LookupError: no inode exists at that path (the caller must have read it first).
         """
         if not await self._x.fetch(UPDATE_INODE, inode_params(inode, self._x.encode_time)):
             raise LookupError(f"no inode at {inode.path!r} to update")
+        if inode.nlink > 1:
+            await self._x.count(UPDATE_OTHER_NAMES, shared_params(inode, self._x.encode_time))
 
     async def delete(self, path: str) -> None:
         """Delete the one inode at ``path`` (descendants untouched); nothing happens when it is absent."""
@@ -825,8 +859,10 @@ class Queries:
 
     async def delete_subtree(self, path: str) -> list[Inode]:
         """Delete ``path``, its descendants and their quotas; return every deleted inode ordered by path
-        (``path`` first). The object versions below a deleted directory go with it, returned as the files they
-        name (a delete marker: a file without content), as does the versioning status of the buckets there.
+        (``path`` first), each with ``nlink`` the number of names its inode keeps elsewhere (0: gone, its
+        content let go; more: a hard-linked file whose content stays). The object versions below a deleted
+        directory go with it, returned as the files they name (a delete marker: a file without content), as
+        does the versioning status of the buckets there.
 
         One ``DELETE ... RETURNING``: the files returned are exactly the rows removed, even if another
         transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here). The block
@@ -839,9 +875,22 @@ class Queries:
             await self._x.count(DELETE_VERSIONING_SUBTREE, (path, low, high))
             deleted += [version_from_row(row, self._x.decode_time).as_inode()
                         for row in await self._x.fetch(DELETE_VERSIONS_SUBTREE, (low, high))]
+        deleted = await self._unlink(deleted)
         for inode in deleted:
-            await self.release_blocks(inode)
+            if not inode.nlink:
+                await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
+
+    async def _unlink(self, deleted: list[Inode]) -> list[Inode]:
+        """``deleted`` (rows just removed) with ``nlink`` set to the names each inode has left: 0 when it is
+        gone (its content is let go), more for a hard-linked file named elsewhere (its other names count one
+        fewer link and their ``ctime`` moves; its content stays)."""
+        left: dict[int, int] = {}
+        moment = self._x.encode_time(utcnow())
+        for ino in sorted({inode.ino for inode in deleted if inode.nlink > 1 and not inode.is_dir}):
+            rows = await self._x.fetch(UNLINK_NAMES, (ino, moment))
+            left[ino] = int(rows[0][0]) if rows else 0
+        return [inode.evolve(nlink=left.get(inode.ino, 0)) for inode in deleted]
 
     async def rename_subtree(self, src: str, dst: str) -> int:
         """Re-key ``src`` and its descendants under ``dst`` (their quotas, object versions and bucket versioning
@@ -1154,6 +1203,10 @@ class Queries:
         rows = await self._x.fetch(SUBTREE_USAGE, (low, high))
         kept = await self._x.fetch(SUBTREE_VERSIONS_USAGE, (low, high))
         return int(rows[0][0]) + int(kept[0][0]), int(rows[0][1]) + int(kept[0][1])
+
+    async def linked_below(self, path: str) -> bool:
+        """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
+        return bool(await self._x.fetch(LINKED_BELOW, subtree_bounds(path)))
 
     async def upsert_node(self, record: NodeRecord) -> None:
         """Register or refresh a node."""

@@ -270,6 +270,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        version=13,
+        description="hard links: several names (rows) share one inode number; nlink counts them",
+        statements=(
+            "DROP INDEX inodes_ino",
+            "CREATE INDEX inodes_ino ON inodes (ino)",
+            "ALTER TABLE inodes ADD COLUMN nlink INTEGER CHECK (nlink >= 1)",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
