@@ -152,10 +152,10 @@ async def test_bad_hard_links(api_node: AppNode, path: str, headers: dict[str, s
 
 async def test_linking_another_users_file_needs_read_and_write_on_it(api_node: AppNode) -> None:
     async with session(api_node, "root") as root, session(api_node, "alice") as alice:
-        await _json(root, "POST", "/v1/files/shared/")
-        await _json(root, "PATCH", "/v1/files/shared", json={"mode": "0777"})
-        await _json(root, "PUT", "/v1/files/shared/roots", data=b"r")
-        status, body = await _json(alice, "POST", "/v1/files/shared/mine", headers=_to("/shared/roots"))
+        await _json(root, "POST", "/v1/files/common/")
+        await _json(root, "PATCH", "/v1/files/common", json={"mode": "0777"})
+        await _json(root, "PUT", "/v1/files/common/roots", data=b"r")
+        status, body = await _json(alice, "POST", "/v1/files/common/mine", headers=_to("/common/roots"))
         assert (status, body["code"]) == (403, "PERMISSION_DENIED")
-        await _json(root, "PATCH", "/v1/files/shared/roots", json={"mode": "0666"})
-        assert (await _json(alice, "POST", "/v1/files/shared/mine", headers=_to("/shared/roots")))[0] == 201
+        await _json(root, "PATCH", "/v1/files/common/roots", json={"mode": "0666"})
+        assert (await _json(alice, "POST", "/v1/files/common/mine", headers=_to("/common/roots")))[0] == 201
