@@ -339,7 +339,8 @@ class FileInfo:
     microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target,
     ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number;
     ``nlink`` the number of names (hard links) of anything but a directory (1 from an older server, and for
-    directories).
+    directories); ``ino`` the inode number, shared by every name of one inode and kept across renames
+    (``None`` from an older server).
     """
 
     path: str
@@ -358,6 +359,7 @@ class FileInfo:
     special: str | None = None
     rdev: int | None = None
     nlink: int = 1
+    ino: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -412,6 +414,7 @@ class FileInfo:
             special=headers.get("X-CallFS-Special"),
             rdev=_optional_id(headers.get("X-CallFS-Rdev")),
             nlink=_optional_id(headers.get("X-CallFS-Nlink")) or 1,
+            ino=_optional_id(headers.get("X-CallFS-Ino")),
         )
 
     @classmethod
@@ -449,6 +452,7 @@ class FileInfo:
             special=None if item.get("special") is None else str(item["special"]),
             rdev=_optional_id(item.get("rdev")),
             nlink=_optional_id(item.get("nlink")) or 1,
+            ino=_optional_id(item.get("ino")),
         )
 
     def to_json(self) -> dict[str, Any]:

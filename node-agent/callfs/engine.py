@@ -1166,7 +1166,8 @@ class Engine:
     ) -> Inode:
         """Rename/move ``src`` (file or whole subtree) to ``dst`` atomically; returns the moved inode.
 
-        POSIX ``rename(2)`` rules for replacing: a file may replace a file, a directory an empty directory.
+        POSIX ``rename(2)`` rules for replacing: a file may replace a file, a directory an empty directory. The
+        moved entry's ``ctime`` moves to now, as Linux file systems do (POSIX allows it).
         Raises ``BadRequest`` (root, into itself), ``NotFound``, ``AlreadyExists`` (``dst`` exists and not
         ``overwrite``), ``IsADirectory``/``NotADirectory``/``DirectoryNotEmpty`` (replacement type rules),
         ``PermissionDenied``.
@@ -1223,7 +1224,9 @@ class Engine:
                     await self._move_usage(txn, source, dst)
                     await txn.rename_subtree(src, dst)
                     moved = await txn.get(dst)
-        assert moved is not None
+                    assert moved is not None
+                    moved = moved.evolve(ctime=utcnow())  # as Linux file systems do (POSIX leaves it open)
+                    await txn.update(moved)
         for file in replaced:
             await self._free(file)
         self.metrics.file_operation("move", self._backend_type(moved))
@@ -1233,7 +1236,8 @@ class Engine:
         """Swap the entries ``src`` and ``dst`` (files or whole subtrees, of any types) atomically, as Linux
         ``renameat2(RENAME_EXCHANGE)`` does: both must exist; each parent needs ``w``, and the sticky rule holds
         for the entry that leaves it. Quotas are charged as two moves, each
-        checked before the other's usage leaves. Returns the entry now at ``dst``.
+        checked before the other's usage leaves; both entries' ``ctime`` moves to now. Returns the entry now at
+        ``dst``.
 
         Raises ``BadRequest`` (the root, or one inside the other), ``NotFound`` (either missing),
         ``PermissionDenied``, ``QuotaRootProtected``, ``QuotaExceeded``.
@@ -1269,6 +1273,11 @@ class Engine:
                     await txn.rename_subtree(src, aside)
                     await txn.rename_subtree(dst, src)
                     await txn.rename_subtree(aside, dst)
+                    now = utcnow()
+                    for path in (src, dst):
+                        entry = await txn.get(path)
+                        assert entry is not None
+                        await txn.update(entry.evolve(ctime=now))
                     swapped = await txn.get(dst)
         assert swapped is not None
         self.metrics.file_operation("move", self._backend_type(swapped))

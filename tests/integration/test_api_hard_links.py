@@ -53,7 +53,8 @@ async def test_two_names_are_one_inode_until_the_last_goes(api_node: AppNode) ->
         assert await _get(alice, "/v1/files/b/two.txt") == (200, b"Xecond!")
         assert (await _json(alice, "PATCH", "/v1/files/b/two.txt", json={"mode": "0600"}))[0] == 200
         async with alice.head("/v1/files/a/one.txt") as one, alice.head("/v1/files/b/two.txt") as two:
-            for header in ("X-CallFS-Mode", "ETag", "X-CallFS-Size", "X-CallFS-CTime", "X-CallFS-Nlink"):
+            for header in ("X-CallFS-Mode", "ETag", "X-CallFS-Size", "X-CallFS-CTime", "X-CallFS-Nlink",
+                           "X-CallFS-Ino"):
                 assert one.headers[header] == two.headers[header], header
             assert one.headers["X-CallFS-Mode"] == "0600" and one.headers["ETag"] != first_etag
         # A rename keeps the link; a rename onto another name of the same inode does nothing (POSIX).
@@ -62,6 +63,8 @@ async def test_two_names_are_one_inode_until_the_last_goes(api_node: AppNode) ->
                                     json={"destination": "/a/one.txt", "overwrite": True})
         assert status == 200, moved
         assert await _get(alice, "/v1/files/b/2.txt") == (200, b"Xecond!")
+        _, listing = await _json(alice, "GET", "/v1/directories/b")
+        assert [i["ino"] for i in listing["items"]] == [made["ino"]]  # the inode number survives renames
         # Deleting one name keeps the content under the other, with one link fewer.
         assert (await _json(alice, "DELETE", "/v1/files/a/one.txt"))[0] == 204
         async with alice.head("/v1/files/b/2.txt") as response:

@@ -236,6 +236,45 @@ def test_symlinks_are_created_read_and_resolved_by_the_kernel(api_node: AppNode,
     assert too_long.value.errno == errno.ENAMETOOLONG
 
 
+def test_hard_links_show_one_inode_through_every_name_at_once(api_node: AppNode,
+                                                              mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    names = [mount.path / name for name in ("a", "b", "c")]
+    names[0].write_text("shared")
+    assert os.stat(names[0]).st_nlink == 1  # now in the kernel's attribute cache for attr_timeout
+    os.link(names[0], names[1])
+    os.link(names[1], names[2])
+    seen = [os.lstat(name) for name in names]
+    assert {s.st_ino for s in seen} == {on_server(api_node, f"{mount.volume}/a").ino}
+    assert [s.st_nlink for s in seen] == [3, 3, 3]
+    os.chmod(names[1], 0o600)
+    assert [stat.S_IMODE(os.stat(name).st_mode) for name in names] == [0o600] * 3
+    os.unlink(names[0])
+    assert [os.stat(name).st_nlink for name in names[1:]] == [2, 2]
+    with open(names[1], "a") as appended:
+        appended.write("!")
+    assert (os.stat(names[2]).st_size, names[2].read_text()) == (7, "shared!")
+    assert os.stat(names[2]).st_ctime_ns == os.stat(names[1]).st_ctime_ns
+
+
+def test_a_file_created_here_keeps_its_inode_number_while_open(api_node: AppNode,
+                                                                mount_factory: MountFactory) -> None:
+    mount = mount_factory(api_node)
+    path = mount.path / "new.db"
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(descriptor, b"page")
+        os.fsync(descriptor)  # uploaded: the server has its own number for it now
+        assert os.fstat(descriptor).st_ino == os.stat(path).st_ino  # what SQLite checks before each write
+        reopened = os.open(path, os.O_RDONLY)
+        assert os.fstat(reopened).st_ino == os.fstat(descriptor).st_ino
+        os.close(reopened)
+    finally:
+        os.close(descriptor)
+    server = on_server(api_node, f"{mount.volume}/new.db").ino
+    wait_for(lambda: os.stat(path).st_ino == server, 10, "the server's inode number after the last close")
+
+
 def test_fifos_sockets_and_device_nodes_are_entries(api_node: AppNode, mount_factory: MountFactory) -> None:
     mount = mount_factory(api_node)
     os.mkfifo(mount.path / "pipe", 0o600)

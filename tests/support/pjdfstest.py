@@ -32,6 +32,8 @@ CONFIG = """\
 # Opt-in features Linux has (``pjdfstest -l`` lists them all).
 utimensat = {}
 utime_now = {}
+posix_fallocate = {}
+rename_ctime = {}
 
 [settings]
 # Sleeps between timestamp checks, in seconds: above the mount's timestamp granularity.

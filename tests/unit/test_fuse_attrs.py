@@ -6,7 +6,7 @@ import stat
 from datetime import UTC, datetime
 
 from callfs.client import FileInfo, QuotaInfo
-from callfs_csi.fuse.attrs import BLOCK_SIZE, UNLIMITED_BYTES, UNLIMITED_INODES, stat_of, statfs_of
+from callfs_csi.fuse.attrs import BLOCK_SIZE, UNKNOWN_INO, UNLIMITED_BYTES, UNLIMITED_INODES, stat_of, statfs_of
 
 MTIME = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -23,6 +23,11 @@ def test_file_stat_has_the_mount_owner_and_server_mode() -> None:
     assert st["st_mode"] == stat.S_IFREG | 0o640
     assert (st["st_uid"], st["st_gid"], st["st_size"], st["st_blocks"], st["st_nlink"]) == (1000, 2000, 1000, 2, 1)
     assert st["st_mtime"] == int(MTIME.timestamp()) * 10**9 == st["st_ctime"] == st["st_atime"]
+
+
+def test_inode_number_is_the_servers_and_unknown_without_one() -> None:
+    assert stat_of(file_info(ino=4815162342), uid=0, gid=0)["st_ino"] == 4815162342
+    assert stat_of(file_info(), uid=0, gid=0)["st_ino"] == UNKNOWN_INO
 
 
 def test_directory_stat() -> None:

@@ -24,6 +24,7 @@ def test_listing_item_of_a_file() -> None:
         "name": "report.pdf",
         "path": "/docs/report.pdf",
         "type": "file",
+        "ino": FILE.ino,
         "size": 1234,
         "mode": "0640",
         "owner": "alice",
@@ -75,6 +76,7 @@ def test_numeric_owner_times_and_symlink_target_are_rendered() -> None:
 def test_file_headers() -> None:
     assert headers(FILE) == {
         "X-CallFS-Type": "file",
+        "X-CallFS-Ino": str(FILE.ino),
         "X-CallFS-Size": "1234",
         "X-CallFS-Mode": "0640",
         "X-CallFS-Owner": "alice",
@@ -101,6 +103,7 @@ def test_directory_headers_have_no_etag_ranges_or_instance() -> None:
     assert rendered["X-CallFS-Type"] == "directory"
     assert rendered["X-CallFS-Mode"] == "1777"
     assert rendered["X-CallFS-Size"] == "0"
+    assert rendered["X-CallFS-Ino"] == str(DIRECTORY.ino)
     assert rendered["Last-Modified"] == "Sun, 22 Nov 2026 04:16:00 GMT"
     assert not {"ETag", "Accept-Ranges", "X-CallFS-Instance-ID", "X-CallFS-Nlink"} & rendered.keys()
 

@@ -24,6 +24,10 @@ UNLIMITED_BYTES: Final = 1 << 50
 UNLIMITED_INODES: Final = 1 << 32
 """Inode count reported by ``statfs`` when the volume has no inode quota."""
 NAME_MAX: Final = 255
+UNKNOWN_INO: Final = 0xFFFF_FFFF
+"""``st_ino`` of an entry whose inode number is not known (libfuse's ``FUSE_UNKNOWN_INO``)."""
+LOCAL_INO_BASE: Final = 1 << 63
+"""Inode numbers of files created here and not uploaded yet start here: the server's are below 2**63."""
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,8 +57,10 @@ def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtim
     """The ``stat`` dict of ``info``: type from :func:`file_type`, ``st_rdev`` of a device node, mode bits
     from ``info.mode``, owner ``info.uid``/``info.gid`` or else ``uid``/``gid``, ``st_size`` in bytes (a
     symlink's is its target's length in bytes; ``size`` overrides: a file with unsaved local writes),
-    ``st_blocks`` in 512-byte units, times in integer nanoseconds since the epoch (mfusepy's ``use_ns``;
-    ``mtime_ns`` overrides ``st_mtime`` and ``st_ctime``: unsaved writes change both, POSIX write(2))."""
+    ``st_blocks`` in 512-byte units, ``st_ino`` the server's inode number (the mount runs with ``use_ino``:
+    every name of a hard-linked file shows the same; :data:`UNKNOWN_INO` from an older server), times in
+    integer nanoseconds since the epoch (mfusepy's ``use_ns``; ``mtime_ns`` overrides ``st_mtime`` and
+    ``st_ctime``: unsaved writes change both, POSIX write(2))."""
     kind = file_type(info)
     if kind == stat.S_IFREG:
         length = info.size if size is None else size
@@ -65,6 +71,7 @@ def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtim
     modified = ns_of(info.mtime) if mtime_ns is None else mtime_ns
     changed = ns_of(info.ctime) if mtime_ns is None and info.ctime is not None else modified
     return {
+        "st_ino": info.ino or UNKNOWN_INO,
         "st_mode": kind | (info.mode & 0o7777),
         "st_nlink": 2 if info.is_dir else info.nlink,
         "st_uid": uid if info.uid is None else info.uid,

@@ -50,7 +50,8 @@ Semantics (the FUSE client contract, docs/architecture.md):
   name at the last close (the mount runs without ``hard_remove``), so open descriptors keep working.
 * ``fallocate``: :meth:`CallFSOperations.fallocate`.
 * Hard links: :meth:`CallFSOperations.link` makes a second name of the same inode on the server; ``st_nlink``
-  counts the names.
+  counts the names, ``st_ino`` is the server's inode number (``use_ino``), and a change through one name has
+  the kernel drop the attributes it caches for the others (:mod:`.links`).
 """
 
 from __future__ import annotations
@@ -73,13 +74,14 @@ import mfusepy
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
 from callfs.errors import CallFSError, IsADirectory, NotFound, PermissionDenied, PreconditionFailed
 
-from .attrs import NAME_MAX, SPECIAL_TYPES, file_type, stat_of, statfs_of
+from .attrs import NAME_MAX, SPECIAL_TYPES, UNKNOWN_INO, file_type, stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
 from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
 from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
-from .kernel import negotiate, set_read_ahead
+from .kernel import invalidate_path, negotiate, set_read_ahead
+from .links import LinkNames
 from .options import MountSettings
 from .readahead import BlockReader
 from .spool import Spool
@@ -147,6 +149,19 @@ def api_path(volume: str, path: str) -> str:
     return volume.rstrip("/") + "/" + path.lstrip("/")
 
 
+def mount_path(volume: str, api: str) -> str:
+    """The mount-relative path of the server path ``api`` below ``volume`` (the inverse of :func:`api_path`).
+
+    >>> mount_path("/volumes/v1", "/volumes/v1/a/b"), mount_path("/volumes/v1", "/volumes/v1")
+    ('/a/b', '/')
+    >>> mount_path("/", "/a")
+    '/a'
+    """
+    if volume == "/":
+        return api
+    return api[len(volume.rstrip("/")):] or "/"
+
+
 def parent_of(path: str) -> str:
     """The parent of a canonical API path (``/`` for top-level entries and for ``/`` itself)."""
     head = path.rstrip("/").rsplit("/", 1)[0]
@@ -200,6 +215,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._etags: dict[str, str | None] = {}
         self._etags_lock = threading.Lock()
         self._quota: tuple[float, QuotaInfo | None] | None = None
+        self._links = LinkNames()
 
     # ---- helpers -----------------------------------------------------------------------------------
 
@@ -227,11 +243,16 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             self._cache.put_missing(api)
             raise
         self._cache.put(info)
+        self._links.note(info)
         return info
 
     def _changed(self, *paths: str) -> None:
-        """Forget cached attributes of ``paths`` and of their parents (their mtime/listing changed)."""
-        self._cache.invalidate(*paths, *(parent_of(p) for p in paths))
+        """Forget cached attributes of ``paths`` and of their parents (their mtime/listing changed), and those of
+        the other names of a hard-linked inode among them, here and in the kernel (:mod:`.links`)."""
+        siblings = set().union(*(self._links.siblings(p) for p in paths)) - set(paths)
+        self._cache.invalidate(*paths, *(parent_of(p) for p in paths), *siblings)
+        for path in siblings:
+            invalidate_path(mount_path(self._volume, path))
 
     def _local_attrs(self, file: OpenFile) -> dict[str, Any] | None:
         """Attributes of an open file whose size or existence only this mount knows yet."""
@@ -251,10 +272,11 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             now = datetime.now(UTC)
             info = FileInfo(path=file.path, name="", type="file", size=0, mode=DEFAULT_FILE_MODE, owner="",
                             mtime=now, atime=now, ctime=now)
-        if file.mode is not None or file.uid is not None or file.gid is not None:
+        if file.mode is not None or file.uid is not None or file.gid is not None or file.local_ino is not None:
             info = dataclasses.replace(info, mode=info.mode if file.mode is None else file.mode,
                                        uid=info.uid if file.uid is None else file.uid,
-                                       gid=info.gid if file.gid is None else file.gid)
+                                       gid=info.gid if file.gid is None else file.gid,
+                                       ino=info.ino if file.local_ino is None else file.local_ino)
         return stat_of(info, uid=self._settings.uid, gid=self._settings.gid, size=size,
                        mtime_ns=file.changed_ns if file.dirty else None)
 
@@ -325,6 +347,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         file.ranges.clear()
         if plan.kind is UploadKind.NONE:
             return
+        file.shown_local = True
         self._apply_pending(file)
         self._changed(path)
         with self._etags_lock:
@@ -473,17 +496,21 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         """One listing request; every child's attributes go to the cache (the ``ls -l`` that follows is free)."""
         api = self._api(path)
         items = self._bridge.call(lambda c: c.list_dir(api))
+        hit = self._cache.get(api)
+        own = hit.info.ino if hit is not None and hit.info is not None and hit.info.ino else UNKNOWN_INO
         entries: list[tuple[str, dict[str, int], int]] = [
-            (".", {"st_mode": stat.S_IFDIR}, 0), ("..", {"st_mode": stat.S_IFDIR}, 0)]
+            (".", {"st_mode": stat.S_IFDIR, "st_ino": own}, 0),
+            ("..", {"st_mode": stat.S_IFDIR, "st_ino": UNKNOWN_INO}, 0)]
         seen = set()
         for info in items:
             self._cache.put(info)
+            self._links.note(info)
             seen.add(info.name)
-            entries.append((info.name, {"st_mode": file_type(info)}, 0))
+            entries.append((info.name, {"st_mode": file_type(info), "st_ino": info.ino or UNKNOWN_INO}, 0))
         for file in self._handles.local_children(api):
             name = file.path.rsplit("/", 1)[-1]
             if name not in seen:
-                entries.append((name, {"st_mode": stat.S_IFREG}, 0))
+                entries.append((name, {"st_mode": stat.S_IFREG, "st_ino": file.local_ino or UNKNOWN_INO}, 0))
         return iter(entries)
 
     @_fuse_errors
@@ -554,6 +581,11 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         except IsADirectory:
             raise _fail(errno.EPERM) from None
         self._changed(old, new)
+        info = self._stat(old, fresh=True)  # the inode's number, and its new link count for the old name
+        if info.ino is not None:
+            self._links.add(info.ino, old, new)
+        for path in {old} | self._links.siblings(old):
+            invalidate_path(mount_path(self._volume, path))
 
     @_fuse_errors
     def mknod(self, path: str, mode: int, dev: int) -> None:
@@ -602,6 +634,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             file.unlinked = True
             self._handles.detach(api)
         self._changed(api)
+        self._links.forget(api)
 
     def rename(self, old: str, new: str) -> None:
         """POSIX ``rename`` (replaces the target)."""
@@ -625,6 +658,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         else:
             self._bridge.call(lambda c: c.move(src, dst, overwrite=not noreplace), retry=False)
         self._handles.rename(src, dst)
+        self._links.rename(src, dst)
         self._cache.invalidate_tree(src)
         self._cache.invalidate_tree(dst)
         self._changed(src, dst)
@@ -641,6 +675,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
                 self._upload(file)
         self._bridge.call(lambda c: c.exchange(src, dst), retry=False)
         self._handles.exchange(src, dst)
+        self._links.forget(src)
+        self._links.forget(dst)
         for path in (src, dst):
             self._cache.invalidate_tree(path)
         self._changed(src, dst)
@@ -792,6 +828,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             file.touch()
             if not file.remote:
                 file.mode, file.uid, file.gid = bits, uid, gid
+                file.give_local_ino()
         self._cache.invalidate(api)
         fi.fh = fh
         return 0
@@ -903,8 +940,21 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def flush(self, path: str, fi: Any) -> None:
-        """Every ``close``: upload unsaved bytes (errors reach the closing process)."""
-        self._upload(self._handles.get(fi.fh).file)
+        """Every ``close``: upload unsaved bytes (errors reach the closing process), then
+        :meth:`_show_server_attributes`."""
+        file = self._handles.get(fi.fh).file
+        self._upload(file)
+        self._show_server_attributes(file)
+
+    def _show_server_attributes(self, file: OpenFile, *, last: bool = False) -> None:
+        """After an upload, the kernel drops the attributes it cached for the file while only this mount had its
+        changes (the times of its writes), so that a ``stat`` after ``close`` shows the server's, which stay;
+        after the ``last`` close of a file created here, so is its local inode number. Done at ``flush`` and
+        ``release`` only: ``fsync`` runs with the kernel inode locked, and an upload there shows at the next
+        ``close``."""
+        if (file.shown_local or (last and file.local_ino is not None)) and not file.unlinked:
+            file.shown_local = False
+            invalidate_path(mount_path(self._volume, file.path))
 
     @_fuse_errors
     def fsync(self, path: str, datasync: int, fi: Any) -> None:
@@ -920,16 +970,18 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         except Exception as exc:
             log.error("upload of %s on release failed, bytes lost: %r", handle.file.path, exc)
         finally:
-            self._release_handle(fi.fh)
+            _, last = self._release_handle(fi.fh)
+            self._show_server_attributes(handle.file, last=last)
 
-    def _release_handle(self, fh: int) -> Handle:
+    def _release_handle(self, fh: int) -> tuple[Handle, bool]:
+        """Forget the handle ``fh``; ``(handle, last)``, ``last`` when it was its file's last one here."""
         handle, last = self._handles.release(fh)
         if handle.reader is not None:
             handle.reader.forget()
         if last and handle.file.spool is not None:
             handle.file.spool.close()
             handle.file.spool = None
-        return handle
+        return handle, last
 
 
 class CallFSFuse(mfusepy.FUSE):  # type: ignore[misc]

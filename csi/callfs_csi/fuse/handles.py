@@ -13,9 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .attrs import LOCAL_INO_BASE
 from .dirty import DirtyRanges
 from .readahead import BlockReader
 from .spool import Spool
+
+_local_inos = itertools.count(LOCAL_INO_BASE)
 
 
 @dataclass(eq=False)
@@ -31,8 +34,12 @@ class OpenFile:
     changed here (nanoseconds since the epoch: the ``mtime`` and ``ctime`` the mount shows until the upload).
     ``mode``: permission bits to apply after the upload of a file created here (``None``: server default);
     ``uid``/``gid``: its numeric owner and group, set with them (``None``: not set, the server's).
-    ``unlinked``: deleted while open — never uploaded again. ``lock`` serialises writes, truncates, spool reads
-    and uploads.
+    ``unlinked``: deleted while open — never uploaded again. ``local_ino``: the inode number a file created
+    here shows as long as it stays open here (:meth:`give_local_ino`; ``None`` for a file opened from the
+    server).
+    ``shown_local``: an upload happened since the kernel was last told to drop the attributes it caches for the
+    file, which this mount made up before the server had them (times of local writes, a local inode number).
+    ``lock`` serialises writes, truncates, spool reads and uploads.
     """
 
     path: str
@@ -46,9 +53,19 @@ class OpenFile:
     uid: int | None = None
     gid: int | None = None
     unlinked: bool = False
+    shown_local: bool = False
     refs: int = 0
     ranges: DirtyRanges = field(default_factory=DirtyRanges)
+    local_ino: int | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def give_local_ino(self) -> None:
+        """Give a file created here its inode number: from :data:`.attrs.LOCAL_INO_BASE` up (the server's are
+        below), unique in this process. The file shows it while it stays open here, also after its upload,
+        because a program that created it may compare the ``st_ino`` of its descriptor with the path's (SQLite
+        does, and takes a change for a moved database)."""
+        if self.local_ino is None:
+            self.local_ino = next(_local_inos)
 
     def touch(self) -> None:
         """Record a change made here (a write, a truncate, a new file): dirty, changed now."""

@@ -1,5 +1,5 @@
 """What the mount asks of the kernel's FUSE driver: capabilities and request sizes at ``init``, then the
-mount's read-ahead through sysfs.
+mount's read-ahead through sysfs, and invalidations of attributes the kernel caches (:func:`invalidate_path`).
 
 At ``init`` (:func:`negotiate`, pure): requests of up to :data:`MAX_REQUEST` bytes (1 MiB) for writes and
 reads, asynchronous reads, atomic ``O_TRUNC``, parallel directory operations, and — only when the mount asks for
@@ -11,10 +11,14 @@ Documentation/ABI/testing/sysfs-class-bdi) — root only; a failure is logged an
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import os
 from dataclasses import dataclass
 from typing import Final
+
+import mfusepy
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,24 @@ def set_read_ahead(mountpoint: str, kib: int) -> bool:
         return False
     log.info("kernel read-ahead of %s set to %d KiB", mountpoint, kib)
     return True
+
+
+_libfuse = mfusepy._libfuse
+_libfuse.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_libfuse.fuse_invalidate_path.restype = ctypes.c_int
+
+
+def invalidate_path(path: str) -> None:
+    """Drop what the kernel caches of the mount-relative ``path`` (its attributes and pages): libfuse's
+    ``fuse_invalidate_path`` (libfuse 3.1), a ``FUSE_NOTIFY_INVAL_INODE`` for the kernel inode of that path.
+
+    Call it from an operation's thread: it finds the mount through ``fuse_get_context``. A path the kernel
+    has not looked up needs nothing (libfuse answers ENOENT, ignored); nothing is raised.
+    """
+    context = _libfuse.fuse_get_context()
+    fuse = context.contents.fuse if context else None
+    if not fuse:
+        return
+    code = _libfuse.fuse_invalidate_path(fuse, os.fsencode(path))
+    if code not in (0, -errno.ENOENT):
+        log.debug("kernel invalidation of %s: %s", path, os.strerror(-code))

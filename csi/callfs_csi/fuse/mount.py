@@ -80,7 +80,8 @@ def fuse_options(settings: MountSettings) -> dict[str, Any]:
 
     ``allow_other`` (pods run as other users) with ``default_permissions`` (the kernel checks modes against
     the uid/gid we report), no ``hard_remove`` (an open file unlinked is renamed aside to ``.fuse_hidden…`` until
-    its last close, POSIX's open-unlinked file), kernel attribute and
+    its last close, POSIX's open-unlinked file), ``use_ino`` (``st_ino`` is the server's inode number, the same
+    for every name of a hard-linked file), kernel attribute and
     entry caching for ``attr_timeout`` seconds, ``ro`` when read-only, then the caller's extra options.
     """
     options: dict[str, Any] = {
@@ -91,6 +92,7 @@ def fuse_options(settings: MountSettings) -> dict[str, Any]:
         "allow_other": True,
         "default_permissions": True,
         "hard_remove": False,
+        "use_ino": True,
         "attr_timeout": settings.attr_timeout,
         "entry_timeout": settings.attr_timeout,
         "negative_timeout": settings.negative_timeout,

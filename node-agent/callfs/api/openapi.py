@@ -121,7 +121,7 @@ def _head_of(get: Json, operation_id: str) -> Json:
 _FILE_HEADERS = (
     "X-CallFS-Type", "X-CallFS-Size", "X-CallFS-Mode", "X-CallFS-Owner", "X-CallFS-Group", "X-CallFS-MTime",
     "X-CallFS-ATime", "X-CallFS-CTime", "X-CallFS-UID", "X-CallFS-GID", "X-CallFS-Target", "X-CallFS-Special",
-    "X-CallFS-Rdev", "X-CallFS-Nlink", "X-CallFS-Instance-ID",
+    "X-CallFS-Rdev", "X-CallFS-Nlink", "X-CallFS-Ino", "X-CallFS-Instance-ID",
     "Last-Modified",
     "ETag", "Accept-Ranges",
 )
@@ -540,6 +540,8 @@ def _headers_component() -> Json:
         "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
         "X-CallFS-Nlink": _header("The number of names (hard links) of the entry (all but directories)",
                                   integer),
+        "X-CallFS-Ino": _header("The inode number: the same for every name of one inode, kept across renames",
+                                integer),
         "X-CallFS-Size": _header("Size in bytes (0 for directories)", integer),
         "X-CallFS-Mode": _header("Permission bits in octal, e.g. `0644`"),
         "X-CallFS-Owner": _header("Owning user"),
@@ -677,6 +679,9 @@ def _schemas_component() -> Json:
                 "name": {"type": "string", "description": "Last path segment (empty for the root)"},
                 "path": {"type": "string", "description": "Canonical absolute path"},
                 "type": {"type": "string", "enum": ["file", "directory", "symlink", "special"]},
+                "ino": {"type": "integer", "minimum": 1,
+                        "description": "The inode number: the same for every name of one inode, kept across "
+                                       "renames"},
                 "size": {"type": "integer", "minimum": 0},
                 "target": {"type": "string", "description": "A symbolic link's target (links only)"},
                 "special": {"type": "string", "enum": ["fifo", "socket", "char", "block"],

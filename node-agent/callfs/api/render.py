@@ -27,7 +27,7 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
 
 
 def item(inode: Inode) -> dict[str, Any]:
-    """A listing item: ``{name, path, type, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
+    """A listing item: ``{name, path, type, ino, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
     ``nlink`` (its number of names, hard links) for all but directories, ``target`` for a symlink, ``special``
     and ``rdev`` for a special file. ``mode`` like ``"0644"``;
     ``uid``/``gid`` numbers or ``null`` (not set); times RFC 3339 UTC with microseconds when not whole seconds
@@ -36,6 +36,7 @@ def item(inode: Inode) -> dict[str, Any]:
         "name": inode.name,
         "path": inode.path,
         "type": inode.type.value,
+        "ino": inode.ino,
         "size": inode.size,
         "mode": format_mode(inode.mode),
         "owner": inode.owner,
@@ -59,12 +60,13 @@ def item(inode: Inode) -> dict[str, Any]:
 def headers(inode: Inode) -> dict[str, str]:
     """The ``X-CallFS-*`` headers of GET/HEAD and ``Last-Modified``, plus ``ETag``/``Accept-Ranges`` for files.
 
-    ``X-CallFS-Nlink`` (the number of names) for all but directories; ``X-CallFS-UID``/``X-CallFS-GID`` only
-    when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
+    ``X-CallFS-Ino`` (the inode number); ``X-CallFS-Nlink`` (the number of names) for all but directories;
+    ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
     ``X-CallFS-Special`` and ``X-CallFS-Rdev`` for a special file.
     """
     out = {
         "X-CallFS-Type": inode.type.value,
+        "X-CallFS-Ino": str(inode.ino),
         "X-CallFS-Size": str(inode.size),
         "X-CallFS-Mode": format_mode(inode.mode),
         "X-CallFS-Owner": inode.owner,
