@@ -1275,9 +1275,9 @@ class Engine:
                     await txn.rename_subtree(aside, dst)
                     now = utcnow()
                     for path in (src, dst):
-                        entry = await txn.get(path)
-                        assert entry is not None
-                        await txn.update(entry.evolve(ctime=now))
+                        swapped = await txn.get(path)
+                        assert swapped is not None
+                        await txn.update(swapped.evolve(ctime=now))
                     swapped = await txn.get(dst)
         assert swapped is not None
         self.metrics.file_operation("move", self._backend_type(swapped))
