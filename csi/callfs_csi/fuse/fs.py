@@ -965,7 +965,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def flock(self, path: str, fi: Any, op: int) -> int:
-        """``flock(2)``: ``LOCK_SH``/``LOCK_EX`` (shared/exclusive, whole file), ``LOCK_UN``, ``LOCK_NB`` for no
+        """``flock(2)``: ``LOCK_SH``/``LOCK_EX`` (shared or exclusive, whole file), ``LOCK_UN``, ``LOCK_NB`` for no
         wait; held by the open file description (the kernel's ``lock_owner``) until unlocked or its last close.
         EAGAIN when held elsewhere with ``LOCK_NB``; EINTR when a wait is interrupted by a signal."""
         api = self._api(path)
