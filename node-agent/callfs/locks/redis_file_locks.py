@@ -119,21 +119,18 @@ class RedisFileLockTable:
     async def close_session(self, session_id: str, user: str) -> int:
         await self._session(session_id, user)
         try:
-            inos = await self.client.smembers(SESSION_INOS_PREFIX + session_id)
+            inos = sorted(await self.client.smembers(SESSION_INOS_PREFIX + session_id))
+            stored = await self.client.mget([LOCKS_PREFIX + ino for ino in inos]) if inos else []
+            # Gone first: no lock can be taken under it any more, and its locks stop counting at once.
             await self.client.delete(SESSION_PREFIX + session_id, SESSION_INOS_PREFIX + session_id)
         except (RedisError, OSError) as exc:
             raise _unavailable(exc) from exc
         touched = 0
-        for ino in inos:
-            before: list[int] = []
-
-            def drop(locks: list[FileLock], counted: list[int] = before) -> tuple[list[FileLock], None]:
-                kept = ranges.without_sessions(locks, [session_id])
-                counted.append(len(locks) - len(kept))
-                return kept, None
-
-            await self._transact(int(ino), drop)
-            touched += 1 if any(before[-1:]) else 0
+        for ino, raw in zip(inos, stored, strict=True):
+            if raw is None or not any(lock.session == session_id for lock in ranges.decode(json.loads(raw))):
+                continue
+            touched += 1
+            await self._transact(int(ino), lambda locks: (ranges.without_sessions(locks, [session_id]), None))
         return touched
 
     async def _live(self, pipe: aioredis.Redis, sessions: Sequence[str]) -> set[str]:
