@@ -119,7 +119,7 @@ class RedisFileLockTable:
     async def close_session(self, session_id: str, user: str) -> int:
         await self._session(session_id, user)
         try:
-            inos = sorted(await self.client.smembers(SESSION_INOS_PREFIX + session_id))
+            inos = sorted(str(ino) for ino in await self.client.smembers(SESSION_INOS_PREFIX + session_id))
             stored = await self.client.mget([LOCKS_PREFIX + ino for ino in inos]) if inos else []
             # Gone first: no lock can be taken under it any more, and its locks stop counting at once.
             await self.client.delete(SESSION_PREFIX + session_id, SESSION_INOS_PREFIX + session_id)
