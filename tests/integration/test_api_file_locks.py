@@ -160,3 +160,20 @@ async def test_two_nodes_share_one_lock_table(request: pytest.FixtureRequest,
         await b.close_lock_session(on_a.id)
         await b.lock_file("/two/f", session=on_b.id, owner="o", start=0, length=0)
         assert [(lock.start, lock.length) for lock in await a.file_locks("/two/f")] == [(0, 0)]
+
+
+async def test_a_key_confined_to_a_volume_locks_inside_it(api_node: AppNode) -> None:
+    scoped_key = "volume-key-" + "k" * 24
+    async with CallFSClient(api_node.url, api_node.key_for("root")) as root:
+        await root.put_file("/volumes/v/f", b"x")
+        await root.put_file("/elsewhere/f", b"x")
+        await root.chown("/volumes/v", "pv-v")
+        await root.chown("/volumes/v/f", "pv-v")
+        await root.register_key("pv-v", scoped_key, "/volumes/v")
+    async with CallFSClient(api_node.url, scoped_key) as scoped:
+        session = await scoped.open_lock_session()
+        await scoped.lock_file("/volumes/v/f", session=session.id, owner="o", kind="flock")
+        with pytest.raises(PermissionDenied):
+            await scoped.lock_file("/elsewhere/f", session=session.id, owner="o", kind="flock")
+        await scoped.renew_lock_session(session.id)
+        await scoped.close_lock_session(session.id)
