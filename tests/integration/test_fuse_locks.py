@@ -77,11 +77,26 @@ def can_flock(path: Path, op: int = fcntl.LOCK_EX) -> bool:
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)  # at once: the release at close would come just after close returns
         return True
     except BlockingIOError:
         return False
     finally:
         os.close(fd)
+
+
+def try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def flock_freed(path: Path) -> None:
+    """Wait until an exclusive ``flock`` can be taken: the kernel sends the release of a closed file's ``flock``
+    lock to the mount just after the last ``close`` returns (an asynchronous FUSE ``RELEASE``)."""
+    wait_for(lambda: can_flock(path), 10, f"the flock lock on {path} to go", 0.02)
 
 
 def can_lockf(path: Path, start: int = 0, length: int = 0, op: int = fcntl.LOCK_EX) -> bool:
@@ -120,7 +135,7 @@ def test_flock_between_processes_of_one_mount(app_node: AppNode, mount_factory: 
         assert not can_flock(path)
         assert not can_flock(path, fcntl.LOCK_SH)
         release(process)
-    assert can_flock(path)
+    flock_freed(path)
     with holder(path, "flock-shared") as process:
         assert can_flock(path, fcntl.LOCK_SH)
         assert not can_flock(path)
@@ -145,7 +160,8 @@ def test_flock_belongs_to_the_open_file(app_node: AppNode, mount_factory: MountF
         fcntl.lockf(second, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(first)
-    fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the close released the first file's lock
+    # The last close released the first file's lock: FUSE sends that release just after close returns.
+    wait_for(lambda: try_flock(second), 10, "the closed file's flock lock to go", 0.02)
     os.close(second)
 
 
@@ -255,7 +271,7 @@ def test_two_mounts_on_two_nodes(request: pytest.FixtureRequest, app_node_factor
     with holder(path_one, "flock") as process:
         assert not can_flock(path_two)
         release(process)
-    assert can_flock(path_two)
+    flock_freed(path_two)
     with holder(path_two, "lockf", 0, 50) as process:
         assert not can_lockf(path_one, 49, 1)
         assert can_lockf(path_one, 50, 0)
