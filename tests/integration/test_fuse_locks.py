@@ -314,3 +314,37 @@ def test_unmount_releases_the_mounts_locks(request: pytest.FixtureRequest,
     subprocess.run(["umount", "-l", str(first.path)], check=True, timeout=30)
     os.close(fd)  # the last close lets the lazily unmounted mount go; its session ends
     wait_for(lambda: can_flock(other), 15, "the unmounted mount's lock to go", 0.2)
+
+
+def child_can_lock(path: Path, how: str) -> bool:
+    """Whether another process can take an exclusive ``flock``/``lockf`` lock on ``path`` without waiting."""
+    code = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    if sys.argv[2] == 'flock':\n"
+        "        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    else:\n"
+        "        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "    print('yes')\n"
+        "except OSError:\n"
+        "    print('no')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path), how], capture_output=True, text=True,
+                            timeout=30, check=True)
+    return result.stdout.strip() == "yes"
+
+
+def test_a_file_just_created_can_be_locked(app_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(app_node)
+    for how in ("flock", "lockf"):
+        path = mount.path / f"new-{how}.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)  # nothing on the server before the first close
+        try:
+            if how == "flock":
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert not child_can_lock(path, how)
+        finally:
+            os.close(fd)

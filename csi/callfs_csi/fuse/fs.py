@@ -952,6 +952,12 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     # ---- locks -------------------------------------------------------------------------------------
 
+    def _lockable(self, api: str) -> None:
+        """A file created here and not uploaded yet goes to the server first: locks belong to its inode there."""
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            self._upload(file)
+
     def _release_flock(self, path: str | None, fh: int, fallback: str) -> None:
         with self._flocks_lock:
             owner = self._flocks.pop(fh, None)
@@ -978,6 +984,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             action = "read"
         else:
             raise _fail(errno.EINVAL)
+        if action != "unlock":
+            self._lockable(api)
         self._locks.set(api, kind="flock", action=action, owner=owner, pid=mfusepy.fuse_get_context()[2],
                         wait=not op & fcntl.LOCK_NB, interrupted=_interrupted)
         with self._flocks_lock:
@@ -1003,6 +1011,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if cmd == fcntl.F_GETLK:
             if kind == "unlock":
                 raise _fail(errno.EINVAL)
+            self._lockable(api)
             found = self._locks.test(api, kind="posix", action="read" if kind == "read" else "write", owner=owner,
                                      start=flk.l_start, length=flk.l_len)
             if found is None:
@@ -1015,6 +1024,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             return 0
         if cmd not in (fcntl.F_SETLK, fcntl.F_SETLKW):
             raise _fail(errno.EINVAL)
+        if kind != "unlock":
+            self._lockable(api)
         self._locks.set(api, kind="posix", action=kind, owner=owner, start=flk.l_start, length=flk.l_len,
                         pid=mfusepy.fuse_get_context()[2], wait=cmd == fcntl.F_SETLKW, interrupted=_interrupted)
         return 0
