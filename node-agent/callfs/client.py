@@ -53,6 +53,7 @@ from callfs.errors import (
     AlreadyExists,
     CallFSError,
     IsADirectory,
+    LockConflict,
     NotADirectory,
     NotFound,
     error_class_for,
@@ -64,6 +65,8 @@ __all__ = [
     "CallFSUnavailable",
     "DrainInfo",
     "FileInfo",
+    "FileLockInfo",
+    "LockSessionInfo",
     "NodeInfo",
     "ProgressCallback",
     "UploadSource",
@@ -176,6 +179,48 @@ class QuotaInfo:
     def from_json(cls, body: Mapping[str, Any]) -> QuotaInfo:
         return cls(str(body["path"]), body.get("bytes_limit"), body.get("inodes_limit"),
                    int(body["bytes_used"]), int(body["inodes_used"]))
+
+
+def file_locks_url_path(path: str) -> str:
+    """The URL path of ``/v1/file-locks/{path}``."""
+    return "/v1/file-locks/" + _quoted_segments(path)
+
+
+@dataclass(frozen=True, slots=True)
+class LockSessionInfo:
+    """A lock session: ``id`` and ``ttl`` (seconds it lives without a renewal)."""
+
+    id: str
+    ttl: float
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> LockSessionInfo:
+        return cls(str(body["id"]), float(body["ttl"]))
+
+
+@dataclass(frozen=True, slots=True)
+class FileLockInfo:
+    """A held file lock: ``kind`` (``flock``/``posix``), ``type`` (``read``/``write``), ``start`` and ``length``
+    in bytes (``length`` 0: to the end of the file), the holder's ``session`` and ``owner``, and ``pid`` (the
+    holder's process as its mount saw it, 0 when unknown)."""
+
+    kind: str
+    type: str
+    start: int
+    length: int
+    session: str
+    owner: str
+    pid: int
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> FileLockInfo:
+        return cls(str(body["kind"]), str(body["type"]), int(body["start"]), int(body["length"]),
+                   str(body["session"]), str(body["owner"]), int(body.get("pid") or 0))
+
+
+LOCK_POLL_FIRST: Final = 0.01
+LOCK_POLL_MAX: Final = 0.5
+"""A blocking :meth:`CallFSClient.lock_file` retries after 10 ms, doubling up to 500 ms between attempts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1411,6 +1456,87 @@ class CallFSClient:
         """``DELETE /v1/quotas/{path}`` (root only). Raises ``NotFound`` when none is set."""
         async with self._request("DELETE", self._url(quotas_url_path(path))):
             pass
+
+    # ---- file locks (flock / fcntl) ----------------------------------------------------------------------
+
+    async def open_lock_session(self, ttl: float | None = None) -> LockSessionInfo:
+        """``POST /v1/lock-sessions``: a new lock session living ``ttl`` seconds (default: the node's
+        ``dlm.lock_session_ttl``) unless renewed with :meth:`renew_lock_session`. Every file lock is taken under
+        a session; ending it (or letting it expire) releases them all. Raises ``BadRequest`` (ttl out of 1 to
+        3600 seconds)."""
+        body = await self._json("POST", self._url("/v1/lock-sessions"), json={} if ttl is None else {"ttl": ttl})
+        return LockSessionInfo.from_json(body)
+
+    async def renew_lock_session(self, session: str) -> LockSessionInfo:
+        """``PUT /v1/lock-sessions/{session}``: the heartbeat, restarting its TTL. Raises
+        ``LockSessionNotFound`` when it ended or expired (its locks are gone)."""
+        body = await self._json("PUT", self._url(f"/v1/lock-sessions/{quote(session, safe='')}"), retry=True)
+        return LockSessionInfo.from_json(body)
+
+    async def close_lock_session(self, session: str) -> None:
+        """``DELETE /v1/lock-sessions/{session}``: end it and release every lock held under it. Raises
+        ``LockSessionNotFound``."""
+        async with self._request("DELETE", self._url(f"/v1/lock-sessions/{quote(session, safe='')}")):
+            pass
+
+    async def lock_file(
+        self, path: str, *, session: str, owner: str, kind: Literal["flock", "posix"] = "posix",
+        type: Literal["read", "write", "unlock"] = "write", start: int = 0, length: int = 0, pid: int = 0,
+        wait: bool = False, wait_timeout: float | None = None, cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        """``POST /v1/file-locks/{path}``: take (``read``/``write``), convert, or release (``unlock``) a lock of
+        ``kind`` over ``length`` bytes from ``start`` (``length`` 0: to the end of the file; ``flock`` locks are
+        always the whole file) for ``owner`` under ``session``.
+
+        The server never waits. With ``wait`` (``F_SETLKW``, ``flock`` without ``LOCK_NB``) this method retries
+        a conflict after 10 ms, doubling to 500 ms between attempts (:data:`LOCK_POLL_FIRST`,
+        :data:`LOCK_POLL_MAX`), until granted, ``wait_timeout`` seconds passed (``None``: no limit), or
+        ``cancelled()`` answers true (checked before every retry; then :class:`asyncio.CancelledError`).
+
+        Raises:
+            LockConflict: another owner holds a conflicting lock (``error.extra["conflict"]`` describes it).
+            LockSessionNotFound: the session ended or expired.
+            NotFound, PermissionDenied, BadRequest: as for the path and the fields.
+        """
+        url = self._url(file_locks_url_path(path))
+        payload = {"session": session, "owner": owner, "kind": kind, "type": type, "start": start,
+                   "length": length, "pid": pid}
+        deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+        delay = LOCK_POLL_FIRST
+        while True:
+            try:
+                await self._json("POST", url, json=payload, retry=True)
+                return
+            except LockConflict:
+                if not wait or (deadline is not None and time.monotonic() + delay > deadline):
+                    raise
+            if cancelled is not None and cancelled():
+                raise asyncio.CancelledError(f"wait for a lock on {path} interrupted")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LOCK_POLL_MAX)
+
+    async def test_file_lock(
+        self, path: str, *, type: Literal["read", "write"], kind: Literal["flock", "posix"] = "posix",
+        start: int = 0, length: int = 0, session: str = "", owner: str = "",
+    ) -> FileLockInfo | None:
+        """``GET /v1/file-locks/{path}?type=...`` (``F_GETLK``): the lock that would keep ``owner`` of
+        ``session`` from taking this one now, or ``None`` when it could be taken. Raises ``NotFound``,
+        ``PermissionDenied``, ``BadRequest``."""
+        query = {"type": type, "kind": kind, "start": str(start), "length": str(length), "session": session,
+                 "owner": owner}
+        async with self._request("GET", self._url(file_locks_url_path(path), query),
+                                 ok_statuses=frozenset({409})) as resp:
+            body = await resp.json(content_type=None)
+        if resp.status == 409:
+            if isinstance(body, dict) and body.get("code") == LockConflict.code:
+                return FileLockInfo.from_json(body["conflict"])
+            raise error_from_body(resp.status, body, f"{path}: conflict")
+        return None
+
+    async def file_locks(self, path: str) -> list[FileLockInfo]:
+        """``GET /v1/file-locks/{path}``: every lock held on the file (all its names: locks belong to the inode)."""
+        body = await self._json("GET", self._url(file_locks_url_path(path)))
+        return [FileLockInfo.from_json(item) for item in body["locks"]]
 
     # ---- run-time API keys -----------------------------------------------------------------------------
 

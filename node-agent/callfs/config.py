@@ -242,7 +242,9 @@ class MetadataStoreConfig(_Section):
 
 
 class DLMConfig(_Section):
-    """Locks: ``local`` (in-process) or ``redis``. Times are seconds."""
+    """Locks: ``local`` (in-process) or ``redis``. Times are seconds. ``lease_ttl`` is the path locks' lease;
+    ``lock_session_ttl`` the default life of a file lock session (a mount's ``flock``/``fcntl`` locks) that is not
+    renewed: a mount killed loses its locks that long after its last heartbeat."""
 
     type: Literal["local", "redis"] = "local"
     redis_addr: str = "127.0.0.1:6379"
@@ -250,6 +252,7 @@ class DLMConfig(_Section):
     redis_db: int = Field(default=0, ge=0)
     wait_timeout: float = Field(default=30.0, gt=0)
     lease_ttl: float = Field(default=15.0, gt=0)
+    lock_session_ttl: float = Field(default=30.0, ge=1, le=3600)
 
 
 class InstanceDiscoveryConfig(_Section):

@@ -65,6 +65,13 @@ class NotFound(CallFSError):
     code = "FILE_NOT_FOUND"
 
 
+class LockSessionNotFound(NotFound):
+    """The lock session named is unknown: never created, ended, expired (not renewed within its TTL, its locks
+    are gone), or another user's. A mount opens a new session and takes its locks again where it can."""
+
+    code = "LOCK_SESSION_NOT_FOUND"
+
+
 class MethodNotAllowed(CallFSError):
     status = 405
     code = "METHOD_NOT_ALLOWED"
@@ -90,6 +97,14 @@ class DirectoryNotEmpty(CallFSError):
 class Conflict(CallFSError):
     status = 409
     code = "CONFLICT"
+
+
+class LockConflict(Conflict):
+    """A file lock (``flock`` or ``fcntl`` record lock) is held by another owner over the range asked for: nothing
+    was granted. The body carries the first conflicting lock as ``conflict`` (``kind``, ``type``, ``start``,
+    ``length``, ``owner``, ``session``, ``pid``): ``F_GETLK``'s answer. A FUSE mount answers ``EAGAIN``."""
+
+    code = "LOCK_CONFLICT"
 
 
 class CrossesQuotaRoot(CallFSError):

@@ -21,6 +21,7 @@ from callfs.drain import Drains
 from callfs.engine import Engine
 from callfs.links import Clock
 from callfs.locks.base import LockService
+from callfs.locks.file_locks import FileLockTable, LocalFileLockTable
 from callfs.membership import Membership
 from callfs.metadata.base import MetadataStore
 from callfs.metrics import Metrics
@@ -145,6 +146,15 @@ def open_locks(config: Config) -> LockService:
     return LocalLockService(wait_timeout=config.dlm.wait_timeout, lease_ttl=config.dlm.lease_ttl)
 
 
+def open_file_locks(config: Config) -> FileLockTable:
+    """The configured file lock table (not started): in Redis with ``dlm.type: redis``, else in this process."""
+    if config.dlm.type == "redis":
+        from callfs.locks.redis_file_locks import RedisFileLockTable
+
+        return RedisFileLockTable(url=redis_url(config))
+    return LocalFileLockTable()
+
+
 def open_backends(config: Config) -> dict[str, Backend]:
     """The configured byte backends (not started): always ``localfs``; ``s3`` when a bucket is configured."""
     backends: dict[str, Backend] = {"localfs": LocalFSBackend(config.localfs_root())}
@@ -180,6 +190,7 @@ class Node:
     peers: PeerClient
     access_keys: AccessKeys
     drains: Drains
+    file_locks: FileLockTable = field(default_factory=LocalFileLockTable)
     started: list[str] = field(default_factory=list)
 
     @classmethod
@@ -217,7 +228,7 @@ class Node:
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         drains = Drains(engine, membership, peers, replication)
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys,
-                   drains)
+                   drains, open_file_locks(config))
 
     async def start(self, *, primary: bool = True, fresh: bool = True) -> int:
         """Connect everything and make the system directories root's; returns how many orphans were removed.
@@ -234,6 +245,8 @@ class Node:
         await self.engine.ensure_system_directories()
         await self.locks.start()
         self.started.append("locks")
+        await self.file_locks.start()
+        self.started.append("file_locks")
         self.started.append("backends")
         for name, backend in self.backends.items():
             try:
@@ -258,6 +271,8 @@ class Node:
             for backend in self.backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()
+        if "file_locks" in self.started:
+            await self.file_locks.close()
         if "locks" in self.started:
             await self.locks.close()
         if "store" in self.started:

@@ -12,6 +12,7 @@ Modules, one concern each:
 * :mod:`.dirty` — the byte ranges an open file changed, and what ``flush`` uploads for them (pure).
 * :mod:`.kernel` — capabilities and request sizes asked of the kernel at ``init``; the mount's read-ahead.
 * :mod:`.bridge` — one asyncio loop in its own thread driving :class:`callfs.client.CallFSClient`.
+* :mod:`.locking` — the mount's lock session (heartbeat) and its ``flock``/``fcntl`` locks on the server.
 * :mod:`.fs` — the mfusepy ``Operations`` class mapping POSIX calls onto the API.
 * :mod:`.daemon` — daemonisation (own session, double fork) and the readiness pipe.
 """

@@ -21,6 +21,7 @@ from callfs.errors import (
     CrossesQuotaRoot,
     DirectoryNotEmpty,
     IsADirectory,
+    LockConflict,
     NotADirectory,
     NotFound,
     PayloadTooLarge,
@@ -31,6 +32,7 @@ from callfs.errors import (
 )
 
 from .bridge import CancelledCall
+from .locking import Interrupted
 
 # Most specific first: IsADirectory/NotADirectory are BadRequest subclasses, DirectoryNotEmpty shares 409.
 _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
@@ -46,9 +48,11 @@ _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
     (PayloadTooLarge, errno.EFBIG),
     (RateLimitExceeded, errno.EAGAIN),
     (PreconditionFailed, errno.ESTALE),
+    (LockConflict, errno.EAGAIN),
     (Conflict, errno.EBUSY),
     (BadRequest, errno.EINVAL),
     (CancelledCall, errno.EINTR),
+    (Interrupted, errno.EINTR),
     (concurrent.futures.CancelledError, errno.EINTR),
     (asyncio.CancelledError, errno.EINTR),
     (CallFSUnavailable, errno.EIO),
@@ -62,9 +66,11 @@ def errno_for(exc: BaseException) -> int:
     ``NotFound``→ENOENT, ``AlreadyExists``→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY, ``PermissionDenied`` and
     ``AuthenticationFailed``→EACCES, ``CrossesQuotaRoot``→EXDEV, ``NotADirectory``→ENOTDIR,
     ``IsADirectory``→EISDIR, ``QuotaExceeded`` (507)→ENOSPC, ``PayloadTooLarge``→EFBIG,
-    ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file changed under a pinned read)→ESTALE, other
-    409→EBUSY, other 400→EINVAL; a request cancelled inside the client and not recovered
-    (:class:`.bridge.CancelledCall`, a cancelled future: the mount is stopping)→EINTR, never EIO; unreachable
+    ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file changed under a pinned read)→ESTALE,
+    ``LockConflict`` (a ``flock``/``fcntl`` lock held elsewhere)→EAGAIN (``EWOULDBLOCK``), other 409→EBUSY,
+    other 400→EINVAL; a request cancelled inside the client and not recovered
+    (:class:`.bridge.CancelledCall`, a cancelled future: the mount is stopping) and a lock wait interrupted by a
+    signal (:class:`.locking.Interrupted`)→EINTR, never EIO; unreachable
     server, deadline passed, or any other server error (5xx)→EIO. An ``OSError`` carrying an errno keeps it.
     """
     for cls, code in _ERRNO_BY_CLASS:

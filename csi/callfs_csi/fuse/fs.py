@@ -52,6 +52,11 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Hard links: :meth:`CallFSOperations.link` makes a second name of the same inode on the server; ``st_nlink``
   counts the names, ``st_ino`` is the server's inode number (``use_ino``), and a change through one name has
   the kernel drop the attributes it caches for the others (:mod:`.links`).
+* Locks: ``flock`` and ``fcntl``/``lockf`` record locks are the cluster's (:meth:`CallFSOperations.flock`,
+  :meth:`CallFSOperations.lock`, :mod:`.locking`): every mount of the volume, on any node, sees them; a conflict
+  is EAGAIN, a blocking wait polls the server and ends with EINTR on a signal. Closing any descriptor of a file
+  drops the closing process's record locks on it, the last close of an open file description its ``flock``
+  lock, and the unmount (or the mount's death, after ``dlm.lock_session_ttl``) all the mount's locks.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import fcntl
 import functools
 import logging
 import os
@@ -82,6 +88,7 @@ from .errors import errno_for
 from .handles import Handle, HandleTable, OpenFile
 from .kernel import invalidate_path, negotiate, set_read_ahead
 from .links import LinkNames
+from .locking import LockKeeper, owner_token
 from .options import MountSettings
 from .readahead import BlockReader
 from .spool import Spool
@@ -113,6 +120,19 @@ ZERO_PIECE: Final = 1024 * 1024
 """Bytes of zeros written at a time when ``fallocate`` zeroes a range."""
 NO_ID: Final = (1 << 32) - 1
 """``(uid_t) -1``: ``chown`` leaves that id unchanged (also seen as ``-1``)."""
+LOCK_TYPES: Final[dict[int, Literal["read", "write", "unlock"]]] = {
+    fcntl.F_RDLCK: "read", fcntl.F_WRLCK: "write", fcntl.F_UNLCK: "unlock",
+}
+"""``struct flock``'s ``l_type`` → the lock API's ``type``."""
+
+
+def _interrupted() -> bool:
+    """libfuse's ``fuse_interrupted()``: the process waiting in the current request got a signal (the kernel
+    sent ``INTERRUPT``). Only meaningful on a libfuse worker thread; False when it cannot be asked."""
+    try:
+        return bool(mfusepy._libfuse.fuse_interrupted())
+    except Exception:
+        return False
 
 
 def time_change(ns: int) -> datetime | Literal["now"] | None:
@@ -216,6 +236,10 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._etags_lock = threading.Lock()
         self._quota: tuple[float, QuotaInfo | None] | None = None
         self._links = LinkNames()
+        self._locks = LockKeeper(bridge)
+        self._flocks: dict[int, str] = {}
+        """File handle → owner of the ``flock`` lock taken through it (released with the handle)."""
+        self._flocks_lock = threading.Lock()
 
     # ---- helpers -----------------------------------------------------------------------------------
 
@@ -474,7 +498,9 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             self._on_ready()
 
     def destroy(self, path: str) -> None:
-        """libfuse ``destroy`` (unmount): nothing is buffered any more — every file was released."""
+        """libfuse ``destroy`` (unmount): nothing is buffered any more — every file was released; the lock
+        session ends (whatever locks remain are released)."""
+        self._locks.close()
         log.info("unmounted %s", self._settings.mountpoint)
 
     # ---- metadata ----------------------------------------------------------------------------------
@@ -963,7 +989,8 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def release(self, path: str, fi: Any) -> None:
-        """Last close of a handle: a final upload attempt (its error can only be logged), then forget it."""
+        """Last close of a handle: a final upload attempt (its error can only be logged), then forget it; a
+        ``flock`` lock taken through it is released (the open file description is gone)."""
         handle = self._handles.get(fi.fh)
         try:
             self._upload(handle.file)
@@ -971,7 +998,88 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             log.error("upload of %s on release failed, bytes lost: %r", handle.file.path, exc)
         finally:
             _, last = self._release_handle(fi.fh)
+            self._release_flock(path, fi.fh, handle.file.path)
             self._show_server_attributes(handle.file, last=last)
+
+    # ---- locks -------------------------------------------------------------------------------------
+
+    def _lockable(self, api: str) -> None:
+        """A file created here and not uploaded yet goes to the server first: locks belong to its inode there."""
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            self._upload(file)
+
+    def _release_flock(self, path: str | None, fh: int, fallback: str) -> None:
+        with self._flocks_lock:
+            owner = self._flocks.pop(fh, None)
+        if owner is None:
+            return
+        api = api_path(self._volume, path) if path else fallback
+        try:
+            self._locks.set(api, kind="flock", action="unlock", owner=owner)
+        except Exception as exc:
+            log.warning("releasing the flock lock on %s failed (it goes with the lock session): %r", api, exc)
+
+    @_fuse_errors
+    def flock(self, path: str, fi: Any, op: int) -> int:
+        """``flock(2)``: ``LOCK_SH``/``LOCK_EX`` (shared or exclusive, whole file), ``LOCK_UN``, ``LOCK_NB`` for no
+        wait; held by the open file description (the kernel's ``lock_owner``) until unlocked or its last close.
+        EAGAIN when held elsewhere with ``LOCK_NB``; EINTR when a wait is interrupted by a signal."""
+        api = self._api(path)
+        owner = owner_token(fi.lock_owner)
+        if op & fcntl.LOCK_UN:
+            action: Literal["read", "write", "unlock"] = "unlock"
+        elif op & fcntl.LOCK_EX:
+            action = "write"
+        elif op & fcntl.LOCK_SH:
+            action = "read"
+        else:
+            raise _fail(errno.EINVAL)
+        if action != "unlock":
+            self._lockable(api)
+        self._locks.set(api, kind="flock", action=action, owner=owner, pid=mfusepy.fuse_get_context()[2],
+                        wait=not op & fcntl.LOCK_NB, interrupted=_interrupted)
+        with self._flocks_lock:
+            if action == "unlock":
+                self._flocks.pop(fi.fh, None)
+            else:
+                self._flocks[fi.fh] = owner
+        return 0
+
+    @_fuse_errors
+    def lock(self, path: str, fi: Any, cmd: int, lock: Any) -> int:
+        """``fcntl(2)`` record locks (``lockf(3)`` too): ``F_GETLK`` answers the first conflicting lock (its
+        ``l_pid`` when held through this mount, else 0) or ``F_UNLCK``; ``F_SETLK`` takes, converts or releases
+        (EAGAIN on a conflict); ``F_SETLKW`` waits (EINTR on a signal). libfuse hands the range absolute
+        (``l_whence`` ``SEEK_SET``, ``l_len`` 0: to the end of the file) and calls ``F_SETLK``/``F_UNLCK`` of the
+        whole file with the closing process's owner on every ``flush`` (POSIX: any close drops its locks)."""
+        api = self._api(path)
+        owner = owner_token(fi.lock_owner)
+        flk = lock.contents
+        kind = LOCK_TYPES.get(flk.l_type)
+        if kind is None or flk.l_start < 0 or flk.l_len < 0:
+            raise _fail(errno.EINVAL)
+        if cmd == fcntl.F_GETLK:
+            if kind == "unlock":
+                raise _fail(errno.EINVAL)
+            self._lockable(api)
+            found = self._locks.test(api, kind="posix", action="read" if kind == "read" else "write", owner=owner,
+                                     start=flk.l_start, length=flk.l_len)
+            if found is None:
+                flk.l_type = fcntl.F_UNLCK
+            else:
+                flk.l_type = fcntl.F_WRLCK if found.type == "write" else fcntl.F_RDLCK
+                flk.l_whence = os.SEEK_SET
+                flk.l_start, flk.l_len = found.start, found.length
+                flk.l_pid = found.pid if found.session == self._locks.session_id else 0
+            return 0
+        if cmd not in (fcntl.F_SETLK, fcntl.F_SETLKW):
+            raise _fail(errno.EINVAL)
+        if kind != "unlock":
+            self._lockable(api)
+        self._locks.set(api, kind="posix", action=kind, owner=owner, start=flk.l_start, length=flk.l_len,
+                        pid=mfusepy.fuse_get_context()[2], wait=cmd == fcntl.F_SETLKW, interrupted=_interrupted)
+        return 0
 
     def _release_handle(self, fh: int) -> tuple[Handle, bool]:
         """Forget the handle ``fh``; ``(handle, last)``, ``last`` when it was its file's last one here."""

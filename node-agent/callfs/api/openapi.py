@@ -414,6 +414,66 @@ def _other_public_paths() -> Json:
     }
 
 
+def _lock_paths() -> Json:
+    tags = ["locks"]
+    open_session = _operation(
+        "openLockSession", "Open a lock session (a mount's identity for its file locks)", tags,
+        {"201": _response("The session", _json(_schema("LockSession")))},
+        [400, 403, 413, 500, 503],
+        description=(
+            "Every file lock is held under a session. The session lives `ttl` seconds (default "
+            "`dlm.lock_session_ttl`) unless renewed with `PUT`; when it ends or expires, all its locks are "
+            "released. It belongs to the caller's user: any other user naming it gets 404."
+        ),
+        request_body={"required": False, "content": _json(_schema("LockSessionRequest"))},
+    )
+    renew_session = _operation(
+        "renewLockSession", "Renew a lock session (heartbeat)", tags,
+        {"200": _response("Renewed for another `ttl` seconds", _json(_schema("LockSession")))},
+        [403, 404, 500, 503],
+        description="404 `LOCK_SESSION_NOT_FOUND` when it ended or expired: its locks are gone.",
+        parameters=["LockSessionId"],
+    )
+    close_session = _operation(
+        "closeLockSession", "End a lock session, releasing all its locks", tags,
+        {"204": _response("Ended")},
+        [403, 404, 500, 503],
+        parameters=["LockSessionId"],
+    )
+    set_lock = _operation(
+        "setFileLock", "Take, convert or release a flock or fcntl lock (never waits)", tags,
+        {"200": _response("Done", _json(_schema("FileLockGranted")))},
+        [400, 403, 404, 409, 413, 500, 503],
+        description=(
+            "Locks belong to the inode (all hard-link names share them) and are the cluster's: every node answers "
+            "with the same table. `kind` `posix` locks are byte ranges with POSIX record-lock rules (an owner's "
+            "own locks are replaced, split and merged, never in conflict); `flock` locks cover the whole file and "
+            "are independent of `posix` ones. 409 `LOCK_CONFLICT` with the lock in the way as `conflict` (nothing "
+            "changed); the server never waits: a blocking lock is the client retrying. 404 "
+            "`LOCK_SESSION_NOT_FOUND` for a session that ended or expired, `FILE_NOT_FOUND` for the path. Needs "
+            "`r` or `w` on the file."
+        ),
+        parameters=["Path"],
+        request_body={"required": True, "content": _json(_schema("FileLockRequest"))},
+    )
+    get_locks = _operation(
+        "getFileLocks", "The locks of a file, or whether a lock could be taken (F_GETLK)", tags,
+        {"200": _response("Without `type`: every lock; with `type`: `conflict` null (it could be taken now)",
+                          _json(_schema("FileLocks")))},
+        [400, 403, 404, 409, 500, 503],
+        description=(
+            "With `type` (`read`/`write`) and optionally `kind`, `start`, `length`, `session`, `owner`: 409 "
+            "`LOCK_CONFLICT` naming the first lock of another owner that would keep it from being granted."
+        ),
+        parameters=["Path", "LockType", "LockKind", "LockStart", "LockLength", "LockSession", "LockOwner"],
+    )
+    return {
+        "/v1/lock-sessions": {"post": open_session},
+        "/v1/lock-sessions/{session}": {"put": renew_session, "delete": close_session},
+        "/v1/file-locks/{path}": {"post": set_lock, "get": get_locks},
+    }
+
+
 def _system_paths() -> Json:
     health = _operation(
         "health", "Liveness", ["system"],
@@ -590,6 +650,23 @@ def _parameters_component() -> Json:
                         "schema": {"type": "string"}},
         "BlobId": {"name": "blob_id", "in": "path", "required": True, "description": "Blob ID in that backend",
                    "schema": {"type": "string"}},
+        "LockSessionId": {"name": "session", "in": "path", "required": True, "description": "A lock session's id",
+                          "schema": {"type": "string"}},
+        "LockType": {"name": "type", "in": "query", "required": False,
+                     "description": "The lock to test for (absent: list every lock)",
+                     "schema": {"type": "string", "enum": ["read", "write"]}},
+        "LockKind": {"name": "kind", "in": "query", "required": False, "description": "`posix` (fcntl) or `flock`",
+                     "schema": {"type": "string", "enum": ["posix", "flock"], "default": "posix"}},
+        "LockStart": {"name": "start", "in": "query", "required": False, "description": "First byte",
+                      "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        "LockLength": {"name": "length", "in": "query", "required": False,
+                       "description": "Bytes (0: to the end of the file)",
+                       "schema": {"type": "integer", "minimum": 0, "default": 0}},
+        "LockSession": {"name": "session", "in": "query", "required": False,
+                        "description": "The asking owner's session (its own locks never conflict)",
+                        "schema": {"type": "string"}},
+        "LockOwner": {"name": "owner", "in": "query", "required": False, "description": "The asking owner",
+                      "schema": {"type": "string"}},
         "InstanceId": {"name": "instance_id", "in": "path", "required": True,
                        "description": "A node's instance ID (a pod name under the operator)",
                        "schema": {"type": "string"}},
@@ -825,6 +902,58 @@ def _schemas_component() -> Json:
             "properties": {"user": {"type": "string"},
                            "revoked": {"type": "integer", "minimum": 0, "description": "Keys revoked"}},
         },
+        "LockSessionRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"ttl": {"type": "number", "minimum": 1, "maximum": 3600,
+                                   "description": "Seconds without a renewal before the session expires"}},
+        },
+        "LockSession": {
+            "type": "object",
+            "required": ["id", "ttl"],
+            "properties": {"id": {"type": "string"}, "ttl": {"type": "number", "description": "Seconds"}},
+        },
+        "FileLockRequest": {
+            "type": "object",
+            "required": ["session", "owner", "type"],
+            "properties": {
+                "session": {"type": "string", "description": "The lock session it is held under"},
+                "owner": {"type": "string", "maxLength": 256,
+                          "description": "The owner within the session (a mount: the kernel's lock owner)"},
+                "kind": {"type": "string", "enum": ["posix", "flock"], "default": "posix"},
+                "type": {"type": "string", "enum": ["read", "write", "unlock"]},
+                "start": {"type": "integer", "minimum": 0, "default": 0, "description": "First byte (posix)"},
+                "length": {"type": "integer", "minimum": 0, "default": 0,
+                           "description": "Bytes, 0: to the end of the file (posix)"},
+                "pid": {"type": "integer", "default": 0, "description": "The holder's process id, informational"},
+            },
+        },
+        "FileLock": {
+            "type": "object",
+            "required": ["session", "owner", "kind", "type", "start", "length", "pid"],
+            "properties": {
+                "session": {"type": "string"}, "owner": {"type": "string"},
+                "kind": {"type": "string", "enum": ["posix", "flock"]},
+                "type": {"type": "string", "enum": ["read", "write"]},
+                "start": {"type": "integer", "minimum": 0},
+                "length": {"type": "integer", "minimum": 0, "description": "0: to the end of the file"},
+                "pid": {"type": "integer"},
+            },
+        },
+        "FileLockGranted": {
+            "type": "object",
+            "required": ["ino", "granted"],
+            "properties": {"ino": {"type": "integer"}, "granted": {"type": "boolean", "const": True}},
+        },
+        "FileLocks": {
+            "type": "object",
+            "required": ["ino"],
+            "properties": {
+                "ino": {"type": "integer", "description": "The inode the locks belong to"},
+                "locks": {"type": "array", "items": _schema("FileLock")},
+                "conflict": {"type": "null"},
+            },
+        },
         "QuotaLimits": {
             "type": "object",
             "minProperties": 1,
@@ -958,12 +1087,14 @@ def build_document() -> Json:
             {"name": "directories", "description": "Directory listings"},
             {"name": "links", "description": "Single-use download links"},
             {"name": "quotas", "description": "Directory quotas"},
+            {"name": "locks", "description": "flock and fcntl file locks shared by every mount, and lock sessions"},
             {"name": "keys", "description": "API keys registered at run time, each confined to a path"},
             {"name": "cluster", "description": "Cluster membership and peer-to-peer byte transfers"},
             {"name": "system", "description": "Liveness, readiness, metrics and this document"},
             {"name": INTERNAL_TAG, "description": "For peer nodes only (internal secret)"},
         ],
-        "paths": _rate_limited({**_file_paths(), **_other_public_paths(), **_system_paths(), **_internal_paths()}),
+        "paths": _rate_limited({**_file_paths(), **_other_public_paths(), **_lock_paths(), **_system_paths(),
+                                **_internal_paths()}),
         "components": {
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from `auth` in the config"},
