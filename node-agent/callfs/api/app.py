@@ -29,6 +29,7 @@ from callfs.api import (
     render,
     system,
     websocket,
+    xattrs,
 )
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.api.ratelimit import install as install_rate_limits
@@ -54,7 +55,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PUBLIC_PATHS = ("/health", "/ready", openapi.PATH)
 _PUBLIC_PREFIXES = ("/download/",)
 _SCOPED_PREFIXES = (
-    files.PREFIX, directories.PREFIX, quotas.PREFIX, copies.ROUTE, links.GENERATE_ROUTE,
+    files.PREFIX, directories.PREFIX, quotas.PREFIX, copies.ROUTE, links.GENERATE_ROUTE, xattrs.PREFIX,
 )
 """Routes a scoped key may use: those about paths, where the engine confines it (everything else is 403)."""
 _SECURITY_HEADERS = {
@@ -239,6 +240,7 @@ def build_app(node: Node) -> web.Application:
     directories.add_routes(app)
     links.add_routes(app)
     quotas.add_routes(app)
+    xattrs.add_routes(app)
     cluster.add_routes(app)
     openapi.add_routes(app)
     install_rate_limits(app)

@@ -361,8 +361,12 @@ UPSERT_XATTR = (
     "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3) "
     "ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value"
 )
+INSERT_XATTR = (
+    "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3) ON CONFLICT (ino, name) DO NOTHING RETURNING name"
+)
 DELETE_XATTR = "DELETE FROM xattrs WHERE ino = $1 AND name = $2 RETURNING name"
 COPY_XATTRS = "INSERT INTO xattrs (ino, name, value) SELECT $2, name, value FROM xattrs WHERE ino = $1"
+COPY_USER_XATTRS = COPY_XATTRS + " AND substr(name, 1, 5) = 'user.'"
 SELECT_LINK = f"SELECT {LINK_COLUMNS} FROM single_use_links WHERE token_id = $1"  # noqa: S608
 CONSUME_LINK = (
     "UPDATE single_use_links SET status = 'used', used_at = $2, used_by_ip = $3 "  # noqa: S608
@@ -1137,17 +1141,22 @@ class Queries:
         rows = await self._x.fetch(SELECT_XATTR, (ino, name))
         return bytes(rows[0][0]) if rows else None
 
-    async def put_xattr(self, ino: int, name: str, value: bytes) -> None:
-        """Set the extended attribute ``name`` of the inode numbered ``ino`` to ``value``, replacing any."""
+    async def put_xattr(self, ino: int, name: str, value: bytes, *, create: bool = False) -> bool:
+        """Set the extended attribute ``name`` of the inode numbered ``ino`` to ``value``, replacing any; with
+        ``create`` only when it has none (``False``: it had one, nothing changed)."""
+        if create:
+            return bool(await self._x.fetch(INSERT_XATTR, (ino, name, value)))
         await self._x.fetch(UPSERT_XATTR, (ino, name, value))
+        return True
 
     async def delete_xattr(self, ino: int, name: str) -> bool:
         """Remove the extended attribute ``name`` of the inode numbered ``ino``; ``False`` when it had none."""
         return bool(await self._x.fetch(DELETE_XATTR, (ino, name)))
 
-    async def copy_xattrs(self, source: int, target: int) -> None:
-        """Give the inode numbered ``target`` (which has none yet) the extended attributes of ``source``."""
-        await self._x.count(COPY_XATTRS, (source, target))
+    async def copy_xattrs(self, source: int, target: int, *, user_only: bool = False) -> None:
+        """Give the inode numbered ``target`` (which has none yet) the extended attributes of ``source`` (with
+        ``user_only``: its ``user.*`` ones)."""
+        await self._x.count(COPY_USER_XATTRS if user_only else COPY_XATTRS, (source, target))
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new link (a duplicate ``token_id`` is an integrity error of the database driver)."""
