@@ -13,6 +13,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from callfs import errors
+from callfs.client import CallFSClient
 from support.app_node import AppNode
 from support.http import session
 
@@ -246,3 +248,33 @@ async def test_any_node_of_a_cluster_answers(cluster_factory) -> None:  # type: 
         assert await _names(on_b, "common/data") == ["user.set-on-a", "user.set-on-b"]
         assert (await _json(on_b, "DELETE", _url("common/data", "user.set-on-a")))[0] == 204
         assert await _names(on_a, "common/data") == ["user.set-on-b"]
+
+
+async def test_the_client_methods(api_node: AppNode) -> None:
+    async with CallFSClient(api_node.url, api_node.key_for("alice")) as fs:
+        await fs.put_file("/f", b"1")
+        odd = "user.a b+c&d=e%f/ü"
+        assert await fs.setxattr("/f", odd, b"\x00odd") is True
+        assert await fs.setxattr("/f", odd, b"again") is False
+        assert await fs.setxattr("/f", "user.empty", b"", mode="create") is True
+        with pytest.raises(errors.XattrExists):
+            await fs.setxattr("/f", "user.empty", b"x", mode="create")
+        with pytest.raises(errors.XattrNotFound):
+            await fs.setxattr("/f", "user.none", b"x", mode="replace")
+        assert await fs.getxattr("/f", odd) == b"again"
+        assert await fs.getxattr("/f", "user.empty") == b""
+        assert await fs.listxattr("/f") == [odd, "user.empty"]
+        assert await fs.getxattrs("/f") == {odd: b"again", "user.empty": b""}
+        await fs.removexattr("/f", odd)
+        with pytest.raises(errors.XattrNotFound):
+            await fs.getxattr("/f", odd)
+        with pytest.raises(errors.XattrNotFound):
+            await fs.removexattr("/f", odd)
+        with pytest.raises(errors.XattrTooLarge):
+            await fs.setxattr("/f", "user.big", bytes(65537))
+        with pytest.raises(errors.XattrNotSupported):
+            await fs.getxattr("/f", "system.posix_acl_access")
+        with pytest.raises(errors.BadXattrName):
+            await fs.setxattr("/f", "user.", b"")
+        with pytest.raises(errors.NotFound):
+            await fs.listxattr("/missing")
