@@ -143,7 +143,7 @@ def test_permissions_are_the_kernels_and_the_servers(api_node: AppNode, mount_fa
     f.write_bytes(b"1")
     os.setxattr(f, "user.a", b"A")
     os.chmod(f, 0o600)
-    os.chmod(mount.path, 0o755)
+    os.chmod(mount.path, 0o755)  # noqa: S103
     pid = os.fork()
     if pid == 0:  # the child never returns into pytest
         code = 0
@@ -190,3 +190,15 @@ def test_attr_tools_and_cp_preserve(api_node: AppNode, mount_factory: MountFacto
     os.setxattr(tmp_path / "out", "user.back", b"in")
     subprocess.run(["cp", "-a", str(tmp_path / "out"), str(mount.path / "in")], check=True)
     assert sorted(os.listxattr(mount.path / "in")) == ["user.back", "user.comment"]
+
+
+def test_xattr_false_leaves_them_out(app_node: AppNode, mount_factory: MountFactory) -> None:
+    mount = mount_factory(app_node, options=["xattr=false"])
+    f = mount.path / "f"
+    f.write_bytes(b"1")
+    assert _errno(lambda: os.setxattr(f, "user.a", b"A")) == errno.ENOTSUP
+    assert _errno(lambda: os.getxattr(f, "user.a")) == errno.ENOTSUP
+    assert _errno(lambda: os.listxattr(f)) in (0, errno.ENOTSUP)
+    with f.open("ab") as out:
+        out.write(b"2")
+    assert f.read_bytes() == b"12"

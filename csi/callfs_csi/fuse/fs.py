@@ -53,7 +53,9 @@ Semantics (the FUSE client contract, docs/architecture.md):
   counts the names.
 * Extended attributes: ``user.*`` ones live on the server (``/v1/xattrs``), shared by every name of an inode and
   read fresh on every call; ``security.*``/``trusted.*`` queries are answered ENODATA by the mount itself (no
-  request: the kernel asks for ``security.capability`` around writes), other namespaces ENOTSUP.
+  request), other namespaces ENOTSUP. With them the kernel asks for ``security.capability`` before every
+  ``write(2)`` (FUSE sets no ``SB_NOSEC``): one more round trip into this process per write, which
+  ``--option xattr=false`` avoids (every xattr call then fails with ENOTSUP in the kernel).
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ ZERO_PIECE: Final = 1024 * 1024
 XATTR_CREATE: Final = 1
 XATTR_REPLACE: Final = 2
 """``setxattr(2)`` flags (``sys/xattr.h``)."""
+XATTR_OPERATIONS: Final = ("getxattr", "listxattr", "setxattr", "removexattr")
+"""The callbacks left out with ``--option xattr=false``."""
 USER_XATTRS: Final = "user."
 """The one namespace of extended attributes the mount keeps on the server (the others: see :meth:`getxattr`)."""
 NO_ID: Final = (1 << 32) - 1
@@ -218,6 +222,11 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._etags: dict[str, str | None] = {}
         self._etags_lock = threading.Lock()
         self._quota: tuple[float, QuotaInfo | None] | None = None
+        if not settings.xattr:
+            # No callbacks at all: libfuse answers ENOSYS, after which the kernel stops asking (every xattr call
+            # fails with ENOTSUP at once, and writes no longer ask for security.capability first).
+            for name in XATTR_OPERATIONS:
+                setattr(self, name, None)
 
     # ---- helpers -----------------------------------------------------------------------------------
 
