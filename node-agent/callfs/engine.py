@@ -1287,7 +1287,8 @@ class Engine:
         directory ``src`` into the existing, empty directory ``dst``, which keeps its own attributes and quota;
         otherwise ``dst`` must not exist and missing parents are created (as for a new file). Copies keep mode
         and times; their owner and group are the caller's unless the caller is a superuser (who preserves them,
-        or gives every copy to ``owner``, owner and group: a CSI clone belongs to its new volume's user).
+        or gives every copy to ``owner``, owner and group: a CSI clone belongs to its new volume's user). Each copy
+        gets its source's extended attributes (a superuser's copy all of them, anyone else's the ``user.*`` ones).
 
         Rules: search permission on both paths, ``r`` on every file and ``r``/``x`` on every directory copied,
         the right to create entries in the destination's directory; the quotas governing the destination are
