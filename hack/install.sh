@@ -20,7 +20,7 @@ case "${1:-}" in
 esac
 
 if ! $runtime_only; then
-  DEBIAN_PACKAGES=(postgresql redis-server fuse3 libfuse3-dev fio curl ca-certificates openssl git)
+  DEBIAN_PACKAGES=(postgresql redis-server fuse3 libfuse3-dev fio curl ca-certificates openssl git attr)
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -59,7 +59,7 @@ def build_parser(*, service_request: bool = False) -> argparse.ArgumentParser:
         description="Mount the CallFS directory VOLUME_PATH of the cluster at SERVER_URL on MOUNTPOINT (FUSE).",
         epilog="Unmount with: fusermount3 -u MOUNTPOINT. Tuning options (--option): attr_timeout=SECONDS, "
         "negative_timeout=SECONDS, request_deadline=SECONDS, read_ahead=BLOCKS, kernel_read_ahead=KIB, "
-        "writeback_cache, spool_dir=DIR, quiet; any "
+        "writeback_cache, spool_dir=DIR, quiet, xattr=false; any "
         "other KEY[=VALUE] is passed to FUSE as a mount option.",
     )
     parser.add_argument("server_url", metavar="SERVER_URL", help="CallFS server, e.g. http://callfs:8443")

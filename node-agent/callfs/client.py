@@ -31,6 +31,7 @@ unit-tested without a server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json as jsonlib
 import os
@@ -76,6 +77,7 @@ __all__ = [
     "files_url_path",
     "range_header",
     "websocket_url_path",
+    "xattrs_url_path",
 ]
 
 DEFAULT_CHUNK_SIZE: Final = 1024 * 1024
@@ -163,6 +165,15 @@ def directories_url_path(path: str) -> str:
 def quotas_url_path(path: str) -> str:
     """The URL path of ``/v1/quotas/{path}``."""
     return "/v1/quotas/" + _quoted_segments(path)
+
+
+def xattrs_url_path(path: str) -> str:
+    """The URL path of ``/v1/xattrs/{path}``; the root is ``/v1/xattrs/``.
+
+    >>> xattrs_url_path("/a b/c")
+    '/v1/xattrs/a%20b/c'
+    """
+    return "/v1/xattrs/" + _quoted_segments(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1537,6 +1548,71 @@ class CallFSClient:
         """``GET /v1/file-locks/{path}``: every lock held on the file (all its names: locks belong to the inode)."""
         body = await self._json("GET", self._url(file_locks_url_path(path)))
         return [FileLockInfo.from_json(item) for item in body["locks"]]
+
+    # ---- extended attributes ---------------------------------------------------------------------------
+
+    async def listxattr(self, path: str) -> list[str]:
+        """``GET /v1/xattrs/{path}`` → the names of the entry's extended attributes the caller may see, in name
+        order (``trusted.*`` ones for superusers only). Needs no permission on the entry itself.
+
+        Raises:
+            NotFound: no entry at ``path``.  PermissionDenied: search permission on a parent, or a scoped key.
+        """
+        body = await self._json("GET", self._url(xattrs_url_path(path)))
+        return [str(item["name"]) for item in body["xattrs"]]
+
+    async def getxattrs(self, path: str) -> dict[str, bytes]:
+        """``GET /v1/xattrs/{path}?values=true`` → every extended attribute the caller may see, values by name
+        in name order.
+
+        Raises:
+            NotFound: no entry.  PermissionDenied: no ``r`` on the entry (when it has attributes), search, scope.
+        """
+        body = await self._json("GET", self._url(xattrs_url_path(path), {"values": "true"}))
+        return {str(item["name"]): base64.b64decode(item["value"]) for item in body["xattrs"]}
+
+    async def getxattr(self, path: str, name: str) -> bytes:
+        """``GET /v1/xattrs/{path}?name=`` → the value of the extended attribute ``name`` (0 to 64 KiB).
+
+        Raises:
+            XattrNotFound: the entry has no such attribute (or one the caller may not see).  NotFound: no entry.
+            BadXattrName: an empty or over-long name.  XattrNotSupported: a namespace other than ``user.``,
+            ``trusted.``, ``security.``.  PermissionDenied: no ``r`` on the entry, search, scope.
+        """
+        async with self._request("GET", self._url(xattrs_url_path(path), {"name": name})) as resp:
+            try:
+                return await resp.read()
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise CallFSUnavailable(f"GET {resp.url}: {exc}", url=str(resp.url)) from exc
+
+    async def setxattr(
+        self, path: str, name: str, value: bytes, *, mode: Literal["any", "create", "replace"] = "any"
+    ) -> bool:
+        """``PUT /v1/xattrs/{path}?name=&mode=``: set the extended attribute ``name`` to ``value`` (``mode``
+        ``create``/``replace`` as ``XATTR_CREATE``/``XATTR_REPLACE``); True when it was created. Retried on
+        connection errors unless ``mode`` is ``create`` (a lost answer would make the retry fail with
+        ``XattrExists``).
+
+        Raises:
+            XattrExists: ``create`` and it exists.  XattrNotFound: ``replace`` and it does not.
+            XattrTooLarge: ``value`` over 64 KiB.  XattrsFull: no room left on the inode.  BadXattrName,
+            XattrNotSupported: see :meth:`getxattr`.  NotFound: no entry.  PermissionDenied: no ``w`` on the
+            entry (``user.*``), not a superuser (``trusted.*``, ``security.*``), search, scope.
+        """
+        data = bytes(value)
+        body = _Body(lambda: _iter_memory(memoryview(data), max(1, len(data))), len(data), True)
+        url = self._url(xattrs_url_path(path), {"name": name, "mode": mode})
+        async with self._request("PUT", url, body=body, retry=mode != "create") as resp:
+            return resp.status == 201
+
+    async def removexattr(self, path: str, name: str) -> None:
+        """``DELETE /v1/xattrs/{path}?name=``: remove the extended attribute ``name``.
+
+        Raises:
+            XattrNotFound: there is none.  NotFound: no entry.  PermissionDenied: as for :meth:`setxattr`.
+        """
+        async with self._request("DELETE", self._url(xattrs_url_path(path), {"name": name})):
+            pass
 
     # ---- run-time API keys -----------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ source's block list with one more reference on each block (:meth:`~callfs.metada
 a file stored as one blob names the same immutable blob, which is deleted only once no file names it any more
 (:meth:`~callfs.metadata.base.MetadataTxn.blob_referenced`). Either copy changes afterwards without touching the
 other: a write stores a new blob or new blocks for the file written, and lets go of its old ones.
+
+Each copy is a new inode; the engine gives it the extended attributes of its source in the same transaction
+(``cp --preserve=xattr``: all of them in a superuser's copy, the ``user.*`` ones in anyone else's).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from callfs import copies, joins, links, paths, quota
+from callfs import copies, joins, links, paths, quota, xattrs
 from callfs.backends.base import Backend, BlobReader
 from callfs.block_files import DEFAULT_GRACE, BlockFiles
 from callfs.blocks.codec import is_block_hash
@@ -43,6 +43,8 @@ from callfs.errors import (
     QuotaExceeded,
     QuotaRootProtected,
     ServiceUnavailable,
+    XattrExists,
+    XattrNotFound,
 )
 from callfs.locks.base import Lease, LockService
 from callfs.metadata.base import CommitUncertain, MetadataStore, MetadataTxn, TransactionConflict
@@ -1294,7 +1296,8 @@ class Engine:
         directory ``src`` into the existing, empty directory ``dst``, which keeps its own attributes and quota;
         otherwise ``dst`` must not exist and missing parents are created (as for a new file). Copies keep mode
         and times; their owner and group are the caller's unless the caller is a superuser (who preserves them,
-        or gives every copy to ``owner``, owner and group: a CSI clone belongs to its new volume's user).
+        or gives every copy to ``owner``, owner and group: a CSI clone belongs to its new volume's user). Each copy
+        gets its source's extended attributes (a superuser's copy all of them, anyone else's the ``user.*`` ones).
 
         Rules: search permission on both paths, ``r`` on every file and ``r``/``x`` on every directory copied,
         the right to create entries in the destination's directory; the quotas governing the destination are
@@ -1368,6 +1371,9 @@ class Engine:
                 if not await txn.insert(step.copy):
                     raise AlreadyExists(f"{step.copy.path} already exists")
                 await txn.share_blocks(step.source, step.copy)
+                # Extended attributes go with a copy (cp --preserve=xattr); a superuser's copy keeps the
+                # trusted.* and security.* ones too, anyone else's only user.* (those it could read and set).
+                await txn.copy_xattrs(step.source.ino, step.copy.ino, user_only=not caller.is_superuser)
                 if step.copy.blob_id is not None and step.copy.blob_id != step.source.blob_id:
                     # A copy in blocks has a content id of its own: its attributes go with it.
                     assert step.source.blob_id is not None
@@ -1756,6 +1762,90 @@ class Engine:
                 updated = inode.evolve(**changes)
                 await txn.update(updated)
         return updated
+
+    # ---------------------------------------------------------------- extended attributes
+
+    async def list_xattrs(self, caller: Caller, path: str) -> dict[str, int]:
+        """The names of the extended attributes of the entry at ``path`` that ``caller`` may see, with their value
+        sizes in bytes, in name order (rules: :mod:`callfs.xattrs`; no permission on the entry itself is needed,
+        as for ``listxattr(2)``). Raises ``NotFound``, ``PermissionDenied`` (search, scope)."""
+        inode = await self._resolved(caller, path)
+        with self.metrics.time_metadata("listxattr"):
+            sizes = await self.store.xattr_sizes(inode.ino)
+        return {name: size for name, size in sizes.items() if xattrs.visible(caller, inode, name)}
+
+    async def read_xattrs(self, caller: Caller, path: str) -> dict[str, bytes]:
+        """The extended attributes of the entry at ``path`` that ``caller`` may see, values by name in name order;
+        needs ``r`` on the entry when it has any. Raises ``NotFound``, ``PermissionDenied``."""
+        inode = await self._resolved(caller, path)
+        with self.metrics.time_metadata("listxattr"):
+            values = await self.store.xattrs(inode.ino)
+        out = {name: value for name, value in values.items() if xattrs.visible(caller, inode, name)}
+        for name in out:
+            xattrs.require_read(caller, inode, name)
+        return out
+
+    async def get_xattr(self, caller: Caller, path: str, name: str) -> bytes:
+        """The value of the extended attribute ``name`` of the entry at ``path`` (``getxattr(2)``).
+
+        Raises ``BadXattrName``, ``XattrNotSupported``, ``NotFound`` (no entry), ``XattrNotFound`` (no such
+        attribute, or one the caller may not see), ``PermissionDenied`` (no ``r`` on the entry, search, scope).
+        """
+        xattrs.check_name(name)
+        inode = await self._resolved(caller, path)
+        xattrs.require_read(caller, inode, name)
+        with self.metrics.time_metadata("getxattr"):
+            value = await self.store.get_xattr(inode.ino, name)
+        if value is None:
+            raise XattrNotFound(f"{path} has no extended attribute {name}")
+        return value
+
+    async def set_xattr(
+        self, caller: Caller, path: str, name: str, value: bytes, *, mode: xattrs.SetMode = xattrs.SetMode.ANY
+    ) -> bool:
+        """Set the extended attribute ``name`` of the entry at ``path`` to ``value`` (``setxattr(2)``; ``mode``
+        ``create``/``replace`` as ``XATTR_CREATE``/``XATTR_REPLACE``) and the entry's ``ctime`` to now, in one
+        transaction; every name of a hard-linked file sees it. True when the attribute was created.
+
+        Raises ``BadXattrName``, ``XattrNotSupported``, ``XattrTooLarge`` (over 64 KiB), ``XattrsFull`` (no room
+        left on the inode), ``NotFound``, ``XattrExists`` (``create``), ``XattrNotFound`` (``replace``),
+        ``PermissionDenied`` (rules: :mod:`callfs.xattrs`).
+        """
+        xattrs.check_name(name)
+        xattrs.check_value(value)
+        with self.metrics.time_metadata("setxattr"):
+            async with self.store.transaction() as txn:
+                inode = await self._xattr_target(txn, caller, path, name)
+                sizes = await txn.xattr_sizes(inode.ino)
+                xattrs.check_mode(name, name in sizes, mode)
+                xattrs.check_room(sizes, name, len(value))
+                if not await txn.put_xattr(inode.ino, name, value, create=mode is xattrs.SetMode.CREATE):
+                    raise XattrExists(f"extended attribute {name} exists already")
+                await txn.update(inode.evolve(ctime=utcnow()))
+        return name not in sizes
+
+    async def remove_xattr(self, caller: Caller, path: str, name: str) -> None:
+        """Remove the extended attribute ``name`` of the entry at ``path`` (``removexattr(2)``) and set its
+        ``ctime`` to now. Raises ``BadXattrName``, ``XattrNotSupported``, ``NotFound``, ``XattrNotFound``,
+        ``PermissionDenied``."""
+        xattrs.check_name(name)
+        with self.metrics.time_metadata("removexattr"):
+            async with self.store.transaction() as txn:
+                inode = await self._xattr_target(txn, caller, path, name)
+                if not await txn.delete_xattr(inode.ino, name):
+                    raise XattrNotFound(f"{path} has no extended attribute {name}")
+                await txn.update(inode.evolve(ctime=utcnow()))
+
+    async def _xattr_target(self, txn: MetadataTxn, caller: Caller, path: str, name: str) -> Inode:
+        """The entry at ``path`` locked for update, after path resolution and :func:`callfs.xattrs.require_write`.
+        Raises ``NotFound``, ``PermissionDenied``."""
+        if (await self._resolve(caller, path, txn)).inode is None:
+            raise NotFound(f"{path} does not exist")
+        inode = await txn.get(path, for_update=True)
+        if inode is None:
+            raise NotFound(f"{path} does not exist")
+        xattrs.require_write(caller, inode, name)
+        return inode
 
     async def attributes(self, inode: Inode) -> dict[str, str]:
         """The attributes committed with the content of the file ``inode`` (see :meth:`write_file`)."""

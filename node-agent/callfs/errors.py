@@ -165,6 +165,46 @@ class DataCorrupted(CallFSError):
     status = 500
     code = "DATA_CORRUPTED"
 
+class XattrNotFound(NotFound):
+    """The entry has no extended attribute of that name (a FUSE mount answers ``ENODATA``). HTTP 404."""
+
+    code = "XATTR_NOT_FOUND"
+
+
+class XattrExists(AlreadyExists):
+    """An extended attribute set with ``mode=create`` exists already (``XATTR_CREATE``: ``EEXIST``). HTTP 409."""
+
+    code = "XATTR_EXISTS"
+
+
+class BadXattrName(BadRequest):
+    """An extended attribute name that is empty, longer than 255 bytes, holds a NUL or has nothing after its
+    namespace prefix. HTTP 400."""
+
+    code = "BAD_XATTR_NAME"
+
+
+class XattrNotSupported(BadRequest):
+    """An extended attribute namespace CallFS does not keep (anything but ``user.``, ``trusted.`` and
+    ``security.``; ``system.`` holds POSIX ACLs, which CallFS does not have). A FUSE mount answers ``ENOTSUP``.
+    HTTP 400."""
+
+    code = "XATTR_NOT_SUPPORTED"
+
+
+class XattrTooLarge(PayloadTooLarge):
+    """An extended attribute value larger than 64 KiB (Linux ``XATTR_SIZE_MAX``; ``E2BIG``). HTTP 413."""
+
+    code = "XATTR_TOO_LARGE"
+
+
+class XattrsFull(PayloadTooLarge):
+    """The extended attributes of one inode would exceed their total room (names and values; ``ENOSPC``).
+    HTTP 413."""
+
+    code = "XATTRS_FULL"
+
+
 class InsufficientStorage(CallFSError):
     """The disk holding a backend's bytes is full (``ENOSPC``, ``EDQUOT``): nothing was written; retry once
     space is freed. ``/ready`` reports the backend not ready meanwhile."""

@@ -363,6 +363,26 @@ async def test_snapshot_is_a_frozen_copy_that_a_volume_can_be_made_from(controll
         name="snap-1", source_volume_id="pvc-other"))) == grpc.StatusCode.ALREADY_EXISTS
 
 
+async def test_snapshots_and_clones_keep_extended_attributes(controller: Controller) -> None:
+    await controller.stub.CreateVolume(create_request("pvc-xattrs", GiB))
+    async with controller.fs() as fs:
+        await fs.upload("/volumes/pvc-xattrs/d/f.txt", b"f")
+        await fs.setxattr("/volumes/pvc-xattrs/d/f.txt", "user.origin", b"pvc-xattrs")
+        await fs.setxattr("/volumes/pvc-xattrs/d", "user.dir", b"d")
+    await controller.stub.CreateSnapshot(csi_pb2.CreateSnapshotRequest(name="snap-xattrs",
+                                                                       source_volume_id="pvc-xattrs"))
+    restored = create_request("pvc-xattrs-restored", GiB)
+    restored.volume_content_source.snapshot.snapshot_id = "snap-xattrs"
+    await controller.stub.CreateVolume(restored)
+    clone = create_request("pvc-xattrs-clone", GiB)
+    clone.volume_content_source.volume.volume_id = "pvc-xattrs"
+    await controller.stub.CreateVolume(clone)
+    async with controller.fs() as fs:
+        for copy in ("/snapshots/snap-xattrs", "/volumes/pvc-xattrs-restored", "/volumes/pvc-xattrs-clone"):
+            assert await fs.getxattrs(f"{copy}/d/f.txt") == {"user.origin": b"pvc-xattrs"}, copy
+            assert await fs.getxattrs(f"{copy}/d") == {"user.dir": b"d"}, copy
+
+
 async def test_list_snapshots_filters_and_pages(controller: Controller) -> None:
     for volume in ("pvc-x", "pvc-y"):
         await controller.stub.CreateVolume(create_request(volume, GiB))

@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert (s.attr_timeout, s.negative_timeout, s.request_deadline, s.read_ahead) == (1.0, 1.0, 30.0, 8)
     assert (s.kernel_read_ahead, s.writeback_cache) == (1024, False)
     assert s.fsname == "callfs:/volumes/v"
-    assert not s.read_only and not s.quiet and dict(s.fuse_options) == {}
+    assert not s.read_only and not s.quiet and s.xattr and dict(s.fuse_options) == {}
 
 
 def test_volume_path_is_canonicalised() -> None:
@@ -32,7 +32,8 @@ def test_volume_path_is_canonicalised() -> None:
 def test_tuning_keys_are_consumed_and_others_go_to_fuse() -> None:
     s = settings("attr_timeout=0.5", "negative_timeout=0", "request_deadline=5", "read_ahead=8",
                  "spool_dir=/var/tmp", "quiet", "max_read=1048576", "noatime", "kernel_read_ahead=0",
-                 "writeback_cache=true")
+                 "writeback_cache=true", "xattr=false")
+    assert not s.xattr
     assert (s.attr_timeout, s.negative_timeout, s.request_deadline, s.read_ahead) == (0.5, 0.0, 5.0, 8)
     assert (s.kernel_read_ahead, s.writeback_cache) == (0, True)
     assert s.spool_dir == "/var/tmp" and s.quiet
@@ -46,7 +47,7 @@ def test_ro_option_makes_the_mount_read_only() -> None:
 
 @pytest.mark.parametrize("option", ["attr_timeout=-1", "attr_timeout=nan", "attr_timeout=x",
                                     "request_deadline=0", "read_ahead=65", "read_ahead=-1", "spool_dir=",
-                                    "quiet=maybe", "writeback_cache=2",
+                                    "quiet=maybe", "writeback_cache=2", "xattr=no",
                                     "kernel_read_ahead=x", "kernel_read_ahead=16385", "fsname=other",
                                     "subtype=x", "=v", "a=b,c"])
 def test_bad_options_are_refused(option: str) -> None:

@@ -29,13 +29,22 @@ from callfs.errors import (
     PreconditionFailed,
     QuotaExceeded,
     RateLimitExceeded,
+    XattrNotFound,
+    XattrNotSupported,
+    XattrsFull,
+    XattrTooLarge,
 )
 
 from .bridge import CancelledCall
 from .locking import Interrupted
 
-# Most specific first: IsADirectory/NotADirectory are BadRequest subclasses, DirectoryNotEmpty shares 409.
+# Most specific first: IsADirectory/NotADirectory are BadRequest subclasses, DirectoryNotEmpty shares 409, the
+# extended attribute errors subclass NotFound, BadRequest and PayloadTooLarge.
 _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
+    (XattrNotFound, errno.ENODATA),
+    (XattrNotSupported, errno.ENOTSUP),
+    (XattrTooLarge, errno.E2BIG),
+    (XattrsFull, errno.ENOSPC),
     (NotFound, errno.ENOENT),
     (AlreadyExists, errno.EEXIST),
     (DirectoryNotEmpty, errno.ENOTEMPTY),
@@ -63,8 +72,9 @@ _ERRNO_BY_CLASS: Final[tuple[tuple[type[BaseException], int], ...]] = (
 def errno_for(exc: BaseException) -> int:
     """The ``errno`` a FUSE operation returns for ``exc``.
 
-    ``NotFound``→ENOENT, ``AlreadyExists``→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY, ``PermissionDenied`` and
-    ``AuthenticationFailed``→EACCES, ``CrossesQuotaRoot``→EXDEV, ``NotADirectory``→ENOTDIR,
+    ``XattrNotFound``→ENODATA, ``XattrNotSupported``→ENOTSUP, ``XattrTooLarge``→E2BIG, ``XattrsFull``→ENOSPC,
+    ``NotFound``→ENOENT, ``AlreadyExists`` (``XattrExists`` too)→EEXIST, ``DirectoryNotEmpty``→ENOTEMPTY,
+    ``PermissionDenied`` and ``AuthenticationFailed``→EACCES, ``CrossesQuotaRoot``→EXDEV, ``NotADirectory``→ENOTDIR,
     ``IsADirectory``→EISDIR, ``QuotaExceeded`` (507)→ENOSPC, ``PayloadTooLarge``→EFBIG,
     ``RateLimitExceeded``→EAGAIN, ``PreconditionFailed`` (the file changed under a pinned read)→ESTALE,
     ``LockConflict`` (a ``flock``/``fcntl`` lock held elsewhere)→EAGAIN (``EWOULDBLOCK``), other 409→EBUSY,

@@ -57,6 +57,11 @@ Semantics (the FUSE client contract, docs/architecture.md):
   is EAGAIN, a blocking wait polls the server and ends with EINTR on a signal. Closing any descriptor of a file
   drops the closing process's record locks on it, the last close of an open file description its ``flock``
   lock, and the unmount (or the mount's death, after ``dlm.lock_session_ttl``) all the mount's locks.
+* Extended attributes: ``user.*`` ones live on the server (``/v1/xattrs``), shared by every name of an inode and
+  read fresh on every call; ``security.*``/``trusted.*`` queries are answered ENODATA by the mount itself (no
+  request), other namespaces ENOTSUP. With them the kernel asks for ``security.capability`` before every
+  ``write(2)`` (FUSE sets no ``SB_NOSEC``): one more round trip into this process per write, which
+  ``--option xattr=false`` avoids (every xattr call then fails with ENOTSUP in the kernel).
 """
 
 from __future__ import annotations
@@ -118,6 +123,13 @@ FALLOC_FL_ZERO_RANGE: Final = 0x10
 """``fallocate(2)`` mode bits (``linux/falloc.h``)."""
 ZERO_PIECE: Final = 1024 * 1024
 """Bytes of zeros written at a time when ``fallocate`` zeroes a range."""
+XATTR_CREATE: Final = 1
+XATTR_REPLACE: Final = 2
+"""``setxattr(2)`` flags (``sys/xattr.h``)."""
+XATTR_OPERATIONS: Final = ("getxattr", "listxattr", "setxattr", "removexattr")
+"""The callbacks left out with ``--option xattr=false``."""
+USER_XATTRS: Final = "user."
+"""The one namespace of extended attributes the mount keeps on the server (the others: see :meth:`getxattr`)."""
 NO_ID: Final = (1 << 32) - 1
 """``(uid_t) -1``: ``chown`` leaves that id unchanged (also seen as ``-1``)."""
 LOCK_TYPES: Final[dict[int, Literal["read", "write", "unlock"]]] = {
@@ -213,6 +225,16 @@ def _fail(code: int) -> mfusepy.FuseOSError:
     return mfusepy.FuseOSError(code)
 
 
+def _xattr_namespace(name: str) -> str | None:
+    """The namespace prefix of an extended attribute name the mount knows (``user.``, ``security.``,
+    ``trusted.``), or ``None`` (``system.``, anything else).
+
+    >>> [_xattr_namespace(n) for n in ("user.x", "security.capability", "system.posix_acl_access")]
+    ['user.', 'security.', None]
+    """
+    return next((prefix for prefix in (USER_XATTRS, "security.", "trusted.") if name.startswith(prefix)), None)
+
+
 class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
     """Operations over one volume directory.
 
@@ -240,6 +262,11 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         self._flocks: dict[int, str] = {}
         """File handle → owner of the ``flock`` lock taken through it (released with the handle)."""
         self._flocks_lock = threading.Lock()
+        if not settings.xattr:
+            # No callbacks at all: libfuse answers ENOSYS, after which the kernel stops asking (every xattr call
+            # fails with ENOTSUP at once, and writes no longer ask for security.capability first).
+            for name in XATTR_OPERATIONS:
+                setattr(self, name, None)
 
     # ---- helpers -----------------------------------------------------------------------------------
 
@@ -475,6 +502,75 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             quota = None
         self._quota = (now + max(self._settings.attr_timeout, 0.5), quota)
         return quota
+
+    # ---- extended attributes ------------------------------------------------------------------------
+
+    def _xattr_target(self, path: str) -> tuple[str, bool]:
+        """The server path of ``path`` and whether it exists on the server yet (a file created here and not
+        uploaded has no attributes there)."""
+        api = self._api(path)
+        file = self._handles.file(api)
+        return api, file is None or file.remote
+
+    @_fuse_errors
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        """getxattr(2): ``GET /v1/xattrs/{path}?name=`` for a ``user.*`` name; ENODATA when there is none.
+        ``security.*`` and ``trusted.*`` names are answered ENODATA here without a request (the kernel asks for
+        ``security.capability`` before writes, ``ls`` for ``security.selinux``); other namespaces → ENOTSUP.
+        mfusepy answers a size query (size 0) and ERANGE for a value larger than the caller's buffer."""
+        namespace = _xattr_namespace(name)
+        if namespace != USER_XATTRS:
+            raise _fail(errno.ENODATA if namespace is not None else errno.ENOTSUP)
+        api, remote = self._xattr_target(path)
+        if not remote:
+            raise _fail(errno.ENODATA)
+        value: bytes = self._bridge.call(lambda c: c.getxattr(api, name))
+        return value
+
+    @_fuse_errors
+    def listxattr(self, path: str) -> list[str]:
+        """listxattr(2): the entry's ``user.*`` names (``GET /v1/xattrs/{path}``); mfusepy answers a size query
+        and ERANGE for a short buffer."""
+        api, remote = self._xattr_target(path)
+        if not remote:
+            return []
+        names: list[str] = self._bridge.call(lambda c: c.listxattr(api))
+        return [name for name in names if name.startswith(USER_XATTRS)]
+
+    @_fuse_errors
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> None:
+        """setxattr(2): ``PUT /v1/xattrs/{path}?name=&mode=`` for a ``user.*`` name (``XATTR_CREATE`` → EEXIST
+        when it exists, ``XATTR_REPLACE`` → ENODATA when not, both → EINVAL; over 64 KiB → E2BIG, no room left on
+        the inode → ENOSPC). Other namespaces are not kept by the mount → ENOTSUP (``cp -a`` then goes on
+        without them). A file created here and not uploaded yet goes to the server first."""
+        self._writable()
+        if _xattr_namespace(name) != USER_XATTRS:
+            raise _fail(errno.ENOTSUP)
+        if options & XATTR_CREATE and options & XATTR_REPLACE:
+            raise _fail(errno.EINVAL)
+        mode: Literal["any", "create", "replace"] = (
+            "create" if options & XATTR_CREATE else "replace" if options & XATTR_REPLACE else "any"
+        )
+        api = self._api(path)
+        file = self._handles.file(api)
+        if file is not None and not file.remote:
+            self._upload(file)
+        self._bridge.call(lambda c: c.setxattr(api, name, value, mode=mode), retry=mode != "create")
+        self._cache.invalidate(api)
+
+    @_fuse_errors
+    def removexattr(self, path: str, name: str) -> None:
+        """removexattr(2): ``DELETE /v1/xattrs/{path}?name=`` for a ``user.*`` name (ENODATA when there is none);
+        ``security.*``/``trusted.*`` → ENODATA (the mount keeps none), other namespaces → ENOTSUP."""
+        self._writable()
+        namespace = _xattr_namespace(name)
+        if namespace != USER_XATTRS:
+            raise _fail(errno.ENODATA if namespace is not None else errno.ENOTSUP)
+        api, remote = self._xattr_target(path)
+        if not remote:
+            raise _fail(errno.ENODATA)
+        self._bridge.call(lambda c: c.removexattr(api, name))
+        self._cache.invalidate(api)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 

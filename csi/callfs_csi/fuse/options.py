@@ -12,7 +12,9 @@
   trusts its own file sizes and stops taking size changes made by other clients, so enable it only for a
   volume that one mount writes — see docs/architecture.md), ``spool_dir`` (where write buffers live,
   default the system temp dir), ``quiet`` (a chown the server refuses succeeds silently, as
-  vfat's ``quiet``);
+  vfat's ``quiet``), ``xattr`` (``user.*`` extended attributes kept on the server, default true; false leaves
+  out the xattr callbacks, so writes skip the kernel's ``security.capability`` query, one round trip into the
+  mount per ``write(2)``, and every xattr call fails with ENOTSUP);
 * anything else is passed to FUSE as a mount option (``-o KEY[=VALUE]``), e.g. ``max_read=1048576``.
 """
 
@@ -27,7 +29,7 @@ from typing import Final
 
 TUNING_KEYS: Final = frozenset(
     {"attr_timeout", "negative_timeout", "request_deadline", "read_ahead", "kernel_read_ahead", "writeback_cache",
-     "spool_dir", "quiet"}
+     "spool_dir", "quiet", "xattr"}
 )
 """``--option`` keys this client consumes itself; the others become FUSE mount options."""
 
@@ -51,6 +53,7 @@ class MountSettings:
     ``server_url`` the CallFS base URL; ``volume_path`` the canonical API directory mounted as the root;
     ``uid``/``gid`` the owner every inode appears to have; times in seconds; ``read_ahead`` in 1 MiB blocks;
     ``kernel_read_ahead`` in KiB (0: the kernel's default); ``writeback_cache`` the kernel's write-back mode;
+    ``xattr`` whether the mount serves extended attributes;
     ``fuse_options`` extra FUSE ``-o`` options (value ``None`` for a bare flag).
     """
 
@@ -68,6 +71,7 @@ class MountSettings:
     writeback_cache: bool = False
     spool_dir: str = field(default_factory=tempfile.gettempdir)
     quiet: bool = False
+    xattr: bool = True
     fuse_options: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
@@ -150,7 +154,7 @@ def build_settings(
             if value is None or not value.isdigit() or int(value) > MAX_KERNEL_READ_AHEAD:
                 raise OptionError(f"--option kernel_read_ahead: expected 0..{MAX_KERNEL_READ_AHEAD} KiB, got {value!r}")
             tuning[key] = int(value)
-        elif key in ("quiet", "writeback_cache"):
+        elif key in ("quiet", "writeback_cache", "xattr"):
             if value not in (None, "true", "false", "1", "0"):
                 raise OptionError(f"--option {key}: expected true/false, got {value!r}")
             tuning[key] = value in (None, "true", "1")

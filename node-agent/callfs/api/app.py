@@ -30,6 +30,7 @@ from callfs.api import (
     render,
     system,
     websocket,
+    xattrs,
 )
 from callfs.api.keys import CALLER, IN_FLIGHT, INTERNAL, NODE, REQUEST_ID, InFlight
 from callfs.api.ratelimit import install as install_rate_limits
@@ -56,7 +57,7 @@ _PUBLIC_PATHS = ("/health", "/ready", openapi.PATH)
 _PUBLIC_PREFIXES = ("/download/",)
 _SCOPED_PREFIXES = (
     files.PREFIX, directories.PREFIX, quotas.PREFIX, copies.ROUTE, links.GENERATE_ROUTE, file_locks.PREFIX,
-    file_locks.SESSIONS_ROUTE,
+    file_locks.SESSIONS_ROUTE, xattrs.PREFIX,
 )
 """Routes a scoped key may use: those about paths, where the engine confines it (everything else is 403)."""
 _SECURITY_HEADERS = {
@@ -242,6 +243,7 @@ def build_app(node: Node) -> web.Application:
     links.add_routes(app)
     quotas.add_routes(app)
     file_locks.add_routes(app)
+    xattrs.add_routes(app)
     cluster.add_routes(app)
     openapi.add_routes(app)
     install_rate_limits(app)

@@ -350,6 +350,46 @@ def _other_public_paths() -> Json:
         [400, 403, 404, 500, 503],
         parameters=["Path"],
     )
+    xattr_tags = ["xattrs"]
+    get_xattrs = _operation(
+        "getXattrs", "An entry's extended attributes: one value, or the list of names", xattr_tags,
+        {"200": _response("With `name`: the raw value (`application/octet-stream`); without: the names in name "
+                          "order, their value sizes, and with `values=true` the values in base64",
+                          {**_octets(), **_json(_schema("Xattrs"))})},
+        [400, 403, 404, 500, 503],
+        description=(
+            "Names are `user.*`, `trusted.*` (superusers only) or `security.*`; another namespace is 400 "
+            "`XATTR_NOT_SUPPORTED`. Reading a value needs `r` on the entry; listing names needs no permission on "
+            "it (as `listxattr(2)`), and lists `trusted.*` names to superusers only. 404 `XATTR_NOT_FOUND` when "
+            "the entry has no attribute `name` (or one the caller may not see), `FILE_NOT_FOUND` when there is "
+            "no entry."
+        ),
+        parameters=["Path", "XattrName", "XattrValues"],
+    )
+    put_xattr = _operation(
+        "putXattr", "Set an extended attribute (the body is its raw value)", xattr_tags,
+        {"201": _response("Created", _json(_schema("XattrSet"))),
+         "200": _response("Replaced", _json(_schema("XattrSet")))},
+        [400, 403, 404, 409, 413, 500, 503],
+        description=(
+            "At most 64 KiB of value and 255 bytes of name (400 `BAD_XATTR_NAME`), and per inode 64 KiB of "
+            "names and 256 KiB of names and values (413 `XATTR_TOO_LARGE`, `XATTRS_FULL`). Needs `w` on the "
+            "entry for `user.*` (regular files and directories only; a sticky directory's own attributes: its "
+            "owner), a superuser for `trusted.*` and `security.*`. `mode=create` answers 409 `XATTR_EXISTS` when "
+            "the attribute exists, `mode=replace` 404 `XATTR_NOT_FOUND` when it does not. Sets the entry's "
+            "`ctime`; every name of a hard-linked file shares its attributes."
+        ),
+        parameters=["Path", "XattrNameRequired", "XattrMode"],
+        request_body={"required": True, "content": _octets()},
+    )
+    delete_xattr = _operation(
+        "deleteXattr", "Remove an extended attribute", xattr_tags,
+        {"204": _response("Removed")},
+        [400, 403, 404, 500, 503],
+        description="The same rights as setting it. 404 `XATTR_NOT_FOUND` when there is none. Sets the entry's "
+                    "`ctime`.",
+        parameters=["Path", "XattrNameRequired"],
+    )
     register_key = _operation(
         "registerKey", "Register an API key confined to a path (root only)", ["keys"],
         {"201": _response("Registered", _json(_schema("AccessKey"))),
@@ -407,6 +447,7 @@ def _other_public_paths() -> Json:
         "/v1/links/generate": {"post": generate},
         "/download/{token}": {"get": download},
         "/v1/quotas/{path}": {"get": get_quota, "put": put_quota, "delete": delete_quota},
+        "/v1/xattrs/{path}": {"get": get_xattrs, "put": put_xattr, "delete": delete_xattr},
         "/v1/keys": {"post": register_key},
         "/v1/keys/{user}": {"delete": revoke_keys},
         "/v1/cluster/nodes": {"get": nodes, "head": _head_of(nodes, "headNodes")},
@@ -717,6 +758,19 @@ def _parameters_component() -> Json:
             "Content-Range",
             "`bytes <first>-<last>/*` (inclusive): write the body at that range of the existing file",
         ),
+        "XattrName": {"name": "name", "in": "query", "required": False,
+                      "description": "An extended attribute's name (`user.…`, `trusted.…`, `security.…`): answer "
+                                     "its raw value instead of the list of names",
+                      "schema": {"type": "string", "minLength": 1}},
+        "XattrNameRequired": {"name": "name", "in": "query", "required": True,
+                              "description": "The extended attribute's name (`user.…`, `trusted.…`, `security.…`; "
+                                             "1-255 bytes of UTF-8)",
+                              "schema": {"type": "string", "minLength": 1}},
+        "XattrValues": flag("values", "Lists: include each value, base64-encoded (needs `r` on the entry)"),
+        "XattrMode": {"name": "mode", "in": "query", "required": False,
+                      "description": "`create`: only when the attribute does not exist (409 otherwise); "
+                                     "`replace`: only when it does (404 otherwise)",
+                      "schema": {"type": "string", "enum": ["any", "create", "replace"], "default": "any"}},
         "KeyUser": {"name": "user", "in": "path", "required": True, "description": "A user name",
                     "schema": {"type": "string"}},
         "User": {"name": USER_HEADER, "in": "header", "required": True,
@@ -1012,6 +1066,33 @@ def _schemas_component() -> Json:
                 },
             },
         },
+        "Xattrs": {
+            "type": "object",
+            "required": ["path", "xattrs"],
+            "properties": {
+                "path": {"type": "string"},
+                "xattrs": {
+                    "type": "array",
+                    "description": "In name order (bytewise)",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "size"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "size": {"type": "integer", "minimum": 0, "description": "Bytes of the value"},
+                            "value": {"type": "string", "contentEncoding": "base64",
+                                      "description": "The value (with `values=true` only)"},
+                        },
+                    },
+                },
+            },
+        },
+        "XattrSet": {
+            "type": "object",
+            "required": ["path", "name", "size"],
+            "properties": {"path": {"type": "string"}, "name": {"type": "string"},
+                           "size": {"type": "integer", "minimum": 0}},
+        },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Ready": {
             "type": "object",
@@ -1077,7 +1158,8 @@ def build_document() -> Json:
         "info": {
             "title": "CallFS node REST API",
             "version": __version__,
-            "summary": "Files, directories, single-use links, quotas and cluster membership of a CallFS node",
+            "summary": "Files, directories, extended attributes, single-use links, quotas and cluster membership of a "
+                       "CallFS node",
             "description": _DESCRIPTION,
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
@@ -1088,6 +1170,7 @@ def build_document() -> Json:
             {"name": "links", "description": "Single-use download links"},
             {"name": "quotas", "description": "Directory quotas"},
             {"name": "locks", "description": "flock and fcntl file locks shared by every mount, and lock sessions"},
+            {"name": "xattrs", "description": "Extended attributes of files and directories"},
             {"name": "keys", "description": "API keys registered at run time, each confined to a path"},
             {"name": "cluster", "description": "Cluster membership and peer-to-peer byte transfers"},
             {"name": "system", "description": "Liveness, readiness, metrics and this document"},

@@ -195,6 +195,34 @@ class AutocommitOperations:
         async with self._autocommit_writer() as ops:
             await ops.delete_attributes(blob_id)
 
+    async def xattrs(self, ino: int) -> dict[str, bytes]:
+        """The committed extended attributes of the inode numbered ``ino``, by name."""
+        return await self._autocommit_reader().xattrs(ino)
+
+    async def xattr_sizes(self, ino: int) -> dict[str, int]:
+        """The committed value sizes of the extended attributes of the inode numbered ``ino``, by name."""
+        return await self._autocommit_reader().xattr_sizes(ino)
+
+    async def get_xattr(self, ino: int, name: str) -> bytes | None:
+        """The committed value of the extended attribute ``name`` of the inode numbered ``ino``, or ``None``."""
+        return await self._autocommit_reader().get_xattr(ino, name)
+
+    async def put_xattr(self, ino: int, name: str, value: bytes, *, create: bool = False) -> bool:
+        """Set the extended attribute ``name`` of the inode numbered ``ino``, replacing any (``create``: only
+        when there is none; ``False`` otherwise)."""
+        async with self._autocommit_writer() as ops:
+            return await ops.put_xattr(ino, name, value, create=create)
+
+    async def delete_xattr(self, ino: int, name: str) -> bool:
+        """Remove the extended attribute ``name`` of the inode numbered ``ino``; ``False`` when absent."""
+        async with self._autocommit_writer() as ops:
+            return await ops.delete_xattr(ino, name)
+
+    async def copy_xattrs(self, source: int, target: int, *, user_only: bool = False) -> None:
+        """Give the inode numbered ``target`` the extended attributes of ``source`` (``user_only``: ``user.*``)."""
+        async with self._autocommit_writer() as ops:
+            await ops.copy_xattrs(source, target, user_only=user_only)
+
     async def get_link(self, token_id: str) -> SingleUseLink | None:
         """The link with ``token_id`` in any state, or ``None``."""
         return await self._autocommit_reader().get_link(token_id)

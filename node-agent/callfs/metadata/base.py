@@ -228,6 +228,36 @@ class MetadataTxn(Protocol):
         """Forget the attributes of the content ``blob_id`` (none: no-op)."""
         ...
 
+    async def xattrs(self, ino: int) -> dict[str, bytes]:
+        """The extended attributes of the inode numbered ``ino`` (shared by all its names): values by name, in
+        name order (bytewise); none: empty."""
+        ...
+
+    async def xattr_sizes(self, ino: int) -> dict[str, int]:
+        """The value sizes (bytes) of the extended attributes of the inode numbered ``ino``, by name, in name
+        order."""
+        ...
+
+    async def get_xattr(self, ino: int, name: str) -> bytes | None:
+        """The value of the extended attribute ``name`` of the inode numbered ``ino``, or ``None``."""
+        ...
+
+    async def put_xattr(self, ino: int, name: str, value: bytes, *, create: bool = False) -> bool:
+        """Set the extended attribute ``name`` of the inode numbered ``ino`` to ``value``, replacing any; with
+        ``create`` only when there is none (``False``: there was one, nothing changed; a concurrent creation is
+        waited for). Attributes are deleted with the inode's last name (a trigger on ``inodes``), never by a
+        rename."""
+        ...
+
+    async def delete_xattr(self, ino: int, name: str) -> bool:
+        """Remove the extended attribute ``name`` of the inode numbered ``ino``; ``False`` when absent."""
+        ...
+
+    async def copy_xattrs(self, source: int, target: int, *, user_only: bool = False) -> None:
+        """Give the new inode numbered ``target`` every extended attribute of the inode numbered ``source``
+        (``user_only``: only its ``user.*`` ones)."""
+        ...
+
     async def quotas_for(self, paths: Sequence[str], *, for_update: bool = False) -> list[Quota]:
         """The quotas set on any of ``paths`` (typically a path's ancestors), ordered by path.
 

@@ -250,6 +250,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE inodes ADD COLUMN nlink integer CHECK (nlink >= 1)",
         ),
     ),
+    Migration(
+        version=14,
+        description="extended attributes: names and byte values of an inode, gone with its last name",
+        statements=(
+            """CREATE TABLE xattrs (
+                ino bigint NOT NULL,
+                name text COLLATE "C" NOT NULL,
+                value bytea NOT NULL,
+                PRIMARY KEY (ino, name)
+            )""",
+            # An inode's attributes go when its last name does (every delete of rows, whatever the path): once
+            # per statement, over the numbers of the rows it deleted.
+            """CREATE FUNCTION xattrs_of_gone_inodes() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                DELETE FROM xattrs x WHERE x.ino IN (SELECT g.ino FROM gone g)
+                    AND NOT EXISTS (SELECT 1 FROM inodes i WHERE i.ino = x.ino);
+                RETURN NULL;
+            END $$""",
+            """CREATE TRIGGER inodes_xattrs_last_name AFTER DELETE ON inodes REFERENCING OLD TABLE AS gone
+                FOR EACH STATEMENT EXECUTE FUNCTION xattrs_of_gone_inodes()""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

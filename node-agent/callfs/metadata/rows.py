@@ -352,6 +352,21 @@ UPSERT_ATTRIBUTES = (
 )
 SELECT_ATTRIBUTES = "SELECT attributes FROM blob_attributes WHERE blob_id = $1"
 DELETE_ATTRIBUTES = "DELETE FROM blob_attributes WHERE blob_id = $1"
+# Extended attributes (schema version 14): one row per name of an inode number, so every name of a hard-linked
+# file sees them; a trigger on ``inodes`` deletes them with the inode's last name.
+SELECT_XATTRS = "SELECT name, value FROM xattrs WHERE ino = $1 ORDER BY name"
+SELECT_XATTR_SIZES = "SELECT name, length(value) FROM xattrs WHERE ino = $1 ORDER BY name"
+SELECT_XATTR = "SELECT value FROM xattrs WHERE ino = $1 AND name = $2"
+UPSERT_XATTR = (
+    "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3) "
+    "ON CONFLICT (ino, name) DO UPDATE SET value = excluded.value"
+)
+INSERT_XATTR = (
+    "INSERT INTO xattrs (ino, name, value) VALUES ($1, $2, $3) ON CONFLICT (ino, name) DO NOTHING RETURNING name"
+)
+DELETE_XATTR = "DELETE FROM xattrs WHERE ino = $1 AND name = $2 RETURNING name"
+COPY_XATTRS = "INSERT INTO xattrs (ino, name, value) SELECT $2, name, value FROM xattrs WHERE ino = $1"
+COPY_USER_XATTRS = COPY_XATTRS + " AND substr(name, 1, 5) = 'user.'"
 SELECT_LINK = f"SELECT {LINK_COLUMNS} FROM single_use_links WHERE token_id = $1"  # noqa: S608
 CONSUME_LINK = (
     "UPDATE single_use_links SET status = 'used', used_at = $2, used_by_ip = $3 "  # noqa: S608
@@ -1111,6 +1126,37 @@ class Queries:
     async def delete_attributes(self, blob_id: str) -> None:
         """Forget the attributes of the content ``blob_id`` (none: no-op)."""
         await self._x.count(DELETE_ATTRIBUTES, (blob_id,))
+
+    async def xattrs(self, ino: int) -> dict[str, bytes]:
+        """The extended attributes of the inode numbered ``ino``: values by name, in name order (none: empty)."""
+        return {str(row[0]): bytes(row[1]) for row in await self._x.fetch(SELECT_XATTRS, (ino,))}
+
+    async def xattr_sizes(self, ino: int) -> dict[str, int]:
+        """The sizes in bytes of the extended attribute values of the inode numbered ``ino``, by name, in name
+        order (the values themselves are not read)."""
+        return {str(row[0]): int(row[1]) for row in await self._x.fetch(SELECT_XATTR_SIZES, (ino,))}
+
+    async def get_xattr(self, ino: int, name: str) -> bytes | None:
+        """The value of the extended attribute ``name`` of the inode numbered ``ino``, or ``None``."""
+        rows = await self._x.fetch(SELECT_XATTR, (ino, name))
+        return bytes(rows[0][0]) if rows else None
+
+    async def put_xattr(self, ino: int, name: str, value: bytes, *, create: bool = False) -> bool:
+        """Set the extended attribute ``name`` of the inode numbered ``ino`` to ``value``, replacing any; with
+        ``create`` only when it has none (``False``: it had one, nothing changed)."""
+        if create:
+            return bool(await self._x.fetch(INSERT_XATTR, (ino, name, value)))
+        await self._x.fetch(UPSERT_XATTR, (ino, name, value))
+        return True
+
+    async def delete_xattr(self, ino: int, name: str) -> bool:
+        """Remove the extended attribute ``name`` of the inode numbered ``ino``; ``False`` when it had none."""
+        return bool(await self._x.fetch(DELETE_XATTR, (ino, name)))
+
+    async def copy_xattrs(self, source: int, target: int, *, user_only: bool = False) -> None:
+        """Give the inode numbered ``target`` (which has none yet) the extended attributes of ``source`` (with
+        ``user_only``: its ``user.*`` ones)."""
+        await self._x.count(COPY_USER_XATTRS if user_only else COPY_XATTRS, (source, target))
 
     async def insert_link(self, link: SingleUseLink) -> None:
         """Store a new link (a duplicate ``token_id`` is an integrity error of the database driver)."""

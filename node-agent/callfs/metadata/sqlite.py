@@ -279,6 +279,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE inodes ADD COLUMN nlink INTEGER CHECK (nlink >= 1)",
         ),
     ),
+    Migration(
+        version=14,
+        description="extended attributes: names and byte values of an inode, gone with its last name",
+        statements=(
+            """CREATE TABLE xattrs (
+                ino INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (ino, name)
+            ) WITHOUT ROWID""",
+            # An inode's attributes go when its last name does (every delete of rows, whatever the path).
+            """CREATE TRIGGER inodes_xattrs_last_name AFTER DELETE ON inodes
+                WHEN NOT EXISTS (SELECT 1 FROM inodes WHERE ino = OLD.ino)
+                BEGIN DELETE FROM xattrs WHERE ino = OLD.ino; END""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
