@@ -394,9 +394,9 @@ class FileInfo:
     group (``None``: not set), ``atime``/``ctime`` the access and change times (``None`` from an older server;
     microsecond resolution on the wire, as ``mtime`` is too when it has a fraction), ``target`` a symlink's target,
     ``special`` a special file's kind (``fifo``, ``socket``, ``char``, ``block``) and ``rdev`` its device number;
-    ``nlink`` the number of names (hard links) of anything but a directory (1 from an older server, and for
-    directories); ``ino`` the inode number, shared by every name of one inode and kept across renames
-    (``None`` from an older server).
+    ``nlink`` the number of names (hard links) of anything but a directory, a directory's 2 plus its number of
+    subdirectories (1 from an older server); ``ino`` the inode number, shared by every name of one inode and
+    kept across renames (``None`` from an older server).
     """
 
     path: str

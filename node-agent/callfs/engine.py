@@ -482,8 +482,22 @@ class Engine:
 
     async def stat(self, caller: Caller, path: str) -> Inode:
         """The inode at ``path`` (like POSIX ``stat``: no read permission on it, search permission on every
-        ancestor). Raises ``NotFound``, ``PermissionDenied``."""
-        return await self._resolved(caller, path)
+        ancestor), a directory with its link count (:meth:`_counted`). Raises ``NotFound``,
+        ``PermissionDenied``."""
+        inode = await self._resolved(caller, path)
+        if inode.is_dir:
+            inode = (await self._counted([inode]))[0]
+        return inode
+
+    async def _counted(self, inodes: list[Inode]) -> list[Inode]:
+        """``inodes`` with each directory's ``nlink`` set to 2 plus its number of subdirectories (its name, its
+        ``.``, and each child's ``..``: the count POSIX file systems report), counted in one statement per
+        :data:`~callfs.metadata.rows.SUBDIRECTORY_BATCH` directories; other entries as they are."""
+        directories = [inode.path for inode in inodes if inode.is_dir]
+        if not directories:
+            return inodes
+        counts = await self.store.subdirectory_counts(directories)
+        return [inode.evolve(nlink=2 + counts.get(inode.path, 0)) if inode.is_dir else inode for inode in inodes]
 
     async def open_file(self, caller: Caller, path: str, *, resolved: Inode | None = None) -> OpenFile:
         """Open a file for reading (needs ``r``). ``resolved`` is the inode :meth:`stat` just returned for
@@ -567,11 +581,12 @@ class Engine:
             del entries[page.limit :]
             last = entries[-1]
             following = ListingPage(page.limit, last.path, last.type)
-        if not recursive:
-            return directory, entries, following
-        if not allows(caller, directory, EXECUTE):  # names of the children, but no way below them
-            return directory, [e for e in entries if e.depth == directory.depth + 1], following
-        return directory, await self._readable_entries(caller, directory, entries), following
+        if recursive and not allows(caller, directory, EXECUTE):  # names of the children, but no way below them
+            entries = [e for e in entries if e.depth == directory.depth + 1]
+        elif recursive:
+            entries = await self._readable_entries(caller, directory, entries)
+        directory, *entries = await self._counted([directory, *entries])
+        return directory, entries, following
 
     async def _readable_entries(self, caller: Caller, directory: Inode, entries: list[Inode]) -> list[Inode]:
         """``entries`` of a recursive listing of ``directory`` without those below a subdirectory the caller may

@@ -34,6 +34,14 @@ class BadRequest(CallFSError):
     code = "BAD_REQUEST"
 
 
+class PathTooLong(BadRequest):
+    """A path longer than 4096 bytes (Linux ``PATH_MAX``), or longer than the metadata store can index (on
+    PostgreSQL a B-tree entry holds at most about 2,700 bytes). A FUSE mount answers ``ENAMETOOLONG``."""
+
+    status = 400
+    code = "PATH_TOO_LONG"
+
+
 class NotADirectory(BadRequest):
     status = 400
     code = "NOT_A_DIRECTORY"

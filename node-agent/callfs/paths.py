@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from callfs.errors import BadRequest
+from callfs.errors import BadRequest, PathTooLong
 
 ROOT = "/"
 MAX_PATH_BYTES = 4096
@@ -65,7 +65,7 @@ def canonicalize(raw: str) -> RequestPath:
         raise BadRequest(f"path has more than {MAX_PATH_DEPTH} segments")
     path = "/" + "/".join(parts)
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise BadRequest(f"path longer than {MAX_PATH_BYTES} bytes")
+        raise PathTooLong(f"path longer than {MAX_PATH_BYTES} bytes")
     try:
         path.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -6,6 +6,8 @@ limits past the stores' 64-bit counters, and digits of other scripts — on both
 
 from __future__ import annotations
 
+import secrets
+
 import aiohttp
 import pytest
 
@@ -110,3 +112,20 @@ async def test_quota_limits_past_64_bits_are_400(api_node: AppNode, field: str, 
         async with http.put("/v1/quotas/q", json={field: (1 << 63) - 1}) as response:
             assert response.status == 201, await response.text()
             assert (await response.json())[field] == (1 << 63) - 1
+
+
+async def test_a_path_too_long_for_posix_or_for_the_store_is_path_too_long(api_node: AppNode,
+                                                                           request: pytest.FixtureRequest) -> None:
+    """Over 4096 bytes on any store; on PostgreSQL already past what a B-tree index entry holds (about 2,700
+    bytes): a client's path, so 400 and nothing written, never a 500."""
+    deep = "/".join(secrets.token_urlsafe(188)[:250] for _ in range(12))  # 3,011 bytes that do not compress
+    async with session(api_node, "alice") as alice:
+        async with alice.put(f"/v1/files/{deep}/f", data=b"x") as response:
+            if "postgres" in request.node.callspec.id:
+                await assert_json_4xx(response, 400, "PATH_TOO_LONG")
+                async with alice.head(f"/v1/files/{deep.split('/')[0]}") as parent:
+                    assert parent.status == 404  # the parents made for it went with the failed write
+            else:
+                assert response.status == 201
+        async with alice.put("/v1/files/" + "/".join(["e" * 250] * 17), data=b"x") as response:
+            await assert_json_4xx(response, 400, "PATH_TOO_LONG")

@@ -162,3 +162,26 @@ async def test_linking_another_users_file_needs_read_and_write_on_it(api_node: A
         assert (status, body["code"]) == (403, "PERMISSION_DENIED")
         await _json(root, "PATCH", "/v1/files/common/roots", json={"mode": "0666"})
         assert (await _json(alice, "POST", "/v1/files/common/mine", headers=_to("/common/roots")))[0] == 201
+
+
+async def test_a_directory_counts_its_name_its_dot_and_each_subdirectory(api_node: AppNode) -> None:
+    async with session(api_node, "alice") as alice:
+        for path in ("/v1/files/top/", "/v1/files/top/one/", "/v1/files/top/two/", "/v1/files/top/two/deep/"):
+            assert (await _json(alice, "POST", path))[0] == 201
+        await _json(alice, "PUT", "/v1/files/top/file", data=b"not a directory")
+
+        async def links(path: str) -> str:
+            async with alice.head(f"/v1/files/{path}") as response:
+                return response.headers["X-CallFS-Nlink"]
+
+        assert [await links(p) for p in ("top", "top/one", "top/two", "top/file")] == ["4", "2", "3", "1"]
+        _, listing = await _json(alice, "GET", "/v1/directories/top")
+        assert {i["name"]: i["nlink"] for i in listing["items"]} == {"one": 2, "two": 3, "file": 1}
+        _, tree = await _json(alice, "GET", "/v1/directories/top?recursive=true")
+        assert {i["path"]: i["nlink"] for i in tree["items"] if i["type"] == "directory"} == {
+            "/top/one": 2, "/top/two": 3, "/top/two/deep": 2}
+        # A subdirectory moved in counts for its new parent and no more for its old one (rename(2)).
+        await _json(alice, "PATCH", "/v1/files/top/two/deep", json={"destination": "/top/one/deep"})
+        assert [await links(p) for p in ("top", "top/one", "top/two")] == ["4", "3", "2"]
+        await _json(alice, "DELETE", "/v1/files/top/one?recursive=true")
+        assert await links("top") == "3"

@@ -255,6 +255,11 @@ def test_hard_links_show_one_inode_through_every_name_at_once(api_node: AppNode,
         appended.write("!")
     assert (os.stat(names[2]).st_size, names[2].read_text()) == (7, "shared!")
     assert os.stat(names[2]).st_ctime_ns == os.stat(names[1]).st_ctime_ns
+    (mount.path / "d").mkdir()
+    assert os.stat(mount.path).st_nlink == 3  # its name, its ".", and the ".." of d
+    os.rename(mount.path / "d", mount.path / "e")
+    (mount.path / "e" / "sub").mkdir()
+    assert (os.stat(mount.path).st_nlink, os.stat(mount.path / "e").st_nlink) == (3, 3)
 
 
 def test_a_file_created_here_keeps_its_inode_number_while_open(api_node: AppNode,

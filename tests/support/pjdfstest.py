@@ -1,7 +1,9 @@
-"""pjdfstest (the Rust rewrite) inside a ``callfs-mount`` of one volume on a fresh SQLite node.
+"""pjdfstest (the Rust rewrite) inside a ``callfs-mount`` of one volume on a fresh node.
 
 ``python -m support.pjdfstest BINARY [PATTERN...]`` (what ``hack/pjdfstest.sh run`` runs, as root): writes a node
-config (:func:`support.node.write_node_config`, embedded SQLite metadata), starts ``callfs server`` as a
+config (:func:`support.node.write_node_config`: embedded SQLite metadata and in-process locks, or the config
+sections given as a JSON object in the environment variable :data:`SECTIONS_VARIABLE`, e.g. PostgreSQL and
+Redis), starts ``callfs server`` as a
 subprocess, creates the volume ``/volumes/pjdfstest``, mounts it with the daemonised ``callfs-mount`` (as the CSI
 node plugin does), runs ``BINARY -c <config> -p <mountpoint> [PATTERN...]`` there, prints its output and then
 :func:`summary_line`; unmounts and stops the node whatever happened. Exit code: 0 when the suite ran to its
@@ -14,6 +16,7 @@ would have to be created).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +29,8 @@ from pathlib import Path
 from support.mount import is_mounted, make_volume, mount_args, unmount, wait_for_exit
 
 VOLUME = "/volumes/pjdfstest"
+SECTIONS_VARIABLE = "PJDFSTEST_NODE_SECTIONS"
+"""Environment variable holding node config sections (a JSON object) for the node under test."""
 
 CONFIG = """\
 [features]
@@ -132,7 +137,7 @@ def main(argv: list[str]) -> int:
     binary, patterns = argv[0], argv[1:]
     base = Path(tempfile.mkdtemp(prefix="callfs-pjdfstest-"))
     base.chmod(0o755)  # the dummy users reach the mountpoint through it (the key file stays root's: 0600)
-    node = write_node_config(base / "node")
+    node = write_node_config(base / "node", **json.loads(os.environ.get(SECTIONS_VARIABLE) or "{}"))
     mountpoint = base / "mnt"
     mountpoint.mkdir()
     mountpoint.chmod(0o755)

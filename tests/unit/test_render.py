@@ -41,7 +41,8 @@ def test_listing_item_of_a_file() -> None:
 
 def test_listing_item_of_a_directory_keeps_the_sticky_bit() -> None:
     rendered = item(DIRECTORY)
-    assert "nlink" not in rendered
+    assert rendered["nlink"] == 2  # not counted: at least its name and its "."
+    assert item(DIRECTORY.evolve(nlink=5))["nlink"] == 5
     assert rendered["type"] == "directory"
     assert rendered["mode"] == "1777"
     assert rendered["size"] == 0
@@ -105,7 +106,8 @@ def test_directory_headers_have_no_etag_ranges_or_instance() -> None:
     assert rendered["X-CallFS-Size"] == "0"
     assert rendered["X-CallFS-Ino"] == str(DIRECTORY.ino)
     assert rendered["Last-Modified"] == "Sun, 22 Nov 2026 04:16:00 GMT"
-    assert not {"ETag", "Accept-Ranges", "X-CallFS-Instance-ID", "X-CallFS-Nlink"} & rendered.keys()
+    assert not {"ETag", "Accept-Ranges", "X-CallFS-Instance-ID"} & rendered.keys()
+    assert rendered["X-CallFS-Nlink"] == "2"
 
 
 def test_header_values_are_all_strings() -> None:

@@ -73,7 +73,7 @@ def stat_of(info: FileInfo, *, uid: int, gid: int, size: int | None = None, mtim
     return {
         "st_ino": info.ino or UNKNOWN_INO,
         "st_mode": kind | (info.mode & 0o7777),
-        "st_nlink": 2 if info.is_dir else info.nlink,
+        "st_nlink": max(2, info.nlink) if info.is_dir else info.nlink,
         "st_uid": uid if info.uid is None else info.uid,
         "st_gid": gid if info.gid is None else info.gid,
         "st_size": length,

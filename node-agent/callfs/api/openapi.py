@@ -639,7 +639,8 @@ def _headers_component() -> Json:
                                     {"type": "string", "enum": ["fifo", "socket", "char", "block"]}),
         "X-CallFS-Rdev": _header("A special file's device number (special files only)", integer),
         "X-CallFS-Target": _header("A symbolic link's target, percent-encoded UTF-8 (links only)"),
-        "X-CallFS-Nlink": _header("The number of names (hard links) of the entry (all but directories)",
+        "X-CallFS-Nlink": _header("The link count: a file's number of names (hard links), a directory's 2 plus "
+                                  "its number of subdirectories",
                                   integer),
         "X-CallFS-Ino": _header("The inode number: the same for every name of one inode, kept across renames",
                                 integer),
@@ -819,7 +820,8 @@ def _schemas_component() -> Json:
                             "description": "A special file's kind (special files only)"},
                 "rdev": {"type": "integer", "minimum": 0, "description": "A special file's device number"},
                 "nlink": {"type": "integer", "minimum": 1,
-                          "description": "The number of names (hard links) of the entry (all but directories)"},
+                          "description": "The link count: a file's number of names (hard links), a directory's "
+                                         "2 plus its number of subdirectories"},
                 "mode": {"type": "string", "pattern": "^[0-7]{4}$", "examples": ["0644", "2775"]},
                 "owner": {"type": "string"},
                 "group": {"type": "string"},

@@ -26,9 +26,16 @@ def json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | 
     return web.json_response(body, status=status, headers=headers, dumps=dumps)
 
 
+def link_count(inode: Inode) -> int:
+    """The link count shown for ``inode``: a file's number of names (hard links); a directory's 2 plus its
+    subdirectories as the engine counted them (``Engine.stat`` and listings), at least 2 (an answer that did not
+    count them: a new directory has none)."""
+    return max(2, inode.nlink) if inode.is_dir else inode.nlink
+
+
 def item(inode: Inode) -> dict[str, Any]:
     """A listing item: ``{name, path, type, ino, size, mode, owner, group, uid, gid, mtime, atime, ctime}``, plus
-    ``nlink`` (its number of names, hard links) for all but directories, ``target`` for a symlink, ``special``
+    ``nlink`` (:func:`link_count`), ``target`` for a symlink, ``special``
     and ``rdev`` for a special file. ``mode`` like ``"0644"``;
     ``uid``/``gid`` numbers or ``null`` (not set); times RFC 3339 UTC with microseconds when not whole seconds
     (:func:`~callfs.api.conditional.rfc3339_fine`)."""
@@ -47,8 +54,7 @@ def item(inode: Inode) -> dict[str, Any]:
         "atime": rfc3339_fine(inode.accessed),
         "ctime": rfc3339_fine(inode.ctime),
     }
-    if not inode.is_dir:
-        out["nlink"] = inode.nlink
+    out["nlink"] = link_count(inode)
     if inode.target is not None:
         out["target"] = inode.target
     if inode.special is not None:
@@ -60,7 +66,7 @@ def item(inode: Inode) -> dict[str, Any]:
 def headers(inode: Inode) -> dict[str, str]:
     """The ``X-CallFS-*`` headers of GET/HEAD and ``Last-Modified``, plus ``ETag``/``Accept-Ranges`` for files.
 
-    ``X-CallFS-Ino`` (the inode number); ``X-CallFS-Nlink`` (the number of names) for all but directories;
+    ``X-CallFS-Ino`` (the inode number); ``X-CallFS-Nlink`` (:func:`link_count`);
     ``X-CallFS-UID``/``X-CallFS-GID`` only when set; ``X-CallFS-Target`` (percent-encoded UTF-8) for a symlink;
     ``X-CallFS-Special`` and ``X-CallFS-Rdev`` for a special file.
     """
@@ -76,8 +82,7 @@ def headers(inode: Inode) -> dict[str, str]:
         "X-CallFS-CTime": rfc3339_fine(inode.ctime),
         "Last-Modified": http_date(inode.mtime),
     }
-    if not inode.is_dir:
-        out["X-CallFS-Nlink"] = str(inode.nlink)
+    out["X-CallFS-Nlink"] = str(link_count(inode))
     if inode.uid is not None:
         out["X-CallFS-UID"] = str(inode.uid)
     if inode.gid is not None:

@@ -275,6 +275,10 @@ class AutocommitOperations:
         """True when a committed hard-linked file lies below ``path``."""
         return await self._autocommit_reader().linked_below(path)
 
+    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
+        """The number of committed child directories of each of ``directories`` that has any."""
+        return await self._autocommit_reader().subdirectory_counts(directories)
+
     async def upsert_node(self, record: NodeRecord) -> None:
         """Register or refresh a node."""
         async with self._autocommit_writer() as ops:

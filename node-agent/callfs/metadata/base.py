@@ -299,6 +299,10 @@ class MetadataTxn(Protocol):
         """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
         ...
 
+    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
+        """The number of child directories of each of ``directories`` that has any (absent: none)."""
+        ...
+
     async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
         """Atomically flip an ``active``, unexpired link to ``used`` (compare-and-set).
 

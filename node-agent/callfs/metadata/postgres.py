@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from callfs.errors import PathTooLong
 from callfs.metadata.autocommit import AutocommitOperations
 from callfs.metadata.base import (
     CommitUncertain,
@@ -316,7 +317,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 @contextmanager
 def _connection_errors() -> Iterator[None]:
     """Turn connection failures raised in the block into :class:`MetadataUnavailable`, a duplicate key into
-    :class:`UniqueViolation`, and a deadlock or serialization failure into :class:`TransactionConflict`.
+    :class:`UniqueViolation`, a deadlock or serialization failure into :class:`TransactionConflict`, and an
+    index entry over the B-tree limit (a path of more than about 2,700 bytes) into ``PathTooLong``.
 
     A context manager rather than a wrapper of awaitables: asyncpg raises some of them while *building* the
     call (a detached pool connection), before there is anything to await.
@@ -327,6 +329,11 @@ def _connection_errors() -> Iterator[None]:
         raise UniqueViolation(f"PostgreSQL: {exc}") from exc
     except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
         raise TransactionConflict(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    except asyncpg.ProgramLimitExceededError as exc:
+        if "index row" not in str(exc):
+            raise
+        # A path (or parent path) too long for a B-tree entry: the client's path, not the server, is at fault.
+        raise PathTooLong(f"path too long for the PostgreSQL metadata store: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):
             raise MetadataUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc

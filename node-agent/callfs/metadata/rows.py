@@ -416,6 +416,19 @@ SELECT_ACCESS_KEY = f"SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE key_has
 DELETE_ACCESS_KEYS = "DELETE FROM access_keys WHERE user_name = $1"
 
 
+SUBDIRECTORY_BATCH = 500
+"""Directories whose subdirectories one statement counts (:func:`count_subdirectories`)."""
+
+
+@lru_cache(maxsize=8)
+def count_subdirectories(count: int) -> str:
+    """``(parent, n)`` for each of ``count`` given directory paths (``$1..$count``) with ``n`` > 0 child
+    directories (the ``(parent, type, name)`` index answers it)."""
+    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
+    return (f"SELECT parent, count(*) FROM inodes WHERE parent IN ({placeholders}) "  # noqa: S608
+            "AND type = 'directory' GROUP BY parent")
+
+
 @lru_cache(maxsize=64)
 def select_inodes(count: int) -> str:
     """``SELECT`` of the inodes at ``count`` given paths (``$1..$count``), ordered by path (the order a
@@ -1253,6 +1266,17 @@ class Queries:
     async def linked_below(self, path: str) -> bool:
         """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
         return bool(await self._x.fetch(LINKED_BELOW, subtree_bounds(path)))
+
+    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
+        """The number of child directories of each of ``directories`` that has any (absent: none), in
+        statements of :data:`SUBDIRECTORY_BATCH` directories."""
+        wanted = sorted(set(directories))
+        counts: dict[str, int] = {}
+        for start in range(0, len(wanted), SUBDIRECTORY_BATCH):
+            batch = wanted[start:start + SUBDIRECTORY_BATCH]
+            for parent, count in await self._x.fetch(count_subdirectories(len(batch)), batch):
+                counts[str(parent)] = int(count)
+        return counts
 
     async def upsert_node(self, record: NodeRecord) -> None:
         """Register or refresh a node."""
