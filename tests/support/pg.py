@@ -37,7 +37,7 @@ METADATA_KINDS = ("sqlite", "postgres")
 """Parameter values of ``metadata_kind``; reuse them to parametrise other fixtures over both stores."""
 
 PG_ROOT = Path("/usr/lib/postgresql")
-START_TIMEOUT = 60  # seconds for initdb / pg_ctl start
+START_TIMEOUT = 180  # seconds for initdb / pg_ctl start (a data directory in a FUSE mount on a loaded machine is slow)
 
 
 @dataclass(frozen=True)
