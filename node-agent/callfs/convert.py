@@ -28,8 +28,10 @@ import logging
 from dataclasses import dataclass, field
 
 from callfs.engine import Engine
-from callfs.errors import CallFSError, Conflict
+from callfs.errors import BadGateway, CallFSError, Conflict, PermissionDenied
 from callfs.membership import Membership
+from callfs.peers import PeerClient
+from callfs.permissions import Caller
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,12 @@ class Remaining:
 class Converter:
     """This node's conversion of blob files to blocks. ``rate`` in bytes per second."""
 
-    def __init__(self, engine: Engine, membership: Membership, *, rate: int) -> None:
+    def __init__(self, engine: Engine, membership: Membership, peers: PeerClient, *, rate: int) -> None:
         if rate <= 0:
             raise ValueError("rate must be > 0 bytes per second")
         self.engine = engine
         self.membership = membership
+        self.peers = peers
         self.metrics = engine.metrics
         self.store = engine.store
         self.rate = rate
@@ -201,3 +204,45 @@ class Converter:
             "failures": self.tally.failures, "skipped": self.tally.skipped, "passes": self.tally.passes,
             "last_error": self.tally.last_error,
         }
+
+    # ------------------------------------------------------------ the whole cluster (REST, root only)
+
+    async def cluster(self, caller: Caller, *, start: bool) -> dict[str, object]:
+        """Every registered node's conversion report (:meth:`report`; from the node itself, through the peer
+        route), after starting a one-off pass on each when ``start``, and the totals: ``{"nodes": [...],
+        "remaining_files", "remaining_bytes", "converted_files", "converted_bytes", "failures"}``. A node that
+        does not answer is listed with ``"reachable": false``, ``"error"`` and its remaining files on node-local
+        backends counted from the metadata store. Raises ``PermissionDenied`` (not root)."""
+        # SECURITY: a pass reads and rewrites every old file of the cluster: an administrator's act.
+        if not caller.is_superuser:
+            raise PermissionDenied("only root may convert files to blocks")
+        nodes: list[dict[str, object]] = []
+        for view in await self.membership.nodes():
+            if view.instance_id is None:
+                continue
+            if view.instance_id == self.engine.instance_id:
+                if start:
+                    self.start()
+                nodes.append({**await self.report(), "reachable": True})
+                continue
+            try:
+                nodes.append({**await self.peers.conversion(view.instance_id, start=start), "reachable": True})
+            except BadGateway as exc:
+                nodes.append(await self._unreachable(view.instance_id, str(exc)))
+        totals = {key: sum(_count(n.get(key)) for n in nodes)
+                  for key in ("remaining_files", "remaining_bytes", "converted_files", "converted_bytes", "failures")}
+        return {"nodes": sorted(nodes, key=lambda n: str(n["instance_id"])), **totals}
+
+    async def _unreachable(self, instance_id: str, error: str) -> dict[str, object]:
+        files = size = 0
+        for name, backend in self.engine.backends.items():
+            if backend.node_local:
+                more_files, more_bytes = await self.store.count_blob_files(name, instance_id)
+                files, size = files + more_files, size + more_bytes
+        return {"instance_id": instance_id, "reachable": False, "error": error, "running": None,
+                "remaining_files": files, "remaining_bytes": size}
+
+
+def _count(value: object) -> int:
+    """A count of a node's report (a peer's JSON): an int, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

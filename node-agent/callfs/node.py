@@ -229,7 +229,7 @@ class Node:
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         drains = Drains(engine, membership, peers, replication)
-        converter = Converter(engine, membership, rate=config.backend.convert_bytes_per_second)
+        converter = Converter(engine, membership, peers, rate=config.backend.convert_bytes_per_second)
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys,
                    drains, converter, open_file_locks(config))
 
