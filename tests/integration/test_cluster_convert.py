@@ -114,3 +114,11 @@ async def test_the_cluster_route_converts_the_blob_files_of_every_node_with_thei
     # The old blobs are gone from the disks (blocks have 64-digit names).
     for node in nodes:
         assert not [p for p in (node.data_dir / "blobs" / "objects").glob("*/*") if len(p.name) == 32]
+
+    # A node that does not answer is reported as such, its remaining files counted from the metadata store.
+    nodes[1].kill()
+    async with session(nodes[0], "root") as root:
+        found = {n["instance_id"]: n for n in (await report(root))["nodes"]}
+    assert found["node-0"]["reachable"] and found["node-0"]["remaining_files"] == 0
+    gone = found["node-1"]
+    assert not gone["reachable"] and gone["running"] is None and gone["remaining_files"] == 0 and gone["error"]
