@@ -1,9 +1,9 @@
 """Converting the files stored as one blob to blocks, in place and without downtime (an upgrade of how older files
 are stored; docs/operations.md, "Upgrading: convert old files").
 
-A file is converted by :meth:`callfs.engine.Engine.convert_blob`: under the file's lock, its blocks are written
-(with their copies on the replicated local backend), then one metadata transaction swaps its layout, keeping its
-size, times, version and ETag; the blob is freed after that commit. A file changed meanwhile is left as it is and
+A file is converted by :meth:`callfs.engine.Engine.convert_blob`: its blocks are written from its blob (with their
+copies on the replicated local backend), then, under the file's lock, one metadata transaction swaps its layout,
+keeping its size, times, version and ETag; the blob is freed after that commit. A file changed meanwhile is left as it is and
 tried again by a later pass; nothing is ever lost, since the blob stays until the transaction naming its blocks
 has committed.
 

@@ -931,28 +931,31 @@ class Engine:
     async def convert_blob(self, path: str) -> Inode | None:
         """Convert the file ``path`` from one blob to blocks without changing it (an upgrade of how it is
         stored, :mod:`callfs.convert`): the conversion of a first partial write (:meth:`write_range`) with nothing
-        written, under the file's lock, in one transaction that swaps the layout. Size, times, version, owner and
-        mode stay; the content id is derived from the blob id, so the ETag stays; the attributes move with the
+        written. The blocks are written (with their copies) from the blob, which is immutable, before the file's
+        lock is taken, so writers of the file never wait for the reading; then, under the lock, one transaction
+        swaps the layout if the file is still that blob at that version. Size, times, version, owner and mode
+        stay; the content id is derived from the blob id, so the ETag stays; the attributes move with the
         content. Every name of a hard-linked file converts at once (they share the inode). The blob is freed
         after the commit unless a copy or an object version still names it.
 
         Returns the converted inode, or ``None`` when there is nothing to convert here (gone, not a file, in
         blocks already, or its blob is on another node's disk). Raises ``Conflict`` when the file changed while
-        its blocks were written (nothing changed: try again later), ``DataCorrupted``, ``ServiceUnavailable``
-        (too few nodes for the copies, lock lost, backend down), ``LockTimeout``.
+        its blocks were written (nothing changed; its new blocks are collected: try again later),
+        ``DataCorrupted``, ``ServiceUnavailable`` (too few nodes for the copies, backend down), ``LockTimeout``.
         """
-        admin = Caller("root")
-        async with self._lock(f"file:{path}") as lease:
-            with self.metrics.time_metadata("get"):
-                current = await self.store.get(path)
-            if (current is None or current.type is not InodeType.FILE or current.layout is not Layout.BLOB
-                    or current.blob_id is None or current.backend is None or self.is_remote(current)):
-                return None
-            backend = self.backend(current.backend)
-            plan = plan_resize(current.size, current.size, convert=True)
+        with self.metrics.time_metadata("get"):
+            current = await self.store.get(path)
+        if (current is None or current.type is not InodeType.FILE or current.layout is not Layout.BLOB
+                or current.blob_id is None or current.backend is None or self.is_remote(current)):
+            return None
+        backend = self.backend(current.backend)
+        plan = plan_resize(current.size, current.size, convert=True)
+        try:
             changed = await self.block_files.write_plan(backend, current, plan, None)
-            if self.locks.is_lost(lease):
-                raise ServiceUnavailable(f"lost the lock on {path} during its conversion; nothing changed")
+        except FileNotFoundError:
+            raise Conflict(f"{path} was rewritten while being converted; nothing changed") from None
+        admin = Caller("root")
+        async with self._lock(f"file:{path}"):
             with self.metrics.time_metadata("convert"):
                 for attempt in range(COMMIT_ATTEMPTS):
                     try:
@@ -984,8 +987,9 @@ class Engine:
         the file changed since ``current`` was read (another version or content)."""
         async with self.store.transaction() as txn:
             now = await txn.get(path, for_update=True)
+            if now is None:
+                raise Conflict(f"{path} was deleted while the write ran; nothing changed")
             self._check_write(caller, path, now, False, precondition)
-            assert now is not None
             if (now.ino, now.version, now.blob_id) != (current.ino, current.version, current.blob_id):
                 raise Conflict(f"{path} was replaced while the write ran; nothing changed")
             if conversion:

@@ -207,6 +207,45 @@ async def test_a_write_during_the_conversion_wins_and_a_later_pass_converts_it(
         assert (await head(http, "/a/one"))["ETag"] == etag
 
 
+async def test_a_write_or_a_delete_through_the_same_name_is_never_held_up_nor_undone(app_node: AppNode) -> None:
+    async with session(app_node) as http:
+        for name in ("w", "d"):
+            assert (await put(http, f"/{name}", b"old")).status == 201
+
+    async def racing(n: Node) -> list[str]:
+        engine: Engine = n.engine
+        real = engine.block_files.write_plan
+        outcomes = []
+
+        async def write_plan_then_a_change(backend: Any, current: Inode, *args: Any) -> Any:
+            blocks = await real(backend, current, *args)
+            # The blocks are written before the file's lock is taken: a writer of the same name goes on.
+            if current.path == "/w":
+                await asyncio.wait_for(engine.write_file(Caller("root"), "/w", _body(b"written"), create_only=False),
+                                       5)
+            else:
+                await asyncio.wait_for(engine.delete(Caller("root"), "/d"), 5)
+            return blocks
+
+        engine.block_files.write_plan = write_plan_then_a_change  # type: ignore[method-assign]
+        try:
+            for path in ("/w", "/d"):
+                try:
+                    await engine.convert_blob(path)
+                except Conflict as exc:
+                    outcomes.append(str(exc))
+        finally:
+            del engine.block_files.write_plan  # type: ignore[method-assign]
+        return outcomes
+
+    outcomes = app_node.run(racing)
+    assert len(outcomes) == 2 and "replaced" in outcomes[0] and "deleted" in outcomes[1]
+    async with session(app_node) as http:
+        assert await content(http, "/w") == b"written"
+        async with http.get("/v1/files/d") as response:
+            assert response.status == 404
+
+
 async def _body(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
