@@ -3,9 +3,9 @@ are stored; docs/operations.md, "Upgrading: convert old files").
 
 A file is converted by :meth:`callfs.engine.Engine.convert_blob`: its blocks are written from its blob (with their
 copies on the replicated local backend), then, under the file's lock, one metadata transaction swaps its layout,
-keeping its size, times, version and ETag; the blob is freed after that commit. A file changed meanwhile is left as it is and
-tried again by a later pass; nothing is ever lost, since the blob stays until the transaction naming its blocks
-has committed.
+keeping its size, times, version and ETag; the blob is freed after that commit. A file changed meanwhile is left
+as it is and tried again by a later pass; nothing is ever lost, since the blob stays until the transaction naming
+its blocks has committed.
 
 Who converts what: the bytes of a file on the local-disk backend are a blob on one node's disk, and that node
 (its owner) converts them, reading its own disk. A blob on a shared backend (S3) is reachable from every node;
