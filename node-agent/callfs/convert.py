@@ -14,10 +14,11 @@ node's blocks), so two nodes never read the same blob; when that node goes down,
 
 A pass (:meth:`Converter.run_pass`) pages through the remaining blob files by path, so it needs no state to
 resume after a restart: it simply finds the files still stored as a blob. It reads at most
-``backend.convert_bytes_per_second`` bytes a second on average (after each file it sleeps as long as its bytes
-take at that rate). The background job (``backend.convert_blobs``) runs a pass at start and every
-``backend.convert_interval`` seconds in the node's primary process; ``POST /v1/cluster/convert`` starts a one-off
-pass on every node (:meth:`Converter.start`), whether the job is enabled or not.
+``backend.convert_bytes_per_second`` bytes a second on average (after each block read it sleeps as long as the
+block's bytes take at that rate, so a large file is paced too). The background job (``backend.convert_blobs``)
+runs a pass at start and every ``backend.convert_interval`` seconds in the node's primary process;
+``POST /v1/cluster/convert`` starts a one-off pass on every node (:meth:`Converter.start`), whether the job is
+enabled or not.
 """
 
 from __future__ import annotations
@@ -131,8 +132,8 @@ class Converter:
                 after = ""
                 while True:
                     page = await self.store.blob_files(name, owner, after, FILE_PAGE)
-                    for path, size in page:
-                        converted += await self._convert(name, path, size)
+                    for path, _size in page:
+                        converted += await self._convert(name, path)
                     if len(page) < FILE_PAGE:
                         break
                     after = page[-1][0]
@@ -140,10 +141,11 @@ class Converter:
             await self.remaining()
             return converted
 
-    async def _convert(self, backend: str, path: str, size: int) -> int:
-        """Convert one file, then pause as long as its bytes take at :attr:`rate`; 1 when converted."""
+    async def _convert(self, backend: str, path: str) -> int:
+        """Convert one file, pausing after each block read as long as it takes at :attr:`rate`; 1 when
+        converted."""
         try:
-            converted = await self.engine.convert_blob(path)
+            converted = await self.engine.convert_blob(path, pace=self._pace)
         except Conflict as exc:
             self.tally.skipped += 1
             log.info("conversion of %s skipped, the file changed meanwhile: %s", path, exc)
@@ -160,11 +162,14 @@ class Converter:
         self.tally.bytes += converted.size
         self.metrics.blob_files_converted.labels(backend).inc()
         self.metrics.blob_bytes_converted.labels(backend).inc(converted.size)
-        pause = converted.size / self.rate
+        return 1
+
+    async def _pace(self, size: int) -> None:
+        """After each block read (``size`` bytes), pause as long as it takes at :attr:`rate`."""
+        pause = size / self.rate
         if pause > 0:
             self.metrics.blob_conversion_throttled_seconds.inc(pause)
             await asyncio.sleep(pause)
-        return 1
 
     def start(self) -> bool:
         """Start a one-off pass in the background (``POST /v1/cluster/convert``); ``False`` when one runs

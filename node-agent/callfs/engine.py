@@ -928,7 +928,7 @@ class Engine:
         self.metrics.file_operation("update", backend.name)
         return WriteResult(updated, created=False)
 
-    async def convert_blob(self, path: str) -> Inode | None:
+    async def convert_blob(self, path: str, *, pace: Callable[[int], Awaitable[None]] | None = None) -> Inode | None:
         """Convert the file ``path`` from one blob to blocks without changing it (an upgrade of how it is
         stored, :mod:`callfs.convert`): the conversion of a first partial write (:meth:`write_range`) with nothing
         written. The blocks are written (with their copies) from the blob, which is immutable, before the file's
@@ -936,7 +936,8 @@ class Engine:
         swaps the layout if the file is still that blob at that version. Size, times, version, owner and mode
         stay; the content id is derived from the blob id, so the ETag stays; the attributes move with the
         content. Every name of a hard-linked file converts at once (they share the inode). The blob is freed
-        after the commit unless a copy or an object version still names it.
+        after the commit unless a copy or an object version still names it. ``pace`` is awaited with the byte
+        count of each block read (a rate limit; it may sleep).
 
         Returns the converted inode, or ``None`` when there is nothing to convert here (gone, not a file, in
         blocks already, or its blob is on another node's disk). Raises ``Conflict`` when the file changed while
@@ -951,7 +952,7 @@ class Engine:
         backend = self.backend(current.backend)
         plan = plan_resize(current.size, current.size, convert=True)
         try:
-            changed = await self.block_files.write_plan(backend, current, plan, None)
+            changed = await self.block_files.write_plan(backend, current, plan, None, pace=pace)
         except FileNotFoundError:
             raise Conflict(f"{path} was rewritten while being converted; nothing changed") from None
         admin = Caller("root")

@@ -178,8 +178,8 @@ async def test_a_write_during_the_conversion_wins_and_a_later_pass_converts_it(
         engine: Engine = n.engine
         real = engine.block_files.write_plan
 
-        async def write_plan_then_a_write(backend: Any, current: Inode, *args: Any) -> Any:
-            blocks = await real(backend, current, *args)
+        async def write_plan_then_a_write(backend: Any, current: Inode, *args: Any, **kwargs: Any) -> Any:
+            blocks = await real(backend, current, *args, **kwargs)
             # Through the other name of the file, so under another path lock: this write commits while the
             # conversion runs.
             other = "/b/two" if current.path == "/a/one" else "/a/one"
@@ -217,8 +217,8 @@ async def test_a_write_or_a_delete_through_the_same_name_is_never_held_up_nor_un
         real = engine.block_files.write_plan
         outcomes = []
 
-        async def write_plan_then_a_change(backend: Any, current: Inode, *args: Any) -> Any:
-            blocks = await real(backend, current, *args)
+        async def write_plan_then_a_change(backend: Any, current: Inode, *args: Any, **kwargs: Any) -> Any:
+            blocks = await real(backend, current, *args, **kwargs)
             # The blocks are written before the file's lock is taken: a writer of the same name goes on.
             if current.path == "/w":
                 await asyncio.wait_for(engine.write_file(Caller("root"), "/w", _body(b"written"), create_only=False),
