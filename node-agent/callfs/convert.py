@@ -215,9 +215,10 @@ class Converter:
     async def cluster(self, caller: Caller, *, start: bool) -> dict[str, object]:
         """Every registered node's conversion report (:meth:`report`; from the node itself, through the peer
         route), after starting a one-off pass on each when ``start``, and the totals: ``{"nodes": [...],
-        "remaining_files", "remaining_bytes", "converted_files", "converted_bytes", "failures"}``. A node that
-        does not answer is listed with ``"reachable": false``, ``"error"`` and its remaining files on node-local
-        backends counted from the metadata store. Raises ``PermissionDenied`` (not root)."""
+        "remaining_files", "remaining_bytes", "converted_files", "converted_bytes", "failures"}``. A node down
+        (no recent heartbeat) is not asked; one that is down or does not answer is listed with ``"reachable":
+        false``, ``"error"`` and its remaining files on node-local backends counted from the metadata store.
+        Raises ``PermissionDenied`` (not root)."""
         # SECURITY: a pass reads and rewrites every old file of the cluster: an administrator's act.
         if not caller.is_superuser:
             raise PermissionDenied("only root may convert files to blocks")
@@ -229,6 +230,9 @@ class Converter:
                 if start:
                     self.start()
                 nodes.append({**await self.report(), "reachable": True})
+                continue
+            if view.state == "down":  # no heartbeat within instance_discovery.node_timeout: not asked
+                nodes.append(await self._unreachable(view.instance_id, "the node is down (no recent heartbeat)"))
                 continue
             try:
                 nodes.append({**await self.peers.conversion(view.instance_id, start=start), "reachable": True})
