@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 from callfs.engine import Engine
-from callfs.errors import BadGateway, CallFSError, Conflict, PermissionDenied
+from callfs.errors import BadGateway, CallFSError, Conflict, LockTimeout, PermissionDenied
 from callfs.membership import Membership
 from callfs.peers import PeerClient
 from callfs.permissions import Caller
@@ -43,7 +43,8 @@ FILE_PAGE = 100
 @dataclass(slots=True)
 class Tally:
     """What this process converted since it started: ``files`` and ``bytes`` converted, ``failures`` (errors,
-    tried again next pass), ``skipped`` (changed while converted, tried again next pass), ``passes`` finished."""
+    tried again next pass), ``skipped`` (changed while converted, or its lock held by a writer past
+    ``dlm.wait_timeout``: tried again next pass), ``passes`` finished."""
 
     files: int = 0
     bytes: int = 0
@@ -146,9 +147,9 @@ class Converter:
         converted."""
         try:
             converted = await self.engine.convert_blob(path, pace=self._pace)
-        except Conflict as exc:
+        except (Conflict, LockTimeout) as exc:
             self.tally.skipped += 1
-            log.info("conversion of %s skipped, the file changed meanwhile: %s", path, exc)
+            log.info("conversion of %s skipped, the file changed or is being written: %s", path, exc)
             return 0
         except (CallFSError, OSError) as exc:
             self.tally.failures += 1
