@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -123,9 +123,11 @@ class BlockFiles:
 
     async def write_plan(
         self, backend: Backend, current: Inode, plan: BlockPlan, body: AsyncIterator[bytes] | None,
+        *, pace: Callable[[int], Awaitable[None]] | None = None,
     ) -> list[FileBlock]:
         """Store the blocks ``plan`` rewrites in the file ``current`` (either layout) on ``backend``; the new
-        block list entries. Old bytes come from the current blocks, or from the blob of a file being converted.
+        block list entries. Old bytes come from the current blocks, or from the blob of a file being converted;
+        ``pace`` is awaited with the byte count of each block read from a blob (a conversion's rate limit).
         Raises ``BadRequest`` (body length), ``DataCorrupted`` (an old block fails its check)."""
         location = block_location(current.instance_id if backend.node_local else None)
         if current.layout is Layout.BLOCKS:
@@ -141,7 +143,10 @@ class BlockFiles:
             async def old_blob_block(index: int) -> bytes:
                 start = index * BLOCK_SIZE
                 length = max(0, min(BLOCK_SIZE, blob.size - start))
-                return b"".join([c async for c in blob.iter_range(start, length, BLOCK_SIZE)])
+                data = b"".join([c async for c in blob.iter_range(start, length, BLOCK_SIZE)])
+                if pace is not None:
+                    await pace(len(data))
+                return data
 
             return await build_blocks(plan, old_blob_block, body,
                                       lambda data: self.store_block(backend, location, data))

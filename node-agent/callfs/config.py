@@ -199,6 +199,10 @@ class BackendConfig(_Section):
     ``whole_files_in_blocks`` stores whole writes to ``localfs`` in blocks too, so that every file gets its
     copies (``None``, the default: when writes need two copies or more; off: a file written whole is one blob
     on its owner, served with ``sendfile``, until written partially).
+
+    ``convert_blobs`` converts, in the background, the files whose bytes are one blob (written by an older
+    version, or whole by a node alone) to blocks (:mod:`callfs.convert`), reading at most
+    ``convert_bytes_per_second`` bytes a second; a pass runs at start and every ``convert_interval`` seconds.
     """
 
     default_backend: Literal["localfs", "s3"] = "localfs"
@@ -216,6 +220,9 @@ class BackendConfig(_Section):
     scrub_interval: float = Field(default=86400.0, gt=0)
     scrub_bytes_per_second: int = Field(default=32 << 20, gt=0)
     whole_files_in_blocks: bool | None = None
+    convert_blobs: bool = False
+    convert_bytes_per_second: int = Field(default=32 << 20, gt=0)
+    convert_interval: float = Field(default=3600.0, gt=0)
 
 
     @model_validator(mode="after")

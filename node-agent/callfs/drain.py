@@ -11,9 +11,9 @@ While a node is leaving:
 * the leaving node itself (:meth:`Drains.run`) moves each file whose bytes are one blob on its local disk to a
   node that stays, with the relocation peers already use (``PATCH`` with ``instance``): the node chosen pulls the
   bytes, switches the file's metadata in one transaction, then frees the old blob. The file keeps its layout and
-  its durability (one copy, as its writer chose): converting it to replicated blocks would need a new engine write
-  path, and moving it is the operation an administrator did by hand before. It also records a replica row for
-  its blocks stored before replication, so that repair sees them.
+  its durability (one copy, as its writer chose): converting it to replicated blocks is a step of its own
+  (:mod:`callfs.convert`), and moving it is the operation an administrator did by hand before. It also records a
+  replica row for its blocks stored before replication, so that repair sees them.
 
 The node is **drained** (:class:`DrainProgress`) when no referenced block relies on it (a copy there and fewer
 than ``replicas`` copies on live nodes that stay) and no file's bytes are a blob on it. During the drain every

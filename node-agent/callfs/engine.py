@@ -59,7 +59,9 @@ from callfs.models import (
     Quota,
     SingleUseLink,
     Special,
+    converted_content_id,
     new_content_id,
+    same_content,
     utcnow,
 )
 from callfs.permissions import (
@@ -941,6 +943,48 @@ class Engine:
         self.metrics.file_operation("update", backend.name)
         return WriteResult(updated, created=False)
 
+    async def convert_blob(self, path: str, *, pace: Callable[[int], Awaitable[None]] | None = None) -> Inode | None:
+        """Convert the file ``path`` from one blob to blocks without changing it (an upgrade of how it is
+        stored, :mod:`callfs.convert`): the conversion of a first partial write (:meth:`write_range`) with nothing
+        written. The blocks are written (with their copies) from the blob, which is immutable, before the file's
+        lock is taken, so writers of the file never wait for the reading; then, under the lock, one transaction
+        swaps the layout if the file is still that blob at that version. Size, times, version, owner and mode
+        stay; the content id is derived from the blob id, so the ETag stays; the attributes move with the
+        content. Every name of a hard-linked file converts at once (they share the inode). The blob is freed
+        after the commit unless a copy or an object version still names it. ``pace`` is awaited with the byte
+        count of each block read (a rate limit; it may sleep).
+
+        Returns the converted inode, or ``None`` when there is nothing to convert here (gone, not a file, in
+        blocks already, or its blob is on another node's disk). Raises ``Conflict`` when the file changed while
+        its blocks were written (nothing changed; its new blocks are collected: try again later),
+        ``DataCorrupted``, ``ServiceUnavailable`` (too few nodes for the copies, backend down), ``LockTimeout``.
+        """
+        with self.metrics.time_metadata("get"):
+            current = await self.store.get(path)
+        if (current is None or current.type is not InodeType.FILE or current.layout is not Layout.BLOB
+                or current.blob_id is None or current.backend is None or self.is_remote(current)):
+            return None
+        backend = self.backend(current.backend)
+        plan = plan_resize(current.size, current.size, convert=True)
+        try:
+            changed = await self.block_files.write_plan(backend, current, plan, None, pace=pace)
+        except FileNotFoundError:
+            raise Conflict(f"{path} was rewritten while being converted; nothing changed") from None
+        admin = Caller("root")
+        async with self._lock(f"file:{path}"):
+            with self.metrics.time_metadata("convert"):
+                for attempt in range(COMMIT_ATTEMPTS):
+                    try:
+                        updated = await self._commit_blocks(admin, path, current, plan, changed, None,
+                                                            conversion=True)
+                        break
+                    except TransactionConflict:
+                        if attempt == COMMIT_ATTEMPTS - 1:
+                            raise
+                        log.info("metadata transaction converting %s aborted by a conflict; running it again", path)
+        await self._free(current)  # converted: the blob is no longer referenced (unless a copy names it)
+        return updated
+
     def _check_growth(self, path: str, new_size: int, current: Inode, room: int | None) -> None:
         if new_size > self.max_file_bytes:
             raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
@@ -949,24 +993,31 @@ class Engine:
 
     async def _commit_blocks(
         self, caller: Caller, path: str, current: Inode, plan: BlockPlan, changed: list[FileBlock],
-        precondition: Precondition | None,
+        precondition: Precondition | None, *, conversion: bool = False,
     ) -> Inode:
         """Commit a block change of ``current`` in one transaction: the inode (size, version, a new content
         id), its block list and the block references, the quota usage, and the attributes of the content, which
         move to the new content id (a partial write keeps them, as S3 changes an object's metadata only on a
-        whole PUT or copy)."""
+        whole PUT or copy). ``conversion``: the content is the same (:meth:`convert_blob`), so size, times and
+        version stay and the content id is derived from the blob's (the ETag stays). Raises ``Conflict`` when
+        the file changed since ``current`` was read (another version or content)."""
         async with self.store.transaction() as txn:
             now = await txn.get(path, for_update=True)
+            if now is None:
+                raise Conflict(f"{path} was deleted while the write ran; nothing changed")
             self._check_write(caller, path, now, False, precondition)
-            assert now is not None
-            if (now.ino, now.version) != (current.ino, current.version):
+            if (now.ino, now.version, now.blob_id) != (current.ino, current.version, current.blob_id):
                 raise Conflict(f"{path} was replaced while the write ran; nothing changed")
-            moment = utcnow()
-            updated = now.evolve(
-                size=plan.new_size, mtime=moment, ctime=moment, version=now.version + 1, blob_id=new_content_id(),
-                layout=Layout.BLOCKS,
-            )
-            await self._charge(txn, path, plan.new_size - now.size, 0)
+            if conversion:
+                assert now.blob_id is not None and plan.new_size == now.size
+                updated = now.evolve(blob_id=converted_content_id(now.blob_id), layout=Layout.BLOCKS)
+            else:
+                moment = utcnow()
+                updated = now.evolve(
+                    size=plan.new_size, mtime=moment, ctime=moment, version=now.version + 1,
+                    blob_id=new_content_id(), layout=Layout.BLOCKS,
+                )
+                await self._charge(txn, path, plan.new_size - now.size, 0)
             await txn.update(updated)
             await txn.replace_blocks(updated, changed, plan.count)
             if now.blob_id is not None:
@@ -2000,7 +2051,7 @@ class Engine:
 
     @staticmethod
     def _check_link_content(link: SingleUseLink, inode: Inode) -> None:
-        if (inode.blob_id, inode.version) != (link.blob_id, link.version):
+        if inode.version != link.version or not same_content(inode.blob_id, link.blob_id):
             raise LinkContentChanged(f"{link.path} has changed since the link was minted; the link no longer applies")
 
     async def _consume_link(self, token_id: str, now: datetime, client_ip: str | None) -> None:

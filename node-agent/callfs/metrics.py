@@ -160,6 +160,33 @@ class Metrics:
             "callfs_block_scrub_repairs", "Corrupt local block copies replaced from a good copy", ["backend"],
             registry=r,
         )
+        # Conversion of files stored as one blob to blocks (callfs.convert).
+        self.blob_files_converted = Counter(
+            "callfs_blob_files_converted", "Files converted from one blob to blocks", ["backend"], registry=r
+        )
+        self.blob_bytes_converted = Counter(
+            "callfs_blob_bytes_converted", "Bytes of files converted from one blob to blocks", ["backend"],
+            registry=r,
+        )
+        self.blob_conversion_failures = Counter(
+            "callfs_blob_conversion_failures",
+            "Conversions of a blob file that failed (tried again next pass); a file changed meanwhile is not one",
+            ["backend"], registry=r,
+        )
+        self.blob_conversion_throttled_seconds = Counter(
+            "callfs_blob_conversion_throttled_seconds",
+            "Seconds the conversion paused to keep to backend.convert_bytes_per_second", registry=r,
+        )
+        self.blob_files_unconverted = Gauge(
+            "callfs_blob_files_unconverted",
+            "Files still stored as one blob that this node converts (counted when a pass ends)",
+            ["backend"], registry=r, multiprocess_mode="mostrecent",
+        )
+        self.blob_bytes_unconverted = Gauge(
+            "callfs_blob_bytes_unconverted",
+            "Bytes of the files still stored as one blob that this node converts (counted when a pass ends)",
+            ["backend"], registry=r, multiprocess_mode="mostrecent",
+        )
         self.background_jobs = Gauge(
             "callfs_background_jobs", "Background jobs running on this node (1 each: they run in one worker)",
             ["job"], registry=r, multiprocess_mode="livesum",

@@ -52,6 +52,39 @@ def new_content_id() -> str:
     return CONTENT_ID_PREFIX + secrets.token_hex(16)[:31]
 
 
+CONVERTED_MARK = "x"
+"""Second character of the content id of a file converted from one blob to blocks (:func:`converted_content_id`);
+a fresh content id has a hex digit there."""
+
+ETAG_ID_CHARS = 20
+"""Characters of a content's id an ETag shows (:func:`etag_id`)."""
+
+
+def converted_content_id(blob_id: str) -> str:
+    """The content id of a file whose blob ``blob_id`` was converted to blocks without a change of content:
+    :data:`CONTENT_ID_PREFIX`, :data:`CONVERTED_MARK`, the blob id's first :data:`ETAG_ID_CHARS` characters and 10
+    random hex digits (32 characters). Its :func:`etag_id` is the blob's, so the file keeps its ETag; it differs
+    from the blob id, so the blob is no longer named and can be freed."""
+    return CONTENT_ID_PREFIX + CONVERTED_MARK + blob_id[:ETAG_ID_CHARS] + secrets.token_hex(5)
+
+
+def etag_id(blob_id: str | None) -> str:
+    """The part of a content's id its ETag shows: the first :data:`ETAG_ID_CHARS` characters, or for a content
+    converted from a blob (:func:`converted_content_id`) the blob's."""
+    if blob_id is not None and blob_id.startswith(CONTENT_ID_PREFIX + CONVERTED_MARK):
+        return blob_id[2:2 + ETAG_ID_CHARS]
+    return (blob_id or "")[:ETAG_ID_CHARS]
+
+
+def same_content(current: str | None, minted: str | None) -> bool:
+    """True when the content id ``current`` is the content ``minted`` named: the same id, or the blob ``minted``
+    converted to blocks since (same bytes, same ETag)."""
+    if current == minted:
+        return True
+    return (current is not None and minted is not None and current.startswith(CONTENT_ID_PREFIX + CONVERTED_MARK)
+            and not minted.startswith(CONTENT_ID_PREFIX) and etag_id(current) == minted[:ETAG_ID_CHARS])
+
+
 def path_ino(path: str) -> int:
     """The inode number schema version 4 gives an existing row on PostgreSQL: 60 bits of the MD5 of its path,
     plus one. Also used for a row a node of an earlier version inserted (no number) during a rolling upgrade."""

@@ -17,6 +17,7 @@ from callfs.access_keys import AccessKeys
 from callfs.backends.base import Backend, BackendUnavailable
 from callfs.backends.localfs import LocalFSBackend
 from callfs.config import Config, ConfigError, split_host_port
+from callfs.convert import Converter
 from callfs.drain import Drains
 from callfs.engine import Engine
 from callfs.links import Clock
@@ -190,6 +191,7 @@ class Node:
     peers: PeerClient
     access_keys: AccessKeys
     drains: Drains
+    converter: Converter
     file_locks: FileLockTable = field(default_factory=LocalFileLockTable)
     started: list[str] = field(default_factory=list)
 
@@ -227,8 +229,9 @@ class Node:
         )
         access_keys = AccessKeys(store, [*node_secrets.users_by_key, node_secrets.internal_proxy_secret])
         drains = Drains(engine, membership, peers, replication)
+        converter = Converter(engine, membership, peers, rate=config.backend.convert_bytes_per_second)
         return cls(config, node_secrets, store, locks, backends, metrics, engine, url, membership, peers, access_keys,
-                   drains, open_file_locks(config))
+                   drains, converter, open_file_locks(config))
 
     async def start(self, *, primary: bool = True, fresh: bool = True) -> int:
         """Connect everything and make the system directories root's; returns how many orphans were removed.
@@ -265,7 +268,8 @@ class Node:
         return swept
 
     async def close(self) -> None:
-        """Disconnect whatever :meth:`start` connected."""
+        """Disconnect whatever :meth:`start` connected (a one-off conversion pass is cancelled first)."""
+        await self.converter.stop()
         await self.peers.close()
         if "backends" in self.started:
             for backend in self.backends.values():

@@ -237,3 +237,19 @@ class PeerClient:
         message = body.get("message", f"HTTP {response.status}") if isinstance(body, dict) else str(body)
         error: CallFSError = error_class_for(code, response.status)(f"node {instance_id}: {message}")
         raise error
+
+    async def conversion(self, instance_id: str, *, start: bool) -> dict[str, Any]:
+        """Node ``instance_id``'s conversion of blob files to blocks (:mod:`callfs.convert`): its report, after
+        starting a pass there when ``start``. Raises ``BadGateway`` when it does not answer or refuses."""
+        url = await self.url_of(instance_id)
+        try:
+            async with self.session.request(
+                "POST" if start else "GET", f"{url}/internal/v1/convert",
+                headers={"Authorization": f"Bearer {self.secret}"},
+            ) as response:
+                body = await response.json(content_type=None)
+                if response.status in (200, 202) and isinstance(body, dict):
+                    return body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise BadGateway(f"node {instance_id} did not answer: {type(exc).__name__}") from exc
+        raise BadGateway(f"node {instance_id} refused the conversion request: HTTP {response.status}")

@@ -24,6 +24,7 @@ from callfs.api.http3 import Http3Listener
 from callfs.api.keys import IN_FLIGHT
 from callfs.api.listener import FD_RESERVE, AcceptErrorFilter, NodeRunner, default_max_connections
 from callfs.config import Config, split_host_port
+from callfs.convert import Converter
 from callfs.links import Clock
 from callfs.node import Node, NodeSecrets, external_url
 from callfs.repair import Upkeep
@@ -58,6 +59,19 @@ async def _every(interval: float, job: Callable[[], Awaitable[object]], what: st
             log.warning("%s failed; will retry", what, exc_info=True)
 
 
+async def _converting(converter: Converter, interval: float) -> None:
+    """Run a conversion pass of blob files to blocks at once, then every ``interval`` seconds, until cancelled;
+    failures are logged, not fatal."""
+    while True:
+        try:
+            done = await converter.run_pass()
+            if done:
+                log.info("files converted to blocks: %s", done)
+        except Exception:
+            log.warning("conversion of blob files failed; will retry", exc_info=True)
+        await asyncio.sleep(interval)
+
+
 @dataclass(frozen=True, slots=True)
 class Role:
     """What one process does for its node: worker ``index`` of ``count``; the ``primary`` one runs the background
@@ -89,6 +103,9 @@ def _background_jobs(node: Node) -> list[asyncio.Task[None]]:
     }
     # The leaving node's own part of a drain: move the files whose bytes are a blob on its disk.
     jobs["drain"] = _every(config.backend.replica_repair_interval, node.drains.run, "files moved off this node")
+    if config.backend.convert_blobs:
+        # Files stored as one blob (older versions, whole writes of a node alone) converted to blocks.
+        jobs["blob_conversion"] = _converting(node.converter, config.backend.convert_interval)
     replication = node.engine.block_files.replication
     if replication is not None:
         upkeep = Upkeep(replication, node.backends, node.metrics, grace=config.backend.replica_repair_grace,

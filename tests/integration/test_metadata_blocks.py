@@ -386,3 +386,26 @@ async def test_a_leaving_node_is_listed_and_what_still_relies_on_it_is_counted(m
     assert await metadata_store.unmark_leaving("node-a")
     assert not await metadata_store.unmark_leaving("node-a")
     assert await metadata_store.leaving_nodes() == []
+
+
+async def test_blob_files_are_paged_and_counted_per_backend_and_owner(metadata_store: MetadataStore) -> None:
+    blob = "0123456789abcdef" * 2
+    rows = (("/b1", "localfs", "node-a", 3), ("/b2", "localfs", "node-a", 5), ("/b3", "localfs", "node-b", 7),
+            ("/s1", "s3", None, 11))
+    for i, (path, backend, node, size) in enumerate(rows):
+        await metadata_store.insert(Inode(path=path, type=InodeType.FILE, size=size, backend=backend, blob_id=blob,
+                                          instance_id=node, ino=path_ino(path) + i))
+    # A second name of /b2 (a hard link: the same inode) is listed but counted once; a file in blocks is neither.
+    b2 = await metadata_store.get("/b2")
+    assert b2 is not None
+    await metadata_store.insert(b2.evolve(path="/b2-link", nlink=2))
+    await metadata_store.insert(Inode(path="/k", type=InodeType.FILE, size=9, backend="localfs",
+                                      blob_id="k" + "0" * 31, instance_id="node-a", layout=Layout.BLOCKS))
+    assert await metadata_store.blob_files("localfs", "node-a", "", 2) == [("/b1", 3), ("/b2", 5)]
+    assert await metadata_store.blob_files("localfs", "node-a", "/b2", 10) == [("/b2-link", 5)]
+    assert await metadata_store.blob_files("s3", None, "", 10) == [("/s1", 11)]
+    assert await metadata_store.blob_files("localfs", None, "", 10) == []
+    assert await metadata_store.count_blob_files("localfs", "node-a") == (2, 8)
+    assert await metadata_store.count_blob_files("localfs", "node-b") == (1, 7)
+    assert await metadata_store.count_blob_files("s3", None) == (1, 11)
+    assert await metadata_store.count_blob_files("s3", "node-a") == (0, 0)

@@ -1,6 +1,7 @@
 """``GET /v1/cluster/nodes`` (membership view), ``/v1/cluster/nodes/{instance_id}/drain`` (drain a node before
 removing it, :mod:`callfs.drain`), ``/internal/v1/blobs/...`` (peers read and free bytes) and
-``/internal/v1/blocks/...`` (peers put, get and delete block copies, :mod:`callfs.replication`)."""
+``/internal/v1/blocks/...`` (peers put, get and delete block copies, :mod:`callfs.replication`),
+``/v1/cluster/convert`` and ``/internal/v1/convert`` (blob files converted to blocks, :mod:`callfs.convert`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from callfs.api.conditional import rfc3339
 from callfs.api.keys import INTERNAL, NODE, caller
 from callfs.api.requests import json_object
 from callfs.backends.base import Backend
+from callfs.convert import Converter
 from callfs.errors import BadRequest, PayloadTooLarge, PermissionDenied
 from callfs.membership import PeerView
 from callfs.peers import USER_HEADER
@@ -23,6 +25,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(DRAIN_ROUTE, start_drain)
     app.router.add_get(DRAIN_ROUTE, drain_progress, allow_head=False)
     app.router.add_delete(DRAIN_ROUTE, cancel_drain)
+    app.router.add_post(CONVERT_ROUTE, start_conversion)
+    app.router.add_get(CONVERT_ROUTE, conversion_progress, allow_head=False)
+    app.router.add_post(INTERNAL_CONVERT_ROUTE, start_node_conversion)
+    app.router.add_get(INTERNAL_CONVERT_ROUTE, node_conversion, allow_head=False)
     app.router.add_delete("/internal/v1/blobs/{backend}/{blob_id}", free_blob)
     app.router.add_get("/internal/v1/blobs/{backend}/{blob_id}", read_blob, allow_head=False)
     app.router.add_post("/internal/v1/relocate", relocate)
@@ -33,6 +39,12 @@ def add_routes(app: web.Application) -> None:
 
 DRAIN_ROUTE = "/v1/cluster/nodes/{instance_id}/drain"
 """The drain of one node (root only)."""
+
+CONVERT_ROUTE = "/v1/cluster/convert"
+"""The conversion of blob files to blocks on every node (root only, :mod:`callfs.convert`)."""
+
+INTERNAL_CONVERT_ROUTE = "/internal/v1/convert"
+"""This node's conversion of blob files to blocks (peers only)."""
 
 BLOCK_ROUTE = "/internal/v1/blocks/{backend}/{location}/{hash}"
 """A copy of block ``hash`` of ``backend`` owned by node ``location`` held on the node answering."""
@@ -89,6 +101,36 @@ async def cancel_drain(request: web.Request) -> web.StreamResponse:
     """204 once node ``{instance_id}`` is no longer leaving (root only; not being drained: 204 too)."""
     await request.app[NODE].drains.cancel(caller(request), request.match_info["instance_id"])
     return web.Response(status=204)
+
+
+async def start_conversion(request: web.Request) -> web.StreamResponse:
+    """202 with the conversion report of every node once each was asked to start a pass (root only)."""
+    found = await request.app[NODE].converter.cluster(caller(request), start=True)
+    return render.json_response(found, status=202)
+
+
+async def conversion_progress(request: web.Request) -> web.StreamResponse:
+    """200 with the conversion report of every node: remaining blob files and bytes, converted, failures."""
+    found = await request.app[NODE].converter.cluster(caller(request), start=False)
+    return render.json_response(found)
+
+
+def _converter_for_peer(request: web.Request) -> Converter:
+    if not request.get(INTERNAL):
+        raise PermissionDenied("a node's conversion is started and followed by its peers only")
+    return request.app[NODE].converter
+
+
+async def start_node_conversion(request: web.Request) -> web.StreamResponse:
+    """202 with this node's conversion report once a pass runs here (peers only)."""
+    converter = _converter_for_peer(request)
+    converter.start()
+    return render.json_response(await converter.report(), status=202)
+
+
+async def node_conversion(request: web.Request) -> web.StreamResponse:
+    """200 with this node's conversion report (peers only)."""
+    return render.json_response(await _converter_for_peer(request).report())
 
 
 async def free_blob(request: web.Request) -> web.StreamResponse:

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 from callfs.errors import BadRequest, PreconditionFailed, RangeNotSatisfiable
-from callfs.models import Inode
+from callfs.models import Inode, etag_id
 
 
 def etag(inode: Inode) -> str:
-    """A strong entity tag for a file: its blob id changes with every content change (quoted, RFC 9110 §8.8.3)."""
-    return f'"{(inode.blob_id or "")[:20]}{inode.version:x}"'
+    """A strong entity tag for a file: its content id and version change with every content change (quoted,
+    RFC 9110 §8.8.3). A file converted from one blob to blocks keeps its ETag (:func:`~callfs.models.etag_id`)."""
+    return f'"{etag_id(inode.blob_id)}{inode.version:x}"'
 
 
 def http_date(moment: datetime) -> str:

@@ -441,7 +441,26 @@ def _other_public_paths() -> Json:
         [403, 404, 500, 503],
         parameters=["InstanceId"],
     )
+    conversion_text = (
+        "Files stored as one blob (by an older version, or written whole by a node alone) are converted to "
+        "blocks in place: content, size, times, version and ETag stay. Each node converts the blobs on its own "
+        "disk, the live node with the smallest instance id those on a shared backend (S3)."
+    )
+    start_conversion = _operation(
+        "startConversion", "Convert the blob files of every node to blocks (root only)", ["cluster"],
+        {"202": _response("A pass was started on every node that answered; the report",
+                          _json(_schema("ConversionReport")))},
+        [403, 500, 503],
+        description=conversion_text + " A node already running a pass carries on with it.",
+    )
+    conversion_progress = _operation(
+        "getConversion", "Progress of the conversion of blob files to blocks (root only)", ["cluster"],
+        {"200": _response("Per node: what is left, converted, failed", _json(_schema("ConversionReport")))},
+        [403, 500, 503],
+        description=conversion_text,
+    )
     return {
+        "/v1/cluster/convert": {"post": start_conversion, "get": conversion_progress},
         "/v1/directories/{path}": {"get": listing},
         "/v1/copies": {"post": copy},
         "/v1/links/generate": {"post": generate},
@@ -601,7 +620,20 @@ def _internal_paths() -> Json:
         parameters=block_params,
         internal=True,
     )
+    start_node_conversion = _operation(
+        "startNodeConversion", "Start a pass converting this node's blob files to blocks", tags,
+        {"202": _response("Started (or running already); this node's report", _json(_schema("NodeConversion")))},
+        [403, 500, 503],
+        internal=True,
+    )
+    node_conversion = _operation(
+        "getNodeConversion", "This node's conversion of blob files to blocks", tags,
+        {"200": _response("This node's report", _json(_schema("NodeConversion")))},
+        [403, 500, 503],
+        internal=True,
+    )
     return {
+        "/internal/v1/convert": {"post": start_node_conversion, "get": node_conversion},
         "/internal/v1/blobs/{backend}/{blob_id}": {"get": read_blob, "delete": free_blob},
         "/internal/v1/blocks/{backend}/{location}/{hash}": {
             "put": put_block, "get": get_block, "delete": delete_block,
@@ -950,6 +982,43 @@ def _schemas_component() -> Json:
                                                "`backend.replicas` copies on live nodes that stay"},
                 "files_left": {"type": "integer", "minimum": 0,
                                "description": "Files whose bytes are one blob on the node's local disk"},
+            },
+        },
+        "NodeConversion": {
+            "type": "object",
+            "required": ["instance_id", "running", "remaining_files", "remaining_bytes"],
+            "properties": {
+                "instance_id": {"type": "string"},
+                "reachable": {"type": "boolean", "description": "The node answered (in a cluster report)"},
+                "error": {"type": "string", "description": "Why the node did not answer (unreachable only)"},
+                "running": {"type": ["boolean", "null"],
+                            "description": "A pass runs in the process that answered (null: unreachable)"},
+                "remaining_files": {"type": "integer", "minimum": 0,
+                                    "description": "Files still stored as one blob that this node converts "
+                                                   "(each inode once)"},
+                "remaining_bytes": {"type": "integer", "minimum": 0, "description": "Their bytes"},
+                "converted_files": {"type": "integer", "minimum": 0,
+                                    "description": "Files converted by the answering process since it started"},
+                "converted_bytes": {"type": "integer", "minimum": 0},
+                "failures": {"type": "integer", "minimum": 0,
+                             "description": "Conversions that failed (tried again by the next pass)"},
+                "skipped": {"type": "integer", "minimum": 0,
+                            "description": "Files changed while being converted (tried again by the next pass)"},
+                "passes": {"type": "integer", "minimum": 0, "description": "Passes finished"},
+                "last_error": {"type": ["string", "null"]},
+            },
+        },
+        "ConversionReport": {
+            "type": "object",
+            "required": ["nodes", "remaining_files", "remaining_bytes", "converted_files", "converted_bytes",
+                         "failures"],
+            "properties": {
+                "nodes": {"type": "array", "items": _schema("NodeConversion")},
+                "remaining_files": {"type": "integer", "minimum": 0, "description": "Sum over the nodes"},
+                "remaining_bytes": {"type": "integer", "minimum": 0},
+                "converted_files": {"type": "integer", "minimum": 0},
+                "converted_bytes": {"type": "integer", "minimum": 0},
+                "failures": {"type": "integer", "minimum": 0},
             },
         },
         "RevokedKeys": {

@@ -314,6 +314,14 @@ class AutocommitOperations:
         """How many files have their bytes as one blob on ``node``'s local disk."""
         return await self._autocommit_reader().count_node_blob_files(node)
 
+    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` blob files of ``backend`` owned by ``node`` (``None``: shared), ``(path, size)``."""
+        return await self._autocommit_reader().blob_files(backend, node, after, limit)
+
+    async def count_blob_files(self, backend: str, node: str | None) -> tuple[int, int]:
+        """``(files, bytes)`` of ``backend`` whose bytes are one blob owned by ``node`` (``None``: shared)."""
+        return await self._autocommit_reader().count_blob_files(backend, node)
+
     async def list_nodes(self) -> list[NodeRecord]:
         """Every registered node."""
         return await self._autocommit_reader().list_nodes()

@@ -430,6 +430,15 @@ class MetadataStore(MetadataTxn, Protocol):
         """How many files have their bytes as one blob on ``node``'s local disk."""
         ...
 
+    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` files of ``backend`` whose bytes are one blob owned by ``node`` (``None``: on a shared
+        backend), ``(path, size)`` by path after ``after``."""
+        ...
+
+    async def count_blob_files(self, backend: str, node: str | None) -> tuple[int, int]:
+        """``(files, bytes)`` of ``backend`` whose bytes are one blob owned by ``node`` (``None``: shared)."""
+        ...
+
     async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
         """Register ``key`` unless its hash is known; ``(stored record, inserted)`` (the existing one when known)."""
         ...

@@ -705,6 +705,26 @@ COUNT_NODE_BLOB_FILES = (
     "SELECT COUNT(*) FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 AND blob_id IS NOT NULL"
 )
 
+# Files of one backend whose bytes are one blob owned by node $2 (NULL: a shared backend), for their conversion to
+# blocks (callfs.convert); counted once per inode (hard links share one).
+_BLOB_FILES_WHERE = "type = 'file' AND layout = 'blob' AND backend = $1 AND blob_id IS NOT NULL AND "
+BLOB_FILES = (
+    f"SELECT path, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id = $2 AND path > $3 "  # noqa: S608
+    "ORDER BY path LIMIT $4"
+)
+BLOB_FILES_SHARED = (
+    f"SELECT path, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id IS NULL AND path > $2 "  # noqa: S608
+    "ORDER BY path LIMIT $3"
+)
+COUNT_BLOB_FILES = (
+    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT ino, size FROM inodes "  # noqa: S608
+    f"WHERE {_BLOB_FILES_WHERE}instance_id = $2) AS f"
+)
+COUNT_BLOB_FILES_SHARED = (
+    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT ino, size FROM inodes "  # noqa: S608
+    f"WHERE {_BLOB_FILES_WHERE}instance_id IS NULL) AS f"
+)
+
 
 def block_location(instance_id: str | None) -> str:
     """The ``location`` column of a block: the owning node's instance id, ``''`` on a shared backend."""
@@ -1327,6 +1347,24 @@ class Queries:
     async def count_node_blob_files(self, node: str) -> int:
         """How many files have their bytes as one blob on ``node``'s local disk."""
         return int((await self._x.fetch(COUNT_NODE_BLOB_FILES, (node,)))[0][0])
+
+    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` files of ``backend`` whose bytes are one blob owned by ``node`` (``None``: on a shared
+        backend), as ``(path, size in bytes)`` by path after ``after`` (``""`` first)."""
+        if node is None:
+            rows = await self._x.fetch(BLOB_FILES_SHARED, (backend, after, limit))
+        else:
+            rows = await self._x.fetch(BLOB_FILES, (backend, node, after, limit))
+        return [(r[0], int(r[1])) for r in rows]
+
+    async def count_blob_files(self, backend: str, node: str | None) -> tuple[int, int]:
+        """``(files, bytes)`` of ``backend`` whose bytes are one blob owned by ``node`` (``None``: shared), each
+        inode once."""
+        if node is None:
+            rows = await self._x.fetch(COUNT_BLOB_FILES_SHARED, (backend,))
+        else:
+            rows = await self._x.fetch(COUNT_BLOB_FILES, (backend, node))
+        return int(rows[0][0]), int(rows[0][1])
 
     async def put_access_key(self, key: AccessKey) -> tuple[AccessKey, bool]:
         """Insert ``key`` unless its hash is registered; ``(stored record, inserted)``."""
