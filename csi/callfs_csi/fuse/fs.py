@@ -556,7 +556,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if file is not None and not file.remote:
             self._upload(file)
         self._bridge.call(lambda c: c.setxattr(api, name, value, mode=mode), retry=mode != "create")
-        self._cache.invalidate(api)
+        self._changed(api)  # its ctime moved, under every name
 
     @_fuse_errors
     def removexattr(self, path: str, name: str) -> None:
@@ -570,6 +570,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if not remote:
             raise _fail(errno.ENODATA)
         self._bridge.call(lambda c: c.removexattr(api, name))
+        self._changed(api)
         self._cache.invalidate(api)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
