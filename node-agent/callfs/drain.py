@@ -15,6 +15,14 @@ While a node is leaving:
   (:mod:`callfs.convert`), and moving it is the operation an administrator did by hand before. It also records a
   replica row for its blocks stored before replication, so that repair sees them.
 
+A node that went down for good without a drain (its disk lost with it) is **forgotten** (:meth:`Drains.forget`,
+root only, refused while its heartbeat is recent): it is recorded *lost*, which makes it leaving for ever (a
+cancelled drain leaves it lost), so the cluster treats it as a drained node gone down: repair copies its blocks at
+once, the first live node that stays collects its location and drops its rows instead of asking it, and repair
+drops its row of each block back at ``replicas`` live copies (:mod:`callfs.repair`). Files whose bytes were one
+blob on its disk are lost: their metadata stays (reads fail, a delete frees them) and :class:`LostReport` lists
+them. A lost node never registers again under its instance id (:meth:`callfs.membership.Membership.heartbeat`).
+
 The node is **drained** (:class:`DrainProgress`) when no referenced block relies on it (a copy there and fewer
 than ``replicas`` copies on live nodes that stay) and no file's bytes are a blob on it. During the drain every
 block keeps at least the copies it had: copies are added, never removed, and the leaving node keeps serving its
@@ -25,11 +33,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from callfs.engine import Engine
-from callfs.errors import BadGateway, CallFSError, NotFound, PermissionDenied
+from callfs.errors import BadGateway, CallFSError, NodeLive, NotFound, PermissionDenied
 from callfs.membership import Membership
 from callfs.models import utcnow
 from callfs.peers import PeerClient
@@ -67,6 +75,34 @@ class DrainProgress:
         """``{"instance_id", "state", "blocks_left", "files_left"}`` (the REST body)."""
         return {"instance_id": self.instance_id, "state": self.state, "blocks_left": self.blocks_left,
                 "files_left": self.files_left}
+
+
+LOST: Final = "lost"
+
+LOST_FILES_SHOWN = 1000
+"""Paths of lost files a :class:`LostReport` lists at most (``files_lost`` counts them all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LostReport:
+    """What a node declared lost (``instance_id``, since ``since``) still leaves behind: ``block_copies`` rows of
+    ``block_replicas`` naming it (each dropped once its block has ``replicas`` live copies again, or collected),
+    ``blocks_left`` referenced blocks short of copies that had one there, and ``files_lost`` files whose bytes
+    were one blob on its disk (the first :data:`LOST_FILES_SHOWN` paths in ``lost_files``)."""
+
+    instance_id: str
+    since: datetime
+    block_copies: int
+    blocks_left: int
+    files_lost: int
+    lost_files: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        """``{"instance_id", "state": "lost", "since" (RFC 3339), "block_copies", "blocks_left", "files_lost",
+        "lost_files"}`` (the REST body)."""
+        return {"instance_id": self.instance_id, "state": LOST,
+                "since": self.since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "block_copies": self.block_copies,
+                "blocks_left": self.blocks_left, "files_lost": self.files_lost, "lost_files": self.lost_files}
 
 
 class Drains:
@@ -111,6 +147,43 @@ class Drains:
         if cancelled:
             log.info("node %s is no longer leaving", instance_id)
         return cancelled
+
+    async def forget(self, caller: Caller, instance_id: str) -> LostReport:
+        """Declare node ``instance_id`` lost for good (again: no-op) and return what it leaves behind. Raises
+        ``PermissionDenied`` (not root), ``NotFound`` (no such registered node), ``NodeLive`` (this node, or
+        one whose last heartbeat is within the node timeout: a running node is drained, not forgotten)."""
+        if not caller.is_superuser:
+            raise PermissionDenied("only root may forget a node")
+        nodes = {n.instance_id: n for n in await self.store.list_nodes()}
+        if instance_id not in nodes:
+            raise NotFound(f"no node {instance_id!r} is registered")
+        if instance_id not in await self.store.lost_nodes():
+            live_since = utcnow() - timedelta(seconds=self.membership.node_timeout)
+            if instance_id == self.instance_id or nodes[instance_id].last_heartbeat >= live_since:
+                raise NodeLive(f"node {instance_id} is live (heartbeat within {self.membership.node_timeout:g} s): "
+                               "stop it first, or drain it")
+            if await self.store.mark_lost(instance_id, utcnow()):
+                log.warning("node %s was declared lost for good: its copies no longer count", instance_id)
+        return await self._lost_report(instance_id)
+
+    async def lost(self, caller: Caller, instance_id: str) -> LostReport:
+        """What lost node ``instance_id`` leaves behind. Raises ``PermissionDenied``, ``NotFound`` (no such node,
+        or it was not declared lost)."""
+        await self._known(caller, instance_id)
+        if instance_id not in await self.store.lost_nodes():
+            raise NotFound(f"node {instance_id} was not declared lost")
+        return await self._lost_report(instance_id)
+
+    async def _lost_report(self, instance_id: str) -> LostReport:
+        since = (await self.store.lost_nodes())[instance_id]
+        copies = 0
+        for backend in self.engine.backends.values():
+            if self.engine.block_files.replicated(backend) is not None:
+                copies += await self.store.count_node_replicas(backend.name, instance_id)
+        progress = await self._progress(instance_id)
+        files = await self.store.node_blob_files(instance_id, "", LOST_FILES_SHOWN)
+        return LostReport(instance_id, since, copies, progress.blocks_left, progress.files_left,
+                          [path for path, _ in files])
 
     async def _progress(self, instance_id: str) -> DrainProgress:
         blocks = 0

@@ -107,6 +107,13 @@ class Conflict(CallFSError):
     code = "CONFLICT"
 
 
+class NodeLive(Conflict):
+    """A node asked to be forgotten (declared lost for good) is live: its heartbeat is recent. A running node is
+    drained, never forgotten; stop it, or wait until its heartbeat is older than the node timeout."""
+
+    code = "NODE_LIVE"
+
+
 class LockConflict(Conflict):
     """A file lock (``flock`` or ``fcntl`` record lock) is held by another owner over the range asked for: nothing
     was granted. The body carries the first conflicting lock as ``conflict`` (``kind``, ``type``, ``start``,

@@ -47,6 +47,10 @@ def node_state(last_heartbeat: datetime, now: datetime, timeout_seconds: float) 
     return "up" if now - last_heartbeat <= timedelta(seconds=timeout_seconds) else "down"
 
 
+class NodeForgotten(RuntimeError):
+    """This node's instance id was declared lost for good: it may not register (heartbeat) again."""
+
+
 class Membership:
     """Registers this node and answers "where is node X" and "who is in the cluster"."""
 
@@ -82,7 +86,12 @@ class Membership:
         return usage.total, usage.free
 
     async def heartbeat(self) -> None:
-        """Register or refresh this node's row (capacity and free bytes of its data directory's disk)."""
+        """Register or refresh this node's row (capacity and free bytes of its data directory's disk). Raises
+        ``NodeForgotten`` when this node was declared lost for good (:mod:`callfs.drain`): its copies were
+        written off, so it never serves as that node again (a node starting fails)."""
+        if self.instance_id in await self.store.lost_nodes():
+            raise NodeForgotten(f"node {self.instance_id} was declared lost for good: it may not register again; "
+                                "start it with an empty data directory under a new instance id")
         total, free = await asyncio.to_thread(self._usage)
         now = utcnow()
         await self.store.upsert_node(NodeRecord(

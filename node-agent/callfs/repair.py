@@ -11,6 +11,9 @@ primary process (:func:`callfs.server._background_jobs`).
   A node that is *leaving* (being drained, :mod:`callfs.drain`) is handled like one gone past the grace period,
   although it is up: its copies do not count (:func:`callfs.placement.live_holders`), so every block it holds is
   copied at once until ``backend.replicas`` copies exist on nodes that stay.
+  A node declared *lost* (forgotten, :meth:`callfs.drain.Drains.forget`) is leaving too; besides, its row is
+  dropped by the block's leader once the block has ``backend.replicas`` live copies (its disk is gone, so the row
+  names nothing), until no row names it.
 * **Scrub** (:meth:`Upkeep.scrub`): every copy this node holds is read and re-hashed at most
   ``scrub_bytes_per_second`` bytes a second; a corrupt copy is replaced by one that reads back intact from
   another holder. A copy held for another node that no ``block_replicas`` row names (a push that failed after
@@ -87,23 +90,31 @@ class Upkeep:
         gone.update(leaving)
         nodes = [v.instance_id for v in down if v.instance_id]
         nodes += [node for node in leaving if node not in nodes]
+        lost = set(await self.replication.store.lost_nodes())
         made = 0
         for backend in self._replicated():
-            found = await self._repair_backend(backend, nodes, gone)
+            found = await self._repair_backend(backend, nodes, gone, lost)
             self.metrics.blocks_under_replicated.labels(backend.name).set(found.under_replicated)
             self.metrics.block_repair_backlog.labels(backend.name).set(found.backlog)
             made += found.repaired
         return made
 
-    async def _repair_backend(self, backend: Backend, nodes: list[str], gone: set[str | None]) -> RepairPass:
+    async def _repair_backend(self, backend: Backend, nodes: list[str], gone: set[str | None],
+                              lost: set[str]) -> RepairPass:
         """Look at the blocks with a copy on ``nodes`` (down or leaving); copy those this node leads whose
-        missing copies were on ``gone`` nodes (down past the grace period, or leaving)."""
+        missing copies were on ``gone`` nodes (down past the grace period, or leaving), and drop the rows of
+        ``lost`` nodes of those it leads that have ``want`` live copies."""
         replication = self.replication
         candidates = await replication.candidates(fresh=True)
         want = await replication.target()
         found = RepairPass()
         seen: set[tuple[str, str]] = set()
         limit = asyncio.Semaphore(REPAIR_CONCURRENCY)
+
+        async def forget_lost(location: str, block_hash: str, holders: list[str]) -> None:
+            for node in holders:
+                if node in lost:
+                    await replication.store.drop_block_replica(backend.name, location, block_hash, node)
 
         async def repair_one(location: str, block_hash: str, holders: list[str], live: int) -> None:
             async with limit:
@@ -115,6 +126,8 @@ class Upkeep:
             found.repaired += len(added)
             if live + len(added) < want:
                 found.backlog += 1
+            else:
+                await forget_lost(location, block_hash, holders)
 
         for node in nodes:
             after = ("", "")
@@ -127,7 +140,10 @@ class Upkeep:
                     seen.add((location, block_hash))
                     holders = await replication.holders(backend, location, block_hash)
                     live = live_holders(holders, candidates)
-                    if len(live) >= want or repair_leader(holders, candidates) != replication.instance_id:
+                    if repair_leader(holders, candidates) != replication.instance_id:
+                        continue
+                    if len(live) >= want:
+                        await forget_lost(location, block_hash, holders)
                         continue
                     found.under_replicated += 1
                     if not any(h in gone for h in holders if h not in live):

@@ -1,5 +1,6 @@
 """``GET /v1/cluster/nodes`` (membership view), ``/v1/cluster/nodes/{instance_id}/drain`` (drain a node before
-removing it, :mod:`callfs.drain`), ``/internal/v1/blobs/...`` (peers read and free bytes) and
+removing it, :mod:`callfs.drain`), ``/v1/cluster/nodes/{instance_id}/forget`` (declare a node lost for good),
+``/internal/v1/blobs/...`` (peers read and free bytes) and
 ``/internal/v1/blocks/...`` (peers put, get and delete block copies, :mod:`callfs.replication`),
 ``/v1/cluster/convert`` and ``/internal/v1/convert`` (blob files converted to blocks, :mod:`callfs.convert`)."""
 
@@ -25,6 +26,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(DRAIN_ROUTE, start_drain)
     app.router.add_get(DRAIN_ROUTE, drain_progress, allow_head=False)
     app.router.add_delete(DRAIN_ROUTE, cancel_drain)
+    app.router.add_post(FORGET_ROUTE, forget_node)
+    app.router.add_get(FORGET_ROUTE, lost_node, allow_head=False)
     app.router.add_post(CONVERT_ROUTE, start_conversion)
     app.router.add_get(CONVERT_ROUTE, conversion_progress, allow_head=False)
     app.router.add_post(INTERNAL_CONVERT_ROUTE, start_node_conversion)
@@ -39,6 +42,9 @@ def add_routes(app: web.Application) -> None:
 
 DRAIN_ROUTE = "/v1/cluster/nodes/{instance_id}/drain"
 """The drain of one node (root only)."""
+
+FORGET_ROUTE = "/v1/cluster/nodes/{instance_id}/forget"
+"""A node declared lost for good (root only, :meth:`callfs.drain.Drains.forget`)."""
 
 CONVERT_ROUTE = "/v1/cluster/convert"
 """The conversion of blob files to blocks on every node (root only, :mod:`callfs.convert`)."""
@@ -101,6 +107,20 @@ async def cancel_drain(request: web.Request) -> web.StreamResponse:
     """204 once node ``{instance_id}`` is no longer leaving (root only; not being drained: 204 too)."""
     await request.app[NODE].drains.cancel(caller(request), request.match_info["instance_id"])
     return web.Response(status=204)
+
+
+async def forget_node(request: web.Request) -> web.StreamResponse:
+    """200 with what node ``{instance_id}`` leaves behind once declared lost for good (root only; again: the
+    same); 409 ``NODE_LIVE`` while its heartbeat is recent."""
+    found = await request.app[NODE].drains.forget(caller(request), request.match_info["instance_id"])
+    return render.json_response(found.to_json())
+
+
+async def lost_node(request: web.Request) -> web.StreamResponse:
+    """200 ``{"instance_id", "state": "lost", "since", "block_copies", "blocks_left", "files_lost",
+    "lost_files"}`` (root only); 404 when the node is unknown or was not declared lost."""
+    found = await request.app[NODE].drains.lost(caller(request), request.match_info["instance_id"])
+    return render.json_response(found.to_json())
 
 
 async def start_conversion(request: web.Request) -> web.StreamResponse:

@@ -441,6 +441,29 @@ def _other_public_paths() -> Json:
         [403, 404, 500, 503],
         parameters=["InstanceId"],
     )
+    forget_node = _operation(
+        "forgetNode", "Declare a node lost for good (root only)", drain_tags,
+        {"200": _response("The node is lost; what it leaves behind", _json(_schema("LostNode")))},
+        [403, 404, 409, 500, 503],
+        description=(
+            "For a node that went down for good without a drain (its disk lost with it). The node is recorded "
+            "*lost*: it is leaving for ever, takes no copy, its copies count as gone at once (repair copies each "
+            "of its blocks without waiting for `backend.replica_repair_grace`), the first live node that stays "
+            "collects its location, and each of its `block_replicas` rows is dropped once the block has "
+            "`backend.replicas` live copies again. Files whose bytes were one blob on its disk are lost and "
+            "listed (their metadata stays). The node may never register again under its instance id. Again on "
+            "a lost node: the same answer. 409 `NODE_LIVE` while the node's heartbeat is within "
+            "`instance_discovery.node_timeout` (or it is the node answering); 404 for a node not registered."
+        ),
+        parameters=["InstanceId"],
+    )
+    lost_node = _operation(
+        "getLostNode", "What a lost node leaves behind (root only)", drain_tags,
+        {"200": _response("The lost node's report", _json(_schema("LostNode")))},
+        [403, 404, 500, 503],
+        description="404 for a node not registered, or not declared lost.",
+        parameters=["InstanceId"],
+    )
     conversion_text = (
         "Files stored as one blob (by an older version, or written whole by a node alone) are converted to "
         "blocks in place: content, size, times, version and ETag stay. Each node converts the blobs on its own "
@@ -471,6 +494,7 @@ def _other_public_paths() -> Json:
         "/v1/keys/{user}": {"delete": revoke_keys},
         "/v1/cluster/nodes": {"get": nodes, "head": _head_of(nodes, "headNodes")},
         "/v1/cluster/nodes/{instance_id}/drain": {"post": start_drain, "get": drain_progress, "delete": cancel_drain},
+        "/v1/cluster/nodes/{instance_id}/forget": {"post": forget_node, "get": lost_node},
     }
 
 
@@ -982,6 +1006,26 @@ def _schemas_component() -> Json:
                                                "`backend.replicas` copies on live nodes that stay"},
                 "files_left": {"type": "integer", "minimum": 0,
                                "description": "Files whose bytes are one blob on the node's local disk"},
+            },
+        },
+        "LostNode": {
+            "type": "object",
+            "required": ["instance_id", "state", "since", "block_copies", "blocks_left", "files_lost",
+                         "lost_files"],
+            "properties": {
+                "instance_id": {"type": "string"},
+                "state": {"type": "string", "enum": ["lost"]},
+                "since": {"type": "string", "format": "date-time", "description": "When it was declared lost"},
+                "block_copies": {"type": "integer", "minimum": 0,
+                                 "description": "`block_replicas` rows still naming the node (0 once every block "
+                                                "it held has its copies elsewhere or was collected)"},
+                "blocks_left": {"type": "integer", "minimum": 0,
+                                "description": "Referenced blocks that had a copy there with fewer than "
+                                               "`backend.replicas` copies on live nodes that stay"},
+                "files_lost": {"type": "integer", "minimum": 0,
+                               "description": "Files whose bytes were one blob on the node's disk: lost"},
+                "lost_files": {"type": "array", "items": {"type": "string"},
+                               "description": "Paths of the first 1000 of them, sorted"},
             },
         },
         "NodeConversion": {

@@ -298,6 +298,19 @@ class AutocommitOperations:
         """The instance ids of the nodes being drained, sorted."""
         return await self._autocommit_reader().leaving_nodes()
 
+    async def mark_lost(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is lost for good since ``since``; ``False`` when it was already."""
+        async with self._autocommit_writer() as ops:
+            return await ops.mark_lost(instance_id, since)
+
+    async def lost_nodes(self) -> dict[str, datetime]:
+        """``{instance_id: since}`` of the nodes declared lost for good."""
+        return await self._autocommit_reader().lost_nodes()
+
+    async def count_node_replicas(self, backend: str, node: str) -> int:
+        """How many ``block_replicas`` rows of ``backend`` name ``node`` as a holder."""
+        return await self._autocommit_reader().count_node_replicas(backend, node)
+
     async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:
         """Referenced blocks that still rely on ``node`` for their ``want`` copies (see :mod:`callfs.drain`)."""
         return await self._autocommit_reader().blocks_relying_on(backend, node, live_since, want)

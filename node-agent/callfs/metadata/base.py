@@ -405,11 +405,24 @@ class MetadataStore(MetadataTxn, Protocol):
         ...
 
     async def unmark_leaving(self, instance_id: str) -> bool:
-        """Forget that node ``instance_id`` is leaving; ``True`` when it was."""
+        """Forget that node ``instance_id`` is leaving; ``True`` when it was. A lost node stays leaving."""
         ...
 
     async def leaving_nodes(self) -> list[str]:
         """The instance ids of the nodes being drained, sorted."""
+        ...
+
+    async def mark_lost(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is lost for good (:mod:`callfs.drain`) since ``since``, and leaving
+        if it was not; ``False`` when it was lost already."""
+        ...
+
+    async def lost_nodes(self) -> dict[str, datetime]:
+        """``{instance_id: since}`` of the nodes declared lost for good."""
+        ...
+
+    async def count_node_replicas(self, backend: str, node: str) -> int:
+        """How many ``block_replicas`` rows of ``backend`` name ``node`` as a holder."""
         ...
 
     async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:

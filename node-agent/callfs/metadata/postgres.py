@@ -273,6 +273,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION xattrs_of_gone_inodes()""",
         ),
     ),
+    Migration(
+        version=15,
+        description="lost nodes: a node declared gone for good (its disk with it) is leaving and lost",
+        statements=("ALTER TABLE leaving_nodes ADD COLUMN lost_since timestamptz",),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

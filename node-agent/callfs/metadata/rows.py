@@ -678,8 +678,15 @@ UNDER_REPLICATED = (
 # Nodes being drained (see callfs.drain): they take no new copies, and every block with a copy there is copied
 # until ``replicas`` copies exist on nodes that stay.
 MARK_LEAVING = "INSERT INTO leaving_nodes (instance_id, since) VALUES ($1, $2) ON CONFLICT (instance_id) DO NOTHING"
-UNMARK_LEAVING = "DELETE FROM leaving_nodes WHERE instance_id = $1"
+UNMARK_LEAVING = "DELETE FROM leaving_nodes WHERE instance_id = $1 AND lost_since IS NULL"
 LIST_LEAVING = "SELECT instance_id FROM leaving_nodes ORDER BY instance_id"
+# Nodes declared lost for good (see callfs.drain): leaving for ever, and their copies gone with their disk.
+MARK_LOST = (
+    "INSERT INTO leaving_nodes (instance_id, since, lost_since) VALUES ($1, $2, $3) ON CONFLICT (instance_id) "
+    "DO UPDATE SET lost_since = excluded.lost_since WHERE leaving_nodes.lost_since IS NULL"
+)
+LIST_LOST = "SELECT instance_id, lost_since FROM leaving_nodes WHERE lost_since IS NOT NULL ORDER BY instance_id"
+COUNT_NODE_REPLICAS = "SELECT COUNT(*) FROM block_replicas WHERE backend = $1 AND node = $2"
 # Referenced blocks that rely on node $2: a copy there (or no recorded copy at all, then the block's only copy is
 # its location's), and fewer than $4 copies on nodes that are live (heartbeat at $3 or later) and not leaving.
 BLOCKS_RELYING_ON = (
@@ -1320,12 +1327,26 @@ class Queries:
         return bool(await self._x.count(MARK_LEAVING, (instance_id, self._x.encode_time(since))))
 
     async def unmark_leaving(self, instance_id: str) -> bool:
-        """Forget that node ``instance_id`` is leaving; ``True`` when it was."""
+        """Forget that node ``instance_id`` is leaving; ``True`` when it was. A lost node stays leaving."""
         return bool(await self._x.count(UNMARK_LEAVING, (instance_id,)))
 
     async def leaving_nodes(self) -> list[str]:
         """The instance ids of the nodes being drained, sorted."""
         return [r[0] for r in await self._x.fetch(LIST_LEAVING, ())]
+
+    async def mark_lost(self, instance_id: str, since: datetime) -> bool:
+        """Record that node ``instance_id`` is lost for good since ``since`` (and leaving, if it was not);
+        ``False`` when it was lost already (its ``since`` stays)."""
+        when = self._x.encode_time(since)
+        return bool(await self._x.count(MARK_LOST, (instance_id, when, when)))
+
+    async def lost_nodes(self) -> dict[str, datetime]:
+        """``{instance_id: since}`` of the nodes declared lost for good."""
+        return {r[0]: self._x.decode_time(r[1]) for r in await self._x.fetch(LIST_LOST, ())}
+
+    async def count_node_replicas(self, backend: str, node: str) -> int:
+        """How many ``block_replicas`` rows of ``backend`` name ``node`` as a holder."""
+        return int((await self._x.fetch(COUNT_NODE_REPLICAS, (backend, node)))[0][0])
 
     async def blocks_relying_on(self, backend: str, node: str, live_since: datetime, want: int) -> int:
         """Referenced blocks of ``backend`` that still rely on ``node``: with a copy there (or no recorded copy

@@ -295,6 +295,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 BEGIN DELETE FROM xattrs WHERE ino = OLD.ino; END""",
         ),
     ),
+    Migration(
+        version=15,
+        description="lost nodes: a node declared gone for good (its disk with it) is leaving and lost",
+        statements=("ALTER TABLE leaving_nodes ADD COLUMN lost_since INTEGER",),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
