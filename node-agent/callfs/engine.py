@@ -1165,13 +1165,14 @@ class Engine:
         here (its bytes stay named, or are freed by asking that node).
 
         Raises ``BadRequest`` (the root), ``NotFound``, ``DirectoryNotEmpty``, ``PermissionDenied``, and
-        :class:`RemoteBytes` for a file whose bytes live on another node (that node deletes it). Files of other
-        nodes inside a deleted subtree are freed by asking their nodes.
+        :class:`RemoteBytes` for a file whose bytes live on another node (that node deletes it), unless that
+        node was declared lost for good (:mod:`callfs.drain`): its bytes went with it, the metadata goes here.
+        Files of other nodes inside a deleted subtree are freed by asking their nodes.
         """
         if path == paths.ROOT:
             raise BadRequest("the root directory cannot be deleted")
         inode = await self._resolved(caller, path)
-        if self.is_remote(inode) and keep is None:
+        if self.is_remote(inode) and keep is None and not await self._owner_lost(inode):
             # Refuse here what the owner would refuse, so that a caller without permission gets 403 whether or
             # not the owner can be reached.
             parent_path = paths.parent_of(path)
@@ -1941,11 +1942,15 @@ class Engine:
         if inode.backend is None or inode.blob_id is None or inode.layout is Layout.BLOCKS:
             return
         if self.is_remote(inode):
-            if self.remote_free is not None and inode.instance_id is not None:
+            if self.remote_free is not None and inode.instance_id is not None and not await self._owner_lost(inode):
                 await self.remote_free(inode.instance_id, inode.backend, inode.blob_id)
             return
         if inode.backend in self.backends:
             await self._delete_blob(inode.backend, inode.blob_id)
+
+    async def _owner_lost(self, inode: Inode) -> bool:
+        """True when the node holding ``inode``'s bytes was declared lost for good (its disk went with it)."""
+        return inode.instance_id is not None and inode.instance_id in await self.store.lost_nodes()
 
     async def free_local_blob(self, caller: Caller, backend: str, blob_id: str) -> None:
         """Delete a blob of this node on request of a peer that removed its metadata (internal only).
