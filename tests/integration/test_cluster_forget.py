@@ -5,6 +5,7 @@ names it any more, its blob files are reported lost, and it may not register aga
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -13,7 +14,10 @@ import asyncpg
 import pytest
 
 from callfs.blocks.layout import BLOCK_SIZE
+from callfs.node import Node
+from callfs.replication import VIEW_SECONDS
 from support.http import session
+from support.node import new_auth_section, postgres_redis_sections
 from support.replicas import FAST, content, put_in_blocks, under_replicated
 from support.waiting import wait_for_async
 
@@ -113,3 +117,51 @@ async def test_a_node_lost_for_good_is_forgotten_and_its_blocks_get_their_copies
     # A lost node may not come back under its instance id.
     with pytest.raises(RuntimeError, match="declared lost"):
         c.start()
+
+
+async def test_the_blocks_of_a_forgotten_node_are_collected_by_a_node_that_stays(  # type: ignore[no-untyped-def]
+    request, app_node_factory
+) -> None:
+    """A lost node's location is adopted like a drained node's: its unreferenced blocks lose every reachable copy
+    and every row, the lost node's included, collected by the first node that stays."""
+    shared = {"auth": new_auth_section(), **postgres_redis_sections(request)}
+    a, b, c = (app_node_factory(**shared, backend={"replicas": 2, "replica_repair_interval": 0.5},
+                                instance_discovery={**FAST, "instance_id": f"node-{i}"}) for i in range(3))
+
+    async def states() -> dict[str, str]:
+        async with session(a, "root") as http, http.get("/v1/cluster/nodes") as response:
+            return {n["instance_id"]: n["state"] for n in (await response.json())["nodes"] if n["instance_id"]}
+
+    async def all_up() -> bool:
+        return sorted((await states()).values()) == ["up", "up", "up"]
+
+    await wait_for_async(all_up, 15, "node-0 to see three nodes up")
+    async with session(c) as on_c:
+        assert (await put_in_blocks(on_c, "/from-c.bin", os.urandom(BLOCK_SIZE + 10))).status == 200
+    c.stop()
+    async with session(a, "root") as root:
+
+        async def forgotten() -> bool:
+            return (await forget(root, "POST", "node-2"))[0] == 200
+
+        await wait_for_async(forgotten, 15, "node-2 forgotten once seen down", 0.3)
+    await asyncio.sleep(VIEW_SECONDS)  # node-0's membership view renewed
+    async with session(a) as on_a, on_a.delete("/v1/files/from-c.bin") as response:
+        assert response.status == 204
+
+    async def collect(node: Node) -> int:
+        node.engine.block_files.grace = 0
+        return await node.engine.collect_blocks()
+
+    assert b.run(collect) == 0  # node-1 is not the first node that stays: it adopts nothing
+    assert a.run(collect) == 2
+    dsn = shared["metadata_store"]["dsn"]
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE location = 'node-2'") == 0
+        assert await conn.fetchval(
+            "SELECT count(*) FROM block_replicas WHERE location = 'node-2' OR node = 'node-2'") == 0
+    finally:
+        await conn.close()
+    for node in (a, b):
+        assert not list((node.data_dir / "blobs" / "replicas" / "node-2" / "objects").glob("*/*"))
