@@ -340,7 +340,8 @@ class Replication:
     # ------------------------------------------------------------------ freeing
 
     async def _departure_view(self) -> tuple[set[str], list[Candidate]]:
-        """``(departed, view)``: the nodes that were drained and are down, gone for good as far as copies go
+        """``(departed, view)``: the nodes that were drained (or declared lost, which makes them leaving for ever)
+        and are down, gone for good as far as copies go
         (their copies are neither counted nor reachable, nothing is written to them), and the membership view
         they were read from (empty when no node is leaving: one query then). Read now, never kept for
         placement: a node starting collects before its peers are all registered."""
