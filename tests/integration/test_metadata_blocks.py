@@ -388,6 +388,26 @@ async def test_a_leaving_node_is_listed_and_what_still_relies_on_it_is_counted(m
     assert await metadata_store.leaving_nodes() == []
 
 
+async def test_a_lost_node_stays_leaving_and_its_rows_are_counted(metadata_store: MetadataStore) -> None:
+    since = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+    await metadata_store.add_block_replica("localfs", "node-a", H["a"], "node-b")
+    await metadata_store.add_block_replica("localfs", "node-b", H["b"], "node-b")
+    await metadata_store.add_block_replica("localfs", "node-a", H["a"], "node-a")
+    assert await metadata_store.count_node_replicas("localfs", "node-b") == 2
+    assert await metadata_store.count_node_replicas("s3", "node-b") == 0
+    assert await metadata_store.lost_nodes() == {}
+    # A node being drained, then lost: it stays leaving, now lost; again: no-op (its time stays).
+    assert await metadata_store.mark_leaving("node-c", since - timedelta(hours=1))
+    assert await metadata_store.mark_lost("node-c", since)
+    assert await metadata_store.mark_lost("node-b", since)  # lost without a drain: leaving too
+    assert not await metadata_store.mark_lost("node-b", since + timedelta(hours=1))
+    assert await metadata_store.lost_nodes() == {"node-b": since, "node-c": since}
+    assert await metadata_store.leaving_nodes() == ["node-b", "node-c"]
+    # A cancelled drain does not bring a lost node back.
+    assert not await metadata_store.unmark_leaving("node-b")
+    assert await metadata_store.leaving_nodes() == ["node-b", "node-c"]
+
+
 async def test_blob_files_are_paged_and_counted_per_backend_and_owner(metadata_store: MetadataStore) -> None:
     blob = "0123456789abcdef" * 2
     rows = (("/b1", "localfs", "node-a", 3), ("/b2", "localfs", "node-a", 5), ("/b3", "localfs", "node-b", 7),
