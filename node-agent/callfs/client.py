@@ -68,6 +68,7 @@ __all__ = [
     "FileInfo",
     "FileLockInfo",
     "LockSessionInfo",
+    "LostNodeInfo",
     "NodeInfo",
     "ProgressCallback",
     "UploadSource",
@@ -296,6 +297,26 @@ class DrainInfo:
     def from_json(cls, item: Mapping[str, Any]) -> DrainInfo:
         """From the route's JSON body. Raises ``KeyError``/``TypeError``/``ValueError`` when malformed."""
         return cls(str(item["instance_id"]), str(item["state"]), int(item["blocks_left"]), int(item["files_left"]))
+
+
+@dataclass(frozen=True, slots=True)
+class LostNodeInfo:
+    """What a node declared lost for good leaves behind (``/v1/cluster/nodes/{instance_id}/forget``):
+    ``block_copies`` rows still naming it, ``blocks_left`` blocks short of copies that had one there,
+    ``files_lost`` files whose bytes were a blob on its disk (the first 1000 paths in ``lost_files``)."""
+
+    instance_id: str
+    since: str
+    block_copies: int
+    blocks_left: int
+    files_lost: int
+    lost_files: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> LostNodeInfo:
+        """From the route's JSON body. Raises ``KeyError``/``TypeError``/``ValueError`` when malformed."""
+        return cls(str(item["instance_id"]), str(item["since"]), int(item["block_copies"]),
+                   int(item["blocks_left"]), int(item["files_lost"]), tuple(str(p) for p in item["lost_files"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -914,6 +935,24 @@ class CallFSClient:
         ``NotFound`` (no such node), ``PermissionDenied``, ``CallFSUnavailable``."""
         async with self._request("DELETE", self._drain_url(instance_id)):
             pass
+
+    def _forget_url(self, instance_id: str) -> URL:
+        return self._url(f"/v1/cluster/nodes/{quote(instance_id, safe='')}/forget")
+
+    async def forget_node(self, instance_id: str) -> LostNodeInfo:
+        """``POST /v1/cluster/nodes/{instance_id}/forget`` (root only): declare a node that went down for good
+        lost (again: no-op); what it leaves behind.
+
+        Raises:
+            NodeLive: its heartbeat is recent (409).  NotFound: no such registered node.
+            PermissionDenied: not root.  CallFSUnavailable.
+        """
+        return LostNodeInfo.from_json(await self._json("POST", self._forget_url(instance_id), retry=True))
+
+    async def lost_node(self, instance_id: str) -> LostNodeInfo:
+        """``GET /v1/cluster/nodes/{instance_id}/forget`` (root only). Raises ``NotFound`` (no such node, or not
+        declared lost), ``PermissionDenied``, ``CallFSUnavailable``."""
+        return LostNodeInfo.from_json(await self._json("GET", self._forget_url(instance_id)))
 
     # ---- metadata --------------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ import asyncpg
 import pytest
 
 from callfs.blocks.layout import BLOCK_SIZE
+from callfs.client import CallFSClient
+from callfs.errors import NodeLive
 from callfs.node import Node
 from callfs.replication import VIEW_SECONDS
 from support.http import session
@@ -87,8 +89,12 @@ async def test_a_node_lost_for_good_is_forgotten_and_its_blocks_get_their_copies
                     and await rows_naming(postgres_dsn, "node-2") == 0)
 
         await wait_for_async(restored, 60, "every block back at two copies, no row naming node-2", 0.5)
-        status, body = await forget(root, "GET", "node-2")
-        assert (status, body["block_copies"], body["blocks_left"]) == (200, 0, 0), body
+        async with CallFSClient(a.url, a.key_for("root")) as client:
+            info = await client.lost_node("node-2")
+            assert (info.block_copies, info.blocks_left, info.files_lost) == (0, 0, 1), info
+            assert (await client.forget_node("node-2")).lost_files == ("/d/only-on-c.txt",)
+            with pytest.raises(NodeLive):
+                await client.forget_node("node-1")
 
         # A cancelled drain does not bring a lost node back.
         async with root.delete("/v1/cluster/nodes/node-2/drain") as response:
