@@ -40,7 +40,7 @@ import ssl as ssl_module
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Literal, Self
@@ -1243,16 +1243,19 @@ class CallFSClient:
         return answer.created
 
     async def put_file(self, path: str, source: UploadSource, *, size: int | None = None,
-                       if_match: str | None = None) -> WriteAnswer:
+                       if_match: str | None = None, created_at: datetime | None = None) -> WriteAnswer:
         """Create or replace the remote file ``path`` with ``source`` (as :meth:`upload` with ``PUT``), only
         while it is still the version ``if_match`` names when given (an ETag as the server sent it).
+        ``created_at`` (timezone-aware; sent as ``X-CallFS-MTime``): the times a file this PUT creates gets
+        (when the client made it; never later than the server's now); an overwrite ignores it.
 
         Raises:
             PreconditionFailed: the file is not (or no longer) that version; nothing changed.
             as :meth:`upload` otherwise.
         """
         body = _body_for(source, size, DEFAULT_CHUNK_SIZE)
-        return await self._send("PUT", path, body, if_match=if_match)
+        headers = None if created_at is None else {"X-CallFS-MTime": created_at.astimezone(UTC).isoformat()}
+        return await self._send("PUT", path, body, headers=headers, if_match=if_match)
 
     async def write_range(self, path: str, source: UploadSource, offset: int, length: int, *,
                           if_match: str | None = None) -> WriteAnswer:

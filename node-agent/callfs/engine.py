@@ -621,8 +621,14 @@ class Engine:
         local: bool = False,
         attributes: Mapping[str, str] | None = None,
         keep: Keeper | None = None,
+        created_at: datetime | None = None,
     ) -> WriteResult:
         """Create (``create_only``: POST) or create-or-overwrite (PUT) the file at ``path`` from ``body``.
+
+        ``created_at`` (timezone-aware) is the time a client created and last wrote the file before it sent it
+        (a FUSE mount uploads a new file at its first ``close``): a file this write creates gets it as its
+        ``mtime``, ``atime`` and ``ctime`` (never later than now), the times the client already showed. An
+        overwrite ignores it: it moves the times to now.
 
         ``local`` writes the new bytes on this node even when the current ones live on another (for a request
         a peer forwarded here, which is never forwarded again); the file then moves to this node.
@@ -664,7 +670,7 @@ class Engine:
             if await self._whole_in_blocks(target):
                 result, unnamed = await self._write_file_in_blocks(
                     caller, path, target, self._limited(path, body, room), lease, create_only, precondition,
-                    attributes, existing=current is not None, keep=keep,
+                    attributes, existing=current is not None, keep=keep, created_at=created_at,
                 )
                 for replaced in unnamed:
                     await self._free_bytes(replaced)
@@ -688,7 +694,7 @@ class Engine:
                 with self.metrics.time_metadata("write_file"):
                     result, unnamed = await self._commit_write_retrying(
                         caller, path, target, blob_id, writer.bytes_written, create_only, precondition, attributes,
-                        existing=current is not None, keep=keep,
+                        existing=current is not None, keep=keep, created_at=created_at,
                     )
             except CommitUncertain:
                 raise  # the inode may point at the new blob now: keep it (the orphan sweep frees it if not)
@@ -727,7 +733,7 @@ class Engine:
     async def _write_file_in_blocks(
         self, caller: Caller, path: str, target: Backend, body: AsyncIterator[bytes], lease: Lease,
         create_only: bool, precondition: Precondition | None, attributes: Mapping[str, str] | None, *,
-        existing: bool, keep: Keeper | None,
+        existing: bool, keep: Keeper | None, created_at: datetime | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """The blocks part of :meth:`write_file`: store ``body`` as blocks (each with its copies, see
         :mod:`callfs.replication`), then commit the file naming them (``keep`` as for :meth:`write_file`). A
@@ -738,7 +744,7 @@ class Engine:
         with self.metrics.time_metadata("write_file"):
             return await self._commit_write_retrying(
                 caller, path, target, new_content_id(), size, create_only, precondition, attributes,
-                existing=existing, blocks=blocks, keep=keep,
+                existing=existing, blocks=blocks, keep=keep, created_at=created_at,
             )
 
     async def _write_headroom(self, path: str, current: Inode | None) -> int | None:
@@ -778,6 +784,7 @@ class Engine:
         precondition: Precondition | None, attributes: Mapping[str, str] | None = None, *, existing: bool,
         keep: Keeper | None = None,
         blocks: list[FileBlock] | None = None,
+        created_at: datetime | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
@@ -785,11 +792,12 @@ class Engine:
         for _ in range(COMMIT_ATTEMPTS - 1):
             try:
                 return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
-                                                attributes, existing=existing, keep=keep, blocks=blocks)
+                                                attributes, existing=existing, keep=keep, blocks=blocks,
+                                                created_at=created_at)
             except TransactionConflict:
                 log.info("metadata transaction for %s aborted by a conflict; running it again", path)
         return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
-                                        existing=existing, keep=keep, blocks=blocks)
+                                        existing=existing, keep=keep, blocks=blocks, created_at=created_at)
 
     async def _commit_write(
         self,
@@ -805,6 +813,7 @@ class Engine:
         existing: bool,
         keep: Keeper | None = None,
         blocks: list[FileBlock] | None = None,
+        created_at: datetime | None = None,
     ) -> tuple[WriteResult, list[Inode]]:
         """One transaction: lock (the file for update; for a new file its ancestors too, in the same statement),
         write the inode, then charge the quotas and let go of the replaced content (one statement). ``existing``:
@@ -840,8 +849,9 @@ class Engine:
                 return WriteResult(updated, created=False), unnamed
             parent = await self._ensure_parents(txn, caller, path, create=True, held=None if existing else held)
             require_entry_change(caller, parent, None, "create")
+            made = now if created_at is None else min(created_at, now)
             inode = Inode(
-                path=path, type=InodeType.FILE, size=size, owner=caller.user, mtime=now, ctime=now,
+                path=path, type=InodeType.FILE, size=size, owner=caller.user, mtime=made, ctime=made,
                 backend=target.name, blob_id=blob_id, instance_id=instance, layout=layout,
                 **inherited(parent, directory=False, mode=DEFAULT_FILE_MODE, group=caller.user),
             )

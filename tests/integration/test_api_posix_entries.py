@@ -251,3 +251,24 @@ async def test_a_busy_directorys_times_move_at_most_once_per_skip_window(
         for i in range(5):
             assert (await _json(alice, "PUT", f"/v1/files/busy/f{i}", data=b"x"))[0] == 201
         assert await _times(alice, "busy") == made  # made within the window: left alone
+
+
+async def test_a_new_file_takes_the_times_its_client_made_it_at(api_node: AppNode) -> None:
+    """``X-CallFS-MTime`` on a whole write that creates the file: its mtime, atime and ctime (never later than
+    now); an overwrite ignores it; a malformed one is 400 and writes nothing."""
+    made = "2026-01-02T03:04:05.123456+00:00"
+    async with session(api_node, "alice") as alice:
+        status, item = await _json(alice, "PUT", "/v1/files/made.txt", data=b"x", headers={"X-CallFS-MTime": made})
+        assert status == 201, item
+        assert (item["mtime"], item["atime"], item["ctime"]) == ("2026-01-02T03:04:05.123456Z",) * 3
+        status, item = await _json(alice, "POST", "/v1/files/posted.txt", data=b"y",
+                                   headers={"X-CallFS-MTime": made})
+        assert status == 201 and item["ctime"] == "2026-01-02T03:04:05.123456Z"
+        status, item = await _json(alice, "PUT", "/v1/files/made.txt", data=b"z", headers={"X-CallFS-MTime": made})
+        assert status == 200 and item["ctime"] > "2026-12"  # an overwrite's times are now
+        status, item = await _json(alice, "PUT", "/v1/files/future.txt", data=b"f",
+                                   headers={"X-CallFS-MTime": "2999-01-01T00:00:00Z"})
+        assert status == 201 and item["mtime"] < "2999"
+        status, body = await _json(alice, "PUT", "/v1/files/bad.txt", data=b"b", headers={"X-CallFS-MTime": "soon"})
+        assert (status, body["code"]) == (400, "BAD_REQUEST")
+        assert (await _json(alice, "GET", "/v1/files/bad.txt"))[0] == 404

@@ -47,6 +47,15 @@ def file_type(info: FileInfo) -> int:
     return stat.S_IFREG
 
 
+def ns_to_datetime(ns: int) -> datetime:
+    """Integer nanoseconds since the epoch as a timezone-aware UTC time, truncated to microseconds.
+
+    >>> ns_to_datetime(1_500_000_000_123_456_789).isoformat()
+    '2017-07-14T02:40:00.123456+00:00'
+    """
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
 def ns_of(moment: datetime) -> int:
     """``moment`` (timezone-aware) in integer nanoseconds since the epoch, exactly (no float rounding)."""
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000

@@ -39,7 +39,8 @@ Semantics (the FUSE client contract, docs/architecture.md):
 * Times: ``utimens`` is ``PATCH {"atime", "mtime"}`` (``UTIME_NOW`` → ``"now"``, ``UTIME_OMIT`` → field left
   out; unsent writes of the file are uploaded first, so that they do not move the times set after them); the
   server sets ``mtime`` and ``ctime`` on every write and ``ctime`` on every attribute change; reads do not
-  change ``atime`` (as ``noatime``).
+  change ``atime`` (as ``noatime``). A file created here is uploaded with the time of its last write here
+  (``X-CallFS-MTime``), which the server gives the file it creates: the times shown before the upload stay.
 * ``statfs``: the volume quota (:func:`.attrs.statfs_of`), re-read at most once per ``attr_timeout``.
 * Symbolic links: ``symlink`` creates a ``symlink`` entry on the server (``POST`` with ``X-CallFS-Target``),
   ``readlink`` and ``lstat`` read it (never followed by the server); the kernel resolves links in paths, and
@@ -85,7 +86,7 @@ import mfusepy
 from callfs.client import CallFSClient, FileInfo, QuotaInfo, WriteAnswer
 from callfs.errors import CallFSError, IsADirectory, NotFound, PermissionDenied, PreconditionFailed
 
-from .attrs import NAME_MAX, SPECIAL_TYPES, UNKNOWN_INO, file_type, stat_of, statfs_of
+from .attrs import NAME_MAX, SPECIAL_TYPES, UNKNOWN_INO, file_type, ns_to_datetime, stat_of, statfs_of
 from .bridge import Bridge
 from .cache import AttrCache
 from .dirty import MAX_RANGES, Range, UploadKind, plan_upload, read_sources, server_limit
@@ -452,19 +453,22 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         assert file.spool is not None
         path, (start, end) = file.path, span
         etag = file.etag if file.remote else None
+        # A file made here gets, on the server, the times this mount has shown for it (its last write here).
+        made = None if file.remote else ns_to_datetime(file.changed_ns)
         length = end - start
         if length <= SMALL_UPLOAD:
             # One read here instead of a file object read chunk by chunk on worker threads of the loop.
             body = file.spool.read(start, length)
             if whole:
-                return self._bridge.call(lambda c: c.put_file(path, body, size=length, if_match=etag))
+                return self._bridge.call(lambda c: c.put_file(path, body, size=length, if_match=etag,
+                                                              created_at=made))
             return self._bridge.call(lambda c: c.write_range(path, body, start, length, if_match=etag))
         source = file.spool.slice(start, length)
         try:
             async def put(client: CallFSClient) -> WriteAnswer:
                 source.seek(0)  # a retry starts again from the first byte
                 if whole:
-                    return await client.put_file(path, source, size=length, if_match=etag)
+                    return await client.put_file(path, source, size=length, if_match=etag, created_at=made)
                 return await client.write_range(path, source, start, length, if_match=etag)
 
             return self._bridge.call(put)

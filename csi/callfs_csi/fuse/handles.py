@@ -70,7 +70,7 @@ class OpenFile:
     def touch(self) -> None:
         """Record a change made here (a write, a truncate, a new file): dirty, changed now."""
         self.dirty = True
-        self.changed_ns = time.time_ns()
+        self.changed_ns = time.time_ns() // 1000 * 1000  # microseconds: what the server keeps of a time
 
     def local_size(self) -> int | None:
         """Bytes the file has as seen through this mount, when the spool decides it; else ``None``."""

@@ -259,7 +259,7 @@ async def post_file(request: web.Request) -> web.StreamResponse:
         result = await engine.write_file(
             caller(request), target.path, body_chunks(request), create_only=True,
             backend=_backend_choice(request), precondition=write_precondition(conditions(request)),
-            expected_size=request.content_length,
+            expected_size=request.content_length, created_at=created_at(request),
         )
     except AlreadyExists as exc:
         existing = await engine.store.get(target.path)
@@ -285,7 +285,7 @@ async def put_file(request: web.Request) -> web.StreamResponse:
         result = await request.app[NODE].engine.write_file(
             caller(request), target.path, body_chunks(request), create_only=False,
             backend=_backend_choice(request), precondition=write_precondition(conditions(request)),
-            expected_size=request.content_length, local=arrived_forwarded(request),
+            expected_size=request.content_length, local=arrived_forwarded(request), created_at=created_at(request),
         )
     except RemoteBytes as remote:
         return await forward(request, remote.inode)
@@ -355,6 +355,18 @@ async def patch_file(request: web.Request) -> web.StreamResponse:
     return render.json_response({"path": moved.path})
 
 
+def created_at(request: web.Request) -> datetime | None:
+    """The ``X-CallFS-MTime`` request header of a whole write: when the client made the file it sends (RFC 3339
+    with a time zone); a file the write creates takes it as its times (``Engine.write_file``). ``None`` when
+    absent.
+
+    Raises:
+        BadRequest: not an RFC 3339 date-time with a time zone.
+    """
+    text = request.headers.get("X-CallFS-MTime")
+    return None if text is None else _parse_time(text, "X-CallFS-MTime")
+
+
 def _time_field(body: dict[str, Any], key: str) -> datetime | Literal["now"] | None:
     """``"now"``, an RFC 3339 date-time with a time zone (microseconds kept), or absent (``None``).
 
@@ -366,13 +378,22 @@ def _time_field(body: dict[str, Any], key: str) -> datetime | Literal["now"] | N
         return None
     if text == "now":
         return "now"
+    return _parse_time(text, key, also='"now" or ')
+
+
+def _parse_time(text: str, key: str, *, also: str = "") -> datetime:
+    """``text`` as an RFC 3339 date-time with a time zone (microseconds kept), in UTC.
+
+    Raises:
+        BadRequest: anything else (the message names ``key`` and what it may be: ``also`` first).
+    """
     try:
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
             raise ValueError("no time zone")
         return moment.astimezone(UTC)
     except (ValueError, OverflowError) as exc:  # OverflowError: past year 9999 or before year 1 in UTC
-        raise BadRequest(f"{key} must be \"now\" or an RFC 3339 date-time with a time zone between the years 1 "
+        raise BadRequest(f"{key} must be {also}an RFC 3339 date-time with a time zone between the years 1 "
                          f"and 9999, got {text[:40]!r}") from exc
 
 

@@ -188,7 +188,7 @@ def _file_paths() -> Json:
             "body when another node holds the existing file's bytes)."
         ),
         parameters=["Path", "Backend", "BackendHeader", "TargetHeader", "LinkToHeader", "SpecialHeader",
-                    "RdevHeader", *_WRITE_CONDITIONAL],
+                    "RdevHeader", "MTimeHeader", *_WRITE_CONDITIONAL],
         request_body={"required": False, "content": _octets()},
     )
     put = _operation(
@@ -206,7 +206,7 @@ def _file_paths() -> Json:
             "exist): at the current size it appends, past it the gap reads as zeros; only the blocks the range "
             "touches are written. Same permission, lock, conditional, size and quota rules as an overwrite."
         ),
-        parameters=["Path", "Backend", "BackendHeader", "ContentRange", *_WRITE_CONDITIONAL],
+        parameters=["Path", "Backend", "BackendHeader", "ContentRange", "MTimeHeader", *_WRITE_CONDITIONAL],
         request_body={"required": True, "content": _octets()},
     )
     patch = _operation(
@@ -802,6 +802,8 @@ def _parameters_component() -> Json:
                                                   "1-4095 bytes); no body"),
         "LinkToHeader": header("X-CallFS-Link-To", "Create a hard link: a second name of the entry at this absolute "
                                                    "path (percent-encoded UTF-8; not a directory); no body"),
+        "MTimeHeader": header("X-CallFS-MTime", "A whole write that creates the file: its times (RFC 3339 with a "
+                                                "time zone; never later than now); an overwrite ignores it"),
         "SpecialHeader": header("X-CallFS-Special", "Create a special file: `fifo`, `socket`, `char` or `block`; "
                                                     "no body"),
         "RdevHeader": header("X-CallFS-Rdev", "A device node's device number, decimal (0-4294967295)"),
