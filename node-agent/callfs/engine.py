@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from callfs import copies, joins, links, paths, quota, xattrs
 from callfs.backends.base import Backend, BlobReader
@@ -88,6 +88,7 @@ if TYPE_CHECKING:
     from callfs.replication import Replication
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 Precondition = Callable[[Inode | None], None]
 """Called with the current inode (or ``None``) before a write; raises ``PreconditionFailed`` to refuse it."""
@@ -779,6 +780,18 @@ class Engine:
             raise AlreadyExists(f"{path} already exists; use PUT to update it")
         require(caller, current, WRITE, "write")
 
+    @staticmethod
+    async def _retrying_conflicts(commit: Callable[[], Awaitable[_T]], what: str) -> _T:
+        """``commit()``, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted its
+        transaction to break a deadlock with a concurrent one; ``what`` names it in the log. Raises
+        ``TransactionConflict`` when every attempt was aborted."""
+        for _ in range(COMMIT_ATTEMPTS - 1):
+            try:
+                return await commit()
+            except TransactionConflict:
+                log.info("%s aborted by a conflict; running it again", what)
+        return await commit()
+
     async def _commit_write_retrying(
         self, caller: Caller, path: str, target: Backend, blob_id: str, size: int, create_only: bool,
         precondition: Precondition | None, attributes: Mapping[str, str] | None = None, *, existing: bool,
@@ -789,15 +802,10 @@ class Engine:
         """:meth:`_commit_write`, run again (up to :data:`COMMIT_ATTEMPTS` times in all) when the store aborted it
         to break a deadlock with a concurrent transaction: the bytes are written already and the transaction
         reads everything it decides on afresh. Raises ``TransactionConflict`` when every attempt was aborted."""
-        for _ in range(COMMIT_ATTEMPTS - 1):
-            try:
-                return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition,
-                                                attributes, existing=existing, keep=keep, blocks=blocks,
-                                                created_at=created_at)
-            except TransactionConflict:
-                log.info("metadata transaction for %s aborted by a conflict; running it again", path)
-        return await self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
-                                        existing=existing, keep=keep, blocks=blocks, created_at=created_at)
+        return await self._retrying_conflicts(
+            lambda: self._commit_write(caller, path, target, blob_id, size, create_only, precondition, attributes,
+                                       existing=existing, keep=keep, blocks=blocks, created_at=created_at),
+            f"metadata transaction for {path}")
 
     async def _commit_write(
         self,
@@ -940,14 +948,9 @@ class Engine:
             if self.locks.is_lost(lease):
                 raise ServiceUnavailable(f"lost the lock on {path} during the write; nothing was written")
             with self.metrics.time_metadata("write_range"):
-                for attempt in range(COMMIT_ATTEMPTS):
-                    try:
-                        updated = await self._commit_blocks(caller, path, current, plan, changed, precondition)
-                        break
-                    except TransactionConflict:
-                        if attempt == COMMIT_ATTEMPTS - 1:
-                            raise
-                        log.info("metadata transaction for %s aborted by a conflict; running it again", path)
+                updated = await self._retrying_conflicts(
+                    lambda: self._commit_blocks(caller, path, current, plan, changed, precondition),
+                    f"metadata transaction for {path}")
         if current.layout is Layout.BLOB:
             await self._free(current)  # converted: the blob is no longer referenced
         self.metrics.file_operation("update", backend.name)
@@ -983,15 +986,9 @@ class Engine:
         admin = Caller("root")
         async with self._lock(f"file:{path}"):
             with self.metrics.time_metadata("convert"):
-                for attempt in range(COMMIT_ATTEMPTS):
-                    try:
-                        updated = await self._commit_blocks(admin, path, current, plan, changed, None,
-                                                            conversion=True)
-                        break
-                    except TransactionConflict:
-                        if attempt == COMMIT_ATTEMPTS - 1:
-                            raise
-                        log.info("metadata transaction converting %s aborted by a conflict; running it again", path)
+                updated = await self._retrying_conflicts(
+                    lambda: self._commit_blocks(admin, path, current, plan, changed, None, conversion=True),
+                    f"metadata transaction converting {path}")
         await self._free(current)  # converted: the blob is no longer referenced (unless a copy names it)
         return updated
 
@@ -1394,15 +1391,9 @@ class Engine:
             validate_name(owner)
         async with self._lock_all(f"dir:{src}", f"dir:{dst}"):
             with self.metrics.time_metadata("copy"):
-                for attempt in range(COMMIT_ATTEMPTS):
-                    try:
-                        result = await self._commit_copy(caller, src, dst, recursive=recursive, into=into,
-                                                         owner=owner)
-                        break
-                    except TransactionConflict:
-                        if attempt == COMMIT_ATTEMPTS - 1:
-                            raise
-                        log.info("copy of %s aborted by a conflict; running it again", src)
+                result = await self._retrying_conflicts(
+                    lambda: self._commit_copy(caller, src, dst, recursive=recursive, into=into, owner=owner),
+                    f"copy of {src}")
         self.metrics.file_operation("copy", self._backend_type(result.inode))
         return result
 
@@ -1510,16 +1501,10 @@ class Engine:
             raise PayloadTooLarge(f"file larger than the limit of {self.max_file_bytes} bytes")
         async with self._lock(f"file:{path}"):
             with self.metrics.time_metadata("join"):
-                for attempt in range(COMMIT_ATTEMPTS):
-                    try:
-                        result, unnamed = await self._commit_join(caller, path, plan, reader=reader,
-                                                                  create_only=create_only, precondition=precondition,
-                                                                  attributes=attributes, keep=keep)
-                        break
-                    except TransactionConflict:
-                        if attempt == COMMIT_ATTEMPTS - 1:
-                            raise
-                        log.info("join into %s aborted by a conflict; running it again", path)
+                result, unnamed = await self._retrying_conflicts(
+                    lambda: self._commit_join(caller, path, plan, reader=reader, create_only=create_only,
+                                              precondition=precondition, attributes=attributes, keep=keep),
+                    f"join into {path}")
         for replaced in unnamed:
             await self._free_bytes(replaced)
         self.metrics.file_operation("create" if result.created else "update", target.name)

@@ -516,18 +516,25 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         file = self._handles.file(api)
         return api, file is None or file.remote
 
-    @_fuse_errors
-    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        """getxattr(2): ``GET /v1/xattrs/{path}?name=`` for a ``user.*`` name; ENODATA when there is none.
-        ``security.*`` and ``trusted.*`` names are answered ENODATA here without a request (the kernel asks for
-        ``security.capability`` before writes, ``ls`` for ``security.selinux``); other namespaces → ENOTSUP.
-        mfusepy answers a size query (size 0) and ERANGE for a value larger than the caller's buffer."""
+    def _user_xattr(self, path: str, name: str) -> str:
+        """The server path holding the ``user.*`` attribute ``name`` of ``path``, for reading or removing it:
+        ENODATA for ``security.*``/``trusted.*`` names (the mount keeps none) and for a file not on the server
+        yet, ENOTSUP for other namespaces."""
         namespace = _xattr_namespace(name)
         if namespace != USER_XATTRS:
             raise _fail(errno.ENODATA if namespace is not None else errno.ENOTSUP)
         api, remote = self._xattr_target(path)
         if not remote:
             raise _fail(errno.ENODATA)
+        return api
+
+    @_fuse_errors
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        """getxattr(2): ``GET /v1/xattrs/{path}?name=`` for a ``user.*`` name; ENODATA when there is none.
+        ``security.*`` and ``trusted.*`` names are answered ENODATA here without a request (the kernel asks for
+        ``security.capability`` before writes, ``ls`` for ``security.selinux``); other namespaces → ENOTSUP.
+        mfusepy answers a size query (size 0) and ERANGE for a value larger than the caller's buffer."""
+        api = self._user_xattr(path, name)
         value: bytes = self._bridge.call(lambda c: c.getxattr(api, name))
         return value
 
@@ -556,9 +563,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
             "create" if options & XATTR_CREATE else "replace" if options & XATTR_REPLACE else "any"
         )
         api = self._api(path)
-        file = self._handles.file(api)
-        if file is not None and not file.remote:
-            self._upload(file)
+        self._on_server(api)
         self._bridge.call(lambda c: c.setxattr(api, name, value, mode=mode), retry=mode != "create")
         self._changed(api)  # its ctime moved, under every name
 
@@ -567,15 +572,9 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         """removexattr(2): ``DELETE /v1/xattrs/{path}?name=`` for a ``user.*`` name (ENODATA when there is none);
         ``security.*``/``trusted.*`` → ENODATA (the mount keeps none), other namespaces → ENOTSUP."""
         self._writable()
-        namespace = _xattr_namespace(name)
-        if namespace != USER_XATTRS:
-            raise _fail(errno.ENODATA if namespace is not None else errno.ENOTSUP)
-        api, remote = self._xattr_target(path)
-        if not remote:
-            raise _fail(errno.ENODATA)
+        api = self._user_xattr(path, name)
         self._bridge.call(lambda c: c.removexattr(api, name))
         self._changed(api)
-        self._cache.invalidate(api)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -1104,8 +1103,9 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
 
     # ---- locks -------------------------------------------------------------------------------------
 
-    def _lockable(self, api: str) -> None:
-        """A file created here and not uploaded yet goes to the server first: locks belong to its inode there."""
+    def _on_server(self, api: str) -> None:
+        """A file created here and not uploaded yet goes to the server first: locks and extended attributes
+        belong to its inode there."""
         file = self._handles.file(api)
         if file is not None and not file.remote:
             self._upload(file)
@@ -1137,7 +1137,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         else:
             raise _fail(errno.EINVAL)
         if action != "unlock":
-            self._lockable(api)
+            self._on_server(api)
         self._locks.set(api, kind="flock", action=action, owner=owner, pid=mfusepy.fuse_get_context()[2],
                         wait=not op & fcntl.LOCK_NB, interrupted=_interrupted)
         with self._flocks_lock:
@@ -1163,7 +1163,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if cmd == fcntl.F_GETLK:
             if kind == "unlock":
                 raise _fail(errno.EINVAL)
-            self._lockable(api)
+            self._on_server(api)
             found = self._locks.test(api, kind="posix", action="read" if kind == "read" else "write", owner=owner,
                                      start=flk.l_start, length=flk.l_len)
             if found is None:
@@ -1177,7 +1177,7 @@ class CallFSOperations(mfusepy.Operations):  # type: ignore[misc]
         if cmd not in (fcntl.F_SETLK, fcntl.F_SETLKW):
             raise _fail(errno.EINVAL)
         if kind != "unlock":
-            self._lockable(api)
+            self._on_server(api)
         self._locks.set(api, kind="posix", action=kind, owner=owner, start=flk.l_start, length=flk.l_len,
                         pid=mfusepy.fuse_get_context()[2], wait=cmd == fcntl.F_SETLKW, interrupted=_interrupted)
         return 0
