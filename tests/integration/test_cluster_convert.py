@@ -15,19 +15,8 @@ from test_cluster_s3 import s3_section
 
 from support.http import session
 from support.node import NodeProcess
-from support.replicas import FAST, content
+from support.replicas import FAST, blob_owners, content
 from support.s3 import S3Server
-
-
-async def blob_files(dsn: str) -> dict[str, str | None]:
-    """``{path: instance_id}`` of the files whose bytes are one blob (``None``: on S3)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT path, instance_id FROM inodes WHERE type = 'file' AND layout = 'blob' "
-                                "AND blob_id IS NOT NULL")
-        return {r["path"]: r["instance_id"] for r in rows}
-    finally:
-        await conn.close()
 
 
 async def copies_per_block(dsn: str) -> list[int]:
@@ -79,7 +68,7 @@ async def test_the_cluster_route_converts_the_blob_files_of_every_node_with_thei
             files[path] = os.urandom(70_000)
             async with http.put(f"/v1/files{path}", data=files[path], headers={"X-CallFS-Backend": "s3"}) as r:
                 assert r.status == 201, await r.text()
-    owners = await blob_files(postgres_dsn)
+    owners = await blob_owners(postgres_dsn)
     assert sorted(owners.values(), key=str) == sorted(["node-0"] * 3 + ["node-1"] * 3 + [None, None], key=str)
     async with session(nodes[1]) as http:
         for path in files:
@@ -100,7 +89,7 @@ async def test_the_cluster_route_converts_the_blob_files_of_every_node_with_thei
     assert done["remaining_bytes"] == 0 and done["failures"] == 0
     assert done["converted_files"] == 8 and done["converted_bytes"] == sum(len(d) for d in files.values())
     assert all(n["reachable"] and n["passes"] == 1 for n in done["nodes"])
-    assert await blob_files(postgres_dsn) == {}
+    assert await blob_owners(postgres_dsn) == {}
 
     for node in nodes:
         async with session(node) as http:

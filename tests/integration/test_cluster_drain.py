@@ -17,7 +17,7 @@ from callfs.node import Node
 from callfs.replication import VIEW_SECONDS
 from support.http import session
 from support.node import new_auth_section, postgres_redis_sections
-from support.replicas import FAST, content, put_in_blocks, under_replicated
+from support.replicas import FAST, blob_owners, content, node_states, put_in_blocks, under_replicated
 from support.waiting import wait_for_async
 
 DRAIN = "/v1/cluster/nodes/{}/drain"
@@ -29,16 +29,6 @@ async def drain(http: aiohttp.ClientSession, method: str, node: str) -> tuple[in
         body = await response.json() if response.content_type == "application/json" else None
         return response.status, body
 
-
-async def blob_owners(dsn: str) -> dict[str, str]:
-    """``{path: instance_id}`` of the files whose bytes are one blob on a node's disk."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT path, instance_id FROM inodes WHERE type = 'file' AND layout = 'blob' "
-                                "AND blob_id IS NOT NULL")
-        return {r["path"]: r["instance_id"] for r in rows}
-    finally:
-        await conn.close()
 
 
 async def copies_on(dsn: str, node: str, block_hash: str) -> int:
@@ -142,12 +132,8 @@ async def test_the_blocks_of_a_drained_node_gone_down_are_collected_by_a_node_th
     a, b, c = (app_node_factory(**shared, backend={"replicas": 2, "replica_repair_interval": 0.5},
                                 instance_discovery={**FAST, "instance_id": f"node-{i}"}) for i in range(3))
 
-    async def states() -> dict[str, str]:
-        async with session(a, "root") as http, http.get("/v1/cluster/nodes") as response:
-            return {n["instance_id"]: n["state"] for n in (await response.json())["nodes"] if n["instance_id"]}
-
     async def all_up() -> bool:
-        return sorted((await states()).values()) == ["up", "up", "up"]
+        return sorted((await node_states(a)).values()) == ["up", "up", "up"]
 
     await wait_for_async(all_up, 15, "node-0 to see three nodes up")
     async with session(c) as on_c:
@@ -163,7 +149,7 @@ async def test_the_blocks_of_a_drained_node_gone_down_are_collected_by_a_node_th
     c.stop()
 
     async def c_down() -> bool:
-        return (await states()).get("node-2") == "down"
+        return (await node_states(a)).get("node-2") == "down"
 
     await wait_for_async(c_down, 15, "node-2 seen down")
     await asyncio.sleep(VIEW_SECONDS)  # node-0's membership view renewed

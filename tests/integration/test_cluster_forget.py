@@ -20,7 +20,7 @@ from callfs.node import Node
 from callfs.replication import VIEW_SECONDS
 from support.http import session
 from support.node import new_auth_section, postgres_redis_sections
-from support.replicas import FAST, content, put_in_blocks, under_replicated
+from support.replicas import FAST, content, node_states, put_in_blocks, under_replicated
 from support.waiting import wait_for_async
 
 FORGET = "/v1/cluster/nodes/{}/forget"
@@ -134,12 +134,8 @@ async def test_the_blocks_of_a_forgotten_node_are_collected_by_a_node_that_stays
     a, b, c = (app_node_factory(**shared, backend={"replicas": 2, "replica_repair_interval": 0.5},
                                 instance_discovery={**FAST, "instance_id": f"node-{i}"}) for i in range(3))
 
-    async def states() -> dict[str, str]:
-        async with session(a, "root") as http, http.get("/v1/cluster/nodes") as response:
-            return {n["instance_id"]: n["state"] for n in (await response.json())["nodes"] if n["instance_id"]}
-
     async def all_up() -> bool:
-        return sorted((await states()).values()) == ["up", "up", "up"]
+        return sorted((await node_states(a)).values()) == ["up", "up", "up"]
 
     await wait_for_async(all_up, 15, "node-0 to see three nodes up")
     async with session(c) as on_c:

@@ -1,6 +1,7 @@
 """What tests and benchmarks use of a cluster's block replicas (docs/architecture.md, "Block replicas"): fast
-membership settings, writing a file in blocks and reading it back, the referenced blocks short of copies
-(straight from the PostgreSQL metadata store), and a node's block metrics."""
+membership settings, the nodes' states as one node sees them, writing a file in blocks and reading it back, the
+referenced blocks short of copies and the files stored as one blob (straight from the PostgreSQL metadata
+store), and a node's block metrics."""
 
 from __future__ import annotations
 
@@ -30,6 +31,25 @@ async def content(http: aiohttp.ClientSession, path: str) -> bytes:
     async with http.get(f"/v1/files{path}") as response:
         assert response.status == 200, await response.text()
         return await response.read()
+
+
+async def node_states(node: NodeSpec) -> dict[str, str]:
+    """``{instance_id: state}`` (``up``, ``down``...) of the cluster's nodes as ``node`` sees them
+    (``GET /v1/cluster/nodes`` as ``root``)."""
+    async with session(node, "root") as http, http.get("/v1/cluster/nodes") as response:
+        return {n["instance_id"]: n["state"] for n in (await response.json())["nodes"] if n["instance_id"]}
+
+
+async def blob_owners(dsn: str) -> dict[str, str | None]:
+    """``{path: instance_id}`` of the files whose bytes are one blob, from the metadata store at ``dsn``
+    (``None``: on S3)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT path, instance_id FROM inodes WHERE type = 'file' AND layout = 'blob' "
+                                "AND blob_id IS NOT NULL")
+        return {r["path"]: r["instance_id"] for r in rows}
+    finally:
+        await conn.close()
 
 
 async def under_replicated(dsn: str, live: list[str], want: int) -> int:
