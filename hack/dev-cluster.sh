@@ -49,57 +49,8 @@ usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2;
 
 # ---- processes ---------------------------------------------------------------------------------------------
 
-# pid_alive NAME: the process `up` recorded for NAME is still running (and is still that binary).
-pid_alive() {
-    local pidfile="$DIR/pids/$1.pid" pid
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ -n $pid && -d /proc/$pid ]] || return 1
-    # Guard against a recycled PID: the process must still be the binary we started (argv[0] is $BIN/NAME).
-    local argv0
-    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    # (setsid: the process has not exec'd the binary yet.)
-    [[ ${argv0##*/} == "$1" || ${argv0##*/} == setsid ]]
-}
-
-# start NAME ARGS...: start a component in the background, in its own session, logging to logs/NAME.log.
-start() {
-    local name=$1; shift
-    mkdir -p "$DIR/pids" "$DIR/logs"
-    setsid "$BIN/$name" "$@" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
-    echo $! >"$DIR/pids/$name.pid"
-}
-
-# stop NAME: SIGTERM, then SIGKILL after 15 s, the process recorded for NAME.
-stop() {
-    local name=$1 pid i
-    pid_alive "$name" || { rm -f "$DIR/pids/$name.pid"; return 0; }
-    pid=$(<"$DIR/pids/$name.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        [[ -d /proc/$pid ]] || break
-        sleep 0.1
-    done
-    if [[ -d /proc/$pid ]]; then
-        log "$name (pid $pid) did not stop on SIGTERM; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$DIR/pids/$name.pid"
-}
-
-# wait_for NAME DESCRIPTION COMMAND...: poll COMMAND until it succeeds; fail early if NAME's process died.
-wait_for() {
-    local name=$1 what=$2 deadline=$((SECONDS + READY_TIMEOUT)); shift 2
-    until "$@" >/dev/null 2>&1; do
-        if ! pid_alive "$name"; then
-            log "$name exited; last lines of $DIR/logs/$name.log:"
-            tail -n 30 "$DIR/logs/$name.log" >&2 || true
-            die "$name did not start"
-        fi
-        ((SECONDS < deadline)) || { tail -n 30 "$DIR/logs/$name.log" >&2 || true; die "timed out waiting for $what"; }
-        sleep 0.2
-    done
-}
+# pid_alive, start, stop, wait_for, proc_pid (PROC_DIR is DIR, set once --dir is read).
+source "$ROOT/hack/lib/processes.sh"
 
 # ---- configuration -----------------------------------------------------------------------------------------
 
@@ -271,7 +222,7 @@ cmd_up() {
     kubeconfig "$DIR/kwok.kubeconfig" kwok
     local kc="$DIR/kubeconfig" started=$SECONDS
 
-    start etcd --name callfs-dev --data-dir "$DIR/etcd" \
+    start etcd "$BIN/etcd" --name callfs-dev --data-dir "$DIR/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -279,7 +230,7 @@ cmd_up() {
         --unsafe-no-fsync --quota-backend-bytes=2147483648 --log-level=warn
     wait_for etcd "etcd /health" curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
-    start kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    start kube-apiserver "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
         --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
         --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
         --client-ca-file="$PKI/ca.crt" --authorization-mode=Node,RBAC --anonymous-auth=false \
@@ -295,7 +246,7 @@ cmd_up() {
         --endpoint-reconciler-type=none --profiling=false
     wait_for kube-apiserver "kube-apiserver /readyz" "$BIN/kubectl" --kubeconfig "$kc" get --raw /readyz
 
-    start kube-controller-manager --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
+    start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
         --authentication-kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
         --authorization-kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
         --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$DIR/kube-controller-manager" \
@@ -303,12 +254,12 @@ cmd_up() {
         --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
         --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
         --service-cluster-ip-range="$SERVICE_CIDR" --profiling=false
-    start kube-scheduler --kubeconfig="$DIR/kube-scheduler.kubeconfig" \
+    start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$DIR/kube-scheduler.kubeconfig" \
         --authentication-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
         --authorization-kubeconfig="$DIR/kube-scheduler.kubeconfig" \
         --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$DIR/kube-scheduler" \
         --leader-elect=false --profiling=false
-    start kwok --kubeconfig="$DIR/kwok.kubeconfig" --config="$BIN/kwok-stages.yaml" \
+    start kwok "$BIN/kwok" --kubeconfig="$DIR/kwok.kubeconfig" --config="$BIN/kwok-stages.yaml" \
         --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
         --node-lease-duration-seconds=40
     wait_for kube-controller-manager "kube-controller-manager /healthz" \
@@ -351,7 +302,7 @@ cmd_status() {
     local name state rc=0
     [[ -f $DIR/ports.env ]] || die "no cluster in $DIR"
     for name in "${COMPONENTS[@]}"; do
-        if pid_alive "$name"; then state="running (pid $(<"$DIR/pids/$name.pid"))"; else state="not running"; rc=1; fi
+        if pid_alive "$name"; then state="running (pid $(proc_pid "$name"))"; else state="not running"; rc=1; fi
         printf '%-24s %s\n' "$name" "$state"
     done
     return $rc
@@ -375,6 +326,7 @@ main() {
     [[ $NODES =~ ^[0-9]+$ ]] || die "--nodes needs a number"
     [[ $VOLUMES =~ ^[0-9]+$ ]] || die "--volumes needs a number"
     DIR=$(realpath -m "$DIR")
+    PROC_DIR=$DIR
     PKI="$DIR/pki"
     BIN=$(bash "$ROOT/hack/tools.sh" bin-dir)
     case "$cmd" in

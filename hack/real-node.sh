@@ -52,58 +52,10 @@ log() { printf 'real-node: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-# ---- processes (as hack/dev-cluster.sh) -------------------------------------------------------------------
+# ---- processes ---------------------------------------------------------------------------------------------
 
-pid_alive() {
-    local pidfile="$RN/pids/$1.pid" pid
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ -n $pid && -d /proc/$pid ]] || return 1
-    local argv0
-    argv0=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1) || return 1
-    # (setsid: the process has not exec'd the binary yet.)
-    [[ ${argv0##*/} == "$(binary_of "$1")" || ${argv0##*/} == setsid ]]
-}
-
-binary_of() {
-    case "$1" in
-        api-relay) echo socat ;;
-        *) echo "$1" ;;
-    esac
-}
-
-# start NAME ARGV...: start a component in its own session, logging to RN/logs/NAME.log.
-start() {
-    local name=$1; shift
-    setsid "$@" </dev/null >>"$RN/logs/$name.log" 2>&1 &
-    echo $! >"$RN/pids/$name.pid"
-}
-
-stop() {
-    local name=$1 pid i
-    pid_alive "$name" || { rm -f "$RN/pids/$name.pid"; return 0; }
-    pid=$(<"$RN/pids/$name.pid")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        [[ -d /proc/$pid ]] || break
-        sleep 0.1
-    done
-    [[ -d /proc/$pid ]] && { log "$name (pid $pid) did not stop on SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
-    rm -f "$RN/pids/$name.pid"
-}
-
-wait_for() {
-    local name=$1 what=$2 deadline=$((SECONDS + READY_TIMEOUT)); shift 2
-    until "$@" >/dev/null 2>&1; do
-        if ! pid_alive "$name"; then
-            log "$name exited; last lines of $RN/logs/$name.log:"
-            tail -n 30 "$RN/logs/$name.log" >&2 || true
-            die "$name did not start"
-        fi
-        ((SECONDS < deadline)) || { tail -n 30 "$RN/logs/$name.log" >&2 || true; die "timed out waiting for $what"; }
-        sleep 0.5
-    done
-}
+# pid_alive, start, stop, wait_for, proc_pid (PROC_DIR is RN, set once --dir is read).
+source "$ROOT/hack/lib/processes.sh"
 
 kubectl() { "$BIN/kubectl" --kubeconfig "$DIR/kubeconfig" "$@"; }
 ctr() { command ctr --address "$RUN/containerd.sock" --namespace k8s.io "$@"; }
@@ -496,7 +448,7 @@ cmd_down() {
 cmd_status() {
     local name state rc=0
     for name in "${COMPONENTS[@]}"; do
-        if pid_alive "$name"; then state="running (pid $(<"$RN/pids/$name.pid"))"; else state="not running"; rc=1; fi
+        if pid_alive "$name"; then state="running (pid $(proc_pid "$name"))"; else state="not running"; rc=1; fi
         printf '%-24s %s\n' "$name" "$state"
     done
     return $rc
@@ -521,6 +473,7 @@ main() {
     [[ -n $DIR ]] || DIR="${CALLFS_DEV_CLUSTER_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/callfs-dev-cluster}"
     DIR=$(realpath -m "$DIR")
     RN="$DIR/real-node"
+    PROC_DIR=$RN
     case "$cmd" in
         up) cmd_up ;;
         down) cmd_down ;;
