@@ -130,14 +130,14 @@ class Converter:
         async with self._pass_lock:
             converted = 0
             for name, owner in await self._owned():
-                after = ""
+                after = None
                 while True:
                     page = await self.store.blob_files(name, owner, after, FILE_PAGE)
-                    for path, _size in page:
+                    for path, _size, _ in page:
                         converted += await self._convert(name, path)
                     if len(page) < FILE_PAGE:
                         break
-                    after = page[-1][0]
+                    after = page[-1][2]
             self.tally.passes += 1
             await self.remaining()
             return converted

@@ -181,9 +181,9 @@ class Drains:
             if self.engine.block_files.replicated(backend) is not None:
                 copies += await self.store.count_node_replicas(backend.name, instance_id)
         progress = await self._progress(instance_id)
-        files = await self.store.node_blob_files(instance_id, "", LOST_FILES_SHOWN)
+        files = await self.store.node_blob_files(instance_id, None, LOST_FILES_SHOWN)
         return LostReport(instance_id, since, copies, progress.blocks_left, progress.files_left,
-                          [path for path, _ in files])
+                          [path for path, _, _ in files])
 
     async def _progress(self, instance_id: str) -> DrainProgress:
         blocks = 0
@@ -202,14 +202,14 @@ class Drains:
             return 0
         await self._record_blocks()
         moved = 0
-        after = ""
+        after = None
         while True:
             page = await self.store.node_blob_files(self.instance_id, after, FILE_PAGE)
-            for path, backend in page:
+            for path, backend, _ in page:
                 moved += await self._move(path, backend)
             if len(page) < FILE_PAGE:
                 return moved
-            after = page[-1][0]
+            after = page[-1][2]
 
     async def _record_blocks(self) -> None:
         """Give this node's blocks stored before replication (no replica row) a row naming this node, so that

@@ -496,11 +496,11 @@ class Engine:
         """``inodes`` with each directory's ``nlink`` set to 2 plus its number of subdirectories (its name, its
         ``.``, and each child's ``..``: the count POSIX file systems report), counted in one statement per
         :data:`~callfs.metadata.rows.SUBDIRECTORY_BATCH` directories; other entries as they are."""
-        directories = [inode.path for inode in inodes if inode.is_dir]
+        directories = [inode.ino for inode in inodes if inode.is_dir]
         if not directories:
             return inodes
         counts = await self.store.subdirectory_counts(directories)
-        return [inode.evolve(nlink=2 + counts.get(inode.path, 0)) if inode.is_dir else inode for inode in inodes]
+        return [inode.evolve(nlink=2 + counts.get(inode.ino, 0)) if inode.is_dir else inode for inode in inodes]
 
     async def open_file(self, caller: Caller, path: str, *, resolved: Inode | None = None) -> OpenFile:
         """Open a file for reading (needs ``r``). ``resolved`` is the inode :meth:`stat` just returned for

@@ -479,15 +479,16 @@ async def test_kill_9_mid_rename_leaves_the_subtree_whole_at_one_place(
     assert {s for s, _ in statuses} == {201}
     observer = await asyncpg.connect(postgres_dsn)
     try:
-        # A row inserted here (uncommitted) at a path the rename moves an entry to makes the rename's UPDATE wait
-        # for this transaction halfway: the node is killed while its transaction has re-keyed part of the subtree.
+        # An entry inserted here (uncommitted) at the name the rename moves the tree to makes the rename's UPDATE
+        # wait for this transaction: the node is killed while its transaction is open.
         blocker = observer.transaction()
         await blocker.start()
         try:
             await observer.execute(
-                "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version)"
-                " VALUES ($1, '/renamed/d3/s', 'f7', 4, 'file', 0, 420, 'nobody', 'nobody', now(), now(), 1)",
-                "/renamed/d3/s/f7",
+                "INSERT INTO inodes (parent_ino, name, type, size, mode, owner, grp, mtime, ctime, version, ino) "
+                "VALUES ((SELECT ino FROM inodes WHERE parent_ino = 0 AND name = ''), 'renamed', 'directory', 0, "
+                "493, 'nobody', 'nobody', now(), now(), 1, $1)",
+                4242,
             )
             async with session(node) as http:
                 rename = asyncio.create_task(http.patch("/v1/files/tree", json={"destination": "/renamed"}))

@@ -440,7 +440,7 @@ async def test_delete_subtree_of_a_file_returns_that_file(metadata_store: Metada
     assert await metadata_store.get("/only") is None
 
 
-async def test_rename_subtree_rekeys_every_descendant_and_leaves_prefix_siblings(
+async def test_rename_subtree_moves_one_entry_and_every_descendant_follows_it(
     metadata_store: MetadataStore,
 ) -> None:
     original = file("/dir/sub/f2", size=77)
@@ -455,7 +455,7 @@ async def test_rename_subtree_rekeys_every_descendant_and_leaves_prefix_siblings
         directory("/new"),
     )
     async with metadata_store.transaction() as txn:
-        assert await txn.rename_subtree("/dir", "/new/place") == 4
+        assert await txn.rename_subtree("/dir", "/new/place") == 1  # one entry re-keyed, whatever is below
     assert await metadata_store.get("/dir") is None
     assert await metadata_store.list_subtree("/dir") == []
     moved = await metadata_store.list_subtree("/new")
@@ -474,7 +474,7 @@ async def test_rename_subtree_rekeys_every_descendant_and_leaves_prefix_siblings
 
 async def test_rename_subtree_to_a_shallower_place(metadata_store: MetadataStore) -> None:
     await insert_all(metadata_store, directory("/a"), directory("/a/b"), directory("/a/b/c"), file("/a/b/c/f"))
-    assert await metadata_store.rename_subtree("/a/b", "/b") == 3
+    assert await metadata_store.rename_subtree("/a/b", "/b") == 1
     assert [(i.path, i.parent, i.depth) for i in await metadata_store.list_subtree("/b")] == [
         ("/b/c", "/b", 2),
         ("/b/c/f", "/b/c", 3),

@@ -20,6 +20,8 @@ T0 = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 H = {name: name * 64 for name in "abcdef"}  # block names (64 hex digits)
 PATH_KEYED_VERSION = 3
 """The last schema version before inode numbers and blocks."""
+ENTRIES_VERSION = 16
+"""The first schema version whose rows are directory entries, keyed by ``(parent_ino, name)``."""
 
 
 def blocks_file(path: str, **changes: object) -> Inode:
@@ -40,11 +42,12 @@ OLD_ROWS = [
 ]
 
 
-def _build_old_sqlite(path: Path) -> None:
+def _build_old_sqlite(path: Path, version: int = PATH_KEYED_VERSION, statements: tuple[str, ...] = ()) -> None:
+    """A SQLite store at schema ``version`` holding :data:`OLD_ROWS`, then ``statements`` run on it."""
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
                      "description TEXT NOT NULL, applied_at INTEGER NOT NULL)")
-        for migration in SQLITE_MIGRATIONS[:PATH_KEYED_VERSION]:
+        for migration in [m for m in SQLITE_MIGRATIONS if m.version <= version]:
             for statement in migration.statements:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, migration.description))
@@ -56,14 +59,18 @@ def _build_old_sqlite(path: Path) -> None:
                 (path_, parent, name, depth, kind, size, "localfs" if blob else None, blob,
                  "node-a" if blob else None),
             )
+        for statement in statements:
+            conn.execute(statement.replace("$1", "0"))
 
 
-async def _build_old_postgres(dsn: str) -> None:
+async def _build_old_postgres(dsn: str, version: int = PATH_KEYED_VERSION, statements: tuple[str, ...] = ()) -> None:
+    """A PostgreSQL store at schema ``version`` holding :data:`OLD_ROWS`, then ``statements`` run on it (``$1``: a
+    time)."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, description text NOT NULL, "
                            "applied_at timestamptz NOT NULL)")
-        for migration in PG_MIGRATIONS[:PATH_KEYED_VERSION]:
+        for migration in [m for m in PG_MIGRATIONS if m.version <= version]:
             for statement in migration.statements:
                 await conn.execute(statement)
             await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, now())", migration.version,
@@ -76,6 +83,8 @@ async def _build_old_postgres(dsn: str) -> None:
                 path_, parent, name, depth, kind, size, T0, "localfs" if blob else None, blob,
                 "node-a" if blob else None,
             )
+        for statement in statements:
+            await conn.execute(statement, *((T0,) if "$1" in statement else ()))
     finally:
         await conn.close()
 
@@ -104,7 +113,7 @@ async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
             assert all(i.ino == path_ino(i.path) for i in found.values())
         # The numbers are stable: a rename keeps them, a later start does not renumber.
         before = found["/docs/sub/b.bin"].ino
-        assert await store.rename_subtree("/docs/sub", "/moved") == 2
+        assert await store.rename_subtree("/docs/sub", "/moved") == 1
         await store.start()
         moved = await store.get("/moved/b.bin")
         assert moved is not None and moved.ino == before
@@ -120,34 +129,33 @@ async def test_a_path_keyed_store_upgrades_in_place_and_reads_back_every_entry(
         await store.close()
 
 
-async def test_rows_written_by_an_earlier_version_during_a_rolling_upgrade_read_as_written(
+async def test_rows_an_earlier_version_wrote_during_a_rolling_upgrade_survive_the_move_to_entries(
     metadata_kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    # Before entries (schema version 16), a node of an earlier version could insert a row without a number, and
+    # overwrite a file stored in blocks with a blob id while the layout column still said blocks.
+    old_rows = (
+        "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
+        "backend, blob_id, instance_id) VALUES ('/old', '/', 'old', 1, 'file', 3, 420, 'a', 'a', $1, $1, 1, "
+        "'localfs', '0123456789abcdef0123456789abcdef', 'node-a')",
+        "UPDATE inodes SET layout = 'blocks' WHERE path = '/old'",
+    )
+    if metadata_kind == "postgres":
+        await _build_old_postgres(request.getfixturevalue("postgres_dsn"), ENTRIES_VERSION - 1, old_rows)
+    else:
+        _build_old_sqlite(tmp_path / "metadata.db", ENTRIES_VERSION - 1, old_rows)
     store = new_store(metadata_kind, request, tmp_path)
     await store.start()
     try:
-        # An earlier node inserts without a number, and overwrites a file stored in blocks with a blob id.
-        old_insert = (
-            "INSERT INTO inodes (path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, "
-            "backend, blob_id, instance_id) VALUES ('/old', '/', 'old', 1, 'file', 3, 420, 'a', 'a', $1, $1, 1, "
-            "'localfs', '0123456789abcdef0123456789abcdef', 'node-a')"
-        )
-        stale_layout = "UPDATE inodes SET layout = 'blocks' WHERE path = '/old'"
-        if metadata_kind == "postgres":
-            conn = await asyncpg.connect(request.getfixturevalue("postgres_dsn"))
-            try:
-                await conn.execute(old_insert, T0)
-                await conn.execute(stale_layout)
-            finally:
-                await conn.close()
-        else:
-            with sqlite3.connect(tmp_path / "metadata.db") as conn:
-                conn.execute(old_insert.replace("$1", "0"))
-                conn.execute(stale_layout)
         old = await store.get("/old")
-        assert old is not None
-        assert old.ino == path_ino("/old")
-        assert old.layout is Layout.BLOB
+        assert old is not None and old.ino > 0 and old.layout is Layout.BLOB and old.size == 3
+        if metadata_kind == "postgres":
+            assert old.ino == path_ino("/old")  # the number such a row was read with before
+        assert {i.path for i in await store.list_subtree("/")} == {"/old", *(row[0] for row in OLD_ROWS)}
+        assert await store.rename_subtree("/docs", "/old-docs") == 1
+        assert [i.path for i in await store.list_subtree("/old-docs")] == [
+            "/old-docs/sub", "/old-docs/a.txt", "/old-docs/sub/b.bin"
+        ]
     finally:
         await store.close()
 
@@ -380,8 +388,10 @@ async def test_a_leaving_node_is_listed_and_what_still_relies_on_it_is_counted(m
         await metadata_store.insert(Inode(path=path, type=InodeType.FILE, size=3, backend="localfs", blob_id=blob,
                                           instance_id=node, ino=path_ino(path) + i))
     assert await metadata_store.count_node_blob_files("node-a") == 2  # /one is in blocks
-    assert await metadata_store.node_blob_files("node-a", "", 1) == [("/x1", "localfs")]
-    assert await metadata_store.node_blob_files("node-a", "/x1", 10) == [("/x2", "localfs")]
+    first = await metadata_store.node_blob_files("node-a", None, 1)
+    assert [(path, backend) for path, backend, _ in first] == [("/x1", "localfs")]
+    rest = await metadata_store.node_blob_files("node-a", first[-1][2], 10)
+    assert [(path, backend) for path, backend, _ in rest] == [("/x2", "localfs")]
 
     assert await metadata_store.unmark_leaving("node-a")
     assert not await metadata_store.unmark_leaving("node-a")
@@ -421,10 +431,12 @@ async def test_blob_files_are_paged_and_counted_per_backend_and_owner(metadata_s
     await metadata_store.insert(b2.evolve(path="/b2-link", nlink=2))
     await metadata_store.insert(Inode(path="/k", type=InodeType.FILE, size=9, backend="localfs",
                                       blob_id="k" + "0" * 31, instance_id="node-a", layout=Layout.BLOCKS))
-    assert await metadata_store.blob_files("localfs", "node-a", "", 2) == [("/b1", 3), ("/b2", 5)]
-    assert await metadata_store.blob_files("localfs", "node-a", "/b2", 10) == [("/b2-link", 5)]
-    assert await metadata_store.blob_files("s3", None, "", 10) == [("/s1", 11)]
-    assert await metadata_store.blob_files("localfs", None, "", 10) == []
+    first = await metadata_store.blob_files("localfs", "node-a", None, 2)
+    assert [(path, size) for path, size, _ in first] == [("/b1", 3), ("/b2", 5)]
+    rest = await metadata_store.blob_files("localfs", "node-a", first[-1][2], 10)
+    assert [(path, size) for path, size, _ in rest] == [("/b2-link", 5)]
+    assert [(path, size) for path, size, _ in await metadata_store.blob_files("s3", None, None, 10)] == [("/s1", 11)]
+    assert await metadata_store.blob_files("localfs", None, None, 10) == []
     assert await metadata_store.count_blob_files("localfs", "node-a") == (2, 8)
     assert await metadata_store.count_blob_files("localfs", "node-b") == (1, 7)
     assert await metadata_store.count_blob_files("s3", None) == (1, 11)

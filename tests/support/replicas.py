@@ -45,8 +45,13 @@ async def blob_owners(dsn: str) -> dict[str, str | None]:
     (``None``: on S3)."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT path, instance_id FROM inodes WHERE type = 'file' AND layout = 'blob' "
-                                "AND blob_id IS NOT NULL")
+        rows = await conn.fetch(
+            "WITH RECURSIVE t (path, ino, type, layout, blob_id, instance_id) AS (SELECT '', ino, type, layout, "
+            "blob_id, instance_id FROM inodes WHERE parent_ino = 0 AND name = '' UNION ALL SELECT t.path || '/' || "
+            "e.name, e.ino, e.type, e.layout, e.blob_id, e.instance_id FROM t JOIN inodes e ON e.parent_ino = t.ino "
+            "WHERE t.type = 'directory') SELECT path, instance_id FROM t WHERE type = 'file' AND layout = 'blob' "
+            "AND blob_id IS NOT NULL"
+        )
         return {r["path"]: r["instance_id"] for r in rows}
     finally:
         await conn.close()

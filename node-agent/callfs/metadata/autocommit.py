@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
-from callfs.metadata.base import MetadataTxn
+from callfs.metadata.base import EntryKey, MetadataTxn
 from callfs.metadata.rows import Queries
 from callfs.models import (
     AccessKey,
@@ -275,7 +275,7 @@ class AutocommitOperations:
         """True when a committed hard-linked file lies below ``path``."""
         return await self._autocommit_reader().linked_below(path)
 
-    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
+    async def subdirectory_counts(self, directories: Collection[int]) -> dict[int, int]:
         """The number of committed child directories of each of ``directories`` that has any."""
         return await self._autocommit_reader().subdirectory_counts(directories)
 
@@ -319,7 +319,7 @@ class AutocommitOperations:
         """Up to ``limit`` referenced blocks of ``backend``/``location`` without any replica row."""
         return await self._autocommit_reader().unrecorded_blocks(backend, location, limit)
 
-    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
+    async def node_blob_files(self, node: str, after: EntryKey | None, limit: int) -> list[tuple[str, str, EntryKey]]:
         """Up to ``limit`` files whose bytes are one blob on ``node``, ``(path, backend)`` after ``after``."""
         return await self._autocommit_reader().node_blob_files(node, after, limit)
 
@@ -327,7 +327,8 @@ class AutocommitOperations:
         """How many files have their bytes as one blob on ``node``'s local disk."""
         return await self._autocommit_reader().count_node_blob_files(node)
 
-    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+    async def blob_files(self, backend: str, node: str | None, after: EntryKey | None,
+                         limit: int) -> list[tuple[str, int, EntryKey]]:
         """Up to ``limit`` blob files of ``backend`` owned by ``node`` (``None``: shared), ``(path, size)``."""
         return await self._autocommit_reader().blob_files(backend, node, after, limit)
 

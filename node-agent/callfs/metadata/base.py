@@ -27,6 +27,9 @@ from callfs.models import (
     SingleUseLink,
 )
 
+EntryKey = tuple[int, str]
+"""The key of a directory entry, ``(parent_ino, name)``: where a keyset scan of entries continues."""
+
 
 class MetadataUnavailable(ServiceUnavailable):
     """The store cannot be reached (connection refused, pool closed, timeout): HTTP 503."""
@@ -299,8 +302,9 @@ class MetadataTxn(Protocol):
         """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
         ...
 
-    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
-        """The number of child directories of each of ``directories`` that has any (absent: none)."""
+    async def subdirectory_counts(self, directories: Collection[int]) -> dict[int, int]:
+        """The number of child directories of each of ``directories`` (inode numbers) that has any (absent:
+        none)."""
         ...
 
     async def consume_link(self, token_id: str, *, now: datetime, client_ip: str | None) -> SingleUseLink | None:
@@ -434,18 +438,20 @@ class MetadataStore(MetadataTxn, Protocol):
         """Up to ``limit`` referenced blocks of ``backend``/``location`` without any replica row, by hash."""
         ...
 
-    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, ``(path, backend)`` by path
-        after ``after``."""
+    async def node_blob_files(self, node: str, after: EntryKey | None, limit: int) -> list[tuple[str, str, EntryKey]]:
+        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, ``(path, backend, key)`` in
+        entry order after the key ``after`` (``None``: from the first)."""
         ...
 
     async def count_node_blob_files(self, node: str) -> int:
         """How many files have their bytes as one blob on ``node``'s local disk."""
         ...
 
-    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+    async def blob_files(self, backend: str, node: str | None, after: EntryKey | None,
+                         limit: int) -> list[tuple[str, int, EntryKey]]:
         """Up to ``limit`` files of ``backend`` whose bytes are one blob owned by ``node`` (``None``: on a shared
-        backend), ``(path, size)`` by path after ``after``."""
+        backend), ``(path, size in bytes, key)`` in entry order after the key ``after`` (``None``: from the
+        first)."""
         ...
 
     async def count_blob_files(self, backend: str, node: str | None) -> tuple[int, int]:

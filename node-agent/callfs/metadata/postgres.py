@@ -278,6 +278,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="lost nodes: a node declared gone for good (its disk with it) is leaving and lost",
         statements=("ALTER TABLE leaving_nodes ADD COLUMN lost_since timestamptz",),
     ),
+    Migration(
+        version=16,
+        description="directory entries: inodes keyed by (parent_ino, name) instead of their path",
+        statements=(
+            # Rows a node of an earlier version inserted without a number get the one it read them with.
+            "UPDATE inodes SET ino = ('x' || substr(md5(path), 1, 15))::bit(60)::bigint + 1 WHERE ino IS NULL",
+            "ALTER TABLE inodes ADD COLUMN parent_ino bigint",
+            # Each row under the number of the directory its parent path named; the root under 0, named ''.
+            "UPDATE inodes c SET parent_ino = p.ino FROM inodes p WHERE p.path = c.parent",
+            "UPDATE inodes SET parent_ino = 0, name = '' WHERE parent IS NULL",
+            "ALTER TABLE inodes ALTER COLUMN parent_ino SET NOT NULL, ALTER COLUMN ino SET NOT NULL",
+            "DROP INDEX inodes_listing",
+            "DROP INDEX inodes_blobs",
+            "ALTER TABLE inodes DROP CONSTRAINT inodes_pkey",
+            "ALTER TABLE inodes DROP COLUMN path, DROP COLUMN parent, DROP COLUMN depth",
+            "ALTER TABLE inodes ADD PRIMARY KEY (parent_ino, name)",
+            "CREATE INDEX inodes_listing ON inodes (parent_ino, type, name)",
+            "CREATE INDEX inodes_blobs ON inodes (backend, instance_id, parent_ino, name) WHERE type = 'file'",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``sqlite.py``)."""
 

@@ -7,13 +7,12 @@ only the DDL (column types), time encoding and connection handling differ betwee
 two primitives a store supplies through an :class:`Executor` (run a query for rows, run a statement for a
 row count).
 
-Schema: one ``inodes`` table keyed by canonical path,
-with ``parent``/``name``/``depth`` kept alongside for listings and subtree moves, and a
-``single_use_links`` table.
+Schema: an ``inodes`` table of directory entries keyed by ``(parent_ino, name)``, found by path through the
+walks of :mod:`callfs.metadata.entries`; quotas, object versions and links keyed by path.
 
 Ordering rule (``callfs.metadata.base``): directories before files, then by name in byte order. Both stores
 compare text bytewise (SQLite's BINARY collation, PostgreSQL ``COLLATE "C"``) and ``'directory' < 'file'``
-bytewise, so ``ORDER BY type, name`` is the listing order and the ``(parent, type, name)`` index serves it.
+bytewise, so ``ORDER BY type, name`` is the listing order and the ``(parent_ino, type, name)`` index serves it.
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ import re
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Protocol
 
 from callfs import paths
-from callfs.metadata.base import BlockNotReserved, TargetExists, UniqueViolation
+from callfs.metadata import entries
+from callfs.metadata.base import BlockNotReserved, EntryKey, TargetExists, UniqueViolation
 from callfs.models import (
     CONTENT_ID_PREFIX,
     AccessKey,
@@ -127,17 +127,9 @@ def check_rename(src: str, dst: str) -> None:
 
 # --- Inode rows --------------------------------------------------------------------------------------------
 
-INODE_SELECT = (
-    "path, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, ino, layout, "
-    "uid, gid, atime, target, special, rdev, nlink"
-)
-"""Columns read back into an :class:`Inode`, in the order :func:`inode_from_row` expects."""
-
-INODE_WRITE = (
-    "path, parent, name, depth, type, size, mode, owner, grp, mtime, ctime, version, backend, blob_id, instance_id, "
-    "ino, layout, uid, gid, atime, target, special, rdev, nlink"
-)
-"""Columns written by insert/update, in the order :func:`inode_params` produces."""
+INODE_SELECT = "path, " + ", ".join(entries.ENTRY_COLUMNS)
+"""Columns of an inode read back (the path from the walk that found it), in the order :func:`inode_from_row`
+expects."""
 
 
 def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
@@ -179,12 +171,8 @@ def is_content_id(blob_id: str | None) -> bool:
 
 
 def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
-    """Statement parameters for the :data:`INODE_WRITE` columns of ``inode``."""
+    """Statement parameters for the :data:`~callfs.metadata.entries.ENTRY_COLUMNS` of ``inode``."""
     return (
-        inode.path,
-        inode.parent,
-        inode.name,
-        inode.depth,
         inode.type.value,
         inode.size,
         inode.mode,
@@ -206,13 +194,6 @@ def inode_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
         inode.rdev,
         inode.nlink,
     )
-
-
-def shared_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
-    """Parameters of :data:`UPDATE_OTHER_NAMES` for ``inode``: its number, its path, then its
-    :data:`SHARED_COLUMNS`."""
-    written = dict(zip(INODE_WRITE.split(", "), inode_params(inode, encode_time), strict=True))
-    return (inode.ino, inode.path, *(written[column] for column in SHARED_COLUMNS))
 
 
 def root_inode() -> Inode:
@@ -269,78 +250,218 @@ def link_params(link: SingleUseLink, encode_time: TimeEncoder) -> tuple[Any, ...
 
 # --- Statements (PostgreSQL placeholders; see sqlite_placeholders) -----------------------------------------
 
-_WRITE_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, INODE_WRITE.count(",") + 2))
+# Entries (see callfs.metadata.entries): every statement that finds a row by path starts with the walk to it.
+_WIDTH = len(entries.ENTRY_COLUMNS)
 
-SELECT_INODE = f"SELECT {INODE_SELECT} FROM inodes WHERE path = $1"  # noqa: S608 - constant column list
-INSERT_INODE = (
-    f"INSERT INTO inodes ({INODE_WRITE}) VALUES ({_WRITE_PLACEHOLDERS}) "  # noqa: S608
-    "ON CONFLICT (path) DO NOTHING RETURNING path"
+
+@lru_cache(maxsize=256)
+def select_inodes(walk: int, count: int, lock: str = "") -> str:
+    """The inodes at ``count`` paths (``$(3 * walk + 1)...``) reached by a walk of ``walk`` steps, ordered by
+    path (the order ``lock``, a locking suffix, locks them in)."""
+    return f"{entries.walk(walk)} {entries.at(3 * walk + 1, count)} ORDER BY w.path{_of_entries(lock)}"
+
+
+def _of_entries(lock: str) -> str:
+    """A locking suffix applied to the entry rows (``e``) of a statement that also reads the walk."""
+    return f"{lock} OF e" if lock else ""
+
+
+@lru_cache(maxsize=256)
+def select_chain(walk: int, count: int) -> str:
+    """:func:`select_inodes` with the quota set on each (:data:`QUOTA_COLUMNS` but the path after the inode's,
+    ``NULL`` without a quota): a path's ancestors, the quotas governing it and the path itself in one query.
+    Quotas only exist on existing directories."""
+    first = 3 * walk + 1
+    return (
+        f"{entries.walk(walk)} SELECT w.path, {entries.columns('e')}, "  # noqa: S608
+        "q.bytes_limit, q.inodes_limit, q.bytes_used, q.inodes_used FROM walk w JOIN inodes e "
+        "ON e.parent_ino = w.parent_ino AND e.name = w.name LEFT JOIN quotas q ON q.path = w.path "
+        f"WHERE w.path IN ({entries.numbered(first, count)}) ORDER BY w.path"
+    )
+
+
+@lru_cache(maxsize=64)
+def lock_runs(walk: int, kinds: tuple[str, ...], sizes: tuple[int, ...]) -> str:
+    """One statement locking consecutive runs of paths in path order, each run with its own row lock (``kinds``:
+    a locking suffix such as ``" FOR UPDATE"``, or ``""`` for a plain read), ``sizes[i]`` paths per run,
+    placeholders numbered across the runs in order after those of a walk of ``walk`` steps.
+
+    Each run is a ``WITH`` query and their results are appended in order (``UNION ALL``), which PostgreSQL
+    executes run after run: rows are locked in the order of the runs, as by one statement per run.
+    """
+    ctes, selects, first = [], [], 3 * walk + 1
+    for i, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
+        ctes.append(f"r{i} AS MATERIALIZED ({entries.at(first, size)} ORDER BY w.path{_of_entries(kind)})")
+        selects.append(f"SELECT * FROM r{i}")  # noqa: S608
+        first += size
+    return entries.walk(walk) + ", " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
+
+
+@lru_cache(maxsize=128)
+def insert_inode(walk: int) -> str:
+    """Insert the entry named ``$(n + 1)`` in the directory at path ``$n`` (``n = 3 * walk + 1``, a walk to that
+    directory), with the :data:`~callfs.metadata.entries.ENTRY_COLUMNS` after them; returns a row unless the
+    name is taken. A parent that is no directory leaves ``parent_ino`` ``NULL``: the statement fails."""
+    n = 3 * walk + 1
+    return (
+        f"{entries.walk(walk)} INSERT INTO inodes (parent_ino, name, {', '.join(entries.ENTRY_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({entries.directory_at(n)}, ${n + 1}, {entries.numbered(n + 2, _WIDTH)}) "
+        "ON CONFLICT (parent_ino, name) DO NOTHING RETURNING name"
+    )
+
+
+INSERT_ROOT = (
+    f"INSERT INTO inodes (parent_ino, name, {', '.join(entries.ENTRY_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({entries.ROOT_PARENT}, '', {entries.numbered(1, _WIDTH)}) "
+    "ON CONFLICT (parent_ino, name) DO NOTHING RETURNING name"
 )
-UPDATE_INODE = (
-    "UPDATE inodes SET parent = $2, name = $3, depth = $4, type = $5, size = $6, mode = $7, owner = $8, "
-    "grp = $9, mtime = $10, ctime = $11, version = $12, backend = $13, blob_id = $14, instance_id = $15, "
-    "ino = $16, layout = $17, uid = $18, gid = $19, atime = $20, target = $21, "
-    "special = $22, rdev = $23, nlink = $24 "
-    "WHERE path = $1 RETURNING path"
-)
+
+
+@lru_cache(maxsize=128)
+def update_inode(walk: int) -> str:
+    """Set every :data:`~callfs.metadata.entries.ENTRY_COLUMNS` of the entry at path ``$n`` (``n = 3 * walk +
+    1``) to ``$(n + 1)...``; returns a row when it exists."""
+    n = 3 * walk + 1
+    assignments = ", ".join(f"{column} = ${n + 1 + i}" for i, column in enumerate(entries.ENTRY_COLUMNS))
+    return f"{entries.walk(walk)} UPDATE inodes SET {assignments} WHERE {entries.key_at(n)} RETURNING name"  # noqa: S608
+
+
+@lru_cache(maxsize=128)
+def delete_inode(walk: int) -> str:
+    """Delete the one entry at path ``$(3 * walk + 1)`` (rows below it untouched)."""
+    return f"{entries.walk(walk)} DELETE FROM inodes WHERE {entries.key_at(3 * walk + 1)}"  # noqa: S608
+
+
+@lru_cache(maxsize=128)
+def touch_directory(walk: int) -> str:
+    """Move ``mtime`` and ``ctime`` of the directory at path ``$n`` to ``$(n + 1)`` unless its ``mtime`` is as late
+    (``n = 3 * walk + 1``)."""
+    n = 3 * walk + 1
+    return (
+        f"{entries.walk(walk)} UPDATE inodes SET mtime = ${n + 1}, ctime = ${n + 1} "  # noqa: S608
+        f"WHERE {entries.key_at(n)} AND type = 'directory' AND mtime < ${n + 1}"
+    )
+
+
+@lru_cache(maxsize=128)
+def has_children(walk: int) -> str:
+    """A row when the directory at path ``$(3 * walk + 1)`` holds an entry."""
+    return (
+        f"{entries.walk(walk)} SELECT 1 FROM inodes WHERE parent_ino = {entries.directory_at(3 * walk + 1)} "  # noqa: S608
+        "LIMIT 1"
+    )
+
+
+@lru_cache(maxsize=128)
+def list_children(walk: int, page: bool) -> str:
+    """The entries of the directory at path ``$n`` (``n = 3 * walk + 1``) as ``name`` and
+    :func:`~callfs.metadata.entries.columns`, directories first then by name; with ``page``, those after
+    ``($(n + 1), $(n + 2))`` in that order, at most ``$(n + 3)`` (the ``(parent_ino, type, name)`` index)."""
+    n = 3 * walk + 1
+    after = f" AND (e.type, e.name) > (${n + 1}, ${n + 2})" if page else ""
+    return (
+        f"{entries.walk(walk)} SELECT e.name, {entries.columns('e')} FROM inodes e "  # noqa: S608
+        f"WHERE e.parent_ino = {entries.directory_at(n)}{after} ORDER BY e.type, e.name"
+        + (f" LIMIT ${n + 3}" if page else "")
+    )
+
+
+@lru_cache(maxsize=128)
+def list_subtree(walk: int, lock: str = "") -> str:
+    """Every entry below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its
+    children) by (depth, directories first, name, path); ``lock`` locks them (a locking suffix)."""
+    n = 3 * walk + 1
+    return (
+        entries.walk(walk) + entries.subtree_rows(n, n + 1)
+        + f" ORDER BY b.depth, e.type, e.name, b.path{_of_entries(lock)}"
+    )
+
+
+@lru_cache(maxsize=128)
+def list_tree(walk: int, page: bool) -> str:
+    """Entries below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its children)
+    down to depth ``$(n + 2)``, by (depth, directories first, name, path); with ``page``, those after
+    ``($(n + 3)...$(n + 6))`` in that order, at most ``$(n + 7)``."""
+    n = 3 * walk + 1
+    after = f" WHERE (b.depth, e.type, e.name, b.path) > (${n + 3}, ${n + 4}, ${n + 5}, ${n + 6})" if page else ""
+    return (
+        entries.walk(walk) + entries.subtree_rows(n, n + 1, n + 2) + after
+        + " ORDER BY b.depth, e.type, e.name, b.path" + (f" LIMIT ${n + 7}" if page else "")
+    )
+
+
+@lru_cache(maxsize=128)
+def delete_subtree(walk: int) -> str:
+    """Delete the entry at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its children) and every
+    entry below it, returning each as ``parent_ino, name`` and :data:`~callfs.metadata.entries.ENTRY_COLUMNS`
+    (the rows removed: nothing a concurrent insert adds is returned without being deleted)."""
+    n = 3 * walk + 1
+    return (
+        entries.walk(walk) + entries.below(n, n + 1)  # noqa: S608
+        + " DELETE FROM inodes WHERE (parent_ino, name) IN (SELECT parent_ino, name FROM below UNION ALL "  # noqa: S608
+        f"SELECT parent_ino, name FROM walk WHERE path = ${n}) "
+        f"RETURNING parent_ino, name, {', '.join(entries.ENTRY_COLUMNS)}"
+    )
+
+
+@lru_cache(maxsize=128)
+def subtree_usage(walk: int) -> str:
+    """``(bytes, inodes)`` below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its
+    children): file sizes and entries, a hard-linked inode counted once."""
+    n = 3 * walk + 1
+    return (
+        entries.walk(walk) + entries.below(n, n + 1)  # noqa: S608
+        + " SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) "
+        "FROM (SELECT DISTINCT ino, type, size FROM below) AS i"
+    )
+
+
+@lru_cache(maxsize=128)
+def linked_below(walk: int) -> str:
+    """A row when a hard-linked file (``nlink`` > 1) lies below the directory at path ``$(3 * walk + 1)``
+    (``$(3 * walk + 2)`` the depth of its children)."""
+    n = 3 * walk + 1
+    return entries.walk(walk) + entries.below(n, n + 1) + " SELECT 1 FROM below WHERE nlink > 1 LIMIT 1"  # noqa: S608
+
+
+@lru_cache(maxsize=128)
+def rename_entry() -> str:
+    """Move the entry ``($1, $2)`` to ``($3, $4)`` (directory inode number, name); returns a row when it moved."""
+    return "UPDATE inodes SET parent_ino = $3, name = $4 WHERE parent_ino = $1 AND name = $2 RETURNING name"
+
+
 # The other names of a hard-linked inode take the attributes and content just written through one of them
-# (parameters: ino, the name written, then the :data:`SHARED_COLUMNS` of :func:`shared_params`).
-SHARED_COLUMNS = (
-    "type", "size", "mode", "owner", "grp", "mtime", "ctime", "version", "backend", "blob_id", "instance_id",
-    "layout", "uid", "gid", "atime", "target", "special", "rdev", "nlink",
-)
+# (parameters: ino, then the :data:`SHARED_COLUMNS` of :func:`shared_params`).
+SHARED_COLUMNS = tuple(column for column in entries.ENTRY_COLUMNS if column != "ino")
 UPDATE_OTHER_NAMES = (
     "UPDATE inodes SET "  # noqa: S608 - constant column list
-    + ", ".join(f"{column} = ${n}" for n, column in enumerate(SHARED_COLUMNS, start=3))
-    + " WHERE ino = $1 AND path <> $2"
+    + ", ".join(f"{column} = ${n}" for n, column in enumerate(SHARED_COLUMNS, start=2))
+    + " WHERE ino = $1"
 )
+
+
+def shared_params(inode: Inode, encode_time: TimeEncoder) -> tuple[Any, ...]:
+    """Parameters of :data:`UPDATE_OTHER_NAMES` for ``inode``: its number, then its :data:`SHARED_COLUMNS`."""
+    written = dict(zip(entries.ENTRY_COLUMNS, inode_params(inode, encode_time), strict=True))
+    return (inode.ino, *(written[column] for column in SHARED_COLUMNS))
+
+
 # The names an inode keeps after some of its rows were deleted: their count, ctime moved (POSIX unlink).
 UNLINK_NAMES = (
     "UPDATE inodes SET nlink = (SELECT COUNT(*) FROM inodes n WHERE n.ino = $1), ctime = $2 WHERE ino = $1 "
     "RETURNING nlink"
 )
-# Hard-linked files below a directory (a move across quota roots refuses them: their names would be charged to
-# different quotas).
-LINKED_BELOW = "SELECT 1 FROM inodes WHERE path >= $1 AND path < $2 AND nlink > 1 LIMIT 1"
-DELETE_INODE = "DELETE FROM inodes WHERE path = $1"
-TOUCH_DIRECTORY = "UPDATE inodes SET mtime = $2, ctime = $2 WHERE path = $1 AND type = 'directory' AND mtime < $2"
-HAS_CHILDREN = "SELECT 1 FROM inodes WHERE parent = $1 LIMIT 1"
-LIST_CHILDREN = f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 ORDER BY type, name"  # noqa: S608
-LIST_CHILDREN_PAGE = (
-    f"SELECT {INODE_SELECT} FROM inodes WHERE parent = $1 AND (type, name) > ($2, $3) "  # noqa: S608
-    "ORDER BY type, name LIMIT $4"
-)
-LIST_SUBTREE = (
-    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 "  # noqa: S608
-    "ORDER BY depth, type, name"
-)
-LIST_TREE = (
-    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
-    "ORDER BY depth, type, name, path"
-)
-LIST_TREE_PAGE = (
-    f"SELECT {INODE_SELECT} FROM inodes WHERE path >= $1 AND path < $2 AND depth <= $3 "  # noqa: S608
-    "AND (depth, type, name, path) > ($4, $5, $6, $7) ORDER BY depth, type, name, path LIMIT $8"
-)
-DELETE_SUBTREE = (
-    "DELETE FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) "  # noqa: S608
-    f"RETURNING {INODE_SELECT}"
-)
-SUBTREE_OCCUPIED = "SELECT 1 FROM inodes WHERE path = $1 OR (path >= $2 AND path < $3) LIMIT 1"
-# Re-keying: string lengths are computed by the server (characters in both engines), never by the client.
-RENAME_TOP = "UPDATE inodes SET path = $2, parent = $3, name = $4, depth = $5 WHERE path = $1 RETURNING path"
-RENAME_DESCENDANTS = (
-    "UPDATE inodes SET path = $2 || substr(path, length(CAST($1 AS TEXT)) + 1), "
-    "parent = $2 || substr(parent, length(CAST($1 AS TEXT)) + 1), depth = depth + $3 "
-    "WHERE path >= $4 AND path < $5"
-)
+ROOT_INO = f"SELECT ino FROM inodes WHERE parent_ino = {entries.ROOT_PARENT} AND name = ''"  # noqa: S608
+FIRST_ENTRY: EntryKey = (-1, "")
+"""An entry key before every other."""
+# Keyset pages of the files of one backend by entry.
 BLOB_IDS_PAGE = (
-    "SELECT path, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id = $2 "
-    "AND blob_id IS NOT NULL AND path > $3 ORDER BY path LIMIT $4"
+    "SELECT parent_ino, name, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id = $2 "
+    "AND blob_id IS NOT NULL AND (parent_ino, name) > ($3, $4) ORDER BY parent_ino, name LIMIT $5"
 )
 BLOB_IDS_PAGE_SHARED = (
-    "SELECT path, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id IS NULL "
-    "AND blob_id IS NOT NULL AND path > $2 ORDER BY path LIMIT $3"
+    "SELECT parent_ino, name, blob_id FROM inodes WHERE type = 'file' AND backend = $1 AND instance_id IS NULL "
+    "AND blob_id IS NOT NULL AND (parent_ino, name) > ($2, $3) ORDER BY parent_ino, name LIMIT $4"
 )
 
 INSERT_LINK = (
@@ -385,12 +506,6 @@ UPSERT_QUOTA = (
 )
 DELETE_QUOTA = "DELETE FROM quotas WHERE path = $1 RETURNING path"
 ADD_USAGE = "UPDATE quotas SET bytes_used = bytes_used + $2, inodes_used = inodes_used + $3 WHERE path = $1"
-# A hard-linked inode counts once, through its first name below the directory.
-SUBTREE_USAGE = (
-    "SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) FROM inodes i "
-    "WHERE path >= $1 AND path < $2 AND (nlink IS NULL OR nlink = 1 OR path = (SELECT MIN(path) FROM inodes j "
-    "WHERE j.ino = i.ino AND j.path >= $1 AND j.path < $2))"
-)
 SUBTREE_VERSIONS_USAGE = "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM object_versions WHERE path >= $1 AND path < $2"
 DELETE_QUOTAS_SUBTREE = "DELETE FROM quotas WHERE path = $1 OR (path >= $2 AND path < $3)"
 RENAME_QUOTA_TOP = "UPDATE quotas SET path = $2 WHERE path = $1"
@@ -422,19 +537,10 @@ SUBDIRECTORY_BATCH = 500
 
 @lru_cache(maxsize=8)
 def count_subdirectories(count: int) -> str:
-    """``(parent, n)`` for each of ``count`` given directory paths (``$1..$count``) with ``n`` > 0 child
-    directories (the ``(parent, type, name)`` index answers it)."""
-    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
-    return (f"SELECT parent, count(*) FROM inodes WHERE parent IN ({placeholders}) "  # noqa: S608
-            "AND type = 'directory' GROUP BY parent")
-
-
-@lru_cache(maxsize=64)
-def select_inodes(count: int) -> str:
-    """``SELECT`` of the inodes at ``count`` given paths (``$1..$count``), ordered by path (the order a
-    locking suffix locks them in)."""
-    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
-    return f"SELECT {INODE_SELECT} FROM inodes WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
+    """``(parent_ino, n)`` for each of ``count`` given directory inode numbers (``$1..$count``) with ``n`` > 0
+    child directories (the ``(parent_ino, type, name)`` index answers it)."""
+    return (f"SELECT parent_ino, count(*) FROM inodes WHERE parent_ino IN ({entries.numbered(1, count)}) "  # noqa: S608
+            "AND type = 'directory' GROUP BY parent_ino")
 
 
 @lru_cache(maxsize=64)
@@ -442,39 +548,6 @@ def select_quotas(count: int) -> str:
     """``SELECT`` of the quotas on ``count`` given paths (``$1..$count``), ordered by path."""
     placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
     return f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
-
-
-@lru_cache(maxsize=64)
-def select_chain(count: int) -> str:
-    """``SELECT`` of the inodes at ``count`` given paths (``$1..$count``) with the quota set on each, if any
-    (:data:`QUOTA_COLUMNS` after the inode's, ``NULL`` without a quota), ordered by path: a path's ancestors,
-    the quotas governing it and the path itself in one query. Quotas only exist on existing directories."""
-    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
-    return (
-        f"SELECT {INODE_SELECT}, q.bytes_limit, q.inodes_limit, q.bytes_used, q.inodes_used "  # noqa: S608
-        f"FROM inodes LEFT JOIN quotas q USING (path) WHERE path IN ({placeholders}) ORDER BY path"
-    )
-
-
-@lru_cache(maxsize=64)
-def lock_runs(kinds: tuple[str, ...], sizes: tuple[int, ...]) -> str:
-    """One statement locking consecutive runs of paths in path order, each run with its own row lock (``kinds``:
-    a locking suffix such as ``" FOR UPDATE"``, or ``""`` for a plain read), ``sizes[i]`` paths per run,
-    placeholders numbered across the runs in order.
-
-    Each run is a ``WITH`` query and their results are appended in order (``UNION ALL``), which PostgreSQL
-    executes run after run: rows are locked in the order of the runs, as by one statement per run.
-    """
-    ctes, selects, first = [], [], 1
-    for i, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
-        placeholders = ", ".join(f"${n}" for n in range(first, first + size))
-        ctes.append(
-            f"r{i} AS MATERIALIZED (SELECT {INODE_SELECT} FROM inodes WHERE path IN ({placeholders}) "  # noqa: S608
-            f"ORDER BY path{kind})"
-        )
-        selects.append(f"SELECT * FROM r{i}")  # noqa: S608
-        first += size
-    return "WITH " + ", ".join(ctes) + " " + " UNION ALL ".join(selects)
 
 
 def _numbered(first: int, count: int) -> str:
@@ -703,10 +776,11 @@ UNRECORDED_BLOCKS = (
     "AND NOT EXISTS (SELECT 1 FROM block_replicas r WHERE r.backend = b.backend AND r.location = b.location "
     "AND r.hash = b.hash) ORDER BY b.hash LIMIT $3"
 )
-# Files whose bytes are one blob on node $1's local disk (a file in blocks is read from the copies of its blocks).
+# Files whose bytes are one blob on node $1's local disk (a file in blocks is read from the copies of its blocks),
+# by entry key after ($2, $3).
 NODE_BLOB_FILES = (
-    "SELECT path, backend FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 "
-    "AND blob_id IS NOT NULL AND path > $2 ORDER BY path LIMIT $3"
+    "SELECT parent_ino, name, backend FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 "
+    "AND blob_id IS NOT NULL AND (parent_ino, name) > ($2, $3) ORDER BY parent_ino, name LIMIT $4"
 )
 COUNT_NODE_BLOB_FILES = (
     "SELECT COUNT(*) FROM inodes WHERE type = 'file' AND layout = 'blob' AND instance_id = $1 AND blob_id IS NOT NULL"
@@ -716,12 +790,12 @@ COUNT_NODE_BLOB_FILES = (
 # blocks (callfs.convert); counted once per inode (hard links share one).
 _BLOB_FILES_WHERE = "type = 'file' AND layout = 'blob' AND backend = $1 AND blob_id IS NOT NULL AND "
 BLOB_FILES = (
-    f"SELECT path, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id = $2 AND path > $3 "  # noqa: S608
-    "ORDER BY path LIMIT $4"
+    f"SELECT parent_ino, name, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id = $2 "  # noqa: S608
+    "AND (parent_ino, name) > ($3, $4) ORDER BY parent_ino, name LIMIT $5"
 )
 BLOB_FILES_SHARED = (
-    f"SELECT path, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id IS NULL AND path > $2 "  # noqa: S608
-    "ORDER BY path LIMIT $3"
+    f"SELECT parent_ino, name, size FROM inodes WHERE {_BLOB_FILES_WHERE}instance_id IS NULL "  # noqa: S608
+    "AND (parent_ino, name) > ($2, $3) ORDER BY parent_ino, name LIMIT $4"
 )
 COUNT_BLOB_FILES = (
     "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM (SELECT DISTINCT ino, size FROM inodes "  # noqa: S608
@@ -822,33 +896,51 @@ class Queries:
     def _inode(self, row: Row) -> Inode:
         return inode_from_row(row, self._x.decode_time)
 
+    async def _at(self, sql_for_walk: Callable[[int], str], path: str, *extra: Any) -> Sequence[Row]:
+        """Run the statement ``sql_for_walk(steps)`` about the entry at ``path``: the walk to it, the path, then
+        ``extra`` parameters."""
+        steps = entries.steps([path])
+        return await self._x.fetch(sql_for_walk(len(steps)), [*entries.flat(steps), path, *extra])
+
+    async def _select(self, wanted: Collection[str], lock: str = "") -> list[Inode]:
+        """The inodes at the paths ``wanted`` that exist, ordered by path, locked by ``lock``, in one statement."""
+        ordered = sorted(set(wanted))
+        if not ordered:
+            return []
+        steps = entries.steps(ordered)
+        rows = await self._x.fetch(select_inodes(len(steps), len(ordered), lock), [*entries.flat(steps), *ordered])
+        return [self._inode(row) for row in rows]
+
     async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
         """The inode at ``path`` or ``None``; ``for_update`` locks the row until the transaction ends."""
-        sql = SELECT_INODE + self._x.for_update_suffix if for_update else SELECT_INODE
-        rows = await self._x.fetch(sql, (path,))
-        return self._inode(rows[0]) if rows else None
+        found = await self._select([path], self._x.for_update_suffix if for_update else "")
+        return found[0] if found else None
 
     async def get_many(self, paths: Sequence[str]) -> list[Inode]:
         """The inodes that exist at any of ``paths`` (typically a path and its ancestors), root first, in one
         query; absent paths are simply missing from the result."""
-        wanted = sorted(set(paths))
-        if not wanted:
-            return []
-        return [self._inode(row) for row in await self._x.fetch(select_inodes(len(wanted)), wanted)]
+        return await self._select(paths)
 
     async def get_chain(self, paths: Sequence[str]) -> tuple[list[Inode], list[Quota]]:
         """The inodes at any of ``paths`` (root first) and the quotas set on them, ordered by path, in one query."""
         wanted = sorted(set(paths))
         if not wanted:
             return [], []
-        rows = await self._x.fetch(select_chain(len(wanted)), wanted)
-        width = INODE_SELECT.count(",") + 1
+        steps = entries.steps(wanted)
+        rows = await self._x.fetch(select_chain(len(steps), len(wanted)), [*entries.flat(steps), *wanted])
+        width = 1 + _WIDTH
         quotas = [quota_from_row((row[0], *row[width:])) for row in rows if row[width + 2] is not None]
         return [self._inode(row) for row in rows], quotas
 
     async def insert(self, inode: Inode) -> bool:
-        """Insert ``inode``; ``False`` (nothing changed) when its path already exists."""
-        return bool(await self._x.fetch(INSERT_INODE, inode_params(inode, self._x.encode_time)))
+        """Insert ``inode`` in its parent directory, which must exist (or as the root); ``False`` (nothing changed)
+        when its name is taken there."""
+        parent = inode.parent
+        if parent is None:  # the root, which the store creates when it starts
+            return bool(await self._x.fetch(INSERT_ROOT, inode_params(inode, self._x.encode_time)))
+        steps = entries.steps([parent])
+        params = [*entries.flat(steps), parent, inode.name, *inode_params(inode, self._x.encode_time)]
+        return bool(await self._x.fetch(insert_inode(len(steps)), params))
 
     async def lock(
         self, paths: Collection[str], *, exclusive: Collection[str] = (), read: Collection[str] = ()
@@ -870,12 +962,14 @@ class Queries:
                 runs.append((kind, [path]))
         if not runs:
             return {}
-        params = [path for _, run in runs for path in run]
         if len(runs) == 1:
-            sql = select_inodes(len(params)) + runs[0][0]
+            found = await self._select(runs[0][1], runs[0][0])
         else:
-            sql = lock_runs(tuple(kind for kind, _ in runs), tuple(len(run) for _, run in runs))
-        return {inode.path: inode for inode in map(self._inode, await self._x.fetch(sql, params))}
+            wanted = [path for _, run in runs for path in run]
+            steps = entries.steps(wanted)
+            sql = lock_runs(len(steps), tuple(kind for kind, _ in runs), tuple(len(run) for _, run in runs))
+            found = [self._inode(row) for row in await self._x.fetch(sql, [*entries.flat(steps), *wanted])]
+        return {inode.path: inode for inode in found}
 
     async def update(self, inode: Inode) -> None:
         """Replace every field of the inode at ``inode.path``; the other names of a hard-linked inode
@@ -884,14 +978,14 @@ class Queries:
         Raises:
             LookupError: no inode exists at that path (the caller must have read it first).
         """
-        if not await self._x.fetch(UPDATE_INODE, inode_params(inode, self._x.encode_time)):
+        if not await self._at(update_inode, inode.path, *inode_params(inode, self._x.encode_time)):
             raise LookupError(f"no inode at {inode.path!r} to update")
         if inode.nlink > 1:
             await self._x.count(UPDATE_OTHER_NAMES, shared_params(inode, self._x.encode_time))
 
     async def delete(self, path: str) -> None:
         """Delete the one inode at ``path`` (descendants untouched); nothing happens when it is absent."""
-        await self._x.fetch(DELETE_INODE, (path,))
+        await self._at(delete_inode, path)
 
     async def touch_directory(self, path: str, at: datetime) -> None:
         """Move the directory's ``mtime`` and ``ctime`` to ``at`` unless its ``mtime`` is as late already: now,
@@ -899,18 +993,18 @@ class Queries:
         if self._deferred_touches is not None:
             self._deferred_touches[path] = max(at, self._deferred_touches.get(path, at))
             return
-        await self._x.count(TOUCH_DIRECTORY, (path, self._x.encode_time(at)))
+        await self._at(touch_directory, path, self._x.encode_time(at))
 
     async def run_deferred_touches(self) -> None:
         """The directory times deferred by :meth:`touch_directory`, one autocommitted statement each, in path
         order (each row lock held for its own statement only)."""
         touches, self._deferred_touches = self._deferred_touches or {}, {}
         for path in sorted(touches):
-            await self._x.count(TOUCH_DIRECTORY, (path, self._x.encode_time(touches[path])))
+            await self._at(touch_directory, path, self._x.encode_time(touches[path]))
 
     async def has_children(self, path: str) -> bool:
-        """True when some inode has ``path`` as its parent."""
-        return bool(await self._x.fetch(HAS_CHILDREN, (path,)))
+        """True when the directory at ``path`` holds an entry."""
+        return bool(await self._at(has_children, path))
 
     async def delete_subtree(self, path: str) -> list[Inode]:
         """Delete ``path``, its descendants and their quotas; return every deleted inode ordered by path
@@ -923,9 +1017,10 @@ class Queries:
         transaction adds a file below ``path`` meanwhile (no blob can be orphaned by a race here). The block
         lists of the deleted files are released in the same transaction.
         """
-        low, high = subtree_bounds(path)
-        deleted = [self._inode(row) for row in await self._x.fetch(DELETE_SUBTREE, (path, low, high))]
+        rows = await self._at(delete_subtree, path, paths.depth_of(path) + 1)
+        deleted = self._paths_of_removed(path, rows)
         if any(inode.is_dir for inode in deleted):  # quotas and versions lie below directories only
+            low, high = subtree_bounds(path)
             await self._x.count(DELETE_QUOTAS_SUBTREE, (path, low, high))
             await self._x.count(DELETE_VERSIONING_SUBTREE, (path, low, high))
             deleted += [version_from_row(row, self._x.decode_time).as_inode()
@@ -935,6 +1030,24 @@ class Queries:
             if not inode.nlink:
                 await self.release_blocks(inode)
         return sorted(deleted, key=lambda inode: inode.path)
+
+    def _paths_of_removed(self, top: str, rows: Sequence[Row]) -> list[Inode]:
+        """The inodes of the entry rows :func:`delete_subtree` returned (``parent_ino, name`` then the columns),
+        each with its path: ``top`` for the one row no other removed directory holds, the others below it."""
+        ino_at = 2 + entries.ENTRY_COLUMNS.index("ino")
+        held: dict[int, list[Row]] = {}
+        for row in rows:
+            held.setdefault(int(row[0]), []).append(row)
+        directories = {int(row[ino_at]) for row in rows if row[2] == InodeType.DIRECTORY.value}
+        pending = [(top, row) for row in rows if int(row[0]) not in directories]
+        out: list[Inode] = []
+        while pending:
+            path, row = pending.pop()
+            inode = self._inode((path, *row[2:]))
+            out.append(inode)
+            if inode.is_dir:
+                pending.extend((paths.join(path, child[1]), child) for child in held.get(inode.ino, ()))
+        return out
 
     async def _unlink(self, deleted: list[Inode]) -> list[Inode]:
         """``deleted`` (rows just removed) with ``nlink`` set to the names each inode has left: 0 when it is
@@ -948,36 +1061,39 @@ class Queries:
         return [inode.evolve(nlink=left.get(inode.ino, 0)) for inode in deleted]
 
     async def rename_subtree(self, src: str, dst: str) -> int:
-        """Re-key ``src`` and its descendants under ``dst`` (their quotas, object versions and bucket versioning
-        status too); the inode rows moved (0 when ``src`` is absent).
-
-        ``parent``, ``name`` and ``depth`` follow the new paths.
+        """Move the entry ``src`` to ``dst`` (one row, whatever lies below it) and the quotas, object versions
+        and bucket versioning status at and below it; 1 when it moved, 0 when ``src`` is absent.
 
         Raises:
             ValueError: ``src`` or ``dst`` is the root, or ``dst`` lies within ``src``.
-            TargetExists: ``dst`` (or anything below it) already exists, or a concurrent transaction created
-                it first (a ``ValueError`` too; the transaction must be rolled back).
+            TargetExists: ``dst`` already exists, or a concurrent transaction created it first (a ``ValueError``
+                too; the transaction must be rolled back).
+            LookupError: the parent of ``dst`` is no directory.
         """
         check_rename(src, dst)
-        dst_low, dst_high = subtree_bounds(dst)
-        if await self._x.fetch(SUBTREE_OCCUPIED, (dst, dst_low, dst_high)):
+        src_parent, dst_parent = paths.parent_of(src) or paths.ROOT, paths.parent_of(dst) or paths.ROOT
+        found = {inode.path: inode for inode in await self._select([src, src_parent, dst_parent, dst])}
+        if dst in found:
             raise TargetExists(f"rename target {dst} already exists")
+        if src not in found:
+            return 0
+        holder = found.get(dst_parent)
+        if holder is None or not holder.is_dir:
+            raise LookupError(f"no directory at {dst_parent!r} to move {src!r} into")
         try:
-            moved = await self._x.fetch(
-                RENAME_TOP, (src, dst, paths.parent_of(dst), paths.name_of(dst), paths.depth_of(dst))
-            )
-            if not moved:
-                return 0
-            low, high = subtree_bounds(src)
-            shift = paths.depth_of(dst) - paths.depth_of(src)
-            await self._x.count(RENAME_QUOTA_TOP, (src, dst))
-            await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
-            await self._x.count(RENAME_VERSIONING_TOP, (src, dst))
-            await self._x.count(RENAME_VERSIONING_DESCENDANTS, (src, dst, low, high))
-            await self._x.count(RENAME_VERSIONS_DESCENDANTS, (src, dst, low, high))
-            return 1 + await self._x.count(RENAME_DESCENDANTS, (src, dst, shift, low, high))
+            moved = await self._x.fetch(rename_entry(), (found[src_parent].ino, paths.name_of(src), holder.ino,
+                                                         paths.name_of(dst)))
         except UniqueViolation as exc:
             raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
+        if not moved:
+            return 0
+        low, high = subtree_bounds(src)
+        await self._x.count(RENAME_QUOTA_TOP, (src, dst))
+        await self._x.count(RENAME_QUOTA_DESCENDANTS, (src, dst, low, high))
+        await self._x.count(RENAME_VERSIONING_TOP, (src, dst))
+        await self._x.count(RENAME_VERSIONING_DESCENDANTS, (src, dst, low, high))
+        await self._x.count(RENAME_VERSIONS_DESCENDANTS, (src, dst, low, high))
+        return 1
 
     async def file_blocks(self, ino: int, *, start: int = 0) -> list[FileBlock]:
         """The block list of the file numbered ``ino`` from block index ``start`` on, ordered by index (holes,
@@ -1123,18 +1239,19 @@ class Queries:
     async def list_subtree(self, path: str, *, lock: bool = False) -> list[Inode]:
         """Every descendant of ``path`` ordered by (depth, directories first, name); ``lock`` locks them against
         a rename, a delete or a writer until the transaction ends."""
-        low, high = subtree_bounds(path)
-        sql = LIST_SUBTREE + self._x.for_share_suffix if lock else LIST_SUBTREE
-        return [self._inode(row) for row in await self._x.fetch(sql, (low, high))]
+        rows = await self._at(partial(list_subtree, lock=self._x.for_share_suffix if lock else ""), path,
+                              paths.depth_of(path) + 1)
+        return [self._inode(row) for row in rows]
 
     async def list_children(self, path: str, page: ListingPage | None = None) -> list[Inode]:
         """Direct children of ``path``: directories first, then by name (bytewise); with ``page``, at most
         ``page.limit`` of them, those after ``page.after`` in that order."""
         if page is None:
-            return [self._inode(row) for row in await self._x.fetch(LIST_CHILDREN, (path,))]
-        _, after_type, after_name, _ = page.after_key() if page.after is not None else (0, "", "", "")
-        rows = await self._x.fetch(LIST_CHILDREN_PAGE, (path, after_type, after_name, page.limit))
-        return [self._inode(row) for row in rows]
+            rows = await self._at(partial(list_children, page=False), path)
+        else:
+            _, after_type, after_name, _ = page.after_key() if page.after is not None else (0, "", "", "")
+            rows = await self._at(partial(list_children, page=True), path, after_type, after_name, page.limit)
+        return [self._inode((paths.join(path, row[0]), *row[1:])) for row in rows]
 
     async def list_tree(self, path: str, max_depth: int, page: ListingPage | None = None) -> list[Inode]:
         """Descendants at most ``max_depth`` levels below the children of ``path`` (``0``: children only), by
@@ -1146,12 +1263,12 @@ class Queries:
         """
         if max_depth < 0:
             raise ValueError("max_depth must be >= 0")
-        low, high = subtree_bounds(path)
-        deepest = paths.depth_of(path) + 1 + max_depth
+        depth = paths.depth_of(path) + 1
         if page is None:
-            return [self._inode(row) for row in await self._x.fetch(LIST_TREE, (low, high, deepest))]
-        key = page.after_key() if page.after is not None else (-1, "", "", "")
-        rows = await self._x.fetch(LIST_TREE_PAGE, (low, high, deepest, *key, page.limit))
+            rows = await self._at(partial(list_tree, page=False), path, depth, depth + max_depth)
+        else:
+            key = page.after_key() if page.after is not None else (-1, "", "", "")
+            rows = await self._at(partial(list_tree, page=True), path, depth, depth + max_depth, *key, page.limit)
         return [self._inode(row) for row in rows]
 
     async def put_attributes(self, blob_id: str, attributes: Mapping[str, str]) -> None:
@@ -1285,24 +1402,23 @@ class Queries:
 
     async def subtree_usage(self, path: str) -> tuple[int, int]:
         """``(bytes, inodes)`` strictly below ``path``, object versions included (each one inode)."""
-        low, high = subtree_bounds(path)
-        rows = await self._x.fetch(SUBTREE_USAGE, (low, high))
-        kept = await self._x.fetch(SUBTREE_VERSIONS_USAGE, (low, high))
+        rows = await self._at(subtree_usage, path, paths.depth_of(path) + 1)
+        kept = await self._x.fetch(SUBTREE_VERSIONS_USAGE, subtree_bounds(path))
         return int(rows[0][0]) + int(kept[0][0]), int(rows[0][1]) + int(kept[0][1])
 
     async def linked_below(self, path: str) -> bool:
         """True when a hard-linked file (``nlink`` > 1) lies below the directory ``path``."""
-        return bool(await self._x.fetch(LINKED_BELOW, subtree_bounds(path)))
+        return bool(await self._at(linked_below, path, paths.depth_of(path) + 1))
 
-    async def subdirectory_counts(self, directories: Collection[str]) -> dict[str, int]:
-        """The number of child directories of each of ``directories`` that has any (absent: none), in
-        statements of :data:`SUBDIRECTORY_BATCH` directories."""
+    async def subdirectory_counts(self, directories: Collection[int]) -> dict[int, int]:
+        """The number of child directories of each of ``directories`` (inode numbers) that has any (absent:
+        none), in statements of :data:`SUBDIRECTORY_BATCH` directories."""
         wanted = sorted(set(directories))
-        counts: dict[str, int] = {}
+        counts: dict[int, int] = {}
         for start in range(0, len(wanted), SUBDIRECTORY_BATCH):
             batch = wanted[start:start + SUBDIRECTORY_BATCH]
             for parent, count in await self._x.fetch(count_subdirectories(len(batch)), batch):
-                counts[str(parent)] = int(count)
+                counts[int(parent)] = int(count)
         return counts
 
     async def upsert_node(self, record: NodeRecord) -> None:
@@ -1360,23 +1476,40 @@ class Queries:
         replication: their one copy is the location's node's), by hash."""
         return [r[0] for r in await self._x.fetch(UNRECORDED_BLOCKS, (backend, location, limit))]
 
-    async def node_blob_files(self, node: str, after: str, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, as ``(path, backend)`` by
-        path after ``after`` (``""`` first)."""
-        return [(r[0], r[1]) for r in await self._x.fetch(NODE_BLOB_FILES, (node, after, limit))]
+    async def node_blob_files(self, node: str, after: EntryKey | None, limit: int) -> list[tuple[str, str, EntryKey]]:
+        """Up to ``limit`` files whose bytes are one blob on ``node``'s local disk, as ``(path, backend, key)`` in
+        entry order after the ``key`` of the last one of the page before (``None`` first)."""
+        rows = await self._x.fetch(NODE_BLOB_FILES, (node, *(after or FIRST_ENTRY), limit))
+        return [(path, row[2], key) for path, key, row in await self._file_paths(rows)]
 
     async def count_node_blob_files(self, node: str) -> int:
         """How many files have their bytes as one blob on ``node``'s local disk."""
         return int((await self._x.fetch(COUNT_NODE_BLOB_FILES, (node,)))[0][0])
 
-    async def blob_files(self, backend: str, node: str | None, after: str, limit: int) -> list[tuple[str, int]]:
+    async def blob_files(self, backend: str, node: str | None, after: EntryKey | None,
+                         limit: int) -> list[tuple[str, int, EntryKey]]:
         """Up to ``limit`` files of ``backend`` whose bytes are one blob owned by ``node`` (``None``: on a shared
-        backend), as ``(path, size in bytes)`` by path after ``after`` (``""`` first)."""
+        backend), as ``(path, size in bytes, key)`` in entry order after the ``key`` of the last one of the page
+        before (``None`` first)."""
         if node is None:
-            rows = await self._x.fetch(BLOB_FILES_SHARED, (backend, after, limit))
+            rows = await self._x.fetch(BLOB_FILES_SHARED, (backend, *(after or FIRST_ENTRY), limit))
         else:
-            rows = await self._x.fetch(BLOB_FILES, (backend, node, after, limit))
-        return [(r[0], int(r[1])) for r in rows]
+            rows = await self._x.fetch(BLOB_FILES, (backend, node, *(after or FIRST_ENTRY), limit))
+        return [(path, int(row[2]), key) for path, key, row in await self._file_paths(rows)]
+
+    async def _file_paths(self, rows: Sequence[Row]) -> list[tuple[str, EntryKey, Row]]:
+        """Each of ``rows`` (``parent_ino, name, ...``) with the path of its entry and its key, the paths of the
+        directories holding them found in one statement."""
+        holders = sorted({int(row[0]) for row in rows})
+        found: dict[int, str] = {}
+        if holders:
+            found = {int(ino): path for ino, path in
+                     await self._x.fetch(entries.directory_paths(len(holders)), holders)}
+        root = await self._x.fetch(ROOT_INO, ())
+        if root:
+            found[int(root[0][0])] = paths.ROOT
+        return [(paths.join(found[int(row[0])], row[1]), (int(row[0]), row[1]), row) for row in rows
+                if int(row[0]) in found]
 
     async def count_blob_files(self, backend: str, node: str | None) -> tuple[int, int]:
         """``(files, bytes)`` of ``backend`` whose bytes are one blob owned by ``node`` (``None``: shared), each
@@ -1411,21 +1544,21 @@ class Queries:
     async def blob_ids(self, backend: str, instance_id: str | None) -> AsyncIterator[str]:
         """Stream the ``blob_id`` of every file on ``backend`` owned by ``instance_id`` (``None``: shared).
 
-        Pages of :data:`BLOB_PAGE_SIZE` rows by path (keyset pagination), so no read transaction or
+        Pages of :data:`BLOB_PAGE_SIZE` rows by entry (keyset pagination), so no read transaction or
         connection is held while the consumer works between pages. One id per file: ids shared by several
         files repeat. The blobs object versions name follow those of the files.
         """
-        after = ""
+        after = FIRST_ENTRY
         while True:
             if instance_id is None:
-                rows = await self._x.fetch(BLOB_IDS_PAGE_SHARED, (backend, after, BLOB_PAGE_SIZE))
+                rows = await self._x.fetch(BLOB_IDS_PAGE_SHARED, (backend, *after, BLOB_PAGE_SIZE))
             else:
-                rows = await self._x.fetch(BLOB_IDS_PAGE, (backend, instance_id, after, BLOB_PAGE_SIZE))
+                rows = await self._x.fetch(BLOB_IDS_PAGE, (backend, instance_id, *after, BLOB_PAGE_SIZE))
             for row in rows:
-                yield row[1]
+                yield row[2]
             if len(rows) < BLOB_PAGE_SIZE:
                 break
-            after = rows[-1][0]
+            after = (int(rows[-1][0]), rows[-1][1])
         after_path, after_version = "", ""
         while True:
             if instance_id is None:

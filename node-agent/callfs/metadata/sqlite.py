@@ -300,6 +300,55 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="lost nodes: a node declared gone for good (its disk with it) is leaving and lost",
         statements=("ALTER TABLE leaving_nodes ADD COLUMN lost_since INTEGER",),
     ),
+    Migration(
+        version=16,
+        description="directory entries: inodes keyed by (parent_ino, name) instead of their path",
+        statements=(
+            # Rows a node of an earlier version inserted without a number get one (as schema version 4 did).
+            "UPDATE inodes SET ino = (random() & 4611686018427387903) + 1 WHERE ino IS NULL",
+            """CREATE TABLE inodes_v16 (
+                parent_ino INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                type TEXT NOT NULL CHECK (type IN ('file', 'directory', 'symlink', 'special')),
+                size INTEGER NOT NULL CHECK (size >= 0),
+                mode INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                grp TEXT NOT NULL,
+                mtime INTEGER NOT NULL,
+                ctime INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                backend TEXT,
+                blob_id TEXT,
+                instance_id TEXT,
+                ino INTEGER NOT NULL,
+                layout TEXT NOT NULL DEFAULT 'blob' CHECK (layout IN ('blob', 'blocks')),
+                uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),
+                gid INTEGER CHECK (gid BETWEEN 0 AND 4294967294),
+                atime INTEGER,
+                target TEXT,
+                special TEXT CHECK (special IN ('fifo', 'socket', 'char', 'block')),
+                rdev INTEGER CHECK (rdev >= 0),
+                nlink INTEGER CHECK (nlink >= 1),
+                PRIMARY KEY (parent_ino, name)
+            ) WITHOUT ROWID""",
+            # Each row under the number of the directory its parent path named; the root under 0, named ''.
+            "INSERT INTO inodes_v16 (parent_ino, name, type, size, mode, owner, grp, mtime, ctime, version, backend, "
+            "blob_id, instance_id, ino, layout, uid, gid, atime, target, special, rdev, nlink) "
+            "SELECT CASE WHEN c.parent IS NULL THEN 0 ELSE p.ino END, CASE WHEN c.parent IS NULL THEN '' "
+            "ELSE c.name END, c.type, c.size, c.mode, c.owner, c.grp, c.mtime, c.ctime, c.version, c.backend, "
+            "c.blob_id, c.instance_id, c.ino, c.layout, c.uid, c.gid, c.atime, c.target, c.special, c.rdev, c.nlink "
+            "FROM inodes c LEFT JOIN inodes p ON p.path = c.parent",
+            "DROP TABLE inodes",
+            "ALTER TABLE inodes_v16 RENAME TO inodes",
+            "CREATE INDEX inodes_listing ON inodes (parent_ino, type, name)",
+            "CREATE INDEX inodes_blobs ON inodes (backend, instance_id, parent_ino, name) WHERE type = 'file'",
+            "CREATE INDEX inodes_ino ON inodes (ino)",
+            "CREATE INDEX inodes_blob_refs ON inodes (backend, blob_id) WHERE type = 'file'",
+            """CREATE TRIGGER inodes_xattrs_last_name AFTER DELETE ON inodes
+                WHEN NOT EXISTS (SELECT 1 FROM inodes WHERE ino = OLD.ino)
+                BEGIN DELETE FROM xattrs WHERE ino = OLD.ino; END""",
+        ),
+    ),
 )
 """Schema versions in order; a new table or index is one more entry (and its twin in ``postgres.py``)."""
 
