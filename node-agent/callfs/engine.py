@@ -461,11 +461,12 @@ class Engine:
         made = existing
         inserted = 0
         for directory in reversed(missing):
+            holder = made
             made = Inode(
                 path=directory, type=InodeType.DIRECTORY, owner=caller.user, mtime=now, ctime=now,
                 **inherited(made, directory=True, mode=DEFAULT_DIR_MODE, group=caller.user),
             )
-            if not await txn.insert(made):
+            if not await txn.insert(made, parent=holder):
                 found = (await txn.lock([directory])).get(directory)
                 if found is None or not found.is_dir:
                     raise NotADirectory(f"{directory} is not a directory")
@@ -863,7 +864,7 @@ class Engine:
                 backend=target.name, blob_id=blob_id, instance_id=instance, layout=layout,
                 **inherited(parent, directory=False, mode=DEFAULT_FILE_MODE, group=caller.user),
             )
-            if not await txn.insert(inode):
+            if not await txn.insert(inode, parent=parent):
                 raise AlreadyExists(f"{path} already exists")
             if blocks is not None:
                 await txn.replace_blocks(inode, blocks, block_count(size))

@@ -56,10 +56,10 @@ class AutocommitOperations:
         transaction)."""
         return await self._autocommit_reader().lock([*paths, *exclusive, *read])
 
-    async def insert(self, inode: Inode) -> bool:
+    async def insert(self, inode: Inode, *, parent: Inode | None = None) -> bool:
         """Insert ``inode``; ``False`` when its path exists."""
         async with self._autocommit_writer() as ops:
-            return await ops.insert(inode)
+            return await ops.insert(inode, parent=parent)
 
     async def update(self, inode: Inode) -> None:
         """Replace the inode at ``inode.path``. Raises ``LookupError`` when absent."""

@@ -86,8 +86,10 @@ class MetadataTxn(Protocol):
         the same query: a path's ancestors and the quotas governing it in one round trip."""
         ...
 
-    async def insert(self, inode: Inode) -> bool:
-        """Insert a new inode; ``False`` (and no change) when the path already exists."""
+    async def insert(self, inode: Inode, *, parent: Inode | None = None) -> bool:
+        """Insert a new inode; ``False`` (and no change) when the path already exists. ``parent`` is the directory
+        holding it, when the caller read it in this transaction and holds it locked (the store then need not
+        find it again)."""
         ...
 
     async def lock(

@@ -64,24 +64,26 @@ def flat(walk_steps: list[tuple[str, str, str]]) -> list[str]:
 
 @lru_cache(maxsize=256)
 def walk(count: int) -> str:
-    """``WITH RECURSIVE`` defining ``walk(path, parent_ino, name, ino, type)``: the root and the entries found at
-    the ``count`` steps of :func:`steps` given as ``$1..$(3 * count)``, each with its path. A step whose parent is
-    missing or not a directory finds nothing, nor do the steps below it. Statements append more ``WITH``
-    queries (``, x AS (...)``) or their body; their own placeholders start at ``$(3 * count + 1)``."""
+    """``WITH RECURSIVE`` defining ``walk(path, parent_ino, name, ino)``: the root and the entries at the ``count``
+    steps of :func:`steps` given as ``$1..$(3 * count)``, each with its path; ``ino`` is ``NULL`` for a step that
+    finds nothing, and the steps below it are not taken (only a directory's number is any entry's
+    ``parent_ino``). Each step is one primary-key lookup (a subquery, so that no plan can scan by name alone).
+    Statements append more ``WITH`` queries (``, x AS (...)``) or their body; their own placeholders start at
+    ``$(3 * count + 1)``."""
     root = (
-        "SELECT CAST('/' AS TEXT), parent_ino, name, ino, type FROM inodes "
+        "SELECT CAST('/' AS TEXT), parent_ino, name, ino FROM inodes "
         f"WHERE parent_ino = {ROOT_PARENT} AND name = ''"
     )
     if not count:
-        return f"WITH RECURSIVE walk (path, parent_ino, name, ino, type) AS ({root})"
+        return f"WITH RECURSIVE walk (path, parent_ino, name, ino) AS ({root})"
     rows = ", ".join(
         f"(CAST(${n} AS TEXT), CAST(${n + 1} AS TEXT), CAST(${n + 2} AS TEXT))" for n in range(1, 3 * count, 3)
     )
     return (
         f"WITH RECURSIVE wanted (path, parent, name) AS (VALUES {rows}), "
-        f"walk (path, parent_ino, name, ino, type) AS ({root} UNION ALL "
-        "SELECT t.path, e.parent_ino, e.name, e.ino, e.type FROM walk w JOIN wanted t ON t.parent = w.path "
-        "JOIN inodes e ON e.parent_ino = w.ino AND e.name = t.name WHERE w.type = 'directory')"
+        f"walk (path, parent_ino, name, ino) AS ({root} UNION ALL "
+        "SELECT t.path, w.ino, t.name, (SELECT e.ino FROM inodes e WHERE e.parent_ino = w.ino AND e.name = t.name) "
+        "FROM walk w JOIN wanted t ON t.parent = w.path WHERE w.ino IS NOT NULL)"
     )
 
 
@@ -101,7 +103,10 @@ def key_at(n: int) -> str:
 
 def directory_at(n: int) -> str:
     """Scalar subquery: the inode number of the directory at path ``$n`` of ``walk`` (``NULL`` if there is none)."""
-    return f"(SELECT ino FROM walk WHERE path = ${n} AND type = 'directory')"
+    return (
+        f"(SELECT d.ino FROM walk w JOIN inodes d ON d.parent_ino = w.parent_ino AND d.name = w.name "
+        f"WHERE w.path = ${n} AND d.type = 'directory')"
+    )
 
 
 def below(top: int, depth: int, deepest: int | None = None) -> str:

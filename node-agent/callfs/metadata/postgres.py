@@ -343,7 +343,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 def _connection_errors() -> Iterator[None]:
     """Turn connection failures raised in the block into :class:`MetadataUnavailable`, a duplicate key into
     :class:`UniqueViolation`, a deadlock or serialization failure into :class:`TransactionConflict`, and an
-    index entry over the B-tree limit (a path of more than about 2,700 bytes) into ``PathTooLong``.
+    index entry over the B-tree limit into ``PathTooLong`` (entries hold names only, but quotas, object versions
+    and bucket settings are keyed by path: one of more than about 2,700 bytes there).
 
     A context manager rather than a wrapper of awaitables: asyncpg raises some of them while *building* the
     call (a detached pool connection), before there is anything to await.
@@ -357,7 +358,7 @@ def _connection_errors() -> Iterator[None]:
     except asyncpg.ProgramLimitExceededError as exc:
         if "index row" not in str(exc):
             raise
-        # A path (or parent path) too long for a B-tree entry: the client's path, not the server, is at fault.
+        # A path too long for a B-tree entry: the client's path, not the server, is at fault.
         raise PathTooLong(f"path too long for the PostgreSQL metadata store: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):

@@ -317,6 +317,13 @@ INSERT_ROOT = (
 )
 
 
+INSERT_ENTRY = (
+    f"INSERT INTO inodes (parent_ino, name, {', '.join(entries.ENTRY_COLUMNS)}) "  # noqa: S608
+    f"VALUES ($1, $2, {entries.numbered(3, _WIDTH)}) ON CONFLICT (parent_ino, name) DO NOTHING RETURNING name"
+)
+"""Insert the entry named ``$2`` in the directory numbered ``$1``, with the columns after them."""
+
+
 @lru_cache(maxsize=128)
 def update_inode(walk: int) -> str:
     """Set every :data:`~callfs.metadata.entries.ENTRY_COLUMNS` of the entry at path ``$n`` (``n = 3 * walk +
@@ -878,6 +885,20 @@ class Executor(Protocol):
         ...
 
 
+def _whole_chains(wanted: Collection[str], found: list[Inode]) -> list[Inode]:
+    """``found`` (a locking read of the paths ``wanted``) without the entries below a wanted directory that is not
+    among them.
+
+    The walk of a locking read sees the tree as the statement started; an entry re-keyed (renamed, moved, deleted)
+    by a transaction it then waited for is left out when its lock is granted, but the entries below it, whose own
+    rows did not change, are found through the old path. They are not at that path any more: they go too, as
+    they would have had the rename re-keyed them.
+    """
+    requested, present = set(wanted), {inode.path for inode in found}
+    return [inode for inode in found
+            if all(a in present for a in paths.ancestors(inode.path) if a in requested)]
+
+
 class Queries:
     """The :class:`~callfs.metadata.base.MetadataTxn` operations (plus the store-level reads) on one executor.
 
@@ -909,7 +930,8 @@ class Queries:
             return []
         steps = entries.steps(ordered)
         rows = await self._x.fetch(select_inodes(len(steps), len(ordered), lock), [*entries.flat(steps), *ordered])
-        return [self._inode(row) for row in rows]
+        found = [self._inode(row) for row in rows]
+        return _whole_chains(ordered, found) if lock else found
 
     async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
         """The inode at ``path`` or ``None``; ``for_update`` locks the row until the transaction ends."""
@@ -932,15 +954,20 @@ class Queries:
         quotas = [quota_from_row((row[0], *row[width:])) for row in rows if row[width + 2] is not None]
         return [self._inode(row) for row in rows], quotas
 
-    async def insert(self, inode: Inode) -> bool:
+    async def insert(self, inode: Inode, *, parent: Inode | None = None) -> bool:
         """Insert ``inode`` in its parent directory, which must exist (or as the root); ``False`` (nothing changed)
-        when its name is taken there."""
-        parent = inode.parent
-        if parent is None:  # the root, which the store creates when it starts
-            return bool(await self._x.fetch(INSERT_ROOT, inode_params(inode, self._x.encode_time)))
-        steps = entries.steps([parent])
-        params = [*entries.flat(steps), parent, inode.name, *inode_params(inode, self._x.encode_time)]
-        return bool(await self._x.fetch(insert_inode(len(steps)), params))
+        when its name is taken there. ``parent``: that directory as read (and locked) in this transaction, whose
+        number then needs no walk."""
+        params = inode_params(inode, self._x.encode_time)
+        holder = inode.parent
+        if holder is None:  # the root, which the store creates when it starts
+            return bool(await self._x.fetch(INSERT_ROOT, params))
+        if parent is not None:
+            if parent.path != holder or not parent.is_dir:
+                raise ValueError(f"{parent.path!r} is not the directory holding {inode.path!r}")
+            return bool(await self._x.fetch(INSERT_ENTRY, (parent.ino, inode.name, *params)))
+        steps = entries.steps([holder])
+        return bool(await self._x.fetch(insert_inode(len(steps)), [*entries.flat(steps), holder, inode.name, *params]))
 
     async def lock(
         self, paths: Collection[str], *, exclusive: Collection[str] = (), read: Collection[str] = ()
@@ -969,6 +996,7 @@ class Queries:
             steps = entries.steps(wanted)
             sql = lock_runs(len(steps), tuple(kind for kind, _ in runs), tuple(len(run) for _, run in runs))
             found = [self._inode(row) for row in await self._x.fetch(sql, [*entries.flat(steps), *wanted])]
+            found = _whole_chains(wanted, found)
         return {inode.path: inode for inode in found}
 
     async def update(self, inode: Inode) -> None:
