@@ -45,8 +45,9 @@ async def blob_owners(dsn: str) -> dict[str, str | None]:
     (``None``: on S3)."""
     conn = await asyncpg.connect(dsn)
     try:
+        # Every entry with its path, from the root's (named '') down.
         rows = await conn.fetch(
-            "WITH RECURSIVE t (path, ino, type, layout, blob_id, instance_id) AS (SELECT '', ino, type, layout, "
+            "WITH RECURSIVE t (path, ino, type, layout, blob_id, instance_id) AS (SELECT name, ino, type, layout, "
             "blob_id, instance_id FROM inodes WHERE parent_ino = 0 AND name = '' UNION ALL SELECT t.path || '/' || "
             "e.name, e.ino, e.type, e.layout, e.blob_id, e.instance_id FROM t JOIN inodes e ON e.parent_ino = t.ino "
             "WHERE t.type = 'directory') SELECT path, instance_id FROM t WHERE type = 'file' AND layout = 'blob' "
