@@ -45,45 +45,58 @@ def numbered(first: int, count: int) -> str:
     return ", ".join(f"${n}" for n in range(first, first + count))
 
 
-def steps(wanted: Iterable[str]) -> list[tuple[str, str, str]]:
+STEP_PARAMETERS = 4
+"""Parameters per step of a walk (:func:`steps`)."""
+
+
+def first_after(count: int) -> int:
+    """The number of the first placeholder after those of a walk of ``count`` steps."""
+    return STEP_PARAMETERS * count + 1
+
+
+def steps(wanted: Iterable[str]) -> list[tuple[int, int, str, str]]:
     """The walk that reaches every path of ``wanted``: each non-root path among them and their ancestors, as
-    ``(path, parent, name)``, sorted by path, each once. Its length is the ``count`` of :func:`walk`; flattened,
-    its parameters."""
+    ``(step, parent step, name, path)``, numbered from 1 in path order (a parent before its children; the root is
+    step 0), each once. Its length is the ``count`` of :func:`walk`; flattened, its parameters."""
     found: set[str] = set()
     for path in wanted:
         while path != paths.ROOT and path not in found:
             found.add(path)
             path = paths.parent_of(path) or paths.ROOT
-    return [(path, paths.parent_of(path) or paths.ROOT, paths.name_of(path)) for path in sorted(found)]
+    number = {paths.ROOT: 0} | {path: i for i, path in enumerate(sorted(found), start=1)}
+    return [(number[path], number[paths.parent_of(path) or paths.ROOT], paths.name_of(path), path)
+            for path in sorted(found)]
 
 
-def flat(walk_steps: list[tuple[str, str, str]]) -> list[str]:
+def flat(walk_steps: list[tuple[int, int, str, str]]) -> list[int | str]:
     """The parameters of :func:`walk` for ``walk_steps``."""
     return [value for step in walk_steps for value in step]
 
 
 @lru_cache(maxsize=256)
 def walk(count: int) -> str:
-    """``WITH RECURSIVE`` defining ``walk(path, parent_ino, name, ino)``: the root and the entries at the ``count``
-    steps of :func:`steps` given as ``$1..$(3 * count)``, each with its path; ``ino`` is ``NULL`` for a step that
-    finds nothing, and the steps below it are not taken (only a directory's number is any entry's
-    ``parent_ino``). Each step is one primary-key lookup (a subquery, so that no plan can scan by name alone).
-    Statements append more ``WITH`` queries (``, x AS (...)``) or their body; their own placeholders start at
-    ``$(3 * count + 1)``."""
+    """``WITH RECURSIVE`` defining ``walk(step, path, parent_ino, name, ino)``: the root (step 0) and the entries
+    at the ``count`` steps of :func:`steps` given as ``$1..$(4 * count)``, each with its path; ``ino`` is ``NULL``
+    for a step that finds nothing, and the steps below it are not taken (only a directory's number is any
+    entry's ``parent_ino``). Each step is one primary-key lookup (a subquery, so that no plan can scan by name
+    alone) joined to its parent by step number. Statements append more ``WITH`` queries (``, x AS (...)``) or
+    their body; their own placeholders start at :func:`first_after`."""
     root = (
-        "SELECT CAST('/' AS TEXT), parent_ino, name, ino FROM inodes "
+        "SELECT 0, CAST('/' AS TEXT), parent_ino, name, ino FROM inodes "
         f"WHERE parent_ino = {ROOT_PARENT} AND name = ''"
     )
     if not count:
-        return f"WITH RECURSIVE walk (path, parent_ino, name, ino) AS ({root})"
+        return f"WITH RECURSIVE walk (step, path, parent_ino, name, ino) AS ({root})"
     rows = ", ".join(
-        f"(CAST(${n} AS TEXT), CAST(${n + 1} AS TEXT), CAST(${n + 2} AS TEXT))" for n in range(1, 3 * count, 3)
+        f"(CAST(${n} AS INTEGER), CAST(${n + 1} AS INTEGER), CAST(${n + 2} AS TEXT), CAST(${n + 3} AS TEXT))"
+        for n in range(1, STEP_PARAMETERS * count, STEP_PARAMETERS)
     )
     return (
-        f"WITH RECURSIVE wanted (path, parent, name) AS (VALUES {rows}), "
-        f"walk (path, parent_ino, name, ino) AS ({root} UNION ALL "
-        "SELECT t.path, w.ino, t.name, (SELECT e.ino FROM inodes e WHERE e.parent_ino = w.ino AND e.name = t.name) "
-        "FROM walk w JOIN wanted t ON t.parent = w.path WHERE w.ino IS NOT NULL)"
+        f"WITH RECURSIVE wanted (step, parent, name, path) AS (VALUES {rows}), "
+        f"walk (step, path, parent_ino, name, ino) AS ({root} UNION ALL "
+        "SELECT t.step, t.path, w.ino, t.name, "
+        "(SELECT e.ino FROM inodes e WHERE e.parent_ino = w.ino AND e.name = t.name) "
+        "FROM walk w JOIN wanted t ON t.parent = w.step WHERE w.ino IS NOT NULL)"
     )
 
 

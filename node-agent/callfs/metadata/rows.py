@@ -250,15 +250,16 @@ def link_params(link: SingleUseLink, encode_time: TimeEncoder) -> tuple[Any, ...
 
 # --- Statements (PostgreSQL placeholders; see sqlite_placeholders) -----------------------------------------
 
-# Entries (see callfs.metadata.entries): every statement that finds a row by path starts with the walk to it.
+# Entries (see callfs.metadata.entries): every statement that finds a row by path starts with the walk to it. In
+# the docstrings below, ``$n`` is the first placeholder after the walk's (entries.first_after).
 _WIDTH = len(entries.ENTRY_COLUMNS)
 
 
 @lru_cache(maxsize=256)
 def select_inodes(walk: int, count: int, lock: str = "") -> str:
-    """The inodes at ``count`` paths (``$(3 * walk + 1)...``) reached by a walk of ``walk`` steps, ordered by
+    """The inodes at ``count`` paths (``$n...``) reached by a walk of ``walk`` steps, ordered by
     path (the order ``lock``, a locking suffix, locks them in)."""
-    return f"{entries.walk(walk)} {entries.at(3 * walk + 1, count)} ORDER BY w.path{_of_entries(lock)}"
+    return f"{entries.walk(walk)} {entries.at(entries.first_after(walk), count)} ORDER BY w.path{_of_entries(lock)}"
 
 
 def _of_entries(lock: str) -> str:
@@ -271,7 +272,7 @@ def select_chain(walk: int, count: int) -> str:
     """:func:`select_inodes` with the quota set on each (:data:`QUOTA_COLUMNS` but the path after the inode's,
     ``NULL`` without a quota): a path's ancestors, the quotas governing it and the path itself in one query.
     Quotas only exist on existing directories."""
-    first = 3 * walk + 1
+    first = entries.first_after(walk)
     return (
         f"{entries.walk(walk)} SELECT w.path, {entries.columns('e')}, "  # noqa: S608
         "q.bytes_limit, q.inodes_limit, q.bytes_used, q.inodes_used FROM walk w JOIN inodes e "
@@ -289,7 +290,7 @@ def lock_runs(walk: int, kinds: tuple[str, ...], sizes: tuple[int, ...]) -> str:
     Each run is a ``WITH`` query and their results are appended in order (``UNION ALL``), which PostgreSQL
     executes run after run: rows are locked in the order of the runs, as by one statement per run.
     """
-    ctes, selects, first = [], [], 3 * walk + 1
+    ctes, selects, first = [], [], entries.first_after(walk)
     for i, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
         ctes.append(f"r{i} AS MATERIALIZED ({entries.at(first, size)} ORDER BY w.path{_of_entries(kind)})")
         selects.append(f"SELECT * FROM r{i}")  # noqa: S608
@@ -299,10 +300,10 @@ def lock_runs(walk: int, kinds: tuple[str, ...], sizes: tuple[int, ...]) -> str:
 
 @lru_cache(maxsize=128)
 def insert_inode(walk: int) -> str:
-    """Insert the entry named ``$(n + 1)`` in the directory at path ``$n`` (``n = 3 * walk + 1``, a walk to that
-    directory), with the :data:`~callfs.metadata.entries.ENTRY_COLUMNS` after them; returns a row unless the
-    name is taken. A parent that is no directory leaves ``parent_ino`` ``NULL``: the statement fails."""
-    n = 3 * walk + 1
+    """Insert the entry named ``$(n + 1)`` in the directory at path ``$n`` (the walk goes to that directory),
+    with the :data:`~callfs.metadata.entries.ENTRY_COLUMNS` after them; returns a row unless the name is taken.
+    A parent that is no directory leaves ``parent_ino`` ``NULL``: the statement fails."""
+    n = entries.first_after(walk)
     return (
         f"{entries.walk(walk)} INSERT INTO inodes (parent_ino, name, {', '.join(entries.ENTRY_COLUMNS)}) "  # noqa: S608
         f"VALUES ({entries.directory_at(n)}, ${n + 1}, {entries.numbered(n + 2, _WIDTH)}) "
@@ -326,24 +327,24 @@ INSERT_ENTRY = (
 
 @lru_cache(maxsize=128)
 def update_inode(walk: int) -> str:
-    """Set every :data:`~callfs.metadata.entries.ENTRY_COLUMNS` of the entry at path ``$n`` (``n = 3 * walk +
-    1``) to ``$(n + 1)...``; returns a row when it exists."""
-    n = 3 * walk + 1
+    """Set every :data:`~callfs.metadata.entries.ENTRY_COLUMNS` of the entry at path ``$n`` to ``$(n + 1)...``;
+    returns a row when it exists."""
+    n = entries.first_after(walk)
     assignments = ", ".join(f"{column} = ${n + 1 + i}" for i, column in enumerate(entries.ENTRY_COLUMNS))
     return f"{entries.walk(walk)} UPDATE inodes SET {assignments} WHERE {entries.key_at(n)} RETURNING name"  # noqa: S608
 
 
 @lru_cache(maxsize=128)
 def delete_inode(walk: int) -> str:
-    """Delete the one entry at path ``$(3 * walk + 1)`` (rows below it untouched)."""
-    return f"{entries.walk(walk)} DELETE FROM inodes WHERE {entries.key_at(3 * walk + 1)}"  # noqa: S608
+    """Delete the one entry at path ``$n`` (rows below it untouched)."""
+    return f"{entries.walk(walk)} DELETE FROM inodes WHERE {entries.key_at(entries.first_after(walk))}"  # noqa: S608
 
 
 @lru_cache(maxsize=128)
 def touch_directory(walk: int) -> str:
     """Move ``mtime`` and ``ctime`` of the directory at path ``$n`` to ``$(n + 1)`` unless its ``mtime`` is as late
-    (``n = 3 * walk + 1``)."""
-    n = 3 * walk + 1
+   ."""
+    n = entries.first_after(walk)
     return (
         f"{entries.walk(walk)} UPDATE inodes SET mtime = ${n + 1}, ctime = ${n + 1} "  # noqa: S608
         f"WHERE {entries.key_at(n)} AND type = 'directory' AND mtime < ${n + 1}"
@@ -352,19 +353,19 @@ def touch_directory(walk: int) -> str:
 
 @lru_cache(maxsize=128)
 def has_children(walk: int) -> str:
-    """A row when the directory at path ``$(3 * walk + 1)`` holds an entry."""
+    """A row when the directory at path ``$n`` holds an entry."""
     return (
-        f"{entries.walk(walk)} SELECT 1 FROM inodes WHERE parent_ino = {entries.directory_at(3 * walk + 1)} "  # noqa: S608
-        "LIMIT 1"
+        f"{entries.walk(walk)} SELECT 1 FROM inodes "  # noqa: S608
+        f"WHERE parent_ino = {entries.directory_at(entries.first_after(walk))} LIMIT 1"
     )
 
 
 @lru_cache(maxsize=128)
 def list_children(walk: int, page: bool) -> str:
-    """The entries of the directory at path ``$n`` (``n = 3 * walk + 1``) as ``name`` and
+    """The entries of the directory at path ``$n`` as ``name`` and
     :func:`~callfs.metadata.entries.columns`, directories first then by name; with ``page``, those after
     ``($(n + 1), $(n + 2))`` in that order, at most ``$(n + 3)`` (the ``(parent_ino, type, name)`` index)."""
-    n = 3 * walk + 1
+    n = entries.first_after(walk)
     after = f" AND (e.type, e.name) > (${n + 1}, ${n + 2})" if page else ""
     return (
         f"{entries.walk(walk)} SELECT e.name, {entries.columns('e')} FROM inodes e "  # noqa: S608
@@ -375,9 +376,9 @@ def list_children(walk: int, page: bool) -> str:
 
 @lru_cache(maxsize=128)
 def list_subtree(walk: int, lock: str = "") -> str:
-    """Every entry below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its
-    children) by (depth, directories first, name, path); ``lock`` locks them (a locking suffix)."""
-    n = 3 * walk + 1
+    """Every entry below the directory at path ``$n`` (``$(n + 1)`` the depth of its children) by (depth,
+    directories first, name, path); ``lock`` locks them (a locking suffix)."""
+    n = entries.first_after(walk)
     return (
         entries.walk(walk) + entries.subtree_rows(n, n + 1)
         + f" ORDER BY b.depth, e.type, e.name, b.path{_of_entries(lock)}"
@@ -386,10 +387,10 @@ def list_subtree(walk: int, lock: str = "") -> str:
 
 @lru_cache(maxsize=128)
 def list_tree(walk: int, page: bool) -> str:
-    """Entries below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its children)
-    down to depth ``$(n + 2)``, by (depth, directories first, name, path); with ``page``, those after
+    """Entries below the directory at path ``$n`` (``$(n + 1)`` the depth of its children) down to depth
+    ``$(n + 2)``, by (depth, directories first, name, path); with ``page``, those after
     ``($(n + 3)...$(n + 6))`` in that order, at most ``$(n + 7)``."""
-    n = 3 * walk + 1
+    n = entries.first_after(walk)
     after = f" WHERE (b.depth, e.type, e.name, b.path) > (${n + 3}, ${n + 4}, ${n + 5}, ${n + 6})" if page else ""
     return (
         entries.walk(walk) + entries.subtree_rows(n, n + 1, n + 2) + after
@@ -399,10 +400,10 @@ def list_tree(walk: int, page: bool) -> str:
 
 @lru_cache(maxsize=128)
 def delete_subtree(walk: int) -> str:
-    """Delete the entry at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its children) and every
-    entry below it, returning each as ``parent_ino, name`` and :data:`~callfs.metadata.entries.ENTRY_COLUMNS`
-    (the rows removed: nothing a concurrent insert adds is returned without being deleted)."""
-    n = 3 * walk + 1
+    """Delete the entry at path ``$n`` (``$(n + 1)`` the depth of its children) and every entry below it,
+    returning each as ``parent_ino, name`` and :data:`~callfs.metadata.entries.ENTRY_COLUMNS` (the rows removed:
+    nothing a concurrent insert adds is returned without being deleted)."""
+    n = entries.first_after(walk)
     return (
         entries.walk(walk) + entries.below(n, n + 1)  # noqa: S608
         + " DELETE FROM inodes WHERE (parent_ino, name) IN (SELECT parent_ino, name FROM below UNION ALL "  # noqa: S608
@@ -413,9 +414,9 @@ def delete_subtree(walk: int) -> str:
 
 @lru_cache(maxsize=128)
 def subtree_usage(walk: int) -> str:
-    """``(bytes, inodes)`` below the directory at path ``$n`` (``n = 3 * walk + 1``; ``$(n + 1)`` the depth of its
-    children): file sizes and entries, a hard-linked inode counted once."""
-    n = 3 * walk + 1
+    """``(bytes, inodes)`` below the directory at path ``$n`` (``$(n + 1)`` the depth of its children): file
+    sizes and entries, a hard-linked inode counted once."""
+    n = entries.first_after(walk)
     return (
         entries.walk(walk) + entries.below(n, n + 1)  # noqa: S608
         + " SELECT COALESCE(SUM(CASE WHEN type = 'file' THEN size ELSE 0 END), 0), COUNT(*) "
@@ -425,9 +426,9 @@ def subtree_usage(walk: int) -> str:
 
 @lru_cache(maxsize=128)
 def linked_below(walk: int) -> str:
-    """A row when a hard-linked file (``nlink`` > 1) lies below the directory at path ``$(3 * walk + 1)``
-    (``$(3 * walk + 2)`` the depth of its children)."""
-    n = 3 * walk + 1
+    """A row when a hard-linked file (``nlink`` > 1) lies below the directory at path ``$n``
+    (``$(n + 1)`` the depth of its children)."""
+    n = entries.first_after(walk)
     return entries.walk(walk) + entries.below(n, n + 1) + " SELECT 1 FROM below WHERE nlink > 1 LIMIT 1"  # noqa: S608
 
 
