@@ -87,7 +87,7 @@ def same_content(current: str | None, minted: str | None) -> bool:
 
 def path_ino(path: str) -> int:
     """The inode number schema version 4 gives an existing row on PostgreSQL: 60 bits of the MD5 of its path,
-    plus one. Also used for a row a node of an earlier version inserted (no number) during a rolling upgrade."""
+    plus one. Schema version 16 gives the same to a row a node of an earlier version inserted without a number."""
     return int(hashlib.md5(path.encode(), usedforsecurity=False).hexdigest()[:15], 16) + 1
 
 

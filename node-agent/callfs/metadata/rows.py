@@ -41,7 +41,6 @@ from callfs.models import (
     Quota,
     SingleUseLink,
     Special,
-    path_ino,
     utcnow,
 )
 
@@ -147,10 +146,9 @@ def inode_from_row(row: Sequence[Any], decode_time: TimeDecoder) -> Inode:
         backend=row[9],
         blob_id=row[10],
         instance_id=row[11],
-        # During a rolling upgrade a node of an earlier version inserts rows without a number, and overwrites a
-        # file stored in blocks with a blob id while the layout column still says blocks: both read as they
-        # were written (the number the upgrade would have given; a blob).
-        ino=path_ino(row[0]) if row[12] is None else int(row[12]),
+        ino=int(row[12]),
+        # Until schema version 16 a node of an earlier version could overwrite a file stored in blocks with a
+        # blob id while the layout column still said blocks: such a row reads as what was written, a blob.
         layout=Layout.BLOCKS if row[13] == Layout.BLOCKS.value and is_content_id(row[10]) else Layout.BLOB,
         # Rows written before schema version 9, or since by a node of an earlier version, have no numeric
         # owner, no atime (it reads as the mtime), no target and are no special files.
@@ -342,8 +340,8 @@ def delete_inode(walk: int) -> str:
 
 @lru_cache(maxsize=128)
 def touch_directory(walk: int) -> str:
-    """Move ``mtime`` and ``ctime`` of the directory at path ``$n`` to ``$(n + 1)`` unless its ``mtime`` is as late
-   ."""
+    """Move ``mtime`` and ``ctime`` of the directory at path ``$n`` to ``$(n + 1)`` unless its ``mtime`` is as
+    late."""
     n = entries.first_after(walk)
     return (
         f"{entries.walk(walk)} UPDATE inodes SET mtime = ${n + 1}, ctime = ${n + 1} "  # noqa: S608
@@ -432,14 +430,12 @@ def linked_below(walk: int) -> str:
     return entries.walk(walk) + entries.below(n, n + 1) + " SELECT 1 FROM below WHERE nlink > 1 LIMIT 1"  # noqa: S608
 
 
-@lru_cache(maxsize=128)
-def rename_entry() -> str:
-    """Move the entry ``($1, $2)`` to ``($3, $4)`` (directory inode number, name); returns a row when it moved."""
-    return "UPDATE inodes SET parent_ino = $3, name = $4 WHERE parent_ino = $1 AND name = $2 RETURNING name"
+RENAME_ENTRY = "UPDATE inodes SET parent_ino = $3, name = $4 WHERE parent_ino = $1 AND name = $2 RETURNING name"
+"""Move the entry ``($1, $2)`` to ``($3, $4)`` (directory inode number, name); returns a row when it moved."""
 
 
-# The other names of a hard-linked inode take the attributes and content just written through one of them
-# (parameters: ino, then the :data:`SHARED_COLUMNS` of :func:`shared_params`).
+# The names of a hard-linked inode take the attributes and content just written through one of them (the name
+# written included, to the same values; parameters: ino, then the :data:`SHARED_COLUMNS` of :func:`shared_params`).
 SHARED_COLUMNS = tuple(column for column in entries.ENTRY_COLUMNS if column != "ino")
 UPDATE_OTHER_NAMES = (
     "UPDATE inodes SET "  # noqa: S608 - constant column list
@@ -1110,7 +1106,7 @@ class Queries:
         if holder is None or not holder.is_dir:
             raise LookupError(f"no directory at {dst_parent!r} to move {src!r} into")
         try:
-            moved = await self._x.fetch(rename_entry(), (found[src_parent].ino, paths.name_of(src), holder.ino,
+            moved = await self._x.fetch(RENAME_ENTRY, (found[src_parent].ino, paths.name_of(src), holder.ino,
                                                          paths.name_of(dst)))
         except UniqueViolation as exc:
             raise TargetExists(f"rename target {dst} already exists (created concurrently)") from exc
