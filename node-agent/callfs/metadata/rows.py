@@ -550,12 +550,7 @@ def count_subdirectories(count: int) -> str:
 @lru_cache(maxsize=64)
 def select_quotas(count: int) -> str:
     """``SELECT`` of the quotas on ``count`` given paths (``$1..$count``), ordered by path."""
-    placeholders = ", ".join(f"${i}" for i in range(1, count + 1))
-    return f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path IN ({placeholders}) ORDER BY path"  # noqa: S608
-
-
-def _numbered(first: int, count: int) -> str:
-    return ", ".join(f"${n}" for n in range(first, first + count))
+    return f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE path IN ({entries.numbered(1, count)}) ORDER BY path"  # noqa: S608
 
 
 @lru_cache(maxsize=64)
@@ -564,7 +559,7 @@ def charge_quotas(count: int) -> str:
     (``$3``...), returning each changed quota as it is now (:data:`QUOTA_COLUMNS`). Locks the rows it changes."""
     return (
         "UPDATE quotas SET bytes_used = bytes_used + $1, inodes_used = inodes_used + $2 "  # noqa: S608
-        f"WHERE path IN ({_numbered(3, count)}) RETURNING {QUOTA_COLUMNS}"
+        f"WHERE path IN ({entries.numbered(3, count)}) RETURNING {QUOTA_COLUMNS}"
     )
 
 
@@ -931,8 +926,12 @@ class Queries:
         return _whole_chains(ordered, found) if lock else found
 
     async def get(self, path: str, *, for_update: bool = False) -> Inode | None:
-        """The inode at ``path`` or ``None``; ``for_update`` locks the row until the transaction ends."""
-        found = await self._select([path], self._x.for_update_suffix if for_update else "")
+        """The inode at ``path`` or ``None``; ``for_update`` locks the row until the transaction ends, and its
+        ancestors but the root against a rename or delete (which would move the row away from ``path`` without
+        changing it)."""
+        if for_update:
+            return (await self.lock(set(paths.ancestors(path)) - {paths.ROOT}, exclusive=[path])).get(path)
+        found = await self._select([path])
         return found[0] if found else None
 
     async def get_many(self, paths: Sequence[str]) -> list[Inode]:
