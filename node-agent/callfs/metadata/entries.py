@@ -153,12 +153,13 @@ DIRECTORY_PATHS = (
     f"AND d.parent_ino <> {ROOT_PARENT} UNION ALL "
     "SELECT u.start, d.parent_ino, '/' || d.name || u.path FROM up u JOIN inodes d ON d.ino = u.ino "
     f"AND d.type = 'directory' WHERE d.parent_ino <> {ROOT_PARENT}) "
-    f"SELECT start, path FROM up WHERE ino = (SELECT ino FROM inodes WHERE parent_ino = {ROOT_PARENT} AND name = '')"
+    f"SELECT start, path FROM up WHERE ino = (SELECT ino FROM inodes WHERE parent_ino = {ROOT_PARENT} AND name = '') "
+    f"UNION ALL SELECT ino, '/' FROM inodes WHERE parent_ino = {ROOT_PARENT} AND name = '' AND ino IN ({{inos}})"
 )
 
 
 @lru_cache(maxsize=16)
 def directory_paths(count: int) -> str:
     """``(ino, path)`` of each of ``count`` directories given by inode number (``$1...``), found by walking up
-    from each to the root; the root itself is not among them (its path is ``/``)."""
+    from each to the root (the root's own path is ``/``)."""
     return DIRECTORY_PATHS.format(inos=numbered(1, count))

@@ -455,7 +455,6 @@ UNLINK_NAMES = (
     "UPDATE inodes SET nlink = (SELECT COUNT(*) FROM inodes n WHERE n.ino = $1), ctime = $2 WHERE ino = $1 "
     "RETURNING nlink"
 )
-ROOT_INO = f"SELECT ino FROM inodes WHERE parent_ino = {entries.ROOT_PARENT} AND name = ''"  # noqa: S608
 FIRST_ENTRY: EntryKey = (-1, "")
 """An entry key before every other."""
 # Keyset pages of the files of one backend by entry.
@@ -1525,13 +1524,9 @@ class Queries:
         """Each of ``rows`` (``parent_ino, name, ...``) with the path of its entry and its key, the paths of the
         directories holding them found in one statement."""
         holders = sorted({int(row[0]) for row in rows})
-        found: dict[int, str] = {}
-        if holders:
-            found = {int(ino): path for ino, path in
-                     await self._x.fetch(entries.directory_paths(len(holders)), holders)}
-        root = await self._x.fetch(ROOT_INO, ())
-        if root:
-            found[int(root[0][0])] = paths.ROOT
+        if not holders:
+            return []
+        found = {int(ino): path for ino, path in await self._x.fetch(entries.directory_paths(len(holders)), holders)}
         return [(paths.join(found[int(row[0])], row[1]), (int(row[0]), row[1]), row) for row in rows
                 if int(row[0]) in found]
 
