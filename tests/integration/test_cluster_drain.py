@@ -13,11 +13,19 @@ import aiohttp
 import asyncpg
 
 from callfs.blocks.layout import BLOCK_SIZE
-from callfs.node import Node
 from callfs.replication import VIEW_SECONDS
 from support.http import session
 from support.node import new_auth_section, postgres_redis_sections
-from support.replicas import FAST, blob_owners, content, node_states, put_in_blocks, under_replicated
+from support.replicas import (
+    FAST,
+    blob_owners,
+    collect,
+    content,
+    location_rows,
+    node_states,
+    put_in_blocks,
+    under_replicated,
+)
 from support.waiting import wait_for_async
 
 DRAIN = "/v1/cluster/nodes/{}/drain"
@@ -156,18 +164,9 @@ async def test_the_blocks_of_a_drained_node_gone_down_are_collected_by_a_node_th
     async with session(a) as on_a, on_a.delete("/v1/files/from-c.bin") as response:
         assert response.status == 204
 
-    async def collect(node: Node) -> int:
-        node.engine.block_files.grace = 0
-        return await node.engine.collect_blocks()
-
     assert b.run(collect) == 0  # node-1 is not the first node that stays: it adopts nothing
     assert a.run(collect) == 2
-    dsn = shared["metadata_store"]["dsn"]
-    conn = await asyncpg.connect(dsn)
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM blocks WHERE location = 'node-2'") == 0
-        assert await conn.fetchval("SELECT count(*) FROM block_replicas WHERE location = 'node-2'") == 0
-    finally:
-        await conn.close()
+    blocks, replicas, _ = await location_rows(shared["metadata_store"]["dsn"], "node-2")
+    assert (blocks, replicas) == (0, 0)
     for node in (a, b):
         assert not list((node.data_dir / "blobs" / "replicas" / "node-2" / "objects").glob("*/*"))

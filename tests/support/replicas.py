@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 
+from callfs.node import Node
 from support.http import session
 from support.node import NodeSpec
 
@@ -81,3 +82,24 @@ async def metric(node: NodeSpec, name: str) -> float:
         if line.startswith(f'{name}{{backend="localfs"}}'):
             return float(line.split()[-1])
     return 0.0
+
+
+async def collect(node: Node) -> int:
+    """One block collection on the in-process ``node`` with no grace period left; how many blocks it freed."""
+    node.engine.block_files.grace = 0
+    return await node.engine.collect_blocks()
+
+
+async def location_rows(dsn: str, instance_id: str) -> tuple[int, int, int]:
+    """From the metadata store at ``dsn``: the ``blocks`` rows at node ``instance_id``'s location, the
+    ``block_replicas`` rows at its location, and those at its location or naming it as the holder of a copy."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return (
+            int(await conn.fetchval("SELECT count(*) FROM blocks WHERE location = $1", instance_id)),
+            int(await conn.fetchval("SELECT count(*) FROM block_replicas WHERE location = $1", instance_id)),
+            int(await conn.fetchval(
+                "SELECT count(*) FROM block_replicas WHERE location = $1 OR node = $1", instance_id)),
+        )
+    finally:
+        await conn.close()
